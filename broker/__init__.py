@@ -1,0 +1,1 @@
+"""The embedded partitioned log (see README)."""

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets everything up, then runs the whole default test suite (soak runs are
+# excluded; run them with deploy/soak.sh). Extra arguments go to pytest.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+deploy/setup.sh
+.venv/bin/ruff check broker devices edge tests bench
+exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

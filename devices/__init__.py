@@ -1,0 +1,1 @@
+"""Device transports, codecs and the simulator (see README)."""

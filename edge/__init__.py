@@ -1,0 +1,1 @@
+"""The running appliance (see README)."""
