@@ -1,0 +1,24 @@
+"""Transports: async iterators of frames from serial ports, MQTT and 1-wire sysfs.
+
+They deal in bytes (or MQTT messages) only and know nothing of codecs.
+"""
+
+from devices.transports._errors import DeviceUnavailable, TransportClosed, TransportError
+from devices.transports._framing import FixedLengthFraming, Framing, LineFraming
+from devices.transports._state import Backoff, ConnectionState, StateCallback
+from devices.transports.serial import SerialConfig, SerialStats, SerialTransport
+
+__all__ = [
+    "Backoff",
+    "ConnectionState",
+    "DeviceUnavailable",
+    "FixedLengthFraming",
+    "Framing",
+    "LineFraming",
+    "SerialConfig",
+    "SerialStats",
+    "SerialTransport",
+    "StateCallback",
+    "TransportClosed",
+    "TransportError",
+]
