@@ -6,6 +6,7 @@ They deal in bytes (or MQTT messages) only and know nothing of codecs.
 from devices.transports._errors import DeviceUnavailable, TransportClosed, TransportError
 from devices.transports._framing import FixedLengthFraming, Framing, LineFraming
 from devices.transports._state import Backoff, ConnectionState, StateCallback
+from devices.transports.mqtt import MqttConfig, MqttMessage, MqttStats, MqttTransport, TlsConfig
 from devices.transports.serial import SerialConfig, SerialStats, SerialTransport
 
 __all__ = [
@@ -15,10 +16,15 @@ __all__ = [
     "FixedLengthFraming",
     "Framing",
     "LineFraming",
+    "MqttConfig",
+    "MqttMessage",
+    "MqttStats",
+    "MqttTransport",
     "SerialConfig",
     "SerialStats",
     "SerialTransport",
     "StateCallback",
+    "TlsConfig",
     "TransportClosed",
     "TransportError",
 ]

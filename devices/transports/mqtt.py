@@ -1,0 +1,340 @@
+"""MQTT transport: an async iterator of messages from paho-mqtt 2.x.
+
+paho runs its network loop in its own thread (``loop_start``) and reconnects
+with backoff by itself, also when the first connect fails. Messages reach
+the event loop through ``call_soon_threadsafe``.
+
+Delivery guarantee: the client uses a persistent session (fixed client id,
+``clean_session=False`` / ``clean_start=False`` + session expiry) and paho's
+manual acknowledgement, so a QoS 1 message is PUBACKed only when the
+consumer calls ``await message.ack()`` after durably accepting it. A crash
+before that leaves the message unacknowledged at the broker, which sends it
+again when the session resumes. Consumers must therefore tolerate duplicates
+(at-least-once). How many unacknowledged messages are in flight at once is
+the broker's window (mosquitto's ``max_inflight_messages``, or our MQTT 5
+``receive_maximum``), which also bounds this transport's queue for QoS 1.
+
+The password is never logged and never appears in a repr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from devices.transports._errors import TransportClosed
+from devices.transports._state import Backoff, ConnectionState, StateCallback
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = {"3.1.1": MQTTProtocolVersion.MQTTv311, "5": MQTTProtocolVersion.MQTTv5}
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """TLS to the broker; `ca_file` None means the system's trust store."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False  # skip hostname check: only for test brokers with self-made certs
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """Settings of one MQTT subscription; times in seconds.
+
+    `topics` are filters and may use ``+`` and ``#``. A persistent session
+    (the default) needs a fixed, non-empty `client_id`.
+    """
+
+    host: str
+    port: int = 1883
+    topics: tuple[str, ...] = ("#",)
+    qos: int = 1
+    client_id: str = ""
+    protocol: str = "3.1.1"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: TlsConfig | None = None
+    keepalive: int = 30
+    persistent: bool = True
+    session_expiry: int = 7 * 24 * 3600  # MQTT 5: how long the broker keeps our session
+    receive_maximum: int | None = None  # MQTT 5: our in-flight window for QoS 1
+    backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.5, maximum=30.0))
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ValueError("MQTT host must not be empty, got ''")
+        if not isinstance(self.port, int) or not 0 < self.port < 65536:
+            raise ValueError(f"MQTT port must be an integer in 1..65535, got {self.port!r}")
+        if isinstance(self.topics, str):
+            raise ValueError(f"topics must be a tuple of filters, got the string {self.topics!r}")
+        if not self.topics or not all(isinstance(t, str) and t for t in self.topics):
+            raise ValueError(f"topics must be non-empty filters, got {self.topics!r}")
+        if self.qos not in (0, 1):
+            raise ValueError(f"qos must be 0 or 1, got {self.qos!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, got {self.protocol!r}")
+        if self.persistent and not self.client_id:
+            raise ValueError("a persistent session needs a fixed client_id, got ''")
+        if self.keepalive < 1:
+            raise ValueError(f"keepalive must be >= 1 second, got {self.keepalive!r}")
+
+
+@dataclass(eq=False)
+class MqttMessage:
+    """One message as it arrived; call ``await ack()`` once it is durably accepted.
+
+    For QoS 0 ack() does nothing. It is safe to call twice.
+    """
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool = False
+    duplicate: bool = False  # the broker says it may have been delivered before
+    _ack: Callable[[], None] | None = field(default=None, repr=False)
+
+    async def ack(self) -> None:
+        """Acknowledge to the broker (QoS 1 PUBACK); never blocks."""
+        fn, self._ack = self._ack, None
+        if fn is not None:
+            fn()
+
+
+@dataclass
+class MqttStats:
+    """Counters of one MqttTransport."""
+
+    messages: int = 0
+    acks: int = 0
+    stale_acks: int = 0  # acks of messages from an earlier connection: the broker resends them
+    connects: int = 0
+    disconnects: int = 0
+
+
+class MqttTransport:
+    """Async iterator of MqttMessage from the subscribed topic filters.
+
+    State is CONNECTED once connected and all subscriptions are granted.
+    Use as ``async with MqttTransport(cfg) as t: async for m in t: ...; await m.ack()``.
+    """
+
+    def __init__(self, config: MqttConfig, *, on_state: StateCallback | None = None) -> None:
+        self.config = config
+        self.stats = MqttStats()
+        self._on_state = on_state
+        self._state = ConnectionState.CONNECTING
+        self._queue: collections.deque[MqttMessage] = collections.deque()
+        self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: paho.Client | None = None
+        self._closed = False
+        self._generation = 0  # bumped on every connect; guards acks across reconnects
+        self._lock = threading.Lock()
+        self._pending_sub: int | None = None
+
+    @property
+    def id(self) -> str:
+        """A stable id for logs and metrics (no credentials in it)."""
+        c = self.config
+        return f"mqtt://{c.host}:{c.port}/{c.client_id or '-'}"
+
+    @property
+    def state(self) -> ConnectionState:
+        """The current ConnectionState."""
+        return self._state
+
+    async def start(self) -> None:
+        """Start connecting in paho's thread; returns at once. Raises TransportClosed after close()."""
+        if self._closed:
+            raise TransportClosed(f"{self.id} is closed")
+        if self._client is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        self._client = self._make_client()
+        c = self.config
+        kwargs: dict[str, Any] = {}
+        if c.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = c.session_expiry if c.persistent else 0
+            if c.receive_maximum:
+                props.ReceiveMaximum = c.receive_maximum
+            kwargs = {"clean_start": not c.persistent, "properties": props}
+        self._client.connect_async(c.host, c.port, c.keepalive, **kwargs)
+        self._client.loop_start()
+
+    def _make_client(self) -> paho.Client:
+        c = self.config
+        kwargs: dict[str, Any] = {}
+        if c.protocol == "3.1.1":
+            kwargs["clean_session"] = not c.persistent
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=c.client_id,
+            protocol=PROTOCOLS[c.protocol],
+            manual_ack=True,
+            **kwargs,
+        )
+        if c.username is not None:
+            client.username_pw_set(c.username, c.password)
+        if c.tls is not None:
+            client.tls_set(
+                ca_certs=c.tls.ca_file,
+                certfile=c.tls.cert_file,
+                keyfile=c.tls.key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            client.tls_insecure_set(c.tls.insecure)
+        client.reconnect_delay_set(c.backoff.initial, c.backoff.maximum)  # type: ignore[arg-type]
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
+
+    async def wait_state(self, state: ConnectionState, timeout: float | None = None) -> None:
+        """Wait until the transport reaches `state`; raises TimeoutError after `timeout` s."""
+        async with asyncio.timeout(timeout):
+            while self._state is not state:
+                assert self._wakeup is not None, "start() first"
+                self._wakeup.clear()
+                await self._wakeup.wait()
+
+    async def close(self) -> None:
+        """Disconnect and stop paho's thread; unacked QoS 1 messages stay at the broker.
+
+        Safe to call twice; iteration ends after it.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        client = self._client
+        if client is not None:
+            client.disconnect()
+            await asyncio.to_thread(client.loop_stop)
+        self._set_state(ConnectionState.CLOSED)
+
+    async def __aenter__(self) -> MqttTransport:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __aiter__(self) -> MqttTransport:
+        return self
+
+    async def __anext__(self) -> MqttMessage:
+        """The next message; waits without blocking the loop. StopAsyncIteration after close()."""
+        if self._client is None:
+            await self.start()
+        assert self._wakeup is not None
+        while True:
+            if self._queue:
+                return self._queue.popleft()
+            if self._closed:
+                raise StopAsyncIteration
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    # -- loop side ------------------------------------------------------------------------
+
+    def _deliver(self, message: MqttMessage) -> None:
+        self._queue.append(message)
+        self.stats.messages += 1
+        assert self._wakeup is not None
+        self._wakeup.set()
+
+    def _set_state(self, state: ConnectionState) -> None:
+        if state is self._state or self._state is ConnectionState.CLOSED:
+            return
+        self._state = state
+        if self._wakeup is not None:
+            self._wakeup.set()
+        if self._on_state is not None:
+            try:
+                self._on_state(state)
+            except Exception:
+                log.exception("%s: state callback failed", self.id)
+
+    def _ack(self, mid: int, qos: int, generation: int) -> None:
+        # Under the lock so a disconnect cannot slip between the check and the send.
+        with self._lock:
+            if generation != self._generation:
+                # The mid belonged to a connection that is gone; the broker resends the
+                # message on the resumed session, and that copy gets acked instead.
+                self.stats.stale_acks += 1
+                return
+            assert self._client is not None
+            self._client.ack(mid, qos)
+        self.stats.acks += 1
+
+    # -- paho's thread --------------------------------------------------------------------
+
+    def _call(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            pass  # the loop is gone; close() was not awaited, nothing left to tell
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        if reason_code.is_failure:
+            log.warning("%s: connect refused: %s", self.id, reason_code)
+            self._call(self._set_state, ConnectionState.DISCONNECTED)
+            return
+        with self._lock:
+            self._generation += 1
+        self.stats.connects += 1
+        log.info("%s: connected (session present: %s)", self.id, flags.session_present)
+        qos = self.config.qos
+        result, mid = client.subscribe([(t, qos) for t in self.config.topics])
+        if result != paho.MQTT_ERR_SUCCESS:
+            log.warning("%s: subscribe failed to send: %s", self.id, result)
+            return
+        self._pending_sub = mid
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # type: ignore[no-untyped-def]
+        if mid != self._pending_sub:
+            return
+        for topic, rc in zip(self.config.topics, reason_codes, strict=False):
+            if rc.is_failure:
+                log.error("%s: subscription to %r refused: %s", self.id, topic, rc)
+        self._call(self._set_state, ConnectionState.CONNECTED)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        if self._closed:
+            return
+        self.stats.disconnects += 1
+        log.warning("%s: disconnected (%s); paho reconnects with backoff", self.id, reason_code)
+        with self._lock:
+            self._generation += 1  # acks of what we hold now would hit the wrong packet ids
+        self._call(self._set_state, ConnectionState.DISCONNECTED)
+
+    def _on_message(self, client, userdata, msg: paho.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
+        ack = None
+        if msg.qos > 0:
+            mid, qos, gen = msg.mid, msg.qos, self._generation
+            ack = lambda: self._ack(mid, qos, gen)  # noqa: E731
+        message = MqttMessage(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), bool(msg.dup), ack)
+        self._call(self._deliver, message)
