@@ -8,6 +8,7 @@ from devices.transports._framing import FixedLengthFraming, Framing, LineFraming
 from devices.transports._state import Backoff, ConnectionState, StateCallback
 from devices.transports.mqtt import MqttConfig, MqttMessage, MqttStats, MqttTransport, TlsConfig
 from devices.transports.serial import SerialConfig, SerialStats, SerialTransport
+from devices.transports.w1 import W1Config, W1Sample, W1Transport
 
 __all__ = [
     "Backoff",
@@ -27,4 +28,7 @@ __all__ = [
     "TlsConfig",
     "TransportClosed",
     "TransportError",
+    "W1Config",
+    "W1Sample",
+    "W1Transport",
 ]
