@@ -1,0 +1,119 @@
+"""The common data model: what every codec produces and every encoder takes.
+
+A ``Reading`` is one measurement of one device, already in the units the
+event log uses (DESIGN.md "Events"): degrees for lat/lon, m/s, metres, °C,
+mmHg, beats/min. The device's own fields are kept under standard names, and
+where a device sent another unit the original unit (and value) is kept too,
+e.g. ``"unit_original": "kPa"``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from devices._errors import DecodeError
+
+__all__ = ["KINDS", "DeadLetter", "Reading", "SpecialValue"]
+
+#: The kinds of device the appliance knows.
+KINDS = frozenset({"gps", "temperature", "blood_pressure"})
+
+
+class SpecialValue(enum.StrEnum):
+    """An IEEE-11073 special value: reported as itself, never as a number.
+
+    A ``str`` enum, so it lands in the JSON event as ``"NaN"``, ``"+INF"``...
+    """
+
+    NAN = "NaN"
+    NRES = "NRes"  # "not at this resolution": the value did not fit
+    POSITIVE_INFINITY = "+INF"
+    NEGATIVE_INFINITY = "-INF"
+    RESERVED = "reserved"  # a reserved code point: not a value at all
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One measurement of one device, in normalised units.
+
+    ``values`` holds JSON-able primitives only (str, int, float, bool, None,
+    lists, dicts, ``SpecialValue``). ``timestamp_ms`` is the device's own clock
+    in ms since the epoch (UTC) when the frame carried one, else ``None`` and
+    the adapter stamps the arrival time.
+    """
+
+    device_id: str
+    kind: str
+    schema: str
+    values: Mapping[str, Any] = field(hash=False)
+    timestamp_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.device_id, str) or not self.device_id:
+            raise ValueError(f"Reading.device_id must be a non-empty str, got {self.device_id!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"Reading.kind must be one of {sorted(KINDS)}, got {self.kind!r}")
+        if self.timestamp_ms is not None and not isinstance(self.timestamp_ms, int):
+            raise ValueError(f"Reading.timestamp_ms must be int ms or None, got {self.timestamp_ms!r}")
+
+    def to_event_value(self) -> dict[str, Any]:
+        """The JSON object for the event log's value.
+
+        A fresh dict (safe to mutate) of ``values`` with special values as
+        their strings and non-finite floats as ``"NaN"``/``"+INF"``/``"-INF"``
+        (JSON has no such numbers). Kind and schema travel in event headers.
+        """
+        return {k: _jsonable(v) for k, v in self.values.items()}
+
+    def with_timestamp(self, timestamp_ms: int) -> Reading:
+        """A copy stamped with ``timestamp_ms`` (adapters use it for arrival time)."""
+        return Reading(self.device_id, self.kind, self.schema, self.values, timestamp_ms)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, SpecialValue):
+        return value.value
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("+INF" if value > 0 else "-INF")
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A frame that did not decode, as it goes to the dead-letter topic.
+
+    ``source`` names where it came from (a port, an MQTT topic, a file).
+    """
+
+    raw: bytes
+    reason: str
+    codec: str
+    source: str
+    arrived_ms: int | None = None
+
+    @classmethod
+    def from_error(
+        cls, error: DecodeError, source: str, arrived_ms: int | None = None
+    ) -> DeadLetter:
+        """Make a dead letter from a ``DecodeError`` raised for a frame from ``source``."""
+        return cls(error.raw, error.reason, error.codec, source, arrived_ms)
+
+    def to_event_value(self) -> dict[str, Any]:
+        """The JSON object for the dead-letter topic (raw bytes as hex, exact)."""
+        return {
+            "raw_hex": self.raw.hex(),
+            "raw_text": self.raw.decode("utf-8", "backslashreplace"),
+            "reason": self.reason,
+            "codec": self.codec,
+            "source": self.source,
+            "arrived_ms": self.arrived_ms,
+        }
+
