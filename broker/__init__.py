@@ -1,1 +1,90 @@
-"""The embedded partitioned log (see README)."""
+"""The embedded partitioned log: Kafka's ideas and kafka-python's API on one SQLite file.
+
+>>> from broker import KafkaProducer, KafkaConsumer
+>>> producer = KafkaProducer(data_dir="/tmp/log", value_serializer=lambda v: json.dumps(v).encode())
+>>> producer.send("readings", {"c": 21.5}, key=b"room-1").get(timeout=10)
+>>> for record in KafkaConsumer("readings", data_dir="/tmp/log", auto_offset_reset="earliest"):
+...     print(record.offset, record.value)
+"""
+
+from ._admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPartitions
+from ._clock import Clock, ManualClock, SystemClock
+from ._config import DROP_LEDGER_TOPIC, Durability, FullPolicy, LogConfig, TopicConfig
+from ._consumer import KafkaConsumer
+from ._errors import (
+    BrokerError,
+    ClosedError,
+    ConfigError,
+    CorruptLogError,
+    InvalidPartitionsError,
+    InvalidTopicError,
+    KafkaTimeoutError,
+    LogFullError,
+    LogLockedError,
+    OffsetOutOfRangeError,
+    SerializationError,
+    StorageError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
+from ._future import FutureRecordMetadata
+from ._murmur2 import default_partition, murmur2
+from ._producer import KafkaProducer
+from ._records import (
+    ConsumerGroupDescription,
+    ConsumerRecord,
+    GroupOffset,
+    NewTopic,
+    OffsetAndMetadata,
+    OffsetAndTimestamp,
+    PartitionDescription,
+    RecordMetadata,
+    TopicDescription,
+    TopicPartition,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DROP_LEDGER_TOPIC",
+    "BrokerError",
+    "Clock",
+    "ClosedError",
+    "ConfigError",
+    "ConfigResource",
+    "ConfigResourceType",
+    "ConsumerGroupDescription",
+    "ConsumerRecord",
+    "CorruptLogError",
+    "Durability",
+    "FullPolicy",
+    "FutureRecordMetadata",
+    "GroupOffset",
+    "InvalidPartitionsError",
+    "InvalidTopicError",
+    "KafkaAdminClient",
+    "KafkaConsumer",
+    "KafkaProducer",
+    "KafkaTimeoutError",
+    "LogConfig",
+    "LogFullError",
+    "LogLockedError",
+    "ManualClock",
+    "NewPartitions",
+    "NewTopic",
+    "OffsetAndMetadata",
+    "OffsetAndTimestamp",
+    "OffsetOutOfRangeError",
+    "PartitionDescription",
+    "RecordMetadata",
+    "SerializationError",
+    "StorageError",
+    "SystemClock",
+    "TopicAlreadyExistsError",
+    "TopicConfig",
+    "TopicDescription",
+    "TopicPartition",
+    "UnknownTopicOrPartitionError",
+    "default_partition",
+    "murmur2",
+]

@@ -1,0 +1,365 @@
+"""``KafkaAdminClient``: topics, configs and consumer groups of the local log."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from ._client import open_log
+from ._config import DROP_LEDGER_TOPIC, LogConfig, TopicConfig, validate_topic_name
+from ._errors import (
+    ClosedError,
+    ConfigError,
+    InvalidPartitionsError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
+from ._log import Log, create_topic_rows
+from ._records import (
+    ConsumerGroupDescription,
+    GroupOffset,
+    NewTopic,
+    OffsetAndMetadata,
+    PartitionDescription,
+    TopicDescription,
+    TopicPartition,
+)
+from ._storage import transaction, translate
+
+
+class ConfigResourceType(IntEnum):
+    """As ``kafka.admin.ConfigResourceType``; only topics have configs here."""
+
+    TOPIC = 2
+
+
+@dataclass
+class ConfigResource:
+    """As ``kafka.admin.ConfigResource``: a topic and the configs to set or read."""
+
+    resource_type: ConfigResourceType | str
+    name: str
+    configs: dict[str, str] | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class NewPartitions:
+    """As ``kafka.admin.NewPartitions``: grow a topic to ``total_count`` partitions."""
+
+    total_count: int
+    new_assignments: Any = None
+
+
+def topic_partition_count(lg: Log, topic: str) -> int:
+    row = lg.reader().execute("SELECT partitions FROM topics WHERE name=?", (topic,)).fetchone()
+    if row is None:
+        raise UnknownTopicOrPartitionError(f"unknown topic {topic!r}")
+    return row[0]
+
+
+class KafkaAdminClient:
+    """Manage the local log as kafka-python's ``KafkaAdminClient`` manages a cluster.
+
+    Every method is synchronous and durable when it returns.  Raises
+    ``TopicAlreadyExistsError``, ``UnknownTopicOrPartitionError``,
+    ``InvalidPartitionsError`` or ``ConfigError`` for bad requests.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None, *,
+                 log_config: LogConfig | None = None, **kafka_options: Any) -> None:
+        self._log = open_log(data_dir, log_config, kafka_options, "KafkaAdminClient")
+        self._closed = False
+
+    def _conn(self):  # noqa: ANN202 - sqlite3.Connection
+        if self._closed:
+            raise ClosedError("this KafkaAdminClient was closed")
+        return self._log.reader()
+
+    def _write(self, what: str):  # noqa: ANN202 - context manager
+        return _Write(self, what)
+
+    # -- topics -------------------------------------------------------------------------------
+
+    def create_topics(self, new_topics: Iterable[NewTopic], timeout_ms: int | None = None,
+                      validate_only: bool = False) -> None:
+        """Create topics; all or none (a bad one fails the whole call before anything is written)."""
+        todo = []
+        for nt in new_topics:
+            validate_topic_name(nt.name)
+            if not isinstance(nt.num_partitions, int) or nt.num_partitions < 1:
+                raise InvalidPartitionsError(
+                    f"topic {nt.name!r}: num_partitions must be an integer >= 1, got {nt.num_partitions!r}"
+                )
+            if nt.replication_factor not in (1, -1):
+                raise ConfigError(
+                    f"topic {nt.name!r}: replication_factor {nt.replication_factor} is not possible on one box; use 1"
+                )
+            cfg = self._log.config.default_topic_config.altered(dict(nt.topic_configs or {}))
+            todo.append((nt, cfg))
+        names = [nt.name for nt, _ in todo]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"create_topics: a topic is named twice in {names}")
+        if validate_only:
+            return
+        with self._write("creating topics") as conn:
+            for nt, cfg in todo:
+                if conn.execute("SELECT 1 FROM topics WHERE name=?", (nt.name,)).fetchone():
+                    raise TopicAlreadyExistsError(f"topic {nt.name!r} already exists")
+                create_topic_rows(conn, nt.name, nt.num_partitions, cfg, self._log.clock.wall_ms())
+
+    def delete_topics(self, topics: Iterable[str], timeout_ms: int | None = None) -> None:
+        """Delete topics, their records and the groups' offsets on them."""
+        topics = list(topics)
+        with self._write("deleting topics") as conn:
+            for name in topics:
+                if not conn.execute("SELECT 1 FROM topics WHERE name=?", (name,)).fetchone():
+                    raise UnknownTopicOrPartitionError(f"cannot delete unknown topic {name!r}")
+                for table, col in (("records", "topic"), ("partitions", "topic"),
+                                   ("group_offsets", "topic"), ("topics", "name")):
+                    conn.execute(f"DELETE FROM {table} WHERE {col}=?", (name,))
+
+    def list_topics(self) -> list[str]:
+        return [n for (n,) in self._conn().execute("SELECT name FROM topics ORDER BY name")]
+
+    def describe_topics(self, topics: Iterable[str] | None = None) -> list[TopicDescription]:
+        """Partitions with their offsets, record counts and sizes, and the topic config."""
+        conn = self._conn()
+        names = list(topics) if topics is not None else self.list_topics()
+        out = []
+        for name in names:
+            row = conn.execute(
+                "SELECT retention_ms, retention_bytes, priority FROM topics WHERE name=?", (name,)
+            ).fetchone()
+            if row is None:
+                raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
+            cfg = TopicConfig(*row)
+            parts = [
+                PartitionDescription(p, start, end, count, size)
+                for p, start, end, size, count in conn.execute(
+                    "SELECT p.partition, p.log_start_offset, p.next_offset, p.bytes,"
+                    " (SELECT count(*) FROM records r WHERE r.topic=p.topic AND r.partition=p.partition"
+                    "  AND r.offset >= p.log_start_offset)"
+                    " FROM partitions p WHERE p.topic=? ORDER BY p.partition",
+                    (name,),
+                )
+            ]
+            out.append(TopicDescription(name, parts, cfg.to_kafka(), cfg.priority))
+        return out
+
+    def create_partitions(self, topic_partitions: dict[str, NewPartitions], timeout_ms: int | None = None,
+                          validate_only: bool = False) -> None:
+        """Grow topics (keys then map to other partitions, as in Kafka)."""
+        with self._write("adding partitions") as conn:
+            for name, np in topic_partitions.items():
+                row = conn.execute("SELECT partitions FROM topics WHERE name=?", (name,)).fetchone()
+                if row is None:
+                    raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
+                if np.total_count <= row[0]:
+                    raise InvalidPartitionsError(
+                        f"topic {name!r} has {row[0]} partitions; the new count must be larger, got {np.total_count}"
+                    )
+                if validate_only:
+                    continue
+                conn.execute("UPDATE topics SET partitions=? WHERE name=?", (np.total_count, name))
+                conn.executemany(
+                    "INSERT INTO partitions(topic, partition, next_offset, log_start_offset, bytes) VALUES (?,?,0,0,0)",
+                    [(name, p) for p in range(row[0], np.total_count)],
+                )
+
+    def describe_configs(self, config_resources: Iterable[ConfigResource]) -> list[ConfigResource]:
+        out = []
+        for res in config_resources:
+            desc = self.describe_topics([res.name])[0]
+            out.append(ConfigResource(ConfigResourceType.TOPIC, res.name, dict(desc.config)))
+        return out
+
+    def alter_configs(self, config_resources: Iterable[ConfigResource]) -> None:
+        """Set topic configs (``retention.ms``, ``retention.bytes``, ``priority``)."""
+        for res in config_resources:
+            self.alter_topic_config(res.name, dict(res.configs or {}))
+
+    def alter_topic_config(self, topic: str, changes: dict[str, str]) -> TopicConfig:
+        """Apply Kafka-style ``changes`` to one topic; returns the new config."""
+        with self._write(f"altering the config of {topic!r}") as conn:
+            row = conn.execute(
+                "SELECT retention_ms, retention_bytes, priority FROM topics WHERE name=?", (topic,)
+            ).fetchone()
+            if row is None:
+                raise UnknownTopicOrPartitionError(f"unknown topic {topic!r}")
+            cfg = TopicConfig(*row).altered(changes)
+            conn.execute(
+                "UPDATE topics SET retention_ms=?, retention_bytes=?, priority=? WHERE name=?",
+                (cfg.retention_ms, cfg.retention_bytes, cfg.priority, topic),
+            )
+        return cfg
+
+    # -- consumer groups ----------------------------------------------------------------------
+
+    def list_consumer_groups(self) -> list[tuple[str, str]]:
+        """``[(group_id, "consumer"), ...]`` for every group that committed an offset."""
+        rows = self._conn().execute(
+            "SELECT DISTINCT group_id FROM group_offsets UNION SELECT group_id FROM protected_groups ORDER BY 1"
+        )
+        return [(g, "consumer") for (g,) in rows]
+
+    def list_consumer_group_offsets(self, group_id: str,
+                                    partitions: Iterable[TopicPartition] | None = None
+                                    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        rows = self._conn().execute(
+            "SELECT topic, partition, offset, metadata FROM group_offsets WHERE group_id=? ORDER BY topic, partition",
+            (group_id,),
+        )
+        out = {TopicPartition(t, p): OffsetAndMetadata(o, m) for t, p, o, m in rows}
+        if partitions is not None:
+            want = {TopicPartition(*tp) for tp in partitions}
+            out = {tp: om for tp, om in out.items() if tp in want}
+        return out
+
+    def describe_consumer_group(self, group_id: str) -> ConsumerGroupDescription:
+        """Committed offsets, log end offsets and lag per partition of the group's topics."""
+        conn = self._conn()
+        committed = self.list_consumer_group_offsets(group_id)
+        topics = sorted({tp.topic for tp in committed})
+        rows = []
+        for topic in topics:
+            for p, end in conn.execute("SELECT partition, next_offset FROM partitions WHERE topic=?", (topic,)):
+                c = committed.get(TopicPartition(topic, p))
+                rows.append(GroupOffset(topic, p, c.offset if c else None, end, end - c.offset if c else None))
+        protected = conn.execute("SELECT 1 FROM protected_groups WHERE group_id=?", (group_id,)).fetchone()
+        return ConsumerGroupDescription(group_id, bool(protected), rows)
+
+    def alter_consumer_group_offsets(self, group_id: str,
+                                     offsets: dict[TopicPartition, OffsetAndMetadata | int]) -> None:
+        now = self._log.clock.wall_ms()
+        with self._write(f"setting offsets of group {group_id!r}") as conn:
+            for tp, om in offsets.items():
+                off, meta = (om, "") if isinstance(om, int) else (om.offset, om.metadata or "")
+                if conn.execute("SELECT 1 FROM partitions WHERE topic=? AND partition=?", tuple(tp)).fetchone() is None:
+                    raise UnknownTopicOrPartitionError(f"no partition {tp[1]} of topic {tp[0]!r}")
+                conn.execute(
+                    "INSERT INTO group_offsets(group_id, topic, partition, offset, metadata, commit_ms)"
+                    " VALUES (?,?,?,?,?,?) ON CONFLICT(group_id, topic, partition) DO UPDATE SET"
+                    " offset=excluded.offset, metadata=excluded.metadata, commit_ms=excluded.commit_ms",
+                    (group_id, tp[0], tp[1], off, meta, now),
+                )
+
+    def reset_consumer_group_offsets(self, group_id: str, topics: Iterable[str], to: str,
+                                     value: int | None = None, execute: bool = True) -> dict[TopicPartition, int]:
+        """Compute (and with ``execute``, commit) new offsets for the group on ``topics``.
+
+        ``to``: ``earliest``, ``latest``, ``timestamp`` (``value`` in ms: the first
+        record at or after it, else the end) or ``offset`` (``value``, clamped to the log).
+        """
+        if to not in ("earliest", "latest", "timestamp", "offset"):
+            raise ConfigError(f"reset to {to!r}: expected earliest, latest, timestamp or offset")
+        if to in ("timestamp", "offset") and not isinstance(value, int):
+            raise ConfigError(f"reset to {to}: needs an integer value, got {value!r}")
+        conn = self._conn()
+        plan: dict[TopicPartition, int] = {}
+        for topic in topics:
+            parts = conn.execute(
+                "SELECT partition, log_start_offset, next_offset FROM partitions WHERE topic=? ORDER BY partition",
+                (topic,),
+            ).fetchall()
+            if not parts:
+                raise UnknownTopicOrPartitionError(f"unknown topic {topic!r}")
+            for p, start, end in parts:
+                if to == "earliest":
+                    off = start
+                elif to == "latest":
+                    off = end
+                elif to == "offset":
+                    off = min(max(value, start), end)
+                else:
+                    row = conn.execute(
+                        "SELECT min(offset) FROM records WHERE topic=? AND partition=? AND timestamp>=?",
+                        (topic, p, value),
+                    ).fetchone()
+                    off = row[0] if row[0] is not None else end
+                plan[TopicPartition(topic, p)] = off
+        if execute:
+            self.alter_consumer_group_offsets(group_id, dict(plan))
+        return plan
+
+    def delete_consumer_groups(self, group_ids: Iterable[str]) -> None:
+        with self._write("deleting consumer groups") as conn:
+            for g in group_ids:
+                conn.execute("DELETE FROM group_offsets WHERE group_id=?", (g,))
+                conn.execute("DELETE FROM protected_groups WHERE group_id=?", (g,))
+
+    def protect_consumer_group(self, group_id: str, protected: bool = True) -> None:
+        """Make retention keep every record this group has not committed past (the uplink's group)."""
+        with self._write(f"protecting group {group_id!r}") as conn:
+            if protected:
+                conn.execute("INSERT OR IGNORE INTO protected_groups(group_id) VALUES (?)", (group_id,))
+            else:
+                conn.execute("DELETE FROM protected_groups WHERE group_id=?", (group_id,))
+
+    # -- the log as a whole -------------------------------------------------------------------
+
+    def describe_log(self) -> dict[str, Any]:
+        """Size, quota and drop counters of the whole log."""
+        conn = self._conn()
+        used, records = conn.execute("SELECT coalesce(sum(bytes),0), coalesce(sum(next_offset-log_start_offset),0)"
+                                     " FROM partitions").fetchone()
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        cfg = self._log.config
+        return {
+            "data_dir": str(cfg.data_dir),
+            "bytes": used,
+            "records": records,
+            "file_bytes": page_size * pages,
+            "quota_bytes": cfg.quota_bytes,
+            "full_policy": cfg.full_policy.value,
+            "durability": cfg.durability.value,
+            "dropped_records": int(meta.get("dropped_records", 0)),
+            "expired_records": int(meta.get("expired_records", 0)),
+            "log_clock_ms": int(meta.get("log_clock_ms", 0)),
+            "drop_ledger_topic": DROP_LEDGER_TOPIC,
+        }
+
+    def run_retention(self) -> dict[str, int]:
+        """Apply retention now rather than at the next periodic pass; returns removed counts."""
+        self._conn()
+        return self._log.run_retention()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._log.release()
+
+    def __enter__(self) -> KafkaAdminClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Write:
+    """One durable metadata transaction on the admin's connection, errors translated."""
+
+    def __init__(self, admin: KafkaAdminClient, what: str) -> None:
+        self._conn = admin._conn()
+        self._what = what
+        self._log = admin._log
+        self._tx = transaction(self._conn)
+
+    def __enter__(self):  # noqa: ANN204
+        try:
+            return self._tx.__enter__()
+        except Exception as exc:
+            raise translate(exc, self._what) from exc
+
+    def __exit__(self, et, ev, tb):  # noqa: ANN001, ANN204
+        try:
+            self._tx.__exit__(et, ev, tb)
+        except Exception as exc:
+            raise translate(exc, self._what) from exc
+        if et is None:
+            self._log.notify()
+        return False

@@ -1,0 +1,140 @@
+"""Settings of the log and of its topics, validated with messages that say what was expected."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from ._clock import Clock, SystemClock
+from ._errors import ConfigError, InvalidTopicError
+
+
+class Durability(StrEnum):
+    """When an append is acknowledged.
+
+    ``FSYNC`` (the default): after the transaction is fsynced; survives power loss.
+    ``NO_FSYNC``: after the transaction is written to the OS; survives the
+    process crashing or being killed, but a power cut or kernel panic can lose
+    the last acknowledged records (SQLite WAL with ``synchronous=NORMAL``).
+    """
+
+    FSYNC = "fsync"
+    NO_FSYNC = "no-fsync"
+
+
+class FullPolicy(StrEnum):
+    """What the log does when the disk quota is reached."""
+
+    REJECT = "reject"
+    DROP_OLDEST = "drop-oldest"
+
+
+DROP_LEDGER_TOPIC = "__drop_ledger"
+
+_TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+
+
+def validate_topic_name(name: object) -> str:
+    """Return ``name`` if Kafka would accept it as a topic name, else raise."""
+    if not isinstance(name, str) or not _TOPIC_RE.match(name) or name in (".", ".."):
+        raise InvalidTopicError(
+            f"invalid topic name {name!r}: expected 1 to 249 characters of "
+            "ASCII letters, digits, '.', '_' or '-'"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class TopicConfig:
+    """Per-topic settings, under Kafka's names where Kafka has them.
+
+    ``retention_ms`` / ``retention_bytes``: -1 keeps forever.  Age is measured
+    on the log clock (see ``_clock``).  ``priority``: higher is more precious:
+    drained upstream first, dropped last under the disk quota.
+    """
+
+    retention_ms: int = 7 * 24 * 3600 * 1000
+    retention_bytes: int = -1
+    priority: int = 0
+
+    _KEYS = {
+        "retention.ms": "retention_ms",
+        "retention.bytes": "retention_bytes",
+        "priority": "priority",
+    }
+
+    def to_kafka(self) -> dict[str, str]:
+        """The config as Kafka-style string pairs."""
+        return {k: str(getattr(self, attr)) for k, attr in self._KEYS.items()}
+
+    def altered(self, changes: dict[str, str]) -> TopicConfig:
+        """Return a copy with Kafka-style ``changes`` applied, validated."""
+        values = {attr: getattr(self, attr) for attr in self._KEYS.values()}
+        for key, raw in changes.items():
+            attr = self._KEYS.get(key)
+            if attr is None:
+                raise ConfigError(
+                    f"unknown topic config {key!r}: expected one of {', '.join(sorted(self._KEYS))}"
+                )
+            try:
+                value = int(str(raw).strip())
+            except ValueError:
+                raise ConfigError(f"{key}: expected an integer, got {raw!r}") from None
+            if attr != "priority" and value < -1:
+                raise ConfigError(f"{key}: expected -1 (unlimited) or a positive integer, got {raw!r}")
+            values[attr] = value
+        return TopicConfig(**values)
+
+
+def parse_config_pairs(pairs: list[str]) -> dict[str, str]:
+    """Parse ``key=value`` strings (from ``--config``) into a dict, naming the bad one."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"malformed config {pair!r}: expected key=value, e.g. retention.ms=3600000")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Settings of one log (one data directory).
+
+    ``quota_bytes``: the most the records of all topics may take (None: no
+    quota).  Reaching it triggers ``full_policy``.  Times are in seconds.
+    """
+
+    data_dir: Path
+    durability: Durability = Durability.FSYNC
+    quota_bytes: int | None = None
+    full_policy: FullPolicy = FullPolicy.REJECT
+    default_partitions: int = 1
+    default_topic_config: TopicConfig = field(default_factory=TopicConfig)
+    auto_create_topics: bool = True
+    retention_check_interval_s: float = 5.0
+    busy_timeout_s: float = 10.0
+    clock: Clock = field(default_factory=SystemClock, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        try:
+            object.__setattr__(self, "durability", Durability(self.durability))
+        except ValueError:
+            raise ConfigError(
+                f"durability: expected 'fsync' or 'no-fsync', got {self.durability!r}"
+            ) from None
+        try:
+            object.__setattr__(self, "full_policy", FullPolicy(self.full_policy))
+        except ValueError:
+            raise ConfigError(
+                f"full_policy: expected 'reject' or 'drop-oldest', got {self.full_policy!r}"
+            ) from None
+        if self.quota_bytes is not None and (not isinstance(self.quota_bytes, int) or self.quota_bytes <= 0):
+            raise ConfigError(f"quota_bytes: expected a positive integer or None, got {self.quota_bytes!r}")
+        if not isinstance(self.default_partitions, int) or self.default_partitions < 1:
+            raise ConfigError(
+                f"default_partitions: expected an integer >= 1, got {self.default_partitions!r}"
+            )

@@ -1,0 +1,125 @@
+"""The future ``send()`` returns: resolved once the record is durable.
+
+Records committed in one transaction share one ``_Round`` and one event, so
+a send costs a small object rather than a lock and a condition of its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ._errors import BrokerError, KafkaTimeoutError
+from ._records import RecordMetadata
+
+
+class _Round:
+    """The records of one commit: set once, when their transaction is durable."""
+
+    __slots__ = ("event", "callbacks", "lock")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.callbacks: list[FutureRecordMetadata] = []
+        self.lock = threading.Lock()
+
+    def done(self) -> None:
+        self.event.set()
+        with self.lock:
+            waiting, self.callbacks = self.callbacks, []
+        for fut in waiting:
+            fut._run_callbacks()
+
+
+class FutureRecordMetadata:
+    """Where a sent record landed, once it is durable (kafka-python's name).
+
+    ``get(timeout)`` blocks until the record is committed and returns its
+    ``RecordMetadata``, or raises the ``BrokerError`` that stopped it (for
+    example ``LogFullError``).  Callbacks run in the log's writer thread.
+    """
+
+    __slots__ = (
+        "_round", "topic", "partition", "offset", "timestamp",
+        "_key_size", "_value_size", "_header_size", "_error", "_callbacks",
+    )
+
+    def __init__(self, rnd: _Round, topic: str, partition: int | None, timestamp: int,
+                 key_size: int, value_size: int, header_size: int) -> None:
+        self._round = rnd
+        self.topic = topic
+        self.partition = partition
+        self.offset = -1
+        self.timestamp = timestamp
+        self._key_size = key_size
+        self._value_size = value_size
+        self._header_size = header_size
+        self._error: BrokerError | None = None
+        self._callbacks: list[tuple[bool, Callable[..., Any], tuple[Any, ...]]] | None = None
+
+    @property
+    def is_done(self) -> bool:
+        """True once the record is durable or has failed (an attribute, as in kafka-python)."""
+        return self._round.event.is_set()
+
+    def succeeded(self) -> bool:
+        return self.is_done and self._error is None
+
+    def failed(self) -> bool:
+        return self.is_done and self._error is not None
+
+    def exception(self) -> BrokerError | None:
+        return self._error if self.is_done else None
+
+    def get(self, timeout: float | None = None) -> RecordMetadata:
+        """Wait until durable and return where the record is; ``timeout`` in seconds."""
+        if not self._round.event.wait(timeout):
+            raise KafkaTimeoutError(
+                f"record for {self.topic!r} not committed within {timeout} s (is the disk very slow, "
+                "or the log locked by another process?)"
+            )
+        if self._error is not None:
+            raise self._error
+        return self._metadata()
+
+    def _metadata(self) -> RecordMetadata:
+        return RecordMetadata(
+            self.topic, self.partition if self.partition is not None else -1, self.offset,
+            self.timestamp, self._key_size, self._value_size, self._header_size,
+        )
+
+    def add_callback(self, fn: Callable[..., Any], *args: Any) -> FutureRecordMetadata:
+        """Call ``fn(*args, metadata)`` once the record is durable."""
+        return self._add(True, fn, args)
+
+    def add_errback(self, fn: Callable[..., Any], *args: Any) -> FutureRecordMetadata:
+        """Call ``fn(*args, error)`` if the record could not be written."""
+        return self._add(False, fn, args)
+
+    def add_both(self, fn: Callable[..., Any], *args: Any) -> FutureRecordMetadata:
+        self._add(True, fn, args)
+        return self._add(False, fn, args)
+
+    def _add(self, on_success: bool, fn: Callable[..., Any], args: tuple[Any, ...]) -> FutureRecordMetadata:
+        rnd = self._round
+        with rnd.lock:
+            if not rnd.event.is_set():
+                if self._callbacks is None:
+                    self._callbacks = []
+                    rnd.callbacks.append(self)
+                self._callbacks.append((on_success, fn, args))
+                return self
+        self._call(on_success, fn, args)
+        return self
+
+    def _run_callbacks(self) -> None:
+        for on_success, fn, args in self._callbacks or ():
+            self._call(on_success, fn, args)
+        self._callbacks = None
+
+    def _call(self, on_success: bool, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        if on_success and self._error is None:
+            fn(*args, self._metadata())
+        elif not on_success and self._error is not None:
+            fn(*args, self._error)

@@ -1,0 +1,389 @@
+"""One open log per data directory per process: its writer thread and group commit.
+
+Producers hand records to ``Log.append``; one writer thread takes everything
+that queued up while it was busy, writes it in one transaction with one
+fsync, and only then resolves the records' futures.  Under load the batches
+grow by themselves, which is what makes durable appends cheap.  Offsets are
+read from the ``partitions`` table inside each write transaction, so several
+processes can append to the same log without repeating an offset.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import _retention
+from ._config import DROP_LEDGER_TOPIC, FullPolicy, LogConfig, TopicConfig, validate_topic_name
+from ._errors import (
+    BrokerError,
+    ClosedError,
+    KafkaTimeoutError,
+    LogFullError,
+    UnknownTopicOrPartitionError,
+)
+from ._future import FutureRecordMetadata, _Round
+from ._murmur2 import default_partition
+from ._notify import CommitNotifier
+from ._storage import NOTIFY_NAME, RECORD_OVERHEAD, connect, transaction, translate
+
+log = logging.getLogger("broker")
+
+_registry: dict[Path, Log] = {}
+_registry_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=65536)
+def _partition_for_key(key: bytes, num_partitions: int) -> int:
+    # Device keys repeat endlessly; murmur2 in pure Python is worth caching.
+    return default_partition(key, num_partitions)
+
+
+def encode_headers(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
+    """Headers as JSON text, readable in SQL and lossless for any bytes."""
+    if not headers:
+        return None
+    return json.dumps(
+        [[k, v.decode("utf-8", "surrogateescape") if v is not None else None] for k, v in headers],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def decode_headers(text: str | None) -> list[tuple[str, bytes]]:
+    if not text:
+        return []
+    return [(k, v.encode("utf-8", "surrogateescape") if v is not None else None) for k, v in json.loads(text)]
+
+
+class _Pending:
+    __slots__ = ("topic", "partition", "key", "value", "headers", "timestamp", "size", "future")
+
+    def __init__(self, topic: str, partition: int | None, key: bytes | None, value: bytes | None,
+                 headers: str | None, timestamp: int, size: int, future: FutureRecordMetadata) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.timestamp = timestamp
+        self.size = size
+        self.future = future
+
+
+class Log:
+    """The shared handle on one data directory inside this process.
+
+    Obtain it with ``Log.acquire(config)`` and give it back with ``release()``;
+    clients (producer, consumer, admin) do this for their users.
+    """
+
+    def __init__(self, config: LogConfig) -> None:
+        self.config = config
+        self.clock = config.clock
+        self._fsync = config.durability.value == "fsync"
+        self._conn = connect(config.data_dir, busy_timeout_s=config.busy_timeout_s, fsync=self._fsync)
+        self._refs = 0
+        self._lock = threading.Condition(threading.Lock())
+        self._pending: list[_Pending] = []
+        self._round = _Round()
+        self._inflight: _Round | None = None  # the round the writer is committing now
+        self._conn_lock = threading.Lock()  # the writer connection, shared with run_retention callers
+        self._closing = False
+        self._writer: threading.Thread | None = None
+        self._rr: dict[str, int] = {}
+        self._readers = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._notifier = CommitNotifier(Path(config.data_dir) / NOTIFY_NAME)
+        row = self._conn.execute("SELECT value FROM meta WHERE key='log_clock_ms'").fetchone()
+        self._clock_base = int(row[0]) if row else 0
+        self._mono_base = self.clock.monotonic_ms()
+        self._next_retention = self._mono_base  # first pass soon after start
+        self.stats = {"commits": 0, "records": 0, "expired": 0, "dropped": 0, "rejected": 0}
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    @classmethod
+    def acquire(cls, config: LogConfig) -> Log:
+        key = Path(os.path.realpath(config.data_dir))
+        with _registry_lock:
+            lg = _registry.get(key)
+            if lg is None or lg._closing:
+                lg = cls(config)
+                _registry[key] = lg
+            lg._refs += 1
+            return lg
+
+    def release(self) -> None:
+        with _registry_lock:
+            self._refs -= 1
+            if self._refs > 0:
+                return
+            key = Path(os.path.realpath(self.config.data_dir))
+            if _registry.get(key) is self:
+                del _registry[key]
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        with self._lock:
+            self._closing = True
+            self._lock.notify_all()
+        if self._writer is not None:
+            self._writer.join()
+        self._notifier.close()
+        for conn in self._reader_conns:
+            conn.close()
+        self._conn.close()
+
+    def reader(self) -> sqlite3.Connection:
+        """A connection for the calling thread, for reads and short metadata writes."""
+        conn = getattr(self._readers, "conn", None)
+        if conn is None:
+            conn = connect(self.config.data_dir, busy_timeout_s=self.config.busy_timeout_s, fsync=self._fsync)
+            self._readers.conn = conn
+            with _registry_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    def notify(self) -> None:
+        """Wake readers in every process (after a commit made outside the writer)."""
+        self._notifier.notify()
+
+    # -- the log clock ----------------------------------------------------------------------
+
+    def log_now(self) -> int:
+        """Milliseconds on the log clock (see ``_clock``): never jumps with the wall clock."""
+        return self._clock_base + (self.clock.monotonic_ms() - self._mono_base)
+
+    # -- appends ----------------------------------------------------------------------------
+
+    def append(self, topic: str, partition: int | None, key: bytes | None, value: bytes | None,
+               headers: Sequence[tuple[str, bytes]] | None, timestamp: int | None) -> FutureRecordMetadata:
+        """Queue one record; the returned future resolves once it is durable."""
+        hdr = encode_headers(headers)
+        ts = self.clock.wall_ms() if timestamp is None else timestamp
+        ksize = len(key) if key is not None else -1
+        vsize = len(value) if value is not None else -1
+        hsize = len(hdr) if hdr is not None else 0
+        size = max(ksize, 0) + max(vsize, 0) + hsize + RECORD_OVERHEAD
+        with self._lock:
+            if self._closing:
+                raise ClosedError("the log is closed; open a new producer")
+            fut = FutureRecordMetadata(self._round, topic, partition, ts, ksize, vsize, hsize)
+            self._pending.append(_Pending(topic, partition, key, value, hdr, ts, size, fut))
+            if len(self._pending) == 1:
+                self._lock.notify()
+            if self._writer is None:
+                self._start_writer()
+        return fut
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything appended so far is durable (or failed)."""
+        # Rounds commit in order, so the newest one covers everything before it.
+        with self._lock:
+            rnd = self._round if self._pending else self._inflight
+        if rnd is not None and not rnd.event.wait(timeout):
+            raise KafkaTimeoutError(f"flush did not complete within {timeout} s")
+
+    def _start_writer(self) -> None:
+        self._writer = threading.Thread(target=self._run, name=f"broker-writer:{self.config.data_dir}", daemon=True)
+        self._writer.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._pending and not self._closing:
+                    wait = max(0.0, (self._next_retention - self.clock.monotonic_ms()) / 1000)
+                    if wait <= 0:
+                        break
+                    self._lock.wait(min(wait, 1.0))
+                batch, rnd = self._pending, self._round
+                if batch:
+                    self._pending, self._round = [], _Round()
+                    self._inflight = rnd
+                elif self._closing:
+                    return
+            if batch:
+                self._commit(batch, rnd)
+                with self._lock:
+                    if self._inflight is rnd:
+                        self._inflight = None
+            if self.clock.monotonic_ms() >= self._next_retention:
+                self._next_retention = self.clock.monotonic_ms() + int(self.config.retention_check_interval_s * 1000)
+                self.run_retention()
+
+    def _commit(self, batch: list[_Pending], rnd: _Round) -> None:
+        try:
+            with self._conn_lock:
+                self._write(batch)
+        except BaseException as exc:  # noqa: BLE001 - every failure must reach the futures
+            err = translate(exc, f"appending to {self.config.data_dir}")
+            if not isinstance(exc, BrokerError):
+                log.error("commit of %d records failed: %s", len(batch), err)
+            for p in batch:
+                if p.future._error is None and p.future.offset < 0:
+                    p.future._error = err
+        finally:
+            rnd.done()
+        self._notifier.notify()
+
+    def _write(self, batch: list[_Pending]) -> None:
+        conn = self._conn
+        cfg = self.config
+        with transaction(conn):
+            counts = self._topic_partitions(conn, {p.topic for p in batch})
+            accepted: list[_Pending] = []
+            for p in batch:
+                n = counts.get(p.topic)
+                if n is None:
+                    p.future._error = UnknownTopicOrPartitionError(
+                        f"unknown topic {p.topic!r}: create it first (auto-creation is off for this log)"
+                    )
+                    continue
+                if p.partition is None:
+                    if p.key is not None:
+                        p.partition = _partition_for_key(p.key, n)
+                    else:
+                        rr = self._rr.get(p.topic, -1) + 1
+                        self._rr[p.topic] = rr
+                        p.partition = rr % n
+                elif not 0 <= p.partition < n:
+                    p.future._error = UnknownTopicOrPartitionError(
+                        f"topic {p.topic!r} has partitions 0..{n - 1}, not {p.partition}"
+                    )
+                    continue
+                p.future.partition = p.partition
+                accepted.append(p)
+            if not accepted:
+                return
+            if cfg.quota_bytes is not None:
+                accepted = self._apply_quota(conn, accepted)
+                if not accepted:
+                    return
+            self._insert(conn, accepted)
+        self.stats["commits"] += 1
+        self.stats["records"] += len(accepted)
+
+    def _insert(self, conn: sqlite3.Connection, records: list[_Pending]) -> None:
+        """Assign offsets and write ``records``; the caller owns the transaction."""
+        now = self.log_now()
+        next_off: dict[tuple[str, int], list[int]] = {}
+        for topic in {p.topic for p in records}:
+            for part, nxt in conn.execute("SELECT partition, next_offset FROM partitions WHERE topic=?", (topic,)):
+                next_off[(topic, part)] = [nxt, 0]
+        rows = []
+        for p in records:
+            slot = next_off[(p.topic, p.partition)]
+            off = slot[0]
+            slot[0] = off + 1
+            slot[1] += p.size
+            p.future.offset = off
+            rows.append((p.topic, p.partition, off, p.timestamp, now, p.key, p.value, p.headers))
+        conn.executemany(
+            "INSERT INTO records(topic, partition, offset, timestamp, log_time, key, value, headers)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            rows,
+        )
+        conn.executemany(
+            "UPDATE partitions SET next_offset=?, bytes=bytes+? WHERE topic=? AND partition=?",
+            [(nxt, size, t, part) for (t, part), (nxt, size) in next_off.items() if size],
+        )
+        stored = conn.execute("SELECT value FROM meta WHERE key='log_clock_ms'").fetchone()[0]
+        if stored > now:  # another process ran longer: adopt its clock, never go back
+            self._clock_base += stored - now
+            now = stored
+        conn.execute("UPDATE meta SET value=? WHERE key='log_clock_ms'", (now,))
+
+    def _topic_partitions(self, conn: sqlite3.Connection, topics: set[str]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for topic in topics:
+            row = conn.execute("SELECT partitions FROM topics WHERE name=?", (topic,)).fetchone()
+            if row is None and self.config.auto_create_topics:
+                validate_topic_name(topic)
+                create_topic_rows(conn, topic, self.config.default_partitions,
+                                  self.config.default_topic_config, self.clock.wall_ms())
+                log.info("auto-created topic %s with %d partition(s)", topic, self.config.default_partitions)
+                row = (self.config.default_partitions,)
+            if row is not None:
+                counts[topic] = row[0]
+        return counts
+
+    def _apply_quota(self, conn: sqlite3.Connection, records: list[_Pending]) -> list[_Pending]:
+        quota = self.config.quota_bytes
+        assert quota is not None
+        used = conn.execute("SELECT coalesce(sum(bytes), 0) FROM partitions").fetchone()[0]
+        incoming = sum(p.size for p in records)
+        if used + incoming <= quota:
+            return records
+        if self.config.full_policy is FullPolicy.DROP_OLDEST:
+            freed = _retention.drop_for_quota(self, conn, used + incoming - quota)
+            used -= freed
+        accepted, total = [], used
+        for p in records:
+            if total + p.size <= quota:
+                accepted.append(p)
+                total += p.size
+            else:
+                p.future._error = LogFullError(
+                    f"the log in {self.config.data_dir} reached its disk quota of {quota} bytes "
+                    f"(policy {self.config.full_policy.value}); record for {p.topic!r} not written — "
+                    "free room by replicating upstream, shortening retention, or raising the quota"
+                )
+        rejected = len(records) - len(accepted)
+        if rejected:
+            self.stats["rejected"] += rejected
+            log.warning("disk quota reached: rejected %d record(s)", rejected)
+        return accepted
+
+    def append_internal(self, conn: sqlite3.Connection, topic: str, value: dict[str, Any]) -> None:
+        """Write one JSON record inside the caller's transaction (the drop ledger)."""
+        if conn.execute("SELECT 1 FROM topics WHERE name=?", (topic,)).fetchone() is None:
+            create_topic_rows(conn, topic, 1, TopicConfig(retention_ms=-1, priority=1000), self.clock.wall_ms())
+        body = json.dumps(value, separators=(",", ":")).encode()
+        rnd = _Round()
+        fut = FutureRecordMetadata(rnd, topic, 0, self.clock.wall_ms(), -1, len(body), 0)
+        self._insert(conn, [_Pending(topic, 0, None, body, None, fut.timestamp, len(body) + RECORD_OVERHEAD, fut)])
+        rnd.done()
+
+    # -- retention ----------------------------------------------------------------------------
+
+    def run_retention(self) -> dict[str, int]:
+        """Apply age and size retention now; returns counts of what was removed."""
+        try:
+            with self._conn_lock, transaction(self._conn):
+                removed = _retention.apply_retention(self, self._conn)
+        except BrokerError as exc:
+            log.warning("retention pass failed: %s", exc)
+            return {}
+        except sqlite3.Error as exc:
+            log.warning("retention pass failed: %s", translate(exc, "retention"))
+            return {}
+        if removed:
+            self._notifier.notify()
+        return removed
+
+
+def create_topic_rows(conn: sqlite3.Connection, name: str, partitions: int, config: TopicConfig,
+                      now_ms: int) -> None:
+    """Insert a topic and its partitions; the caller owns the transaction."""
+    conn.execute(
+        "INSERT INTO topics(name, partitions, retention_ms, retention_bytes, priority, created_ms)"
+        " VALUES (?,?,?,?,?,?)",
+        (name, partitions, config.retention_ms, config.retention_bytes, config.priority, now_ms),
+    )
+    # Offsets of a re-created topic start after those of the deleted one would
+    # be wrong for consumers holding old positions; Kafka starts again at 0 too.
+    conn.executemany(
+        "INSERT INTO partitions(topic, partition, next_offset, log_start_offset, bytes) VALUES (?,?,0,0,0)",
+        [(name, i) for i in range(partitions)],
+    )
+
+
+__all__ = ["Log", "create_topic_rows", "decode_headers", "encode_headers", "DROP_LEDGER_TOPIC"]

@@ -1,0 +1,131 @@
+"""``KafkaProducer``: kafka-python's producer, writing to the local log."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._client import open_log
+from ._config import LogConfig, validate_topic_name
+from ._errors import ClosedError, ConfigError, SerializationError
+from ._future import FutureRecordMetadata
+from ._records import RecordMetadata
+
+
+class KafkaProducer:
+    """Append records to the local log, as kafka-python's ``KafkaProducer`` does to Kafka.
+
+    ``send`` does not block on the disk: it queues the record and returns a
+    future that resolves once the record is durable (see ``Durability``).
+    Concurrent sends share one transaction and one fsync.  Thread-safe.
+
+    >>> producer = KafkaProducer(data_dir="/var/lib/edge/log",
+    ...                          value_serializer=lambda v: json.dumps(v).encode())
+    >>> producer.send("readings", {"t": 21.5}, key=b"room-1").get(timeout=10)
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None, *,
+                 key_serializer: Callable[[Any], bytes] | None = None,
+                 value_serializer: Callable[[Any], bytes] | None = None,
+                 log_config: LogConfig | None = None, **kafka_options: Any) -> None:
+        self._log = open_log(data_dir, log_config, kafka_options, "KafkaProducer")
+        self._key_serializer = key_serializer
+        self._value_serializer = value_serializer
+        self._closed = False
+
+    def send(self, topic: str, value: Any = None, key: Any = None,
+             headers: Sequence[tuple[str, bytes]] | None = None, partition: int | None = None,
+             timestamp_ms: int | None = None) -> FutureRecordMetadata:
+        """Queue a record; return a future of its ``RecordMetadata``.
+
+        Keyed records go to ``murmur2(key) % partitions`` as in Kafka; keyless
+        ones rotate.  Raises ``SerializationError`` for a key/value that is not
+        bytes without a serializer; failures at commit time (``LogFullError``,
+        unknown topic) are raised by ``future.get()``.
+        """
+        if self._closed:
+            raise ClosedError("send() on a closed KafkaProducer")
+        validate_topic_name(topic)
+        if value is None and key is None:
+            raise ConfigError("send() needs a value or a key (both were None)")
+        k = self._serialize(key, self._key_serializer, "key", topic)
+        v = self._serialize(value, self._value_serializer, "value", topic)
+        if headers:
+            for h in headers:
+                if not (isinstance(h, tuple | list) and len(h) == 2 and isinstance(h[0], str)
+                        and isinstance(h[1], bytes | type(None))):
+                    raise SerializationError(f"headers must be (str, bytes) pairs, got {h!r}")
+        if partition is not None and (not isinstance(partition, int) or partition < 0):
+            raise ConfigError(f"partition: expected a non-negative integer, got {partition!r}")
+        return self._log.append(topic, partition, k, v, headers, timestamp_ms)
+
+    async def send_and_wait(self, topic: str, value: Any = None, key: Any = None,
+                            headers: Sequence[tuple[str, bytes]] | None = None,
+                            partition: int | None = None, timestamp_ms: int | None = None) -> RecordMetadata:
+        """``send`` for asyncio code: returns once the record is durable, without blocking the loop."""
+        fut = self.send(topic, value, key, headers, partition, timestamp_ms)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[RecordMetadata] = loop.create_future()
+
+        def done(result: Any) -> None:
+            if waiter.done():
+                return
+            if isinstance(result, BaseException):
+                waiter.set_exception(result)
+            else:
+                waiter.set_result(result)
+
+        fut.add_both(lambda r: loop.call_soon_threadsafe(done, r))
+        return await waiter
+
+    @staticmethod
+    def _serialize(obj: Any, serializer: Callable[[Any], bytes] | None, what: str, topic: str) -> bytes | None:
+        if obj is None:
+            return None
+        if serializer is not None:
+            try:
+                obj = serializer(obj)
+            except Exception as exc:
+                raise SerializationError(
+                    f"{what}_serializer failed for a {what} of topic {topic!r}: {type(exc).__name__}: {exc}"
+                ) from exc
+        if isinstance(obj, bytes):
+            return obj
+        if isinstance(obj, bytearray | memoryview):
+            return bytes(obj)
+        raise SerializationError(
+            f"{what} for topic {topic!r} is {type(obj).__name__}, not bytes: pass "
+            f"{what}_serializer= (e.g. lambda v: json.dumps(v).encode()) or send bytes"
+        )
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every record sent so far is durable (or failed); ``timeout`` in seconds."""
+        self._log.flush(timeout)
+
+    def partitions_for(self, topic: str) -> set[int]:
+        """The partition numbers of ``topic``."""
+        from ._admin import topic_partition_count
+
+        return set(range(topic_partition_count(self._log, topic)))
+
+    def metrics(self) -> dict[str, int]:
+        """Counters of the log this producer writes to (commits, records, drops)."""
+        return dict(self._log.stats)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush and release the log; safe to call twice."""
+        if self._closed:
+            return
+        try:
+            self._log.flush(timeout)
+        finally:
+            self._closed = True
+            self._log.release()
+
+    def __enter__(self) -> KafkaProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

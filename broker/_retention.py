@@ -1,0 +1,173 @@
+"""Retention by age and size, and dropping under the disk quota.
+
+Rules, in the order they bind:
+
+* Records at or above the committed offset of every *protected* consumer
+  group (the uplink's) are never removed by age or size retention: they are
+  not upstream yet.  A protected group with no commit protects everything.
+* Under the disk quota with policy ``drop-oldest``, already-replicated records
+  go first, lowest-priority topics first; then, if that is not enough,
+  unreplicated ones in the same order.  The drop ledger is never dropped.
+* Every quota drop is counted, logged, and recorded in the drop-ledger topic,
+  so whoever reads the log upstream knows what is missing.
+
+Functions here run inside the writer's transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from ._config import DROP_LEDGER_TOPIC
+from ._storage import RECORD_OVERHEAD
+
+if TYPE_CHECKING:
+    from ._log import Log
+
+log = logging.getLogger("broker.retention")
+
+_SIZE_SQL = f"coalesce(length(key),0)+coalesce(length(value),0)+coalesce(length(headers),0)+{RECORD_OVERHEAD}"
+_CHUNK = 1000
+
+
+def protected_floors(conn: sqlite3.Connection) -> dict[tuple[str, int], int]:
+    """For each partition, the lowest offset some protected group still needs."""
+    groups = [g for (g,) in conn.execute("SELECT group_id FROM protected_groups")]
+    if not groups:
+        return {}
+    floors: dict[tuple[str, int], int] = {}
+    marks = ",".join("?" * len(groups))
+    for topic, part, start in conn.execute("SELECT topic, partition, log_start_offset FROM partitions").fetchall():
+        lo, n = conn.execute(
+            f"SELECT min(offset), count(*) FROM group_offsets WHERE group_id IN ({marks}) AND topic=? AND partition=?",
+            (*groups, topic, part),
+        ).fetchone()
+        floors[(topic, part)] = start if n < len(groups) else max(start, lo)
+    return floors
+
+
+def _bump(conn: sqlite3.Connection, key: str, n: int) -> None:
+    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, 0)", (key,))
+    conn.execute("UPDATE meta SET value=value+? WHERE key=?", (n, key))
+
+
+def _delete_prefix(conn: sqlite3.Connection, topic: str, part: int, start: int, end: int, freed: int) -> None:
+    conn.execute("DELETE FROM records WHERE topic=? AND partition=? AND offset>=? AND offset<?", (topic, part, start, end))
+    conn.execute(
+        "UPDATE partitions SET log_start_offset=?, bytes=max(0, bytes-?) WHERE topic=? AND partition=?",
+        (end, freed, topic, part),
+    )
+
+
+def apply_retention(lg: Log, conn: sqlite3.Connection) -> dict[str, int]:
+    """Remove records past their topic's age or size limit; returns counts per topic."""
+    now = lg.log_now()
+    floors = protected_floors(conn)
+    removed: dict[str, int] = {}
+    rows = conn.execute(
+        "SELECT t.name, t.retention_ms, t.retention_bytes, p.partition, p.log_start_offset, p.next_offset, p.bytes"
+        " FROM topics t JOIN partitions p ON p.topic = t.name"
+        " WHERE t.retention_ms >= 0 OR t.retention_bytes >= 0"
+    ).fetchall()
+    for topic, ret_ms, ret_bytes, part, start, nxt, size in rows:
+        limit = min(nxt, floors.get((topic, part), nxt))
+        if limit <= start:
+            continue
+        cutoff = now - ret_ms if ret_ms >= 0 else None
+        excess = size - ret_bytes if ret_bytes >= 0 else 0
+        end, freed = start, 0
+        for off, log_time, rec_size in conn.execute(
+            f"SELECT offset, log_time, {_SIZE_SQL} FROM records WHERE topic=? AND partition=? AND offset>=? AND offset<?"
+            " ORDER BY offset",
+            (topic, part, start, limit),
+        ):
+            old = cutoff is not None and log_time < cutoff
+            big = freed < excess
+            if not (old or big):
+                break
+            end, freed = off + 1, freed + rec_size
+        if end > start:
+            _delete_prefix(conn, topic, part, start, end, freed)
+            removed[topic] = removed.get(topic, 0) + (end - start)
+    if removed:
+        total = sum(removed.values())
+        lg.stats["expired"] += total
+        _bump(conn, "expired_records", total)
+        log.info("retention removed %d record(s): %s", total, removed)
+    return removed
+
+
+def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int) -> int:
+    """Drop the oldest records, least precious first, until ``need`` bytes are freed."""
+    floors = protected_floors(conn)
+    parts = conn.execute(
+        "SELECT p.topic, p.partition, p.log_start_offset, p.next_offset, t.priority"
+        " FROM partitions p JOIN topics t ON t.name = p.topic WHERE p.topic != ?",
+        (DROP_LEDGER_TOPIC,),
+    ).fetchall()
+    state = {(t, p): [start, nxt, prio] for t, p, start, nxt, prio in parts}
+    dropped: dict[tuple[str, bool], dict[str, Any]] = {}
+    freed = 0
+    for unreplicated in (False, True):
+        for prio in sorted({v[2] for v in state.values()}):
+            while freed < need:
+                best = None
+                for (t, p), (start, nxt, pr) in state.items():
+                    if pr != prio:
+                        continue
+                    limit = nxt if unreplicated else min(nxt, floors.get((t, p), nxt))
+                    if start >= limit:
+                        continue
+                    first = conn.execute(
+                        "SELECT log_time FROM records WHERE topic=? AND partition=? AND offset=?", (t, p, start)
+                    ).fetchone()
+                    age_key = first[0] if first else 0
+                    if best is None or age_key < best[0]:
+                        best = (age_key, t, p, start, limit)
+                if best is None:
+                    break
+                _, t, p, start, limit = best
+                end, chunk_freed = start, 0
+                for off, rec_size in conn.execute(
+                    f"SELECT offset, {_SIZE_SQL} FROM records WHERE topic=? AND partition=? AND offset>=? AND offset<?"
+                    " ORDER BY offset LIMIT ?",
+                    (t, p, start, limit, _CHUNK),
+                ):
+                    end, chunk_freed = off + 1, chunk_freed + rec_size
+                    if freed + chunk_freed >= need:
+                        break
+                if end == start:  # a gap (records already gone): move the start on
+                    end = limit
+                _delete_prefix(conn, t, p, start, end, chunk_freed)
+                state[(t, p)][0] = end
+                freed += chunk_freed
+                entry = dropped.setdefault((t, unreplicated), {"ranges": {}, "count": 0, "bytes": 0})
+                lo, _hi = entry["ranges"].get(p, (start, end))
+                entry["ranges"][p] = (min(lo, start), end)
+                entry["count"] += end - start
+                entry["bytes"] += chunk_freed
+            if freed >= need:
+                break
+        if freed >= need:
+            break
+    total = 0
+    for (topic, unreplicated), entry in dropped.items():
+        total += entry["count"]
+        reason = "disk quota reached, policy drop-oldest" + (" (records not yet replicated)" if unreplicated else "")
+        log.warning("dropped %d record(s) of %s: %s", entry["count"], topic, reason)
+        lg.append_internal(conn, DROP_LEDGER_TOPIC, {
+            "topic": topic,
+            "ranges": [{"partition": p, "from_offset": a, "to_offset": b - 1}
+                       for p, (a, b) in sorted(entry["ranges"].items())],
+            "count": entry["count"],
+            "bytes": entry["bytes"],
+            "reason": reason,
+            "unreplicated": unreplicated,
+            "wall_ms": lg.clock.wall_ms(),
+        })
+    if total:
+        lg.stats["dropped"] += total
+        _bump(conn, "dropped_records", total)
+    return freed

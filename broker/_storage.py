@@ -1,0 +1,184 @@
+"""The SQLite file behind the log: schema, connections, error translation.
+
+Everything else in ``broker`` goes through ``connect`` and ``translate``, so
+this is the one place that knows about ``sqlite3`` errors.  The schema is
+meant to be read with plain SQL too (``sqlite-utils``, Datasette)::
+
+    SELECT topic, partition, offset, timestamp, key, value FROM records
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from ._errors import BrokerError, CorruptLogError, LogFullError, LogLockedError, StorageError
+
+DB_NAME = "log.db"
+NOTIFY_NAME = "log.notify"
+SCHEMA_VERSION = 1
+
+# Bytes a record costs beyond its key, value and headers: the row's offset,
+# timestamps and b-tree cell overhead.  Used for retention.bytes and the quota,
+# which count what records take, as Kafka's segment sizes do.
+RECORD_OVERHEAD = 40
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS topics (
+    name TEXT PRIMARY KEY,
+    partitions INTEGER NOT NULL,
+    retention_ms INTEGER NOT NULL,
+    retention_bytes INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS partitions (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,       -- the high watermark: never goes back
+    log_start_offset INTEGER NOT NULL,  -- first offset retention has kept
+    bytes INTEGER NOT NULL,             -- what the kept records take
+    PRIMARY KEY (topic, partition)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    timestamp INTEGER NOT NULL,         -- event time, ms since the epoch
+    log_time INTEGER NOT NULL,          -- log clock at append, ms (retention age)
+    key BLOB,
+    value BLOB,
+    headers TEXT,                       -- JSON [[key, value], ...], values as surrogate-escaped text
+    PRIMARY KEY (topic, partition, offset)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_offsets (
+    group_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '',
+    commit_ms INTEGER NOT NULL,
+    PRIMARY KEY (group_id, topic, partition)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS protected_groups (
+    group_id TEXT PRIMARY KEY
+) WITHOUT ROWID;
+"""
+
+
+def translate(exc: BaseException, what: str) -> BrokerError:
+    """Turn a foreign storage error into ours, naming ``what`` was being done."""
+    if isinstance(exc, BrokerError):
+        return exc
+    msg = str(exc)
+    if isinstance(exc, sqlite3.OperationalError):
+        if "locked" in msg or "busy" in msg:
+            return LogLockedError(
+                f"{what}: the log database is locked by another process for too long ({msg}); "
+                "retry, or find the process holding it with `fuser`"
+            )
+        if "disk is full" in msg or "database or disk is full" in msg:
+            return LogFullError(f"{what}: the disk is full ({msg})")
+        if "readonly" in msg or "unable to open" in msg:
+            return StorageError(f"{what}: cannot write the log database ({msg}); check permissions")
+    if isinstance(exc, sqlite3.DatabaseError) and (
+        "not a database" in msg or "malformed" in msg or "corrupt" in msg
+    ):
+        return CorruptLogError(
+            f"{what}: the log database is not a valid log ({msg}); it was left as it is — "
+            "move it aside to start a new log, or inspect it with `sqlite3`"
+        )
+    if isinstance(exc, OSError):
+        return StorageError(f"{what}: {exc.strerror or exc} ({getattr(exc, 'filename', '')})")
+    return StorageError(f"{what}: {type(exc).__name__}: {msg}")
+
+
+def db_path(data_dir: Path) -> Path:
+    return Path(data_dir) / DB_NAME
+
+
+def check_data_dir(data_dir: Path, *, create: bool) -> Path:
+    """Make sure ``data_dir`` exists (if ``create``) and is usable; return the db path."""
+    data_dir = Path(data_dir)
+    try:
+        if create:
+            data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the data directory {data_dir}: {exc.strerror}") from exc
+    if not data_dir.is_dir():
+        raise StorageError(f"the data directory {data_dir} does not exist or is not a directory")
+    if create and not os.access(data_dir, os.W_OK | os.X_OK):
+        raise StorageError(
+            f"the data directory {data_dir} is not writable by this user (uid {os.getuid()}); "
+            "fix its owner or mode, or choose another --data-dir"
+        )
+    path = db_path(data_dir)
+    if not create and not path.exists():
+        raise StorageError(f"no log in {data_dir}: {path.name} does not exist (has anything written to it yet?)")
+    return path
+
+
+def connect(data_dir: Path, *, busy_timeout_s: float, fsync: bool = True, create: bool = True) -> sqlite3.Connection:
+    """Open a connection to the log in ``data_dir``, creating the schema if needed.
+
+    Raises ``StorageError`` (or a leaf) for an unusable directory or file.
+    """
+    path = check_data_dir(data_dir, create=create)
+    try:
+        conn = sqlite3.connect(
+            str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise translate(exc, f"opening {path}") from exc
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+        conn.execute("PRAGMA foreign_keys=OFF")
+        if create:
+            _ensure_schema(conn)
+        else:
+            conn.execute("SELECT 1 FROM records LIMIT 1").fetchall()
+    except sqlite3.Error as exc:
+        conn.close()
+        raise translate(exc, f"opening {path}") from exc
+    return conn
+
+
+def _ensure_schema(conn: sqlite3.Connection) -> None:
+    have = conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+    if have:
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row and int(row[0]) > SCHEMA_VERSION:
+            raise StorageError(
+                f"the log was written by a newer version (schema {row[0]}, this one knows {SCHEMA_VERSION})"
+            )
+        if row:
+            return
+    conn.executescript(_SCHEMA)  # idempotent: every statement is IF NOT EXISTS
+    with transaction(conn):
+        conn.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+        )
+        conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('log_clock_ms', 0)")
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+    """One write transaction: committed on success, rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    else:
+        if conn.in_transaction:
+            conn.execute("COMMIT")
