@@ -1,0 +1,60 @@
+"""MQTT adapter: messages through a payload Convention; acked only after the sinks accept.
+
+The order per message is: decode, await the sink for every reading (or the
+dead-letter sink), then ``await message.ack()``. If a sink raises, run()
+raises and the message stays unacknowledged at the broker, which redelivers
+it to the persistent session: at-least-once, so downstream must tolerate a
+duplicate after a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from paho.mqtt.client import topic_matches_sub
+
+from devices._errors import DecodeError
+from devices._reading import Reading
+from devices.adapters._base import Adapter, Clock, DeadLetterSink, Sink, wall_clock_ms
+from devices.codecs._base import Convention
+from devices.transports.mqtt import MqttMessage, MqttTransport
+
+
+class MqttAdapter(Adapter[MqttMessage]):
+    """Messages of one subscription; the device id comes from topic or payload.
+
+    `convention` is one Convention for every topic, or a mapping of topic
+    filter -> Convention (first match wins) when one broker carries several.
+    """
+
+    kind = "mqtt"
+
+    def __init__(
+        self,
+        adapter_id: str,
+        transport: MqttTransport,
+        convention: Convention | Mapping[str, Convention],
+        sink: Sink,
+        dead_letters: DeadLetterSink | None = None,
+        *,
+        clock: Clock = wall_clock_ms,
+    ) -> None:
+        super().__init__(adapter_id, transport, sink, dead_letters, clock=clock)
+        self.convention = convention
+
+    def _decode(self, item: MqttMessage) -> list[Reading]:
+        if not isinstance(self.convention, Mapping):
+            return self.convention.decode(item.topic, item.payload)
+        for topic_filter, convention in self.convention.items():
+            if topic_matches_sub(topic_filter, item.topic):
+                return convention.decode(item.topic, item.payload)
+        raise DecodeError(item.payload, f"no convention configured for topic {item.topic!r}", "mqtt")
+
+    def _raw(self, item: MqttMessage) -> bytes:
+        return item.payload
+
+    def _source(self, item: MqttMessage) -> str:
+        return f"{self.transport.id}#{item.topic}"
+
+    async def _done(self, item: MqttMessage) -> None:
+        await item.ack()

@@ -1,0 +1,43 @@
+"""1-wire adapter: DS18B20 sysfs samples through a codec; the sensor id is the device id."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from devices._reading import Reading
+from devices.adapters._base import Adapter, Clock, DeadLetterSink, Sink, wall_clock_ms
+from devices.codecs._base import Codec
+from devices.transports.w1 import W1Sample, W1Transport
+
+
+class W1Adapter(Adapter[W1Sample]):
+    """Every sensor on the bus; `names` maps sensor ids (``28-...``) to device ids."""
+
+    kind = "w1"
+
+    def __init__(
+        self,
+        adapter_id: str,
+        transport: W1Transport,
+        codec: Codec,
+        sink: Sink,
+        dead_letters: DeadLetterSink | None = None,
+        *,
+        names: Mapping[str, str] | None = None,
+        clock: Clock = wall_clock_ms,
+    ) -> None:
+        super().__init__(adapter_id, transport, sink, dead_letters, clock=clock)
+        self.codec = codec
+        self.names = dict(names or {})
+
+    def _decode(self, item: W1Sample) -> list[Reading]:
+        device_id = self.names.get(item.sensor_id, item.sensor_id)
+        readings = self.codec.decode(item.raw, device_id)
+        # sysfs has no device clock; the poll time is closer than the arrival in the loop.
+        return [r if r.timestamp_ms is not None else r.with_timestamp(item.read_at_ms) for r in readings]
+
+    def _raw(self, item: W1Sample) -> bytes:
+        return item.raw
+
+    def _source(self, item: W1Sample) -> str:
+        return f"{self.transport.id}/{item.sensor_id}"
