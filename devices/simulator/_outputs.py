@@ -1,0 +1,163 @@
+"""Where simulated frames go: pseudo-terminals, MQTT, a byte stream (stdout or a file)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import struct
+import sys
+import termios
+import time
+import tty
+from pathlib import Path
+from typing import BinaryIO
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from devices._errors import TransportError
+
+
+class SimulatedPort:
+    """One pty standing in for one serial device; `link` (optional) follows replugs."""
+
+    def __init__(self, device_id: str, link: Path | None) -> None:
+        self.device_id = device_id
+        self.link = link
+        self.master = -1
+        self.path = ""
+        self.plug()
+
+    def plug(self) -> None:
+        """Open a fresh pty pair and point the link at its slave side."""
+        master, slave = os.openpty()
+        tty.setraw(slave)  # no echo, no CR/LF rewriting, before any reader configures it
+        self.path = os.ttyname(slave)
+        os.close(slave)  # so POLLHUP on the master tells us whether a reader has it open
+        self.master = master
+        if self.link is not None:
+            tmp = self.link.with_name(f".{self.link.name}.tmp")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(self.path)
+            os.replace(tmp, self.link)
+
+    def unplug(self, drain_timeout: float = 5.0) -> None:
+        """Let the reader drain what was written, then close the master (the reader sees EIO)."""
+        if self.master < 0:
+            return
+        self.drain(drain_timeout)
+        os.close(self.master)
+        self.master = -1
+
+    def reader_attached(self) -> bool:
+        """True while some process holds the slave side open."""
+        p = select.poll()
+        p.register(self.master, select.POLLHUP)
+        return not any(ev & select.POLLHUP for _, ev in p.poll(0))
+
+    def wait_reader(self, timeout: float | None, settle: float = 0.1) -> bool:
+        """Wait for a reader to open the port; False on timeout (None waits forever).
+
+        `settle` then gives pyserial time to finish open(), which flushes input.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.reader_attached():
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        time.sleep(settle)
+        return True
+
+    def unread(self) -> int:
+        """Bytes written but not yet read on the slave side (0 if nobody has it open)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            return 0
+        try:
+            buf = fcntl.ioctl(fd, termios.FIONREAD, struct.pack("i", 0))
+            return struct.unpack("i", buf)[0]
+        finally:
+            os.close(fd)
+
+    def drain(self, timeout: float) -> None:
+        """Wait until the reader has read everything (or `timeout` s, or it went away)."""
+        deadline = time.monotonic() + timeout
+        while self.reader_attached() and self.unread() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def write(self, data: bytes) -> None:
+        """Write all of `data` (blocks while the reader is behind)."""
+        view = memoryview(data)
+        while view:
+            n = os.write(self.master, view)
+            view = view[n:]
+
+    def close(self, drain_timeout: float = 5.0) -> None:
+        """Drain, close, and remove the link."""
+        self.unplug(drain_timeout)
+        if self.link is not None:
+            self.link.unlink(missing_ok=True)
+
+
+class MqttPublisher:
+    """Publishes (topic, payload) with QoS 0/1; close() waits until the broker has them all."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        qos: int = 1,
+        client_id: str = "",
+        username: str | None = None,
+        password: str | None = None,
+        protocol: str = "3.1.1",
+    ) -> None:
+        proto = paho.MQTTv5 if protocol == "5" else paho.MQTTv311
+        self.qos = qos
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto)
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.client.max_queued_messages_set(0)
+        self.client.max_inflight_messages_set(100)
+        self._pending: list[paho.MQTTMessageInfo] = []
+        try:
+            self.client.connect(host, port)
+        except OSError as exc:
+            raise TransportError(f"cannot connect to MQTT broker {host}:{port}: {exc}") from exc
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Queue one message; it is sent by paho's thread."""
+        info = self.client.publish(topic, payload, qos=self.qos)
+        self._pending.append(info)
+        if len(self._pending) > 1000:  # keep memory flat on long runs
+            self._pending = [i for i in self._pending if not i.is_published()]
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Wait for every publish to be acknowledged (QoS 1) or sent (QoS 0), then disconnect."""
+        deadline = time.monotonic() + timeout
+        for info in self._pending:
+            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class StreamOutput:
+    """Frames as bytes into a binary stream (stdout or a file)."""
+
+    def __init__(self, path: str) -> None:
+        self._own = path != "-"
+        self.stream: BinaryIO = open(path, "wb") if self._own else sys.stdout.buffer  # noqa: SIM115
+
+    def write(self, data: bytes) -> None:
+        """Write and flush (a reader on the other end of a pipe sees frames at once)."""
+        self.stream.write(data)
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Close the file (never stdout)."""
+        if self._own:
+            self.stream.close()
