@@ -52,8 +52,15 @@ class ClusterSettings:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id in Kafka's own form (``Uuid.toString``: url-safe base64, no padding)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+    """A KRaft cluster id in Kafka's own form (``Uuid.toString``: url-safe base64, no padding).
+
+    Like Kafka's ``Uuid.randomUuid`` it never starts with '-': the storage
+    tool's argument parser would take such an id for an option.
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+        if not text.startswith("-"):
+            return text
 
 
 def cluster_properties(brokers: int) -> dict[str, str]:

@@ -43,9 +43,7 @@ def ensure_jars() -> str:
     Blocking: a first fetch downloads about 60 MB from Maven Central.
     """
     if not list(LIB_DIR.glob(".fetched-*")):
-        result = subprocess.run(
-            [str(FETCH_SCRIPT)], capture_output=True, text=True, check=False
-        )
+        result = subprocess.run([str(FETCH_SCRIPT)], capture_output=True, text=True, check=False)
         if result.returncode != 0 or not list(LIB_DIR.glob(".fetched-*")):
             raise JarsMissingError(
                 f"Kafka's jars are not in {LIB_DIR} and {FETCH_SCRIPT} failed "
@@ -109,9 +107,7 @@ def wait_gone(pid: int, popen: subprocess.Popen[bytes] | None, timeout_s: float)
     return False
 
 
-def stop_group(
-    pid: int, popen: subprocess.Popen[bytes] | None, graceful_s: float = 0.0
-) -> None:
+def stop_group(pid: int, popen: subprocess.Popen[bytes] | None, graceful_s: float = 0.0) -> None:
     """End the process group led by pid: SIGTERM and up to graceful_s seconds, then SIGKILL.
 
     Returns only when the leader has exited; raises nothing if it already had.
@@ -123,4 +119,6 @@ def stop_group(
             return
     kill_group(pid, signal.SIGKILL)
     if not wait_gone(pid, popen, 30.0):
-        raise KafkaDeployError(f"process {pid} survived SIGKILL for 30 s; is it stuck in the kernel (D state)?")
+        raise KafkaDeployError(
+            f"process {pid} survived SIGKILL for 30 s; is it stuck in the kernel (D state)?"
+        )

@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_dir(start)
     add_dir(commands.add_parser("stop", help="kill the cluster and delete its data"))
-    add_dir(commands.add_parser("status", help="print the brokers, their pids and whether they run"))
+    add_dir(
+        commands.add_parser("status", help="print the brokers, their pids and whether they run")
+    )
     return parser
 
 
@@ -116,5 +118,7 @@ def _status(args: argparse.Namespace) -> int:
     print(f"bootstrap servers: {cluster.bootstrap_servers}")
     for broker in cluster.brokers:
         state = "running" if broker.running else "not running"
-        print(f"broker {broker.node_id}: {broker.address} pid {broker.pid} {state}  log {broker.log_path}")
+        print(
+            f"broker {broker.node_id}: {broker.address} pid {broker.pid} {state}  log {broker.log_path}"
+        )
     return 0 if all(b.running for b in cluster.brokers) else 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -42,6 +43,9 @@ from .errors import ClusterStartError, ClusterStateError
 
 STATE_FILE = "cluster.json"
 LOG4J_FILE = "log4j.properties"
+
+#: A line of the "KafkaConfig values:" dumps that Kafka logs at start-up.
+_CONFIG_DUMP_LINE = re.compile(r"^\t[\w.-]+ = ")
 
 #: Seconds a broker gets to shut down cleanly in stop_broker() before SIGKILL.
 GRACEFUL_STOP_S = 20.0
@@ -83,12 +87,17 @@ class Broker:
         return self.pid is not None and pid_alive(self.pid)
 
     def log_tail(self, lines: int = 40) -> str:
-        """The last lines of its console log, or '' if there is none yet."""
+        """The last lines of its console log, or '' if there is none yet.
+
+        The ``\tkey = value`` lines of Kafka's config dumps are left out: they
+        fill a tail with hundreds of settings and explain nothing.
+        """
         try:
             text = self.log_path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        kept = [line for line in text.splitlines() if not _CONFIG_DUMP_LINE.match(line)]
+        return "\n".join(kept[-lines:])
 
 
 class KafkaCluster:
@@ -141,9 +150,7 @@ class KafkaCluster:
         for node_id, node_ports in ports.items():
             broker = Broker(node_id, node_ports, self.directory / f"node-{node_id}")
             broker.directory.mkdir(exist_ok=True)
-            props = node_properties(
-                node_id, ports, str(broker.data_dir), self.settings.overrides
-            )
+            props = node_properties(node_id, ports, str(broker.data_dir), self.settings.overrides)
             broker.config_path.write_text(render_properties(props), encoding="utf-8")
             self.brokers.append(broker)
         _live.add(self)
@@ -195,7 +202,9 @@ class KafkaCluster:
                 "(start one with: python -m deploy.kafka start --dir DIR)"
             ) from exc
         except json.JSONDecodeError as exc:
-            raise ClusterStateError(f"{state_path}: not valid JSON ({exc}); delete the directory") from exc
+            raise ClusterStateError(
+                f"{state_path}: not valid JSON ({exc}); delete the directory"
+            ) from exc
         cluster = cls(settings=ClusterSettings(brokers=len(state["brokers"])), directory=directory)
         cluster.cluster_id = state["cluster_id"]
         for entry in state["brokers"]:
