@@ -3,6 +3,7 @@
     python -m deploy.kafka start --brokers 3     # prints the bootstrap servers
     python -m deploy.kafka status
     python -m deploy.kafka stop                  # kills it, deletes its data
+    python -m deploy.kafka tool topics --bootstrap-server 127.0.0.1:PORT --list
 
 Every option can also come from an environment variable (named in --help).
 """
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._config import KAFKA_VERSION, ClusterSettings
+from ._tools import TOOLS, tool_command
 from .cluster import STATE_FILE, KafkaCluster
 from .errors import KafkaDeployError
 
@@ -67,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="JVM heap per broker in MiB (env EDGE_KAFKA_HEAP_MB; default 512)",
     )
     add_dir(start)
+    tool = commands.add_parser(
+        "tool",
+        help="run one of Kafka's command-line tools: " + ", ".join(sorted(TOOLS)),
+        description="Runs Kafka's tool NAME (bin/kafka-NAME.sh in a Kafka download) with ARGS.",
+    )
+    tool.add_argument("name", choices=sorted(TOOLS), metavar="NAME", help=", ".join(sorted(TOOLS)))
+    tool.add_argument("args", nargs=argparse.REMAINDER, help="the tool's own arguments")
     add_dir(commands.add_parser("stop", help="kill the cluster and delete its data"))
     add_dir(
         commands.add_parser("status", help="print the brokers, their pids and whether they run")
@@ -82,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _start(args)
         if args.command == "stop":
             return _stop(args)
+        if args.command == "tool":
+            argv = tool_command(args.name, args.args)
+            os.execv(argv[0], argv)  # the tool's output and exit code are the command's
         return _status(args)
     except (KafkaDeployError, ValueError) as exc:
         print(f"deploy.kafka {args.command}: {exc}", file=sys.stderr)

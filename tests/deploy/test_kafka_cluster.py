@@ -83,6 +83,36 @@ async def test_produce_and_consume_round_trip(kafka_cluster: KafkaCluster) -> No
     assert values == [f"v{i}".encode() for i in range(10)]
 
 
+@pytest.mark.kafka
+def test_kafka_tools_run_against_the_cluster(kafka_cluster: KafkaCluster) -> None:
+    """The console tools and ProducerPerformance (for benchmarks) come with the jars."""
+    servers = kafka_cluster.bootstrap_servers
+    cli = [sys.executable, "-m", "deploy.kafka", "tool"]
+    topic = _topic("perf")
+    perf = subprocess.run(
+        [*cli, "producer-perf-test", "--topic", topic, "--num-records", "2000"]
+        + ["--record-size", "100", "--throughput", "-1"]
+        + ["--producer-props", f"bootstrap.servers={servers}", "acks=all"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert perf.returncode == 0, perf.stderr
+    assert "2000 records sent" in perf.stdout
+    listed = subprocess.run(
+        [*cli, "topics", "--bootstrap-server", servers, "--list"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert topic in listed.stdout.split()
+
+
 # -- transactions, on both clusters ---------------------------------------
 
 
