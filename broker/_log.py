@@ -52,7 +52,7 @@ def encode_headers(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
         return None
     return json.dumps(
         [[k, v.decode("utf-8", "surrogateescape") if v is not None else None] for k, v in headers],
-        ensure_ascii=False,
+        ensure_ascii=True,  # lone surrogates (non-UTF-8 bytes) must survive as \u escapes
         separators=(",", ":"),
     )
 
