@@ -56,7 +56,7 @@ class SimulatedPort:
         p.register(self.master, select.POLLHUP)
         return not any(ev & select.POLLHUP for _, ev in p.poll(0))
 
-    def wait_reader(self, timeout: float | None, settle: float = 0.1) -> bool:
+    def wait_reader(self, timeout: float | None, settle: float = 0.2) -> bool:
         """Wait for a reader to open the port; False on timeout (None waits forever).
 
         `settle` then gives pyserial time to finish open(), which flushes input.
@@ -84,8 +84,12 @@ class SimulatedPort:
     def drain(self, timeout: float) -> None:
         """Wait until the reader has read everything (or `timeout` s, or it went away)."""
         deadline = time.monotonic() + timeout
-        while self.reader_attached() and self.unread() and time.monotonic() < deadline:
-            time.sleep(0.005)
+        quiet = 0
+        # FIONREAD misses bytes still in the kernel's flip buffer on their way to the
+        # line discipline, so only a queue seen empty several times in a row counts.
+        while quiet < 5 and self.reader_attached() and time.monotonic() < deadline:
+            quiet = quiet + 1 if self.unread() == 0 else 0
+            time.sleep(0.01)
 
     def write(self, data: bytes) -> None:
         """Write all of `data` (blocks while the reader is behind)."""
