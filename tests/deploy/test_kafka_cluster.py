@@ -226,6 +226,29 @@ def test_start_then_stop_leaves_no_jvm_and_no_data(tmp_path: Path) -> None:
     cluster.stop()  # a second stop is harmless
 
 
+def test_a_process_that_forgets_stop_leaves_no_jvm(tmp_path: Path) -> None:
+    """The atexit safety net: a script that starts a cluster and just exits."""
+    directory = tmp_path / "forgotten"
+    script = (
+        "import sys\n"
+        "from deploy.kafka import KafkaCluster\n"
+        f"cluster = KafkaCluster(brokers=1, directory={str(directory)!r}).start()\n"
+        "print(cluster.brokers[0].pid)\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert not pid_alive(int(ran.stdout))
+    assert _java_processes_mentioning(directory) == []
+    assert not directory.exists()
+
+
 def test_cli_start_status_stop(tmp_path: Path) -> None:
     directory = tmp_path / "cli-cluster"
     cli = [sys.executable, "-m", "deploy.kafka"]
