@@ -12,6 +12,7 @@ from devices._errors import (
     TransportError,
 )
 from devices._reading import KINDS, DeadLetter, Reading, SpecialValue
+from devices.adapters import ADAPTERS, Adapter, MqttAdapter, SerialAdapter, W1Adapter
 from devices.codecs import CODECS, CONVENTIONS, Codec, Convention
 from devices.codecs.ds18b20 import decode_temperature_file, decode_w1_slave
 from devices.codecs.gatt import (
@@ -26,23 +27,60 @@ from devices.codecs.gatt import (
 )
 from devices.codecs.nmea import NmeaFixAssembler, encode_fix
 from devices.codecs.text import TextTemperatureCodec
+from devices.transports import (
+    Backoff,
+    ConnectionState,
+    DeviceUnavailable,
+    FixedLengthFraming,
+    LineFraming,
+    MqttConfig,
+    MqttMessage,
+    MqttTransport,
+    SerialConfig,
+    SerialTransport,
+    TlsConfig,
+    TransportClosed,
+    W1Config,
+    W1Sample,
+    W1Transport,
+)
 
 __all__ = [
+    "ADAPTERS",
     "CODECS",
     "CONVENTIONS",
     "KINDS",
+    "Adapter",
+    "Backoff",
     "Codec",
     "CodecConfigError",
+    "ConnectionState",
     "Convention",
     "DeadLetter",
     "DecodeError",
     "DeviceError",
+    "DeviceUnavailable",
     "EncodeError",
+    "FixedLengthFraming",
+    "LineFraming",
+    "MqttAdapter",
+    "MqttConfig",
+    "MqttMessage",
+    "MqttTransport",
     "NmeaFixAssembler",
     "Reading",
+    "SerialAdapter",
+    "SerialConfig",
+    "SerialTransport",
     "SpecialValue",
     "TextTemperatureCodec",
+    "TlsConfig",
+    "TransportClosed",
     "TransportError",
+    "W1Adapter",
+    "W1Config",
+    "W1Sample",
+    "W1Transport",
     "decode_blood_pressure",
     "decode_float",
     "decode_sfloat",
