@@ -273,7 +273,7 @@ class Log:
 
     def _insert(self, conn: sqlite3.Connection, records: list[_Pending]) -> None:
         """Assign offsets and write ``records``; the caller owns the transaction."""
-        now = self.log_now()
+        now = self._persist_clock(conn)
         next_off: dict[tuple[str, int], list[int]] = {}
         for topic in {p.topic for p in records}:
             for part, nxt in conn.execute("SELECT partition, next_offset FROM partitions WHERE topic=?", (topic,)):
@@ -295,11 +295,20 @@ class Log:
             "UPDATE partitions SET next_offset=?, bytes=bytes+? WHERE topic=? AND partition=?",
             [(nxt, size, t, part) for (t, part), (nxt, size) in next_off.items() if size],
         )
+
+    def _persist_clock(self, conn: sqlite3.Connection) -> int:
+        """Store the log clock so running time survives a restart; return it.
+
+        Called in every write transaction (appends and retention passes), so a
+        box that runs for days without new records still ages its backlog.
+        """
+        now = self.log_now()
         stored = conn.execute("SELECT value FROM meta WHERE key='log_clock_ms'").fetchone()[0]
         if stored > now:  # another process ran longer: adopt its clock, never go back
             self._clock_base += stored - now
             now = stored
         conn.execute("UPDATE meta SET value=? WHERE key='log_clock_ms'", (now,))
+        return now
 
     def _topic_partitions(self, conn: sqlite3.Connection, topics: set[str]) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -358,6 +367,7 @@ class Log:
         """Apply age and size retention now; returns counts of what was removed."""
         try:
             with self._conn_lock, transaction(self._conn):
+                self._persist_clock(self._conn)
                 removed = _retention.apply_retention(self, self._conn)
         except BrokerError as exc:
             log.warning("retention pass failed: %s", exc)
