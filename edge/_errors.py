@@ -1,0 +1,79 @@
+"""Errors raised by the appliance (edge/).
+
+One root, leaves chosen by how a caller reacts; retry loops read
+``retriable`` instead of testing ``isinstance`` against a list::
+
+    EdgeError                   root of everything edge/ raises on purpose
+    └── ConfigError             the config file is wrong: names the file, the key
+                                path, what was expected and what was found
+                                (retriable=False); ``errors`` holds every problem
+                                found in one pass
+
+Other modules (the uplink) add their own leaves under ``EdgeError``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "ConfigProblem", "EdgeError"]
+
+
+class EdgeError(Exception):
+    """Root of the errors that edge/ raises on purpose."""
+
+    retriable: bool = False
+
+
+def _show(value: object) -> str:
+    """A found value as a config author would write it: strings in double quotes."""
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return repr(value)
+
+
+class ConfigProblem:
+    """One mistake in a config file: where it is and what was expected there."""
+
+    __slots__ = ("file", "key", "expected", "got", "missing")
+
+    _MISSING = object()
+
+    def __init__(self, file: str, key: str, expected: str, got: object = _MISSING) -> None:
+        self.file = file
+        self.key = key
+        self.expected = expected
+        self.missing = got is ConfigProblem._MISSING
+        self.got = None if self.missing else got
+
+    def __str__(self) -> str:
+        found = "nothing (the key is missing)" if self.missing else _show(self.got)
+        where = f"{self.file}: {self.key}" if self.key else self.file
+        return f"{where}: expected {self.expected}, got {found}"
+
+    def __repr__(self) -> str:
+        return f"ConfigProblem({str(self)!r})"
+
+
+class ConfigError(EdgeError, ValueError):
+    """A config file that does not validate; ``str()`` lists every problem, one a line.
+
+    ``file``, ``key``, ``expected`` and ``got`` describe the first problem;
+    ``errors`` all of them.
+    """
+
+    retriable = False
+
+    def __init__(self, problems: list[ConfigProblem] | ConfigProblem) -> None:
+        if isinstance(problems, ConfigProblem):
+            problems = [problems]
+        if not problems:
+            raise ValueError("ConfigError needs at least one problem")
+        self.errors = list(problems)
+        first = self.errors[0]
+        self.file, self.key, self.expected, self.got = first.file, first.key, first.expected, first.got
+        super().__init__("\n".join(str(p) for p in self.errors))

@@ -1,0 +1,82 @@
+"""The commented example config that ``edge config example`` prints (a test validates it)."""
+
+EXAMPLE_CONFIG = '''\
+# edge.toml: the config of one edge appliance. Check it with `edge config check FILE`.
+# Times are in seconds. Secrets can come from the environment instead of this file:
+#   EDGE_UPSTREAM_SASL_PASSWORD, EDGE_UPSTREAM_SSL_KEY_PASSWORD,
+#   EDGE_DEVICE_<NAME>_PASSWORD (device name upper-cased, other characters as _).
+
+edge_id = "edge-1"                 # stamped on every event (header "edge_id")
+data_dir = "/var/lib/edge"         # the local log lives here (log.db)
+
+[log]
+partitions = 3                     # partitions of topics the appliance creates
+retention_seconds = 604800         # 7 days; -1 keeps forever
+retention_bytes = -1               # per partition; -1: no size limit
+quota_bytes = 0                    # disk quota for the whole log; 0: none
+full_policy = "reject"             # at the quota: "reject" new events or "drop-oldest"
+durability = "fsync"               # "fsync" (survives power loss) or "no-fsync"
+dead_letter_topic = "dead-letters" # frames that did not decode, with raw bytes and reason
+
+[health]
+address = "127.0.0.1:9108"         # GET /health (JSON) and /metrics (Prometheus)
+
+# One [[devices]] table per serial device, MQTT subscription or 1-wire bus.
+# kind: "gps", "temperature" or "blood_pressure"; transport: "serial", "mqtt" or "w1".
+# codec: for serial and w1 one of "nmea0183", "text", "gatt.0x2A35", "gatt.0x2A1C",
+# "ds18b20.w1", "ds18b20.w1.temperature"; for mqtt a convention: "owntracks",
+# "zigbee2mqtt", "tasmota", "esphome", "bp.json", "gatt.hex", "json".
+# topic: the log topic the readings go to (default: the kind).
+
+[[devices]]
+name = "car-1"                     # also the device id (event key) unless device_id is set
+kind = "gps"
+transport = "serial"
+port = "/dev/ttyUSB0"              # a path (symlinks followed on every reconnect) or pyserial URL
+baudrate = 9600
+framing = "line"                   # "line" or "fixed:<bytes>"
+codec = "nmea0183"
+topic = "gps"
+
+[[devices]]
+name = "bed-1"
+kind = "blood_pressure"
+transport = "serial"
+port = "/dev/ttyUSB1"
+codec = "gatt.0x2A35"
+codec_options = { framing = "hex" } # one hex line per measurement
+topic = "blood_pressure"
+
+[[devices]]
+name = "ward-sensors"
+kind = "temperature"
+transport = "mqtt"
+host = "127.0.0.1"
+port = 1883
+codec = "zigbee2mqtt"              # the device id comes from the MQTT topic
+filters = ["zigbee2mqtt/#"]        # default: the convention's own filter
+qos = 1                            # QoS 1 messages are acked only once in the log
+# client_id = "edge-edge-1-ward-sensors"   # default; fixed, for a persistent session
+# username = "edge"                # password: EDGE_DEVICE_WARD_SENSORS_PASSWORD
+device_id_prefix = ""              # prepended to the id the convention gives
+topic = "temperature"
+
+[[devices]]
+name = "boiler-room"
+kind = "temperature"
+transport = "w1"
+enabled = false                    # a device can stay in the file, switched off
+directory = "/sys/bus/w1/devices"
+interval = 10.0
+codec = "ds18b20.w1"
+names = { "28-0316a2797aff" = "boiler-in" }
+topic = "temperature"
+
+# Replication to a central Kafka cluster (handled by the uplink).
+[upstream]
+enabled = false
+bootstrap_servers = "kafka.example.com:9093"
+# security_protocol = "SASL_SSL"
+# sasl_mechanism = "SCRAM-SHA-512"
+# sasl_username = "edge-1"         # password: EDGE_UPSTREAM_SASL_PASSWORD
+'''

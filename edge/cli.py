@@ -1,0 +1,124 @@
+"""edge: the appliance's operator command line (a thin layer over edge's library).
+
+    edge run --config edge.toml        run the appliance (until SIGTERM / Ctrl-C)
+    edge config check edge.toml        validate a config, listing every error
+    edge config example                print a commented config that validates
+    edge status [--json] [--watch]     ask a running appliance's /health
+
+Every option can also come from an EDGE_* environment variable; --help names it.
+Exit codes: 0 ok, 1 runtime failure (or unhealthy for status), 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+
+from edge._config import DEFAULT_HEALTH_ADDRESS, load_config
+from edge._errors import ConfigError, EdgeError
+
+
+def _version() -> str:
+    try:
+        return metadata.version("edge-appliance")
+    except metadata.PackageNotFoundError:
+        return "0.1.0"
+
+
+def _opt(parser: argparse.ArgumentParser, *flags: str, env: str, **kw):  # type: ignore[no-untyped-def]
+    """add_argument whose default comes from `env` when set; --help names the variable."""
+    kw["help"] = f"{kw.get('help', '')} [env: {env}]".strip()
+    if env in os.environ:
+        raw = os.environ[env]
+        if kw.get("action") == "store_true":
+            kw["default"] = raw.strip().lower() in ("1", "true", "yes", "on")
+        else:
+            kw["default"] = raw
+            kw.pop("required", None)
+    return parser.add_argument(*flags, **kw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `edge`."""
+    p = argparse.ArgumentParser(prog="edge", description="The IoT edge appliance: devices into a "
+                                "durable local log, replicated upstream to Kafka.")
+    p.add_argument("-V", "--version", action="version", version=f"%(prog)s {_version()}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    r = sub.add_parser("run", help="run the appliance until SIGTERM or Ctrl-C")
+    _opt(r, "-c", "--config", env="EDGE_CONFIG", required=True, metavar="FILE",
+         help="the TOML config file")
+    _opt(r, "--log-level", env="EDGE_LOG_LEVEL", default="INFO",
+         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
+    _opt(r, "--shutdown-timeout", env="EDGE_SHUTDOWN_TIMEOUT", type=float, default=10.0,
+         metavar="S", help="on SIGTERM, flush and exit within S seconds")
+
+    c = sub.add_parser("config", help="check a config or print an example")
+    csub = c.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    chk = csub.add_parser("check", help="validate FILE; list every error with its key")
+    _opt(chk, "file", env="EDGE_CONFIG", nargs="?" if "EDGE_CONFIG" in os.environ else None,
+         metavar="FILE", help="the TOML config file")
+    csub.add_parser("example", help="print a commented config that validates")
+
+    s = sub.add_parser("status", help="show a running appliance's health")
+    _opt(s, "--address", env="EDGE_HEALTH_ADDRESS", default=None, metavar="HOST:PORT",
+         help=f"where its /health listens (default: from --config, else {DEFAULT_HEALTH_ADDRESS})")
+    _opt(s, "-c", "--config", env="EDGE_CONFIG", default=None, metavar="FILE",
+         help="read the health address from this config")
+    _opt(s, "--json", env="EDGE_STATUS_JSON", action="store_true", help="print the raw JSON")
+    _opt(s, "--watch", env="EDGE_STATUS_WATCH", action="store_true",
+         help="refresh every --interval seconds until Ctrl-C")
+    _opt(s, "--interval", env="EDGE_STATUS_INTERVAL", type=float, default=1.0, metavar="S",
+         help="refresh period of --watch")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `edge`; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "config":
+            return _config(args)
+        if args.command == "run":
+            cfg = load_config(args.config)
+            from edge._service import run_service
+
+            return run_service(cfg, log_level=args.log_level,
+                               shutdown_timeout=args.shutdown_timeout, config_path=args.config)
+        if args.command == "status":
+            from edge._status import status_main
+
+            address = args.address
+            if address is None:
+                address = (load_config(args.config).health.address if args.config
+                           else DEFAULT_HEALTH_ADDRESS)
+            return status_main(address, as_json=args.json, watch=args.watch, interval=args.interval)
+    except ConfigError as exc:
+        print(f"edge: config error:\n{exc}", file=sys.stderr)
+        return 2
+    except EdgeError as exc:
+        print(f"edge: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(args.command)
+
+
+def _config(args: argparse.Namespace) -> int:
+    if args.config_command == "example":
+        from edge._example import EXAMPLE_CONFIG
+
+        sys.stdout.write(EXAMPLE_CONFIG)
+        return 0
+    try:
+        cfg = load_config(args.file)
+    except ConfigError as exc:
+        n = len(exc.errors)
+        print(f"{exc}\nedge: {n} error{'s' if n != 1 else ''} in {args.file}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: ok ({len(cfg.devices)} device{'s' if len(cfg.devices) != 1 else ''}, "
+          f"health on {cfg.health.address}, upstream {'on' if cfg.upstream.enabled else 'off'})")
+    return 0

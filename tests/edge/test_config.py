@@ -1,0 +1,156 @@
+"""Config: every mistake named with file, key path and expected form; the example validates."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from edge._config import load_config, parse_config
+from edge._errors import ConfigError, EdgeError
+from edge._example import EXAMPLE_CONFIG
+
+GOOD = """
+edge_id = "edge-1"
+data_dir = "/tmp/edge"
+
+[[devices]]
+name = "car-1"
+kind = "gps"
+transport = "serial"
+port = "/dev/ttyUSB0"
+codec = "nmea0183"
+
+[[devices]]
+name = "ward"
+kind = "temperature"
+transport = "mqtt"
+host = "127.0.0.1"
+codec = "zigbee2mqtt"
+"""
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "edge.toml")
+    assert isinstance(info.value, EdgeError) and info.value.retriable is False
+    return [str(p) for p in info.value.errors]
+
+
+def test_good_config_has_defaults() -> None:
+    cfg = parse_config(GOOD)
+    assert cfg.edge_id == "edge-1"
+    gps, ward = cfg.devices
+    assert (gps.topic, gps.device_id, gps.baudrate) == ("gps", "car-1", 9600)
+    assert ward.filters == ("zigbee2mqtt/#",) and ward.client_id == "edge-edge-1-ward"
+    assert cfg.health.address == "127.0.0.1:9108"
+    assert cfg.log.dead_letter_topic == "dead-letters"
+
+
+def test_the_example_validates() -> None:
+    cfg = parse_config(EXAMPLE_CONFIG)
+    assert [d.name for d in cfg.devices] == ["car-1", "bed-1", "ward-sensors"]  # w1 is disabled
+
+
+def test_baudrate_message_names_file_key_and_expectation() -> None:
+    text = GOOD + '\n[[devices]]\nname="x"\nkind="gps"\ntransport="serial"\nport="/dev/x"\n' \
+        'codec="nmea0183"\nbaudrate="fast"\n'
+    assert errors_of(text) == ['edge.toml: devices[2].baudrate: expected an integer, got "fast"']
+
+
+@pytest.mark.parametrize(("snippet", "expected"), [
+    ('[log]\npartitions = 0', "edge.toml: log.partitions: expected an integer in 1..1024, got 0"),
+    ('[log]\nfull_policy = "drop"', 'log.full_policy: expected "reject" or "drop-oldest", got "drop"'),
+    ('[log]\ndurability = true', 'log.durability: expected "fsync" or "no-fsync", got true'),
+    ('[health]\naddress = "localhost"', 'health.address: expected "host:port"'),
+    ('[log]\nretension_seconds = 5', "log.retension_seconds: expected one of the keys"),
+    ('[upstream]\nenabled = true', "upstream.bootstrap_servers: expected"),
+])
+def test_each_kind_of_mistake(snippet: str, expected: str) -> None:
+    (msg,) = errors_of(GOOD + "\n" + snippet + "\n")
+    assert expected in msg
+
+
+def test_every_error_is_reported_at_once() -> None:
+    text = """
+edge_id = "edge 1"
+[[devices]]
+name = "a"
+kind = "thermometer"
+transport = "serial"
+codec = "nmea"
+port = 5
+[[devices]]
+name = "b"
+kind = "temperature"
+transport = "mqtt"
+host = "h"
+codec = "zigbee2mqtt"
+qos = 2
+"""
+    msgs = errors_of(text)
+    keys = [m.split(": ")[1] for m in msgs]
+    assert keys == ["edge_id", "data_dir", "devices[0].kind", "devices[0].codec",
+                    "devices[0].port", "devices[1].qos"]
+    assert 'got "thermometer"' in msgs[2] and "nmea0183" in msgs[3]
+    assert msgs[-1] == "edge.toml: devices[1].qos: expected 0 or 1, got 2"
+
+
+def test_duplicate_names_and_bad_codec_options() -> None:
+    text = GOOD + '\n[[devices]]\nname="car-1"\nkind="gps"\ntransport="serial"\nport="/dev/y"\n' \
+        'codec="gatt.0x2A35"\ncodec_options={framing="base64"}\n'
+    (msg,) = errors_of(text)
+    assert msg.startswith("edge.toml: devices[2].codec_options: expected options that gatt.0x2A35")
+
+
+def test_toml_syntax_error() -> None:
+    (msg,) = errors_of("edge_id = \n")
+    assert msg.startswith("edge.toml: expected valid TOML, got ")
+
+
+def test_env_overrides_secrets(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "edge.toml"
+    path.write_text(GOOD + '\n[upstream]\nbootstrap_servers = "k:9092"\nsasl_password = "file"\n')
+    cfg = load_config(path, env={"EDGE_UPSTREAM_SASL_PASSWORD": "env-secret",
+                                 "EDGE_DEVICE_WARD_PASSWORD": "mqtt-secret"})
+    assert cfg.upstream.settings["sasl_password"] == "env-secret"
+    assert cfg.devices[1].password == "mqtt-secret"
+    assert "secret" not in repr(cfg)
+
+
+def run_edge(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_cli_example_validates_with_check(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    example = run_edge("config", "example")
+    assert example.returncode == 0
+    path = tmp_path / "edge.toml"
+    path.write_text(example.stdout)
+    check = run_edge("config", "check", str(path))
+    assert check.returncode == 0, check.stderr
+    assert "ok (3 devices" in check.stdout
+
+
+def test_cli_check_reports_all_errors_and_fails(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "edge.toml"
+    path.write_text('edge_id = "e"\ndata_dir = "/d"\n[[devices]]\nname = "a"\nkind = "gps"\n'
+                    'transport = "serial"\nport = "/dev/x"\ncodec = "nmea0183"\nbaudrate = "fast"\n'
+                    '[log]\npartitions = -1\n')
+    check = run_edge("config", "check", str(path))
+    assert check.returncode == 2
+    assert 'edge.toml: devices[0].baudrate: expected an integer, got "fast"' in check.stderr
+    assert "edge.toml: log.partitions: expected an integer in 1..1024, got -1" in check.stderr
+    assert "2 errors" in check.stderr
+
+
+def test_cli_run_with_bad_config_exits_non_zero(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "edge.toml"
+    path.write_text('edge_id = "e"\n')
+    proc = run_edge("run", "--config", str(path))
+    assert proc.returncode == 2
+    assert "edge.toml: data_dir: expected a directory path" in proc.stderr
+    missing = run_edge("run", "--config", str(tmp_path / "nope.toml"))
+    assert missing.returncode == 2 and "expected a readable file" in missing.stderr
