@@ -27,13 +27,15 @@ if [ -n "${KAFKA_M2_REPO:-}" ]; then
     mvn_args+=("-Dmaven.repo.local=$KAFKA_M2_REPO")
 fi
 
+# Maven -q still prints terminal reset codes on stdout; they go to stderr
+# with the rest of its output, so this script prints nothing on stdout.
 # Copy into a scratch folder and swap it in whole, so an interrupted fetch
 # never leaves a lib/ that looks complete but lacks jars.
 tmp="$here/lib.partial"
 rm -rf "$tmp"
 echo "fetch.sh: resolving Kafka jars from Maven Central into $lib" >&2
 mvn "${mvn_args[@]}" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$tmp" -DoverWriteReleases=true
+    -DincludeScope=runtime -DoutputDirectory="$tmp" -DoverWriteReleases=true >&2
 ls "$tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || {
     echo "fetch.sh: Maven finished but no kafka_2.13 jar is in $tmp" >&2
     exit 1
