@@ -327,16 +327,22 @@ class Log:
     def _apply_quota(self, conn: sqlite3.Connection, records: list[_Pending]) -> list[_Pending]:
         quota = self.config.quota_bytes
         assert quota is not None
-        used = conn.execute("SELECT coalesce(sum(bytes), 0) FROM partitions").fetchone()[0]
-        incoming = sum(p.size for p in records)
-        if used + incoming <= quota:
+        used_sql = "SELECT coalesce(sum(bytes), 0) FROM partitions"
+        used = conn.execute(used_sql).fetchone()[0]
+        # A record larger than the whole quota can never fit: refuse it before
+        # dropping anything for it.
+        fits = [p for p in records if p.size <= quota]
+        incoming = sum(p.size for p in fits)
+        if used + incoming <= quota and len(fits) == len(records):
             return records
-        if self.config.full_policy is FullPolicy.DROP_OLDEST:
-            freed = _retention.drop_for_quota(self, conn, used + incoming - quota)
-            used -= freed
+        if self.config.full_policy is FullPolicy.DROP_OLDEST and used + incoming > quota:
+            _retention.drop_for_quota(self, conn, used + incoming - quota)
+            # Counted again rather than "used - freed": the drop ledger's own
+            # records, written just now, take room under the quota too.
+            used = conn.execute(used_sql).fetchone()[0]
         accepted, total = [], used
         for p in records:
-            if total + p.size <= quota:
+            if p.size <= quota and total + p.size <= quota:
                 accepted.append(p)
                 total += p.size
             else:

@@ -16,6 +16,7 @@ Functions here run inside the writer's transaction.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ log = logging.getLogger("broker.retention")
 
 _SIZE_SQL = f"coalesce(length(key),0)+coalesce(length(value),0)+coalesce(length(headers),0)+{RECORD_OVERHEAD}"
 _CHUNK = 1000
+_HEADROOM_MAX = 1 << 20
 
 
 def protected_floors(conn: sqlite3.Connection) -> dict[tuple[str, int], int]:
@@ -99,8 +101,39 @@ def apply_retention(lg: Log, conn: sqlite3.Connection) -> dict[str, int]:
     return removed
 
 
+def _ledger_value(topic: str, unreplicated: bool, entry: dict[str, Any], wall_ms: int) -> dict[str, Any]:
+    reason = "disk quota reached, policy drop-oldest" + (" (records not yet replicated)" if unreplicated else "")
+    return {
+        "topic": topic,
+        "ranges": [{"partition": p, "from_offset": a, "to_offset": b - 1}
+                   for p, (a, b) in sorted(entry["ranges"].items())],
+        "count": entry["count"],
+        "bytes": entry["bytes"],
+        "reason": reason,
+        "unreplicated": unreplicated,
+        "wall_ms": wall_ms,
+    }
+
+
+def _ledger_cost(dropped: dict[tuple[str, bool], dict[str, Any]], wall_ms: int) -> int:
+    """Bytes the ledger records for ``dropped`` will take under the quota."""
+    return sum(
+        len(json.dumps(_ledger_value(t, u, e, wall_ms), separators=(",", ":"))) + RECORD_OVERHEAD
+        for (t, u), e in dropped.items()
+    )
+
+
 def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int) -> int:
-    """Drop the oldest records, least precious first, until ``need`` bytes are freed."""
+    """Drop the oldest records, least precious first, until ``need`` bytes are freed.
+
+    Also frees the room the drop-ledger records take, and at least a small
+    headroom (1% of the quota, at most 1 MiB), so that a full log does not
+    write one ledger record per send: the ledger is never dropped, and one
+    entry per record would end up owning the quota.
+    """
+    quota = lg.config.quota_bytes or 0
+    need = max(need, min(quota // 100, _HEADROOM_MAX))
+    wall_ms = lg.clock.wall_ms()
     floors = protected_floors(conn)
     parts = conn.execute(
         "SELECT p.topic, p.partition, p.log_start_offset, p.next_offset, t.priority"
@@ -110,10 +143,17 @@ def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int) -> int:
     state = {(t, p): [start, nxt, prio] for t, p, start, nxt, prio in parts}
     dropped: dict[tuple[str, bool], dict[str, Any]] = {}
     freed = 0
+
+    def short() -> bool:
+        return freed < need + _ledger_cost(dropped, wall_ms)
+
     for unreplicated in (False, True):
         for prio in sorted({v[2] for v in state.values()}):
-            while freed < need:
-                best = None
+            while short():
+                # The partition whose first droppable record is oldest, and how old
+                # the runner-up's is: drop from the first only down to that age, so
+                # records go oldest first across partitions, not partition by partition.
+                best, bound = None, None
                 for (t, p), (start, nxt, pr) in state.items():
                     if pr != prio:
                         continue
@@ -125,18 +165,25 @@ def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int) -> int:
                     ).fetchone()
                     age_key = first[0] if first else 0
                     if best is None or age_key < best[0]:
+                        if best is not None:
+                            bound = best[0]
                         best = (age_key, t, p, start, limit)
+                    elif bound is None or age_key < bound:
+                        bound = age_key
                 if best is None:
                     break
                 _, t, p, start, limit = best
+                target = need + _ledger_cost(dropped, wall_ms)
                 end, chunk_freed = start, 0
-                for off, rec_size in conn.execute(
-                    f"SELECT offset, {_SIZE_SQL} FROM records WHERE topic=? AND partition=? AND offset>=? AND offset<?"
-                    " ORDER BY offset LIMIT ?",
+                for off, log_time, rec_size in conn.execute(
+                    f"SELECT offset, log_time, {_SIZE_SQL} FROM records WHERE topic=? AND partition=? AND offset>=?"
+                    " AND offset<? ORDER BY offset LIMIT ?",
                     (t, p, start, limit, _CHUNK),
                 ):
+                    if end > start and bound is not None and log_time > bound:
+                        break
                     end, chunk_freed = off + 1, chunk_freed + rec_size
-                    if freed + chunk_freed >= need:
+                    if freed + chunk_freed >= target:
                         break
                 if end == start:  # a gap (records already gone): move the start on
                     end = limit
@@ -148,25 +195,16 @@ def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int) -> int:
                 entry["ranges"][p] = (min(lo, start), end)
                 entry["count"] += end - start
                 entry["bytes"] += chunk_freed
-            if freed >= need:
+            if not short():
                 break
-        if freed >= need:
+        if not short():
             break
     total = 0
     for (topic, unreplicated), entry in dropped.items():
         total += entry["count"]
-        reason = "disk quota reached, policy drop-oldest" + (" (records not yet replicated)" if unreplicated else "")
-        log.warning("dropped %d record(s) of %s: %s", entry["count"], topic, reason)
-        lg.append_internal(conn, DROP_LEDGER_TOPIC, {
-            "topic": topic,
-            "ranges": [{"partition": p, "from_offset": a, "to_offset": b - 1}
-                       for p, (a, b) in sorted(entry["ranges"].items())],
-            "count": entry["count"],
-            "bytes": entry["bytes"],
-            "reason": reason,
-            "unreplicated": unreplicated,
-            "wall_ms": lg.clock.wall_ms(),
-        })
+        value = _ledger_value(topic, unreplicated, entry, wall_ms)
+        log.warning("dropped %d record(s) of %s: %s", entry["count"], topic, value["reason"])
+        lg.append_internal(conn, DROP_LEDGER_TOPIC, value)
     if total:
         lg.stats["dropped"] += total
         _bump(conn, "dropped_records", total)
