@@ -1,0 +1,503 @@
+"""The supervisor: device adapters → the local log, with health, metrics and systemd hooks.
+
+One asyncio process. A ``DeviceRunner`` per configured device owns its
+transport and adapter, restarts it with backoff when it fails (the transports
+already reconnect by themselves after a fault; a restart is for what escapes
+them: the log refusing a write, a bug) and never takes the others down. Every
+reading is appended to the log and only then does the adapter acknowledge it
+(MQTT QoS 1 PUBACK), so what the device side saw acknowledged is durable.
+
+Signals: SIGTERM/SIGINT stop intake, flush and close within the shutdown
+bound and exit 0; SIGHUP re-reads the config file and starts, stops or
+restarts only the devices whose settings changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from broker import KafkaAdminClient, KafkaProducer, LogConfig, TopicConfig
+from devices import (
+    CODECS,
+    CONVENTIONS,
+    ConnectionState,
+    DeadLetter,
+    FixedLengthFraming,
+    LineFraming,
+    MqttAdapter,
+    MqttConfig,
+    MqttTransport,
+    Reading,
+    SerialAdapter,
+    SerialConfig,
+    SerialTransport,
+    W1Adapter,
+    W1Config,
+    W1Transport,
+)
+from devices.adapters import Adapter
+from edge._clock import clock_status
+from edge._config import Config, DeviceConfig, load_config
+from edge._errors import ConfigError
+from edge._health import HealthServer
+from edge._metrics import Metrics
+from edge._notify import sd_notify, watchdog_interval
+
+log = logging.getLogger("edge")
+
+__all__ = ["DeviceRunner", "Service", "run_service"]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _ClockStatus:
+    """clock_status(), looked up at most every few seconds (it is on every event)."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self._every = every_s
+        self._at = -1e9
+        self._value = "unknown"
+
+    def __call__(self) -> str:
+        now = time.monotonic()
+        if now - self._at > self._every:
+            self._value, self._at = clock_status(), now
+        return self._value
+
+
+class DeviceRunner:
+    """One device: builds its transport and adapter, runs it, restarts it with backoff."""
+
+    def __init__(self, cfg: DeviceConfig, writer: EventWriter, metrics: Metrics,
+                 backoff_initial: float = 0.5, backoff_max: float = 30.0) -> None:
+        self.cfg = cfg
+        self.writer = writer
+        self.metrics = metrics
+        self.state = "starting"
+        self.last_reading_ms: int | None = None
+        self.readings = 0
+        self.dead_letters = 0
+        self.dead_letter_logged_at = -1e9
+        self.restarts = 0
+        self.last_error: str | None = None
+        self._adapter: Adapter[Any] | None = None
+        self._stopping = False
+        self._backoff = (backoff_initial, backoff_max)
+        metrics.device_connected.labels(cfg.name).set(0)
+
+    @property
+    def connected(self) -> bool:
+        return self.state == ConnectionState.CONNECTED.value
+
+    def _on_state(self, state: ConnectionState) -> None:
+        # Log the edges an operator cares about, not every reconnect attempt of a missing device.
+        if not self._stopping:
+            if state is ConnectionState.CONNECTED and self.state != state.value:
+                log.info("device %s: connected", self.cfg.name)
+            elif state is ConnectionState.DISCONNECTED and self.state in ("connected", "starting"):
+                log.warning("device %s: disconnected (the transport keeps retrying)", self.cfg.name)
+        self.state = state.value
+        self.metrics.device_connected.labels(self.cfg.name).set(1 if self.connected else 0)
+
+    def _build(self) -> Adapter[Any]:
+        d = self.cfg
+        sink, dead = self.writer.sink_for(self), self.writer.dead_letter_sink_for(self)
+        if d.transport == "serial":
+            framing = (LineFraming() if d.framing == "line"
+                       else FixedLengthFraming(int(d.framing.split(":", 1)[1])))
+            st = SerialTransport(SerialConfig(port=d.port or "", baudrate=d.baudrate, framing=framing),
+                                 on_state=self._on_state)
+            return SerialAdapter(d.device_id or d.name, st, CODECS[d.codec](**d.codec_options), sink, dead)
+        if d.transport == "mqtt":
+            mt = MqttTransport(MqttConfig(host=d.host or "", port=d.mqtt_port, topics=d.filters, qos=d.qos,
+                                          client_id=d.client_id, protocol=d.protocol,
+                                          username=d.username, password=d.password),
+                               on_state=self._on_state)
+            return MqttAdapter(d.name, mt, CONVENTIONS[d.codec](**d.codec_options), sink, dead)
+        wt = W1Transport(W1Config(base_dir=d.w1_dir, interval=d.interval), on_state=self._on_state)
+        return W1Adapter(d.name, wt, CODECS[d.codec](**d.codec_options), sink, dead,
+                         names=d.names)
+
+    async def run(self) -> None:
+        """Run until stop(); failures are logged, counted and retried with backoff."""
+        attempt = 0
+        while not self._stopping:
+            started = time.monotonic()
+            try:
+                self._adapter = self._build()
+                async with self._adapter as adapter:
+                    if self._stopping:
+                        break
+                    await adapter.run()
+                if self._stopping:
+                    break
+                raise RuntimeError("transport ended without being closed")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a failing device is reported, never fatal to the others
+                if self._stopping:
+                    break
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.restarts += 1
+                self.state = "failed"
+                self.metrics.device_connected.labels(self.cfg.name).set(0)
+                self.metrics.device_restarts.labels(self.cfg.name).inc()
+                if time.monotonic() - started > 60:
+                    attempt = 0  # it ran well for a while: start the backoff over
+                first, cap = self._backoff
+                delay = random.uniform(0.5, 1.0) * min(cap, first * 2**attempt)
+                attempt += 1
+                log.error("device %s failed (%s); restart %d in %.1fs",
+                          self.cfg.name, self.last_error, self.restarts, delay)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        while not self._stopping:
+                            await asyncio.sleep(0.05)
+        self.state = "stopped"
+        self.metrics.device_connected.labels(self.cfg.name).set(0)
+
+    async def stop(self) -> None:
+        """Stop intake: close the transport (an adapter then hands on what it holds). Idempotent."""
+        self._stopping = True
+        if self._adapter is not None:
+            await self._adapter.close()
+
+    def health(self, now_ms: int) -> dict[str, Any]:
+        stats = self._adapter.stats if self._adapter is not None else None
+        return {
+            "connected": self.connected,
+            "state": self.state,
+            "kind": self.cfg.kind,
+            "transport": self.cfg.transport,
+            "topic": self.cfg.topic,
+            "last_reading_ms": self.last_reading_ms,
+            "last_reading_age_s": (None if self.last_reading_ms is None
+                                   else round((now_ms - self.last_reading_ms) / 1000, 3)),
+            "readings": self.readings,
+            "dead_letters": self.dead_letters,
+            "decode_errors": stats.decode_error_total if stats else 0,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+        }
+
+
+class EventWriter:
+    """Turns readings and dead letters into events and appends them to the log, awaiting durability."""
+
+    def __init__(self, producer: KafkaProducer, cfg: Config, metrics: Metrics) -> None:
+        self.producer = producer
+        self.cfg = cfg
+        self.metrics = metrics
+        self.clock = _ClockStatus()
+        self.last_failure_ms: int | None = None
+        self.last_failure: str | None = None
+        self._edge = cfg.edge_id.encode()
+
+    async def _append(self, runner: DeviceRunner, topic: str, **kw: Any) -> None:
+        try:
+            await self.producer.send_and_wait(topic, **kw)
+        except Exception as exc:
+            self.last_failure_ms, self.last_failure = _now_ms(), f"{type(exc).__name__}: {exc}"
+            self.metrics.write_failures.labels(runner.cfg.name, type(exc).__name__).inc()
+            raise
+
+    def sink_for(self, runner: DeviceRunner) -> Callable[[Reading], Awaitable[None]]:
+        d = runner.cfg
+        m_in = self.metrics.events_in.labels(d.name, d.topic)
+        m_last = self.metrics.last_reading.labels(d.name)
+        latency = self.metrics.commit_latency
+        prefix = d.device_id_prefix
+
+        async def sink(reading: Reading) -> None:
+            ingest = _now_ms()
+            source = runner._adapter.transport.id if runner._adapter is not None else d.name
+            headers = [
+                ("source", source.encode()),
+                ("device_kind", reading.kind.encode()),
+                ("schema", reading.schema.encode()),
+                ("edge_id", self._edge),
+                ("ingest_ms", str(ingest).encode()),
+                ("clock", self.clock().encode()),
+            ]
+            value = json.dumps(reading.to_event_value(), separators=(",", ":")).encode()
+            t0 = time.perf_counter()
+            await self._append(runner, d.topic, value=value, key=(prefix + reading.device_id).encode(),
+                               headers=headers, timestamp_ms=reading.timestamp_ms or ingest)
+            latency.observe(time.perf_counter() - t0)
+            m_in.inc()
+            runner.readings += 1
+            runner.last_reading_ms = ingest
+            m_last.set(ingest / 1000)
+
+        return sink
+
+    def dead_letter_sink_for(self, runner: DeviceRunner) -> Callable[[DeadLetter], Awaitable[None]]:
+        d = runner.cfg
+        topic = self.cfg.log.dead_letter_topic
+
+        async def dead_letter(letter: DeadLetter) -> None:
+            ingest = _now_ms()
+            headers = [
+                ("reason", letter.reason.encode()),
+                ("codec", letter.codec.encode()),
+                ("source", letter.source.encode()),
+                ("device", d.name.encode()),
+                ("device_kind", d.kind.encode()),
+                ("edge_id", self._edge),
+                ("ingest_ms", str(ingest).encode()),
+                ("clock", self.clock().encode()),
+            ]
+            await self._append(runner, topic, value=letter.raw or b"", key=d.name.encode(),
+                               headers=headers, timestamp_ms=letter.arrived_ms or ingest)
+            runner.dead_letters += 1
+            self.metrics.dead_letters.labels(d.name).inc()
+            reason = letter.reason if len(letter.reason) <= 80 else letter.reason[:77] + "..."
+            self.metrics.decode_errors.labels(d.name, reason).inc()
+            # One line per device every 10 s at most: a noisy line must not flood the journal.
+            now = time.monotonic()
+            if now - runner.dead_letter_logged_at >= 10.0:
+                log.warning("device %s: dead letter (%s); %d so far", d.name, reason, runner.dead_letters)
+                runner.dead_letter_logged_at = now
+
+        return dead_letter
+
+
+def log_config_of(cfg: Config) -> LogConfig:
+    """The broker's LogConfig for the appliance config."""
+    retention_ms = -1 if cfg.log.retention_seconds == -1 else cfg.log.retention_seconds * 1000
+    return LogConfig(
+        data_dir=cfg.data_dir, durability=cfg.log.durability, quota_bytes=cfg.log.quota_bytes,
+        full_policy=cfg.log.full_policy, default_partitions=cfg.log.partitions,
+        default_topic_config=TopicConfig(retention_ms=retention_ms,
+                                         retention_bytes=cfg.log.retention_bytes),
+    )
+
+
+class Service:
+    """The running appliance. ``await run()`` until ``request_stop()`` (or SIGTERM)."""
+
+    def __init__(self, cfg: Config, *, config_path: str | None = None,
+                 shutdown_timeout: float = 10.0) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.shutdown_timeout = shutdown_timeout
+        self.metrics = Metrics()
+        self.runners: dict[str, tuple[DeviceRunner, asyncio.Task[None]]] = {}
+        self.log_info: dict[str, Any] = {}
+        self.log_ok = True
+        self.uplink: Any = None
+        self.started_ms = _now_ms()
+        self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        self.producer: KafkaProducer | None = None
+        self.writer: EventWriter | None = None
+        self.health_server: HealthServer | None = None
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    def health(self) -> dict[str, Any]:
+        """What /health returns; ``ok`` is true when every device and the log are well."""
+        now = _now_ms()
+        devices = {name: r.health(now) for name, (r, _) in self.runners.items()}
+        w = self.writer
+        recent_failure = w is not None and w.last_failure_ms is not None and now - w.last_failure_ms < 30_000
+        log_ok = self.log_ok and not recent_failure
+        info = dict(self.log_info, ok=log_ok,
+                    last_write_error=w.last_failure if w is not None else None)
+        uplink = self._uplink_health()
+        ok = log_ok and all(d["connected"] for d in devices.values()) and (
+            uplink is None or bool(uplink.get("ok", True)))
+        return {"ok": ok, "edge_id": self.cfg.edge_id, "uptime_s": round((now - self.started_ms) / 1000, 1),
+                "clock": w.clock() if w is not None else clock_status(),
+                "devices": devices, "log": info, "uplink": uplink}
+
+    def _uplink_health(self) -> dict[str, Any] | None:
+        if self.uplink is None:
+            if self.cfg.upstream.enabled:
+                return {"ok": False, "state": "not available in this build"}
+            return None
+        fn = getattr(self.uplink, "health", None) or getattr(self.uplink, "status", None)
+        try:
+            h = fn() if callable(fn) else {}
+            return dict(h) if isinstance(h, dict) else {"state": str(h)}
+        except Exception as exc:  # noqa: BLE001 - health must answer whatever the uplink does
+            return {"ok": False, "state": f"error: {exc}"}
+
+    def _start_device(self, d: DeviceConfig) -> None:
+        assert self._tg is not None and self.writer is not None
+        runner = DeviceRunner(d, self.writer, self.metrics)
+        task = self._tg.create_task(runner.run(), name=f"device:{d.name}")
+        self.runners[d.name] = (runner, task)
+        log.info("device %s: starting (%s %s, codec %s, topic %s)", d.name, d.transport,
+                 d.port or d.host or d.w1_dir, d.codec, d.topic)
+
+    async def _stop_device(self, name: str) -> None:
+        runner, task = self.runners.pop(name)
+        await runner.stop()
+        try:
+            async with asyncio.timeout(self.shutdown_timeout):
+                await task
+        except TimeoutError:
+            log.error("device %s: did not stop within %.0fs; cancelled", name, self.shutdown_timeout)
+            task.cancel()
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await self._reload.wait()
+            self._reload.clear()
+            if self.config_path is None:
+                log.warning("SIGHUP: no config file to reload")
+                continue
+            try:
+                new = await asyncio.to_thread(load_config, self.config_path)
+            except ConfigError as exc:
+                log.error("SIGHUP: config not reloaded, keeping the running one: %s",
+                          str(exc).replace("\n", "; "))
+                continue
+            wanted = {d.name: d for d in new.devices}
+            for name in list(self.runners):
+                if name not in wanted or wanted[name] != self.runners[name][0].cfg:
+                    log.info("SIGHUP: stopping device %s", name)
+                    await self._stop_device(name)
+            for name, d in wanted.items():
+                if name not in self.runners:
+                    self._start_device(d)
+            self.cfg = new if new.data_dir == self.cfg.data_dir else self.cfg
+            log.info("SIGHUP: config reloaded: %d devices", len(self.runners))
+
+    async def _housekeeping(self, admin: KafkaAdminClient) -> None:
+        ping = watchdog_interval()
+        last_ping = 0.0
+        while True:
+            try:
+                info = await asyncio.to_thread(admin.describe_log)
+                self.log_info = {k: info[k] for k in ("data_dir", "bytes", "records", "file_bytes",
+                                                      "quota_bytes", "dropped_records", "expired_records")}
+                m = self.metrics
+                m.log_bytes.set(info["bytes"])
+                m.log_records.set(info["records"])
+                m.log_file_bytes.set(info["file_bytes"])
+                m.log_dropped.set(info["dropped_records"])
+                m.log_expired.set(info["expired_records"])
+                self.log_ok = True
+            except Exception as exc:  # noqa: BLE001 - reported in /health, then retried
+                if self.log_ok:
+                    log.error("log: cannot describe the log: %s", exc)
+                self.log_ok = False
+            if ping is not None and time.monotonic() - last_ping >= ping:
+                # Only ping while the loop runs and the log answers: a hung box gets restarted.
+                if self.log_ok:
+                    sd_notify("WATCHDOG=1")
+                last_ping = time.monotonic()
+            await asyncio.sleep(min(1.0, ping or 1.0))
+
+    async def run(self) -> None:
+        """Run until request_stop(); then stop intake, flush and close within the bound."""
+        cfg = self.cfg
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.producer = await asyncio.to_thread(KafkaProducer, log_config=log_config_of(cfg))
+        admin = KafkaAdminClient(log_config=log_config_of(cfg))
+        self.writer = EventWriter(self.producer, cfg, self.metrics)
+        self.health_server = HealthServer(cfg.health.host, cfg.health.port, self.health,
+                                          self.metrics.registry)
+        try:
+            await self.health_server.start()
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                for d in cfg.devices:
+                    self._start_device(d)
+                helpers = [tg.create_task(self._housekeeping(admin), name="housekeeping"),
+                           tg.create_task(self._reload_loop(), name="reload")]
+                self._start_uplink(tg, helpers)
+                sd_notify(f"READY=1\nSTATUS=running {len(cfg.devices)} devices")
+                log.info("edge %s running: %d devices, log in %s", cfg.edge_id, len(cfg.devices),
+                         cfg.data_dir)
+                await self._stop.wait()
+                sd_notify("STOPPING=1")
+                log.info("stopping: intake first, then flush")
+                t0 = time.monotonic()
+                await asyncio.gather(*(self._stop_device(n) for n in list(self.runners)))
+                for t in helpers:
+                    t.cancel()
+        finally:
+            if self.health_server is not None:
+                await self.health_server.close()
+            left = max(1.0, self.shutdown_timeout - (time.monotonic() - t0)) if "t0" in locals() \
+                else self.shutdown_timeout
+            await asyncio.to_thread(self.producer.close, left)
+            admin.close()
+        log.info("stopped cleanly in %.2fs", time.monotonic() - t0)
+
+    def _start_uplink(self, tg: asyncio.TaskGroup, helpers: list[asyncio.Task[None]]) -> None:
+        """Wiring point for the uplink (edge.uplink) behind [upstream]."""
+        if not self.cfg.upstream.enabled:
+            return
+        try:
+            from edge import uplink as uplink_pkg
+            Uplink = uplink_pkg.Uplink  # noqa: N806
+            UplinkConfig = uplink_pkg.UplinkConfig  # noqa: N806
+        except (ImportError, AttributeError):
+            log.warning("[upstream] is configured but this build has no uplink; events stay local")
+            return
+        settings = dict(self.cfg.upstream.settings)
+        settings.setdefault("topics", {d.topic: d.topic for d in self.cfg.devices})
+        uplink_cfg = UplinkConfig(edge_id=self.cfg.edge_id, data_dir=self.cfg.data_dir, **settings)
+        self.uplink = Uplink(uplink_cfg)
+        helpers.append(tg.create_task(self.uplink.run(), name="uplink"))
+
+
+class _OneLineFormatter(logging.Formatter):
+    """One line per log event (journald keeps them well): tracebacks folded onto the line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\n", " | ")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Log to stderr, one line per event; no timestamps under journald (it adds its own)."""
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if not os.environ.get("JOURNAL_STREAM"):
+        fmt = "%(asctime)s " + fmt
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineFormatter(fmt))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("aiokafka", "kafka"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def run_service(cfg: Config, *, log_level: str = "INFO", shutdown_timeout: float = 10.0,
+                config_path: str | os.PathLike[str] | None = None) -> int:
+    """Run the appliance in this process until SIGTERM/SIGINT; returns the exit code (0)."""
+    setup_logging(log_level)
+
+    async def main() -> None:
+        service = Service(cfg, config_path=None if config_path is None else str(Path(config_path)),
+                          shutdown_timeout=shutdown_timeout)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, service.request_stop)
+        loop.add_signal_handler(signal.SIGINT, service.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, service.request_reload)
+        await service.run()
+
+    asyncio.run(main())
+    return 0
