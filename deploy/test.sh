@@ -5,5 +5,5 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 deploy/setup.sh
-.venv/bin/ruff check broker devices edge tests bench
+.venv/bin/ruff check broker devices edge deploy tests bench
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
