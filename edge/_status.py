@@ -1,0 +1,84 @@
+"""`edge status`: one look at (or a live view of) a running appliance's /health."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from edge._errors import EdgeError
+
+
+class StatusUnavailable(EdgeError):
+    """The appliance's health endpoint did not answer (it is not running, or elsewhere)."""
+
+    retriable = True
+
+
+def fetch_health(address: str, timeout: float = 3.0) -> dict[str, Any]:
+    """GET http://ADDRESS/health; a 503 still returns its JSON. Raises StatusUnavailable."""
+    url = f"http://{address}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - our own loopback URL
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 503:
+            return json.loads(exc.read())
+        raise StatusUnavailable(f"{url}: HTTP {exc.code}") from exc
+    except (OSError, ValueError) as exc:
+        raise StatusUnavailable(f"{url}: {getattr(exc, 'reason', exc)} (is `edge run` running?)") from exc
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 120:
+        return f"{seconds:.1f}s ago"
+    return f"{seconds / 60:.0f}m ago"
+
+
+def render(h: dict[str, Any]) -> str:
+    """The plain-text view of a /health document."""
+    lines = [f"edge {h.get('edge_id')}: {'OK' if h.get('ok') else 'DEGRADED'}  "
+             f"(up {h.get('uptime_s', 0):.0f}s, clock {h.get('clock')})"]
+    lines.append(f"  {'DEVICE':<14} {'STATE':<13} {'KIND':<15} {'TOPIC':<15} {'READINGS':>8} "
+                 f"{'DEAD':>5} {'RESTARTS':>8}  LAST READING")
+    for name, d in h.get("devices", {}).items():
+        lines.append(f"  {name:<14} {d['state']:<13} {d['kind']:<15} {d['topic']:<15} "
+                     f"{d['readings']:>8} {d['dead_letters']:>5} {d['restarts']:>8}  "
+                     f"{_age(d.get('last_reading_age_s'))}"
+                     + (f"  ({d['last_error']})" if d.get("last_error") else ""))
+    lg = h.get("log", {})
+    lines.append(f"  log: {'ok' if lg.get('ok') else 'FAILING'}  {lg.get('records', '?')} records, "
+                 f"{lg.get('bytes', '?')} bytes in {lg.get('data_dir', '?')}"
+                 + (f", {lg['dropped_records']} dropped" if lg.get("dropped_records") else "")
+                 + (f"  (last error: {lg['last_write_error']})" if lg.get("last_write_error") else ""))
+    up = h.get("uplink")
+    if up is not None:
+        state = up.get("state", "ok" if up.get("ok") else "?")
+        extra = ", ".join(f"{k}={v}" for k, v in up.items() if k not in ("ok", "state"))
+        lines.append(f"  uplink: {state}" + (f"  {extra}" if extra else ""))
+    return "\n".join(lines)
+
+
+def status_main(address: str, *, as_json: bool = False, watch: bool = False,
+                interval: float = 1.0) -> int:
+    """Print the status once (exit 0 healthy, 1 degraded) or every `interval` s until Ctrl-C."""
+    if not watch:
+        h = fetch_health(address)
+        print(json.dumps(h, indent=2) if as_json else render(h))
+        return 0 if h.get("ok") else 1
+    clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
+    try:
+        while True:
+            try:
+                text = json.dumps(fetch_health(address)) if as_json else render(fetch_health(address))
+            except StatusUnavailable as exc:
+                text = f"edge status: {exc}"
+            print(clear + text, flush=True)
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return 0
