@@ -266,12 +266,48 @@ def config_from_dict(data: Mapping[str, Any], file: str = "edge.toml",
         if enabled:
             c.get(raw_up, "bootstrap_servers", "upstream.bootstrap_servers", "str",
                   expected='"host:port[,host:port...]"')
+            if "bootstrap_servers" in raw_up:
+                _check_uplink(c, settings, edge_id or "edge", data_dir or "/tmp", devices)
         upstream = UpstreamSettings(bool(enabled), settings)
 
     if c.problems:
         raise ConfigError(c.problems)
     return Config(edge_id=edge_id, data_dir=Path(data_dir), log=log, devices=tuple(devices),
                   health=health, upstream=upstream, file=file)
+
+
+def uplink_topics(devices: list[DeviceConfig] | tuple[DeviceConfig, ...], dead_letter_topic: str
+                  ) -> dict[str, str]:
+    """Default [upstream] topic mapping: every device topic (and dead letters) under its own name."""
+    topics = {d.topic: d.topic for d in devices}
+    topics[dead_letter_topic] = dead_letter_topic
+    return topics
+
+
+def _check_uplink(c: _Check, settings: dict[str, Any], edge_id: str, data_dir: str,
+                  devices: list[DeviceConfig]) -> None:
+    """Let the uplink validate its own keys now, so `config check` names them."""
+    try:
+        from edge.uplink import UplinkConfig
+    except ImportError:
+        return  # a build without the uplink: `edge run` says so
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(UplinkConfig)} - {"edge_id", "data_dir"}
+    bad = [k for k in settings if k not in known]
+    for k in bad:
+        c.bad(f"upstream.{k}", "one of the keys " + ", ".join(sorted(known)), k)
+    if bad:
+        return
+    kw = dict(settings)
+    kw.setdefault("topics", uplink_topics(devices, "dead-letters"))
+    try:
+        UplinkConfig(edge_id=edge_id, data_dir=Path(data_dir), **kw)
+    except ConfigError as exc:
+        for p in exc.errors:
+            c.bad(f"upstream.{p.key}", p.expected, *(() if p.missing else (p.got,)))
+    except (TypeError, ValueError) as exc:
+        c.bad("upstream", f"settings the uplink accepts ({exc})", "a table")
 
 
 def _split_address(text: str) -> tuple[str, int] | None:

@@ -334,12 +334,15 @@ class Service:
             if self.cfg.upstream.enabled:
                 return {"ok": False, "state": "not available in this build"}
             return None
-        fn = getattr(self.uplink, "health", None) or getattr(self.uplink, "status", None)
         try:
-            h = fn() if callable(fn) else {}
-            return dict(h) if isinstance(h, dict) else {"state": str(h)}
+            st = self.uplink.status()
         except Exception as exc:  # noqa: BLE001 - health must answer whatever the uplink does
             return {"ok": False, "state": f"error: {exc}"}
+        state = str(getattr(st.state, "value", st.state))
+        return {"ok": state == "online", "state": state, "lag_records": st.lag_records,
+                "records_per_s": round(st.records_per_s, 1), "records_total": st.records_total,
+                "dead_lettered": st.dead_lettered,
+                "last_error": st.last_error or getattr(self, "uplink_error", None)}
 
     def _start_device(self, d: DeviceConfig) -> None:
         assert self._tg is not None and self.writer is not None
@@ -397,6 +400,8 @@ class Service:
                 m.log_file_bytes.set(info["file_bytes"])
                 m.log_dropped.set(info["dropped_records"])
                 m.log_expired.set(info["expired_records"])
+                if self.uplink is not None:
+                    m.uplink_up.set(1 if str(self.uplink.state.value) == "online" else 0)
                 self.log_ok = True
             except Exception as exc:  # noqa: BLE001 - reported in /health, then retried
                 if self.log_ok:
@@ -435,6 +440,7 @@ class Service:
                 log.info("stopping: intake first, then flush")
                 t0 = time.monotonic()
                 await asyncio.gather(*(self._stop_device(n) for n in list(self.runners)))
+                await self._stop_uplink()  # after intake: it sends what the devices handed in
                 for t in helpers:
                     t.cancel()
         finally:
@@ -447,21 +453,47 @@ class Service:
         log.info("stopped cleanly in %.2fs", time.monotonic() - t0)
 
     def _start_uplink(self, tg: asyncio.TaskGroup, helpers: list[asyncio.Task[None]]) -> None:
-        """Wiring point for the uplink (edge.uplink) behind [upstream]."""
+        """Start the uplink (edge.uplink) when [upstream] is enabled and this build has it."""
         if not self.cfg.upstream.enabled:
             return
         try:
-            from edge import uplink as uplink_pkg
-            Uplink = uplink_pkg.Uplink  # noqa: N806
-            UplinkConfig = uplink_pkg.UplinkConfig  # noqa: N806
-        except (ImportError, AttributeError):
+            from edge.uplink import Uplink, UplinkConfig
+        except ImportError:
             log.warning("[upstream] is configured but this build has no uplink; events stay local")
             return
+        from edge._config import uplink_topics
+
         settings = dict(self.cfg.upstream.settings)
-        settings.setdefault("topics", {d.topic: d.topic for d in self.cfg.devices})
+        settings.setdefault("topics", uplink_topics(self.cfg.devices, self.cfg.log.dead_letter_topic))
         uplink_cfg = UplinkConfig(edge_id=self.cfg.edge_id, data_dir=self.cfg.data_dir, **settings)
-        self.uplink = Uplink(uplink_cfg)
-        helpers.append(tg.create_task(self.uplink.run(), name="uplink"))
+        self._uplink_task = tg.create_task(self._run_uplink(Uplink, uplink_cfg), name="uplink")
+
+    async def _run_uplink(self, uplink_cls: Any, uplink_cfg: Any) -> None:
+        """Run the uplink; if it fails (a local-log error), report it and start it again."""
+        while not self._stop.is_set():
+            self.uplink = uplink_cls(uplink_cfg)
+            try:
+                await self.uplink.run()
+            except Exception as exc:  # noqa: BLE001 - reported in /health; devices keep flowing
+                self.uplink_error = f"{type(exc).__name__}: {exc}"
+                log.error("uplink failed (%s); restarting in 5s", self.uplink_error)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5):
+                        await self._stop.wait()
+            else:
+                return
+
+    async def _stop_uplink(self) -> None:
+        task = getattr(self, "_uplink_task", None)
+        if task is None or self.uplink is None:
+            return
+        self.uplink.stop()
+        try:
+            async with asyncio.timeout(self.shutdown_timeout):
+                await task
+        except TimeoutError:
+            log.error("uplink did not stop within %.0fs; cancelled", self.shutdown_timeout)
+            task.cancel()
 
 
 class _OneLineFormatter(logging.Formatter):
@@ -481,8 +513,9 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The uplink reports its connection state itself; aiokafka's own errors would repeat it.
     for noisy in ("aiokafka", "kafka"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+        logging.getLogger(noisy).setLevel(root.level if root.level <= logging.DEBUG else logging.CRITICAL)
 
 
 def run_service(cfg: Config, *, log_level: str = "INFO", shutdown_timeout: float = 10.0,
