@@ -1,0 +1,25 @@
+"""The uplink: replicate the local log to an upstream Apache Kafka cluster.
+
+>>> config = UplinkConfig(edge_id="car-17", bootstrap_servers="kafka:9092",
+...                       data_dir="/var/lib/edge/log", topics={"readings": "edge.readings"})
+>>> async with Uplink(config) as uplink:
+...     print(uplink.status().state)
+"""
+
+from ._config import TopicMapping, UplinkConfig
+from ._errors import FencedError, UplinkConfigError, UplinkError, UpstreamError
+from ._status import PartitionLag, UplinkState, UplinkStatus
+from ._uplink import Uplink
+
+__all__ = [
+    "FencedError",
+    "PartitionLag",
+    "TopicMapping",
+    "Uplink",
+    "UplinkConfig",
+    "UplinkConfigError",
+    "UplinkError",
+    "UplinkState",
+    "UplinkStatus",
+    "UpstreamError",
+]

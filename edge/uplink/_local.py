@@ -1,0 +1,155 @@
+"""The local side of the uplink: reading the log in priority order, checkpoints, dead letters.
+
+Every method blocks (SQLite) and is called from the uplink's one dedicated thread.
+"""
+
+from __future__ import annotations
+
+import time
+
+from broker import (
+    DROP_LEDGER_TOPIC,
+    ConsumerRecord,
+    KafkaAdminClient,
+    KafkaConsumer,
+    KafkaProducer,
+    TopicPartition,
+    UnknownTopicOrPartitionError,
+)
+
+from ._config import UplinkConfig
+from ._status import PartitionLag
+
+_ASSIGN_REFRESH_S = 1.0
+
+
+class LocalSide:
+    def __init__(self, config: UplinkConfig) -> None:
+        self._cfg = config
+        self._locals = [m.local for m in config.topics]
+        self._admin = KafkaAdminClient(config.data_dir)
+        try:
+            self._admin.protect_consumer_group(config.group_id)
+            self._consumer = KafkaConsumer(
+                data_dir=config.data_dir, group_id=config.group_id, enable_auto_commit=False,
+                auto_offset_reset="earliest", max_poll_records=config.batch_records)
+            self._peek = KafkaConsumer(data_dir=config.data_dir, auto_offset_reset="earliest")
+        except BaseException:
+            self._admin.close()
+            raise
+        self._dlq: KafkaProducer | None = None
+        self._priority: dict[str, float] = {}
+        self._assigned: set[TopicPartition] = set()
+        self._start: dict[TopicPartition, int] = {}   # where to begin a newly seen partition
+        self._last_assign = 0.0
+
+    def close(self) -> None:
+        for c in (self._consumer, self._peek):
+            c.close(autocommit=False)
+        if self._dlq is not None:
+            self._dlq.close()
+        self._admin.close()
+
+    # -- assignment and positions ------------------------------------------------------------
+
+    def _sync_assignment(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._last_assign < _ASSIGN_REFRESH_S:
+            return
+        self._last_assign = time.monotonic()
+        existing = set(self._admin.list_topics())
+        wanted: list[TopicPartition] = []
+        for desc in self._admin.describe_topics([t for t in self._locals if t in existing]):
+            # The drop ledger goes first: the cluster should learn what the box could not keep.
+            self._priority[desc.name] = float("inf") if desc.name == DROP_LEDGER_TOPIC else desc.priority
+            wanted.extend(TopicPartition(desc.name, p.partition) for p in desc.partitions)
+        if set(wanted) != self._assigned:
+            self._consumer.assign(wanted)
+            for tp in set(wanted) - self._assigned:
+                self._consumer.seek(tp, self._start_of(tp))
+            self._assigned = set(wanted)
+
+    def _start_of(self, tp: TopicPartition) -> int:
+        if tp in self._start:
+            return self._start[tp]
+        if not self._cfg.exactly_once:
+            committed = self._consumer.committed(tp)
+            if committed is not None:
+                return committed
+        return self._consumer.beginning_offsets([tp])[tp]
+
+    def rewind(self, checkpoint: dict[TopicPartition, int] | None) -> dict[TopicPartition, int]:
+        """Position every partition at the checkpoint (None: the local group's commits).
+
+        Returns the positions, which are what has been replicated.
+        """
+        self._start = dict(checkpoint or {})
+        self._sync_assignment(force=True)
+        out = {}
+        for tp in self._assigned:
+            pos = self._start_of(tp)
+            self._consumer.seek(tp, pos)
+            out[tp] = pos
+        return out
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def poll(self, timeout_s: float) -> list[ConsumerRecord]:
+        """Up to ``batch_records`` records, from the highest-priority topics that have a backlog."""
+        self._sync_assignment()
+        if not self._assigned:
+            time.sleep(min(timeout_s, _ASSIGN_REFRESH_S))
+            return []
+        backlog = {}
+        for tp in self._assigned:
+            if self._consumer.position(tp) < self._consumer.highwater(tp):
+                backlog.setdefault(self._priority.get(tp.topic, 0), []).append(tp)
+        if backlog:
+            top = set(backlog[max(backlog)])
+            self._consumer.pause(*(self._assigned - top))
+            self._consumer.resume(*top)
+        else:
+            self._consumer.resume(*self._assigned)
+        batch = self._consumer.poll(timeout_ms=0 if backlog else timeout_s * 1000,
+                                    max_records=self._cfg.batch_records)
+        return [r for recs in batch.values() for r in recs]
+
+    def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit the local group (frees local retention) after the upstream has the records."""
+        if offsets:
+            self._consumer.commit(dict(offsets))
+
+    def dead_letter(self, items: list[tuple[ConsumerRecord, str]]) -> None:
+        """Write records the cluster refuses to the local dead-letter topic, with the reason."""
+        if self._dlq is None:
+            self._dlq = KafkaProducer(self._cfg.data_dir)
+        futures = []
+        for r, reason in items:
+            headers = list(r.headers) + [
+                ("uplink.reason", reason.encode()),
+                ("uplink.source", f"{r.topic}/{r.partition}/{r.offset}".encode()),
+            ]
+            futures.append(self._dlq.send(self._cfg.dlq_topic, r.value, key=r.key, headers=headers,
+                                          timestamp_ms=r.timestamp))
+        for f in futures:
+            f.get(timeout=30)
+
+    # -- lag ----------------------------------------------------------------------------------
+
+    def lag(self, replicated: dict[TopicPartition, int], now_ms: int) -> list[PartitionLag]:
+        out = []
+        for tp in sorted(self._assigned):
+            try:
+                end = self._consumer.highwater(tp)
+                start = self._consumer.beginning_offsets([tp])[tp]
+            except UnknownTopicOrPartitionError:
+                continue
+            done = max(replicated.get(tp, start), start)
+            seconds = 0.0
+            if done < end:
+                self._peek.assign([tp])
+                self._peek.seek(tp, done)
+                recs = self._peek.poll(timeout_ms=0, max_records=1).get(tp)
+                if recs:
+                    seconds = max(0.0, (now_ms - recs[0].timestamp) / 1000)
+            out.append(PartitionLag(tp.topic, tp.partition, done, end, end - done, seconds))
+        return out

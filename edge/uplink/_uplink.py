@@ -1,0 +1,365 @@
+"""``Uplink``: replicate the local log to an upstream Kafka cluster with aiokafka."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaError,
+    MessageSizeTooLargeError,
+    ProducerFenced,
+    RecordTooLargeError,
+    TopicAlreadyExistsError,
+    for_code,
+)
+from aiokafka.structs import OffsetAndMetadata
+from aiokafka.structs import TopicPartition as UpTP
+
+from broker import ConsumerRecord, TopicPartition
+
+from ._config import UplinkConfig
+from ._errors import FencedError, UplinkError, UpstreamError
+from ._local import LocalSide
+from ._status import PartitionLag, Rate, UplinkState, UplinkStatus
+
+__all__ = ["Uplink"]
+
+log = logging.getLogger("edge.uplink")
+
+_POLL_S = 0.5
+_LAG_REFRESH_S = 1.0
+_TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
+_FENCED = (ProducerFenced, InvalidProducerEpoch)
+
+
+def _translate(exc: BaseException, what: str) -> UplinkError:
+    """aiokafka's and the socket layer's errors, as ours (the one place that does it)."""
+    if isinstance(exc, UplinkError):
+        return exc
+    if isinstance(exc, _FENCED):
+        return FencedError(f"{what}: fenced by a newer uplink with the same edge id ({exc!r})")
+    return UpstreamError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+class Uplink:
+    """Replicates the configured local topics upstream until ``stop()``.
+
+    ``await uplink.run()`` runs in the caller's task; ``async with Uplink(cfg)``
+    runs it in a background task and stops it on exit.  Reads of the local
+    log run in one dedicated thread, never on the event loop.  Upstream
+    failures are retried forever with exponential backoff (state
+    ``offline``); being fenced by another uplink with the same edge id ends
+    ``run()`` with state ``fenced``.
+    """
+
+    def __init__(self, config: UplinkConfig) -> None:
+        self.config = config
+        self._state = UplinkState.STARTING
+        self._states_seen: list[UplinkState] = [UplinkState.STARTING]
+        self._stop = asyncio.Event()
+        self._last_error: str | None = None
+        self._rate = Rate()
+        self._records_total = 0
+        self._bytes_total = 0
+        self._dead = 0
+        self._replicated: dict[TopicPartition, int] = {}
+        self._lag: list[PartitionLag] = []
+        self._too_large: dict[tuple[str, int, int], str] = {}
+        self._upstream = {m.local: m.upstream for m in config.topics}
+        self._producer: AIOKafkaProducer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._local: LocalSide | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._running = False
+        self._bucket_t = time.monotonic()
+        self._bucket = 0.0
+
+    def __repr__(self) -> str:
+        return f"<Uplink edge_id={self.config.edge_id!r} state={self._state.value}>"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask ``run()`` to finish its current batch and return; safe to call twice."""
+        self._stop.set()
+
+    async def __aenter__(self) -> Uplink:
+        self._task = asyncio.create_task(self.run(), name=f"uplink-{self.config.edge_id}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+        if self._task is not None:
+            await self._task
+
+    def _set_state(self, state: UplinkState) -> None:
+        if state != self._state:
+            log.info("uplink %s: %s -> %s", self.config.edge_id, self._state.value, state.value)
+            self._state = state
+            self._states_seen.append(state)
+
+    async def _in_thread(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def run(self) -> None:
+        """Replicate until ``stop()`` (or until fenced). Raises only for local-log failures."""
+        if self._running:
+            raise UplinkError("this Uplink is already running")
+        self._running = True
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"uplink-{self.config.edge_id}")
+        try:
+            self._local = await self._in_thread(LocalSide, self.config)
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._lag_loop())
+                try:
+                    await self._connect_loop()
+                finally:
+                    self._stop.set()
+        finally:
+            if self._local is not None:
+                await self._in_thread(self._local.close)
+            self._executor.shutdown(wait=True)
+            if self._state != UplinkState.FENCED:
+                self._set_state(UplinkState.STOPPED)
+            self._running = False
+
+    async def _connect_loop(self) -> None:
+        backoff = self.config.backoff_initial_s
+        while not self._stop.is_set():
+            try:
+                await self._connect()
+                self._set_state(UplinkState.ONLINE)
+                backoff = self.config.backoff_initial_s
+                await self._pump()
+            except FencedError as exc:
+                self._last_error = str(exc)
+                log.error("uplink %s: %s; stopping", self.config.edge_id, exc)
+                self._set_state(UplinkState.FENCED)
+                return
+            except (TimeoutError, UpstreamError, KafkaError, OSError) as exc:
+                err = _translate(exc, "upstream")
+                self._last_error = str(err)
+                log.warning("uplink %s: offline, retrying in %.1f s: %s",
+                            self.config.edge_id, backoff, err)
+                self._set_state(UplinkState.OFFLINE)
+            finally:
+                await self._close_upstream()
+            if self._stop.is_set():
+                return
+            try:
+                await asyncio.wait_for(self._stop.wait(), backoff)
+            except TimeoutError:
+                pass
+            backoff = min(backoff * 2, self.config.backoff_max_s)
+
+    # -- upstream connection ------------------------------------------------------------------
+
+    def _client_options(self) -> dict[str, Any]:
+        c = self.config
+        opts: dict[str, Any] = {
+            "bootstrap_servers": c.bootstrap_servers,
+            "client_id": f"edge-uplink-{c.edge_id}",
+            "request_timeout_ms": int(c.request_timeout_s * 1000),
+            "security_protocol": c.security_protocol,
+        }
+        if c.security_protocol in ("SSL", "SASL_SSL"):
+            ctx = ssl.create_default_context(cafile=c.ssl_cafile)
+            if c.ssl_certfile:
+                ctx.load_cert_chain(c.ssl_certfile, c.ssl_keyfile)
+            opts["ssl_context"] = ctx
+        if c.security_protocol.startswith("SASL"):
+            opts.update(sasl_mechanism=c.sasl_mechanism, sasl_plain_username=c.sasl_username,
+                        sasl_plain_password=c.sasl_password)
+        return opts
+
+    async def _connect(self) -> None:
+        c = self.config
+        opts = self._client_options()
+        self._admin = AIOKafkaAdminClient(**opts)
+        await self._admin.start()
+        await self._ensure_topics()
+        self._producer = AIOKafkaProducer(
+            **opts, acks="all", enable_idempotence=True,
+            transactional_id=c.transactional_id if c.exactly_once else None,
+            compression_type=c.compression, linger_ms=int(c.linger_s * 1000),
+            max_batch_size=c.producer_batch_bytes, max_request_size=c.max_request_bytes)
+        await self._producer.start()
+        checkpoint = None
+        if c.exactly_once:
+            # An empty transaction waits for our producer id: that fences any older uplink
+            # with our transactional id and settles its open transaction before we read
+            # the checkpoint it may have just committed.
+            await self._producer.begin_transaction()
+            await self._producer.commit_transaction()
+            checkpoint = await self._read_checkpoint()
+        self._replicated = await self._in_thread(self._local.rewind, checkpoint)
+
+    async def _ensure_topics(self) -> None:
+        existing = set(await self._admin.list_topics())
+        new = [NewTopic(m.upstream, m.partitions, m.replication_factor)
+               for m in self.config.topics if m.upstream not in existing]
+        if not new:
+            return
+        response = await self._admin.create_topics(new)
+        for topic, code, *rest in response.topic_errors:
+            if code and for_code(code) is not TopicAlreadyExistsError:
+                raise UpstreamError(f"creating upstream topic {topic!r}: {for_code(code).__name__}"
+                                    f" {rest[0] if rest else ''}")
+
+    async def _read_checkpoint(self) -> dict[TopicPartition, int]:
+        """The local offsets committed upstream with the records, one entry per upstream topic.
+
+        Each upstream topic's partition 0 holds, in the offset metadata, the next local
+        offset of every partition of its local topic: the partition counts of the two
+        sides need not match.
+        """
+        offsets = await self._admin.list_consumer_group_offsets(self.config.group_id)
+        out: dict[TopicPartition, int] = {}
+        for tp, om in offsets.items():
+            if om.offset < 0 or not om.metadata:
+                continue
+            try:
+                doc = json.loads(om.metadata)
+                for p, off in doc["o"].items():
+                    out[TopicPartition(doc["t"], int(p))] = int(off)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise UplinkError(f"unreadable uplink checkpoint on {tp}: {om.metadata!r}") from exc
+        return out
+
+    def _checkpoint_offsets(self, replicated: dict[TopicPartition, int],
+                            topics: set[str]) -> dict[UpTP, OffsetAndMetadata]:
+        out = {}
+        for topic in topics:
+            parts = {str(tp.partition): off for tp, off in replicated.items() if tp.topic == topic}
+            meta = json.dumps({"t": topic, "o": parts}, separators=(",", ":"))
+            out[UpTP(self._upstream[topic], 0)] = OffsetAndMetadata(sum(parts.values()), meta)
+        return out
+
+    async def _close_upstream(self) -> None:
+        producer, admin, self._producer, self._admin = self._producer, self._admin, None, None
+        if producer is not None:
+            try:
+                await producer.stop()
+            except Exception as exc:  # closing a broken producer: nothing left to save
+                log.debug("closing producer: %r", exc)
+        if admin is not None:
+            try:
+                await admin.close()
+            except Exception as exc:
+                log.debug("closing admin client: %r", exc)
+
+    # -- replicating --------------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        while not self._stop.is_set():
+            batch = await self._in_thread(self._local.poll, _POLL_S)
+            if not batch:
+                continue
+            await self._throttle(sum(_size(r) for r in batch))
+            await self._replicate(batch)
+
+    async def _throttle(self, nbytes: int) -> None:
+        cap = self.config.max_bytes_per_s
+        if cap is None:
+            return
+        now = time.monotonic()
+        self._bucket = max(0.0, self._bucket - (now - self._bucket_t) * cap)
+        self._bucket_t = now
+        self._bucket += nbytes
+        if self._bucket > cap * 0.1:  # allow bursts of a tenth of a second
+            await asyncio.sleep((self._bucket - cap * 0.1) / cap)
+
+    async def _replicate(self, batch: list[ConsumerRecord]) -> None:
+        producer = self._producer
+        eos = self.config.exactly_once
+        nxt = dict(self._replicated)
+        for r in batch:
+            nxt[TopicPartition(r.topic, r.partition)] = r.offset + 1
+        dead: list[tuple[ConsumerRecord, str]] = []
+        try:
+            if eos:
+                await producer.begin_transaction()
+            futures, sent = [], []
+            for r in batch:
+                reason = self._too_large.get((r.topic, r.partition, r.offset))
+                if reason is None:
+                    try:
+                        futures.append(await producer.send(
+                            self._upstream[r.topic], r.value, r.key, timestamp_ms=r.timestamp,
+                            headers=self._headers(r)))
+                        sent.append(r)
+                        continue
+                    except _TOO_LARGE as exc:
+                        reason = f"{type(exc).__name__}: {exc}"
+                dead.append((r, reason))
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            failed = [(r, e) for r, e in zip(sent, results, strict=True) if isinstance(e, BaseException)]
+            for r, e in failed:
+                if isinstance(e, _TOO_LARGE):  # the broker refused it: dead-letter it on the retry
+                    self._too_large[(r.topic, r.partition, r.offset)] = f"{type(e).__name__}: {e}"
+            if failed:
+                raise failed[0][1]
+            if dead:
+                # Before the upstream commit: a crash here may dead-letter a record twice
+                # locally, never lose it.
+                await self._in_thread(self._local.dead_letter, dead)
+            if eos:
+                await producer.send_offsets_to_transaction(
+                    self._checkpoint_offsets(nxt, {r.topic for r in batch}), self.config.group_id)
+                await producer.commit_transaction()
+        except (TimeoutError, KafkaError, OSError) as exc:
+            raise _translate(exc, "replicating a batch") from exc
+        self._replicated = nxt
+        done = {tp: off for tp, off in nxt.items() if tp.topic in {r.topic for r in batch}}
+        await self._in_thread(self._local.commit, done)
+        for r, _ in dead:
+            self._too_large.pop((r.topic, r.partition, r.offset), None)
+        self._dead += len(dead)
+        nbytes = sum(_size(r) for r in batch)
+        self._records_total += len(batch)
+        self._bytes_total += nbytes
+        self._rate.add(len(batch), nbytes)
+
+    def _headers(self, r: ConsumerRecord) -> list[tuple[str, bytes]]:
+        return [(k, v if v is not None else b"") for k, v in r.headers] + [
+            ("edge.id", self.config.edge_id.encode()),
+            ("edge.partition", str(r.partition).encode()),
+            ("edge.offset", str(r.offset).encode()),
+        ]
+
+    # -- status -------------------------------------------------------------------------------
+
+    async def _lag_loop(self) -> None:
+        while not self._stop.is_set():
+            if self._local is not None:
+                self._lag = await self._in_thread(self._local.lag, dict(self._replicated),
+                                                  int(time.time() * 1000))
+            try:
+                await asyncio.wait_for(self._stop.wait(), _LAG_REFRESH_S)
+            except TimeoutError:
+                pass
+
+    @property
+    def state(self) -> UplinkState:
+        return self._state
+
+    def status(self) -> UplinkStatus:
+        """A snapshot: state, lag per partition (refreshed each second), rates, last error."""
+        rps, bps = self._rate.rates()
+        return UplinkStatus(self._state, list(self._lag), rps, bps, self._records_total,
+                            self._bytes_total, self._dead, self._last_error, list(self._states_seen))
+
+
+def _size(r: ConsumerRecord) -> int:
+    return (len(r.key) if r.key else 0) + (len(r.value) if r.value else 0) + sum(
+        len(k) + len(v or b"") for k, v in r.headers)

@@ -1,0 +1,154 @@
+"""The uplink against a real 1-broker Kafka cluster: records, headers, order, fencing, DLQ."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker import KafkaConsumer
+from edge.uplink import (
+    TopicMapping,
+    Uplink,
+    UplinkConfig,
+    UplinkConfigError,
+    UplinkState,
+)
+
+from ._uplink_helpers import (
+    check_exactly_once,
+    create_local_topics,
+    produce_local,
+    read_upstream,
+    unique,
+    wait_for,
+)
+
+
+def _config(tmp_path, servers, topics, **kw) -> UplinkConfig:
+    return UplinkConfig(edge_id=kw.pop("edge_id", unique("edge")), bootstrap_servers=servers,
+                        data_dir=tmp_path / "log", topics=topics, **kw)
+
+
+async def test_several_topics_many_keys_exactly_once_in_order_with_headers(tmp_path, kafka_cluster):
+    data = tmp_path / "log"
+    a, b = unique("readings"), unique("alarms")
+    create_local_topics(data, {a: 3, b: 2})
+    produce_local(data, a, 3000, keys=50)
+    produce_local(data, b, 1000, keys=7)
+    cfg = _config(tmp_path, kafka_cluster.bootstrap_servers,
+                  {a: TopicMapping(a, "up." + a, partitions=3), b: "up." + b}, compression="zstd")
+    async with Uplink(cfg) as uplink:
+        await wait_for(lambda: uplink.status().records_total >= 4000, 60, "replication")
+        produce_local(data, a, 500, keys=50, start=3000)
+        await wait_for(lambda: uplink.status().records_total >= 4500, 60, "more replication")
+        await wait_for(lambda: uplink.status().lag_records == 0 and uplink.status().lag, 10, "lag 0")
+        status = uplink.status()
+        assert status.state == UplinkState.ONLINE
+        # A fresh cluster may answer "coordinator not available" once: retried, kept as last error.
+        assert status.last_error is None or "Coordinator" in status.last_error
+    assert uplink.state == UplinkState.STOPPED
+    got = await read_upstream(kafka_cluster.bootstrap_servers, ["up." + a, "up." + b], 4500)
+    check_exactly_once(got, {a: 3500, b: 1000})
+    r = next(r for r in got if r.value == f"{a}:7".encode())
+    headers = dict(r.headers)
+    assert headers["src"] == b"test" and headers["i"] == b"7"
+    assert headers["edge.id"] == cfg.edge_id.encode()
+    assert r.timestamp == 1_700_000_000_007 and r.key == b"k7"
+    with KafkaConsumer(data_dir=data) as local:  # the record came from where the headers say
+        tp = (a, int(headers["edge.partition"]))
+        local.assign([tp])
+        local.seek(tp, int(headers["edge.offset"]))
+        assert next(iter(local.poll(timeout_ms=1000).values()))[0].value == r.value
+
+
+async def test_at_least_once_resumes_from_local_group(tmp_path, kafka_cluster):
+    data = tmp_path / "log"
+    t = unique("alo")
+    create_local_topics(data, {t: 2})
+    produce_local(data, t, 400, keys=9)
+    cfg = _config(tmp_path, kafka_cluster.bootstrap_servers, {t: "up." + t}, delivery="at-least-once",
+                  compression=None)
+    async with Uplink(cfg) as uplink:
+        await wait_for(lambda: uplink.status().records_total >= 400, 60, "replication")
+    produce_local(data, t, 100, keys=9, start=400)
+    async with Uplink(cfg) as uplink:
+        await wait_for(lambda: uplink.status().records_total >= 100, 60, "replication after restart")
+    got = await read_upstream(kafka_cluster.bootstrap_servers, ["up." + t], 500)
+    check_exactly_once(got, {t: 500})
+
+
+async def test_second_uplink_with_same_edge_id_fences_the_first(tmp_path, kafka_cluster):
+    data = tmp_path / "log"
+    t = unique("fence")
+    create_local_topics(data, {t: 1})
+    produce_local(data, t, 200, keys=5)
+    cfg = _config(tmp_path, kafka_cluster.bootstrap_servers, {t: "up." + t})
+    async with Uplink(cfg) as first:
+        await wait_for(lambda: first.status().records_total >= 200, 60, "first replicates")
+        async with Uplink(cfg) as second:
+            await wait_for(lambda: second.state == UplinkState.ONLINE, 60, "second online")
+            produce_local(data, t, 300, keys=5, start=200)
+            await wait_for(lambda: first.state == UplinkState.FENCED, 60, "first fenced")
+            assert "fenced" in first.status().last_error
+            await wait_for(lambda: second.status().lag_records == 0 and second.status().lag, 60,
+                           "second drains")
+            assert second.state == UplinkState.ONLINE
+    assert first.state == UplinkState.FENCED
+    got = await read_upstream(kafka_cluster.bootstrap_servers, ["up." + t], 500)
+    check_exactly_once(got, {t: 500})
+
+
+async def test_record_too_large_goes_to_local_dead_letter_topic(tmp_path, kafka_cluster):
+    data = tmp_path / "log"
+    t = unique("big")
+    create_local_topics(data, {t: 1})
+    produce_local(data, t, 10, keys=2)
+    produce_local(data, t, 1, keys=2, start=10, size=5000)   # over max_request_bytes
+    produce_local(data, t, 10, keys=2, start=11)
+    cfg = _config(tmp_path, kafka_cluster.bootstrap_servers, {t: "up." + t}, max_request_bytes=4096)
+    async with Uplink(cfg) as uplink:
+        await wait_for(lambda: uplink.status().records_total >= 21, 60, "replication")
+        assert uplink.status().dead_lettered == 1
+    got = await read_upstream(kafka_cluster.bootstrap_servers, ["up." + t], 20)
+    assert sorted(int(r.value.split(b":")[1]) for r in got) == [i for i in range(21) if i != 10]
+    with KafkaConsumer(cfg.dlq_topic, data_dir=data, auto_offset_reset="earliest") as dlq:
+        records = [r for recs in dlq.poll(timeout_ms=2000).values() for r in recs]
+    assert len(records) == 1
+    headers = dict(records[0].headers)
+    assert b"TooLarge" in headers["uplink.reason"]
+    assert headers["uplink.source"] == f"{t}/0/10".encode()
+
+
+@pytest.mark.parametrize(("changes", "key", "bad"), [
+    ({"security_protocol": "TLS"}, "security_protocol", "TLS"),
+    ({"security_protocol": "SASL_SSL", "sasl_mechanism": "GSSAPI"}, "sasl_mechanism", "GSSAPI"),
+    ({"topics": {"readings": "bad name!"}}, "topics.readings", "bad name!"),
+    ({"delivery": "maybe"}, "delivery", "maybe"),
+    ({"compression": "gzip2"}, "compression", "gzip2"),
+])
+def test_bad_config_names_key_and_value(tmp_path, changes, key, bad):
+    base = {"edge_id": "e1", "bootstrap_servers": "127.0.0.1:9", "data_dir": tmp_path,
+            "topics": {"readings": "up.readings"}}
+    with pytest.raises(UplinkConfigError) as info:
+        UplinkConfig(**{**base, **changes})
+    assert info.value.key == key and info.value.got == bad
+    assert key in str(info.value) and bad in str(info.value)
+
+
+def test_missing_sasl_credentials_and_redacted_repr(tmp_path, monkeypatch):
+    monkeypatch.delenv("EDGE_UPLINK_SASL_PASSWORD", raising=False)
+    base = {"edge_id": "e1", "bootstrap_servers": "h:9093", "data_dir": tmp_path,
+            "topics": {"r": "up.r"}, "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": "alice-user"}
+    with pytest.raises(UplinkConfigError, match="sasl_password"):
+        UplinkConfig(**base)
+    cfg = UplinkConfig(**base, sasl_password="hunter2-secret")
+    assert "hunter2" not in repr(cfg) and "alice-user" not in repr(cfg)
+    monkeypatch.setenv("EDGE_UPLINK_SASL_PASSWORD", "from-env")
+    assert UplinkConfig(**base).sasl_password == "from-env"
+
+
+def test_public_api():
+    import edge.uplink
+    assert set(edge.uplink.__all__) == {
+        "FencedError", "PartitionLag", "TopicMapping", "Uplink", "UplinkConfig", "UplinkConfigError",
+        "UplinkError", "UplinkState", "UplinkStatus", "UpstreamError"}
