@@ -227,9 +227,13 @@ class Log:
             err = translate(exc, f"appending to {self.config.data_dir}")
             if not isinstance(exc, BrokerError):
                 log.error("commit of %d records failed: %s", len(batch), err)
+            # The whole transaction was rolled back, so offsets assigned in it are void:
+            # every record without an error of its own fails (it used to be
+            # acknowledged when the failure came after offsets were assigned).
             for p in batch:
-                if p.future._error is None and p.future.offset < 0:
+                if p.future._error is None:
                     p.future._error = err
+                    p.future.offset = -1
         finally:
             rnd.done()
         self._notifier.notify()
