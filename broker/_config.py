@@ -34,6 +34,7 @@ class FullPolicy(StrEnum):
 DROP_LEDGER_TOPIC = "__drop_ledger"
 
 _TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+_INT_RE = re.compile(r"^[+-]?[0-9]+$")
 
 
 def validate_topic_name(name: object) -> str:
@@ -78,10 +79,13 @@ class TopicConfig:
                 raise ConfigError(
                     f"unknown topic config {key!r}: expected one of {', '.join(sorted(self._KEYS))}"
                 )
-            try:
-                value = int(str(raw).strip())
-            except ValueError:
-                raise ConfigError(f"{key}: expected an integer, got {raw!r}") from None
+            # ASCII digits only: int() also takes '1_000' and other scripts' digits.
+            text = str(raw).strip()
+            if not _INT_RE.match(text):
+                raise ConfigError(f"{key}: expected an integer, got {raw!r}")
+            value = int(text) if len(text) <= 20 else 2**63  # int() refuses 4300+ digits
+            if not -(2**63) <= value < 2**63:  # what SQLite stores: larger failed at write time
+                raise ConfigError(f"{key}: expected an integer below 2**63, got {raw!r}")
             if attr != "priority" and value < -1:
                 raise ConfigError(f"{key}: expected -1 (unlimited) or a positive integer, got {raw!r}")
             values[attr] = value

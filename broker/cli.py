@@ -91,7 +91,8 @@ def _topics(args: argparse.Namespace) -> int:
         if args.create:
             if args.if_not_exists and args.topic in admin.list_topics():
                 return 0
-            admin.create_topics([NewTopic(args.topic, args.partitions or 1, args.replication_factor, None, configs)])
+            partitions = 1 if args.partitions is None else args.partitions  # 0 is an error, not "default"
+            admin.create_topics([NewTopic(args.topic, partitions, args.replication_factor, None, configs)])
             print(f"Created topic {args.topic}.")
         elif args.delete:
             if args.if_exists and args.topic not in admin.list_topics():
