@@ -27,7 +27,7 @@ from ._records import (
     TopicDescription,
     TopicPartition,
 )
-from ._storage import transaction, translate
+from ._storage import transaction, translate, translated
 
 
 class ConfigResourceType(IntEnum):
@@ -121,9 +121,11 @@ class KafkaAdminClient:
                                    ("group_offsets", "topic"), ("topics", "name")):
                     conn.execute(f"DELETE FROM {table} WHERE {col}=?", (name,))
 
+    @translated("listing topics")
     def list_topics(self) -> list[str]:
         return [n for (n,) in self._conn().execute("SELECT name FROM topics ORDER BY name")]
 
+    @translated("describing topics")
     def describe_topics(self, topics: Iterable[str] | None = None) -> list[TopicDescription]:
         """Partitions with their offsets, record counts and sizes, and the topic config."""
         conn = self._conn()
@@ -198,6 +200,7 @@ class KafkaAdminClient:
 
     # -- consumer groups ----------------------------------------------------------------------
 
+    @translated("listing consumer groups")
     def list_consumer_groups(self) -> list[tuple[str, str]]:
         """``[(group_id, "consumer"), ...]`` for every group that committed an offset."""
         rows = self._conn().execute(
@@ -205,6 +208,7 @@ class KafkaAdminClient:
         )
         return [(g, "consumer") for (g,) in rows]
 
+    @translated("reading a group's offsets")
     def list_consumer_group_offsets(self, group_id: str,
                                     partitions: Iterable[TopicPartition] | None = None
                                     ) -> dict[TopicPartition, OffsetAndMetadata]:
@@ -218,6 +222,7 @@ class KafkaAdminClient:
             out = {tp: om for tp, om in out.items() if tp in want}
         return out
 
+    @translated("describing a consumer group")
     def describe_consumer_group(self, group_id: str) -> ConsumerGroupDescription:
         """Committed offsets, log end offsets and lag per partition of the group's topics."""
         conn = self._conn()
@@ -246,6 +251,7 @@ class KafkaAdminClient:
                     (group_id, tp[0], tp[1], off, meta, now),
                 )
 
+    @translated("planning an offset reset")
     def reset_consumer_group_offsets(self, group_id: str, topics: Iterable[str], to: str,
                                      value: int | None = None, execute: bool = True) -> dict[TopicPartition, int]:
         """Compute (and with ``execute``, commit) new offsets for the group on ``topics``.
@@ -300,6 +306,7 @@ class KafkaAdminClient:
 
     # -- the log as a whole -------------------------------------------------------------------
 
+    @translated("describing the log")
     def describe_log(self) -> dict[str, Any]:
         """Size, quota and drop counters of the whole log."""
         conn = self._conn()

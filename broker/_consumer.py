@@ -15,7 +15,7 @@ from ._errors import ClosedError, ConfigError, OffsetOutOfRangeError, UnknownTop
 from ._log import decode_headers
 from ._notify import CommitWatcher
 from ._records import ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp, TopicPartition
-from ._storage import NOTIFY_NAME, connect, transaction, translate
+from ._storage import NOTIFY_NAME, connect, transaction, translate, translated
 
 _RESETS = ("earliest", "latest", "none")
 _METADATA_REFRESH_S = 1.0
@@ -78,7 +78,11 @@ class KafkaConsumer:
         self._last_commit = time.monotonic()
         self._closed = False
         if topics:
-            self.subscribe(topics)
+            try:
+                self.subscribe(topics)
+            except BaseException:
+                self.close(autocommit=False)  # do not leak the log, connection and watcher
+                raise
 
     # -- what to read -------------------------------------------------------------------------
 
@@ -117,9 +121,11 @@ class KafkaConsumer:
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
 
+    @translated("listing topics")
     def topics(self) -> set[str]:
         return {name for (name,) in self._conn.execute("SELECT name FROM topics")}
 
+    @translated("reading a topic's partitions")
     def partitions_for_topic(self, topic: str) -> set[int] | None:
         row = self._conn.execute("SELECT partitions FROM topics WHERE name=?", (topic,)).fetchone()
         return set(range(row[0])) if row else None
@@ -129,7 +135,11 @@ class KafkaConsumer:
             return
         self._last_refresh = time.monotonic()
         wanted = []
-        for name, n in self._conn.execute("SELECT name, partitions FROM topics ORDER BY name"):
+        try:
+            topics = self._conn.execute("SELECT name, partitions FROM topics ORDER BY name").fetchall()
+        except Exception as exc:
+            raise translate(exc, "reading the topics of the log") from exc
+        for name, n in topics:
             if name in self._subscription or (
                 self._pattern is not None and not name.startswith("__") and self._pattern.fullmatch(name)
             ):
@@ -139,9 +149,12 @@ class KafkaConsumer:
     # -- positions ----------------------------------------------------------------------------
 
     def _partition_meta(self, tp: TopicPartition) -> tuple[int, int]:
-        row = self._conn.execute(
-            "SELECT log_start_offset, next_offset FROM partitions WHERE topic=? AND partition=?", tp
-        ).fetchone()
+        try:
+            row = self._conn.execute(
+                "SELECT log_start_offset, next_offset FROM partitions WHERE topic=? AND partition=?", tp
+            ).fetchone()
+        except Exception as exc:
+            raise translate(exc, "reading the partitions of the log") from exc
         if row is None:
             raise UnknownTopicOrPartitionError(f"no partition {tp.partition} of topic {tp.topic!r} in this log")
         return row
@@ -195,6 +208,7 @@ class KafkaConsumer:
     def highwater(self, partition: TopicPartition) -> int:
         return self._partition_meta(TopicPartition(*partition))[1]
 
+    @translated("looking up offsets by time")
     def offsets_for_times(self, timestamps: dict[TopicPartition, int]) -> dict[TopicPartition, OffsetAndTimestamp | None]:
         """For each partition, the earliest offset whose timestamp is >= the given ms (None if none)."""
         out: dict[TopicPartition, OffsetAndTimestamp | None] = {}
@@ -314,6 +328,7 @@ class KafkaConsumer:
 
     # -- committing ---------------------------------------------------------------------------
 
+    @translated("reading a committed offset")
     def committed(self, partition: TopicPartition, metadata: bool = False) -> int | OffsetAndMetadata | None:
         """The group's committed offset for ``partition`` (None if it never committed)."""
         if self.group_id is None:

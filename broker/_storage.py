@@ -10,16 +10,20 @@ meant to be read with plain SQL too (``sqlite-utils``, Datasette)::
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ._errors import BrokerError, CorruptLogError, LogFullError, LogLockedError, StorageError
 
 DB_NAME = "log.db"
 NOTIFY_NAME = "log.notify"
 SCHEMA_VERSION = 1
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 # Bytes a record costs beyond its key, value and headers: the row's offset,
 # timestamps and b-tree cell overhead.  Used for retention.bytes and the quota,
@@ -98,6 +102,19 @@ def translate(exc: BaseException, what: str) -> BrokerError:
     if isinstance(exc, OSError):
         return StorageError(f"{what}: {exc.strerror or exc} ({getattr(exc, 'filename', '')})")
     return StorageError(f"{what}: {type(exc).__name__}: {msg}")
+
+
+def translated(what: str) -> Callable[[_F], _F]:
+    """Decorate a method that reads the log so that storage errors come out as ours."""
+    def wrap(fn: _F) -> _F:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except (sqlite3.Error, OSError) as exc:
+                raise translate(exc, what) from exc
+        return inner  # type: ignore[return-value]
+    return wrap
 
 
 def db_path(data_dir: Path) -> Path:
