@@ -1,0 +1,78 @@
+"""``python -m edge.uplink``: run one uplink until SIGTERM/SIGINT.
+
+Every option can come from the environment variable named in ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+
+from ._config import UplinkConfig
+from ._errors import EdgeError
+from ._uplink import Uplink
+
+
+def _parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog="python -m edge.uplink", description=__doc__)
+    p.add_argument("--edge-id", default=env("EDGE_ID"), help="this box's id (env EDGE_ID)")
+    p.add_argument("--bootstrap-servers", default=env("EDGE_UPLINK_BOOTSTRAP_SERVERS"),
+                   help="upstream host:port,... (env EDGE_UPLINK_BOOTSTRAP_SERVERS)")
+    p.add_argument("--data-dir", default=env("EDGE_DATA_DIR"), help="the local log (env EDGE_DATA_DIR)")
+    p.add_argument("--topic", action="append", default=[], metavar="LOCAL=UPSTREAM",
+                   help="a topic to replicate (repeat; env EDGE_UPLINK_TOPICS, comma-separated)")
+    p.add_argument("--delivery", default=env("EDGE_UPLINK_DELIVERY", "exactly-once"),
+                   help="exactly-once or at-least-once (env EDGE_UPLINK_DELIVERY)")
+    p.add_argument("--compression", default=env("EDGE_UPLINK_COMPRESSION", "lz4"),
+                   help="lz4, zstd or none (env EDGE_UPLINK_COMPRESSION)")
+    p.add_argument("--batch-records", type=int, default=int(env("EDGE_UPLINK_BATCH_RECORDS", "1000")),
+                   help="records per transaction (env EDGE_UPLINK_BATCH_RECORDS)")
+    p.add_argument("--status-interval", type=float, default=0.0,
+                   help="print a JSON status line every this many seconds (0: never)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    pairs = args.topic or [t for t in os.environ.get("EDGE_UPLINK_TOPICS", "").split(",") if t]
+    try:
+        topics = dict(pair.split("=", 1) for pair in pairs)
+    except ValueError:
+        print(f"edge.uplink: --topic: expected LOCAL=UPSTREAM, got {pairs}", file=sys.stderr)
+        return 2
+    try:
+        config = UplinkConfig(
+            edge_id=args.edge_id, bootstrap_servers=args.bootstrap_servers, data_dir=args.data_dir,
+            topics=topics, delivery=args.delivery,
+            compression=None if args.compression == "none" else args.compression,
+            batch_records=args.batch_records)
+    except EdgeError as exc:
+        print(f"edge.uplink: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_run(config, args.status_interval))
+
+
+async def _run(config: UplinkConfig, status_interval: float) -> int:
+    uplink = Uplink(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, uplink.stop)
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(uplink.run())
+        while status_interval > 0 and not task.done():
+            s = uplink.status()
+            print(json.dumps({"state": s.state.value, "records_total": s.records_total,
+                              "lag_records": s.lag_records, "last_error": s.last_error}), flush=True)
+            await asyncio.wait([task], timeout=status_interval)
+    return 3 if uplink.state.value == "fenced" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
