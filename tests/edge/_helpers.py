@@ -38,8 +38,9 @@ SIM_SERIAL = [("car-1", "gps", "nmea0183", ""), ("room-1", "temperature", "text"
               ("bed-1", "blood_pressure", "gatt.0x2A35", '{ framing = "hex" }')]
 
 
-def start_edge(config: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def start_edge(config: Path, log_path: Path,
+               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     with log_path.open("ab") as stderr:  # the child keeps its own descriptor
         return subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config)],
                                 stdout=subprocess.DEVNULL, stderr=stderr, env=env)

@@ -154,3 +154,14 @@ def test_cli_run_with_bad_config_exits_non_zero(tmp_path) -> None:  # type: igno
     assert "edge.toml: data_dir: expected a directory path" in proc.stderr
     missing = run_edge("run", "--config", str(tmp_path / "nope.toml"))
     assert missing.returncode == 2 and "expected a readable file" in missing.stderr
+
+
+def test_public_face() -> None:
+    import edge
+
+    assert sorted(edge.__all__) == sorted([
+        "Config", "ConfigError", "ConfigProblem", "DeviceConfig", "DeviceRunner", "EdgeError",
+        "HealthConfig", "LogSettings", "Service", "UpstreamSettings", "config_from_dict",
+        "load_config", "parse_config", "run_service",
+    ])
+    assert all(hasattr(edge, name) for name in edge.__all__)
