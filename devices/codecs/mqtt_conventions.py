@@ -284,6 +284,8 @@ class OwnTracksConvention:
         user, sep, device = reading.device_id.partition("/")
         if not sep:
             user, device = "sim", reading.device_id
+        if v.get("lat") is None or v.get("lon") is None:
+            raise EncodeError(f"owntracks: reading of {reading.device_id!r} has no lat/lon (kind {reading.kind!r})")
         obj: dict[str, Any] = {"_type": "location", "lat": v["lat"], "lon": v["lon"]}
         if reading.timestamp_ms is not None:
             obj["tst"] = reading.timestamp_ms // 1000

@@ -161,3 +161,12 @@ def test_fuzz_mutated_json(index, extra):
         conv.decode(topic, json.dumps(obj).encode())
     except DecodeError:
         pass
+
+
+def test_owntracks_refuses_to_encode_a_reading_without_a_position() -> None:
+    from devices import EncodeError, Reading
+    from devices.codecs.mqtt_conventions import OwnTracksConvention
+
+    reading = Reading("room-1", "temperature", "text", {"temperature_c": 21.5})
+    with pytest.raises(EncodeError, match="no lat/lon"):
+        OwnTracksConvention().encode(reading)
