@@ -9,7 +9,8 @@
 # Env: DEMO_SECONDS (run time; default: until Ctrl-C), DEMO_DIR (work dir;
 # default: a new /tmp/edge-demo.XXXXXX), DEMO_GPS / DEMO_ROOMS / DEMO_PATIENTS
 # (simulated devices per kind over ptys; default 2/2/1), DEMO_RATE (readings/s
-# per device; default 2), DEMO_SKIP_SETUP=1 (do not run deploy/setup.sh).
+# per device; default 2), DEMO_SKIP_SETUP=1 (do not run deploy/setup.sh),
+# DEMO_KAFKA=0 (no local Kafka cluster and no uplink).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -42,6 +43,14 @@ cleanup() {
         echo "demo: edge run exited with status $rc"
     fi
     if [ -n "$mosq_pid" ]; then kill "$mosq_pid" 2>/dev/null || true; wait "$mosq_pid" 2>/dev/null || true; fi
+    if [ -n "$kafka_dir" ]; then
+        echo "demo: upstream, the first GPS events in Kafka ($servers, topic gps):"
+        timeout 60 "$bin/python" -m deploy.kafka tool console-consumer --bootstrap-server "$servers" \
+            --topic gps --from-beginning --max-messages 3 --timeout-ms 15000 \
+            --property print.key=true 2>/dev/null | sed 's/^/    /' || true
+        "$bin/python" -m deploy.kafka stop --dir "$kafka_dir" >/dev/null 2>&1 || true
+        echo "demo: Kafka stopped (its data was deleted with it)"
+    fi
     echo
     echo "demo: the appliance's log (stderr) is $work/edge.log; its last lines:"
     tail -n 5 "$work/edge.log" | sed 's/^/    /'
@@ -113,11 +122,22 @@ else
     echo "demo: no Mosquitto installed: serial devices only"
 fi
 
-upstream=""
-if "$bin/python" -c 'from edge.uplink import Uplink' 2>/dev/null; then
-    echo "demo: the uplink exists, but this demo does not start a Kafka cluster yet: events stay local"
+upstream="" kafka_dir="" servers=""
+if [ "${DEMO_KAFKA:-1}" = 1 ] && "$bin/python" -c 'from edge.uplink import Uplink' 2>/dev/null; then
+    kafka_dir="$work/kafka"
+    echo "demo: starting a 1-broker Apache Kafka cluster (KRaft) in $kafka_dir for the uplink"
+    if servers=$("$bin/python" -m deploy.kafka start --brokers 1 --dir "$kafka_dir" 2>"$work/kafka-start.log"); then
+        servers=$(printf '%s\n' "$servers" | tail -n 1)
+        echo "demo: Kafka on $servers; the uplink replicates every topic to it"
+        upstream="[upstream]
+bootstrap_servers = \"$servers\"
+delivery = \"exactly-once\""
+    else
+        echo "demo: Kafka did not start (see $work/kafka-start.log): events stay in the local log"
+        kafka_dir=""
+    fi
 else
-    echo "demo: no uplink in this build: events stay in the local log"
+    echo "demo: no uplink (or DEMO_KAFKA=0): events stay in the local log"
 fi
 
 cat > "$work/edge.toml" <<TOML

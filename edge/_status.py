@@ -59,7 +59,9 @@ def render(h: dict[str, Any]) -> str:
     up = h.get("uplink")
     if up is not None:
         state = up.get("state", "ok" if up.get("ok") else "?")
-        extra = ", ".join(f"{k}={v}" for k, v in up.items() if k not in ("ok", "state"))
+        # A past error is noise once the link is back; it stays in --json.
+        skip = {"ok", "state"} | ({"last_error"} if state == "online" else set())
+        extra = ", ".join(f"{k}={v}" for k, v in up.items() if k not in skip and v is not None)
         lines.append(f"  uplink: {state}" + (f"  {extra}" if extra else ""))
     return "\n".join(lines)
 
