@@ -300,18 +300,20 @@ class Log:
             [(nxt, size, t, part) for (t, part), (nxt, size) in next_off.items() if size],
         )
 
-    def _persist_clock(self, conn: sqlite3.Connection) -> int:
+    def _persist_clock(self, conn: sqlite3.Connection, min_step_ms: int = 0) -> int:
         """Store the log clock so running time survives a restart; return it.
 
         Called in every write transaction (appends and retention passes), so a
         box that runs for days without new records still ages its backlog.
+        ``min_step_ms`` spares an idle SD card a write on every retention pass.
         """
         now = self.log_now()
         stored = conn.execute("SELECT value FROM meta WHERE key='log_clock_ms'").fetchone()[0]
         if stored > now:  # another process ran longer: adopt its clock, never go back
             self._clock_base += stored - now
             now = stored
-        conn.execute("UPDATE meta SET value=? WHERE key='log_clock_ms'", (now,))
+        if now - stored >= max(min_step_ms, 1) or min_step_ms == 0:
+            conn.execute("UPDATE meta SET value=? WHERE key='log_clock_ms'", (now,))
         return now
 
     def _topic_partitions(self, conn: sqlite3.Connection, topics: set[str]) -> dict[str, int]:
@@ -377,7 +379,7 @@ class Log:
         """Apply age and size retention now; returns counts of what was removed."""
         try:
             with self._conn_lock, transaction(self._conn):
-                self._persist_clock(self._conn)
+                self._persist_clock(self._conn, min_step_ms=60_000)
                 removed = _retention.apply_retention(self, self._conn)
         except BrokerError as exc:
             log.warning("retention pass failed: %s", exc)
