@@ -136,11 +136,14 @@ class Uplink:
     async def _connect_loop(self) -> None:
         backoff = self.config.backoff_initial_s
         while not self._stop.is_set():
+            clean = False
             try:
-                await self._connect()
+                async with asyncio.timeout(self.config.request_timeout_s * 2):
+                    await self._connect()
                 self._set_state(UplinkState.ONLINE)
                 backoff = self.config.backoff_initial_s
                 await self._pump()
+                clean = True
             except FencedError as exc:
                 self._last_error = str(exc)
                 log.error("uplink %s: %s; stopping", self.config.edge_id, exc)
@@ -153,7 +156,7 @@ class Uplink:
                             self.config.edge_id, backoff, err)
                 self._set_state(UplinkState.OFFLINE)
             finally:
-                await self._close_upstream()
+                await self._close_upstream(clean)
             if self._stop.is_set():
                 return
             try:
@@ -245,16 +248,20 @@ class Uplink:
             out[UpTP(self._upstream[topic], 0)] = OffsetAndMetadata(sum(parts.values()), meta)
         return out
 
-    async def _close_upstream(self) -> None:
+    async def _close_upstream(self, clean: bool = True) -> None:
         producer, admin, self._producer, self._admin = self._producer, self._admin, None, None
         if producer is not None:
             try:
-                await producer.stop()
+                if clean:
+                    await asyncio.wait_for(producer.stop(), self.config.request_timeout_s)
+                else:
+                    await _abandon(producer)
             except Exception as exc:  # closing a broken producer: nothing left to save
                 log.debug("closing producer: %r", exc)
+                await _abandon(producer)
         if admin is not None:
             try:
-                await admin.close()
+                await asyncio.wait_for(admin.close(), self.config.request_timeout_s)
             except Exception as exc:
                 log.debug("closing admin client: %r", exc)
 
@@ -266,7 +273,14 @@ class Uplink:
             if not batch:
                 continue
             await self._throttle(sum(_size(r) for r in batch))
-            await self._replicate(batch)
+            try:
+                # aiokafka waits for an unreachable cluster forever inside a transaction;
+                # a batch that takes longer than this is given up and retried from the checkpoint.
+                async with asyncio.timeout(self.config.request_timeout_s):
+                    await self._replicate(batch)
+            except TimeoutError as exc:
+                raise UpstreamError(f"replicating a batch of {len(batch)} records timed out after"
+                                    f" {self.config.request_timeout_s} s") from exc
 
     async def _throttle(self, nbytes: int) -> None:
         cap = self.config.max_bytes_per_s
@@ -358,6 +372,15 @@ class Uplink:
         rps, bps = self._rate.rates()
         return UplinkStatus(self._state, list(self._lag), rps, bps, self._records_total,
                             self._bytes_total, self._dead, self._last_error, list(self._states_seen))
+
+
+async def _abandon(producer: AIOKafkaProducer) -> None:
+    """Close a producer without flushing: after a fault its batches belong to a transaction
+    the next producer aborts (or, at least once, to offsets not committed locally), and
+    ``stop()`` would wait for them forever while the cluster is away."""
+    producer._closed = True  # aiokafka has no public close-without-flush
+    await producer._sender.close()
+    await producer.client.close()
 
 
 def _size(r: ConsumerRecord) -> int:
