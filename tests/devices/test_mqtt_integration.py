@@ -137,4 +137,8 @@ def test_sigkilled_adapter_gets_unacked_qos1_messages_again(mosquitto, tmp_path)
         proc.stdout.close()
     redelivered = set(_lines(second))
     assert 9.0 in redelivered, "the message written but never acked must come again"
-    assert set(range(9)).isdisjoint(redelivered), "acked messages must not come again"
+    assert set(range(10, 50)) <= redelivered, "messages never delivered before must come"
+    # QoS 1 is at least once: a PUBACK still in the killed child's socket
+    # buffer never reached Mosquitto, so recently acked messages may come
+    # again (seen under CI load). Duplicates are allowed; losses are not.
+    assert len(redelivered - set(range(50))) == 0
