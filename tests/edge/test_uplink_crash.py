@@ -28,8 +28,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def _start_runner(data, servers, edge_id, topic, log_file) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "edge.uplink", "--edge-id", edge_id, "--bootstrap-servers", servers,
-         "--data-dir", str(data), "--topic", f"{topic}=up.{topic}", "--batch-records", "200"],
+         "--data-dir", str(data), "--topic", f"{topic}=up.{topic}", "--batch-records", "200", "--status-interval", "0.1"],
         cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def _last_status(path: Path) -> str:
+    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.startswith("{")]
+    return lines[-1] if lines else '"records_total": 0'
 
 
 async def test_sigkill_many_times_every_record_once_in_order(tmp_path, kafka_cluster):
@@ -45,15 +50,26 @@ async def test_sigkill_many_times_every_record_once_in_order(tmp_path, kafka_clu
     producer = threading.Thread(target=keep_producing)
     producer.start()
     rng = random.Random(4)
-    with open(tmp_path / "runner.log", "wb") as log_file:
-        try:
-            for _ in range(6):
+    kills_after_progress = 0
+    try:
+        for i in range(6):
+            log_path = tmp_path / f"runner-{i}.log"
+            with open(log_path, "wb") as log_file:
                 proc = _start_runner(data, kafka_cluster.bootstrap_servers, edge_id, topic, log_file)
-                await asyncio.sleep(rng.uniform(1.5, 3.0))
+            try:
+                # Kill it mid-stream: once it has committed a batch or two, at a random moment.
+                for _ in range(200):
+                    if '"records_total": 0' not in _last_status(log_path):
+                        kills_after_progress += 1
+                        break
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(rng.uniform(0.0, 0.5))
+            finally:
                 proc.send_signal(signal.SIGKILL)
                 assert proc.wait(timeout=10) == -signal.SIGKILL
-        finally:
-            producer.join()
+    finally:
+        producer.join()
+    assert kills_after_progress >= 3
     cfg = UplinkConfig(edge_id=edge_id, bootstrap_servers=kafka_cluster.bootstrap_servers,
                        data_dir=data, topics={topic: "up." + topic})
     async with Uplink(cfg) as uplink:  # the last one, in process, drains what is left
@@ -62,5 +78,3 @@ async def test_sigkill_many_times_every_record_once_in_order(tmp_path, kafka_clu
         assert uplink.status().records_total < total  # the killed runners had replicated some
     got = await read_upstream(kafka_cluster.bootstrap_servers, ["up." + topic], total)
     check_exactly_once(got, {topic: total})
-    log_text = (tmp_path / "runner.log").read_text(errors="replace")
-    assert "online" in log_text  # the runners did replicate between kills
