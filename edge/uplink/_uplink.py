@@ -37,6 +37,7 @@ log = logging.getLogger("edge.uplink")
 
 _POLL_S = 0.5
 _LAG_REFRESH_S = 1.0
+_LOCAL_COMMIT_S = 0.5
 _TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
 _FENCED = (ProducerFenced, InvalidProducerEpoch)
 
@@ -83,6 +84,8 @@ class Uplink:
         self._running = False
         self._bucket_t = time.monotonic()
         self._bucket = 0.0
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._last_local_commit = 0.0
 
     def __repr__(self) -> str:
         return f"<Uplink edge_id={self.config.edge_id!r} state={self._state.value}>"
@@ -268,19 +271,42 @@ class Uplink:
     # -- replicating --------------------------------------------------------------------------
 
     async def _pump(self) -> None:
-        while not self._stop.is_set():
-            batch = await self._in_thread(self._local.poll, _POLL_S)
-            if not batch:
-                continue
-            await self._throttle(sum(_size(r) for r in batch))
-            try:
-                # aiokafka waits for an unreachable cluster forever inside a transaction;
-                # a batch that takes longer than this is given up and retried from the checkpoint.
-                async with asyncio.timeout(self.config.request_timeout_s):
-                    await self._replicate(batch)
-            except TimeoutError as exc:
-                raise UpstreamError(f"replicating a batch of {len(batch)} records timed out after"
-                                    f" {self.config.request_timeout_s} s") from exc
+        # The next batch is read from the local log while the current one is upstream.
+        prefetch: asyncio.Future[list[ConsumerRecord]] | None = None
+        try:
+            while not self._stop.is_set():
+                batch = await (prefetch or self._in_thread(self._local.poll, _POLL_S))
+                prefetch = None
+                if not batch:
+                    await self._maybe_commit_local(force=False)
+                    continue
+                prefetch = asyncio.ensure_future(self._in_thread(self._local.poll, 0))
+                await self._throttle(sum(_size(r) for r in batch))
+                try:
+                    # aiokafka waits for an unreachable cluster forever inside a transaction;
+                    # a batch that takes longer than this is given up and retried from the
+                    # checkpoint.
+                    async with asyncio.timeout(self.config.request_timeout_s):
+                        await self._replicate(batch)
+                except TimeoutError as exc:
+                    raise UpstreamError(f"replicating a batch of {len(batch)} records timed out"
+                                        f" after {self.config.request_timeout_s} s") from exc
+                await self._maybe_commit_local(force=False)
+        finally:
+            if prefetch is not None:  # read past what was replicated: the rewind undoes it
+                await asyncio.gather(prefetch, return_exceptions=True)
+            await self._maybe_commit_local(force=True)
+
+    async def _maybe_commit_local(self, force: bool) -> None:
+        """Commit the local group to what the cluster has (at most every
+        ``local_commit_interval_s``): it frees local retention and, at least once,
+        is where a restart resumes, so committing less often only costs re-sends."""
+        if not self._uncommitted or (
+                not force and time.monotonic() - self._last_local_commit < _LOCAL_COMMIT_S):
+            return
+        done, self._uncommitted = self._uncommitted, {}
+        self._last_local_commit = time.monotonic()
+        await self._in_thread(self._local.commit, done)
 
     async def _throttle(self, nbytes: int) -> None:
         cap = self.config.max_bytes_per_s
@@ -334,8 +360,8 @@ class Uplink:
         except (TimeoutError, KafkaError, OSError) as exc:
             raise _translate(exc, "replicating a batch") from exc
         self._replicated = nxt
-        done = {tp: off for tp, off in nxt.items() if tp.topic in {r.topic for r in batch}}
-        await self._in_thread(self._local.commit, done)
+        self._uncommitted.update(
+            {tp: off for tp, off in nxt.items() if tp.topic in {r.topic for r in batch}})
         for r, _ in dead:
             self._too_large.pop((r.topic, r.partition, r.offset), None)
         self._dead += len(dead)

@@ -11,6 +11,10 @@ from aiokafka import AIOKafkaConsumer
 
 from broker import KafkaAdminClient, KafkaProducer, NewTopic
 
+# Event times near now: records stamped years ago are deleted by the cluster's time-based
+# retention (7 days) at its first retention pass, which a long test session reaches.
+TS0 = int(time.time() * 1000) - 3_600_000
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
@@ -28,7 +32,7 @@ def produce_local(data_dir, topic: str, n: int, keys: int, start: int = 0, size:
     with KafkaProducer(data_dir) as producer:
         futures = [
             producer.send(topic, f"{topic}:{i}".encode().ljust(size, b"."), key=f"k{i % keys}".encode(),
-                          headers=[("src", b"test"), ("i", str(i).encode())], timestamp_ms=1_700_000_000_000 + i)
+                          headers=[("src", b"test"), ("i", str(i).encode())], timestamp_ms=TS0 + i)
             for i in range(start, start + n)
         ]
         for f in futures:
@@ -90,3 +94,34 @@ async def wait_for(predicate, timeout_s: float = 30, what: str = "condition", up
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def explain_missing(servers: str, topic: str, records, expected: int) -> str:
+    """Where the missing values sit upstream when read uncommitted (for a failure message)."""
+    seen = {int(r.value.decode().rsplit(":", 1)[1]) for r in records}
+    missing = set(range(expected)) - seen
+    raw = await read_upstream_uncommitted(servers, topic)
+    where = [(r.partition, r.offset, dict(r.headers).get("edge.offset")) for r in raw
+             if int(r.value.decode().rsplit(":", 1)[1]) in missing]
+    first_seen = {}
+    for r in records:
+        first_seen.setdefault(r.partition, r.offset)
+    return (f"{len(missing)} missing; uncommitted read has {len(raw)} records; missing ones at"
+            f" (partition, offset, edge.offset) {where[:3]}...{where[-3:]}; first committed offset"
+            f" per partition {first_seen}")
+
+
+async def read_upstream_uncommitted(servers: str, topic: str) -> list:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=servers, isolation_level="read_uncommitted",
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    out = []
+    try:
+        for _ in range(30):
+            batch = await consumer.getmany(timeout_ms=300)
+            if not batch and out:
+                break
+            out.extend(r for recs in batch.values() for r in recs)
+    finally:
+        await consumer.stop()
+    return out

@@ -14,6 +14,7 @@ from edge.uplink import (
 )
 
 from ._uplink_helpers import (
+    TS0,
     check_exactly_once,
     create_local_topics,
     produce_local,
@@ -52,7 +53,7 @@ async def test_several_topics_many_keys_exactly_once_in_order_with_headers(tmp_p
     headers = dict(r.headers)
     assert headers["src"] == b"test" and headers["i"] == b"7"
     assert headers["edge.id"] == cfg.edge_id.encode()
-    assert r.timestamp == 1_700_000_000_007 and r.key == b"k7"
+    assert r.timestamp == TS0 + 7 and r.key == b"k7"
     with KafkaConsumer(data_dir=data) as local:  # the record came from where the headers say
         tp = (a, int(headers["edge.partition"]))
         local.assign([tp])

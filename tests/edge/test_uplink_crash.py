@@ -16,6 +16,7 @@ from edge.uplink import Uplink, UplinkConfig
 from ._uplink_helpers import (
     check_exactly_once,
     create_local_topics,
+    explain_missing,
     produce_local,
     read_upstream,
     unique,
@@ -77,4 +78,8 @@ async def test_sigkill_many_times_every_record_once_in_order(tmp_path, kafka_clu
                        "drain after the kills", uplink)
         assert uplink.status().records_total < total  # the killed runners had replicated some
     got = await read_upstream(kafka_cluster.bootstrap_servers, ["up." + topic], total)
-    check_exactly_once(got, {topic: total})
+    try:
+        check_exactly_once(got, {topic: total})
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n" + await explain_missing(
+            kafka_cluster.bootstrap_servers, "up." + topic, got, total)) from None
