@@ -7,6 +7,7 @@ import json
 import logging
 import ssl
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,6 +39,18 @@ log = logging.getLogger("edge.uplink")
 _POLL_S = 0.5
 _LAG_REFRESH_S = 1.0
 _LOCAL_COMMIT_S = 0.5
+_WINDOW = 4
+
+
+class _InFlight:
+    """A batch handed to the producer: its futures, dead letters and next local offsets."""
+
+    def __init__(self, batch: list[ConsumerRecord]) -> None:
+        self.batch = batch
+        self.futures: list[asyncio.Future[Any]] = []
+        self.sent: list[ConsumerRecord] = []
+        self.dead: list[tuple[ConsumerRecord, str]] = []
+        self.updates: dict[TopicPartition, int] = {}
 _TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
 _FENCED = (ProducerFenced, InvalidProducerEpoch)
 
@@ -271,31 +284,39 @@ class Uplink:
     # -- replicating --------------------------------------------------------------------------
 
     async def _pump(self) -> None:
-        # The next batch is read from the local log while the current one is upstream.
+        # The next batch is read from the local log while the current one is upstream; at
+        # least once, up to _WINDOW batches are in flight (acks complete in order).
+        window = 1 if self.config.exactly_once else _WINDOW
         prefetch: asyncio.Future[list[ConsumerRecord]] | None = None
+        flights: deque[_InFlight] = deque()
         try:
             while not self._stop.is_set():
-                batch = await (prefetch or self._in_thread(self._local.poll, _POLL_S))
+                batch = await (prefetch or self._in_thread(
+                    self._local.poll, 0 if flights else _POLL_S))
                 prefetch = None
-                if not batch:
-                    await self._maybe_commit_local(force=False)
-                    continue
-                prefetch = asyncio.ensure_future(self._in_thread(self._local.poll, 0))
-                await self._throttle(sum(_size(r) for r in batch))
-                try:
-                    # aiokafka waits for an unreachable cluster forever inside a transaction;
-                    # a batch that takes longer than this is given up and retried from the
-                    # checkpoint.
-                    async with asyncio.timeout(self.config.request_timeout_s):
-                        await self._replicate(batch)
-                except TimeoutError as exc:
-                    raise UpstreamError(f"replicating a batch of {len(batch)} records timed out"
-                                        f" after {self.config.request_timeout_s} s") from exc
+                if batch:
+                    prefetch = asyncio.ensure_future(self._in_thread(self._local.poll, 0))
+                    await self._throttle(sum(_size(r) for r in batch))
+                    flights.append(await self._bounded(self._send(batch)))
+                while flights and (len(flights) >= window or not batch):
+                    await self._bounded(self._finish(flights.popleft()))
                 await self._maybe_commit_local(force=False)
+            while flights:
+                await self._bounded(self._finish(flights.popleft()))
         finally:
             if prefetch is not None:  # read past what was replicated: the rewind undoes it
                 await asyncio.gather(prefetch, return_exceptions=True)
             await self._maybe_commit_local(force=True)
+
+    async def _bounded(self, step: Any) -> Any:
+        # aiokafka waits for an unreachable cluster forever inside a transaction; a step
+        # that takes longer than this is given up and retried from the checkpoint.
+        try:
+            async with asyncio.timeout(self.config.request_timeout_s):
+                return await step
+        except TimeoutError as exc:
+            raise UpstreamError(f"upstream did not answer within {self.config.request_timeout_s} s"
+                                ) from exc
 
     async def _maybe_commit_local(self, force: bool) -> None:
         """Commit the local group to what the cluster has (at most every
@@ -319,31 +340,39 @@ class Uplink:
         if self._bucket > cap * 0.1:  # allow bursts of a tenth of a second
             await asyncio.sleep((self._bucket - cap * 0.1) / cap)
 
-    async def _replicate(self, batch: list[ConsumerRecord]) -> None:
+    async def _send(self, batch: list[ConsumerRecord]) -> _InFlight:
+        """Hand a batch to the producer (in a new transaction, exactly once); not yet acked."""
         producer = self._producer
-        eos = self.config.exactly_once
-        nxt = dict(self._replicated)
+        flight = _InFlight(batch)
         for r in batch:
-            nxt[TopicPartition(r.topic, r.partition)] = r.offset + 1
-        dead: list[tuple[ConsumerRecord, str]] = []
+            flight.updates[TopicPartition(r.topic, r.partition)] = r.offset + 1
         try:
-            if eos:
+            if self.config.exactly_once:
                 await producer.begin_transaction()
-            futures, sent = [], []
             for r in batch:
                 reason = self._too_large.get((r.topic, r.partition, r.offset))
                 if reason is None:
                     try:
-                        futures.append(await producer.send(
+                        flight.futures.append(await producer.send(
                             self._upstream[r.topic], r.value, r.key, timestamp_ms=r.timestamp,
                             headers=self._headers(r)))
-                        sent.append(r)
+                        flight.sent.append(r)
                         continue
                     except _TOO_LARGE as exc:
                         reason = f"{type(exc).__name__}: {exc}"
-                dead.append((r, reason))
-            results = await asyncio.gather(*futures, return_exceptions=True)
-            failed = [(r, e) for r, e in zip(sent, results, strict=True) if isinstance(e, BaseException)]
+                flight.dead.append((r, reason))
+        except (TimeoutError, KafkaError, OSError) as exc:
+            raise _translate(exc, "sending a batch") from exc
+        return flight
+
+    async def _finish(self, flight: _InFlight) -> None:
+        """Wait for a batch's acks (and commit its transaction with the checkpoint)."""
+        producer, batch, dead = self._producer, flight.batch, flight.dead
+        nxt = {**self._replicated, **flight.updates}
+        try:
+            results = await asyncio.gather(*flight.futures, return_exceptions=True)
+            failed = [(r, e) for r, e in zip(flight.sent, results, strict=True)
+                      if isinstance(e, BaseException)]
             for r, e in failed:
                 if isinstance(e, _TOO_LARGE):  # the broker refused it: dead-letter it on the retry
                     self._too_large[(r.topic, r.partition, r.offset)] = f"{type(e).__name__}: {e}"
@@ -353,15 +382,14 @@ class Uplink:
                 # Before the upstream commit: a crash here may dead-letter a record twice
                 # locally, never lose it.
                 await self._in_thread(self._local.dead_letter, dead)
-            if eos:
+            if self.config.exactly_once:
                 await producer.send_offsets_to_transaction(
                     self._checkpoint_offsets(nxt, {r.topic for r in batch}), self.config.group_id)
                 await producer.commit_transaction()
         except (TimeoutError, KafkaError, OSError) as exc:
             raise _translate(exc, "replicating a batch") from exc
         self._replicated = nxt
-        self._uncommitted.update(
-            {tp: off for tp, off in nxt.items() if tp.topic in {r.topic for r in batch}})
+        self._uncommitted.update(flight.updates)
         for r, _ in dead:
             self._too_large.pop((r.topic, r.partition, r.offset), None)
         self._dead += len(dead)
