@@ -296,7 +296,8 @@ class Uplink:
                 prefetch = None
                 if batch:
                     prefetch = asyncio.ensure_future(self._in_thread(self._local.poll, 0))
-                    await self._throttle(sum(_size(r) for r in batch))
+                    if self.config.max_bytes_per_s is not None:
+                        await self._throttle(sum(_size(r) for r in batch))
                     flights.append(await self._bounded(self._send(batch)))
                 while flights and (len(flights) >= window or not batch):
                     await self._bounded(self._finish(flights.popleft()))

@@ -153,3 +153,22 @@ def test_public_api():
     assert set(edge.uplink.__all__) == {
         "FencedError", "PartitionLag", "TopicMapping", "Uplink", "UplinkConfig", "UplinkConfigError",
         "UplinkError", "UplinkState", "UplinkStatus", "UpstreamError"}
+
+
+async def test_bytes_per_second_cap_slows_the_drain(tmp_path, kafka_cluster):
+    import time
+
+    data = tmp_path / "log"
+    t = unique("capped")
+    create_local_topics(data, {t: 1})
+    produce_local(data, t, 300, keys=3, size=200)   # about 70 kB with keys and headers
+    cfg = _config(tmp_path, kafka_cluster.bootstrap_servers, {t: "up." + t}, max_bytes_per_s=25_000,
+                  batch_records=50)
+    async with Uplink(cfg) as uplink:
+        await wait_for(lambda: uplink.state == UplinkState.ONLINE, 60, "online", uplink)
+        t0 = time.monotonic()
+        await wait_for(lambda: uplink.status().records_total >= 300, 60, "capped drain", uplink)
+        elapsed = time.monotonic() - t0
+        nbytes = uplink.status().bytes_total
+    assert nbytes / elapsed <= 25_000 * 1.3, f"{nbytes} B in {elapsed:.2f} s"
+    assert elapsed >= 2.0
