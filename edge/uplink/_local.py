@@ -136,6 +136,7 @@ class LocalSide:
     # -- lag ----------------------------------------------------------------------------------
 
     def lag(self, replicated: dict[TopicPartition, int], now_ms: int) -> list[PartitionLag]:
+        self._sync_assignment()  # also before the first connect: lag is known offline
         out = []
         for tp in sorted(self._assigned):
             try:

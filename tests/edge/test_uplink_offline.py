@@ -65,3 +65,25 @@ def test_backlog_drains_drop_ledger_first_then_by_topic_priority(tmp_path):
     assert order[0] == {DROP_LEDGER_TOPIC}
     assert flat.index(low) > max(i for i, t in enumerate(flat) if t == high)
     assert sum(1 for s in order if low in s) == 3 and sum(1 for s in order if high in s) == 3
+
+
+async def test_unreachable_cluster_offline_with_error_and_local_records_protected(tmp_path):
+    from broker import KafkaAdminClient
+
+    data = tmp_path / "log"
+    t = unique("kept")
+    create_local_topics(data, {t: 1})
+    with KafkaAdminClient(data) as admin:
+        admin.alter_topic_config(t, {"retention.ms": "1"})
+    produce_local(data, t, 50, keys=2)
+    cfg = UplinkConfig(edge_id=unique("edge"), bootstrap_servers="127.0.0.1:9", data_dir=data,
+                       topics={t: "up." + t}, request_timeout_s=2, backoff_max_s=0.5)
+    async with Uplink(cfg) as uplink:
+        await wait_for(lambda: uplink.state == UplinkState.OFFLINE, 20, "offline", uplink)
+        await wait_for(lambda: uplink.status().lag_records == 50, 10, "lag reported", uplink)
+        status = uplink.status()
+        assert "127.0.0.1:9" in status.last_error or "onnect" in status.last_error
+        with KafkaAdminClient(data) as admin:
+            await asyncio.to_thread(admin.run_retention)
+            assert admin.describe_topics([t])[0].records == 50   # the uplink's group protects them
+    assert uplink.state == UplinkState.STOPPED
