@@ -18,8 +18,8 @@ DELIVERY_MODES = ("exactly-once", "at-least-once")
 COMPRESSIONS = ("lz4", "zstd", None)
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-ENV_SASL_USERNAME = "EDGE_UPLINK_SASL_USERNAME"
-ENV_SASL_PASSWORD = "EDGE_UPLINK_SASL_PASSWORD"
+ENV_SASL_USERNAME = "EDGE_UPSTREAM_SASL_USERNAME"
+ENV_SASL_PASSWORD = "EDGE_UPSTREAM_SASL_PASSWORD"
 
 _TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 _EDGE_ID_RE = re.compile(r"^[a-zA-Z0-9._-]{1,200}$")
@@ -60,8 +60,8 @@ class UplinkConfig:
     ``TopicMapping``; it is normalised to a tuple of ``TopicMapping``.
     The drop ledger (``broker.DROP_LEDGER_TOPIC``) is added as
     ``drop_ledger_upstream`` unless ``replicate_drop_ledger`` is false.
-    SASL credentials default to ``$EDGE_UPLINK_SASL_USERNAME`` /
-    ``$EDGE_UPLINK_SASL_PASSWORD`` and never appear in ``repr``.
+    SASL credentials default to ``$EDGE_UPSTREAM_SASL_USERNAME`` /
+    ``$EDGE_UPSTREAM_SASL_PASSWORD`` and never appear in ``repr``.
     Raises ``UplinkConfigError`` naming the key and the bad value.
     """
 

@@ -136,7 +136,7 @@ def test_bad_config_names_key_and_value(tmp_path, changes, key, bad):
 
 
 def test_missing_sasl_credentials_and_redacted_repr(tmp_path, monkeypatch):
-    monkeypatch.delenv("EDGE_UPLINK_SASL_PASSWORD", raising=False)
+    monkeypatch.delenv("EDGE_UPSTREAM_SASL_PASSWORD", raising=False)
     base = {"edge_id": "e1", "bootstrap_servers": "h:9093", "data_dir": tmp_path,
             "topics": {"r": "up.r"}, "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
             "sasl_username": "alice-user"}
@@ -144,7 +144,7 @@ def test_missing_sasl_credentials_and_redacted_repr(tmp_path, monkeypatch):
         UplinkConfig(**base)
     cfg = UplinkConfig(**base, sasl_password="hunter2-secret")
     assert "hunter2" not in repr(cfg) and "alice-user" not in repr(cfg)
-    monkeypatch.setenv("EDGE_UPLINK_SASL_PASSWORD", "from-env")
+    monkeypatch.setenv("EDGE_UPSTREAM_SASL_PASSWORD", "from-env")
     assert UplinkConfig(**base).sasl_password == "from-env"
 
 
