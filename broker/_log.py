@@ -91,7 +91,8 @@ class Log:
         self._fsync = config.durability.value == "fsync"
         self._conn = connect(config.data_dir, busy_timeout_s=config.busy_timeout_s, fsync=self._fsync)
         self._refs = 0
-        self._lock = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()  # taken directly on the hot path: Condition's own enter is Python code
+        self._lock = threading.Condition(self._mutex)
         self._pending: list[_Pending] = []
         self._round = _Round()
         self._inflight: _Round | None = None  # the round the writer is committing now
@@ -167,13 +168,21 @@ class Log:
     def append(self, topic: str, partition: int | None, key: bytes | None, value: bytes | None,
                headers: Sequence[tuple[str, bytes]] | None, timestamp: int | None) -> FutureRecordMetadata:
         """Queue one record; the returned future resolves once it is durable."""
-        hdr = encode_headers(headers)
+        hdr = encode_headers(headers) if headers else None
         ts = self.clock.wall_ms() if timestamp is None else timestamp
-        ksize = len(key) if key is not None else -1
-        vsize = len(value) if value is not None else -1
-        hsize = len(hdr) if hdr is not None else 0
-        size = max(ksize, 0) + max(vsize, 0) + hsize + RECORD_OVERHEAD
-        with self._lock:
+        size = RECORD_OVERHEAD
+        ksize = vsize = -1
+        hsize = 0
+        if key is not None:
+            ksize = len(key)
+            size += ksize
+        if value is not None:
+            vsize = len(value)
+            size += vsize
+        if hdr is not None:
+            hsize = len(hdr)
+            size += hsize
+        with self._mutex:
             if self._closing:
                 raise ClosedError("the log is closed; open a new producer")
             fut = FutureRecordMetadata(self._round, topic, partition, ts, ksize, vsize, hsize)

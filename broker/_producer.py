@@ -33,6 +33,7 @@ class KafkaProducer:
         self._log = open_log(data_dir, log_config, kafka_options, "KafkaProducer")
         self._key_serializer = key_serializer
         self._value_serializer = value_serializer
+        self._topics_ok: set[str] = set()
         self._closed = False
 
     def send(self, topic: str, value: Any = None, key: Any = None,
@@ -47,7 +48,9 @@ class KafkaProducer:
         """
         if self._closed:
             raise ClosedError("send() on a closed KafkaProducer")
-        validate_topic_name(topic)
+        if topic not in self._topics_ok:
+            validate_topic_name(topic)
+            self._topics_ok.add(topic)
         if value is None and key is None:
             raise ConfigError("send() needs a value or a key (both were None)")
         k = self._serialize(key, self._key_serializer, "key", topic)
@@ -84,6 +87,8 @@ class KafkaProducer:
     def _serialize(obj: Any, serializer: Callable[[Any], bytes] | None, what: str, topic: str) -> bytes | None:
         if obj is None:
             return None
+        if serializer is None and type(obj) is bytes:
+            return obj
         if serializer is not None:
             try:
                 obj = serializer(obj)
