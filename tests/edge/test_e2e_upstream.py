@@ -3,9 +3,9 @@
 `edge run` is a subprocess with a real config whose [upstream] points at the test
 Kafka cluster, exactly once. Upstream is read by a read_committed consumer.
 
-1. Every simulated serial reading (the simulator's --truth file) is upstream
-   exactly once, in order per device; corrupted frames are dead letters, locally
-   and upstream.
+1. Every simulated reading (the simulators' --truth files: GPS, room and cuff over
+   ptys, two more rooms over Mosquitto QoS 1) is upstream exactly once, in order
+   per device; corrupted frames are dead letters, locally and upstream.
 2. SIGKILL under MQTT QoS 1 load after the uplink has replicated something,
    then a restart with the same config: every event committed to the local log
    is upstream exactly once (by its edge.partition/edge.offset headers), in order
@@ -41,7 +41,7 @@ from tests.edge._helpers import (
 from tests.edge._uplink_helpers import read_upstream, unique
 from tests.fixtures.mosquitto import free_port
 
-pytestmark = pytest.mark.timeout(150)
+pytestmark = [pytest.mark.mqtt, pytest.mark.timeout(150)]
 
 DEVICE_TOPICS = ("gps", "temperature", "blood_pressure")
 LOCAL_TOPICS = (*DEVICE_TOPICS, "dead-letters")
@@ -102,26 +102,40 @@ def check_upstream_is_local_once(local: dict[str, list[Any]], upstream: list[Any
         assert offsets == sorted(offsets), f"per-key order broken upstream for {key}"
 
 
-async def test_every_simulated_serial_reading_is_upstream_exactly_once(tmp_path: Path,
-                                                                      kafka_cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_every_simulated_reading_is_upstream_exactly_once(
+        tmp_path: Path, kafka_cluster, mosquitto) -> None:  # type: ignore[no-untyped-def]
     servers = kafka_cluster.bootstrap_servers
     prefix, edge_id = unique("e2e"), unique("edge")
     links = tmp_path / "links"
     links.mkdir()
     devices = "".join(serial_device(n, k, str(links / n), c, o) for n, k, c, o in SIM_SERIAL)
+    # Two more rooms over Mosquitto, QoS 1 (ids "mq-room-N", apart from the serial room-1).
+    devices += (f'[[devices]]\nname = "rooms-mqtt"\nkind = "temperature"\ntransport = "mqtt"\n'
+                f'host = "127.0.0.1"\nport = {mosquitto.port}\ncodec = "zigbee2mqtt"\nqos = 1\n'
+                f'device_id_prefix = "mq-"\n')
     config, port = write_upstream_config(tmp_path, devices, servers, edge_id, prefix)
     edge_log = tmp_path / "edge.log"
     edge = start_edge(config, edge_log)
-    truth = tmp_path / "truth.jsonl"
+    truth, truth_mqtt = tmp_path / "truth.jsonl", tmp_path / "truth-mqtt.jsonl"
     try:
+        wait_for(lambda: ((health(port) or {}).get("devices") or {}).get("rooms-mqtt", {})
+                 .get("connected"), 30, "the MQTT subscription")
+        mqtt_sim = subprocess.Popen(
+            [str(BIN / "edge-sim"), "--no-progress", "--seed", "8", "--output", "mqtt", "--mqtt-port",
+             str(mosquitto.port), "--gps", "0", "--patients", "0", "--rooms", "2", "--rate", "100",
+             "--count", "150", "--truth", str(truth_mqtt)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         sim = subprocess.Popen(
             [str(BIN / "edge-sim"), "--no-progress", "--seed", "7", "--output", "pty", "--link-dir",
              str(links), "--fast", "--count", "150", "--truth", str(truth), "--corrupt", "0.05"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _, err = sim.communicate(timeout=60)
         assert sim.returncode == 0, err
+        _, err = mqtt_sim.communicate(timeout=60)
+        assert mqtt_sim.returncode == 0, err
         expected = truth_readings(truth)
         assert len(expected) > 400
+        expected += [dict(r, device_id="mq-" + r["device_id"]) for r in truth_readings(truth_mqtt)]
         # All but each GPS unit's last epoch (held by the NMEA assembler until shutdown).
         wait_for(lambda: total_readings(port) >= len(expected) - 1, 30, "readings in the log")
         wait_for(lambda: (uplink_state(port).get("records_total") or 0) >= len(expected) - 1, 30,
@@ -155,9 +169,10 @@ async def test_every_simulated_serial_reading_is_upstream_exactly_once(tmp_path:
         if not u.topic.endswith(".dead-letters"):
             got[u.key.decode()].append(u)
     assert {k: len(v) for k, v in got.items()} == {k: len(v) for k, v in want.items()}
+    assert len(want["mq-room-1"]) == len(want["mq-room-2"]) == 150
     for u, r in zip(got["car-1"], want["car-1"], strict=True):
         assert abs(u.timestamp - r["timestamp_ms"]) < 10, (u, r)
-    for device in ("room-1", "bed-1"):  # the cuff's event adds its device_time
+    for device in ("room-1", "bed-1", "mq-room-1", "mq-room-2"):  # the cuff's event adds its device_time
         assert [{k: v for k, v in json.loads(u.value).items() if k in r["values"]}
                 for u, r in zip(got[device], want[device], strict=True)] == \
             [r["values"] for r in want[device]]
