@@ -440,7 +440,10 @@ class Service:
                 log.info("stopping: intake first, then flush")
                 t0 = time.monotonic()
                 await asyncio.gather(*(self._stop_device(n) for n in list(self.runners)))
-                await self._stop_uplink()  # after intake: it sends what the devices handed in
+                # The uplink finishes its current transaction and stops; what is not yet
+                # upstream stays in the log (its group is protected) and goes at the
+                # next start, so shutdown stays bounded while offline.
+                await self._stop_uplink()
                 for t in helpers:
                     t.cancel()
         finally:
