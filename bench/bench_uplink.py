@@ -1,57 +1,124 @@
-"""Uplink throughput beside a plain aiokafka producer sending the same records from memory.
+"""Uplink throughput, latency and backlog drain beside a plain aiokafka producer.
 
-    .venv/bin/python bench/bench_uplink.py [--records N] [--value-bytes B] [--brokers 1|3]
+    .venv/bin/python bench/bench_uplink.py                      # full run, ~10 min on 2 cores
+    .venv/bin/python bench/bench_uplink.py --brokers 1 --runs 1 --drain-records 100000 \
+        --latency-seconds 5                                     # quick look, ~1.5 min
 
-Starts its own Kafka cluster (deploy.kafka), writes N records (100 keys) to a
-fresh local log, then for exactly-once and at-least-once:
-  plain  = AIOKafkaProducer with the uplink's settings (idempotent, acks=all, lz4,
-           linger 5 ms, 256 KiB batches; transactional with one transaction per
-           batch of 1000 records for exactly-once) sending the records from a list;
-  uplink = edge.uplink.Uplink replicating the same records from the local log
-           (timed from "online" to the last record committed upstream).
-Floor: the uplink reaches 70% of the plain producer's records/s.
+Options: --records N (throughput, default 50,000), --value-bytes B (100), --brokers 1,3,
+--runs R (3), --latency-rate (2,000 records/s), --latency-seconds (10),
+--drain-records N (1,000,000; 0 skips), --drain-delivery (exactly-once; or both).
+
+Starts its own Kafka clusters (deploy.kafka; 3 brokers: replication factor 3,
+min.insync.replicas 2; every topic here is created with replication factor
+min(brokers, 3)), writes the records (100 keys) to a fresh local log once, then
+for each cluster, R times (runs interleaved), for exactly-once and at-least-once:
+
+  throughput  plain  = AIOKafkaProducer with the uplink's settings (idempotent,
+                       acks=all, lz4, linger 5 ms, 256 KiB batches; transactional
+                       with one transaction per batch of 1000 records for exactly-once)
+                       sending the records from a list;
+              uplink = edge.uplink.Uplink replicating the same records from the local
+                       log (timed from "online" to the last record committed upstream).
+              ratio  = plain time / uplink time of the same run (median of the runs).
+  latency     records produced to the local log at a steady rate by a thread; for each,
+              the time its local write is durable (producer future done) to the time
+              a read_committed AIOKafkaConsumer (fetch_max_wait 100 ms) in the same
+              process receives it upstream. The first second is left out (warm-up).
+  drain       N records already in the local log, a new Uplink (new edge id: cold
+              start, connect, topic creation, init of the transactional producer)
+              timed from start to the last record committed upstream.
+
+Cells are "median [min-max]" over the runs. Floor: the uplink reaches 70% of the
+plain producer's records/s. The uplink, the consumer and the local producer share
+one Python process (and the 2 cores with the brokers), as they would not in the field.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import platform
+import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
+import aiokafka
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import TopicPartition as UpTP
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from broker import KafkaConsumer, KafkaProducer  # noqa: E402
 from deploy.kafka import KafkaCluster  # noqa: E402
+from deploy.kafka._config import KAFKA_VERSION  # noqa: E402
 from edge.uplink import Uplink, UplinkConfig, UplinkState  # noqa: E402
 
 BATCH = 1000
+DELIVERIES = ("exactly-once", "at-least-once")
+TOPIC, DRAIN_TOPIC = "bench", "drain"
 
 
-def write_local(data_dir: Path, topic: str, n: int, value_bytes: int) -> list:
+def _rid() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def _value(i: int, value_bytes: int) -> bytes:
+    return f"{i}".encode().ljust(value_bytes, b"x")
+
+
+# -- local log ---------------------------------------------------------------------------------
+
+def write_local(data_dir: Path, topic: str, n: int, value_bytes: int, read_back: bool) -> list:
     with KafkaProducer(data_dir) as producer:
-        futures = [producer.send(topic, f"{i}".encode().ljust(value_bytes, b"x"),
-                                 key=f"dev-{i % 100}".encode(), headers=[("source", b"bench")])
-                   for i in range(n)]
-        for f in futures:
-            f.get(timeout=60)
+        for start in range(0, n, 20_000):
+            futures = [producer.send(topic, _value(i, value_bytes), key=f"dev-{i % 100}".encode(),
+                                     headers=[("source", b"bench")])
+                       for i in range(start, min(n, start + 20_000))]
+            for f in futures:
+                f.get(timeout=120)
+    if not read_back:
+        return []
     with KafkaConsumer(topic, data_dir=data_dir, auto_offset_reset="earliest",
                        consumer_timeout_ms=2000) as consumer:
         return list(consumer)
 
 
-async def plain(servers: str, records: list, eos: bool) -> float:
+def config(servers: str, data_dir: Path, topic: str, upstream: str, delivery: str,
+           brokers: int) -> UplinkConfig:
+    return UplinkConfig(edge_id=f"bench-{_rid()}", bootstrap_servers=servers, data_dir=data_dir,
+                        topics={topic: upstream}, delivery=delivery, batch_records=BATCH,
+                        default_replication_factor=min(brokers, 3), replicate_drop_ledger=False)
+
+
+async def wait_online(up: Uplink) -> None:
+    while up.state != UplinkState.ONLINE:
+        if up.state in (UplinkState.FENCED, UplinkState.STOPPED):
+            raise RuntimeError(f"uplink ended: {up.status().last_error}")
+        await asyncio.sleep(0.01)
+
+
+# -- throughput --------------------------------------------------------------------------------
+
+async def plain(servers: str, records: list, eos: bool, brokers: int) -> float:
+    topic = f"plain-{_rid()}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, min(brokers, 3))])
+    finally:
+        await admin.close()
     producer = AIOKafkaProducer(
         bootstrap_servers=servers, acks="all", enable_idempotence=True, compression_type="lz4",
         linger_ms=5, max_batch_size=256 * 1024,
-        transactional_id=f"bench-{uuid.uuid4().hex[:6]}" if eos else None)
+        transactional_id=f"bench-{_rid()}" if eos else None)
     await producer.start()
-    topic = f"plain-{uuid.uuid4().hex[:6]}"
     try:
         if eos:
             await producer.begin_transaction()
@@ -73,37 +140,213 @@ async def plain(servers: str, records: list, eos: bool) -> float:
         await producer.stop()
 
 
-async def uplink(servers: str, data_dir: Path, topic: str, n: int, delivery: str) -> float:
-    cfg = UplinkConfig(edge_id=f"bench-{uuid.uuid4().hex[:6]}", bootstrap_servers=servers,
-                       data_dir=data_dir, topics={topic: f"up-{uuid.uuid4().hex[:6]}"},
-                       delivery=delivery, batch_records=BATCH, replicate_drop_ledger=False)
+async def uplink(servers: str, data_dir: Path, n: int, delivery: str, brokers: int) -> float:
+    cfg = config(servers, data_dir, TOPIC, f"up-{_rid()}", delivery, brokers)
     async with Uplink(cfg) as up:
-        while up.state != UplinkState.ONLINE:
-            await asyncio.sleep(0.01)
+        await wait_online(up)
         t0 = time.perf_counter()
         while up.status().records_total < n:
             await asyncio.sleep(0.005)
         return time.perf_counter() - t0
 
 
+# -- latency -----------------------------------------------------------------------------------
+
+def pace(data_dir: Path, topic: str, rate: int, seconds: float, value_bytes: int,
+         committed: dict[int, float], stop: threading.Event) -> int:
+    """Send rate records/s for seconds in ticks of 10 ms; record when each is durable."""
+    n, per_tick, tick = 0, max(1, rate // 100), 0.01
+    with KafkaProducer(data_dir) as producer:
+        t0 = time.perf_counter()
+        total = int(rate * seconds)
+        while n < total and not stop.is_set():
+            for _ in range(min(per_tick, total - n)):
+                f = producer.send(topic, _value(n, value_bytes), key=f"dev-{n % 100}".encode())
+                f.add_callback(lambda _md, i=n: committed.__setitem__(i, time.time()))
+                n += 1
+            delay = t0 + (n / rate) - time.perf_counter()
+            if delay > 0:
+                time.sleep(min(delay, tick))
+        producer.flush(timeout=60)
+    return n
+
+
+async def latency(servers: str, data_dir: Path, delivery: str, brokers: int, rate: int,
+                  seconds: float, value_bytes: int) -> tuple[float, float, int]:
+    """(p50 ms, p99 ms, records measured) from local durable write to read_committed upstream."""
+    topic, upstream = f"lat-{_rid()}", f"up-lat-{_rid()}"
+    with KafkaProducer(data_dir) as producer:  # the topic must exist before the uplink looks
+        producer.send(topic, b"warm-up", key=b"warm-up").get(timeout=30)
+    cfg = config(servers, data_dir, topic, upstream, delivery, brokers)
+    committed: dict[int, float] = {}
+    seen: dict[int, float] = {}
+    stop = threading.Event()
+    async with Uplink(cfg) as up:
+        await wait_online(up)
+        while up.status().records_total < 1:
+            await asyncio.sleep(0.01)
+        consumer = AIOKafkaConsumer(bootstrap_servers=servers, isolation_level="read_committed",
+                                    enable_auto_commit=False, fetch_max_wait_ms=100)
+        await consumer.start()
+        try:
+            consumer.assign([UpTP(upstream, 0)])
+            await consumer.seek_to_beginning()
+            producing = asyncio.create_task(asyncio.to_thread(
+                pace, data_dir, topic, rate, seconds, value_bytes, committed, stop))
+            try:
+                total = None
+                deadline = None
+                while total is None or len(seen) < total:
+                    batches = await consumer.getmany(timeout_ms=200)
+                    now = time.time()
+                    for recs in batches.values():
+                        for r in recs:
+                            if r.key != b"warm-up":
+                                seen[int(r.value.rstrip(b"x"))] = now
+                    if total is None and producing.done():
+                        total = producing.result()
+                        deadline = time.monotonic() + 60
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise RuntimeError(f"latency: {len(seen)} of {total} records seen upstream")
+            finally:
+                stop.set()
+                await asyncio.gather(producing, return_exceptions=True)
+        finally:
+            await consumer.stop()
+    skip = rate  # the first second
+    lat = sorted((seen[i] - committed[i]) * 1000 for i in seen if i >= skip and i in committed)
+    if not lat:
+        raise RuntimeError("latency: no records measured")
+    return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))], len(lat)
+
+
+# -- drain -------------------------------------------------------------------------------------
+
+async def drain(servers: str, data_dir: Path, n: int, delivery: str, brokers: int) -> float:
+    cfg = config(servers, data_dir, DRAIN_TOPIC, f"up-drain-{_rid()}", delivery, brokers)
+    t0 = time.perf_counter()
+    async with Uplink(cfg) as up:
+        while up.status().records_total < n:
+            if up.state in (UplinkState.FENCED, UplinkState.STOPPED):
+                raise RuntimeError(f"uplink ended: {up.status().last_error}")
+            await asyncio.sleep(0.01)
+        return time.perf_counter() - t0
+
+
+# -- report ------------------------------------------------------------------------------------
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
+    except OSError:
+        mem = float("nan")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} "
+            f"{platform.release()}, Python {platform.python_version()}, aiokafka "
+            f"{aiokafka.__version__}, Kafka {KAFKA_VERSION}; load average {load:.2f} at start")
+
+
+def cell(values: list[float], fmt: Callable[[float], str]) -> str:
+    if not values:
+        return "—"
+    med = fmt(statistics.median(values))
+    return med if len(values) == 1 else f"{med} [{fmt(min(values))}–{fmt(max(values))}]"
+
+
+def _n(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+def _f2(v: float) -> str:
+    return f"{v:.2f}"
+
+
+def _f1(v: float) -> str:
+    return f"{v:.1f}"
+
+
+def _pct(v: float) -> str:
+    return f"{v:.0%}"
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=50_000)
     ap.add_argument("--value-bytes", type=int, default=100)
-    ap.add_argument("--brokers", type=int, default=1, choices=(1, 3))
+    ap.add_argument("--brokers", default="1,3", help="comma-separated cluster sizes (1, 3)")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--latency-rate", type=int, default=2000, help="records/s")
+    ap.add_argument("--latency-seconds", type=float, default=10.0)
+    ap.add_argument("--drain-records", type=int, default=1_000_000, help="0 skips the drain")
+    ap.add_argument("--drain-delivery", default="exactly-once", choices=(*DELIVERIES, "both"))
     args = ap.parse_args()
-    with KafkaCluster(brokers=args.brokers) as cluster, tempfile.TemporaryDirectory() as tmp:
-        data_dir, topic = Path(tmp) / "log", "bench"
-        records = await asyncio.to_thread(write_local, data_dir, topic, args.records, args.value_bytes)
+    sizes = [int(b) for b in args.brokers.split(",")]
+    if any(b not in (1, 3) for b in sizes) or args.runs < 1:
+        ap.error("--brokers takes 1 and/or 3; --runs at least 1")
+    drain_modes = DELIVERIES if args.drain_delivery == "both" else (args.drain_delivery,)
+    header = machine()
+    began = time.perf_counter()
+    cols = ["brokers", "delivery", "plain rec/s", "uplink rec/s", "uplink MB/s", "ratio",
+            "latency p50 ms", "latency p99 ms", "drain s", "drain rec/s"]
+    rows: list[list[str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "log"
+        t = time.perf_counter()
+        records = await asyncio.to_thread(write_local, data_dir, TOPIC, args.records,
+                                          args.value_bytes, True)
+        if args.drain_records:
+            await asyncio.to_thread(write_local, data_dir, DRAIN_TOPIC, args.drain_records,
+                                    args.value_bytes, False)
+        print(f"# local log written: {args.records:,} + {args.drain_records:,} records in "
+              f"{time.perf_counter() - t:.0f} s", file=sys.stderr)
         nbytes = sum(len(r.key) + len(r.value) for r in records)
-        print(f"{args.records} records of {args.value_bytes} B, {args.brokers} broker(s), lz4,"
-              f" batches of {BATCH}")
-        print(f"{'delivery':<15}{'plain rec/s':>13}{'uplink rec/s':>14}{'uplink MB/s':>13}{'ratio':>8}")
-        for delivery in ("exactly-once", "at-least-once"):
-            p = await plain(cluster.bootstrap_servers, records, delivery == "exactly-once")
-            u = await uplink(cluster.bootstrap_servers, data_dir, topic, args.records, delivery)
-            print(f"{delivery:<15}{args.records / p:>13,.0f}{args.records / u:>14,.0f}"
-                  f"{nbytes / u / 1e6:>13.2f}{p / u:>8.0%}")
+        for brokers in sizes:
+            res: dict[str, dict[str, list[float]]] = {d: {} for d in DELIVERIES}
+            with KafkaCluster(brokers=brokers) as cluster:
+                servers = cluster.bootstrap_servers
+                print(f"# {brokers} broker(s) up in {cluster.start_seconds:.0f} s", file=sys.stderr)
+                for run in range(args.runs):
+                    for d in DELIVERIES:
+                        r = res[d]
+                        p = await plain(servers, records, d == "exactly-once", brokers)
+                        u = await uplink(servers, data_dir, args.records, d, brokers)
+                        r.setdefault("plain", []).append(args.records / p)
+                        r.setdefault("uplink", []).append(args.records / u)
+                        r.setdefault("mb", []).append(nbytes / u / 1e6)
+                        r.setdefault("ratio", []).append(p / u)
+                        if args.latency_seconds > 0:
+                            p50, p99, _ = await latency(servers, data_dir, d, brokers,
+                                                        args.latency_rate, args.latency_seconds,
+                                                        args.value_bytes)
+                            r.setdefault("p50", []).append(p50)
+                            r.setdefault("p99", []).append(p99)
+                        if args.drain_records and d in drain_modes:
+                            s = await drain(servers, data_dir, args.drain_records, d, brokers)
+                            r.setdefault("drain", []).append(s)
+                            r.setdefault("drain_rate", []).append(args.drain_records / s)
+                        print(f"# {brokers} broker(s), run {run + 1}/{args.runs}, {d}: "
+                              f"{ {k: round(v[-1], 3) for k, v in r.items()} }", file=sys.stderr)
+            for d in DELIVERIES:
+                r = res[d]
+                rows.append([str(brokers), d, cell(r["plain"], _n), cell(r["uplink"], _n),
+                             cell(r["mb"], _f2), cell(r["ratio"], _pct),
+                             cell(r.get("p50", []), _n), cell(r.get("p99", []), _n),
+                             cell(r.get("drain", []), _f1), cell(r.get("drain_rate", []), _n)])
+    print(f"Machine: {header}")
+    print(f"Throughput: {args.records:,} records of {args.value_bytes} B (100 keys), lz4, batches of"
+          f" {BATCH}; latency: {args.latency_rate:,} records/s for {args.latency_seconds:g} s;"
+          f" drain: {args.drain_records:,} records ({', '.join(drain_modes)});"
+          f" {args.runs} run(s), median [min–max]; total {time.perf_counter() - began:.0f} s")
+    print()
+    print("| " + " | ".join(cols) + " |")
+    print("| " + " | ".join("---" for _ in cols) + " |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":
