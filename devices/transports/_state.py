@@ -6,6 +6,8 @@ import enum
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
 
 
 class ConnectionState(enum.Enum):
@@ -19,6 +21,31 @@ class ConnectionState(enum.Enum):
 
 StateCallback = Callable[[ConnectionState], None]
 """Called on every state change, from the event loop's thread."""
+
+
+class AsyncTransport:
+    """``async with`` and ``async for`` for a transport with ``start()``/``close()``/``__anext__``."""
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __aiter__(self) -> Self:
+        return self
 
 
 @dataclass(frozen=True)

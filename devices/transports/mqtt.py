@@ -26,7 +26,6 @@ import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -35,7 +34,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from devices.transports._errors import TransportClosed
-from devices.transports._state import Backoff, ConnectionState, StateCallback
+from devices.transports._state import AsyncTransport, Backoff, ConnectionState, StateCallback
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +125,7 @@ class MqttStats:
     disconnects: int = 0
 
 
-class MqttTransport:
+class MqttTransport(AsyncTransport):
     """Async iterator of MqttMessage from the subscribed topic filters.
 
     State is CONNECTED once connected and all subscriptions are granted.
@@ -228,21 +227,6 @@ class MqttTransport:
             client.disconnect()
             await asyncio.to_thread(client.loop_stop)
         self._set_state(ConnectionState.CLOSED)
-
-    async def __aenter__(self) -> MqttTransport:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    def __aiter__(self) -> MqttTransport:
-        return self
 
     async def __anext__(self) -> MqttMessage:
         """The next message; waits without blocking the loop. StopAsyncIteration after close()."""

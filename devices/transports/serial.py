@@ -17,13 +17,12 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from types import TracebackType
 
 import serial as pyserial
 
 from devices.transports._errors import TransportClosed
 from devices.transports._framing import Framer, Framing, LineFraming
-from devices.transports._state import Backoff, ConnectionState, StateCallback
+from devices.transports._state import AsyncTransport, Backoff, ConnectionState, StateCallback
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ class SerialStats:
     partial_frames_at_fault: int = 0
 
 
-class SerialTransport:
+class SerialTransport(AsyncTransport):
     """Async iterator of byte frames from one serial port, reconnecting after faults.
 
     Use as ``async with SerialTransport(cfg) as t: async for frame in t: ...``.
@@ -129,21 +128,6 @@ class SerialTransport:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
         self._set_state(ConnectionState.CLOSED)
-
-    async def __aenter__(self) -> SerialTransport:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    def __aiter__(self) -> SerialTransport:
-        return self
 
     async def __anext__(self) -> bytes:
         """The next frame; waits without blocking the loop. StopAsyncIteration after close()."""

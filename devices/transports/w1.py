@@ -17,10 +17,9 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from devices.transports._errors import TransportClosed
-from devices.transports._state import ConnectionState, StateCallback
+from devices.transports._state import AsyncTransport, ConnectionState, StateCallback
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ class W1Sample:
     read_at_ms: int
 
 
-class W1Transport:
+class W1Transport(AsyncTransport):
     """Async iterator of W1Sample, one per sensor per round, until close()."""
 
     def __init__(self, config: W1Config | None = None, *, on_state: StateCallback | None = None) -> None:
@@ -94,21 +93,6 @@ class W1Transport:
         if self._executor is not None:
             await asyncio.to_thread(self._executor.shutdown, wait=True)
         self._set_state(ConnectionState.CLOSED)
-
-    async def __aenter__(self) -> W1Transport:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    def __aiter__(self) -> W1Transport:
-        return self
 
     async def __anext__(self) -> W1Sample:
         """The next sample; between rounds waits for the interval. Ends after close()."""
