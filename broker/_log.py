@@ -101,7 +101,7 @@ class Log:
         self._writer: threading.Thread | None = None
         self._rr: dict[str, int] = {}
         self._readers = threading.local()
-        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._notifier = CommitNotifier(Path(config.data_dir) / NOTIFY_NAME)
         row = self._conn.execute("SELECT value FROM meta WHERE key='log_clock_ms'").fetchone()
         self._clock_base = int(row[0]) if row else 0
@@ -139,8 +139,15 @@ class Log:
         if self._writer is not None:
             self._writer.join()
         self._notifier.close()
-        for conn in self._reader_conns:
-            conn.close()
+        # Closing a connection while another thread is inside a query on it can
+        # crash the interpreter (seen: a cancelled asyncio.to_thread read still
+        # running at shutdown). Close our own and those of finished threads; a
+        # live thread's connection is closed when its thread-local is freed.
+        me = threading.current_thread()
+        for owner, conn in self._reader_conns:
+            if owner is me or not owner.is_alive():
+                conn.close()
+        self._reader_conns.clear()
         self._conn.close()
 
     def reader(self) -> sqlite3.Connection:
@@ -150,7 +157,7 @@ class Log:
             conn = connect(self.config.data_dir, busy_timeout_s=self.config.busy_timeout_s, fsync=self._fsync)
             self._readers.conn = conn
             with _registry_lock:
-                self._reader_conns.append(conn)
+                self._reader_conns.append((threading.current_thread(), conn))
         return conn
 
     def notify(self) -> None:
