@@ -145,6 +145,8 @@ class MqttTransport(AsyncTransport):
         self._generation = 0  # bumped on every connect; guards acks across reconnects
         self._lock = threading.Lock()
         self._pending_sub: int | None = None
+        self._acked_since_barrier = False
+        self._barrier: tuple[int, asyncio.Future[None]] | None = None
 
     @property
     def id(self) -> str:
@@ -204,6 +206,7 @@ class MqttTransport(AsyncTransport):
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_unsubscribe = self._on_unsubscribe
         return client
 
     async def wait_state(self, state: ConnectionState, timeout: float | None = None) -> None:
@@ -221,12 +224,43 @@ class MqttTransport(AsyncTransport):
         """
         if self._closed:
             return
-        self._closed = True
         client = self._client
+        if (
+            client is not None
+            and self._acked_since_barrier
+            and self._state is ConnectionState.CONNECTED
+        ):
+            await self._ack_barrier(client)
+        self._closed = True
         if client is not None:
             client.disconnect()
             await asyncio.to_thread(client.loop_stop)
         self._set_state(ConnectionState.CLOSED)
+
+    async def _ack_barrier(self, client: paho.Client, timeout: float = 2.0) -> None:
+        # MQTT never answers a PUBACK, and paho closes the socket right after writing
+        # DISCONNECT, so an ack written just before close() can be lost and the message
+        # redelivered. The broker handles one connection's packets in order: once it
+        # answers an UNSUBSCRIBE sent after the acks, every ack before it has landed.
+        assert self._loop is not None
+        done: asyncio.Future[None] = self._loop.create_future()
+        with self._lock:
+            result, mid = client.unsubscribe(f"$edge-ack-barrier/{id(self):x}")
+            if result != paho.MQTT_ERR_SUCCESS:
+                return
+            self._barrier = (mid, done)
+        try:
+            async with asyncio.timeout(timeout):
+                await done
+            self._acked_since_barrier = False
+        except TimeoutError:
+            log.warning(
+                "%s: broker did not confirm the last acks within %.0f s; it may redeliver them",
+                self.id,
+                timeout,
+            )
+        finally:
+            self._barrier = None
 
     async def __anext__(self) -> MqttMessage:
         """The next message; waits without blocking the loop. StopAsyncIteration after close()."""
@@ -271,6 +305,7 @@ class MqttTransport(AsyncTransport):
                 return
             assert self._client is not None
             self._client.ack(mid, qos)
+        self._acked_since_barrier = True
         self.stats.acks += 1
 
     # -- paho's thread --------------------------------------------------------------------
@@ -306,6 +341,11 @@ class MqttTransport(AsyncTransport):
                 log.error("%s: subscription to %r refused: %s", self.id, topic, rc)
         self._call(self._set_state, ConnectionState.CONNECTED)
 
+    def _on_unsubscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # type: ignore[no-untyped-def]
+        barrier = self._barrier
+        if barrier is not None and barrier[0] == mid:
+            self._call(_resolve, barrier[1])
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
         if self._closed:
             return
@@ -320,5 +360,12 @@ class MqttTransport(AsyncTransport):
         if msg.qos > 0:
             mid, qos, gen = msg.mid, msg.qos, self._generation
             ack = lambda: self._ack(mid, qos, gen)  # noqa: E731
-        message = MqttMessage(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), bool(msg.dup), ack)
+        message = MqttMessage(
+            msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), bool(msg.dup), ack
+        )
         self._call(self._deliver, message)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -119,6 +119,21 @@ async def test_unacked_qos1_is_redelivered_to_the_persistent_session(mosquitto, 
         await m.ack()
 
 
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+async def test_an_ack_right_before_close_is_not_lost(mosquitto, protocol):
+    # close() straight after the last ack: without a round trip to the broker the
+    # PUBACK can die with the socket and the message comes back on the next session.
+    config = cfg(mosquitto, topics=("close/#",), protocol=protocol)
+    for i in range(15):
+        async with MqttTransport(config) as t:
+            await t.wait_state(ConnectionState.CONNECTED, timeout=5)
+            publish(mosquitto, [(f"close/{i}", str(i).encode())])
+            [m] = await take(t, 1)
+            assert m.payload == str(i).encode()  # not an earlier one redelivered
+            await m.ack()
+        assert t.stats.acks == 1
+
+
 async def test_reconnects_after_broker_restart(mosquitto):
     states: list[ConnectionState] = []
     async with MqttTransport(cfg(mosquitto, topics=("r",)), on_state=states.append) as t:
