@@ -391,7 +391,16 @@ class Service:
         last_ping = 0.0
         while True:
             try:
-                info = await asyncio.to_thread(admin.describe_log)
+                # Shielded: a cancel at shutdown waits for the thread's read to end,
+                # so admin.close() never runs under a describe_log in flight.
+                read = asyncio.ensure_future(asyncio.to_thread(admin.describe_log))
+                try:
+                    info = await asyncio.shield(read)
+                except asyncio.CancelledError:
+                    await asyncio.wait([read])
+                    if not read.cancelled():
+                        read.exception()  # seen: shutting down, nothing to report
+                    raise
                 self.log_info = {k: info[k] for k in ("data_dir", "bytes", "records", "file_bytes",
                                                       "quota_bytes", "dropped_records", "expired_records")}
                 m = self.metrics
@@ -446,6 +455,11 @@ class Service:
                 await self._stop_uplink()
                 for t in helpers:
                     t.cancel()
+                # Wait for the cancellations to land: housekeeping may be inside
+                # admin.describe_log, and admin is closed right after this block.
+                for t in helpers:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await t
         finally:
             if self.health_server is not None:
                 await self.health_server.close()
