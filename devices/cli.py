@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from importlib import metadata
 
 from devices._errors import DeviceError
-from devices.simulator import DEFAULT_CONVENTIONS, Faults, SimConfig, run
+from devices.simulator import DEFAULT_CONVENTIONS, Faults, SimConfig, Simulator
 
 ENV_PREFIX = "EDGE_SIM_"
 
@@ -62,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         "text and MQTT conventions, over pseudo-terminals, MQTT, stdout or a file.",
         epilog="Serial formats: GPS NMEA 0183; rooms text lines (or 0x2A1C hex with "
         "--temperature-format gatt); patients 0x2A35 hex lines. With --output pty, one "
-        "'device<TAB>port[<TAB>link]' line per device goes to stdout.",
+        "'device<TAB>port[<TAB>link]' line per device goes to stdout; SIGUSR1 unplugs and "
+        "replugs every pty once.",
     )
     p.add_argument("-V", "--version", action="version", version=f"%(prog)s {_version()}")
     g = _Group(p.add_argument_group("fleet"))
@@ -87,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add("--unplug-seconds", type=float, default=0.5, metavar="S", help="how long an unplugged port stays out")
     g.add("--temperature-format", choices=["text", "gatt"], default="text", help="room frames on serial/stdout/file")
     g.add("--truth", metavar="FILE", help="write every emitted reading (and fault) as JSON lines")
+    g.add("--acks", metavar="FILE",
+          help="--output mqtt: write the seq of each reading the broker acknowledged (PUBACK), one a line")
     g = _Group(p.add_argument_group("MQTT"))
     g.add("--mqtt-host", default="127.0.0.1")
     g.add("--mqtt-port", type=int, default=1883)
@@ -126,6 +130,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         mqtt_username=args.mqtt_username, mqtt_password=args.mqtt_password,
         mqtt_protocol=args.mqtt_protocol, conventions=conventions,
         temperature_format=args.temperature_format, route_gpx=args.gpx, truth=args.truth,
+        acks=args.acks,
         progress=not args.no_progress,
         faults=Faults(corrupt=args.corrupt, garbage=args.garbage, truncate=args.truncate,
                       unplug=args.unplug, burst=args.burst, burst_size=args.burst_size),
@@ -140,8 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = config_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
+    sim = Simulator(cfg)
+    if cfg.output == "pty":  # SIGUSR1: unplug and replug every port once (scripted chaos)
+        signal.signal(signal.SIGUSR1, lambda signum, frame: sim.request_replug())
     try:
-        counts = run(cfg)
+        counts = sim.run()
     except KeyboardInterrupt:
         return 130
     except (DeviceError, TimeoutError, OSError, ValueError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import fcntl
 import os
 import select
@@ -11,7 +12,7 @@ import termios
 import time
 import tty
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -106,7 +107,13 @@ class SimulatedPort:
 
 
 class MqttPublisher:
-    """Publishes (topic, payload) with QoS 0/1; close() waits until the broker has them all."""
+    """Publishes (topic, payload) with QoS 0/1 and knows which the broker acknowledged.
+
+    paho keeps unacknowledged QoS 1 messages across a reconnect and sends them
+    again, so a broker restart mid-run loses nothing; `acked()` returns the tags
+    of messages whose PUBACK (QoS 1; for QoS 0, the send) has arrived since the
+    last call. close() waits until the broker has them all.
+    """
 
     def __init__(
         self,
@@ -126,25 +133,52 @@ class MqttPublisher:
             self.client.username_pw_set(username, password)
         self.client.max_queued_messages_set(0)
         self.client.max_inflight_messages_set(100)
-        self._pending: list[paho.MQTTMessageInfo] = []
+        self.client.on_publish = self._on_publish
+        # paho calls on_publish on its thread while holding its own lock: only append there
+        # (deque.append is atomic); the tags are looked up on the caller's thread.
+        self._acked_mids: collections.deque[int] = collections.deque()
+        self._tags: dict[int, Any] = {}
         try:
             self.client.connect(host, port)
         except OSError as exc:
             raise TransportError(f"cannot connect to MQTT broker {host}:{port}: {exc}") from exc
         self.client.loop_start()
 
-    def publish(self, topic: str, payload: bytes) -> None:
-        """Queue one message; it is sent by paho's thread."""
+    def _on_publish(self, client: Any, userdata: Any, mid: int, *args: Any) -> None:
+        self._acked_mids.append(mid)
+
+    def publish(self, topic: str, payload: bytes, tag: Any = None) -> None:
+        """Queue one message; it is sent by paho's thread (again after a reconnect if need be).
+
+        `tag` (e.g. a reading's sequence number) comes back from `acked()` once the
+        broker has acknowledged the message.
+        """
         info = self.client.publish(topic, payload, qos=self.qos)
-        self._pending.append(info)
-        if len(self._pending) > 1000:  # keep memory flat on long runs
-            self._pending = [i for i in self._pending if not i.is_published()]
+        if info.rc == paho.MQTT_ERR_QUEUE_SIZE:
+            raise TransportError(f"MQTT client queue full publishing to {topic!r}")
+        # MQTT_ERR_NO_CONN: not connected right now; paho keeps the message and sends it
+        # after reconnecting, so it is pending like any other.
+        self._tags[info.mid] = tag
+
+    def acked(self) -> list[Any]:
+        """Tags (not None) of the messages acknowledged since the last call, in ack order."""
+        out = []
+        while self._acked_mids:
+            tag = self._tags.pop(self._acked_mids.popleft(), None)
+            if tag is not None:
+                out.append(tag)
+        return out
+
+    def unacked(self) -> int:
+        """Messages published but not yet acknowledged."""
+        return len(self._tags) - len(self._acked_mids)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Wait for every publish to be acknowledged (QoS 1) or sent (QoS 0), then disconnect."""
+        """Wait (up to `timeout` s) for every publish to be acknowledged (QoS 1) or sent
+        (QoS 0), then disconnect. Call `acked()` after it for the last tags."""
         deadline = time.monotonic() + timeout
-        for info in self._pending:
-            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+        while self.unacked() > 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
         self.client.disconnect()
         self.client.loop_stop()
 

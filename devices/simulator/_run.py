@@ -58,6 +58,7 @@ class SimConfig:
     faults: Faults = field(default_factory=Faults)
     route_gpx: str | None = None
     truth: str | None = None
+    acks: str | None = None  # --output mqtt: seq of each reading the broker acknowledged
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -116,6 +117,8 @@ class Simulator:
         self.counts: Counter[str] = Counter()
         self.seq = 0
         self._truth: TextIO | None = None
+        self._acks: TextIO | None = None
+        self._replug_requested: set[str] = set()
         self._ports: dict[str, SimulatedPort] = {}
         self._mqtt: MqttPublisher | None = None
         self._stream: StreamOutput | None = None
@@ -128,6 +131,8 @@ class Simulator:
         cfg = self.cfg
         if cfg.truth:
             self._truth = open(cfg.truth, "w", encoding="utf-8")  # noqa: SIM115
+        if cfg.acks:
+            self._acks = open(cfg.acks, "w", encoding="utf-8")  # noqa: SIM115
         for m in self.fleet:
             if cfg.output == "mqtt":
                 self._encoders[m.device_id] = CONVENTIONS[cfg.conventions[_kind(m)]]()
@@ -161,10 +166,28 @@ class Simulator:
             port.close()
         if self._mqtt is not None:
             self._mqtt.close()
+            self._write_acks()
+            left = self._mqtt.unacked()
+            if left:
+                print(f"edge-sim: {left} MQTT messages not acknowledged by the broker",
+                      file=self.status, flush=True)
         if self._stream is not None:
             self._stream.close()
         if self._truth is not None:
             self._truth.close()
+        if self._acks is not None:
+            self._acks.close()
+
+    def request_replug(self) -> None:
+        """Unplug and replug every pty at its next reading (safe from a signal handler)."""
+        self._replug_requested = set(self._ports)
+
+    def _write_acks(self) -> None:
+        if self._mqtt is None:
+            return
+        seqs = self._mqtt.acked()
+        if self._acks is not None and seqs:
+            self._acks.write("".join(f"{seq}\n" for seq in seqs))
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -215,7 +238,9 @@ class Simulator:
             topic, payload = enc.encode(reading)
         else:
             topic, payload = None, enc.encode(reading)
-        if device_id in self._ports and rng.random() < f.unplug:
+        requested = device_id in self._replug_requested
+        self._replug_requested.discard(device_id)
+        if device_id in self._ports and (rng.random() < f.unplug or requested):
             self._replug(device_id)
         if rng.random() < f.garbage:
             noise = garbage(rng, newline=cfg.output != "mqtt")
@@ -229,7 +254,7 @@ class Simulator:
             payload, fault = truncate_frame(payload, rng), "truncate"
         if fault:
             self.counts[f"fault_{fault}"] += 1
-        self._send(device_id, topic, payload)
+        self._send(device_id, topic, payload, tag=self.seq + 1)
         self.seq += 1
         self.counts["readings"] += 1
         self._record({
@@ -237,12 +262,13 @@ class Simulator:
             "timestamp_ms": reading.timestamp_ms, "values": reading.to_event_value(),
             "fault": fault, "topic": topic,
         })
+        self._write_acks()
 
-    def _send(self, device_id: str, topic: str | None, data: bytes) -> None:
+    def _send(self, device_id: str, topic: str | None, data: bytes, tag: int | None = None) -> None:
         self.counts["frames"] += 1
         if self._mqtt is not None:
             assert topic is not None
-            self._mqtt.publish(topic, data)
+            self._mqtt.publish(topic, data, tag)
         elif device_id in self._ports:
             self._ports[device_id].write(data)
         else:

@@ -1,0 +1,82 @@
+"""edge-sim's hooks for chaos runs: PUBACKs recorded per reading across a Mosquitto restart,
+and SIGUSR1 unplugging and replugging a pty at the same link path."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sim_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "devices", "--no-progress", *args]
+
+
+@pytest.mark.mqtt
+def test_acks_file_names_every_reading_after_a_broker_restart(mosquitto, tmp_path: Path) -> None:
+    truth, acks = tmp_path / "truth.jsonl", tmp_path / "acks.txt"
+    proc = subprocess.Popen(
+        sim_cmd("--output", "mqtt", "--mqtt-port", str(mosquitto.port), "--rate", "50",
+                "--count", "150", "--seed", "3", "--truth", str(truth), "--acks", str(acks)),
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # mid-run (3 s of readings): the publisher is connected and sending
+    mosquitto.restart()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    seqs = [json.loads(line)["seq"] for line in truth.read_text().splitlines()
+            if json.loads(line)["type"] == "reading"]
+    acked = [int(line) for line in acks.read_text().split()]
+    assert len(seqs) == 450
+    assert sorted(acked) == seqs, "every reading acknowledged exactly once"
+    assert "not acknowledged" not in err
+
+
+def test_sigusr1_replugs_the_pty_at_the_same_link(tmp_path: Path) -> None:
+    links, truth = tmp_path / "dev", tmp_path / "truth.jsonl"
+    proc = subprocess.Popen(
+        sim_cmd("--output", "pty", "--link-dir", str(links), "--gps", "0", "--rooms", "1",
+                "--patients", "0", "--rate", "20", "--count", "60", "--unplug-seconds", "0.05",
+                "--wait-reader", "20", "--truth", str(truth)),
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    link = links / "room-1"
+    paths, lines = [], b""
+    try:
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            if not link.exists():
+                time.sleep(0.01)
+                continue
+            paths.append(os.path.realpath(link))
+            fd = os.open(link, os.O_RDONLY | os.O_NOCTTY)
+            try:
+                if len(paths) == 1:
+                    proc.send_signal(signal.SIGUSR1)
+                while True:
+                    try:
+                        chunk = os.read(fd, 4096)
+                    except OSError:  # EIO: the master side was closed (unplugged)
+                        break
+                    if not chunk:
+                        break
+                    lines += chunk
+            finally:
+                os.close(fd)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    log = [json.loads(line) for line in truth.read_text().splitlines()]
+    assert [t["type"] for t in log if t["type"] != "reading"] == ["unplug", "replug"]
+    assert len(paths) >= 2, "the reader opened the link again after the replug"
+    # Unplugging drains first: every reading reached the reader.
+    assert len(lines.splitlines()) == 60
