@@ -4,7 +4,7 @@ Fetch the jars once with ``deploy/kafka/fetch.sh``; then ``KafkaCluster(brokers=
 from Python, or ``python -m deploy.kafka start|stop`` from a shell.
 """
 
-from ._config import KAFKA_VERSION, ClusterSettings
+from ._config import KAFKA_VERSION, ClusterSettings, Listener
 from .cluster import Broker, KafkaCluster
 from .errors import (
     ClusterStartError,
@@ -24,4 +24,5 @@ __all__ = [
     "JavaNotFoundError",
     "KafkaCluster",
     "KafkaDeployError",
+    "Listener",
 ]

@@ -23,6 +23,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +38,7 @@ from ._config import (
     new_cluster_id,
     node_properties,
     render_properties,
+    scram_format_args,
 )
 from ._process import ensure_jars, find_java, launch, pid_alive, pid_cmdline, stop_group
 from .errors import ClusterStartError, ClusterStateError
@@ -65,6 +67,13 @@ class Broker:
     def address(self) -> str:
         """host:port of its client listener."""
         return f"127.0.0.1:{self.ports.client}"
+
+    def listener_address(self, listener: str) -> str:
+        """host:port that clients of extra listener ``listener`` are told to use."""
+        if listener not in self.ports.listeners:
+            raise ClusterStateError(f"broker {self.node_id} has no listener {listener!r}; it has "
+                                    f"{sorted(self.ports.listeners) or 'only PLAINTEXT'}")
+        return f"127.0.0.1:{self.ports.advertised_port(listener)}"
 
     @property
     def config_path(self) -> Path:
@@ -106,6 +115,13 @@ class KafkaCluster:
     Blocking API: start() returns once every broker serves metadata naming
     all brokers and a controller (tens of seconds on 2 cores for 3 nodes).
     Use it as a context manager, or call stop(); either way the data is deleted.
+
+    ``advertise(listener, node_id, bound_port) -> port``, if given, is asked once per
+    node and extra listener (``settings.listeners``) at start(), before the node's
+    config is written: the port it returns is what the node advertises on that
+    listener. A test puts a TCP proxy to ``bound_port`` there and returns the
+    proxy's port, so every connection a client makes after bootstrap goes through
+    a proxy it can cut.
     """
 
     def __init__(
@@ -114,8 +130,10 @@ class KafkaCluster:
         directory: str | Path | None = None,
         *,
         settings: ClusterSettings | None = None,
+        advertise: Callable[[str, int, int], int] | None = None,
     ) -> None:
         self.settings = settings or ClusterSettings(brokers=brokers)
+        self._advertise = advertise
         self._own_directory = directory is None
         self.directory = Path(directory) if directory is not None else None
         self.cluster_id = new_cluster_id()
@@ -146,11 +164,18 @@ class KafkaCluster:
         _refuse_if_running(self.directory)
         (self.directory / LOG4J_FILE).write_text(LOG4J_PROPERTIES, encoding="utf-8")
 
-        ports = _free_node_ports(self.settings.brokers)
+        ports = _free_node_ports(self.settings.brokers, [lst.name for lst in self.settings.listeners])
+        if self._advertise is not None:
+            ports = {
+                node_id: NodePorts(p.client, p.controller, p.listeners, {
+                    name: self._advertise(name, node_id, port) for name, port in p.listeners.items()})
+                for node_id, p in ports.items()
+            }
         for node_id, node_ports in ports.items():
             broker = Broker(node_id, node_ports, self.directory / f"node-{node_id}")
             broker.directory.mkdir(exist_ok=True)
-            props = node_properties(node_id, ports, str(broker.data_dir), self.settings.overrides)
+            props = node_properties(node_id, ports, str(broker.data_dir), self.settings.overrides,
+                                    self.settings)
             broker.config_path.write_text(render_properties(props), encoding="utf-8")
             self.brokers.append(broker)
         _live.add(self)
@@ -210,7 +235,8 @@ class KafkaCluster:
         for entry in state["brokers"]:
             broker = Broker(
                 entry["node_id"],
-                NodePorts(entry["client_port"], entry["controller_port"]),
+                NodePorts(entry["client_port"], entry["controller_port"],
+                          entry.get("listener_ports", {}), entry.get("advertised_ports", {})),
                 Path(entry["directory"]),
                 pid=entry["pid"],
             )
@@ -267,6 +293,10 @@ class KafkaCluster:
     def bootstrap_servers(self) -> str:
         """Comma-separated host:port of every broker, as Kafka clients take it."""
         return ",".join(b.address for b in self.brokers)
+
+    def bootstrap_servers_of(self, listener: str) -> str:
+        """Comma-separated advertised host:port of every broker on extra listener ``listener``."""
+        return ",".join(b.listener_address(listener) for b in self.brokers)
 
     def wait_ready(self, timeout_s: float | None = None) -> None:
         """Block until every running broker answers metadata naming all running brokers and a controller.
@@ -347,6 +377,7 @@ class KafkaCluster:
                 self.cluster_id,
                 "-c",
                 str(broker.config_path),
+                *scram_format_args(self.settings),
             ]
             jobs.append((broker, log, launch(argv, log, broker.directory)))
         for broker, log, popen in jobs:
@@ -398,6 +429,8 @@ class KafkaCluster:
                     "node_id": b.node_id,
                     "client_port": b.ports.client,
                     "controller_port": b.ports.controller,
+                    "listener_ports": dict(b.ports.listeners),
+                    "advertised_ports": dict(b.ports.advertised),
                     "directory": str(b.directory),
                     "pid": b.pid,
                     "log": str(b.log_path),
@@ -410,8 +443,8 @@ class KafkaCluster:
         tmp.replace(self.directory / STATE_FILE)
 
 
-def _free_node_ports(count: int) -> dict[int, NodePorts]:
-    """Two free loopback ports per node, all distinct.
+def _free_node_ports(count: int, listeners: list[str] | None = None) -> dict[int, NodePorts]:
+    """Two free loopback ports per node, and one per extra listener, all distinct.
 
     Every socket stays open until all ports are chosen, so the kernel cannot
     hand the same port out twice; another process could still take one
@@ -419,7 +452,9 @@ def _free_node_ports(count: int) -> dict[int, NodePorts]:
     """
     sockets = []
     try:
-        for _ in range(2 * count):
+        names = listeners or []
+        per_node = 2 + len(names)
+        for _ in range(per_node * count):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.bind(("127.0.0.1", 0))
             sockets.append(sock)
@@ -427,7 +462,11 @@ def _free_node_ports(count: int) -> dict[int, NodePorts]:
     finally:
         for sock in sockets:
             sock.close()
-    return {i: NodePorts(numbers[2 * i], numbers[2 * i + 1]) for i in range(count)}
+    out = {}
+    for i in range(count):
+        mine = numbers[per_node * i : per_node * (i + 1)]
+        out[i] = NodePorts(mine[0], mine[1], dict(zip(names, mine[2:], strict=True)))
+    return out
 
 
 def _refuse_if_running(directory: Path) -> None:

@@ -383,6 +383,7 @@ def test_public_names() -> None:
             "JavaNotFoundError",
             "KafkaCluster",
             "KafkaDeployError",
+            "Listener",
         ]
     )
 
