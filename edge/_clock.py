@@ -1,16 +1,85 @@
-"""Is the box's clock trustworthy? (A Raspberry Pi has no RTC: until NTP or GPS sets it, it is not.)"""
+"""How far the box's clock can be trusted, the best time it can stamp, and clock jumps.
+
+A Raspberry Pi has no real-time clock: it boots at its last saved time (or in
+1970) and jumps, maybe by years, when NTP sets it. So the service asks:
+
+* **Is the system clock synchronised?** The kernel says so (``adjtimex``
+  returns something other than ``TIME_ERROR``) or systemd-timesyncd does
+  (``/run/systemd/timesync/synchronized``). Then the status is ``synced`` and
+  the wall clock is used as it is.
+* **Else, does a GPS receiver give UTC?** A valid NMEA fix with a date is UTC
+  from the satellites. ``ClockTrust.observe_gps`` keeps the offset between
+  that UTC and the *monotonic* clock, so ``now_ms()`` returns
+  ``monotonic + offset``: right however wrong the wall clock is, and immune to
+  its jumps. The status is ``gps`` while the last fix is at most
+  ``gps_max_age_s`` old (the monotonic clock drifts well under a second an
+  hour). The service does not set the system clock (its unit forbids it:
+  ``ProtectClock=yes``); to discipline the system clock from GPS, run gpsd with
+  chrony, and the status becomes ``synced``.
+  GPS-corrected times run up to one fix interval (1 s at 1 Hz) behind UTC: the
+  NMEA assembler hands a fix on when the next epoch's first sentence arrives.
+  Of several recent fixes the one that arrived soonest wins (the largest
+  offset), as NTP prefers its lowest-delay sample.
+* **Else** the status is ``unsynced`` when the wall clock is before
+  ``PLAUSIBLE_AFTER_MS`` (it cannot be right) and ``unknown`` otherwise.
+
+Jumps: the wall clock minus the monotonic clock stays constant while time
+runs normally (NTP slews at most 0.5 ms/s); when it changes by more than
+``jump_threshold_s`` between two looks, the wall clock was stepped. Each jump
+is logged, counted and handed to ``on_jump``. (A suspended machine would look
+like a forward jump; a Pi does not suspend.)
+
+Everything takes an injectable ``Clock`` (``wall_ms()``, ``monotonic_ms()``,
+e.g. ``broker.ManualClock``) and an injectable NTP probe, so tests step time
+without root on the real clock.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import enum
+import logging
 import os
 import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from broker import Clock, SystemClock
+from devices import Reading
+
+log = logging.getLogger("edge.clock")
+
+__all__ = [
+    "PLAUSIBLE_AFTER_MS",
+    "ClockJump",
+    "ClockStatus",
+    "ClockTrust",
+    "KeyStamps",
+    "clock_status",
+    "gps_fix_utc_ms",
+    "ntp_synced",
+]
 
 #: Before this the clock cannot be right (a build of this software did not exist yet).
 PLAUSIBLE_AFTER_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 _TIME_ERROR = 5  # adjtimex's "clock not synchronized"
 _SYNC_FLAG = "/run/systemd/timesync/synchronized"
+
+
+class ClockStatus(enum.StrEnum):
+    """What an event's ``clock`` header says about its timestamp."""
+
+    SYNCED = "synced"  # NTP (or chrony with a GPS reference) set the system clock
+    GPS = "gps"  # the system clock is not synced; times are corrected from a recent GPS fix
+    UNKNOWN = "unknown"  # plausible, but nothing says it is right
+    UNSYNCED = "unsynced"  # the time cannot be right (before PLAUSIBLE_AFTER_MS)
+
+    @property
+    def trusted(self) -> bool:
+        return self in (ClockStatus.SYNCED, ClockStatus.GPS)
 
 
 class _Timex(ctypes.Structure):
@@ -30,15 +99,250 @@ def _kernel_synced() -> bool | None:
     return state != _TIME_ERROR
 
 
-def clock_status(now_ms: int | None = None) -> str:
-    """"synced" (NTP says so), "unsynced" (the time cannot be right) or "unknown".
+def ntp_synced() -> bool:
+    """True when systemd-timesyncd or the kernel (adjtimex) says the system clock is synced."""
+    return os.path.exists(_SYNC_FLAG) or bool(_kernel_synced())
 
-    Stamped on every event as the ``clock`` header, so a consumer can tell
-    event times it can trust from those of a box that just booted without a clock.
+
+def clock_status(now_ms: int | None = None) -> str:
+    """"synced", "unsynced" (the time cannot be right) or "unknown", from the system alone.
+
+    ``ClockTrust.status()`` adds GPS; this is what is known without it.
     """
     now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     if now_ms < PLAUSIBLE_AFTER_MS:
-        return "unsynced"
-    if os.path.exists(_SYNC_FLAG) or _kernel_synced():
-        return "synced"
-    return "unknown"
+        return ClockStatus.UNSYNCED.value
+    if ntp_synced():
+        return ClockStatus.SYNCED.value
+    return ClockStatus.UNKNOWN.value
+
+
+def gps_fix_utc_ms(reading: Reading) -> int | None:
+    """UTC in ms from a reading that is a valid NMEA fix with a date, else None.
+
+    Valid means the receiver said so: RMC/GLL status ``A``, else a GGA fix
+    quality above 0, else a GSA 2D/3D mode. A receiver without a fix may
+    still print a time from its own battery clock; that is not trusted.
+    """
+    if reading.kind != "gps" or reading.schema != "nmea0183" or reading.timestamp_ms is None:
+        return None
+    v = reading.values
+    if "valid" in v:
+        ok = v["valid"] is True
+    elif "fix_quality" in v:
+        ok = isinstance(v["fix_quality"], int) and v["fix_quality"] > 0
+    else:
+        ok = v.get("fix_mode") in ("2d", "3d")
+    if not ok or "date" not in v:
+        return None
+    return reading.timestamp_ms
+
+
+@dataclass(frozen=True)
+class ClockJump:
+    """The wall clock was stepped by ``step_ms`` (positive: forward) between two looks."""
+
+    step_ms: int
+    wall_before_ms: int
+    wall_after_ms: int
+    monotonic_ms: int
+
+    @property
+    def direction(self) -> str:
+        return "forward" if self.step_ms > 0 else "backward"
+
+
+class ClockTrust:
+    """The service's view of time: status, best-known UTC, GPS offset, jumps.
+
+    Not thread-safe; the service calls it from its event loop only. Cheap
+    enough for every event: two clock reads, and the NTP probe at most every
+    ``ntp_check_every_s``.
+    """
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        *,
+        ntp: Callable[[], bool] = ntp_synced,
+        jump_threshold_s: float = 2.0,
+        gps_max_age_s: float = 3600.0,
+        ntp_check_every_s: float = 5.0,
+        on_jump: Callable[[ClockJump], None] | None = None,
+    ) -> None:
+        if jump_threshold_s <= 0:
+            raise ValueError(f"jump_threshold_s must be > 0, got {jump_threshold_s!r}")
+        if gps_max_age_s <= 0:
+            raise ValueError(f"gps_max_age_s must be > 0, got {gps_max_age_s!r}")
+        self.clock = clock if clock is not None else SystemClock()
+        self._ntp = ntp
+        self.jump_threshold_ms = int(jump_threshold_s * 1000)
+        self.gps_max_age_ms = int(gps_max_age_s * 1000)
+        self._ntp_every_ms = int(ntp_check_every_s * 1000)
+        self._on_jump = on_jump
+        self._ntp_at: int | None = None
+        self._ntp_value = False
+        mono = self.clock.monotonic_ms()
+        self._skew = self.clock.wall_ms() - mono  # wall - monotonic at the last look
+        self._fixes: deque[tuple[int, int]] = deque(maxlen=32)  # (monotonic at arrival, offset)
+        self.gps_fixes = 0
+        self.gps_rejected = 0
+        self.jumps: list[ClockJump] = []  # the last few, newest last
+        self.jump_count = 0
+        #: Bumped each time the status becomes trusted (synced or gps) from untrusted: a
+        #: timestamp may step back across such a correction (the earlier one was wrong).
+        self.corrections = 0
+        self._last_status: ClockStatus | None = None
+
+    # -- looking at the clocks ---------------------------------------------------------
+
+    def check(self) -> ClockJump | None:
+        """Look for a wall-clock jump since the last look; log, count and report it."""
+        wall, mono = self.clock.wall_ms(), self.clock.monotonic_ms()
+        skew = wall - mono
+        step = skew - self._skew
+        self._skew = skew
+        if abs(step) <= self.jump_threshold_ms:
+            return None
+        jump = ClockJump(step, wall - step, wall, mono)
+        self._ntp_at = None  # a step is often NTP's first sync: ask again now
+        self.jump_count += 1
+        self.jumps = [*self.jumps[-7:], jump]
+        log.warning("clock: the wall clock jumped %s by %.3f s (to %d ms since the epoch); "
+                    "retention and ordering do not depend on it", jump.direction,
+                    abs(step) / 1000, wall)
+        if self._on_jump is not None:
+            self._on_jump(jump)
+        return jump
+
+    def _ntp_synced(self, mono: int) -> bool:
+        if self._ntp_at is None or mono - self._ntp_at >= self._ntp_every_ms:
+            self._ntp_value, self._ntp_at = bool(self._ntp()), mono
+        return self._ntp_value
+
+    def gps_offset_ms(self, mono: int | None = None) -> int | None:
+        """UTC minus the monotonic clock from recent GPS fixes, or None when there are none."""
+        mono = self.clock.monotonic_ms() if mono is None else mono
+        recent = [off for at, off in self._fixes if mono - at <= self.gps_max_age_ms]
+        if not recent:
+            return None
+        newest = recent[-1]
+        # The soonest-arrived of the fixes that agree with the newest one (a GPS that
+        # changed its mind, e.g. after a cold start, wins outright).
+        return max(off for off in recent if abs(off - newest) <= self.jump_threshold_ms)
+
+    def _status(self, wall: int, mono: int) -> ClockStatus:
+        if wall >= PLAUSIBLE_AFTER_MS and self._ntp_synced(mono):
+            status = ClockStatus.SYNCED
+        elif self.gps_offset_ms(mono) is not None:
+            status = ClockStatus.GPS
+        elif wall < PLAUSIBLE_AFTER_MS:
+            status = ClockStatus.UNSYNCED
+        else:
+            status = ClockStatus.UNKNOWN
+        if status != self._last_status:
+            if self._last_status is not None:
+                log.info("clock: %s -> %s", self._last_status.value, status.value)
+            if status.trusted and (self._last_status is None or not self._last_status.trusted):
+                self.corrections += 1
+            self._last_status = status
+        return status
+
+    def status(self) -> ClockStatus:
+        """The clock status now (see the module docstring)."""
+        self.check()
+        return self._status(self.clock.wall_ms(), self.clock.monotonic_ms())
+
+    def stamp(self) -> tuple[int, ClockStatus]:
+        """The best-known UTC in ms since the epoch, and the status it was taken under.
+
+        Synced: the wall clock. GPS: monotonic + the GPS offset. Otherwise the
+        wall clock, whatever it says (the status tells a reader not to trust it).
+        """
+        self.check()
+        wall, mono = self.clock.wall_ms(), self.clock.monotonic_ms()
+        status = self._status(wall, mono)
+        if status is ClockStatus.GPS:
+            offset = self.gps_offset_ms(mono)
+            assert offset is not None
+            return mono + offset, status
+        return wall, status
+
+    def now_ms(self) -> int:
+        """The best-known UTC in ms since the epoch (see ``stamp``)."""
+        return self.stamp()[0]
+
+    # -- GPS -----------------------------------------------------------------------------
+
+    def observe_gps(self, utc_ms: int, at_monotonic_ms: int | None = None) -> bool:
+        """Learn the time from a GPS fix's UTC, which arrived at ``at_monotonic_ms``.
+
+        Returns False (and counts it) for an implausible UTC, e.g. a receiver
+        with a GPS week-rollover bug reporting 2006.
+        """
+        at = self.clock.monotonic_ms() if at_monotonic_ms is None else at_monotonic_ms
+        if utc_ms < PLAUSIBLE_AFTER_MS:
+            self.gps_rejected += 1
+            return False
+        self._fixes.append((at, utc_ms - at))
+        self.gps_fixes += 1
+        return True
+
+    def observe_reading(self, reading: Reading) -> bool:
+        """``observe_gps`` for a reading that is a valid NMEA fix; False for any other."""
+        utc = gps_fix_utc_ms(reading)
+        return utc is not None and self.observe_gps(utc)
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """The clock part of /health: status, how far the wall clock is from GPS, jumps."""
+        now, status = self.stamp()
+        wall, mono = self.clock.wall_ms(), self.clock.monotonic_ms()
+        gps = self.gps_offset_ms(mono)
+        last_fix = self._fixes[-1][0] if self._fixes else None
+        last = self.jumps[-1] if self.jumps else None
+        return {
+            "status": status.value,
+            "now_ms": now,
+            "wall_ms": wall,
+            "wall_minus_gps_s": None if gps is None else round((wall - (mono + gps)) / 1000, 3),
+            "gps_fixes": self.gps_fixes,
+            "gps_rejected": self.gps_rejected,
+            "last_gps_fix_age_s": None if last_fix is None else round((mono - last_fix) / 1000, 1),
+            "jumps": self.jump_count,
+            "last_jump_s": None if last is None else round(last.step_ms / 1000, 3),
+        }
+
+
+class KeyStamps:
+    """Box-made timestamps that a clock jump never moves backwards, per event key.
+
+    The order of a key's events is their offset order in the log (one key, one
+    partition, appended in arrival order), whatever the clocks do. Their
+    *timestamps* come from the box's clock when the device sends none, and
+    this keeps those from going back when the clock steps back: such an event
+    gets the key's previous timestamp instead (counted in ``held``). One
+    exception: when the clock status became trusted since the key's last
+    event (NTP synced, a GPS fix), the earlier stamp was the wrong one, so the
+    new, right one stands even if it is earlier; the ``clock`` header of the
+    two events tells a reader which is which.
+    """
+
+    def __init__(self, trust: ClockTrust, max_keys: int = 100_000) -> None:
+        self._trust = trust
+        self._max_keys = max_keys
+        self._last: dict[bytes, tuple[int, int]] = {}
+        self.held = 0
+
+    def stamp(self, key: bytes, timestamp_ms: int) -> int:
+        """The timestamp to write for ``key``: ``timestamp_ms``, or the key's last if later."""
+        corrections = self._trust.corrections
+        prev = self._last.pop(key, None)
+        if prev is not None and timestamp_ms < prev[0] and prev[1] == corrections:
+            timestamp_ms = prev[0]
+            self.held += 1
+        elif prev is None and len(self._last) >= self._max_keys:
+            del self._last[next(iter(self._last))]  # the least recently stamped key
+        self._last[key] = (timestamp_ms, corrections)
+        return timestamp_ms

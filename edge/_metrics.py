@@ -34,4 +34,8 @@ class Metrics:
             "edge_commit_latency_seconds", "From a reading's arrival to its durable append",
             registry=r, buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+        self.clock_jumps = Counter("edge_clock_jumps", "Steps of the wall clock seen against the "
+                                   "monotonic clock", ["direction"], registry=r)
+        self.clock_status = Gauge("edge_clock_status", "1 for the clock status events are stamped "
+                                  "with now (synced, gps, unknown, unsynced)", ["status"], registry=r)
         self.uplink_up = Gauge("edge_uplink_up", "1 when the uplink is connected upstream", registry=r)

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from broker import KafkaAdminClient, KafkaProducer, LogConfig, TopicConfig
+from broker import Clock, KafkaAdminClient, KafkaProducer, LogConfig, SystemClock, TopicConfig
 from devices import (
     CODECS,
     CONVENTIONS,
@@ -47,7 +47,7 @@ from devices import (
     W1Transport,
 )
 from devices.adapters import Adapter
-from edge._clock import clock_status
+from edge._clock import ClockJump, ClockStatus, ClockTrust, KeyStamps, gps_fix_utc_ms
 from edge._config import Config, DeviceConfig, load_config
 from edge._errors import ConfigError
 from edge._health import HealthServer
@@ -61,21 +61,6 @@ __all__ = ["DeviceRunner", "Service", "run_service"]
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class _ClockStatus:
-    """clock_status(), looked up at most every few seconds (it is on every event)."""
-
-    def __init__(self, every_s: float = 5.0) -> None:
-        self._every = every_s
-        self._at = -1e9
-        self._value = "unknown"
-
-    def __call__(self) -> str:
-        now = time.monotonic()
-        if now - self._at > self._every:
-            self._value, self._at = clock_status(), now
-        return self._value
 
 
 class DeviceRunner:
@@ -96,7 +81,16 @@ class DeviceRunner:
         self._adapter: Adapter[Any] | None = None
         self._stopping = False
         self._backoff = (backoff_initial, backoff_max)
+        #: The last arrival time this runner's adapter stamped (see ``_arrival``).
+        self.last_arrival_ms: int | None = None
         metrics.device_connected.labels(cfg.name).set(0)
+
+    def _arrival(self) -> int:
+        """The adapter's clock: the best-known UTC (GPS-corrected), remembered so the
+        sink can tell a box-stamped reading from one the device stamped itself."""
+        trust = getattr(self.writer, "trust", None)
+        self.last_arrival_ms = trust.now_ms() if trust is not None else _now_ms()
+        return self.last_arrival_ms
 
     @property
     def connected(self) -> bool:
@@ -120,16 +114,18 @@ class DeviceRunner:
                        else FixedLengthFraming(int(d.framing.split(":", 1)[1])))
             st = SerialTransport(SerialConfig(port=d.port or "", baudrate=d.baudrate, framing=framing),
                                  on_state=self._on_state)
-            return SerialAdapter(d.device_id or d.name, st, CODECS[d.codec](**d.codec_options), sink, dead)
+            return SerialAdapter(d.device_id or d.name, st, CODECS[d.codec](**d.codec_options), sink, dead,
+                                 clock=self._arrival)
         if d.transport == "mqtt":
             mt = MqttTransport(MqttConfig(host=d.host or "", port=d.mqtt_port, topics=d.filters, qos=d.qos,
                                           client_id=d.client_id, protocol=d.protocol,
                                           username=d.username, password=d.password),
                                on_state=self._on_state)
-            return MqttAdapter(d.name, mt, CONVENTIONS[d.codec](**d.codec_options), sink, dead)
+            return MqttAdapter(d.name, mt, CONVENTIONS[d.codec](**d.codec_options), sink, dead,
+                               clock=self._arrival)
         wt = W1Transport(W1Config(base_dir=d.w1_dir, interval=d.interval), on_state=self._on_state)
         return W1Adapter(d.name, wt, CODECS[d.codec](**d.codec_options), sink, dead,
-                         names=d.names)
+                         names=d.names, clock=self._arrival)
 
     async def run(self) -> None:
         """Run until stop(); failures are logged, counted and retried with backoff."""
@@ -197,11 +193,13 @@ class DeviceRunner:
 class EventWriter:
     """Turns readings and dead letters into events and appends them to the log, awaiting durability."""
 
-    def __init__(self, producer: KafkaProducer, cfg: Config, metrics: Metrics) -> None:
+    def __init__(self, producer: KafkaProducer, cfg: Config, metrics: Metrics,
+                 trust: ClockTrust | None = None) -> None:
         self.producer = producer
         self.cfg = cfg
         self.metrics = metrics
-        self.clock = _ClockStatus()
+        self.trust = trust if trust is not None else ClockTrust()
+        self.stamps = KeyStamps(self.trust)
         self.last_failure_ms: int | None = None
         self.last_failure: str | None = None
         self._edge = cfg.edge_id.encode()
@@ -210,7 +208,8 @@ class EventWriter:
         try:
             await self.producer.send_and_wait(topic, **kw)
         except Exception as exc:
-            self.last_failure_ms, self.last_failure = _now_ms(), f"{type(exc).__name__}: {exc}"
+            self.last_failure_ms = self.trust.clock.monotonic_ms()
+            self.last_failure = f"{type(exc).__name__}: {exc}"
             self.metrics.write_failures.labels(runner.cfg.name, type(exc).__name__).inc()
             raise
 
@@ -222,7 +221,18 @@ class EventWriter:
         prefix = d.device_id_prefix
 
         async def sink(reading: Reading) -> None:
-            ingest = _now_ms()
+            trust = self.trust
+            fix_utc = gps_fix_utc_ms(reading) if reading.kind == "gps" else None
+            if fix_utc is not None:
+                trust.observe_gps(fix_utc)
+            ingest, status = trust.stamp()
+            key = (prefix + reading.device_id).encode()
+            ts = reading.timestamp_ms or ingest
+            if d.transport == "w1":
+                # The bus poll was stamped by the system clock: move it onto the trusted one.
+                ts += ingest - trust.clock.wall_ms()
+            if d.transport == "w1" or reading.timestamp_ms == runner.last_arrival_ms:
+                ts = self.stamps.stamp(key, ts)  # box-made: never back because of a jump
             source = runner._adapter.transport.id if runner._adapter is not None else d.name
             headers = [
                 ("source", source.encode()),
@@ -230,12 +240,12 @@ class EventWriter:
                 ("schema", reading.schema.encode()),
                 ("edge_id", self._edge),
                 ("ingest_ms", str(ingest).encode()),
-                ("clock", self.clock().encode()),
+                ("clock", status.value.encode()),
             ]
             value = json.dumps(reading.to_event_value(), separators=(",", ":")).encode()
             t0 = time.perf_counter()
-            await self._append(runner, d.topic, value=value, key=(prefix + reading.device_id).encode(),
-                               headers=headers, timestamp_ms=reading.timestamp_ms or ingest)
+            await self._append(runner, d.topic, value=value, key=key,
+                               headers=headers, timestamp_ms=ts)
             latency.observe(time.perf_counter() - t0)
             m_in.inc()
             runner.readings += 1
@@ -249,7 +259,7 @@ class EventWriter:
         topic = self.cfg.log.dead_letter_topic
 
         async def dead_letter(letter: DeadLetter) -> None:
-            ingest = _now_ms()
+            ingest, status = self.trust.stamp()
             headers = [
                 ("reason", letter.reason.encode()),
                 ("codec", letter.codec.encode()),
@@ -258,7 +268,7 @@ class EventWriter:
                 ("device_kind", d.kind.encode()),
                 ("edge_id", self._edge),
                 ("ingest_ms", str(ingest).encode()),
-                ("clock", self.clock().encode()),
+                ("clock", status.value.encode()),
             ]
             await self._append(runner, topic, value=letter.raw or b"", key=d.name.encode(),
                                headers=headers, timestamp_ms=letter.arrived_ms or ingest)
@@ -275,14 +285,15 @@ class EventWriter:
         return dead_letter
 
 
-def log_config_of(cfg: Config) -> LogConfig:
-    """The broker's LogConfig for the appliance config."""
+def log_config_of(cfg: Config, clock: Clock | None = None) -> LogConfig:
+    """The broker's LogConfig for the appliance config (``clock``: for tests of time)."""
     retention_ms = -1 if cfg.log.retention_seconds == -1 else cfg.log.retention_seconds * 1000
     return LogConfig(
         data_dir=cfg.data_dir, durability=cfg.log.durability, quota_bytes=cfg.log.quota_bytes,
         full_policy=cfg.log.full_policy, default_partitions=cfg.log.partitions,
         default_topic_config=TopicConfig(retention_ms=retention_ms,
                                          retention_bytes=cfg.log.retention_bytes),
+        clock=clock if clock is not None else SystemClock(),
     )
 
 
@@ -290,16 +301,23 @@ class Service:
     """The running appliance. ``await run()`` until ``request_stop()`` (or SIGTERM)."""
 
     def __init__(self, cfg: Config, *, config_path: str | None = None,
-                 shutdown_timeout: float = 10.0) -> None:
+                 shutdown_timeout: float = 10.0, clock: Clock | None = None,
+                 ntp: Callable[[], bool] | None = None) -> None:
+        """``clock`` (wall and monotonic) and ``ntp`` (is the system clock synced?) are
+        injectable so tests can step time; by default the machine's own."""
         self.cfg = cfg
         self.config_path = config_path
         self.shutdown_timeout = shutdown_timeout
         self.metrics = Metrics()
+        self.clock = clock if clock is not None else SystemClock()
+        self.trust = ClockTrust(self.clock, on_jump=self._on_clock_jump,
+                                **({"ntp": ntp} if ntp is not None else {}))
         self.runners: dict[str, tuple[DeviceRunner, asyncio.Task[None]]] = {}
         self.log_info: dict[str, Any] = {}
         self.log_ok = True
         self.uplink: Any = None
         self.started_ms = _now_ms()
+        self._started_mono = self.clock.monotonic_ms()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
@@ -315,19 +333,26 @@ class Service:
 
     def health(self) -> dict[str, Any]:
         """What /health returns; ``ok`` is true when every device and the log are well."""
-        now = _now_ms()
+        now, mono = self.trust.now_ms(), self.clock.monotonic_ms()
         devices = {name: r.health(now) for name, (r, _) in self.runners.items()}
         w = self.writer
-        recent_failure = w is not None and w.last_failure_ms is not None and now - w.last_failure_ms < 30_000
+        recent_failure = w is not None and w.last_failure_ms is not None and mono - w.last_failure_ms < 30_000
         log_ok = self.log_ok and not recent_failure
         info = dict(self.log_info, ok=log_ok,
                     last_write_error=w.last_failure if w is not None else None)
         uplink = self._uplink_health()
         ok = log_ok and all(d["connected"] for d in devices.values()) and (
             uplink is None or bool(uplink.get("ok", True)))
-        return {"ok": ok, "edge_id": self.cfg.edge_id, "uptime_s": round((now - self.started_ms) / 1000, 1),
-                "clock": w.clock() if w is not None else clock_status(),
+        clock = self.trust.describe()
+        if w is not None:
+            clock["held_timestamps"] = w.stamps.held
+        return {"ok": ok, "edge_id": self.cfg.edge_id,
+                "uptime_s": round((mono - self._started_mono) / 1000, 1),
+                "clock": clock["status"], "time": clock,
                 "devices": devices, "log": info, "uplink": uplink}
+
+    def _on_clock_jump(self, jump: ClockJump) -> None:
+        self.metrics.clock_jumps.labels(jump.direction).inc()
 
     def _uplink_health(self) -> dict[str, Any] | None:
         if self.uplink is None:
@@ -411,6 +436,10 @@ class Service:
                 m.log_expired.set(info["expired_records"])
                 if self.uplink is not None:
                     m.uplink_up.set(1 if str(self.uplink.state.value) == "online" else 0)
+                # Also looks for clock jumps while no events flow.
+                status = self.trust.status()
+                for s in ClockStatus:
+                    m.clock_status.labels(s.value).set(1 if s is status else 0)
                 self.log_ok = True
             except Exception as exc:  # noqa: BLE001 - reported in /health, then retried
                 if self.log_ok:
@@ -427,9 +456,10 @@ class Service:
         """Run until request_stop(); then stop intake, flush and close within the bound."""
         cfg = self.cfg
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        self.producer = await asyncio.to_thread(KafkaProducer, log_config=log_config_of(cfg))
-        admin = KafkaAdminClient(log_config=log_config_of(cfg))
-        self.writer = EventWriter(self.producer, cfg, self.metrics)
+        self.producer = await asyncio.to_thread(KafkaProducer,
+                                                log_config=log_config_of(cfg, self.clock))
+        admin = KafkaAdminClient(log_config=log_config_of(cfg, self.clock))
+        self.writer = EventWriter(self.producer, cfg, self.metrics, self.trust)
         self.health_server = HealthServer(cfg.health.host, cfg.health.port, self.health,
                                           self.metrics.registry)
         try:
