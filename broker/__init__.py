@@ -14,6 +14,7 @@ from ._consumer import KafkaConsumer
 from ._errors import (
     BrokerError,
     ClosedError,
+    CommitFailedError,
     ConfigError,
     CorruptLogError,
     InvalidPartitionsError,
@@ -42,6 +43,7 @@ from ._records import (
     TopicDescription,
     TopicPartition,
 )
+from ._transaction import LogTransaction
 
 __version__ = "0.1.0"
 
@@ -50,6 +52,7 @@ __all__ = [
     "BrokerError",
     "Clock",
     "ClosedError",
+    "CommitFailedError",
     "ConfigError",
     "ConfigResource",
     "ConfigResourceType",
@@ -69,6 +72,7 @@ __all__ = [
     "LogConfig",
     "LogFullError",
     "LogLockedError",
+    "LogTransaction",
     "ManualClock",
     "NewPartitions",
     "NewTopic",

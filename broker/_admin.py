@@ -304,6 +304,34 @@ class KafkaAdminClient:
             else:
                 conn.execute("DELETE FROM protected_groups WHERE group_id=?", (group_id,))
 
+    # -- state stores (written by LogTransaction.put_state) ----------------------------------
+
+    @translated("listing state stores")
+    def list_state_stores(self) -> list[str]:
+        """The names of the state stores that hold at least one key."""
+        return [s for (s,) in self._conn().execute("SELECT DISTINCT store FROM state ORDER BY store")]
+
+    @translated("reading a state store")
+    def read_state_store(self, store: str, prefix: str | None = None) -> dict[bytes, bytes]:
+        """Every committed key and value of ``store`` (or of every store named ``prefix``...).
+
+        With ``prefix``, keys are ``(store name, key)`` pairs of each store whose
+        name starts with ``prefix``; ``store`` is then ignored.
+        """
+        conn = self._conn()
+        if prefix is not None:
+            rows = conn.execute(
+                "SELECT store, key, value FROM state WHERE store >= ? AND store < ?",
+                (prefix, prefix + "\U0010ffff"),
+            )
+            return {(s, k): v for s, k, v in rows}  # type: ignore[misc]
+        return dict(conn.execute("SELECT key, value FROM state WHERE store=?", (store,)))
+
+    def delete_state_stores(self, stores: Iterable[str]) -> None:
+        """Remove every key of ``stores`` (to start a topology from scratch, with its group)."""
+        with self._write("deleting state stores") as conn:
+            conn.executemany("DELETE FROM state WHERE store=?", [(s,) for s in stores])
+
     # -- the log as a whole -------------------------------------------------------------------
 
     @translated("describing the log")

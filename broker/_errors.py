@@ -15,6 +15,8 @@ The tree, with leaves chosen by how a caller reacts::
     ├── StorageError                 the database file or directory is unusable
     │   ├── LogLockedError           another process holds the write lock too long (retriable)
     │   └── CorruptLogError          the file is not a log database; nothing was written
+    ├── CommitFailedError            a transaction's expected group offsets were moved by
+    │                                another member: nothing was written (not retriable)
     ├── KafkaTimeoutError            a wait (flush, future.get) ran out of time (retriable)
     └── ClosedError                  the producer/consumer/admin was closed by its owner
 
@@ -77,6 +79,10 @@ class LogLockedError(StorageError):
 
 class CorruptLogError(StorageError):
     """The database file is not a valid log; it was left untouched."""
+
+
+class CommitFailedError(BrokerError):
+    """A transaction expected other group offsets than the log holds; it was rolled back."""
 
 
 class KafkaTimeoutError(BrokerError):

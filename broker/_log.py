@@ -261,25 +261,10 @@ class Log:
             counts = self._topic_partitions(conn, {p.topic for p in batch})
             accepted: list[_Pending] = []
             for p in batch:
-                n = counts.get(p.topic)
-                if n is None:
-                    p.future._error = UnknownTopicOrPartitionError(
-                        f"unknown topic {p.topic!r}: create it first (auto-creation is off for this log)"
-                    )
+                err = self._place(p, counts)
+                if err is not None:
+                    p.future._error = err
                     continue
-                if p.partition is None:
-                    if p.key is not None:
-                        p.partition = _partition_for_key(p.key, n)
-                    else:
-                        rr = self._rr.get(p.topic, -1) + 1
-                        self._rr[p.topic] = rr
-                        p.partition = rr % n
-                elif not 0 <= p.partition < n:
-                    p.future._error = UnknownTopicOrPartitionError(
-                        f"topic {p.topic!r} has partitions 0..{n - 1}, not {p.partition}"
-                    )
-                    continue
-                p.future.partition = p.partition
                 accepted.append(p)
             if not accepted:
                 return
@@ -290,6 +275,73 @@ class Log:
             self._insert(conn, accepted)
         self.stats["commits"] += 1
         self.stats["records"] += len(accepted)
+
+    def _place(self, p: _Pending, counts: dict[str, int]) -> BrokerError | None:
+        """Choose ``p``'s partition (murmur2 of the key, else round robin); the error if none fits."""
+        n = counts.get(p.topic)
+        if n is None:
+            return UnknownTopicOrPartitionError(
+                f"unknown topic {p.topic!r}: create it first (auto-creation is off for this log)"
+            )
+        if p.partition is None:
+            if p.key is not None:
+                p.partition = _partition_for_key(p.key, n)
+            else:
+                rr = self._rr.get(p.topic, -1) + 1
+                self._rr[p.topic] = rr
+                p.partition = rr % n
+        elif not 0 <= p.partition < n:
+            return UnknownTopicOrPartitionError(
+                f"topic {p.topic!r} has partitions 0..{n - 1}, not {p.partition}"
+            )
+        p.future.partition = p.partition
+        return None
+
+    # -- transactions (see _transaction) ---------------------------------------------------------
+
+    def commit_transaction(self, records: list[_Pending],
+                           offsets: dict[tuple[str, str, int], tuple[int, str]],
+                           expected: dict[tuple[str, str, int], int | None],
+                           state: dict[tuple[str, bytes], bytes | None]) -> None:
+        """Write a ``LogTransaction`` in one SQLite transaction on the writer connection.
+
+        Blocks until committed (and fsynced with ``Durability.FSYNC``); on any
+        error everything is rolled back and the error raised.
+        """
+        from ._transaction import write_transaction
+
+        if self._closing:
+            raise ClosedError("the log is closed; open a new producer")
+        try:
+            with self._conn_lock, transaction(self._conn):
+                write_transaction(self, self._conn, records, offsets, expected, state)
+        except BaseException as exc:
+            for p in records:
+                p.future.offset = -1
+                p.future._error = translate(exc, "committing a transaction")
+            if isinstance(exc, BrokerError):
+                raise
+            raise translate(exc, f"committing a transaction to {self.config.data_dir}") from exc
+        if records:
+            self.stats["commits"] += 1
+            self.stats["records"] += len(records)
+        self._notifier.notify()
+
+    def assign_partitions(self, conn: sqlite3.Connection, records: list[_Pending]) -> None:
+        """Place every record of a transaction, or raise for the first that has no place."""
+        counts = self._topic_partitions(conn, {p.topic for p in records})
+        for p in records:
+            err = self._place(p, counts)
+            if err is not None:
+                raise err
+
+    def insert_records(self, conn: sqlite3.Connection, records: list[_Pending]) -> None:
+        """Quota, then offsets and rows, for records of a transaction: all of them or an error."""
+        if self.config.quota_bytes is not None:
+            accepted = self._apply_quota(conn, records)
+            if len(accepted) < len(records):
+                raise next(p.future._error for p in records if p.future._error is not None)
+        self._insert(conn, records)
 
     def _insert(self, conn: sqlite3.Connection, records: list[_Pending]) -> None:
         """Assign offsets and write ``records``; the caller owns the transaction."""

@@ -12,6 +12,7 @@ from ._config import LogConfig, validate_topic_name
 from ._errors import ClosedError, ConfigError, SerializationError
 from ._future import FutureRecordMetadata
 from ._records import RecordMetadata
+from ._transaction import LogTransaction
 
 
 class KafkaProducer:
@@ -104,6 +105,18 @@ class KafkaProducer:
             f"{what} for topic {topic!r} is {type(obj).__name__}, not bytes: pass "
             f"{what}_serializer= (e.g. lambda v: json.dumps(v).encode()) or send bytes"
         )
+
+    def begin_transaction(self) -> LogTransaction:
+        """A transaction: records, consumer-group offsets and state rows committed as one.
+
+        Kafka's ``begin_transaction``/``send_offsets_to_transaction``/
+        ``commit_transaction`` in one object (see ``LogTransaction``); this
+        producer's serializers apply to its ``send``.  Records sent with
+        ``send()`` meanwhile are not part of it.
+        """
+        if self._closed:
+            raise ClosedError("begin_transaction() on a closed KafkaProducer")
+        return LogTransaction(self._log, self._key_serializer, self._value_serializer)
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until every record sent so far is durable (or failed); ``timeout`` in seconds."""

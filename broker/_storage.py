@@ -30,6 +30,18 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 # which count what records take, as Kafka's segment sizes do.
 RECORD_OVERHEAD = 40
 
+# Key-value state written with records and offsets in one transaction (LogTransaction):
+# the state stores of stream processing.  Added after schema 1 shipped, so it is also
+# created for logs that already exist (IF NOT EXISTS costs a schema lookup at connect).
+_STATE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (
+    store TEXT NOT NULL,                -- e.g. streams.vitals/KSTREAM-AGGREGATE-0000000003-STORE
+    key BLOB NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (store, key)
+) WITHOUT ROWID;
+"""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -74,7 +86,7 @@ CREATE TABLE IF NOT EXISTS group_offsets (
 CREATE TABLE IF NOT EXISTS protected_groups (
     group_id TEXT PRIMARY KEY
 ) WITHOUT ROWID;
-"""
+""" + _STATE_SCHEMA
 
 
 def translate(exc: BaseException, what: str) -> BrokerError:
@@ -177,6 +189,7 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
                 f"the log was written by a newer version (schema {row[0]}, this one knows {SCHEMA_VERSION})"
             )
         if row:
+            conn.executescript(_STATE_SCHEMA)
             return
     conn.executescript(_SCHEMA)  # idempotent: every statement is IF NOT EXISTS
     with transaction(conn):

@@ -11,6 +11,8 @@ EXPECTED = {
     "NewTopic", "NewPartitions", "ConfigResource", "ConfigResourceType", "TopicPartition",
     "OffsetAndMetadata", "OffsetAndTimestamp", "RecordMetadata", "ConsumerRecord",
     "FutureRecordMetadata",
+    # transactions: records, group offsets and state rows committed as one
+    "LogTransaction",
     # descriptions returned by the admin client
     "TopicDescription", "PartitionDescription", "ConsumerGroupDescription", "GroupOffset",
     # settings and clocks
@@ -22,6 +24,7 @@ EXPECTED = {
     "BrokerError", "ConfigError", "InvalidTopicError", "InvalidPartitionsError", "SerializationError",
     "UnknownTopicOrPartitionError", "TopicAlreadyExistsError", "OffsetOutOfRangeError", "LogFullError",
     "StorageError", "LogLockedError", "CorruptLogError", "KafkaTimeoutError", "ClosedError",
+    "CommitFailedError",
 }
 
 
@@ -41,7 +44,7 @@ def test_every_exported_name_exists_and_is_public() -> None:
 
 def test_every_error_descends_from_broker_error() -> None:
     errors = [getattr(broker, n) for n in broker.__all__ if n.endswith("Error")]
-    assert len(errors) == 14
+    assert len(errors) == 15
     for err in errors:
         assert issubclass(err, broker.BrokerError)
         assert isinstance(err.retriable, bool)

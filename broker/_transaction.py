@@ -1,0 +1,200 @@
+"""``LogTransaction``: records, consumer-group offsets and state rows committed as one.
+
+Kafka Streams gets exactly-once from Kafka transactions: the output records
+and the input offsets (``send_offsets_to_transaction``) become visible
+together or not at all, and its state lives in changelog topics written in
+the same transaction.  Here all three are rows of one SQLite database, so
+one SQLite transaction does it::
+
+    txn = producer.begin_transaction()
+    txn.send("alerts", b'{"c": 39.1}', key=b"ward3-bed2", headers=[...], timestamp_ms=ts)
+    txn.commit_offsets("streams.vitals", {TopicPartition("readings", 0): 1042},
+                       expected={TopicPartition("readings", 0): 1000})
+    txn.put_state("streams.vitals/fever", b"ward3-bed2", b'{"on": true}')
+    metadata = txn.commit()     # durable when it returns; all of it or nothing
+
+Nothing touches the database until ``commit()``: operations are collected
+in memory, then written in one ``BEGIN IMMEDIATE ... COMMIT`` on the log's
+writer connection (serialised with the group-committed appends of
+producers in this process, and with other processes by SQLite's write
+lock).  With ``Durability.FSYNC`` the commit is fsynced before ``commit()``
+returns.  ``expected`` fences a second runner of the same group: if the
+group's committed offset of a partition is not what the caller last saw,
+the whole transaction is rolled back with ``CommitFailedError``.
+
+State rows live in the ``state(store, key, value)`` table, readable with
+plain SQL or ``KafkaAdminClient.read_state_store``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._config import validate_topic_name
+from ._errors import ClosedError, CommitFailedError, ConfigError, SerializationError
+from ._future import FutureRecordMetadata, _Round
+from ._records import OffsetAndMetadata, RecordMetadata, TopicPartition
+from ._storage import RECORD_OVERHEAD
+
+if TYPE_CHECKING:
+    from ._log import Log, _Pending
+
+__all__ = ["LogTransaction"]
+
+
+class LogTransaction:
+    """Appends, group offset commits and state writes that commit atomically and durably.
+
+    Obtain one from ``KafkaProducer.begin_transaction()``.  Not thread-safe;
+    use each transaction once: after ``commit()`` or ``abort()`` it is spent.
+    """
+
+    def __init__(self, log: Log, key_serializer: Any = None, value_serializer: Any = None) -> None:
+        self._log = log
+        self._key_ser = key_serializer
+        self._value_ser = value_serializer
+        self._round = _Round()
+        self._records: list[_Pending] = []
+        self._offsets: dict[tuple[str, str, int], tuple[int, str]] = {}
+        self._expected: dict[tuple[str, str, int], int | None] = {}
+        self._state: dict[tuple[str, bytes], bytes | None] = {}
+        self._topics_ok: set[str] = set()
+        self._done = False
+
+    def __len__(self) -> int:
+        """How many records this transaction will append."""
+        return len(self._records)
+
+    def send(self, topic: str, value: Any = None, key: Any = None,
+             headers: Sequence[tuple[str, bytes]] | None = None, partition: int | None = None,
+             timestamp_ms: int | None = None) -> None:
+        """Add a record to append at commit, as ``KafkaProducer.send`` would.
+
+        Keyed records go to ``murmur2(key) % partitions`` unless ``partition``
+        is given.  Serializers are the producer's.  Offsets are known only
+        after ``commit()``, which returns them.
+        """
+        from ._log import _Pending, encode_headers
+        from ._producer import KafkaProducer
+
+        self._check_open()
+        if topic not in self._topics_ok:
+            validate_topic_name(topic)
+            self._topics_ok.add(topic)
+        if value is None and key is None:
+            raise ConfigError("send() needs a value or a key (both were None)")
+        k = KafkaProducer._serialize(key, self._key_ser, "key", topic)
+        v = KafkaProducer._serialize(value, self._value_ser, "value", topic)
+        if partition is not None and (not isinstance(partition, int) or partition < 0):
+            raise ConfigError(f"partition: expected a non-negative integer, got {partition!r}")
+        hdr = encode_headers(headers) if headers else None
+        ts = self._log.clock.wall_ms() if timestamp_ms is None else timestamp_ms
+        ksize = len(k) if k is not None else -1
+        vsize = len(v) if v is not None else -1
+        hsize = len(hdr) if hdr is not None else 0
+        size = RECORD_OVERHEAD + max(ksize, 0) + max(vsize, 0) + hsize
+        fut = FutureRecordMetadata(self._round, topic, partition, ts, ksize, vsize, hsize)
+        self._records.append(_Pending(topic, partition, k, v, hdr, ts, size, fut))
+
+    def commit_offsets(self, group_id: str, offsets: Mapping[TopicPartition, int | OffsetAndMetadata],
+                       *, expected: Mapping[TopicPartition, int | None] | None = None) -> None:
+        """Commit ``offsets`` for ``group_id`` with this transaction (Kafka's
+        ``send_offsets_to_transaction``).
+
+        ``expected``: what the caller believes the group has committed now
+        (None: never committed).  If the log disagrees at commit time, the
+        transaction fails with ``CommitFailedError`` and nothing is written.
+        """
+        self._check_open()
+        if not isinstance(group_id, str) or not group_id:
+            raise ConfigError(f"group_id: expected a non-empty string, got {group_id!r}")
+        for tp, om in offsets.items():
+            off, meta = (om, "") if isinstance(om, int) else (om.offset, om.metadata or "")
+            if not isinstance(off, int) or off < 0:
+                raise ConfigError(f"offset for {tp}: expected a non-negative integer, got {off!r}")
+            self._offsets[(group_id, tp[0], tp[1])] = (off, meta)
+        for tp, off in (expected or {}).items():
+            self._expected[(group_id, tp[0], tp[1])] = off
+
+    def put_state(self, store: str, key: bytes, value: bytes | None) -> None:
+        """Set ``key`` of state store ``store`` to ``value`` at commit (None deletes the key)."""
+        self._check_open()
+        if not isinstance(store, str) or not store:
+            raise ConfigError(f"store: expected a non-empty string, got {store!r}")
+        if type(key) is not bytes:
+            raise SerializationError(f"state key for store {store!r} must be bytes, got {type(key).__name__}")
+        if value is not None and type(value) is not bytes:
+            raise SerializationError(
+                f"state value for store {store!r} must be bytes or None, got {type(value).__name__}"
+            )
+        self._state[(store, key)] = value
+
+    def commit(self) -> list[RecordMetadata]:
+        """Write everything in one SQLite transaction; return where each sent record landed.
+
+        Blocks until durable.  Raises ``CommitFailedError`` (fenced by
+        ``expected``), ``UnknownTopicOrPartitionError``, ``LogFullError``
+        (quota with the ``reject`` policy: nothing is written, not even the
+        records that would fit), ``LogLockedError`` or ``StorageError``; after
+        any of them nothing of the transaction is in the log.
+        """
+        self._check_open()
+        self._done = True
+        try:
+            self._log.commit_transaction(self._records, self._offsets, self._expected, self._state)
+        finally:
+            self._round.done()
+        return [p.future._metadata() for p in self._records]
+
+    def abort(self) -> None:
+        """Forget everything added; nothing was written.  Safe to call twice."""
+        if not self._done:
+            self._done = True
+            self._round.done()
+
+    def _check_open(self) -> None:
+        if self._done:
+            raise ClosedError("this transaction was already committed or aborted; begin a new one")
+
+
+def write_transaction(log: Log, conn: sqlite3.Connection, records: list[_Pending],
+                      offsets: dict[tuple[str, str, int], tuple[int, str]],
+                      expected: dict[tuple[str, str, int], int | None],
+                      state: dict[tuple[str, bytes], bytes | None]) -> None:
+    """The body of a transaction; the caller owns ``BEGIN``/``COMMIT`` and the connection."""
+    for (group, topic, part), want in expected.items():
+        row = conn.execute(
+            "SELECT offset FROM group_offsets WHERE group_id=? AND topic=? AND partition=?",
+            (group, topic, part),
+        ).fetchone()
+        have = row[0] if row else None
+        if have != want:
+            raise CommitFailedError(
+                f"group {group!r} has committed offset {have} for {topic}[{part}], not {want} as "
+                "this transaction expected: another member of the group moved it (two runners of "
+                "one group?); nothing was written"
+            )
+    if records:
+        log.assign_partitions(conn, records)
+        log.insert_records(conn, records)
+    if offsets:
+        now = log.clock.wall_ms()
+        conn.executemany(
+            "INSERT INTO group_offsets(group_id, topic, partition, offset, metadata, commit_ms)"
+            " VALUES (?,?,?,?,?,?) ON CONFLICT(group_id, topic, partition) DO UPDATE SET"
+            " offset=excluded.offset, metadata=excluded.metadata, commit_ms=excluded.commit_ms",
+            [(g, t, p, off, meta, now) for (g, t, p), (off, meta) in offsets.items()],
+        )
+    if state:
+        puts = [(s, k, v) for (s, k), v in state.items() if v is not None]
+        dels = [(s, k) for (s, k), v in state.items() if v is None]
+        if puts:
+            conn.executemany(
+                "INSERT INTO state(store, key, value) VALUES (?,?,?)"
+                " ON CONFLICT(store, key) DO UPDATE SET value=excluded.value",
+                puts,
+            )
+        if dels:
+            conn.executemany("DELETE FROM state WHERE store=? AND key=?", dels)
