@@ -19,10 +19,13 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devices import CODECS, CONVENTIONS, KINDS
 from edge._errors import ConfigError, ConfigProblem
+
+if TYPE_CHECKING:
+    from edge.streams._config import TopologyConfig
 
 __all__ = [
     "DEFAULT_HEALTH_ADDRESS",
@@ -125,6 +128,7 @@ class Config:
     devices: tuple[DeviceConfig, ...] = ()
     health: HealthConfig = field(default_factory=HealthConfig)
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    streams: tuple[TopologyConfig, ...] = ()  # [[streams]]: see edge/streams/_config.py
     file: str = "edge.toml"
 
 
@@ -193,7 +197,7 @@ def config_from_dict(data: Mapping[str, Any], file: str = "edge.toml",
     """
     env = env or {}
     c = _Check(file)
-    c.unknown(data, {"edge_id", "data_dir", "log", "devices", "health", "upstream"}, "")
+    c.unknown(data, {"edge_id", "data_dir", "log", "devices", "health", "upstream", "streams"}, "")
     edge_id = c.get(data, "edge_id", "edge_id", "str", check=lambda v: bool(_ID_RE.match(v)),
                     expected="an id of letters, digits, '.', '_', ':', '/' or '-' (e.g. \"edge-1\")")
     data_dir = c.get(data, "data_dir", "data_dir", "str", expected="a directory path")
@@ -270,10 +274,17 @@ def config_from_dict(data: Mapping[str, Any], file: str = "edge.toml",
                 _check_uplink(c, settings, edge_id or "edge", data_dir or "/tmp", devices)
         upstream = UpstreamSettings(bool(enabled), settings)
 
+    streams: tuple[TopologyConfig, ...] = ()
+    if "streams" in data:
+        from edge.streams._config import parse_streams  # lazily: it imports the engine
+
+        streams, problems = parse_streams(data["streams"], file)
+        c.problems.extend(problems)
+
     if c.problems:
         raise ConfigError(c.problems)
     return Config(edge_id=edge_id, data_dir=Path(data_dir), log=log, devices=tuple(devices),
-                  health=health, upstream=upstream, file=file)
+                  health=health, upstream=upstream, streams=streams, file=file)
 
 
 def uplink_topics(devices: list[DeviceConfig] | tuple[DeviceConfig, ...], dead_letter_topic: str

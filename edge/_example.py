@@ -72,6 +72,71 @@ codec = "ds18b20.w1"
 names = { "28-0316a2797aff" = "boiler-in" }
 topic = "temperature"
 
+# Stream processing on the box: each [[streams]] table is one topology, run exactly once
+# over the local log (its progress is consumer group "streams.<name>"). Steps run in order:
+# normalise_units and gps_track change the records and pass them on; fever, threshold,
+# blood_pressure, geofence and downsample write what they derive to their own topic and pass
+# their input on unchanged. `edge streams describe --config FILE` prints what will run.
+
+[[streams]]
+name = "ward-temperature"
+source = "temperature"             # a topic, or an array of topics
+# sink = "temperature.normalised"  # optional: write the records at the end of the chain
+# late_topic = "ward-temperature.late"   # default: "<name>.late" (records past a window's grace)
+
+[[streams.steps]]
+builtin = "normalise_units"        # fields named *_f, *_kpa, *_kmh, *_mph, *_knots, *_ft, *_km, *_mi
+# fields = { speed = "km/h" }      # fields whose name does not say their unit
+
+[[streams.steps]]
+builtin = "fever"                  # raise/clear events, with hysteresis: no flapping
+raise_at = 38.0                    # °C, raise at or above
+clear_at = 37.5                    # °C, clear below
+field = "temperature_c"
+topic = "alerts"
+
+[[streams.steps]]
+builtin = "downsample"             # one averaged reading per device per window
+fields = ["temperature_c"]
+window_s = 60
+grace_s = 5                        # wait this long for late readings before a window is final
+topic = "temperature.1m"           # replicate this upstream and keep "temperature" local
+
+[[streams]]
+name = "ward-blood-pressure"
+source = "blood_pressure"
+
+[[streams.steps]]
+builtin = "blood_pressure"         # ACC/AHA 2017 category: normal .. hypertensive_crisis
+repeat_at = "hypertensive_crisis"  # also alert on every reading at or above this ("never": off)
+topic = "alerts.blood_pressure"    # an alert when a patient's category changes
+
+[[streams]]
+name = "fleet"
+source = "gps"
+sink = "gps.track"                 # fixes with distance_m, distance_total_m, speed_derived_mps
+
+[[streams.steps]]
+builtin = "gps_track"
+max_speed_mps = 100.0              # faster than this between two fixes: a jump, not counted
+min_distance_m = 0.0               # moves shorter than this (jitter) are not counted
+
+[[streams.steps]]
+builtin = "geofence"               # enter/leave events
+topic = "alerts.geofence"
+exit_margin_m = 10.0               # leave only this far outside: no flapping on the edge
+fences = [
+  { name = "depot", lat = 52.5200, lon = 13.4050, radius_m = 250.0 },
+  { name = "yard", polygon = [[52.510, 13.400], [52.510, 13.410], [52.520, 13.410], [52.520, 13.400]] },
+]
+
+# A custom topology: a function that returns an edge.streams.Topology (it must be importable,
+# e.g. installed in the appliance's virtual environment; `edge config check` calls it).
+# [[streams]]
+# name = "custom"
+# module = "my_streams.topology:build"
+# params = { threshold = 40.0 }    # keyword arguments of the function
+
 # Replication to a central Kafka cluster (handled by the uplink).
 [upstream]
 enabled = false
@@ -79,4 +144,5 @@ bootstrap_servers = "kafka.example.com:9093"
 # security_protocol = "SASL_SSL"
 # sasl_mechanism = "SCRAM-SHA-512"
 # sasl_username = "edge-1"         # password: EDGE_UPSTREAM_SASL_PASSWORD
+# topics = { "temperature.1m" = "temperature.1m", alerts = "alerts" }   # default: device topics
 '''
