@@ -53,6 +53,7 @@ from edge._errors import ConfigError
 from edge._health import HealthServer
 from edge._metrics import Metrics
 from edge._notify import sd_notify, watchdog_interval
+from edge._rates import EventRate
 
 log = logging.getLogger("edge")
 
@@ -83,6 +84,11 @@ class DeviceRunner:
         self._backoff = (backoff_initial, backoff_max)
         #: The last arrival time this runner's adapter stamped (see ``_arrival``).
         self.last_arrival_ms: int | None = None
+        trust = getattr(writer, "trust", None)
+        mono = (lambda: trust.clock.monotonic_ms() / 1000) if trust is not None else time.monotonic
+        self.rate = EventRate(60.0, mono)
+        #: The last reading written: its key, timestamp and value, for `edge status`.
+        self.last_reading: dict[str, Any] | None = None
         metrics.device_connected.labels(cfg.name).set(0)
 
     def _arrival(self) -> int:
@@ -183,6 +189,9 @@ class DeviceRunner:
             "last_reading_age_s": (None if self.last_reading_ms is None
                                    else round((now_ms - self.last_reading_ms) / 1000, 3)),
             "readings": self.readings,
+            "rate_per_s": round(self.rate.per_second(), 3),
+            "rate_window_s": round(self.rate.span_s(), 3),
+            "last_reading": self.last_reading,
             "dead_letters": self.dead_letters,
             "decode_errors": stats.decode_error_total if stats else 0,
             "restarts": self.restarts,
@@ -242,13 +251,17 @@ class EventWriter:
                 ("ingest_ms", str(ingest).encode()),
                 ("clock", status.value.encode()),
             ]
-            value = json.dumps(reading.to_event_value(), separators=(",", ":")).encode()
+            event_value = reading.to_event_value()
+            value = json.dumps(event_value, separators=(",", ":")).encode()
             t0 = time.perf_counter()
             await self._append(runner, d.topic, value=value, key=key,
                                headers=headers, timestamp_ms=ts)
             latency.observe(time.perf_counter() - t0)
             m_in.inc()
             runner.readings += 1
+            runner.rate.add()
+            runner.last_reading = {"key": reading.device_id, "timestamp_ms": ts,
+                                   "value": event_value}
             runner.last_reading_ms = ingest
             m_last.set(ingest / 1000)
 

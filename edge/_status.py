@@ -40,16 +40,42 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 60:.0f}m ago"
 
 
+def _rate(per_s: float | None) -> str:
+    if per_s is None:
+        return "-"
+    return f"{per_s:.0f}" if per_s >= 100 else f"{per_s:.2f}"
+
+
+def summarize(last: dict[str, Any] | None, width: int = 60) -> str:
+    """One line of a last reading: ``key: field=value ...``, cut at ``width`` characters."""
+    if not last:
+        return ""
+    value = last.get("value")
+    if isinstance(value, dict):
+        body = " ".join(f"{k}={json.dumps(v, separators=(',', ':')) if not isinstance(v, str) else v}"
+                        for k, v in value.items())
+    else:
+        body = json.dumps(value)
+    text = f"{last.get('key')}: {body}"
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def render(h: dict[str, Any]) -> str:
     """The plain-text view of a /health document."""
+    clock = h.get("clock")
+    t = h.get("time") or {}
+    if t.get("jumps"):
+        clock = f"{clock}, {t['jumps']} jump{'s' if t['jumps'] != 1 else ''}"
     lines = [f"edge {h.get('edge_id')}: {'OK' if h.get('ok') else 'DEGRADED'}  "
-             f"(up {h.get('uptime_s', 0):.0f}s, clock {h.get('clock')})"]
+             f"(up {h.get('uptime_s', 0):.0f}s, clock {clock})"]
     lines.append(f"  {'DEVICE':<14} {'STATE':<13} {'KIND':<15} {'TOPIC':<15} {'READINGS':>8} "
-                 f"{'DEAD':>5} {'RESTARTS':>8}  LAST READING")
+                 f"{'RATE/s':>7} {'DEAD':>5} {'RESTARTS':>8}  LAST READING")
     for name, d in h.get("devices", {}).items():
+        last = summarize(d.get("last_reading"))
         lines.append(f"  {name:<14} {d['state']:<13} {d['kind']:<15} {d['topic']:<15} "
-                     f"{d['readings']:>8} {d['dead_letters']:>5} {d['restarts']:>8}  "
-                     f"{_age(d.get('last_reading_age_s'))}"
+                     f"{d['readings']:>8} {_rate(d.get('rate_per_s')):>7} {d['dead_letters']:>5} "
+                     f"{d['restarts']:>8}  {_age(d.get('last_reading_age_s'))}"
+                     + (f"  {last}" if last else "")
                      + (f"  ({d['last_error']})" if d.get("last_error") else ""))
     lg = h.get("log", {})
     lines.append(f"  log: {'ok' if lg.get('ok') else 'FAILING'}  {lg.get('records', '?')} records, "
