@@ -4,6 +4,7 @@
     edge config check edge.toml        validate a config, listing every error
     edge config example                print a commented config that validates
     edge status [--json] [--watch]     ask a running appliance's /health
+    edge streams describe -c edge.toml print the stream topologies the config will run
 
 Every option can also come from an EDGE_* environment variable; --help names it.
 Exit codes: 0 ok, 1 runtime failure (or unhealthy for status), 2 bad usage or config.
@@ -63,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
          metavar="FILE", help="the TOML config file")
     csub.add_parser("example", help="print a commented config that validates")
 
+    st = sub.add_parser("streams", help="stream processing: show what the config will run")
+    stsub = st.add_subparsers(dest="streams_command", metavar="ACTION", required=True)
+    desc = stsub.add_parser("describe", help="print each configured topology's processors")
+    _opt(desc, "-c", "--config", env="EDGE_CONFIG", required=True, metavar="FILE",
+         help="the TOML config file")
+
     s = sub.add_parser("status", help="show a running appliance's health")
     _opt(s, "--address", env="EDGE_HEALTH_ADDRESS", default=None, metavar="HOST:PORT",
          help=f"where its /health listens (default: from --config, else {DEFAULT_HEALTH_ADDRESS})")
@@ -88,6 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_service(cfg, log_level=args.log_level,
                                shutdown_timeout=args.shutdown_timeout, config_path=args.config)
+        if args.command == "streams":
+            from edge.streams._config import describe_streams
+
+            sys.stdout.write(describe_streams(load_config(args.config).streams))
+            return 0
         if args.command == "status":
             from edge._status import status_main
 

@@ -44,7 +44,7 @@ from edge._errors import ConfigProblem
 if TYPE_CHECKING:
     from edge.streams import Topology
 
-__all__ = ["StepConfig", "TopologyConfig", "build_topology", "parse_streams"]
+__all__ = ["StepConfig", "TopologyConfig", "build_topology", "describe_streams", "parse_streams"]
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9._-]{1,200}$")
 _TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
@@ -257,3 +257,47 @@ def _try_build(cfg: TopologyConfig, p: str, bad: Any) -> Topology | None:
     except (StreamsError, ParamError) as exc:
         bad(p, f"a topology that builds ({exc})", cfg.name)
         return None
+
+
+def describe_streams(topologies: tuple[TopologyConfig, ...] | list[TopologyConfig]) -> str:
+    """What ``edge streams describe`` prints: each configured topology's ``describe()``."""
+    if not topologies:
+        return "no [[streams]] topologies configured (or all have enabled = false)\n"
+    parts = []
+    for cfg in topologies:
+        what = (f"custom, {cfg.module}" if cfg.module is not None
+                else f"{len(cfg.steps)} built-in step{'s' if len(cfg.steps) != 1 else ''}: "
+                + (", ".join(s.builtin for s in cfg.steps) or "none"))
+        lines = [f"# [[streams]] {cfg.name} ({what})"]
+        lines += [f"#   {i + 1:02d}-{s.builtin}: {_effective_params(s)}" for i, s in enumerate(cfg.steps)]
+        if cfg.params:
+            lines.append(f"#   params: {_show(dict(cfg.params))}")
+        parts.append("\n".join(lines) + "\n" + build_topology(cfg).describe())
+    return "\n".join(parts).rstrip("\n") + "\n"
+
+
+def _effective_params(step: StepConfig) -> str:
+    """The step's parameters with the defaults it runs with, as TOML-ish ``key = value``."""
+    import inspect
+
+    from edge.streams.builtins import BUILTINS
+
+    sig = inspect.signature(BUILTINS[step.builtin].make)
+    values = {k: p.default for k, p in sig.parameters.items()
+              if p.default is not inspect.Parameter.empty}
+    values.update(step.params)
+    return ", ".join(f"{k} = {_show(v)}" for k, v in values.items()) or "(no parameters)"
+
+
+def _show(v: Any) -> str:
+    import json
+
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "(none)"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_show(x)}" for k, x in v.items()) + " }"
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_show(x) for x in v) + "]"
+    return json.dumps(v, ensure_ascii=False) if isinstance(v, str) else repr(v)

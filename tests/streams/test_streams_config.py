@@ -262,3 +262,37 @@ def test_edge_config_check_names_the_key(tmp_path):
     assert r.returncode == 2
     assert "edge.toml: streams[0].steps[0].clear_at: expected a number <= raise_at (38)" \
         in r.stderr
+
+
+def test_edge_streams_describe_prints_what_will_run(tmp_path):
+    path = tmp_path / "edge.toml"
+    path.write_text(EXAMPLE_CONFIG)
+    r = subprocess.run([sys.executable, "-m", "edge", "streams", "describe", "--config", str(path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "# [[streams]] ward-temperature (3 built-in steps: normalise_units, fever, downsample)" \
+        in out
+    assert '#   02-fever: raise_at = 38.0, clear_at = 37.5, field = "temperature_c"' in out
+    assert "Topology: ward-temperature (consumer group streams.ward-temperature)" in out
+    assert "Sink: 02-fever-sink (topic: alerts)" in out
+    assert "Sink: 03-downsample-sink (topic: temperature.1m)" in out
+    assert "Sink: 01-blood_pressure-sink (topic: alerts.blood_pressure)" in out
+    assert "Source: fleet-source (topics: [gps])" in out
+
+
+def test_edge_streams_describe_custom_and_none_and_bad(tmp_path):
+    path = tmp_path / "edge.toml"
+    path.write_text(HEAD + '[[streams]]\nname = "c"\nmodule = "tests.streams._custom_topology:build"'
+                    "\nparams = { threshold = 40 }\n")
+    cmd = [sys.executable, "-m", "edge", "streams", "describe", "-c", str(path)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "# [[streams]] c (custom, tests.streams._custom_topology:build)" in r.stdout
+    assert "#   params: { threshold = 40 }" in r.stdout and "(topic: hot)" in r.stdout
+    path.write_text(HEAD)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("no [[streams]] topologies configured")
+    path.write_text(HEAD + '[[streams]]\nname = "v"\nsource = "t"\n')
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "streams[0].steps: expected" in r.stderr
