@@ -5,7 +5,9 @@ device id), cut into tumbling windows of ``window_s`` and each window's
 numeric ``fields`` are averaged. A window's reading is emitted once, when
 the window closes (the partition's watermark passes its end plus
 ``grace_s``); records later than that go to the topology's late topic, never
-silently dropped. Its value holds the means of the fields that had values in
+silently dropped. The watermark is per partition, so ``grace_s`` must also
+cover how far behind one device's readings can arrive after those of other
+devices on the same partition (clock skew, a buffered upload). Its value holds the means of the fields that had values in
 the window, ``count`` (records in the window), ``window_start_ms`` and
 ``window_end_ms``; its timestamp is that of the window's latest record.
 The raw topic is left as it is, so it can stay local while the uplink
