@@ -10,10 +10,13 @@ the supervisor that owns the adapter decides what to do about those.
 from __future__ import annotations
 
 import abc
+import asyncio
 import collections
+import contextlib
+import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -23,10 +26,17 @@ from devices._reading import DeadLetter, Reading
 log = logging.getLogger(__name__)
 
 Sink = Callable[[Reading], Awaitable[None]]
-"""Receives each reading; returns once the reading is durably accepted."""
+"""Receives each reading; the awaitable it returns completes once the reading is durably accepted.
+
+An adapter calls the sink for the readings of later items before it awaits the
+earlier ones (up to ``max_in_flight`` items), and awaits them in call order. A
+sink that takes its place in line when *called* (queues the write and returns a
+future) so has several writes in flight; a plain ``async def`` sink runs when
+awaited, so its readings are handled one at a time, in order, as before.
+"""
 
 DeadLetterSink = Callable[[DeadLetter], Awaitable[None]]
-"""Receives each frame that did not decode; returns once it is durably accepted."""
+"""Receives each frame that did not decode; like ``Sink``, completes once durably accepted."""
 
 Clock = Callable[[], int]
 """Wall-clock time in ms since the epoch (injectable for tests)."""
@@ -38,6 +48,8 @@ def wall_clock_ms() -> int:
 
 
 MAX_REASONS = 64  # distinct reasons counted by name; the rest go under "other"
+MAX_IN_FLIGHT = 256  # items handed to the sinks and not yet acknowledged, per adapter
+CLOSE_DRAIN_S = 10.0  # how long close() lets in-flight items finish before it closes the transport
 
 
 @dataclass
@@ -84,13 +96,19 @@ class Adapter(abc.ABC, Generic[T]):
         dead_letters: DeadLetterSink | None = None,
         *,
         clock: Clock = wall_clock_ms,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight!r}")
         self.id = adapter_id
         self.transport = transport
         self.sink = sink
         self.dead_letters = dead_letters or _no_dead_letters
         self.clock = clock
         self.stats = AdapterStats()
+        self.max_in_flight = max_in_flight
+        self._reader: asyncio.Task[None] | None = None
+        self._drained: asyncio.Event | None = None
 
     @abc.abstractmethod
     def _decode(self, item: T) -> list[Reading]:
@@ -109,37 +127,125 @@ class Adapter(abc.ABC, Generic[T]):
     async def run(self) -> None:
         """Consume the transport until it is closed; blocks only by awaiting.
 
-        Raises whatever the sinks raise (the item is then not acknowledged).
+        Items are read, decoded and handed to the sinks ahead of their
+        acknowledgement (up to ``max_in_flight``); each item is acknowledged
+        (``_done``) only after every awaitable its sinks returned completed, in
+        the order the items arrived. Raises whatever the sinks raise: that item
+        and every later one stay unacknowledged.
         """
-        frames: AsyncIterator[T] = aiter(self.transport)
-        async for item in frames:
-            await self.handle(item)
+        window: collections.deque[tuple[T, list[tuple[Awaitable[None], bool]]]] = collections.deque()
+        slots = asyncio.Semaphore(self.max_in_flight)
+        ready = asyncio.Event()
+        ended = False
+        self._drained = asyncio.Event()
 
-    async def handle(self, item: T) -> None:
-        """Decode one item and hand its readings or dead letter on."""
+        async def read() -> None:
+            frames: AsyncIterator[T] = aiter(self.transport)
+            while True:
+                await slots.acquire()  # nothing in hand while waiting: safe to cancel
+                try:
+                    item = await anext(frames)
+                except StopAsyncIteration:
+                    slots.release()
+                    return
+                window.append((item, self._submit(item)))
+                ready.set()
+
+        async def acknowledge() -> None:
+            while True:
+                if not window:
+                    if ended:
+                        return
+                    ready.clear()
+                    await ready.wait()
+                    continue
+                item, pending = window[0]
+                while pending:
+                    awaitable, is_reading = pending[0]
+                    await awaitable
+                    pending.pop(0)
+                    if is_reading:
+                        self.stats.readings += 1
+                await self._done(item)
+                window.popleft()
+                slots.release()
+
+        reader = asyncio.create_task(read(), name=f"{self.id}:read")
+        acker = asyncio.create_task(acknowledge(), name=f"{self.id}:ack")
+        self._reader = reader
+        try:
+            await asyncio.wait((reader, acker), return_when=asyncio.FIRST_COMPLETED)
+            if acker.done():  # only by failing: it returns after the reader ended
+                reader.cancel()
+                await asyncio.wait((reader,))
+                if not reader.cancelled():
+                    reader.exception()  # the sink's failure is the one to report
+                acker.result()
+            # The reader ended: the transport is exhausted, or close() stopped intake.
+            # Acknowledge what is in flight, then hand on the reader's error if any.
+            ended = True
+            ready.set()
+            reader_error = None if reader.cancelled() else reader.exception()
+            if reader_error is not None:
+                acker.cancel()
+                raise reader_error
+            await acker
+        finally:
+            self._reader = None
+            self._drained.set()
+            for task in (reader, acker):
+                task.cancel()
+            _discard(window)
+
+    def _submit(self, item: T) -> list[tuple[Awaitable[None], bool]]:
+        """Decode one item and call the sinks; the awaitables (and whether each is a reading)."""
         arrived = self.clock()
         self.stats.frames += 1
         try:
             readings = self._decode(item)
         except DecodeError as exc:
             self.stats.count_error(exc.reason)
-            await self.dead_letters(DeadLetter.from_error(exc, self._source(item), arrived))
+            return [(self.dead_letters(DeadLetter.from_error(exc, self._source(item), arrived)), False)]
         except Exception as exc:  # a codec bug meeting odd input is still bad input
             reason = f"unexpected {type(exc).__name__}: {exc}"
             self.stats.count_error(reason)
             log.exception("%s: codec raised outside DecodeError", self.id)
             err = DecodeError(self._raw(item), reason, type(exc).__module__)
-            await self.dead_letters(DeadLetter.from_error(err, self._source(item), arrived))
-        else:
+            return [(self.dead_letters(DeadLetter.from_error(err, self._source(item), arrived)), False)]
+        pending: list[tuple[Awaitable[None], bool]] = []
+        try:
             for reading in readings:
                 if reading.timestamp_ms is None:
                     reading = reading.with_timestamp(arrived)
-                await self.sink(reading)
-                self.stats.readings += 1
+                pending.append((self.sink(reading), True))
+        except BaseException:
+            _discard([(item, pending)])
+            raise
+        return pending
+
+    async def handle(self, item: T) -> None:
+        """Decode one item, hand its readings or dead letter on, await them, then acknowledge it."""
+        pending = self._submit(item)
+        try:
+            while pending:
+                awaitable, is_reading = pending[0]
+                await awaitable
+                pending.pop(0)
+                if is_reading:
+                    self.stats.readings += 1
+        finally:
+            _discard([(item, pending)])
         await self._done(item)
 
     async def close(self) -> None:
-        """Close the transport (ends run()). Safe to call twice."""
+        """Stop intake, let in-flight items finish (bounded), close the transport. Safe to call twice."""
+        reader, drained = self._reader, self._drained
+        if reader is not None and drained is not None and reader is not asyncio.current_task():
+            reader.cancel()
+            # So their acknowledgements reach the broker before the connection goes.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_DRAIN_S):
+                    await drained.wait()
         await self.transport.close()
 
     async def __aenter__(self):  # type: ignore[no-untyped-def]
@@ -148,3 +254,23 @@ class Adapter(abc.ABC, Generic[T]):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def _discard(window: Iterable[tuple[Any, list[tuple[Awaitable[None], bool]]]]) -> None:
+    """Forget awaitables that will not be awaited, without "never awaited/retrieved" noise."""
+    for _item, pending in window:
+        for awaitable, _ in pending:
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()
+            elif isinstance(awaitable, asyncio.Future):
+                if awaitable.done():
+                    if not awaitable.cancelled():
+                        awaitable.exception()
+                else:
+                    awaitable.add_done_callback(_retrieve)
+        pending.clear()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -15,7 +15,14 @@ from paho.mqtt.client import topic_matches_sub
 
 from devices._errors import DecodeError
 from devices._reading import Reading
-from devices.adapters._base import Adapter, Clock, DeadLetterSink, Sink, wall_clock_ms
+from devices.adapters._base import (
+    MAX_IN_FLIGHT,
+    Adapter,
+    Clock,
+    DeadLetterSink,
+    Sink,
+    wall_clock_ms,
+)
 from devices.codecs._base import Convention
 from devices.transports.mqtt import MqttMessage, MqttTransport
 
@@ -38,8 +45,10 @@ class MqttAdapter(Adapter[MqttMessage]):
         dead_letters: DeadLetterSink | None = None,
         *,
         clock: Clock = wall_clock_ms,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
-        super().__init__(adapter_id, transport, sink, dead_letters, clock=clock)
+        super().__init__(adapter_id, transport, sink, dead_letters, clock=clock,
+                         max_in_flight=max_in_flight)
         self.convention = convention
 
     def _decode(self, item: MqttMessage) -> list[Reading]:

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from devices._reading import Reading
-from devices.adapters._base import Adapter, Clock, DeadLetterSink, Sink, wall_clock_ms
+from devices.adapters._base import (
+    MAX_IN_FLIGHT,
+    Adapter,
+    Clock,
+    DeadLetterSink,
+    Sink,
+    wall_clock_ms,
+)
 from devices.codecs._base import Codec
 from devices.transports.serial import SerialTransport
 
@@ -22,8 +29,10 @@ class SerialAdapter(Adapter[bytes]):
         dead_letters: DeadLetterSink | None = None,
         *,
         clock: Clock = wall_clock_ms,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
-        super().__init__(device_id, transport, sink, dead_letters, clock=clock)
+        super().__init__(device_id, transport, sink, dead_letters, clock=clock,
+                         max_in_flight=max_in_flight)
         self.device_id = device_id
         self.codec = codec
 

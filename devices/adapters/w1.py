@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from devices._reading import Reading
-from devices.adapters._base import Adapter, Clock, DeadLetterSink, Sink, wall_clock_ms
+from devices.adapters._base import (
+    MAX_IN_FLIGHT,
+    Adapter,
+    Clock,
+    DeadLetterSink,
+    Sink,
+    wall_clock_ms,
+)
 from devices.codecs._base import Codec
 from devices.transports.w1 import W1Sample, W1Transport
 
@@ -25,8 +32,10 @@ class W1Adapter(Adapter[W1Sample]):
         *,
         names: Mapping[str, str] | None = None,
         clock: Clock = wall_clock_ms,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
-        super().__init__(adapter_id, transport, sink, dead_letters, clock=clock)
+        super().__init__(adapter_id, transport, sink, dead_letters, clock=clock,
+                         max_in_flight=max_in_flight)
         self.codec = codec
         self.names = dict(names or {})
 
