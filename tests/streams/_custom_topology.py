@@ -18,3 +18,16 @@ def broken(threshold: float) -> Topology:
 
 
 NOT_CALLABLE = 3
+
+
+FAILURES_LEFT = {"flaky": 0}
+
+
+def flaky(fail_times: int = 1) -> Topology:
+    """Fails to build ``fail_times`` times per process (set FAILURES_LEFT), then builds."""
+    if FAILURES_LEFT["flaky"] > 0:
+        FAILURES_LEFT["flaky"] -= 1
+        raise RuntimeError("flaky build failed on purpose")
+    t = Topology("flaky")
+    t.source("temperature").to("copied")
+    return t

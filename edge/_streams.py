@@ -1,0 +1,109 @@
+"""The service's stream processors: one supervised ``StreamsRunner`` per ``[[streams]]`` topology.
+
+A ``TopologySupervisor`` builds its topology afresh, runs it over the local
+log and, when it fails (a storage error the runner does not retry, a fenced
+runner, a bug), reports it and starts it again with backoff, like a device.
+Nothing is lost by a restart: the runner resumes from its committed offsets
+and state. Stopping lets the current batch commit; what is not processed yet
+is processed exactly once at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from typing import Any
+
+from broker import LogConfig
+from edge.streams import StreamsRunner
+from edge.streams._config import TopologyConfig, build_topology
+
+log = logging.getLogger("edge.streams")
+
+__all__ = ["TopologySupervisor"]
+
+
+class TopologySupervisor:
+    """Runs one configured topology until ``stop()``, restarting it with backoff on failure."""
+
+    def __init__(self, cfg: TopologyConfig, log_config: LogConfig, dead_letter_topic: str,
+                 backoff_initial: float = 0.5, backoff_max: float = 30.0) -> None:
+        self.cfg = cfg
+        self.log_config = log_config
+        self.dead_letter_topic = dead_letter_topic
+        self.state = "starting"
+        self.restarts = 0
+        self.last_error: str | None = None
+        self.runner: StreamsRunner | None = None
+        self._stopping = asyncio.Event()
+        self._backoff = (backoff_initial, backoff_max)
+
+    def _open(self) -> StreamsRunner:
+        return StreamsRunner(build_topology(self.cfg), self.log_config,
+                             dead_letter_topic=self.dead_letter_topic,
+                             late_topic=self.cfg.late_topic)
+
+    async def run(self) -> None:
+        """Run until ``stop()``; failures are logged, counted and retried with backoff."""
+        attempt = 0
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            runner: StreamsRunner | None = None
+            try:
+                # Opening reads committed state and offsets from SQLite: not on the loop.
+                runner = self.runner = await asyncio.to_thread(self._open)
+                if self._stopping.is_set():
+                    break
+                self.state = "running"
+                log.info("streams %s: running (group %s)", self.cfg.name, runner.group_id)
+                await runner.run()
+                if self._stopping.is_set():
+                    break
+                raise RuntimeError("the runner returned without being stopped")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a failing topology is reported, never fatal to the rest
+                if self._stopping.is_set():
+                    break
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.restarts += 1
+                self.state = "failed"
+                if time.monotonic() - started > 60:
+                    attempt = 0  # it ran well for a while: start the backoff over
+                first, cap = self._backoff
+                delay = random.uniform(0.5, 1.0) * min(cap, first * 2**attempt)
+                attempt += 1
+                log.error("streams %s failed (%s); restart %d in %.1fs", self.cfg.name,
+                          self.last_error, self.restarts, delay)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
+            finally:
+                if runner is not None:
+                    await asyncio.to_thread(runner.close)
+        self.state = "stopped"
+
+    def stop(self) -> None:
+        """Ask ``run()`` to return once the current batch is committed. Idempotent."""
+        self._stopping.set()
+        if self.runner is not None:
+            self.runner.stop()
+
+    def health(self) -> dict[str, Any]:
+        """State, restarts, last error and the runner's counters and lag."""
+        out: dict[str, Any] = {"ok": self.state == "running", "state": self.state,
+                               "restarts": self.restarts, "last_error": self.last_error}
+        runner = self.runner
+        if runner is not None and self.state == "running":
+            try:
+                st = runner.status()
+            except Exception as exc:  # noqa: BLE001 - health must answer whatever the runner does
+                out["status_error"] = f"{type(exc).__name__}: {exc}"
+            else:
+                out.update(group_id=st.group_id, records_in=st.records_in,
+                           records_out=st.records_out, lag_records=st.lag, late=st.late,
+                           dead_lettered=st.dead_lettered, runner_last_error=st.last_error)
+        return out
