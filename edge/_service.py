@@ -15,6 +15,7 @@ restarts only the devices whose settings changed.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -199,8 +200,66 @@ class DeviceRunner:
         }
 
 
+class _Completions:
+    """Hands the log's "durable" (or failed) outcomes to the event loop, many per wake-up.
+
+    The log's writer thread resolves a whole commit's records at once; waking the
+    loop once per record (``call_soon_threadsafe`` writes to its self-pipe) would
+    cost a syscall and a loop turn per event. Outcomes queue here and one
+    scheduled drain hands them all on.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._ready: collections.deque[tuple[asyncio.Future[None], Callable[[Any], None], Any]] = \
+            collections.deque()
+        self._scheduled = False
+
+    def wait_for(self, record: Any, on_done: Callable[[Any], None]) -> asyncio.Future[None]:
+        """A future resolved once ``record`` (a broker send future) is durable or failed.
+
+        ``on_done(outcome)`` runs in the loop first, with the RecordMetadata or the error.
+        """
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        record.add_both(self._put, waiter, on_done)
+        return waiter
+
+    def _put(self, waiter: asyncio.Future[None], on_done: Callable[[Any], None], outcome: Any) -> None:
+        # The writer thread. Appending before reading the flag means a drain that has
+        # already reset it will either see this outcome or be followed by a new drain.
+        self._ready.append((waiter, on_done, outcome))
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                self._loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:
+                pass  # the loop is closed: nobody waits any more
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        ready = self._ready
+        while ready:
+            waiter, on_done, outcome = ready.popleft()
+            try:
+                on_done(outcome)
+            except Exception:  # noqa: BLE001 - bookkeeping must not lose the outcome
+                log.exception("bookkeeping after a write failed")
+            if waiter.done():
+                continue
+            if isinstance(outcome, BaseException):
+                waiter.set_exception(outcome)
+            else:
+                waiter.set_result(None)
+
+
 class EventWriter:
-    """Turns readings and dead letters into events and appends them to the log, awaiting durability."""
+    """Turns readings and dead letters into events and appends them to the log.
+
+    The sinks queue the append when called and return a future that completes
+    once the record is durable, so an adapter can keep several readings in
+    flight (in order: the log appends in call order) and acknowledge each only
+    when its future completes.
+    """
 
     def __init__(self, producer: KafkaProducer, cfg: Config, metrics: Metrics,
                  trust: ClockTrust | None = None) -> None:
@@ -212,15 +271,31 @@ class EventWriter:
         self.last_failure_ms: int | None = None
         self.last_failure: str | None = None
         self._edge = cfg.edge_id.encode()
+        self._completions: _Completions | None = None
 
-    async def _append(self, runner: DeviceRunner, topic: str, **kw: Any) -> None:
+    def _append(self, runner: DeviceRunner, topic: str, on_durable: Callable[[], None],
+                **kw: Any) -> asyncio.Future[None]:
+        """Queue one record; the future completes once it is durable (or fails with the error)."""
+        if self._completions is None:
+            self._completions = _Completions(asyncio.get_running_loop())
+
+        def on_done(outcome: Any) -> None:
+            if isinstance(outcome, BaseException):
+                self._failed(runner, outcome)
+            else:
+                on_durable()
+
         try:
-            await self.producer.send_and_wait(topic, **kw)
+            record = self.producer.send(topic, **kw)
         except Exception as exc:
-            self.last_failure_ms = self.trust.clock.monotonic_ms()
-            self.last_failure = f"{type(exc).__name__}: {exc}"
-            self.metrics.write_failures.labels(runner.cfg.name, type(exc).__name__).inc()
+            self._failed(runner, exc)
             raise
+        return self._completions.wait_for(record, on_done)
+
+    def _failed(self, runner: DeviceRunner, exc: BaseException) -> None:
+        self.last_failure_ms = self.trust.clock.monotonic_ms()
+        self.last_failure = f"{type(exc).__name__}: {exc}"
+        self.metrics.write_failures.labels(runner.cfg.name, type(exc).__name__).inc()
 
     def sink_for(self, runner: DeviceRunner) -> Callable[[Reading], Awaitable[None]]:
         d = runner.cfg
@@ -229,7 +304,7 @@ class EventWriter:
         latency = self.metrics.commit_latency
         prefix = d.device_id_prefix
 
-        async def sink(reading: Reading) -> None:
+        def sink(reading: Reading) -> asyncio.Future[None]:
             trust = self.trust
             fix_utc = gps_fix_utc_ms(reading) if reading.kind == "gps" else None
             if fix_utc is not None:
@@ -254,16 +329,19 @@ class EventWriter:
             event_value = reading.to_event_value()
             value = json.dumps(event_value, separators=(",", ":")).encode()
             t0 = time.perf_counter()
-            await self._append(runner, d.topic, value=value, key=key,
-                               headers=headers, timestamp_ms=ts)
-            latency.observe(time.perf_counter() - t0)
-            m_in.inc()
-            runner.readings += 1
-            runner.rate.add()
-            runner.last_reading = {"key": reading.device_id, "timestamp_ms": ts,
-                                   "value": event_value}
-            runner.last_reading_ms = ingest
-            m_last.set(ingest / 1000)
+
+            def durable() -> None:
+                latency.observe(time.perf_counter() - t0)
+                m_in.inc()
+                runner.readings += 1
+                runner.rate.add()
+                runner.last_reading = {"key": reading.device_id, "timestamp_ms": ts,
+                                       "value": event_value}
+                runner.last_reading_ms = ingest
+                m_last.set(ingest / 1000)
+
+            return self._append(runner, d.topic, durable, value=value, key=key,
+                                headers=headers, timestamp_ms=ts)
 
         return sink
 
@@ -271,7 +349,7 @@ class EventWriter:
         d = runner.cfg
         topic = self.cfg.log.dead_letter_topic
 
-        async def dead_letter(letter: DeadLetter) -> None:
+        def dead_letter(letter: DeadLetter) -> asyncio.Future[None]:
             ingest, status = self.trust.stamp()
             headers = [
                 ("reason", letter.reason.encode()),
@@ -283,17 +361,21 @@ class EventWriter:
                 ("ingest_ms", str(ingest).encode()),
                 ("clock", status.value.encode()),
             ]
-            await self._append(runner, topic, value=letter.raw or b"", key=d.name.encode(),
-                               headers=headers, timestamp_ms=letter.arrived_ms or ingest)
-            runner.dead_letters += 1
-            self.metrics.dead_letters.labels(d.name).inc()
-            reason = letter.reason if len(letter.reason) <= 80 else letter.reason[:77] + "..."
-            self.metrics.decode_errors.labels(d.name, reason).inc()
-            # One line per device every 10 s at most: a noisy line must not flood the journal.
-            now = time.monotonic()
-            if now - runner.dead_letter_logged_at >= 10.0:
-                log.warning("device %s: dead letter (%s); %d so far", d.name, reason, runner.dead_letters)
-                runner.dead_letter_logged_at = now
+
+            def durable() -> None:
+                runner.dead_letters += 1
+                self.metrics.dead_letters.labels(d.name).inc()
+                reason = letter.reason if len(letter.reason) <= 80 else letter.reason[:77] + "..."
+                self.metrics.decode_errors.labels(d.name, reason).inc()
+                # One line per device every 10 s at most: a noisy line must not flood the journal.
+                now = time.monotonic()
+                if now - runner.dead_letter_logged_at >= 10.0:
+                    log.warning("device %s: dead letter (%s); %d so far", d.name, reason,
+                                runner.dead_letters)
+                    runner.dead_letter_logged_at = now
+
+            return self._append(runner, topic, durable, value=letter.raw or b"", key=d.name.encode(),
+                                headers=headers, timestamp_ms=letter.arrived_ms or ingest)
 
         return dead_letter
 
