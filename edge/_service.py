@@ -408,6 +408,7 @@ class Service:
         self.trust = ClockTrust(self.clock, on_jump=self._on_clock_jump,
                                 **({"ntp": ntp} if ntp is not None else {}))
         self.runners: dict[str, tuple[DeviceRunner, asyncio.Task[None]]] = {}
+        self.streams: dict[str, tuple[Any, asyncio.Task[None]]] = {}  # name: (TopologySupervisor, task)
         self.log_info: dict[str, Any] = {}
         self.log_ok = True
         self.uplink: Any = None
@@ -436,15 +437,18 @@ class Service:
         info = dict(self.log_info, ok=log_ok,
                     last_write_error=w.last_failure if w is not None else None)
         uplink = self._uplink_health()
+        streams = {name: sup.health() for name, (sup, _) in self.streams.items()}
         ok = log_ok and all(d["connected"] for d in devices.values()) and (
-            uplink is None or bool(uplink.get("ok", True)))
+            uplink is None or bool(uplink.get("ok", True))) and all(
+            st["ok"] for st in streams.values())
         clock = self.trust.describe()
         if w is not None:
             clock["held_timestamps"] = w.stamps.held
         return {"ok": ok, "edge_id": self.cfg.edge_id,
                 "uptime_s": round((mono - self._started_mono) / 1000, 1),
                 "clock": clock["status"], "time": clock,
-                "devices": devices, "log": info, "uplink": uplink}
+                "devices": devices, "log": info, "uplink": uplink,
+                **({"streams": streams} if streams else {})}
 
     def _on_clock_jump(self, jump: ClockJump) -> None:
         self.metrics.clock_jumps.labels(jump.direction).inc()
@@ -565,6 +569,7 @@ class Service:
                     self._start_device(d)
                 helpers = [tg.create_task(self._housekeeping(admin), name="housekeeping"),
                            tg.create_task(self._reload_loop(), name="reload")]
+                self._start_streams(tg)
                 self._start_uplink(tg, helpers)
                 sd_notify(f"READY=1\nSTATUS=running {len(cfg.devices)} devices")
                 log.info("edge %s running: %d devices, log in %s", cfg.edge_id, len(cfg.devices),
@@ -574,6 +579,7 @@ class Service:
                 log.info("stopping: intake first, then flush")
                 t0 = time.monotonic()
                 await asyncio.gather(*(self._stop_device(n) for n in list(self.runners)))
+                await self._stop_streams()  # after intake: each commits its current batch
                 # The uplink finishes its current transaction and stops; what is not yet
                 # upstream stays in the log (its group is protected) and goes at the
                 # next start, so shutdown stays bounded while offline.
@@ -593,6 +599,29 @@ class Service:
             await asyncio.to_thread(self.producer.close, left)
             admin.close()
         log.info("stopped cleanly in %.2fs", time.monotonic() - t0)
+
+    def _start_streams(self, tg: asyncio.TaskGroup) -> None:
+        """One supervised StreamsRunner per [[streams]] topology (edge/_streams.py)."""
+        if not self.cfg.streams:
+            return
+        from edge._streams import TopologySupervisor
+
+        for t in self.cfg.streams:
+            sup = TopologySupervisor(t, log_config_of(self.cfg, self.clock),
+                                     self.cfg.log.dead_letter_topic)
+            self.streams[t.name] = (sup, tg.create_task(sup.run(), name=f"streams:{t.name}"))
+
+    async def _stop_streams(self) -> None:
+        for sup, _ in self.streams.values():
+            sup.stop()
+        for name, (_, task) in self.streams.items():
+            try:
+                async with asyncio.timeout(self.shutdown_timeout):
+                    await task
+            except TimeoutError:
+                log.error("streams %s: did not stop within %.0fs; cancelled", name,
+                          self.shutdown_timeout)
+                task.cancel()
 
     def _start_uplink(self, tg: asyncio.TaskGroup, helpers: list[asyncio.Task[None]]) -> None:
         """Start the uplink (edge.uplink) when [upstream] is enabled and this build has it."""

@@ -1,0 +1,110 @@
+"""`edge run` as a subprocess with a fever-alert + downsample topology in its config.
+
+Readings go into the service's input topic from this test process through the
+broker's producer (another process writing the same log, as the console
+producer does), so their event times can be chosen; the service's runner
+wakes on each commit. The alerts and downsampled topics are read back with
+the broker's consumer. The service is stopped with SIGTERM half-way and
+started again: alerts are neither repeated nor lost across the restart.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from broker import KafkaProducer, LogConfig
+from tests.edge._helpers import health, read_topic, start_edge, stop_edge, wait_for, write_config
+
+pytestmark = pytest.mark.timeout(180)
+
+STREAMS = '''
+[[streams]]
+name = "ward"
+source = "temperature"
+[[streams.steps]]
+builtin = "fever"
+raise_at = 38.0
+clear_at = 37.5
+topic = "alerts"
+[[streams.steps]]
+builtin = "downsample"
+fields = ["temperature_c"]
+window_s = 60
+grace_s = 5
+topic = "temperature.1m"
+'''
+
+
+def feed(data: Path, rows: list[tuple[str, int, float]]) -> None:
+    producer = KafkaProducer(log_config=LogConfig(data_dir=data))
+    try:
+        for device, ts, c in rows:
+            producer.send("temperature", json.dumps({"temperature_c": c}).encode(),
+                          key=device.encode(), timestamp_ms=ts)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def values(data: Path, topic: str) -> list[tuple[str, dict, int]]:
+    return [(r.key.decode(), json.loads(r.value), r.timestamp) for r in read_topic(data, topic)]
+
+
+def streams_health(port: int) -> dict | None:
+    h = health(port)
+    return (h or {}).get("streams", {}).get("ward")
+
+
+def test_fever_alerts_and_minute_means_from_a_running_service(tmp_path: Path) -> None:
+    config, port = write_config(tmp_path, "", extra=STREAMS)
+    data = tmp_path / "data"
+    edge_log = tmp_path / "edge.log"
+    t0 = (int(time.time() * 1000) // 60_000 - 10) * 60_000    # a minute boundary, 10 min ago
+    bed1 = [36.9, 37.4, 38.0, 38.3, 37.8, 37.6, 37.9, 37.2, 37.0]   # every 10 s
+    bed2 = [37.1, 37.3, 37.2]                                        # every 20 s
+    rows = sorted([("bed-1", t0 + 10_000 * i, c) for i, c in enumerate(bed1)]
+                  + [("bed-2", t0 + 20_000 * i, c) for i, c in enumerate(bed2)],
+                  key=lambda r: r[1])
+    first, second = rows[:6], rows[6:]        # bed-1's raise in the first half, its clear after
+    closing = [(d, t0 + 300_000, 36.8) for d in ("bed-1", "bed-2")]   # closes minutes 0 and 1
+
+    edge = start_edge(config, edge_log)
+    try:
+        wait_for(lambda: (streams_health(port) or {}).get("state") == "running", 30,
+                 "the topology running")
+        feed(data, first)
+        wait_for(lambda: len(values(data, "alerts")) == 1, 30, "the raise alert")
+    finally:
+        assert stop_edge(edge, edge_log) == 0, edge_log.read_text()
+    assert "stopped cleanly" in edge_log.read_text()
+
+    edge = start_edge(config, edge_log)       # the same config again: resumes, exactly once
+    try:
+        wait_for(lambda: (streams_health(port) or {}).get("state") == "running", 30,
+                 "the topology running again")
+        feed(data, second + closing)
+        wait_for(lambda: len(values(data, "temperature.1m")) >= 3, 30, "the minute means")
+        wait_for(lambda: (streams_health(port) or {}).get("lag_records") == 0, 30, "no lag")
+        h = health(port)
+        assert h is not None and h["ok"], h
+        assert h["streams"]["ward"]["records_in"] == len(second) + len(closing)
+        assert h["streams"]["ward"]["restarts"] == 0
+    finally:
+        assert stop_edge(edge, edge_log) == 0, edge_log.read_text()
+
+    alerts = [(k, v["alert"], v["state"], v["value"], ts) for k, v, ts in values(data, "alerts")]
+    assert alerts == [("bed-1", "fever", "raise", 38.0, t0 + 20_000),
+                      ("bed-1", "fever", "clear", 37.2, t0 + 70_000)]
+    means = {(k, v["window_start_ms"]): (v["temperature_c"], v["count"])
+             for k, v, _ in values(data, "temperature.1m")}
+    assert means == {
+        ("bed-1", t0): (round(sum(bed1[:6]) / 6, 3), 6),
+        ("bed-1", t0 + 60_000): (round(sum(bed1[6:]) / 3, 3), 3),
+        ("bed-2", t0): (round(sum(bed2) / 3, 3), 3),
+    }
+    assert len(read_topic(data, "temperature")) == len(rows) + len(closing)   # raw stays as is
+    assert read_topic(data, "dead-letters") == [] and read_topic(data, "ward.late") == []
