@@ -132,5 +132,6 @@ def _config(args: argparse.Namespace) -> int:
         print(f"{exc}\nedge: {n} error{'s' if n != 1 else ''} in {args.file}", file=sys.stderr)
         return 2
     print(f"{args.file}: ok ({len(cfg.devices)} device{'s' if len(cfg.devices) != 1 else ''}, "
-          f"health on {cfg.health.address}, upstream {'on' if cfg.upstream.enabled else 'off'})")
+          f"health on {cfg.health.address}, upstream {'on' if cfg.upstream.enabled else 'off'}, "
+          f"{len(cfg.streams)} stream topolog{'ies' if len(cfg.streams) != 1 else 'y'})")
     return 0

@@ -296,3 +296,12 @@ def test_edge_streams_describe_custom_and_none_and_bad(tmp_path):
     path.write_text(HEAD + '[[streams]]\nname = "v"\nsource = "t"\n')
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "streams[0].steps: expected" in r.stderr
+
+
+def test_edge_config_check_counts_the_topologies(tmp_path):
+    path = tmp_path / "edge.toml"
+    path.write_text(EXAMPLE_CONFIG)
+    r = subprocess.run([sys.executable, "-m", "edge", "config", "check", str(path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.rstrip().endswith("upstream off, 3 stream topologies)")
