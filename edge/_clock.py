@@ -185,6 +185,7 @@ class ClockTrust:
         mono = self.clock.monotonic_ms()
         self._skew = self.clock.wall_ms() - mono  # wall - monotonic at the last look
         self._fixes: deque[tuple[int, int]] = deque(maxlen=32)  # (monotonic at arrival, offset)
+        self._gps: tuple[int, int] | None = None  # (offset, monotonic of the newest fix)
         self.gps_fixes = 0
         self.gps_rejected = 0
         self.jumps: list[ClockJump] = []  # the last few, newest last
@@ -198,12 +199,15 @@ class ClockTrust:
 
     def check(self) -> ClockJump | None:
         """Look for a wall-clock jump since the last look; log, count and report it."""
-        wall, mono = self.clock.wall_ms(), self.clock.monotonic_ms()
+        return self._check(self.clock.wall_ms(), self.clock.monotonic_ms())
+
+    def _check(self, wall: int, mono: int) -> ClockJump | None:
         skew = wall - mono
         step = skew - self._skew
-        self._skew = skew
-        if abs(step) <= self.jump_threshold_ms:
+        if -self.jump_threshold_ms <= step <= self.jump_threshold_ms:
+            self._skew = skew
             return None
+        self._skew = skew
         jump = ClockJump(step, wall - step, wall, mono)
         self._ntp_at = None  # a step is often NTP's first sync: ask again now
         self.jump_count += 1
@@ -221,26 +225,29 @@ class ClockTrust:
         return self._ntp_value
 
     def gps_offset_ms(self, mono: int | None = None) -> int | None:
-        """UTC minus the monotonic clock from recent GPS fixes, or None when there are none."""
-        mono = self.clock.monotonic_ms() if mono is None else mono
-        recent = [off for at, off in self._fixes if mono - at <= self.gps_max_age_ms]
-        if not recent:
+        """UTC minus the monotonic clock from recent GPS fixes, or None when there are none.
+
+        Worked out when a fix arrives (this is on every event's path): of the fixes
+        within ``gps_max_age_s`` before the newest that agree with it, the one that
+        arrived soonest (a GPS that changed its mind, e.g. after a cold start, wins
+        outright); valid while the newest is at most ``gps_max_age_s`` old.
+        """
+        if self._gps is None:
             return None
-        newest = recent[-1]
-        # The soonest-arrived of the fixes that agree with the newest one (a GPS that
-        # changed its mind, e.g. after a cold start, wins outright).
-        return max(off for off in recent if abs(off - newest) <= self.jump_threshold_ms)
+        mono = self.clock.monotonic_ms() if mono is None else mono
+        offset, newest_at = self._gps
+        return offset if mono - newest_at <= self.gps_max_age_ms else None
 
     def _status(self, wall: int, mono: int) -> ClockStatus:
         if wall >= PLAUSIBLE_AFTER_MS and self._ntp_synced(mono):
             status = ClockStatus.SYNCED
-        elif self.gps_offset_ms(mono) is not None:
+        elif self._gps is not None and mono - self._gps[1] <= self.gps_max_age_ms:
             status = ClockStatus.GPS
         elif wall < PLAUSIBLE_AFTER_MS:
             status = ClockStatus.UNSYNCED
         else:
             status = ClockStatus.UNKNOWN
-        if status != self._last_status:
+        if status is not self._last_status:
             if self._last_status is not None:
                 log.info("clock: %s -> %s", self._last_status.value, status.value)
             if status.trusted and (self._last_status is None or not self._last_status.trusted):
@@ -250,8 +257,7 @@ class ClockTrust:
 
     def status(self) -> ClockStatus:
         """The clock status now (see the module docstring)."""
-        self.check()
-        return self._status(self.clock.wall_ms(), self.clock.monotonic_ms())
+        return self.stamp()[1]
 
     def stamp(self) -> tuple[int, ClockStatus]:
         """The best-known UTC in ms since the epoch, and the status it was taken under.
@@ -259,13 +265,11 @@ class ClockTrust:
         Synced: the wall clock. GPS: monotonic + the GPS offset. Otherwise the
         wall clock, whatever it says (the status tells a reader not to trust it).
         """
-        self.check()
         wall, mono = self.clock.wall_ms(), self.clock.monotonic_ms()
+        self._check(wall, mono)
         status = self._status(wall, mono)
         if status is ClockStatus.GPS:
-            offset = self.gps_offset_ms(mono)
-            assert offset is not None
-            return mono + offset, status
+            return mono + self._gps[0], status  # type: ignore[index]  # GPS implies a fix
         return wall, status
 
     def now_ms(self) -> int:
@@ -284,7 +288,11 @@ class ClockTrust:
         if utc_ms < PLAUSIBLE_AFTER_MS:
             self.gps_rejected += 1
             return False
-        self._fixes.append((at, utc_ms - at))
+        newest = utc_ms - at
+        self._fixes.append((at, newest))
+        agreeing = [off for t, off in self._fixes if at - t <= self.gps_max_age_ms
+                    and abs(off - newest) <= self.jump_threshold_ms]
+        self._gps = (max(agreeing), at)
         self.gps_fixes += 1
         return True
 
