@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_HEALTH_ADDRESS",
     "SECRET_ENV",
+    "ClockSettings",
     "Config",
     "DeviceConfig",
     "HealthConfig",
@@ -111,6 +112,15 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class ClockSettings:
+    """How the service judges its clock (see edge/_clock.py)."""
+
+    gps_time: bool = True  # learn UTC from valid NMEA fixes while NTP has not synced
+    gps_max_age: float = 3600.0  # seconds a fix's time is used for after it arrived
+    jump_threshold: float = 2.0  # seconds the wall clock may step before it counts as a jump
+
+
+@dataclass(frozen=True)
 class UpstreamSettings:
     """The [upstream] table, kept as given (the uplink validates its own keys)."""
 
@@ -129,6 +139,7 @@ class Config:
     health: HealthConfig = field(default_factory=HealthConfig)
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     streams: tuple[TopologyConfig, ...] = ()  # [[streams]]: see edge/streams/_config.py
+    clock: ClockSettings = field(default_factory=ClockSettings)
     file: str = "edge.toml"
 
 
@@ -197,7 +208,8 @@ def config_from_dict(data: Mapping[str, Any], file: str = "edge.toml",
     """
     env = env or {}
     c = _Check(file)
-    c.unknown(data, {"edge_id", "data_dir", "log", "devices", "health", "upstream", "streams"}, "")
+    c.unknown(data, {"edge_id", "data_dir", "log", "devices", "health", "upstream", "streams",
+                     "clock"}, "")
     edge_id = c.get(data, "edge_id", "edge_id", "str", check=lambda v: bool(_ID_RE.match(v)),
                     expected="an id of letters, digits, '.', '_', ':', '/' or '-' (e.g. \"edge-1\")")
     data_dir = c.get(data, "data_dir", "data_dir", "str", expected="a directory path")
@@ -274,6 +286,22 @@ def config_from_dict(data: Mapping[str, Any], file: str = "edge.toml",
                 _check_uplink(c, settings, edge_id or "edge", data_dir or "/tmp", devices)
         upstream = UpstreamSettings(bool(enabled), settings)
 
+    clock = ClockSettings()
+    raw_clock = c.get(data, "clock", "clock", "table", {})
+    if raw_clock:
+        c.unknown(raw_clock, set(ClockSettings.__dataclass_fields__), "clock.")
+        positive = "a positive number of seconds"
+        clock = ClockSettings(
+            gps_time=c.get(raw_clock, "gps_time", "clock.gps_time", "bool", clock.gps_time)
+            is not False,
+            gps_max_age=c.get(raw_clock, "gps_max_age", "clock.gps_max_age", "num",
+                              clock.gps_max_age, check=lambda v: v > 0, expected=positive)
+            or clock.gps_max_age,
+            jump_threshold=c.get(raw_clock, "jump_threshold", "clock.jump_threshold", "num",
+                                 clock.jump_threshold, check=lambda v: v > 0, expected=positive)
+            or clock.jump_threshold,
+        )
+
     streams: tuple[TopologyConfig, ...] = ()
     if "streams" in data:
         from edge.streams._config import parse_streams  # lazily: it imports the engine
@@ -284,7 +312,7 @@ def config_from_dict(data: Mapping[str, Any], file: str = "edge.toml",
     if c.problems:
         raise ConfigError(c.problems)
     return Config(edge_id=edge_id, data_dir=Path(data_dir), log=log, devices=tuple(devices),
-                  health=health, upstream=upstream, streams=streams, file=file)
+                  health=health, upstream=upstream, streams=streams, clock=clock, file=file)
 
 
 def uplink_topics(devices: list[DeviceConfig] | tuple[DeviceConfig, ...], dead_letter_topic: str

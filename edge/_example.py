@@ -21,6 +21,14 @@ dead_letter_topic = "dead-letters" # frames that did not decode, with raw bytes 
 [health]
 address = "127.0.0.1:9108"         # GET /health (JSON) and /metrics (Prometheus)
 
+# Time. Every event's "clock" header says how far its time can be trusted: "synced"
+# (NTP set the system clock), "gps" (it has not, but a GPS fix gave UTC: times are then
+# the monotonic clock plus the fix's offset), "unknown", or "unsynced" (before 2025).
+[clock]
+gps_time = true                    # learn UTC from valid NMEA fixes while NTP has not synced
+gps_max_age = 3600.0               # use a fix's time for this long after it arrived
+jump_threshold = 2.0               # a wall-clock step larger than this is a jump (logged, counted)
+
 # One [[devices]] table per serial device, MQTT subscription or 1-wire bus.
 # kind: "gps", "temperature" or "blood_pressure"; transport: "serial", "mqtt" or "w1".
 # codec: for serial and w1 one of "nmea0183", "text", "gatt.0x2A35", "gatt.0x2A1C",

@@ -306,7 +306,8 @@ class EventWriter:
 
         def sink(reading: Reading) -> asyncio.Future[None]:
             trust = self.trust
-            fix_utc = gps_fix_utc_ms(reading) if reading.kind == "gps" else None
+            fix_utc = (gps_fix_utc_ms(reading)
+                       if reading.kind == "gps" and self.cfg.clock.gps_time else None)
             if fix_utc is not None:
                 trust.observe_gps(fix_utc)
             ingest, status = trust.stamp()
@@ -406,6 +407,8 @@ class Service:
         self.metrics = Metrics()
         self.clock = clock if clock is not None else SystemClock()
         self.trust = ClockTrust(self.clock, on_jump=self._on_clock_jump,
+                                jump_threshold_s=cfg.clock.jump_threshold,
+                                gps_max_age_s=cfg.clock.gps_max_age,
                                 **({"ntp": ntp} if ntp is not None else {}))
         self.runners: dict[str, tuple[DeviceRunner, asyncio.Task[None]]] = {}
         self.streams: dict[str, tuple[Any, asyncio.Task[None]]] = {}  # name: (TopologySupervisor, task)

@@ -227,3 +227,23 @@ def test_key_memory_is_bounded() -> None:
 
 def test_plausibility_floor_is_2025() -> None:
     assert datetime.fromtimestamp(PLAUSIBLE_AFTER_MS / 1000, UTC).year == 2025
+
+
+# -- the [clock] table ---------------------------------------------------------------------
+
+
+def test_clock_settings_from_the_config() -> None:
+    from edge import ConfigError, config_from_dict
+    from edge._config import ClockSettings
+
+    base = {"edge_id": "e", "data_dir": "/tmp/e"}
+    assert config_from_dict(base).clock == ClockSettings(True, 3600.0, 2.0)
+    cfg = config_from_dict({**base, "clock": {"gps_time": False, "gps_max_age": 600,
+                                              "jump_threshold": 0.5}})
+    assert cfg.clock == ClockSettings(False, 600, 0.5)
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({**base, "clock": {"jump_threshold": -1, "gps_time": "yes"}},
+                         file="edge.toml")
+    text = str(err.value)
+    assert 'edge.toml: clock.jump_threshold: expected a positive number of seconds, got -1' in text
+    assert 'edge.toml: clock.gps_time: expected true or false, got "yes"' in text

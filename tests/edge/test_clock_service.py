@@ -36,10 +36,8 @@ def headers_of(record: Any) -> dict[str, str]:
     return {k: v.decode() for k, v in record.headers}
 
 
-async def test_clock_through_the_service(tmp_path: Path) -> None:
-    gps, room = PtyDevice(tmp_path / "gps"), PtyDevice(tmp_path / "room")
-    port = free_port()
-    cfg = config_from_dict({
+def config(tmp_path: Path, gps: PtyDevice, room: PtyDevice, port: int, **extra: Any):  # type: ignore[no-untyped-def]
+    return config_from_dict({
         "edge_id": "clock-edge", "data_dir": str(tmp_path / "data"),
         "log": {"partitions": 1, "durability": "no-fsync", "retention_seconds": 60},
         "health": {"address": f"127.0.0.1:{port}"},
@@ -49,7 +47,20 @@ async def test_clock_through_the_service(tmp_path: Path) -> None:
             {"name": "room-1", "kind": "temperature", "transport": "serial", "port": str(room.link),
              "codec": "text", "topic": "temperature"},
         ],
+        **extra,
     })
+
+
+def write_fixes(gps: PtyDevice, n: int) -> None:
+    for i in range(n):
+        fix = Reading("car-1", "gps", "nmea0183", {"lat": 52.5, "lon": 13.4}, TRUE_NOW + i * 1000)
+        gps.write(encode_fix(fix))
+
+
+async def test_clock_through_the_service(tmp_path: Path) -> None:
+    gps, room = PtyDevice(tmp_path / "gps"), PtyDevice(tmp_path / "room")
+    port = free_port()
+    cfg = config(tmp_path, gps, room, port)
     clock = ManualClock(wall_ms=BOOT_2020, monotonic_ms=1_000_000)
     ntp = Ntp(False)
     service = Service(cfg, clock=clock, ntp=ntp, shutdown_timeout=5)
@@ -66,9 +77,7 @@ async def test_clock_through_the_service(tmp_path: Path) -> None:
         # A: booted without a clock, nothing to correct it yet.
         await temperature("21.5", 1)
         # A GPS receiver with a fix: three epochs; the assembler hands on the first two.
-        for i in range(3):
-            fix = Reading("car-1", "gps", "nmea0183", {"lat": 52.5, "lon": 13.4}, TRUE_NOW + i * 1000)
-            gps.write(encode_fix(fix))
+        write_fixes(gps, 3)
         await until(lambda: car.readings == 2, "two GPS fixes")
         # B: stamped with GPS time, years after the wall clock's.
         await temperature("21.6", 2)
@@ -121,6 +130,30 @@ async def test_clock_through_the_service(tmp_path: Path) -> None:
             assert await asyncio.to_thread(read_topic, cfg.data_dir, "temperature") == []
         finally:
             admin.close()
+    finally:
+        service.request_stop()
+        await asyncio.wait_for(task, 30)
+        gps.close()
+        room.close()
+
+
+async def test_gps_time_can_be_switched_off(tmp_path: Path) -> None:
+    gps, room = PtyDevice(tmp_path / "gps"), PtyDevice(tmp_path / "room")
+    cfg = config(tmp_path, gps, room, free_port(), clock={"gps_time": False})
+    clock = ManualClock(wall_ms=BOOT_2020, monotonic_ms=1_000_000)
+    service = Service(cfg, clock=clock, ntp=Ntp(False), shutdown_timeout=5)
+    task = asyncio.create_task(service.run())
+    try:
+        await until(lambda: len(service.runners) == 2
+                    and all(r.connected for r, _ in service.runners.values()), "devices connected")
+        car, thermo = service.runners["car-1"][0], service.runners["room-1"][0]
+        write_fixes(gps, 3)
+        await until(lambda: car.readings == 2, "two GPS fixes")
+        room.write(b"21.5\n")
+        await until(lambda: thermo.readings == 1, "a temperature reading")
+        temps = await asyncio.to_thread(read_topic, cfg.data_dir, "temperature")
+        assert [(r.timestamp, headers_of(r)["clock"]) for r in temps] == [(BOOT_2020, "unsynced")]
+        assert service.health()["time"]["gps_fixes"] == 0
     finally:
         service.request_stop()
         await asyncio.wait_for(task, 30)
