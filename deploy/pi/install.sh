@@ -5,6 +5,7 @@
 #
 # What it puts where (paths under --root DIR, default /):
 #   /opt/edge/venv                 the appliance in a virtual environment (from this checkout)
+#   /usr/local/bin/edge, edge-*    links to its commands
 #   /etc/edge/edge.toml            the config, from `edge config example`; written once,
 #                                  never overwritten (the current example: edge.toml.example)
 #   /etc/edge/edge.env             secrets for the unit (mode 0600), written once
@@ -146,6 +147,11 @@ else
     changed /opt/edge/venv "installed ($("$venv/bin/edge" --version))"
 fi
 put_file "$src/README.md" /opt/edge/README.md 0644
+# The operator's commands on PATH: `edge status`, `edge-console-consumer`, ...
+for tool in edge edge-sim edge-topics edge-console-producer edge-console-consumer \
+            edge-consumer-groups; do
+    put_link "/opt/edge/venv/bin/$tool" "/usr/local/bin/$tool"
+done
 
 # -- config ----------------------------------------------------------------------------------
 # The example, with the GPS on the stable name the udev rule gives it.
@@ -201,5 +207,6 @@ if [ "$changes" -eq 0 ]; then
     echo "install: nothing to do: everything was already in place"
 else
     echo "install: done: $changes change(s)"
-    [ -n "$R" ] || echo "install: next: edit /etc/edge/edge.toml, then: systemctl restart edge; edge status"
+    [ -n "$R" ] || echo "install: next: edit /etc/edge/edge.toml, then: edge config check" \
+        "/etc/edge/edge.toml && systemctl restart edge && edge status"
 fi

@@ -110,7 +110,7 @@ def installed(source: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
 
 def test_first_run_makes_the_tree(installed: tuple[Path, str], source: Path) -> None:
     root, out = installed
-    assert "install: done: 10 change(s)" in out, out
+    assert "install: done: 16 change(s)" in out, out
     edge = root / "opt/edge/venv/bin/edge"
     version = subprocess.run([str(edge), "--version"], capture_output=True, text=True, timeout=60)
     assert version.returncode == 0 and version.stdout.startswith("edge "), version.stderr
@@ -140,6 +140,9 @@ def test_first_run_makes_the_tree(installed: tuple[Path, str], source: Path) -> 
         ("edge-gps", "1546"), ("edge-gps", "1546")]
     assert 'GROUP="dialout"' in rules.read_text()
     assert (root / "opt/edge/README.md").read_text() == (source / "README.md").read_text()
+    for tool in ("edge", "edge-sim", "edge-topics", "edge-console-consumer"):
+        assert os.readlink(root / "usr/local/bin" / tool) == f"/opt/edge/venv/bin/{tool}"
+        assert (root / "opt/edge/venv/bin" / tool).exists()
 
 
 def test_second_run_changes_nothing(installed: tuple[Path, str], source: Path) -> None:
