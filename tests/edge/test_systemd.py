@@ -6,6 +6,8 @@ an instance, as systemd would run it).
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -84,3 +86,23 @@ def test_sim_unit_runs_a_profile_as_the_appliance_user() -> None:
         assert line in text
     assert "DynamicUser=yes" in UNIT.read_text() and "User=" not in UNIT.read_text().replace(
         "DynamicUser", "")  # edge.service's dynamic user is named after it: "edge"
+
+
+def test_the_example_sim_profile_runs_edge_sim(tmp_path: Path) -> None:
+    # A misspelt EDGE_SIM_* variable would be ignored without a word: check every name
+    # against edge-sim --help, then run the profile (to stdout, one reading per device).
+    profile = Path(__file__).resolve().parents[2] / "deploy" / "pi" / "sim-example.env"
+    env_vars = dict(line.split("=", 1) for line in profile.read_text().splitlines()
+                    if line.strip() and not line.lstrip().startswith("#"))
+    sim = str(BIN / "edge-sim")
+    helptext = subprocess.run([sim, "--help"], capture_output=True, text=True, timeout=60).stdout
+    known = set(re.findall(r"env:\s+(EDGE_SIM_[A-Z_]+)", helptext.replace("\n", " ")))
+    assert env_vars and set(env_vars) <= known, set(env_vars) - known
+    truth = tmp_path / "truth.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_SIM_")}
+    env.update(env_vars, EDGE_SIM_OUTPUT="stdout", EDGE_SIM_COUNT="1", EDGE_SIM_FAST="1",
+               EDGE_SIM_NO_PROGRESS="1", EDGE_SIM_TRUTH=str(truth))
+    proc = subprocess.run([sim], capture_output=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    devices = sorted(json.loads(line)["device_id"] for line in truth.read_text().splitlines())
+    assert devices == ["bed-1", "car-1", "room-1", "room-2"]
