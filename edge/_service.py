@@ -607,8 +607,10 @@ class Service:
         """One supervised StreamsRunner per [[streams]] topology (edge/_streams.py)."""
         if not self.cfg.streams:
             return
-        from edge._streams import TopologySupervisor
+        from edge._streams import StreamsCollector, TopologySupervisor
 
+        self.metrics.registry.register(StreamsCollector(
+            lambda: {name: sup for name, (sup, _) in self.streams.items()}))
         for t in self.cfg.streams:
             sup = TopologySupervisor(t, log_config_of(self.cfg, self.clock),
                                      self.cfg.log.dead_letter_topic)

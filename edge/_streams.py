@@ -15,7 +15,10 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from broker import LogConfig
 from edge.streams import StreamsRunner
@@ -23,7 +26,7 @@ from edge.streams._config import TopologyConfig, build_topology
 
 log = logging.getLogger("edge.streams")
 
-__all__ = ["TopologySupervisor"]
+__all__ = ["StreamsCollector", "TopologySupervisor"]
 
 
 class TopologySupervisor:
@@ -107,3 +110,37 @@ class TopologySupervisor:
                            records_out=st.records_out, lag_records=st.lag, late=st.late,
                            dead_lettered=st.dead_lettered, runner_last_error=st.last_error)
         return out
+
+
+class StreamsCollector:
+    """Prometheus metrics of the supervised topologies, read from their health at each scrape.
+
+    Counters count since the topology's runner last started (a restart resets them, which
+    Prometheus' ``rate()`` handles as a counter reset).
+    """
+
+    def __init__(self, supervisors: Callable[[], dict[str, TopologySupervisor]]) -> None:
+        self._supervisors = supervisors
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("edge_streams_up", "1 when the topology's runner is running",
+                               labels=["topology"])
+        lag = GaugeMetricFamily("edge_streams_lag_records", "Input records not yet processed",
+                                labels=["topology"])
+        restarts = CounterMetricFamily("edge_streams_restarts", "Runner restarts after a failure",
+                                       labels=["topology"])
+        counters = {key: CounterMetricFamily(f"edge_streams_{key}", text, labels=["topology"])
+                    for key, text in (
+                        ("records_in", "Input records processed and committed"),
+                        ("records_out", "Records written to sink topics"),
+                        ("late", "Records later than a window's grace, written to the late topic"),
+                        ("dead_lettered", "Records a processor failed on, dead-lettered"))}
+        for name, sup in self._supervisors().items():
+            h = sup.health()
+            up.add_metric([name], 1 if h["ok"] else 0)
+            restarts.add_metric([name], h["restarts"])
+            if "records_in" in h:
+                lag.add_metric([name], h["lag_records"])
+                for key, family in counters.items():
+                    family.add_metric([name], h[key])
+        yield from (up, lag, restarts, *counters.values())

@@ -210,7 +210,7 @@ def _one(t: Mapping[str, Any], p: str, bad: Any) -> TopologyConfig | None:
     if not isinstance(raw_steps, list) or not all(isinstance(s, dict) for s in raw_steps):
         bad(f"{p}.steps", 'an array of tables (e.g. [{ builtin = "fever" }])', raw_steps)
         raw_steps = []
-    if not raw_steps and sink is None and "steps" not in t:
+    if not raw_steps and sink is None:
         bad(f"{p}.steps", 'an array of built-in steps (e.g. [{ builtin = "fever" }]), or a sink')
     for j, s in enumerate(raw_steps):
         builtin = s.get("builtin")

@@ -138,6 +138,12 @@ def test_the_example_config_validates_and_has_topologies():
      [[streams]]
      name = "v"
      source = "temperature"
+     steps = []
+     ''', "edge.toml: streams[0].steps: expected an array of built-in steps"),
+    ('''
+     [[streams]]
+     name = "v"
+     source = "temperature"
      sink = "temperature"
      ''', 'edge.toml: streams[0]: expected output topics other than its own sources (it would '
           'read its own output), got "temperature"'),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,10 @@ def test_fever_alerts_and_minute_means_from_a_running_service(tmp_path: Path) ->
         assert h is not None and h["ok"], h
         assert h["streams"]["ward"]["records_in"] == len(second) + len(closing)
         assert h["streams"]["ward"]["restarts"] == 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        assert 'edge_streams_up{topology="ward"} 1.0' in metrics
+        assert f'edge_streams_records_in_total{{topology="ward"}} {len(second) + 2}.0' in metrics
     finally:
         assert stop_edge(edge, edge_log) == 0, edge_log.read_text()
 

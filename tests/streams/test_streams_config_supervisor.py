@@ -6,8 +6,10 @@ import asyncio
 import json
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, generate_latest
+
 from broker import KafkaConsumer, KafkaProducer, LogConfig
-from edge._streams import TopologySupervisor
+from edge._streams import StreamsCollector, TopologySupervisor
 from edge.streams._config import StepConfig, TopologyConfig
 from tests.streams import _custom_topology
 
@@ -43,6 +45,15 @@ async def test_runs_the_topology_reports_health_and_stops(tmp_path: Path) -> Non
         h = sup.health()
         assert h["ok"] and h["state"] == "running" and h["restarts"] == 0
         assert h["group_id"] == "streams.vitals" and h["lag_records"] == 0
+        registry = CollectorRegistry()
+        registry.register(StreamsCollector(lambda: {"vitals": sup}))
+        metrics = generate_latest(registry).decode()
+        for line in ('edge_streams_up{topology="vitals"} 1.0',
+                     'edge_streams_records_in_total{topology="vitals"} 4.0',
+                     'edge_streams_records_out_total{topology="vitals"} 2.0',
+                     'edge_streams_lag_records{topology="vitals"} 0.0',
+                     'edge_streams_restarts_total{topology="vitals"} 0.0'):
+            assert line in metrics, metrics
     finally:
         sup.stop()
         async with asyncio.timeout(20):
