@@ -1,4 +1,10 @@
-"""`edge status`: one look at (or a live view of) a running appliance's /health."""
+"""`edge status`: one look at (or a live view of) a running appliance's /health.
+
+Per device: state, readings, events/s over the last minute (``rate_per_s``, taken
+over ``rate_window_s``: the minute, or the uptime when shorter), the last reading
+(key, timestamp, value) and how long ago it arrived; then the clock (status and
+jumps), the log and the uplink. ``--json`` prints the /health document as is.
+"""
 
 from __future__ import annotations
 
