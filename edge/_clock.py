@@ -22,6 +22,10 @@ A Raspberry Pi has no real-time clock: it boots at its last saved time (or in
   offset), as NTP prefers its lowest-delay sample.
 * **Else** the status is ``unsynced`` when the wall clock is before
   ``PLAUSIBLE_AFTER_MS`` (it cannot be right) and ``unknown`` otherwise.
+  If the time was trusted earlier in this run (NTP lost sync, the GPS fix
+  went stale), stamps *hold over*: the monotonic clock plus the last trusted
+  offset, which drifts by seconds a day at most, rather than a wall clock
+  that may never have been set. Otherwise they are the wall clock as it is.
 
 Jumps: the wall clock minus the monotonic clock stays constant while time
 runs normally (NTP slews at most 0.5 ms/s); when it changes by more than
@@ -194,6 +198,7 @@ class ClockTrust:
         #: timestamp may step back across such a correction (the earlier one was wrong).
         self.corrections = 0
         self._last_status: ClockStatus | None = None
+        self._trusted_offset: int | None = None  # best UTC - monotonic, while last trusted
 
     # -- looking at the clocks ---------------------------------------------------------
 
@@ -262,14 +267,21 @@ class ClockTrust:
     def stamp(self) -> tuple[int, ClockStatus]:
         """The best-known UTC in ms since the epoch, and the status it was taken under.
 
-        Synced: the wall clock. GPS: monotonic + the GPS offset. Otherwise the
+        Synced: the wall clock. GPS: monotonic + the GPS offset. Otherwise
+        monotonic + the last trusted offset if there was one (holdover), else the
         wall clock, whatever it says (the status tells a reader not to trust it).
         """
         wall, mono = self.clock.wall_ms(), self.clock.monotonic_ms()
         self._check(wall, mono)
         status = self._status(wall, mono)
+        if status is ClockStatus.SYNCED:
+            self._trusted_offset = wall - mono
+            return wall, status
         if status is ClockStatus.GPS:
-            return mono + self._gps[0], status  # type: ignore[index]  # GPS implies a fix
+            self._trusted_offset = self._gps[0]  # type: ignore[index]  # GPS implies a fix
+            return mono + self._trusted_offset, status
+        if self._trusted_offset is not None:  # holdover (see the module docstring)
+            return mono + self._trusted_offset, status
         return wall, status
 
     def now_ms(self) -> int:
@@ -312,6 +324,7 @@ class ClockTrust:
         last = self.jumps[-1] if self.jumps else None
         return {
             "status": status.value,
+            "holdover": not status.trusted and self._trusted_offset is not None,
             "now_ms": now,
             "wall_ms": wall,
             "wall_minus_gps_s": None if gps is None else round((wall - (mono + gps)) / 1000, 3),

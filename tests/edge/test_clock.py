@@ -129,6 +129,21 @@ def test_gps_corrects_the_time_of_a_box_years_behind() -> None:
     assert info["wall_minus_gps_s"] == pytest.approx((BOOT_2020 - 86_400_000 - TRUE_NOW - 2_500) / 1000)
 
 
+def test_holdover_after_the_gps_fix_goes_stale() -> None:
+    clock, t, _ = trust_at(BOOT_2020, gps_max_age_s=600)
+    t.observe_gps(TRUE_NOW)
+    assert t.stamp() == (TRUE_NOW, ClockStatus.GPS)
+    clock.advance(3600)  # no fix for an hour: not "gps" any more...
+    clock.set_wall(BOOT_2020)  # ...and the wall clock is stepped back to 2020 on top
+    # ...but the stamps run on from the last trusted time, not from 2020.
+    assert t.stamp() == (TRUE_NOW + 3_600_000, ClockStatus.UNSYNCED)
+    assert t.describe()["holdover"] is True
+    # Never trusted in this run: nothing to hold over, the wall clock as it is.
+    _, fresh, _ = trust_at(BOOT_2020)
+    assert fresh.stamp() == (BOOT_2020, ClockStatus.UNSYNCED)
+    assert fresh.describe()["holdover"] is False
+
+
 def test_gps_prefers_the_fix_that_arrived_soonest() -> None:
     clock, t, _ = trust_at(BOOT_2020)
     mono = clock.monotonic_ms()
