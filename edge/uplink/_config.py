@@ -61,7 +61,9 @@ class UplinkConfig:
     The drop ledger (``broker.DROP_LEDGER_TOPIC``) is added as
     ``drop_ledger_upstream`` unless ``replicate_drop_ledger`` is false.
     SASL credentials default to ``$EDGE_UPSTREAM_SASL_USERNAME`` /
-    ``$EDGE_UPSTREAM_SASL_PASSWORD`` and never appear in ``repr``.
+    ``$EDGE_UPSTREAM_SASL_PASSWORD`` and never appear in ``repr``; nor does
+    ``ssl_key_password`` (for an encrypted ``ssl_keyfile``). The ``ssl_*`` files must
+    exist, and only with SSL or SASL_SSL.
     Raises ``UplinkConfigError`` naming the key and the bad value.
     """
 
@@ -83,6 +85,7 @@ class UplinkConfig:
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    ssl_key_password: str | None = field(default=None, repr=False)
     default_partitions: int = 1
     default_replication_factor: int = 1
     replicate_drop_ledger: bool = True
@@ -179,6 +182,18 @@ class UplinkConfig:
             raise UplinkConfigError("sasl_mechanism",
                                     f"nothing with security_protocol {self.security_protocol}",
                                     self.sasl_mechanism)
+        for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if self.security_protocol not in ("SSL", "SASL_SSL"):
+                raise UplinkConfigError(
+                    key, f"nothing with security_protocol {self.security_protocol} (TLS is off)",
+                    value)
+            if not os.path.isfile(value):
+                raise UplinkConfigError(key, "the path of a readable PEM file", value)
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise UplinkConfigError("ssl_certfile", "the client certificate for ssl_keyfile")
 
     @property
     def exactly_once(self) -> bool:

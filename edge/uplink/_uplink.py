@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     InvalidProducerEpoch,
+    KafkaConnectionError,
     KafkaError,
     MessageSizeTooLargeError,
     ProducerFenced,
@@ -28,8 +29,10 @@ from aiokafka.structs import TopicPartition as UpTP
 from broker import ConsumerRecord, TopicPartition
 
 from ._config import UplinkConfig
-from ._errors import FencedError, UplinkError, UpstreamError
+from ._diagnose import diagnose_connect
+from ._errors import FencedError, UplinkConfigError, UplinkError, UpstreamError
 from ._local import LocalSide
+from ._secrets import mask, register_secrets
 from ._status import PartitionLag, Rate, UplinkState, UplinkStatus
 
 __all__ = ["Uplink"]
@@ -77,6 +80,8 @@ class Uplink:
 
     def __init__(self, config: UplinkConfig) -> None:
         self.config = config
+        register_secrets(config.sasl_password, config.ssl_key_password)
+        self._ssl_context = _ssl_context(config)
         self._state = UplinkState.STARTING
         self._states_seen: list[UplinkState] = [UplinkState.STARTING]
         self._stop = asyncio.Event()
@@ -152,10 +157,11 @@ class Uplink:
     async def _connect_loop(self) -> None:
         backoff = self.config.backoff_initial_s
         while not self._stop.is_set():
-            clean = False
+            clean = connected = False
             try:
                 async with asyncio.timeout(self.config.request_timeout_s * 2):
                     await self._connect()
+                connected = True
                 self._set_state(UplinkState.ONLINE)
                 backoff = self.config.backoff_initial_s
                 await self._pump()
@@ -167,6 +173,12 @@ class Uplink:
                 return
             except (TimeoutError, UpstreamError, KafkaError, OSError) as exc:
                 err = _translate(exc, "upstream")
+                if not connected and isinstance(exc, KafkaConnectionError):
+                    # aiokafka only logs why the bootstrap failed; find out and say it.
+                    why = await diagnose_connect(self.config, self._client_options())
+                    if why is not None:
+                        err = UpstreamError(f"upstream: {why}")
+                err = UpstreamError(mask(str(err)))
                 self._last_error = str(err)
                 log.warning("uplink %s: offline, retrying in %.1f s: %s",
                             self.config.edge_id, backoff, err)
@@ -191,11 +203,8 @@ class Uplink:
             "request_timeout_ms": int(c.request_timeout_s * 1000),
             "security_protocol": c.security_protocol,
         }
-        if c.security_protocol in ("SSL", "SASL_SSL"):
-            ctx = ssl.create_default_context(cafile=c.ssl_cafile)
-            if c.ssl_certfile:
-                ctx.load_cert_chain(c.ssl_certfile, c.ssl_keyfile)
-            opts["ssl_context"] = ctx
+        if self._ssl_context is not None:
+            opts["ssl_context"] = self._ssl_context
         if c.security_protocol.startswith("SASL"):
             opts.update(sasl_mechanism=c.sasl_mechanism, sasl_plain_username=c.sasl_username,
                         sasl_plain_password=c.sasl_password)
@@ -427,6 +436,25 @@ class Uplink:
         rps, bps = self._rate.rates()
         return UplinkStatus(self._state, list(self._lag), rps, bps, self._records_total,
                             self._bytes_total, self._dead, self._last_error, list(self._states_seen))
+
+
+def _ssl_context(config: UplinkConfig) -> ssl.SSLContext | None:
+    """The TLS context for SSL and SASL_SSL (built once: a bad file is a config error)."""
+    c = config
+    if c.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=c.ssl_cafile)
+    except (OSError, ValueError) as exc:
+        raise UplinkConfigError("ssl_cafile", f"a PEM file of CA certificates ({exc})",
+                                c.ssl_cafile) from exc
+    if c.ssl_certfile:
+        try:
+            ctx.load_cert_chain(c.ssl_certfile, c.ssl_keyfile, c.ssl_key_password)
+        except (OSError, ValueError) as exc:
+            raise UplinkConfigError("ssl_certfile", f"a PEM certificate whose key is in ssl_keyfile"
+                                    f" or in the same file ({exc})", c.ssl_certfile) from exc
+    return ctx
 
 
 async def _abandon(producer: AIOKafkaProducer) -> None:

@@ -1,0 +1,89 @@
+"""Why the cluster could not be reached, in words an operator can act on.
+
+aiokafka's clients report a failed bootstrap as ``KafkaConnectionError: Unable to bootstrap
+from [...]`` and only log the cause (bad password, untrusted certificate, refused port). When
+that happens the uplink opens one connection itself, with the same settings, and turns the
+exception it gets into a sentence that names the setting to check. Secrets never enter the
+sentence: it is built from the config's non-secret fields and the error's text, and the
+password is masked (``_secrets``) in case a broker ever echoed it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+
+from aiokafka.conn import collect_hosts, create_conn
+from aiokafka.errors import (
+    KafkaError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+)
+
+from ._config import ENV_SASL_PASSWORD, UplinkConfig
+from ._secrets import mask
+
+__all__ = ["diagnose_connect"]
+
+
+def explain(exc: BaseException, config: UplinkConfig, where: str) -> str | None:
+    """A sentence for a connect failure at ``where`` (host:port); None if there is nothing to add."""
+    c = config
+    if isinstance(exc, SaslAuthenticationFailed):
+        detail = str(exc).split(":", 1)[-1].strip() or "authentication failed"
+        return (f"authentication failed at {where}: SASL {c.sasl_mechanism} user {c.sasl_username!r}"
+                f" was refused ({detail}); check sasl_username and sasl_password"
+                f" (or ${ENV_SASL_PASSWORD}) and that the user exists on the cluster")
+    if isinstance(exc, UnsupportedSaslMechanismError):
+        return (f"the listener at {where} does not offer SASL mechanism {c.sasl_mechanism}"
+                f" ({exc}); pick one it enables in sasl_mechanism")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        trusted = c.ssl_cafile or "the system's CA store"
+        return (f"TLS: the certificate of {where} is not trusted ({exc.verify_message}) with"
+                f" {trusted}; set ssl_cafile to the CA that signed the cluster's certificates")
+    if c.security_protocol in ("SSL", "SASL_SSL") and isinstance(
+            exc, ConnectionResetError | ssl.SSLEOFError | EOFError):
+        return (f"TLS handshake with {where} failed: it closed the connection; is it an"
+                f" {c.security_protocol} listener (security_protocol)?")
+    if isinstance(exc, ConnectionResetError | EOFError):
+        return (f"{where} closed the connection while connecting; does the listener speak"
+                f" security_protocol {c.security_protocol}?")
+    if isinstance(exc, ssl.SSLError):
+        return (f"TLS handshake with {where} failed ({exc.reason or exc}); is it an"
+                f" {c.security_protocol} listener?")
+    if isinstance(exc, ConnectionRefusedError):
+        return f"nothing listens at {where} (connection refused); check bootstrap_servers"
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return (f"no answer from {where} within {c.request_timeout_s} s; a firewall, a wrong port,"
+                f" or security_protocol {c.security_protocol} on a listener that speaks another")
+    if isinstance(exc, OSError | KafkaError):
+        return f"cannot connect to {where}: {type(exc).__name__}: {exc}"
+    return None
+
+
+async def diagnose_connect(config: UplinkConfig, options: dict[str, Any]) -> str | None:
+    """Connect to the first bootstrap server with ``options`` and say why that fails.
+
+    Returns None if the connection works (the failure lies elsewhere). Never raises for
+    network trouble; bounded by the config's request timeout.
+    """
+    host, port, _ = collect_hosts(config.bootstrap_servers, randomize=False)[0]
+    where = f"{host}:{port}"
+    keys = ("client_id", "request_timeout_ms", "ssl_context", "security_protocol",
+            "sasl_mechanism", "sasl_plain_username", "sasl_plain_password")
+    try:
+        async with asyncio.timeout(config.request_timeout_s):
+            conn = await create_conn(host, port, **{k: options[k] for k in keys if k in options})
+    except BaseException as exc:  # noqa: BLE001 - any failure is what we want to describe
+        if isinstance(exc, asyncio.CancelledError) and asyncio.current_task().cancelling():
+            raise
+        cause = exc
+        # aiokafka wraps the socket layer's error; the cause says what really happened.
+        while cause.__cause__ is not None and not isinstance(
+                cause, SaslAuthenticationFailed | UnsupportedSaslMechanismError | ssl.SSLError):
+            cause = cause.__cause__
+        text = explain(cause, config, where)
+        return mask(text) if text else None
+    conn.close()
+    return None
