@@ -510,8 +510,10 @@ class Service:
             for name, d in wanted.items():
                 if name not in self.runners:
                     self._start_device(d)
+            await self._reload_streams(new.streams)
             self.cfg = new if new.data_dir == self.cfg.data_dir else self.cfg
-            log.info("SIGHUP: config reloaded: %d devices", len(self.runners))
+            log.info("SIGHUP: config reloaded: %d devices, %d stream topologies",
+                     len(self.runners), len(self.streams))
 
     async def _housekeeping(self, admin: KafkaAdminClient) -> None:
         ping = watchdog_interval()
@@ -605,28 +607,53 @@ class Service:
 
     def _start_streams(self, tg: asyncio.TaskGroup) -> None:
         """One supervised StreamsRunner per [[streams]] topology (edge/_streams.py)."""
-        if not self.cfg.streams:
-            return
+        for t in self.cfg.streams:
+            self._start_topology(t)
+
+    def _start_topology(self, t: Any) -> None:
+        assert self._tg is not None
         from edge._streams import StreamsCollector, TopologySupervisor
 
-        self.metrics.registry.register(StreamsCollector(
-            lambda: {name: sup for name, (sup, _) in self.streams.items()}))
-        for t in self.cfg.streams:
-            sup = TopologySupervisor(t, log_config_of(self.cfg, self.clock),
-                                     self.cfg.log.dead_letter_topic)
-            self.streams[t.name] = (sup, tg.create_task(sup.run(), name=f"streams:{t.name}"))
+        if not getattr(self, "_streams_collected", False):
+            self.metrics.registry.register(StreamsCollector(
+                lambda: {name: sup for name, (sup, _) in self.streams.items()}))
+            self._streams_collected = True
+        sup = TopologySupervisor(t, log_config_of(self.cfg, self.clock),
+                                 self.cfg.log.dead_letter_topic)
+        self.streams[t.name] = (sup, self._tg.create_task(sup.run(), name=f"streams:{t.name}"))
+
+    async def _stop_topology(self, name: str) -> None:
+        if name not in self.streams:
+            return  # already stopped (a SIGHUP and a SIGTERM can cross)
+        sup, task = self.streams.pop(name)
+        sup.stop()
+        try:
+            async with asyncio.timeout(self.shutdown_timeout):
+                await task
+        except TimeoutError:
+            log.error("streams %s: did not stop within %.0fs; cancelled", name,
+                      self.shutdown_timeout)
+            task.cancel()
 
     async def _stop_streams(self) -> None:
         for sup, _ in self.streams.values():
-            sup.stop()
-        for name, (_, task) in self.streams.items():
-            try:
-                async with asyncio.timeout(self.shutdown_timeout):
-                    await task
-            except TimeoutError:
-                log.error("streams %s: did not stop within %.0fs; cancelled", name,
-                          self.shutdown_timeout)
-                task.cancel()
+            sup.stop()  # all at once: each commits its current batch
+        await asyncio.gather(*(self._stop_topology(n) for n in list(self.streams)))
+
+    async def _reload_streams(self, topologies: tuple[Any, ...]) -> None:
+        """SIGHUP: stop the topologies that went or changed, start the new or changed ones."""
+        wanted = {t.name: t for t in topologies}
+        for name in list(self.streams):
+            running = self.streams.get(name)  # a SIGTERM meanwhile may have stopped it
+            if running is not None and (name not in wanted or wanted[name] != running[0].cfg):
+                log.info("SIGHUP: stopping topology %s", name)
+                await self._stop_topology(name)
+        for name, t in wanted.items():
+            if self._stop.is_set():
+                return  # shutting down: start nothing the shutdown would not stop
+            if name not in self.streams:
+                log.info("SIGHUP: starting topology %s", name)
+                self._start_topology(t)
 
     def _start_uplink(self, tg: asyncio.TaskGroup, helpers: list[asyncio.Task[None]]) -> None:
         """Start the uplink (edge.uplink) when [upstream] is enabled and this build has it."""

@@ -164,3 +164,44 @@ def haversine(a: dict, b: dict) -> float:
     from edge.streams.builtins import haversine_m
 
     return haversine_m(a["lat"], a["lon"], b["lat"], b["lon"])
+
+
+def test_sighup_starts_and_stops_only_the_topologies_that_changed(tmp_path: Path) -> None:
+    import signal
+
+    ward = '[[streams]]\nname = "ward"\nsource = "temperature"\nsteps = [{ builtin = "fever" }]\n'
+    bp = ('[[streams]]\nname = "bp"\nsource = "blood_pressure"\n'
+          'steps = [{ builtin = "blood_pressure" }]\n')
+    config, port = write_config(tmp_path, "", extra=ward)
+    data = tmp_path / "data"
+    edge_log = tmp_path / "edge.log"
+    edge = start_edge(config, edge_log)
+    try:
+        wait_for(lambda: (streams_health(port) or {}).get("state") == "running", 30, "ward")
+        feed(data, [("bed-1", int(time.time() * 1000), 38.6)])
+        wait_for(lambda: (streams_health(port) or {}).get("records_in") == 1, 30, "one reading")
+
+        config.write_text(config.read_text() + bp)          # ward unchanged, bp new
+        edge.send_signal(signal.SIGHUP)
+        wait_for(lambda: (streams_health(port, "bp") or {}).get("state") == "running", 30, "bp")
+        assert (streams_health(port) or {}).get("records_in") == 1   # ward was not restarted
+        producer = KafkaProducer(log_config=LogConfig(data_dir=data))
+        producer.send("blood_pressure", b'{"systolic_mmhg": 185, "diastolic_mmhg": 95}',
+                      key=b"bed-1").get(timeout=10)
+        producer.close()
+        wait_for(lambda: read_topic(data, "alerts.blood_pressure"), 30, "the crisis alert")
+
+        config.write_text(config.read_text().replace(ward, ""))   # ward removed
+        edge.send_signal(signal.SIGHUP)
+        wait_for(lambda: "ward" not in (health(port) or {"streams": {"ward": 1}}).get(
+            "streams", {}), 30, "ward stopped")
+        assert (streams_health(port, "bp") or {}).get("state") == "running"
+    finally:
+        assert stop_edge(edge, edge_log) == 0, edge_log.read_text()
+    log_text = edge_log.read_text()
+    assert "SIGHUP: starting topology bp" in log_text
+    assert "SIGHUP: stopping topology ward" in log_text
+    assert "SIGHUP: stopping topology bp" not in log_text
+    (alert,) = [json.loads(r.value) for r in read_topic(data, "alerts.blood_pressure")]
+    assert alert["category"] == "hypertensive_crisis"
+    assert [json.loads(r.value)["state"] for r in read_topic(data, "alerts")] == ["raise"]
