@@ -7,7 +7,9 @@ Rules, in the order they bind:
   not upstream yet.  A protected group with no commit protects everything.
 * Under the disk quota with policy ``drop-oldest``, already-replicated records
   go first, lowest-priority topics first; then, if that is not enough,
-  unreplicated ones in the same order.  The drop ledger is never dropped.
+  unreplicated ones in the same order.  Drop-ledger entries go only once a
+  protected group has read them (they are upstream then), and before any
+  data record; entries nobody has replicated are never dropped.
 * Every quota drop is counted, logged, and recorded in the drop-ledger topic,
   so whoever reads the log upstream knows what is missing.
 
@@ -119,7 +121,7 @@ def _ledger_cost(dropped: dict[tuple[str, bool], dict[str, Any]], wall_ms: int) 
     """Bytes the ledger records for ``dropped`` will take under the quota."""
     return sum(
         len(json.dumps(_ledger_value(t, u, e, wall_ms), separators=(",", ":"))) + RECORD_OVERHEAD
-        for (t, u), e in dropped.items()
+        for (t, u), e in dropped.items() if t != DROP_LEDGER_TOPIC
     )
 
 
@@ -137,10 +139,12 @@ def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int) -> int:
     floors = protected_floors(conn)
     parts = conn.execute(
         "SELECT p.topic, p.partition, p.log_start_offset, p.next_offset, t.priority"
-        " FROM partitions p JOIN topics t ON t.name = p.topic WHERE p.topic != ?",
-        (DROP_LEDGER_TOPIC,),
+        " FROM partitions p JOIN topics t ON t.name = p.topic"
     ).fetchall()
-    state = {(t, p): [start, nxt, prio] for t, p, start, nxt, prio in parts}
+    # Replicated ledger entries are upstream already and only describe other drops: they go
+    # before any data record, replicated or not (priority -inf).
+    state = {(t, p): [start, nxt, float("-inf") if t == DROP_LEDGER_TOPIC else prio]
+             for t, p, start, nxt, prio in parts}
     dropped: dict[tuple[str, bool], dict[str, Any]] = {}
     freed = 0
 
@@ -157,7 +161,15 @@ def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int) -> int:
                 for (t, p), (start, nxt, pr) in state.items():
                     if pr != prio:
                         continue
-                    limit = nxt if unreplicated else min(nxt, floors.get((t, p), nxt))
+                    if t == DROP_LEDGER_TOPIC:
+                        # Ledger entries go only once a protected group (the uplink) has
+                        # read them: else, on a log kept full, the ledger would grow until
+                        # it owned the whole quota and every new record failed.
+                        if unreplicated or (t, p) not in floors:
+                            continue
+                        limit = min(nxt, floors[(t, p)])
+                    else:
+                        limit = nxt if unreplicated else min(nxt, floors.get((t, p), nxt))
                     if start >= limit:
                         continue
                     first = conn.execute(
@@ -201,6 +213,9 @@ def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int) -> int:
             break
     total = 0
     for (topic, unreplicated), entry in dropped.items():
+        if topic == DROP_LEDGER_TOPIC:  # replicated already; no ledger of the ledger
+            log.info("dropped %d replicated drop-ledger entries under the quota", entry["count"])
+            continue
         total += entry["count"]
         value = _ledger_value(topic, unreplicated, entry, wall_ms)
         log.warning("dropped %d record(s) of %s: %s", entry["count"], topic, value["reason"])
