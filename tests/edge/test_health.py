@@ -22,7 +22,9 @@ def test_offline_uplink_is_reported_and_shutdown_is_clean(tmp_path: Path) -> Non
         h = wait_for(lambda: (x := health(port)) and x["uplink"]["state"] == "offline" and x,
                      30, "the uplink to report offline")
         assert h["ok"] is False and h["log"]["ok"] is True
-        assert "Unable to bootstrap" in h["uplink"]["last_error"]
+        # The uplink says why it cannot connect, naming the address and the setting.
+        assert f"nothing listens at 127.0.0.1:{dead}" in h["uplink"]["last_error"]
+        assert "bootstrap_servers" in h["uplink"]["last_error"]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
             assert "edge_uplink_up 0.0" in r.read().decode()
     finally:
