@@ -137,7 +137,8 @@ class MqttTransport(AsyncTransport):
         self.stats = MqttStats()
         self._on_state = on_state
         self._state = ConnectionState.CONNECTING
-        self._queue: collections.deque[MqttMessage] = collections.deque()
+        self._queue: collections.deque[MqttMessage] = collections.deque()  # appended by paho's thread
+        self._wake_scheduled = False
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: paho.Client | None = None
@@ -277,9 +278,8 @@ class MqttTransport(AsyncTransport):
 
     # -- loop side ------------------------------------------------------------------------
 
-    def _deliver(self, message: MqttMessage) -> None:
-        self._queue.append(message)
-        self.stats.messages += 1
+    def _wake_reader(self) -> None:
+        self._wake_scheduled = False
         assert self._wakeup is not None
         self._wakeup.set()
 
@@ -363,7 +363,14 @@ class MqttTransport(AsyncTransport):
         message = MqttMessage(
             msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), bool(msg.dup), ack
         )
-        self._call(self._deliver, message)
+        # deque.append is atomic; the loop is woken once per batch, not per message (a
+        # call_soon_threadsafe is a self-pipe write and a loop turn). Appending before
+        # reading the flag: a wake-up that already reset it still finds this message.
+        self._queue.append(message)
+        self.stats.messages += 1
+        if not self._wake_scheduled:
+            self._wake_scheduled = True
+            self._call(self._wake_reader)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
