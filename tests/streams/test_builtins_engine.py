@@ -96,6 +96,9 @@ def test_fever_alerts_and_downsampled_minutes(log):
     ]
 
     minutes = {(k, v["window_start_ms"]): v for k, v, _ in read(cfg, "temperature.1m")}
+    with KafkaConsumer("temperature.1m", log_config=cfg, auto_offset_reset="earliest",
+                       consumer_timeout_ms=300) as c:
+        assert {dict(m.headers).get("schema") for m in c} == {b"edge.downsample.mean"}
     # bed-1: minute 0 holds readings 0..5 (0 s..50 s), minute 1 holds 6..8 (60 s..80 s)
     assert minutes[("bed-1", T0)]["temperature_c"] == round(sum(BED1_C[:6]) / 6, 3)
     assert minutes[("bed-1", T0)]["count"] == 6

@@ -7,11 +7,13 @@ the window closes (the partition's watermark passes its end plus
 ``grace_s``); records later than that go to the topology's late topic, never
 silently dropped. The watermark is per partition, so ``grace_s`` must also
 cover how far behind one device's readings can arrive after those of other
-devices on the same partition (clock skew, a buffered upload). Its value holds the means of the fields that had values in
-the window, ``count`` (records in the window), ``window_start_ms`` and
-``window_end_ms``; its timestamp is that of the window's latest record.
-The raw topic is left as it is, so it can stay local while the uplink
-carries only the averaged topic.
+devices on the same partition (clock skew, a buffered upload).
+
+A window's reading holds the means of the fields that had values in the
+window, ``count`` (records in the window), ``window_start_ms`` and
+``window_end_ms``; its ``schema`` header is ``edge.downsample.mean`` and its
+timestamp that of the window's latest record. The raw topic is left as it
+is, so it can stay local while the uplink carries only the averaged topic.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from edge.streams.builtins._params import ParamError, number, numeric_field
 from edge.streams.builtins._params import topic as check_topic
 
 __all__ = ["Downsample", "MeanOfFields"]
+
+#: The ``schema`` header of a downsampled reading.
+SCHEMA = b"edge.downsample.mean"
 
 
 class MeanOfFields:
@@ -109,4 +114,6 @@ class Downsample:
 
 
 def _with_value(record: Record, value: Any) -> Record:
-    return record.with_value(value)
+    out = record.with_value(value)
+    out.headers = [h for h in out.headers if h[0] != "schema"] + [("schema", SCHEMA)]
+    return out
