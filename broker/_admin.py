@@ -336,8 +336,15 @@ class KafkaAdminClient:
 
     @translated("describing the log")
     def describe_log(self) -> dict[str, Any]:
-        """Size, quota and drop counters of the whole log."""
+        """Size, quota and drop counters of the whole log, and records and bytes per topic."""
         conn = self._conn()
+        topics = {
+            name: {"partitions": n, "records": int(records), "bytes": int(size)}
+            for name, n, records, size in conn.execute(
+                "SELECT topic, count(*), sum(next_offset-log_start_offset), sum(bytes)"
+                " FROM partitions GROUP BY topic ORDER BY topic"
+            )
+        }
         used, records = conn.execute("SELECT coalesce(sum(bytes),0), coalesce(sum(next_offset-log_start_offset),0)"
                                      " FROM partitions").fetchone()
         meta = dict(conn.execute("SELECT key, value FROM meta"))
@@ -356,6 +363,7 @@ class KafkaAdminClient:
             "expired_records": int(meta.get("expired_records", 0)),
             "log_clock_ms": int(meta.get("log_clock_ms", 0)),
             "drop_ledger_topic": DROP_LEDGER_TOPIC,
+            "topics": topics,
         }
 
     def run_retention(self) -> dict[str, int]:

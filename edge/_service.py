@@ -531,7 +531,8 @@ class Service:
                         read.exception()  # seen: shutting down, nothing to report
                     raise
                 self.log_info = {k: info[k] for k in ("data_dir", "bytes", "records", "file_bytes",
-                                                      "quota_bytes", "dropped_records", "expired_records")}
+                                                      "quota_bytes", "dropped_records", "expired_records",
+                                                      "topics")}
                 m = self.metrics
                 m.log_bytes.set(info["bytes"])
                 m.log_records.set(info["records"])

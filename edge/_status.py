@@ -88,6 +88,16 @@ def render(h: dict[str, Any]) -> str:
                  f"{lg.get('bytes', '?')} bytes in {lg.get('data_dir', '?')}"
                  + (f", {lg['dropped_records']} dropped" if lg.get("dropped_records") else "")
                  + (f"  (last error: {lg['last_write_error']})" if lg.get("last_write_error") else ""))
+    topics = lg.get("topics") or {}
+    if topics:
+        lines.append(f"  {'TOPIC':<28} {'PARTITIONS':>10} {'RECORDS':>10} {'BYTES':>12}")
+        for name, t in topics.items():
+            lines.append(f"  {name:<28} {t['partitions']:>10} {t['records']:>10} {t['bytes']:>12}")
+    for name, st in (h.get("streams") or {}).items():
+        lines.append(f"  stream {name}: {st.get('state')}  in={st.get('records_in', '-')} "
+                     f"out={st.get('records_out', '-')} lag={st.get('lag_records', '-')} "
+                     f"late={st.get('late', '-')} dead={st.get('dead_lettered', '-')}"
+                     + (f"  ({st['last_error']})" if st.get("last_error") else ""))
     up = h.get("uplink")
     if up is not None:
         state = up.get("state", "ok" if up.get("ok") else "?")

@@ -217,3 +217,18 @@ def _check_ledger(cfg: LogConfig, sent_per_topic: dict[str, int | None]) -> None
                          if (part.partition, o) not in have}
         assert admin.describe_log()["dropped_records"] == len(gone)
     assert ledger_offsets(entries) == gone
+
+
+def test_describe_log_counts_records_and_bytes_per_topic(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path / "log", 100 * REC, "reject")
+    with clients(cfg) as (admin, producer):
+        create(admin, "a", partitions=3)
+        create(admin, "b")
+        for i in range(7):
+            producer.send("a", _value(i)).get(10)
+        for i in range(2):
+            producer.send("b", _value(i)).get(10)
+        info = admin.describe_log()
+        assert info["topics"]["a"] == {"partitions": 3, "records": 7, "bytes": 7 * REC}
+        assert info["topics"]["b"] == {"partitions": 1, "records": 2, "bytes": 2 * REC}
+        assert sum(t["bytes"] for t in info["topics"].values()) == info["bytes"]

@@ -69,6 +69,21 @@ def test_render_shows_rate_and_last_reading() -> None:
     assert summarize(None) == ""
 
 
+def test_render_shows_topics_and_streams() -> None:
+    h = {"ok": False, "edge_id": "e1", "uptime_s": 1, "clock": "synced", "devices": {},
+         "log": {"ok": True, "records": 12, "bytes": 700, "data_dir": "/d",
+                 "topics": {"temperature": {"partitions": 3, "records": 12, "bytes": 700}}},
+         "streams": {"vitals": {"state": "restarting", "records_in": 40, "records_out": 3,
+                                "lag_records": 7, "late": 1, "dead_lettered": 2,
+                                "last_error": "ValueError: bad"}},
+         "uplink": None}
+    lines = render(h).splitlines()
+    assert ["temperature", "3", "12", "700"] in [line.split() for line in lines]
+    [row] = [line for line in lines if "stream vitals" in line]
+    assert row.split()[2:] == ["restarting", "in=40", "out=3", "lag=7", "late=1", "dead=2",
+                               "(ValueError:", "bad)"]
+
+
 def status(port: int, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "edge", "status", "--address", f"127.0.0.1:{port}",
                            *args], capture_output=True, text=True, timeout=30)
@@ -100,6 +115,14 @@ def test_status_of_a_running_service(tmp_path: Path, pty_device) -> None:  # typ
         assert row.split()[4] == "30" and float(row.split()[5]) == pytest.approx(
             d["rate_per_s"], rel=0.5)
         assert row.endswith("room-1: temperature_c=22.9")
+
+        # Topics with their sizes, from the log itself (refreshed by the housekeeping pass).
+        topic = d["topic"]
+        wait_for(lambda: ((health(port) or {}).get("log", {}).get("topics", {}).get(topic) or {})
+                 .get("records") == 30, 30, f"30 records in {topic} in /health")
+        proc = status(port)
+        [trow] = [line.split() for line in proc.stdout.splitlines() if line.split()[:1] == [topic]]
+        assert trow[2] == "30" and int(trow[3]) > 30 * len("20.0")
 
         # The live view: redraws until Ctrl-C, then exits 0.
         live = subprocess.Popen([sys.executable, "-m", "edge", "status", "--address",
