@@ -1,0 +1,393 @@
+"""The chaos soak's driver: the whole appliance, a bridge beside it, a seeded fault schedule.
+
+One run starts, on real parts: three serial devices (one ``edge-sim`` each, over ptys
+linked at a stable path), an MQTT fleet (``edge-sim --output mqtt`` recording Mosquitto's
+PUBACKs), Mosquitto, ``edge run`` as a subprocess replicating to a 3-broker Kafka cluster
+through TCP proxies, the MQTT → Kafka bridge (tests/chaos/bridge.py) on the same
+Mosquitto and cluster, and the checker's ``watch`` consumer on the brokers' direct
+listener. It then plays the fault schedule against both systems at once, waits for the
+backlog to drain, stops everything and runs the checker on what was recorded.
+
+Nothing here is imported by the checker: the driver may use the project's fixtures and
+helpers, the checker only stdlib and kafka-python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.chaos import checker
+from tests.edge._helpers import BIN, health, start_edge, wait_for
+from tests.fixtures.mosquitto import Mosquitto, free_port
+
+HERE = Path(__file__).resolve().parent
+
+#: Every fault kind, in the order the README lists them.
+FAULT_KINDS = ("service-sigkill", "service-sigterm", "network-cut", "broker-kill",
+               "mosquitto-restart", "serial-unplug", "disk-quota")
+#: Faults that mean something to the bridge (it has no serial ports and no disk quota of
+#: its own; the disk-quota fault is a long network cut, which it does feel).
+BRIDGE_FAULTS = tuple(k for k in FAULT_KINDS if k != "serial-unplug")
+
+SERIAL = (  # (device id, sim fleet flag, service codec, codec options, sim extra args)
+    ("car-1", "--gps", "nmea0183", "", ()),
+    ("room-1", "--rooms", "gatt.0x2A1C", '{ framing = "hex" }', ("--temperature-format", "gatt")),
+    ("bed-1", "--patients", "gatt.0x2A35", '{ framing = "hex" }', ()),
+)
+MQTT = (  # (service device name, kind, convention, MQTT topic level)
+    ("gps-mqtt", "gps", "owntracks", "owntracks"),
+    ("rooms-mqtt", "temperature", "gatt.hex", "ble"),
+    ("beds-mqtt", "blood_pressure", "bp.json", "bp"),
+)
+LOCAL_TOPICS = ("gps", "temperature", "blood_pressure", "dead-letters")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How long, how loud and how often. Times in seconds."""
+
+    name: str
+    rounds: int  # each round plays every fault kind once, in a seeded order
+    mqtt_devices: int = 2  # per kind
+    mqtt_rate: float = 4.0  # readings/s per device
+    serial_rate: float = 4.0
+    gap_s: tuple[float, float] = (6.0, 9.0)  # quiet time after a fault, seeded within
+    down_s: float = 2.0  # the service stays dead this long after SIGKILL
+    cut_s: float = 6.0
+    broker_down_s: float = 8.0
+    quota_bytes: int = 250_000
+    quota_cut_s: float = 22.0  # a cut this long fills the quota with unreplicated records
+    warmup_s: float = 6.0
+    tail_s: float = 6.0
+    drain_timeout_s: float = 90.0
+
+
+PROFILES = {
+    "short": Profile("short", rounds=1),
+    "long": Profile("long", rounds=60, mqtt_devices=3, gap_s=(10.0, 30.0)),
+}
+
+
+@dataclass
+class Fault:
+    kind: str
+    at_s: float  # offset from the start of the load
+    detail: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def build_schedule(seed: int, profile: Profile) -> list[Fault]:
+    """The faults of a run: `rounds` shuffled rounds of every kind, seeded, with gaps."""
+    rng = random.Random(seed)
+    faults: list[Fault] = []
+    t = profile.warmup_s
+    for _ in range(profile.rounds):
+        kinds = list(FAULT_KINDS)
+        rng.shuffle(kinds)
+        for kind in kinds:
+            f = Fault(kind, round(t, 1))
+            if kind == "broker-kill":
+                f.params["broker"] = rng.randrange(3)
+                f.detail = f"broker {f.params['broker']} down {profile.broker_down_s:.0f} s"
+                t += profile.broker_down_s
+            elif kind == "serial-unplug":
+                f.params["device"] = rng.choice([s[0] for s in SERIAL])
+                f.detail = f"{f.params['device']} unplugged 1 s"
+                t += 1.0
+            elif kind == "network-cut":
+                f.params["mode"] = rng.choice(("drop", "blackhole"))
+                f.detail = f"uplink cut ({f.params['mode']}) {profile.cut_s:.0f} s"
+                t += profile.cut_s
+            elif kind == "disk-quota":
+                f.detail = (f"uplink cut {profile.quota_cut_s:.0f} s under a "
+                            f"{profile.quota_bytes // 1000} kB quota, drop-oldest")
+                t += profile.quota_cut_s
+            elif kind == "service-sigkill":
+                f.detail = f"SIGKILL, restart after {profile.down_s:.0f} s"
+                t += profile.down_s
+            elif kind == "service-sigterm":
+                f.detail = "SIGTERM, restart"
+                t += 2.0
+            else:
+                f.detail = "graceful restart (persistence kept)"
+                t += 1.0
+            faults.append(f)
+            t += rng.uniform(*profile.gap_s)
+    return faults
+
+
+def schedule_text(seed: int, profile: Profile, faults: list[Fault]) -> str:
+    lines = [f"chaos schedule: profile={profile.name} seed={seed} "
+             f"(replay: CHAOS_SEED={seed} CHAOS_PROFILE={profile.name})"]
+    lines += [f"  t+{f.at_s:6.1f}s  {f.kind:18s} {f.detail}" for f in faults]
+    return "\n".join(lines)
+
+
+class Soak:
+    """One run of the soak in `workdir`; `run()` returns the checker's result."""
+
+    def __init__(self, workdir: Path, proxied: Any, seed: int, profile: Profile,
+                 streams_config: str = "") -> None:
+        self.dir = workdir
+        self.proxied = proxied  # tests.fixtures.kafka.ProxiedCluster, 3 brokers
+        self.seed = seed
+        self.profile = profile
+        self.streams_config = streams_config
+        self.schedule = build_schedule(seed, profile)
+        self.prefix = f"chaos{seed}-{int(time.time())}"
+        self.edge_topics = {t: f"{self.prefix}.edge.{t}" for t in LOCAL_TOPICS}
+        self.ledger_topic = f"{self.prefix}.edge.drop-ledger"
+        self.bridge_topics = {k: f"{self.prefix}.bridge.{k}" for _, k, _, _ in MQTT}
+        self.mosquitto = Mosquitto(workdir / "mosquitto")
+        self.edge: subprocess.Popen[bytes] | None = None
+        self.bridge: subprocess.Popen[bytes] | None = None
+        self.watcher: subprocess.Popen[bytes] | None = None
+        self.sims: dict[str, subprocess.Popen[str]] = {}
+        self.fault_log = workdir / "faults.jsonl"
+        self.started_ms = 0
+        self.health_port = free_port()
+
+    # -- the parts ---------------------------------------------------------------------
+
+    def _config(self) -> Path:
+        p, links = self.profile, self.dir / "links"
+        mapping = ", ".join(f'"{t}" = "{u}"' for t, u in self.edge_topics.items())
+        devices = ""
+        for dev, _, codec, opts, _ in SERIAL:
+            devices += (f'[[devices]]\nname = "{dev}"\nkind = "{_kind_of(dev)}"\n'
+                        f'transport = "serial"\nport = "{links / dev}"\ncodec = "{codec}"\n'
+                        + (f"codec_options = {opts}\n" if opts else ""))
+        for name, kind, conv, _ in MQTT:
+            devices += (f'[[devices]]\nname = "{name}"\nkind = "{kind}"\ntransport = "mqtt"\n'
+                        f'host = "127.0.0.1"\nport = {self.mosquitto.port}\ncodec = "{conv}"\n'
+                        f'qos = 1\ndevice_id_prefix = "mq-"\n')
+        path = self.dir / "edge.toml"
+        path.write_text(
+            f'edge_id = "{self.prefix}"\ndata_dir = "{self.dir / "data"}"\n'
+            f'[log]\npartitions = 2\ndurability = "fsync"\nquota_bytes = {p.quota_bytes}\n'
+            f'full_policy = "drop-oldest"\n'
+            f'[health]\naddress = "127.0.0.1:{self.health_port}"\n'
+            f'[upstream]\nbootstrap_servers = "{self.proxied.bootstrap_servers}"\n'
+            f'delivery = "exactly-once"\nbatch_records = 200\ndefault_partitions = 2\n'
+            f"default_replication_factor = 3\nbackoff_max_s = 2.0\nrequest_timeout_s = 10.0\n"
+            f'drop_ledger_upstream = "{self.ledger_topic}"\n'
+            f"topics = {{ {mapping} }}\n\n{devices}{self.streams_config}")
+        return path
+
+    def _start_edge(self) -> None:
+        self.edge = start_edge(self.config, self.dir / "edge.log")
+
+    def _start_bridge(self) -> None:
+        cmd = [sys.executable, str(HERE / "bridge.py"), "--mqtt-port", str(self.mosquitto.port),
+               "--bootstrap-servers", self.proxied.bootstrap_servers,
+               "--client-id", f"bridge-{self.prefix}"]
+        for _, kind, _, level in MQTT:
+            cmd += ["--map", f"{level}={self.bridge_topics[kind]}"]
+        with (self.dir / "bridge.log").open("ab") as log:
+            self.bridge = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+
+    def _start_watcher(self) -> None:
+        cmd = [sys.executable, "-m", "tests.chaos.checker", "watch", "--bootstrap-servers",
+               self.proxied.direct_bootstrap_servers, "--out", str(self.dir / "arrivals.jsonl")]
+        for t in [*self.edge_topics.values(), self.ledger_topic, *self.bridge_topics.values()]:
+            cmd += ["--topic", t]
+        with (self.dir / "watcher.log").open("ab") as log:
+            self.watcher = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log,
+                                            cwd=HERE.parents[1])
+
+    def _create_topics(self) -> None:
+        from kafka.admin import KafkaAdminClient, NewTopic
+        admin = KafkaAdminClient(bootstrap_servers=self.proxied.direct_bootstrap_servers)
+        try:
+            admin.create_topics([NewTopic(t, 2, 3) for t in self.bridge_topics.values()])
+        finally:
+            admin.close()
+
+    def _start_sims(self, duration_s: float) -> None:
+        p, links = self.profile, self.dir / "links"
+        for i, (dev, flag, _, _, extra) in enumerate(SERIAL):
+            fleet = ["--gps", "0", "--rooms", "0", "--patients", "0"]
+            fleet[fleet.index(flag) + 1] = "1"
+            self.sims[dev] = subprocess.Popen(
+                [str(BIN / "edge-sim"), "--no-progress", "--output", "pty", "--link-dir", str(links),
+                 *fleet, *extra, "--rate", str(p.serial_rate), "--duration", str(duration_s),
+                 "--seed", str(self.seed * 10 + i), "--wait-reader", "600", "--unplug-seconds", "1",
+                 "--truth", str(self.dir / f"truth-{dev}.jsonl")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        n = str(p.mqtt_devices)
+        self.sims["mqtt"] = subprocess.Popen(
+            [str(BIN / "edge-sim"), "--no-progress", "--output", "mqtt", "--mqtt-port",
+             str(self.mosquitto.port), "--gps", n, "--rooms", n, "--patients", n,
+             "--convention", "temperature=gatt.hex", "--rate", str(p.mqtt_rate),
+             "--duration", str(duration_s), "--seed", str(self.seed * 10 + 9),
+             "--truth", str(self.dir / "truth-mqtt.jsonl"), "--acks", str(self.dir / "acks-mqtt.txt")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    # -- faults ------------------------------------------------------------------------
+
+    def _stop_middle(self, sig: int) -> None:
+        """The service and the bridge get the same signal at the same moment."""
+        for proc in (self.edge, self.bridge):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(sig)
+        for proc in (self.edge, self.bridge):
+            if proc is not None:
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                    raise AssertionError(f"{proc.args} did not exit after signal {sig}") from None
+
+    def _play(self, f: Fault) -> None:
+        p = self.profile
+        if f.kind in ("service-sigkill", "service-sigterm"):
+            sig = signal.SIGKILL if f.kind == "service-sigkill" else signal.SIGTERM
+            self._stop_middle(sig)
+            if sig == signal.SIGTERM:
+                assert self.edge is not None and self.edge.returncode == 0, \
+                    f"edge exited {self.edge and self.edge.returncode} on SIGTERM"
+            time.sleep(p.down_s)
+            self._start_edge()
+            self._start_bridge()
+        elif f.kind in ("network-cut", "disk-quota"):
+            self.proxied.cut(f.params.get("mode", "drop"))
+            time.sleep(p.cut_s if f.kind == "network-cut" else p.quota_cut_s)
+            self.proxied.restore()
+        elif f.kind == "broker-kill":
+            self.proxied.cluster.kill_broker(f.params["broker"])
+            time.sleep(p.broker_down_s)
+            self.proxied.cluster.restart_broker(f.params["broker"])
+        elif f.kind == "mosquitto-restart":
+            self.mosquitto.restart()
+        elif f.kind == "serial-unplug":
+            self.sims[f.params["device"]].send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
+        else:
+            raise ValueError(f"unknown fault kind {f.kind!r}")
+
+    # -- the run -----------------------------------------------------------------------
+
+    def run(self, out: Any = sys.stdout) -> dict[str, Any]:
+        """Play the schedule; returns the checker's result (also in `self.dir`)."""
+        p = self.profile
+        print(schedule_text(self.seed, p, self.schedule), file=out, flush=True)
+        last = self.schedule[-1] if self.schedule else None
+        load_s = (last.at_s if last else 0) + 30 + p.tail_s
+        self.mosquitto.start()
+        try:
+            self.config = self._config()
+            self._create_topics()
+            self._start_watcher()
+            self._start_edge()
+            self._start_bridge()
+            wait_for(lambda: (h := health(self.health_port)) and all(
+                d["connected"] for n, d in h["devices"].items() if n.endswith("-mqtt")),
+                60, "the service's MQTT subscriptions")
+            time.sleep(1.0)  # the bridge's subscription too
+            self.started_ms = int(time.time() * 1000)
+            self._start_sims(load_s)
+            t0 = time.monotonic()
+            with self.fault_log.open("w") as log:
+                for f in self.schedule:
+                    delay = t0 + f.at_s - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    start = int(time.time() * 1000)
+                    print(f"t+{time.monotonic() - t0:6.1f}s  {f.kind} ({f.detail})", file=out, flush=True)
+                    self._play(f)
+                    log.write(json.dumps({"kind": f.kind, "detail": f.detail, "start_ms": start,
+                                          "end_ms": int(time.time() * 1000)}) + "\n")
+                    log.flush()
+            for name, sim in self.sims.items():
+                _, err = sim.communicate(timeout=load_s + 120)
+                assert sim.returncode == 0, f"simulator {name} failed: {err}"
+            self._wait_drained()
+            # A GPS unit's last NMEA epoch waits in the service until it stops; the uplink
+            # does not drain on SIGTERM: one more restart replicates what the stop wrote.
+            self._stop_middle(signal.SIGTERM)
+            self._start_edge()
+            self._wait_drained()
+        finally:
+            self._stop_all()
+        manifest = self._manifest(load_s)
+        (self.dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        result = checker.check_run(manifest)
+        result_path = Path(os.environ.get("CHAOS_RESULT") or self.dir / "result.json")
+        result_path.parent.mkdir(parents=True, exist_ok=True)
+        result_path.write_text(json.dumps(result, indent=1))
+        print(checker.format_table(result), file=out, flush=True)
+        print(f"result: {result_path}", file=out, flush=True)
+        return result
+
+    def _arrivals(self) -> int:
+        try:
+            with (self.dir / "arrivals.jsonl").open("rb") as f:
+                return sum(1 for _ in f)
+        except FileNotFoundError:
+            return 0
+
+    def _wait_drained(self) -> None:
+        """Until the uplink reports no lag and nothing new arrives upstream for a while."""
+        deadline = time.monotonic() + self.profile.drain_timeout_s
+        seen, quiet_since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            n = self._arrivals()
+            if n != seen:
+                seen, quiet_since = n, time.monotonic()
+            up = ((health(self.health_port) or {}).get("uplink") or {})
+            lag = up.get("lag_records", up.get("lag"))
+            idle = isinstance(lag, int | float) and lag == 0
+            if time.monotonic() - quiet_since > (3 if idle else 10):
+                return
+            time.sleep(0.5)
+
+    def _stop_all(self) -> None:
+        for proc in (self.edge, self.bridge, self.watcher):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        for sim in self.sims.values():
+            if sim.poll() is None:
+                sim.kill()
+                sim.communicate()
+        self.mosquitto.stop()
+
+    def _manifest(self, load_s: float) -> dict[str, Any]:
+        d = self.dir
+        sources = [{"name": dev, "truth": str(d / f"truth-{dev}.jsonl"), "transport": "serial"}
+                   for dev, *_ in SERIAL]
+        sources.append({"name": "mqtt", "truth": str(d / "truth-mqtt.jsonl"),
+                        "acks": str(d / "acks-mqtt.txt"), "transport": "mqtt",
+                        # OwnTracks names devices <user>/<device>; the sim's user is "sim".
+                        "key_prefix": {"gps": "mq-sim/", "*": "mq-"}})
+        return {
+            "seed": self.seed, "profile": self.profile.name, "duration_s": round(load_s),
+            "started_ms": self.started_ms,
+            "arrivals": str(d / "arrivals.jsonl"), "faults": str(self.fault_log),
+            "sources": sources,
+            "systems": [
+                {"name": "appliance", "mode": "edge", "sources": [s["name"] for s in sources],
+                 "topics": self.edge_topics, "drop_ledger_topic": self.ledger_topic},
+                {"name": "MQTT→Kafka bridge", "mode": "bridge", "sources": ["mqtt"],
+                 "topics": list(self.bridge_topics.values()), "faults": list(BRIDGE_FAULTS),
+                 "key_prefix": "mq-"},
+            ],
+        }
+
+
+def _kind_of(device: str) -> str:
+    return {"car": "gps", "room": "temperature", "bed": "blood_pressure"}[device.split("-")[0]]

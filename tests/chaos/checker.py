@@ -1,0 +1,617 @@
+"""The chaos soak's independent checker: what the devices sent against what reached Kafka.
+
+It shares no code with the appliance (stdlib and kafka-python only), so a bug in the
+appliance's codecs or log cannot hide itself here. Two commands:
+
+``watch``  consume upstream topics with a ``read_committed`` consumer for the whole run
+           and write every record, with the wall time it arrived, as JSON lines.
+``check``  read a run's manifest (the simulators' truth and ack files, the watcher's
+           arrivals, the fault log) and report, per system under test:
+
+- acknowledged readings lost (MQTT readings Mosquitto PUBACKed to the simulator, not
+  upstream and not accounted for by the drop ledger): must be 0;
+- readings lost where no acknowledgement was possible (serial bytes in flight when the
+  service died or a port closed), counted;
+- duplicates upstream (one reading arriving twice), and for the appliance the uplink's
+  own duplicates (one local record, by its ``edge.partition``/``edge.offset`` headers,
+  upstream twice): the latter must be 0 in exactly-once mode;
+- per-key order violations;
+- drops under the disk quota named by the replicated ``__drop_ledger``, and local offsets
+  missing upstream that no ledger entry names (must be 0);
+- the time to drain after each fault: from the fault's end until every reading emitted
+  during it had arrived upstream.
+
+It prints a table and writes the result as JSON (``--json`` or ``$CHAOS_RESULT``).
+
+How a reading is recognised upstream: by its device (the record key, or the MQTT topic
+for the bridge), its whole second of device time and its main values, rounded. Readings
+of one device that share all of these are told apart by position: an upstream record is
+matched to the nearest such reading after the last one matched; if that one was already
+matched, the record is a duplicate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import collections
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# --- reading identity -------------------------------------------------------------------
+
+#: Value fields that identify a reading of each kind, with the decimals they are compared at.
+_FIELDS = {
+    "gps": (("lat", 5), ("lon", 5)),
+    "temperature": (("temperature_c", 2),),
+    "blood_pressure": (("systolic_mmhg", 1), ("diastolic_mmhg", 1), ("pulse_bpm", 1)),
+}
+
+
+def reading_key(kind: str, device: str, ts_ms: int | None, values: dict[str, Any]) -> tuple:
+    """(device, second of device time, rounded identifying values) of one reading."""
+    parts: list[Any] = [kind, device, None if ts_ms is None else int(ts_ms) // 1000]
+    for name, places in _FIELDS[kind]:
+        v = values.get(name)
+        parts.append(round(float(v), places) if isinstance(v, int | float) else v)
+    return tuple(parts)
+
+
+# --- what the devices sent --------------------------------------------------------------
+
+
+@dataclass
+class Reading:
+    """One reading a simulator emitted."""
+
+    index: int  # position among this device's readings, in emission order
+    key: tuple
+    emitted_ms: int
+    transport: str  # "serial" or "mqtt"
+    acked: bool  # Mosquitto PUBACKed it to the simulator (never for serial)
+    topic: str  # the appliance's local topic (= kind)
+
+
+def load_truth(path: Path, acks: Path | None, key_prefix: str | dict[str, str],
+               transport: str) -> list[dict]:
+    """Readings (not faulty frames) of one simulator's --truth file, with their ack state.
+
+    `key_prefix` turns a simulator's device id into the record key the system under test
+    gives it: one prefix, or one per kind (``"*"`` for the rest), since conventions differ
+    (OwnTracks names ``<user>/<device>``).
+    """
+    acked: set[int] = set()
+    if acks is not None and acks.exists():
+        acked = {int(x) for x in acks.read_text().split()}
+    out = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if row.get("type") != "reading" or row.get("fault"):
+            continue
+        prefix = (key_prefix if isinstance(key_prefix, str)
+                  else key_prefix.get(row["kind"], key_prefix.get("*", "")))
+        out.append({
+            "device": prefix + row["device_id"], "kind": row["kind"],
+            "ts": row["timestamp_ms"], "values": row["values"], "transport": transport,
+            "acked": row["seq"] in acked, "seq": row["seq"],
+        })
+    return out
+
+
+# --- what arrived upstream --------------------------------------------------------------
+
+
+def _ieee11073_float(raw: int) -> float:
+    mantissa, exponent = raw & 0xFFFFFF, (raw >> 24) & 0xFF
+    if mantissa >= 0x800000:
+        mantissa -= 0x1000000
+    if exponent >= 0x80:
+        exponent -= 0x100
+    return round(mantissa * 10.0**exponent, 6)
+
+
+def _gatt_temperature(payload: bytes) -> tuple[dict[str, Any], int | None]:
+    """Bluetooth 0x2A1C (hex text) → temperature °C and its timestamp (UTC assumed)."""
+    data = bytes.fromhex(payload.decode("ascii").replace(" ", "").replace(":", ""))
+    flags = data[0]
+    value = _ieee11073_float(int.from_bytes(data[1:5], "little"))
+    if flags & 0x01:
+        value = round((value - 32) * 5 / 9, 6)
+    ts = None
+    if flags & 0x02 and len(data) >= 12:
+        year = int.from_bytes(data[5:7], "little")
+        month, day, hour, minute, second = data[7:12]
+        ts = int(time.mktime((year, month, day, hour, minute, second, 0, 0, 0)) - time.timezone) * 1000
+    return {"temperature_c": value}, ts
+
+
+def bridge_reading(mqtt_topic: str, payload: bytes) -> tuple[str, str, int | None, dict] | None:
+    """(kind, device, ts_ms, values) from a raw MQTT message the bridge forwarded."""
+    head, _, rest = mqtt_topic.partition("/")
+    try:
+        if head == "owntracks":  # owntracks/<user>/<device>, tst in seconds
+            obj = json.loads(payload)
+            tst = obj.get("tst")
+            return ("gps", rest, None if tst is None else int(tst) * 1000,
+                    {"lat": obj.get("lat"), "lon": obj.get("lon")})
+        if head == "bp":  # bp/<device>, time in ms
+            obj = json.loads(payload)
+            return ("blood_pressure", rest, obj.get("time"),
+                    {"systolic_mmhg": obj.get("systolic"), "diastolic_mmhg": obj.get("diastolic"),
+                     "pulse_bpm": obj.get("pulse")})
+        if head == "ble":  # ble/<device>/2A1C
+            device, _, uuid = rest.rpartition("/")
+            if uuid.upper() == "2A1C":
+                values, ts = _gatt_temperature(payload)
+                return "temperature", device, ts, values
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def read_arrivals(path: Path) -> list[dict]:
+    """The watcher's records, in arrival order (a torn last line is skipped)."""
+    out = []
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+# --- matching ---------------------------------------------------------------------------
+
+
+@dataclass
+class DeviceMatch:
+    """Upstream records of one device matched to its readings."""
+
+    readings: list[Reading]
+    by_key: dict[tuple, list[int]] = field(default_factory=dict)
+    arrived: dict[int, int] = field(default_factory=dict)  # reading index -> arrival ms
+    local: dict[int, tuple[int, int]] = field(default_factory=dict)  # -> (partition, offset)
+    last: int = -1
+    duplicates: int = 0
+    order_violations: int = 0
+    unknown: int = 0
+    ambiguous: int = 0
+
+    def __post_init__(self) -> None:
+        for r in self.readings:
+            self.by_key.setdefault(r.key, []).append(r.index)
+
+    def add(self, key: tuple, arrival_ms: int, local: tuple[int, int] | None = None) -> None:
+        cands = self.by_key.get(key)
+        if not cands:
+            self.unknown += 1
+            return
+        if len(cands) > 1:
+            self.ambiguous += 1
+        want = self.last + 1
+        best = min(cands, key=lambda i: (abs(i - want), i < want))
+        if best in self.arrived:
+            self.duplicates += 1
+            return
+        if best < self.last:
+            self.order_violations += 1
+        self.arrived[best] = arrival_ms
+        if local is not None:
+            self.local[best] = local
+        self.last = max(self.last, best)
+
+
+@dataclass
+class SystemResult:
+    """The checker's findings for one system under test."""
+
+    name: str
+    emitted: int = 0
+    acked: int = 0
+    serial: int = 0
+    arrived: int = 0
+    lost_acked: int = 0
+    lost_unacked_serial: int = 0
+    serial_lost_in_windows: int | None = 0
+    serial_lost_outside_windows: int = 0
+    quota_dropped_readings: int = 0
+    lost_unacked_mqtt: int = 0
+    duplicates: int = 0
+    uplink_duplicates: int | None = None
+    order_violations: int = 0
+    unknown_upstream: int = 0
+    ambiguous_matches: int = 0
+    ledger_dropped_unreplicated: int | None = None
+    ledger_dropped_replicated: int | None = None
+    ledger_entries: int | None = None
+    unledgered_gaps: int | None = None
+    ledger_replicated_not_upstream: int | None = None
+    missing_by_topic: dict[str, int] = field(default_factory=dict)
+    drain_s: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _readings(truth_rows: Iterable[dict]) -> dict[str, list[Reading]]:
+    per_device: dict[str, list[Reading]] = collections.defaultdict(list)
+    for row in truth_rows:
+        dev = per_device[row["device"]]
+        dev.append(Reading(len(dev), reading_key(row["kind"], row["device"], row["ts"], row["values"]),
+                           row["ts"], row["transport"], row["acked"], row["kind"]))
+    return per_device
+
+
+def _upstream_edge(records: list[dict], topic_of: dict[str, str]) -> Iterator[tuple[str, tuple, dict]]:
+    """(device, reading key, record) of each appliance record on a reading topic."""
+    for rec in records:
+        kind = topic_of.get(rec["t"])
+        if kind is None or kind not in _FIELDS:
+            continue
+        try:
+            value = json.loads(rec["v"])
+        except (TypeError, ValueError):
+            continue
+        device = rec["k"]
+        yield device, reading_key(kind, device, rec["ts"], value), rec
+
+
+def _upstream_bridge(records: list[dict], bridge_topics: set[str], key_prefix: str
+                     ) -> Iterator[tuple[str, tuple, dict]]:
+    for rec in records:
+        if rec["t"] not in bridge_topics or rec["k"] is None:
+            continue
+        parsed = bridge_reading(rec["k"], (rec["v"] or "").encode("latin-1"))
+        if parsed is None:
+            continue
+        kind, device, ts, values = parsed
+        device = key_prefix + device
+        yield device, reading_key(kind, device, ts, values), rec
+
+
+def check_system(name: str, truth_rows: list[dict], upstream: Iterable[tuple[str, tuple, dict]],
+                 faults: list[dict], applies: set[str] | None = None, ledger: list[dict] | None = None,
+                 edge_records: list[dict] | None = None, topic_of: dict[str, str] | None = None,
+                 serial_grace_ms: int = 10_000) -> SystemResult:
+    """Match one system's upstream records to the readings it was sent; see the module doc.
+
+    A reading missing upstream counts as dropped under the quota (not lost) only when the
+    drop ledger names an unreplicated drop, in its device's local partition, between the
+    local offsets of the device's readings that did arrive just before and after it. A
+    serial reading missing upstream is "no ack possible" when it was sent while the service
+    was down or its port unplugged (a fault window plus `serial_grace_ms` to reopen);
+    missing outside such windows, it counts as lost outright.
+    """
+    res = SystemResult(name)
+    devices = {d: DeviceMatch(rs) for d, rs in _readings(truth_rows).items()}
+    for device, key, rec in upstream:
+        m = devices.get(device)
+        if m is None:
+            res.unknown_upstream += 1
+            continue
+        m.add(key, rec["a"], _local_offset(rec))
+    dropped = _ledger_ranges(ledger or [], unreplicated=True)
+    windows = [(f["start_ms"], f["end_ms"] + serial_grace_ms) for f in faults
+               if f["kind"] in ("service-sigkill", "service-sigterm", "serial-unplug")]
+    if ledger is not None:
+        res.ledger_entries = len(ledger)
+        res.ledger_dropped_unreplicated = sum(e.get("count", 0) for e in ledger if e.get("unreplicated"))
+        res.ledger_dropped_replicated = sum(e.get("count", 0) for e in ledger if not e.get("unreplicated"))
+    res.serial_lost_in_windows = 0
+    explained = _explain_by_ledger(devices, dropped) if ledger is not None else set()
+    for m in devices.values():
+        res.duplicates += m.duplicates
+        res.order_violations += m.order_violations
+        res.unknown_upstream += m.unknown
+        res.ambiguous_matches += m.ambiguous
+        for r in m.readings:
+            res.emitted += 1
+            res.acked += r.acked
+            res.serial += r.transport == "serial"
+            if r.index in m.arrived:
+                res.arrived += 1
+                continue
+            res.missing_by_topic[r.topic] = res.missing_by_topic.get(r.topic, 0) + 1
+            if (id(m), r.index) in explained:
+                res.quota_dropped_readings += 1
+            elif r.acked:
+                res.lost_acked += 1
+            elif r.transport == "serial":
+                if any(a <= r.emitted_ms <= b for a, b in windows):
+                    res.serial_lost_in_windows += 1
+                    res.lost_unacked_serial += 1
+                else:
+                    res.serial_lost_outside_windows += 1
+            else:
+                res.lost_unacked_mqtt += 1
+    if edge_records is not None and topic_of is not None:
+        res.uplink_duplicates, res.unledgered_gaps, res.ledger_replicated_not_upstream = \
+            _edge_offsets(edge_records, topic_of, ledger or [])
+    else:
+        res.serial_lost_in_windows = None
+    res.drain_s = _drain(devices, faults, applies)
+    return res
+
+
+def _local_offset(rec: dict) -> tuple[int, int] | None:
+    h = rec.get("h") or {}
+    try:
+        return int(h["edge.partition"]), int(h["edge.offset"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _ledger_ranges(ledger: list[dict], unreplicated: bool | None = None
+                   ) -> dict[tuple[str, int], list[tuple[int, int]]]:
+    """(local topic, partition) -> [(first, last offset)] dropped, per the ledger."""
+    out: dict[tuple[str, int], list[tuple[int, int]]] = collections.defaultdict(list)
+    for e in ledger:
+        if unreplicated is not None and bool(e.get("unreplicated")) != unreplicated:
+            continue
+        for r in e.get("ranges", []):
+            out[(e.get("topic", ""), r["partition"])].append((r["from_offset"], r["to_offset"]))
+    return out
+
+
+def _explain_by_ledger(devices: dict[str, DeviceMatch],
+                       dropped: dict[tuple[str, int], list[tuple[int, int]]]) -> set[tuple[int, int]]:
+    """Missing readings that an unreplicated drop can account for, one dropped offset each.
+
+    A missing reading's local offset lies between those of its device's readings that did
+    arrive just before and after it (a device is one key, so one partition); it is
+    accounted for if a dropped offset in that interval is not yet used for another.
+    """
+    wanted: list[tuple[int, int, tuple[str, int], tuple[int, int]]] = []  # (hi, lo, tp, id)
+    for m in devices.values():
+        arrived = sorted(m.arrived)
+        for r in m.readings:
+            if r.index in m.arrived:
+                continue
+            i = bisect.bisect_left(arrived, r.index)
+            before = m.local.get(arrived[i - 1]) if i > 0 else None
+            after = m.local.get(arrived[i]) if i < len(arrived) else None
+            part = (before or after or (None, None))[0]
+            if part is None:
+                continue
+            lo = before[1] if before and before[0] == part else -1
+            hi = after[1] if after and after[0] == part else 1 << 62
+            wanted.append((hi, lo, (r.topic, part), (id(m), r.index)))
+    free: dict[tuple[str, int], list[int]] = {
+        tp: sorted({o for a, b in ranges for o in range(a, b + 1)}) for tp, ranges in dropped.items()}
+    out: set[tuple[int, int]] = set()
+    for hi, lo, tp, ident in sorted(wanted):
+        offsets = free.get(tp)
+        if not offsets:
+            continue
+        j = bisect.bisect_right(offsets, lo)
+        if j < len(offsets) and offsets[j] < hi:
+            del offsets[j]
+            out.add(ident)
+    return out
+
+
+def _edge_offsets(records: list[dict], topic_of: dict[str, str], ledger: list[dict]
+                  ) -> tuple[int, int, int]:
+    """From the appliance's ``edge.partition``/``edge.offset`` headers: uplink duplicates (a
+    local record upstream twice); local offsets upstream nowhere and in no ledger range
+    (below the highest offset seen per local partition); and offsets the ledger says were
+    dropped *after* replication that are not upstream."""
+    seen: collections.Counter[tuple[str, int, int]] = collections.Counter()
+    for rec in records:
+        local = topic_of.get(rec["t"])
+        off = _local_offset(rec)
+        if local is not None and off is not None:
+            seen[(local, *off)] += 1
+    dupes = sum(n - 1 for n in seen.values() if n > 1)
+    dropped = _ledger_ranges(ledger)
+    by_part: dict[tuple[str, int], set[int]] = collections.defaultdict(set)
+    for t, p, o in seen:
+        by_part[(t, p)].add(o)
+    gaps = 0
+    for tp, offsets in by_part.items():
+        ranges = dropped.get(tp, [])
+        for o in range(0, max(offsets) + 1):
+            if o not in offsets and not any(a <= o <= b for a, b in ranges):
+                gaps += 1
+    false_replicated = sum(
+        1 for (t, p), ranges in _ledger_ranges(ledger, unreplicated=False).items()
+        for a, b in ranges for o in range(a, b + 1) if (t, p, o) not in seen)
+    return dupes, gaps, false_replicated
+
+
+def _drain(devices: dict[str, DeviceMatch], faults: list[dict], applies: set[str] | None
+           ) -> list[dict[str, Any]]:
+    """Per fault: seconds from its end until the last reading emitted during it arrived."""
+    out: list[dict[str, Any]] = []
+    for f in faults:
+        if applies is not None and f["kind"] not in applies:
+            out.append({"fault": f["kind"], "applies": False, "readings": 0, "drain_s": None})
+            continue
+        start, end = f["start_ms"] - 1000, f["end_ms"]
+        last, n = None, 0
+        for m in devices.values():
+            for r in m.readings:
+                if start <= r.emitted_ms <= end and r.index in m.arrived:
+                    n += 1
+                    a = m.arrived[r.index]
+                    last = a if last is None else max(last, a)
+        out.append({"fault": f["kind"], "applies": True, "readings": n,
+                    "drain_s": None if last is None else round(max(0, last - end) / 1000, 2)})
+    return out
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+def check_run(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Check a whole run described by `manifest` (written by the soak); returns the result."""
+    records = read_arrivals(Path(manifest["arrivals"]))
+    faults = [json.loads(line) for line in Path(manifest["faults"]).read_text().splitlines()
+              if line.strip()]
+    sources = manifest["sources"]
+    truth = {s["name"]: load_truth(Path(s["truth"]), Path(s["acks"]) if s.get("acks") else None,
+                                   s.get("key_prefix", ""), s["transport"]) for s in sources}
+    systems = []
+    for sysdef in manifest["systems"]:
+        rows = [r for s in sysdef["sources"] for r in truth[s]]
+        applies = set(sysdef["faults"]) if "faults" in sysdef else None
+        if sysdef["mode"] == "edge":
+            topic_of = {up: local for local, up in sysdef["topics"].items()}
+            ledger_topic = sysdef["drop_ledger_topic"]
+            ledger = []
+            for rec in records:
+                if rec["t"] == ledger_topic:
+                    try:
+                        ledger.append(json.loads(rec["v"]))
+                    except (TypeError, ValueError):
+                        pass
+            mine = [r for r in records if r["t"] in topic_of]
+            res = check_system(sysdef["name"], rows, _upstream_edge(mine, topic_of), faults,
+                               applies, ledger=ledger, edge_records=mine, topic_of=topic_of)
+        else:
+            bridge_topics = set(sysdef["topics"])
+            res = check_system(sysdef["name"], rows, _upstream_bridge(records, bridge_topics, sysdef.get("key_prefix", "")), faults,
+                               applies)
+        systems.append(res)
+    return {
+        "seed": manifest.get("seed"),
+        "profile": manifest.get("profile"),
+        "duration_s": manifest.get("duration_s"),
+        "started_ms": manifest.get("started_ms"),
+        "faults": faults,
+        "systems": [vars(s) for s in systems],
+    }
+
+
+_ROWS = [
+    ("readings emitted", "emitted"),
+    ("  of which PUBACKed by Mosquitto", "acked"),
+    ("  of which over serial (no ack possible)", "serial"),
+    ("arrived upstream (distinct)", "arrived"),
+    ("acknowledged readings lost (must be 0)", "lost_acked"),
+    ("serial readings lost while the service was down or unplugged (no ack possible)",
+     "lost_unacked_serial"),
+    ("serial readings lost at other times (must be 0)", "serial_lost_outside_windows"),
+    ("MQTT readings lost, never PUBACKed", "lost_unacked_mqtt"),
+    ("duplicates upstream (same reading twice)", "duplicates"),
+    ("uplink duplicates (same local record twice; must be 0)", "uplink_duplicates"),
+    ("per-key order violations (must be 0)", "order_violations"),
+    ("upstream records matching no reading", "unknown_upstream"),
+    ("readings dropped under the quota, named by the drop ledger", "quota_dropped_readings"),
+    ("ledger: records dropped unreplicated", "ledger_dropped_unreplicated"),
+    ("ledger: records dropped after replication", "ledger_dropped_replicated"),
+    ("local offsets missing upstream, not in ledger (must be 0)", "unledgered_gaps"),
+    ("ledger: dropped 'after replication' but not upstream (must be 0)",
+     "ledger_replicated_not_upstream"),
+]
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The result as two markdown tables: counts per system, drain time per fault."""
+    systems = result["systems"]
+    lines = [f"chaos soak: profile {result.get('profile')}, seed {result.get('seed')}, "
+             f"{result.get('duration_s')} s of load, {len(result['faults'])} faults", ""]
+    lines.append("| measure | " + " | ".join(s["name"] for s in systems) + " |")
+    lines.append("|---|" + "---:|" * len(systems))
+    for label, attr in _ROWS:
+        cells = ["n/a" if s.get(attr) is None else f"{s[attr]:,}" for s in systems]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "| # | at s | fault | detail | "
+              + " | ".join(f"drain s ({s['name']})" for s in systems) + " |",
+              "|---|---:|---|---|" + "---:|" * len(systems)]
+    t0 = result.get("started_ms") or 0
+    for i, f in enumerate(result["faults"]):
+        cells = []
+        for s in systems:
+            entry = s["drain_s"][i]
+            if not entry["applies"]:
+                cells.append("n/a")
+            else:
+                cells.append("—" if entry["drain_s"] is None else f"{entry['drain_s']:.1f}")
+        at = (f["start_ms"] - t0) / 1000 if t0 else 0
+        lines.append(f"| {i + 1} | {at:.0f} | {f['kind']} | {f.get('detail', '')} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# --- the watcher ------------------------------------------------------------------------
+
+
+def watch(bootstrap: str, topics: list[str], out: Path) -> int:
+    """Consume `topics` read_committed from the start into `out` until SIGTERM/SIGINT."""
+    from kafka import KafkaConsumer, TopicPartition  # kafka-python, not the appliance's API
+
+    stopping = False
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
+                             enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
+                             request_timeout_ms=30000, metadata_max_age_ms=2000)
+    assigned: set[TopicPartition] = set()
+    with out.open("a", encoding="utf-8") as f:
+        while not stopping:
+            want = set()
+            for t in topics:
+                for p in consumer.partitions_for_topic(t) or ():
+                    want.add(TopicPartition(t, p))
+            if want - assigned:
+                new = want - assigned
+                assigned |= want
+                consumer.assign(sorted(assigned))
+                consumer.seek_to_beginning(*new)
+            if not assigned:
+                time.sleep(0.5)
+                continue
+            batch = consumer.poll(timeout_ms=500)
+            now = int(time.time() * 1000)
+            for _tp, msgs in sorted(batch.items()):
+                for m in msgs:
+                    f.write(json.dumps({
+                        "t": m.topic, "p": m.partition, "o": m.offset,
+                        "k": None if m.key is None else m.key.decode("utf-8", "replace"),
+                        "v": None if m.value is None else m.value.decode("latin-1"),
+                        "ts": m.timestamp, "a": now,
+                        "h": {k: (v or b"").decode("utf-8", "replace") for k, v in m.headers or []},
+                    }, separators=(",", ":")) + "\n")
+            f.flush()
+    consumer.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.chaos.checker watch|check ...``; see --help."""
+    p = argparse.ArgumentParser(prog="checker", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    w = sub.add_parser("watch", help="consume upstream read_committed into a JSON-lines file")
+    w.add_argument("--bootstrap-servers", required=True)
+    w.add_argument("--topic", action="append", required=True)
+    w.add_argument("--out", required=True, type=Path)
+    c = sub.add_parser("check", help="check a run from its manifest; print the table")
+    c.add_argument("--manifest", required=True, type=Path)
+    c.add_argument("--json", type=Path, default=os.environ.get("CHAOS_RESULT"),
+                   help="write the result here [env: CHAOS_RESULT]")
+    args = p.parse_args(argv)
+    if args.cmd == "watch":
+        return watch(args.bootstrap_servers, args.topic, args.out)
+    result = check_run(json.loads(args.manifest.read_text()))
+    print(format_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
