@@ -35,11 +35,18 @@ from typing import TYPE_CHECKING, Any
 from ._config import validate_topic_name
 from ._errors import ClosedError, CommitFailedError, ConfigError, SerializationError
 from ._future import FutureRecordMetadata, _Round
+from ._log import _Pending, encode_headers
 from ._records import OffsetAndMetadata, RecordMetadata, TopicPartition
 from ._storage import RECORD_OVERHEAD
 
 if TYPE_CHECKING:
-    from ._log import Log, _Pending
+    from ._log import Log
+
+
+def _serialize(obj: Any, serializer: Any, what: str, topic: str) -> bytes | None:
+    from ._producer import KafkaProducer  # the producer imports this module
+
+    return KafkaProducer._serialize(obj, serializer, what, topic)
 
 __all__ = ["LogTransaction"]
 
@@ -76,17 +83,18 @@ class LogTransaction:
         is given.  Serializers are the producer's.  Offsets are known only
         after ``commit()``, which returns them.
         """
-        from ._log import _Pending, encode_headers
-        from ._producer import KafkaProducer
-
-        self._check_open()
+        if self._done:
+            self._check_open()
         if topic not in self._topics_ok:
             validate_topic_name(topic)
             self._topics_ok.add(topic)
         if value is None and key is None:
             raise ConfigError("send() needs a value or a key (both were None)")
-        k = KafkaProducer._serialize(key, self._key_ser, "key", topic)
-        v = KafkaProducer._serialize(value, self._value_ser, "value", topic)
+        # bytes without a serializer (stream processing's case) skip the general path
+        k = key if (self._key_ser is None and (key is None or type(key) is bytes)) else \
+            _serialize(key, self._key_ser, "key", topic)
+        v = value if (self._value_ser is None and (value is None or type(value) is bytes)) else \
+            _serialize(value, self._value_ser, "value", topic)
         if partition is not None and (not isinstance(partition, int) or partition < 0):
             raise ConfigError(f"partition: expected a non-negative integer, got {partition!r}")
         hdr = encode_headers(headers) if headers else None

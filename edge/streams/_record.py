@@ -55,8 +55,9 @@ def decode_value(raw: bytes | None) -> Any:
     if raw is None:
         return None
     try:
-        return _loads(raw)
-    except ValueError:
+        # str first: json.loads(bytes) spends time guessing an encoding; JSON is UTF-8.
+        return _loads(raw.decode())
+    except ValueError:  # UnicodeDecodeError included: not JSON, so the bytes themselves
         return raw
 
 

@@ -622,7 +622,7 @@ class StreamsRunner:
         wm_dirty = self._watermarks.dirty
         closers = self._closers
         sources = self._source_fwd
-        done: dict[TopicPartition, int] = {}
+        progress: dict[tuple[str, int], int] = {}
         try:
             for r in batch:
                 task = r.partition
@@ -640,7 +640,8 @@ class StreamsRunner:
                 ctx.raw = r
                 rec = Record(r.key, decode_value(r.value), ts, r.headers, r.topic, task, r.offset)
                 sources[r.topic](rec)
-                done[TopicPartition(r.topic, task)] = r.offset + 1
+                progress[(r.topic, task)] = r.offset + 1
+            done = {TopicPartition(*tp): off for tp, off in progress.items()}
             for expire in self._expirers:
                 expire()
             for store in self._stores:
