@@ -1,0 +1,113 @@
+"""The local log's answer to Kafka's ``kafka-producer-perf-test``, run as its own process.
+
+    .venv/bin/python bench/_log_perf.py --dir D --records N --record-size B --rate R --seconds S
+
+Does what ProducerPerformance does, against the edge log instead of a broker: one
+payload of B random capital letters (as the tool makes it), no key, one partition,
+each send timed until its acknowledgement, which here means fsynced (acks=all there):
+
+* ``max``:  N records offered as fast as the producer takes them (``--throughput -1``);
+* ``rate``: R records/s for S seconds (``--throughput R``).
+
+Prints one JSON line: per phase records/s, latency avg/p50/p99/max in ms and CPU
+seconds; the parent reads this process's peak RSS from the kernel when it exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from broker import KafkaAdminClient, KafkaProducer, NewTopic  # noqa: E402
+
+TOPIC = "perf"
+
+
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _peak_rss_mb() -> float:
+    """VmHWM of this process (not ru_maxrss, which includes the parent's peak at fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def payload(size: int, seed: int = 0) -> bytes:
+    """ProducerPerformance's payload: ``size`` random capital letters, made once."""
+    rnd = random.Random(seed)
+    return bytes(rnd.randrange(26) + 65 for _ in range(size))
+
+
+def summarise(latencies_s: list[float], records: int, elapsed_s: float, cpu_s: float) -> dict:
+    """The figures ProducerPerformance prints at its end, plus CPU seconds."""
+    lat = sorted(x * 1000 for x in latencies_s)
+    if not lat:
+        raise RuntimeError("no record was acknowledged")
+
+    def pct(p: float) -> float:
+        return lat[min(len(lat) - 1, int(len(lat) * p))]
+
+    return {"records": records, "acked": len(lat), "records_per_s": records / elapsed_s,
+            "avg_ms": sum(lat) / len(lat), "p50_ms": pct(0.50), "p99_ms": pct(0.99),
+            "max_ms": lat[-1], "cpu_s": cpu_s, "elapsed_s": elapsed_s}
+
+
+def send_timed(producer: KafkaProducer, value: bytes, count: int, rate: float | None) -> dict:
+    """Send count records (at rate records/s, or unthrottled when None); time each to its ack."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def acked(t_send: float, _md: object) -> None:
+        now = time.perf_counter()
+        with lock:
+            latencies.append(now - t_send)
+
+    cpu0 = _cpu()
+    t0 = time.perf_counter()
+    for i in range(count):
+        if rate is not None:
+            # Like the tool's throttler: sleep whenever ahead of schedule.
+            ahead = t0 + i / rate - time.perf_counter()
+            if ahead > 0:
+                time.sleep(ahead)
+        producer.send(TOPIC, value).add_callback(acked, time.perf_counter())
+    producer.flush(timeout=600)
+    elapsed = time.perf_counter() - t0
+    return summarise(latencies, count, elapsed, _cpu() - cpu0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dir", required=True, type=Path, help="an empty directory for the log")
+    ap.add_argument("--records", type=int, required=True, help="records in the max-rate phase")
+    ap.add_argument("--record-size", type=int, default=200, help="bytes per value")
+    ap.add_argument("--rate", type=int, default=5000, help="records/s of the fixed-rate phase")
+    ap.add_argument("--seconds", type=float, default=5.0, help="length of the fixed-rate phase")
+    args = ap.parse_args(argv)
+    value = payload(args.record_size)
+    with KafkaAdminClient(data_dir=args.dir) as admin:
+        admin.create_topics([NewTopic(TOPIC, 1, 1)])
+    out: dict[str, dict] = {}
+    with KafkaProducer(data_dir=args.dir) as producer:
+        out["max"] = send_timed(producer, value, args.records, None)
+        if args.seconds > 0:
+            out["rate"] = send_timed(producer, value, int(args.rate * args.seconds), args.rate)
+    out["peak_rss_mb"] = _peak_rss_mb()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

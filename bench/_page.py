@@ -1,0 +1,234 @@
+"""The results page: docs/results.md, its PNG plots and the chaos soak's table.
+
+Plots need matplotlib (``pip install -e '.[bench]'``; deploy/bench.sh installs it);
+without it the page is written all the same and says the plots were not drawn.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from _machine import Machine
+from _table import Table
+
+DRAIN_PNG = "results-drain.png"
+APPLIANCE_PNG = "results-appliance.png"
+
+
+@dataclass
+class Chaos:
+    """The chaos soak's result as the page shows it."""
+
+    table_md: str
+    source: str
+
+
+@dataclass
+class Results:
+    machine: Machine
+    command: str
+    started: dt.datetime
+    finished: dt.datetime
+    quick: bool
+    runs: int
+    tables: list[Table] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)   # part -> why it was not measured
+    skipped: dict[str, str] = field(default_factory=dict)  # part -> why it was not asked for
+    plots: dict[str, str] = field(default_factory=dict)    # file name -> caption
+    plot_note: str | None = None
+    chaos: Chaos | None = None
+    chaos_note: str = ""
+
+
+# -- plots ---------------------------------------------------------------------------------------
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display on a server
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_drain(drains: list[Any], path: Path) -> None:
+    """Records upstream vs seconds since the broker restart began, one line per run."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    for i, d in enumerate(drains):
+        ts = [t for t, _ in d.samples]
+        ns = [n / 1000 for _, n in d.samples]
+        line, = ax.plot(ts, ns, label=f"run {i + 1}: drained in {d.drained_s:.1f} s", lw=1.8)
+        ax.axvline(d.broker_back_s, color=line.get_color(), ls=":", lw=1)
+    if drains:
+        ax.axhline(drains[0].records / 1000, color="grey", ls="--", lw=0.8)
+        ax.text(0, drains[0].records / 1000, " backlog", va="bottom", color="grey", fontsize=8)
+    ax.set_xlabel("seconds since the broker restart began (dotted: broker serving again)")
+    ax.set_ylabel("backlog records committed upstream (thousands)")
+    ax.set_title("Backlog drain after an outage (uplink, exactly once, 1 broker)")
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _cpu_cores(samples: list[tuple[float, int, float]]) -> tuple[list[float], list[float]]:
+    ts, cores = [], []
+    for (t0, _r0, c0), (t1, _r1, c1) in zip(samples, samples[1:], strict=False):
+        if t1 > t0:
+            ts.append(t1)
+            cores.append((c1 - c0) / (t1 - t0))
+    return ts, cores
+
+
+def _rate(counts: list[tuple[float, int]]) -> tuple[list[float], list[float]]:
+    ts, rate = [], []
+    for (t0, n0), (t1, n1) in zip(counts, counts[1:], strict=False):
+        if t1 > t0:
+            ts.append(t1)
+            rate.append((n1 - n0) / (t1 - t0))
+    return ts, rate
+
+
+def plot_appliance(rows: list[dict[str, Any]], path: Path) -> None:
+    """Throughput (or CPU, when the rows carry no record counts) and RSS over each run."""
+    plt = _pyplot()
+    has_counts = any(r.get("counts") for r in rows)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6.5), dpi=110, sharex=True)
+    colours = {"service": "tab:blue", "peer": "tab:grey"}
+    labelled: set[str] = set()
+    for r in rows:
+        side = r["side"]
+        samples = r.get("samples") or []
+        if not samples:
+            continue
+        label = None if side in labelled else ("edge run" if side == "service"
+                                               else "hand-written peer")
+        labelled.add(side)
+        style = dict(color=colours.get(side, "black"), lw=1.3, alpha=0.85,
+                     ls="-" if side == "service" else "--")
+        if has_counts:
+            ts, ys = _rate(r.get("counts") or [])
+            top.plot(ts, [y / 1000 for y in ys], label=label, **style)
+        else:
+            ts, ys = _cpu_cores(samples)
+            top.plot(ts, ys, label=label, **style)
+        bottom.plot([s[0] for s in samples], [s[1] / 2**20 for s in samples], label=label, **style)
+    rate = rows[0].get("rate") if rows else None
+    if has_counts:
+        top.set_ylabel("thousand events/s into the log")
+        if rate:
+            top.axhline(rate / 1000, color="grey", ls=":", lw=0.8)
+    else:
+        top.set_ylabel("CPU (cores) of the process")
+    bottom.set_ylabel("RSS (MB)")
+    bottom.set_xlabel("seconds since the load started (one line per run)")
+    title = "The whole appliance at a fixed rate"
+    if rate:
+        title += f": {rate:,.0f} events/s offered"
+    top.set_title(title)
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+        ax.set_ylim(bottom=0)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# -- chaos ------------------------------------------------------------------------------------
+
+def load_chaos(path: Path, origin: Path | None = None) -> Chaos:
+    """The chaos soak's JSON result as markdown; raises ValueError if it is not one.
+
+    ``origin``: where the file was copied from, named on the page (default: path itself).
+    """
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable chaos result ({exc})") from exc
+    if not isinstance(result, dict) or "systems" not in result:
+        raise ValueError(f"{path}: no 'systems' key; not a chaos soak result")
+    try:  # the checker's own rendering, where it is importable (tests/chaos/checker.py)
+        from tests.chaos.checker import format_table
+
+        table_md = format_table(result)
+    except Exception:  # noqa: BLE001 - any failure: fall back to a plain rendering
+        table_md = _plain_chaos_table(result)
+    when = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return Chaos(table_md=table_md, source=f"`{origin or path}`, written {when}")
+
+
+def _plain_chaos_table(result: dict[str, Any]) -> str:
+    systems = result["systems"]
+    keys = [k for k, v in systems[0].items() if isinstance(v, int | float) and not isinstance(v, bool)]
+    lines = ["| measure | " + " | ".join(str(s.get("name", "?")) for s in systems) + " |",
+             "|---|" + "---:|" * len(systems)]
+    for k in keys:
+        lines.append(f"| {k} | " + " | ".join(str(s.get(k, "n/a")) for s in systems) + " |")
+    return "\n".join(lines)
+
+
+# -- the page ---------------------------------------------------------------------------------
+
+def render(res: Results) -> str:
+    took = (res.finished - res.started).total_seconds()
+    out = [
+        "# Results",
+        "",
+        "<!-- Generated by bench/run_all.py; edit that, not this file. -->",
+        "",
+        f"Measured {res.started:%Y-%m-%d %H:%M} UTC to {res.finished:%H:%M} UTC ({took / 60:.0f} min)"
+        f" with `{res.command}`"
+        + (" — **quick mode: small counts, a smoke run, not figures to quote**" if res.quick else "")
+        + ".",
+        "",
+        "Every figure below comes from that one run on the machine described here; each cell is the "
+        f"median of {res.runs} run(s) with [min–max], each peer was run in the same run, "
+        "interleaved, and each ratio is computed from the medians of its own row (↑: higher is "
+        "better, ↓: lower is better). **The machine is a 2-core VM shared with other engineers' "
+        "builds and tests while this ran**: absolute figures are noisy (see the spreads); the "
+        "ratios are the figures to compare. Memory is the peak resident set read from the OS "
+        "(VmHWM), not estimated.",
+        "",
+        "To reproduce: `bash deploy/bench.sh` (sets up like deploy/setup.sh, installs matplotlib, "
+        "runs `.venv/bin/python bench/run_all.py` and rewrites this page); `--quick` for a smoke "
+        "run, `--help` for the parts.",
+        "",
+        "## Machine",
+        "",
+        res.machine.markdown(),
+        "",
+    ]
+    for t in res.tables:
+        out += [f"## {t.title}", "", t.markdown(), ""]
+        out += [f"- {n}" for n in t.notes]
+        out.append("")
+    for part, why in res.errors.items():
+        out += [f"## {part}: not measured in this run", "", "```", why.strip()[-1500:], "```", ""]
+    if res.skipped:
+        out += ["Not part of this run: " + "; ".join(f"{k} ({v})" for k, v in res.skipped.items())
+                + ".", ""]
+    out += ["## Plots", ""]
+    if res.plot_note:
+        out += [res.plot_note, ""]
+    for name, caption in res.plots.items():
+        out += [f"![{caption}]({name})", "", f"*{caption}*", ""]
+    out += ["## Chaos soak", ""]
+    if res.chaos is not None:
+        out += [f"From the chaos soak's JSON result {res.chaos.source} (tests/chaos; "
+                "`CHAOS_RESULT=<file> pytest tests/chaos -k short` writes one), not re-measured by "
+                "this run unless it says so here." + (f" {res.chaos_note}" if res.chaos_note else ""),
+                "", res.chaos.table_md, ""]
+    else:
+        out += [res.chaos_note or "No chaos soak result was found; run the soak "
+                "(`CHAOS_RESULT=docs/chaos-result.json .venv/bin/pytest tests/chaos -k short`) "
+                "and this command again, or pass `--chaos run`.", ""]
+    return "\n".join(out)
