@@ -60,18 +60,20 @@ def plot_drain(drains: list[Any], path: Path) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     for i, d in enumerate(drains):
-        ts = [t for t, _ in d.samples]
-        ns = [n / 1000 for _, n in d.samples]
-        line, = ax.plot(ts, ns, label=f"run {i + 1}: drained in {d.drained_s:.1f} s", lw=1.8)
-        ax.axvline(d.broker_back_s, color=line.get_color(), ls=":", lw=1)
+        # Time from the link's return; the restart before it is shown as negative time.
+        ts = [t - d.broker_back_s for t, _ in d.samples if t >= d.broker_back_s - 1.0]
+        ns = [n / 1000 for t, n in d.samples if t >= d.broker_back_s - 1.0]
+        back = d.drained_s - d.broker_back_s
+        ax.plot(ts, ns, label=f"run {i + 1}: drained {back:.1f} s after the link was back", lw=1.8)
     if drains:
         ax.axhline(drains[0].records / 1000, color="grey", ls="--", lw=0.8)
-        ax.text(0, drains[0].records / 1000, " backlog", va="bottom", color="grey", fontsize=8)
-    ax.set_xlabel("seconds since the broker restart began (dotted: broker serving again)")
+        ax.text(-1.0, drains[0].records / 1000, " backlog", va="bottom", color="grey", fontsize=8)
+    ax.axvline(0, color="black", ls=":", lw=1)
+    ax.set_xlabel("seconds since the link came back (the restarted broker served again)")
     ax.set_ylabel("backlog records committed upstream (thousands)")
     ax.set_title("Backlog drain after an outage (uplink, exactly once, 1 broker)")
     ax.set_ylim(bottom=0)
-    ax.set_xlim(left=0)
+    ax.set_xlim(left=-1.0)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()

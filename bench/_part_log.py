@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ class LogPlan:
     kafka: bool = True
     kafka_fsync: bool = True        # also a broker that flushes every append (the fair durable peer)
     cluster_per_run: bool = True    # a fresh broker per run, so its peak RSS is that run's
+    kafka_dir: str | None = None    # use the running 1-broker cluster there (no fsync variant)
     tmp: str = tempfile.gettempdir()
 
 
@@ -43,7 +45,7 @@ def new_table(plan: LogPlan) -> Table:
     cols = [EDGE]
     if plan.kafka:
         cols.append(KAFKA)
-        if plan.kafka_fsync:
+        if plan.kafka_fsync and not plan.kafka_dir:
             cols.append(KAFKA_FSYNC)
     cols.append(PQ)
     t = Table("log", "Durable append: the edge log beside Apache Kafka (1 broker) and persist-queue",
@@ -67,6 +69,12 @@ def new_table(plan: LogPlan) -> Table:
         "CPU of the storing process: the edge process's own (client included) vs the broker "
         "JVM's (client excluded).",
     ]
+    if plan.kafka and plan.kafka_dir:
+        t.notes.append(f"The broker was an already running cluster ({plan.kafka_dir}): its peak "
+                       "RSS covers its whole life, not only this run.")
+    elif plan.kafka and not plan.cluster_per_run:
+        t.notes.append("One broker per Kafka column served every run: its peak RSS is over all "
+                       "runs.")
     return t
 
 
@@ -127,7 +135,8 @@ def _pq_run(plan: LogPlan, t: Table) -> None:
 
 def _kafka_run(plan: LogPlan, t: Table, col: str, cluster: kperf.KafkaCluster, run: int) -> None:
     servers = cluster.bootstrap_servers
-    t_max, t_rate = f"perf-{run}-max", f"perf-{run}-rate"
+    rid = uuid.uuid4().hex[:6]  # an attached cluster may hold topics of earlier runs
+    t_max, t_rate = f"perf-{run}-{rid}-max", f"perf-{run}-{rid}-rate"
     kperf.create_topic(servers, t_max)
     kperf.create_topic(servers, t_rate)
     cpu0 = kperf.broker_cpu_seconds(cluster)
@@ -149,6 +158,13 @@ def run(plan: LogPlan, runs: int, progress: Callable[[str], None]) -> Table:
     t = new_table(plan)
     variants = [(KAFKA, False)] + ([(KAFKA_FSYNC, True)] if plan.kafka_fsync else [])
     shared: dict[str, kperf.KafkaCluster] = {}
+    attached = None
+    if plan.kafka and plan.kafka_dir:
+        attached = kperf.KafkaCluster.attach(plan.kafka_dir)
+        if len(attached.brokers) != 1:
+            raise ValueError(f"--kafka-dir {plan.kafka_dir}: expected a 1-broker cluster, "
+                             f"it has {len(attached.brokers)}")
+        variants = [(KAFKA, False)]
     try:
         for i in range(runs):
             _edge_run(plan, t)
@@ -158,7 +174,9 @@ def run(plan: LogPlan, runs: int, progress: Callable[[str], None]) -> Table:
             if not plan.kafka:
                 continue
             for col, fsync in variants:
-                if plan.cluster_per_run:
+                if attached is not None:
+                    _kafka_run(plan, t, col, attached, i)
+                elif plan.cluster_per_run:
                     with kperf.new_cluster(fsync) as cluster:
                         _kafka_run(plan, t, col, cluster, i)
                 else:

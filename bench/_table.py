@@ -15,6 +15,8 @@ from typing import Any
 def fmt_number(v: float) -> str:
     """A measured value with as many digits as the noise of this machine allows."""
     a = abs(v)
+    if float(v).is_integer() and a < 1000:
+        return f"{v:.0f}"  # counts (events lost, records) are whole numbers
     if a >= 1000:
         return f"{v:,.0f}"
     if a >= 100:

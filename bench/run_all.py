@@ -60,7 +60,7 @@ FULL = {
 }
 QUICK = {
     # One shared broker per Kafka variant and no fsync variant: the slowest parts, made small.
-    "log": _part_log.LogPlan(records=20_000, rate_seconds=2.0, pq_records=640,
+    "log": _part_log.LogPlan(records=10_000, rate_seconds=0.5, pq_records=320,
                              kafka_fsync=False, cluster_per_run=False),
     "uplink": _part_uplink.UplinkPlan(records=5_000, latency_rate=1000, latency_seconds=3,
                                       drain_records=20_000),
@@ -90,6 +90,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="where the logs under test go (env BENCH_TMP); a real disk, for fair fsyncs")
     ap.add_argument("--chaos", default="auto",
                     help="auto | run | skip | PATH of a chaos soak result (default auto)")
+    ap.add_argument("--kafka-dir", default=None,
+                    help="use the running 1-broker cluster in this directory (python -m "
+                         "deploy.kafka start --dir D) instead of starting fresh ones; the fsync "
+                         "variant is then left out")
     ap.add_argument("--appliance-rate", type=float, default=None,
                     help="events/s offered in the appliance part (default 5,000; quick 1,000)")
     args = ap.parse_args(argv)
@@ -164,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if "log" in args.parts:
         plan = plans["log"]
-        plan = dataclasses.replace(plan, kafka="kafka" in args.parts, tmp=args.tmp)
+        plan = dataclasses.replace(plan, kafka="kafka" in args.parts, tmp=args.tmp,
+                                   kafka_dir=args.kafka_dir)
         try:
             res.tables.append(_part_log.run(plan, args.runs, progress))
         except Exception:  # noqa: BLE001 - reported on the page; the other parts still run
@@ -224,7 +229,7 @@ def _plots(res: _page.Results, out: Path, drains: list, appliance_rows: list[dic
         _page.plot_drain(drains, out / _page.DRAIN_PNG)
         res.plots[_page.DRAIN_PNG] = (
             "Backlog drain after an outage: records committed upstream against seconds since "
-            "the broker restart began, one line per run")
+            "the link came back (the restarted broker served again), one line per run")
     if appliance_rows:
         _page.plot_appliance(appliance_rows, out / _page.APPLIANCE_PNG)
         what = ("events/s into the log" if any(r.get("counts") for r in appliance_rows)
