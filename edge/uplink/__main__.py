@@ -33,6 +33,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="lz4, zstd or none (env EDGE_UPLINK_COMPRESSION)")
     p.add_argument("--batch-records", type=int, default=int(env("EDGE_UPLINK_BATCH_RECORDS", "1000")),
                    help="records per transaction (env EDGE_UPLINK_BATCH_RECORDS)")
+    p.add_argument("--security-protocol", default=env("EDGE_UPLINK_SECURITY_PROTOCOL", "PLAINTEXT"),
+                   help="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (env EDGE_UPLINK_SECURITY_PROTOCOL)")
+    p.add_argument("--sasl-mechanism", default=env("EDGE_UPLINK_SASL_MECHANISM"),
+                   help="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (env EDGE_UPLINK_SASL_MECHANISM); the"
+                        " user and password come only from EDGE_UPSTREAM_SASL_USERNAME and"
+                        " EDGE_UPSTREAM_SASL_PASSWORD, never from the command line")
+    p.add_argument("--ssl-cafile", default=env("EDGE_UPLINK_SSL_CAFILE"),
+                   help="PEM file of the CA that signed the cluster's certificates"
+                        " (env EDGE_UPLINK_SSL_CAFILE; default: the system's CAs)")
     p.add_argument("--status-interval", type=float, default=0.0,
                    help="print a JSON status line every this many seconds (0: never)")
     return p
@@ -52,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             edge_id=args.edge_id, bootstrap_servers=args.bootstrap_servers, data_dir=args.data_dir,
             topics=topics, delivery=args.delivery,
             compression=None if args.compression == "none" else args.compression,
-            batch_records=args.batch_records)
+            batch_records=args.batch_records, security_protocol=args.security_protocol,
+            sasl_mechanism=args.sasl_mechanism, ssl_cafile=args.ssl_cafile)
     except EdgeError as exc:
         print(f"edge.uplink: {exc}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ from ._config import UplinkConfig
 from ._status import PartitionLag
 
 _ASSIGN_REFRESH_S = 1.0
+_PRIORITY_REFRESH_S = 10.0   # a topic's priority changes by an operator's hand, rarely
 
 
 class LocalSide:
@@ -42,6 +43,7 @@ class LocalSide:
         self._assigned: set[TopicPartition] = set()
         self._start: dict[TopicPartition, int] = {}   # where to begin a newly seen partition
         self._last_assign = 0.0
+        self._last_priority = 0.0
 
     def close(self) -> None:
         for c in (self._consumer, self._peek):
@@ -57,11 +59,19 @@ class LocalSide:
             return
         self._last_assign = time.monotonic()
         existing = set(self._admin.list_topics())
+        present = [t for t in self._locals if t in existing]
+        if force or time.monotonic() - self._last_priority >= _PRIORITY_REFRESH_S or any(
+                t not in self._priority for t in present):
+            # describe_topics counts every partition's records: too dear for every second.
+            self._last_priority = time.monotonic()
+            for desc in self._admin.describe_topics(present):
+                # The drop ledger goes first: the cluster should learn what the box could not keep.
+                self._priority[desc.name] = (float("inf") if desc.name == DROP_LEDGER_TOPIC
+                                             else desc.priority)
         wanted: list[TopicPartition] = []
-        for desc in self._admin.describe_topics([t for t in self._locals if t in existing]):
-            # The drop ledger goes first: the cluster should learn what the box could not keep.
-            self._priority[desc.name] = float("inf") if desc.name == DROP_LEDGER_TOPIC else desc.priority
-            wanted.extend(TopicPartition(desc.name, p.partition) for p in desc.partitions)
+        for topic in present:
+            wanted.extend(TopicPartition(topic, p)
+                          for p in sorted(self._consumer.partitions_for_topic(topic) or ()))
         if set(wanted) != self._assigned:
             self._consumer.assign(wanted)
             for tp in set(wanted) - self._assigned:

@@ -23,10 +23,12 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
     for_code,
 )
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import OffsetAndMetadata
 from aiokafka.structs import TopicPartition as UpTP
 
-from broker import ConsumerRecord, TopicPartition
+from broker import ConsumerRecord, TopicPartition, default_partition
 
 from ._config import UplinkConfig
 from ._diagnose import diagnose_connect
@@ -43,17 +45,27 @@ _POLL_S = 0.5
 _LAG_REFRESH_S = 1.0
 _LOCAL_COMMIT_S = 0.5
 _WINDOW = 4
+_KEY_CACHE_MAX = 100_000   # keys are device ids: few, so their partitions are worth remembering
 
 
 class _InFlight:
-    """A batch handed to the producer: its futures, dead letters and next local offsets."""
+    """A batch handed to the producer: its per-partition batch futures (with the records in
+    each), the checkpoint write (exactly once), dead letters and next local offsets."""
 
     def __init__(self, batch: list[ConsumerRecord]) -> None:
         self.batch = batch
-        self.futures: list[asyncio.Future[Any]] = []
-        self.sent: list[ConsumerRecord] = []
+        self.futures: list[tuple[asyncio.Future[Any], list[ConsumerRecord]]] = []
+        self.offsets: asyncio.Task[None] | None = None
         self.dead: list[tuple[ConsumerRecord, str]] = []
         self.updates: dict[TopicPartition, int] = {}
+
+    async def cancel(self) -> None:
+        """Settle the checkpoint write of a failed batch, so its error is not left unseen."""
+        if self.offsets is not None:
+            self.offsets.cancel()
+            await asyncio.gather(self.offsets, return_exceptions=True)
+
+
 _TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
 _FENCED = (ProducerFenced, InvalidProducerEpoch)
 
@@ -93,6 +105,12 @@ class Uplink:
         self._replicated: dict[TopicPartition, int] = {}
         self._lag: list[PartitionLag] = []
         self._too_large: dict[tuple[str, int, int], str] = {}
+        # Records of a batch the broker refused as too large: resent one per batch, to find it.
+        self._solo: set[tuple[str, int, int]] = set()
+        self._key_partition: dict[tuple[bytes, int], int] = {}
+        self._keyless_next = 0
+        self._edge_header = ("edge.id", config.edge_id.encode())
+        self._partition_headers: dict[int, tuple[str, bytes]] = {}
         self._upstream = {m.local: m.upstream for m in config.topics}
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
@@ -306,7 +324,7 @@ class Uplink:
                 if batch:
                     prefetch = asyncio.ensure_future(self._in_thread(self._local.poll, 0))
                     if self.config.max_bytes_per_s is not None:
-                        await self._throttle(sum(_size(r) for r in batch))
+                        await self._throttle(sum(map(_size, batch)))
                     flights.append(await self._bounded(self._send(batch)))
                 while flights and (len(flights) >= window or not batch):
                     await self._bounded(self._finish(flights.popleft()))
@@ -314,6 +332,8 @@ class Uplink:
             while flights:
                 await self._bounded(self._finish(flights.popleft()))
         finally:
+            for flight in flights:
+                await flight.cancel()
             if prefetch is not None:  # read past what was replicated: the rewind undoes it
                 await asyncio.gather(prefetch, return_exceptions=True)
             await self._maybe_commit_local(force=True)
@@ -351,41 +371,108 @@ class Uplink:
             await asyncio.sleep((self._bucket - cap * 0.1) / cap)
 
     async def _send(self, batch: list[ConsumerRecord]) -> _InFlight:
-        """Hand a batch to the producer (in a new transaction, exactly once); not yet acked."""
+        """Hand a batch to the producer (in a new transaction, exactly once); not yet acked.
+
+        Records go in per-partition record batches (``create_batch``/``send_batch``): one
+        future per partition instead of one per record, and the partition is chosen here
+        with Kafka's murmur2, so a key lands where the producer's own partitioner would put it.
+        Exactly once, the checkpoint write starts at once, beside the records in flight.
+        """
         producer = self._producer
+        c = self.config
         flight = _InFlight(batch)
-        for r in batch:
-            flight.updates[TopicPartition(r.topic, r.partition)] = r.offset + 1
+        open_batches: dict[tuple[str, int], tuple[BatchBuilder, list[ConsumerRecord]]] = {}
         try:
-            if self.config.exactly_once:
+            if c.exactly_once:
                 await producer.begin_transaction()
+            counts: dict[str, int] = {}
+            for local in {r.topic for r in batch}:
+                counts[local] = len(await producer.partitions_for(self._upstream[local]))
+            keyless = self._keyless_next
+            self._keyless_next += 1
             for r in batch:
-                reason = self._too_large.get((r.topic, r.partition, r.offset))
+                where = (r.topic, r.partition, r.offset)
+                reason = self._too_large.get(where) if self._too_large else None
+                headers = self._headers(r)
                 if reason is None:
-                    try:
-                        flight.futures.append(await producer.send(
-                            self._upstream[r.topic], r.value, r.key, timestamp_ms=r.timestamp,
-                            headers=self._headers(r)))
-                        flight.sent.append(r)
-                        continue
-                    except _TOO_LARGE as exc:
-                        reason = f"{type(exc).__name__}: {exc}"
-                flight.dead.append((r, reason))
+                    size = DefaultRecordBatchBuilder.estimate_size_in_bytes(r.key, r.value, headers)
+                    if size > c.max_request_bytes:
+                        reason = (f"MessageSizeTooLargeError: the record is {size} bytes, more than"
+                                  f" max_request_bytes ({c.max_request_bytes})")
+                if reason is not None:
+                    flight.dead.append((r, reason))
+                    continue
+                topic, n = self._upstream[r.topic], counts[r.topic]
+                part = keyless % n if r.key is None else self._partition_of(r.key, n)
+                slot = (topic, part)
+                if self._solo and where in self._solo:
+                    if slot in open_batches:   # what came before it goes first: order per key
+                        await self._ship(flight, topic, part, *open_batches.pop(slot))
+                    await self._ship(flight, topic, part, self._batch_of(r, headers), [r])
+                    continue
+                builder, members = open_batches.get(slot) or (None, None)
+                if builder is None or builder.append(
+                        timestamp=r.timestamp, key=r.key, value=r.value, headers=headers) is None:
+                    if builder is not None:   # full: send it, start the next one
+                        await self._ship(flight, topic, part, builder, members)
+                    builder, members = self._batch_of(r, headers), []
+                    open_batches[slot] = (builder, members)
+                members.append(r)
+            for (topic, part), (builder, members) in open_batches.items():
+                await self._ship(flight, topic, part, builder, members)
+            last: dict[tuple[str, int], int] = {}
+            for r in batch:
+                last[(r.topic, r.partition)] = r.offset + 1
+            flight.updates = {TopicPartition(t, p): o for (t, p), o in last.items()}
+            if c.exactly_once:
+                checkpoint = self._checkpoint_offsets({**self._replicated, **flight.updates},
+                                                      {t for t, _ in last})
+                flight.offsets = asyncio.ensure_future(
+                    producer.send_offsets_to_transaction(checkpoint, c.group_id))
         except (TimeoutError, KafkaError, OSError) as exc:
+            await flight.cancel()
             raise _translate(exc, "sending a batch") from exc
         return flight
+
+    def _batch_of(self, r: ConsumerRecord, headers: list[tuple[str, bytes]]) -> BatchBuilder:
+        """A new record batch holding ``r`` (a first record always fits)."""
+        builder = self._producer.create_batch()
+        builder.append(timestamp=r.timestamp, key=r.key, value=r.value, headers=headers)
+        return builder
+
+    async def _ship(self, flight: _InFlight, topic: str, partition: int, builder: BatchBuilder,
+                    members: list[ConsumerRecord]) -> None:
+        builder.close()
+        future = await self._producer.send_batch(builder, topic, partition=partition)
+        flight.futures.append((future, members))
+
+    def _partition_of(self, key: bytes, partitions: int) -> int:
+        slot = (key, partitions)
+        part = self._key_partition.get(slot)
+        if part is None:
+            if len(self._key_partition) >= _KEY_CACHE_MAX:
+                self._key_partition.clear()
+            part = self._key_partition[slot] = default_partition(key, partitions)
+        return part
 
     async def _finish(self, flight: _InFlight) -> None:
         """Wait for a batch's acks (and commit its transaction with the checkpoint)."""
         producer, batch, dead = self._producer, flight.batch, flight.dead
         nxt = {**self._replicated, **flight.updates}
         try:
-            results = await asyncio.gather(*flight.futures, return_exceptions=True)
-            failed = [(r, e) for r, e in zip(flight.sent, results, strict=True)
+            results = await asyncio.gather(*(f for f, _ in flight.futures), return_exceptions=True)
+            failed = [(members, e) for (_, members), e in zip(flight.futures, results, strict=True)
                       if isinstance(e, BaseException)]
-            for r, e in failed:
-                if isinstance(e, _TOO_LARGE):  # the broker refused it: dead-letter it on the retry
+            for members, e in failed:
+                if not isinstance(e, _TOO_LARGE):
+                    continue
+                # The broker refused the batch as too large: alone, a record is dead-lettered
+                # on the retry; in company, each is sent alone on the retry to find which.
+                if len(members) == 1:
+                    r = members[0]
                     self._too_large[(r.topic, r.partition, r.offset)] = f"{type(e).__name__}: {e}"
+                else:
+                    self._solo.update((r.topic, r.partition, r.offset) for r in members)
             if failed:
                 raise failed[0][1]
             if dead:
@@ -393,27 +480,36 @@ class Uplink:
                 # locally, never lose it.
                 await self._in_thread(self._local.dead_letter, dead)
             if self.config.exactly_once:
-                await producer.send_offsets_to_transaction(
-                    self._checkpoint_offsets(nxt, {r.topic for r in batch}), self.config.group_id)
+                offsets, flight.offsets = flight.offsets, None
+                if offsets is not None:
+                    await offsets
                 await producer.commit_transaction()
         except (TimeoutError, KafkaError, OSError) as exc:
+            await flight.cancel()
             raise _translate(exc, "replicating a batch") from exc
+        except BaseException:
+            await flight.cancel()
+            raise
         self._replicated = nxt
         self._uncommitted.update(flight.updates)
         for r, _ in dead:
             self._too_large.pop((r.topic, r.partition, r.offset), None)
+        if self._solo:
+            self._solo.difference_update((r.topic, r.partition, r.offset) for r in batch)
         self._dead += len(dead)
-        nbytes = sum(_size(r) for r in batch)
+        nbytes = sum(map(_size, batch))
         self._records_total += len(batch)
         self._bytes_total += nbytes
         self._rate.add(len(batch), nbytes)
 
     def _headers(self, r: ConsumerRecord) -> list[tuple[str, bytes]]:
-        return [(k, v if v is not None else b"") for k, v in r.headers] + [
-            ("edge.id", self.config.edge_id.encode()),
-            ("edge.partition", str(r.partition).encode()),
-            ("edge.offset", str(r.offset).encode()),
-        ]
+        part = self._partition_headers.get(r.partition)
+        if part is None:
+            part = self._partition_headers[r.partition] = ("edge.partition",
+                                                           str(r.partition).encode())
+        own = [(k, v if v is not None else b"") for k, v in r.headers] if r.headers else []
+        own += (self._edge_header, part, ("edge.offset", str(r.offset).encode()))
+        return own
 
     # -- status -------------------------------------------------------------------------------
 
@@ -467,5 +563,7 @@ async def _abandon(producer: AIOKafkaProducer) -> None:
 
 
 def _size(r: ConsumerRecord) -> int:
-    return (len(r.key) if r.key else 0) + (len(r.value) if r.value else 0) + sum(
-        len(k) + len(v or b"") for k, v in r.headers)
+    """Bytes of a record as the local log stores it (key, value, headers as JSON), for rates
+    and the bytes/s cap: sizes the log already knows, no per-header work."""
+    return (max(r.serialized_key_size, 0) + max(r.serialized_value_size, 0)
+            + max(r.serialized_header_size, 0))

@@ -172,3 +172,36 @@ async def test_bytes_per_second_cap_slows_the_drain(tmp_path, kafka_cluster):
         nbytes = uplink.status().bytes_total
     assert nbytes / elapsed <= 25_000 * 1.3, f"{nbytes} B in {elapsed:.2f} s"
     assert elapsed >= 2.0
+
+
+async def test_batch_the_broker_refuses_as_too_large_is_split_and_only_the_big_record_dead_lettered(
+        tmp_path, kafka_cluster):
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    data = tmp_path / "log"
+    t = unique("brokerbig")
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_cluster.bootstrap_servers)
+    await admin.start()
+    try:   # the cluster takes batches of at most 3,000 bytes on this topic
+        await admin.create_topics([NewTopic("up." + t, 1, 1,
+                                            topic_configs={"max.message.bytes": "3000"})])
+    finally:
+        await admin.close()
+    create_local_topics(data, {t: 1})
+    produce_local(data, t, 5, keys=2, size=1200)
+    produce_local(data, t, 1, keys=2, start=5, size=4000)   # under max_request_bytes, over 3,000
+    produce_local(data, t, 5, keys=2, start=6, size=1200)
+    cfg = _config(tmp_path, kafka_cluster.bootstrap_servers, {t: "up." + t}, compression=None,
+                  request_timeout_s=10, backoff_initial_s=0.1)
+    async with Uplink(cfg) as uplink:
+        await wait_for(lambda: uplink.status().records_total >= 11, 90, "replication", uplink)
+        assert uplink.status().dead_lettered == 1
+    got = await read_upstream(kafka_cluster.bootstrap_servers, ["up." + t], 10)
+    values = [int(r.value.split(b".")[0].split(b":")[1]) for r in got]
+    assert sorted(values) == [i for i in range(11) if i != 5]
+    for key in (b"k0", b"k1"):
+        mine = [int(r.value.split(b".")[0].split(b":")[1]) for r in got if r.key == key]
+        assert mine == sorted(mine), f"order broken for {key}"
+    with KafkaConsumer(cfg.dlq_topic, data_dir=data, auto_offset_reset="earliest") as dlq:
+        records = [r for recs in dlq.poll(timeout_ms=2000).values() for r in recs]
+    assert [dict(r.headers)["uplink.source"] for r in records] == [f"{t}/0/5".encode()]
