@@ -56,7 +56,7 @@ FULL = {
     "log": _part_log.LogPlan(records=200_000, rate_seconds=5.0, pq_records=3200),
     "uplink": _part_uplink.UplinkPlan(records=50_000, latency_rate=2000, latency_seconds=10,
                                       drain_records=200_000),
-    "appliance": _part_appliance.AppliancePlan(rate=5000, seconds=30, devices=30),
+    "appliance": _part_appliance.AppliancePlan(rate=2000, seconds=30, devices=30),
 }
 QUICK = {
     # One shared broker per Kafka variant and no fsync variant: the slowest parts, made small.
@@ -95,7 +95,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "deploy.kafka start --dir D) instead of starting fresh ones; the fsync "
                          "variant is then left out")
     ap.add_argument("--appliance-rate", type=float, default=None,
-                    help="events/s offered in the appliance part (default 5,000; quick 1,000)")
+                    help="events/s offered in the appliance part (default 2,000; quick 1,000)")
     args = ap.parse_args(argv)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = [p for p in parts if p not in PARTS]
