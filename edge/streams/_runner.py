@@ -126,6 +126,7 @@ class StreamsRunner:
         self._ctx = _Context()
         self._state = "created"
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None  # run()'s worker
         self._lock = threading.Lock()  # guards the committed offsets status() reads
         self._admin = KafkaAdminClient(log_config=self.log_config)
         self._producer: KafkaProducer | None = None
@@ -579,11 +580,12 @@ class StreamsRunner:
         Blocks (SQLite); each batch is committed before the next is read.
         """
         self._check_open()
-        self._state = "running"
         total = 0
         while True:
             n = self._process_batch()
             if n == 0:
+                if self._state == "created":
+                    self._state = "idle"
                 return total
             total += n
 
@@ -696,7 +698,8 @@ class StreamsRunner:
             else:
                 loop.call_soon_threadsafe(settle, None)
 
-        thread = threading.Thread(target=work, name=f"streams:{self.topology.name}", daemon=True)
+        thread = self._thread = threading.Thread(target=work, name=f"streams:{self.topology.name}",
+                                                 daemon=True)
         thread.start()
         try:
             await asyncio.shield(done)
@@ -713,8 +716,14 @@ class StreamsRunner:
 
     def _loop(self) -> None:
         self._state = "running"
+        try:
+            self._loop_until_stopped()
+        finally:
+            if self._state == "running":
+                self._state = "stopped"
+
+    def _loop_until_stopped(self) -> None:
         failures = 0
-        assert self._consumer is not None
         while not self._stop.is_set():
             try:
                 n = self._process_batch()
@@ -779,8 +788,11 @@ class StreamsRunner:
         """Release the log; safe to call twice.  Committed work stays committed."""
         if self._state == "closed":
             return
-        self._state = "closed"
         self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()  # run()'s worker finishes (and commits) its batch first
+        self._state = "closed"
         for table in self.topology.tables.values():
             if table._runner is self:
                 table._runner = None

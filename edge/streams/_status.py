@@ -32,7 +32,7 @@ class StreamsStatus:
 
     topology: str
     group_id: str
-    state: str  # "created", "running", "closed"
+    state: str  # created, idle (after process_available), running, stopped, fenced, closed
     records_in: int
     records_out: int
     late: int
