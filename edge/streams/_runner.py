@@ -43,7 +43,7 @@ from ._errors import FencedError, StreamsError, TopologyError
 from ._record import Record, decode_value, encode_value
 from ._status import PartitionProgress, StreamsStatus
 from ._store import StateStore, key_text, text_key
-from ._windows import HoppingWindows, TumblingWindows
+from ._windows import AGGREGATORS, HoppingWindows, TumblingWindows
 
 __all__ = ["StreamsRunner"]
 
@@ -350,6 +350,9 @@ class StreamsRunner:
         windows: TumblingWindows | HoppingWindows = node.params["windows"]
         agg = node.params["aggregator"]
         value_fn = node.params["value"]
+        # A custom aggregate that JSON cannot hold would fail the batch's commit again and
+        # again; checked per record, it sends that record to the dead letters instead.
+        custom = agg not in AGGREGATORS.values()
         size, grace = windows.size_ms, windows.grace_ms
         store = self._node_stores[node.name]
         data, dirty = store.data, store.dirty
@@ -416,8 +419,10 @@ class StreamsRunner:
                 for s in starts:
                     pk = (task, key, s)
                     entry = data.get(pk)
-                    acc = agg.initial() if entry is None else entry[0]
-                    updates.append((pk, entry, agg.add(acc, v)))
+                    acc = agg.add(agg.initial() if entry is None else entry[0], v)
+                    if custom:
+                        json.dumps(acc)
+                    updates.append((pk, entry, acc))
             except Exception as exc:  # noqa: BLE001
                 fail(rec, exc)
                 return

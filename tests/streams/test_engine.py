@@ -212,3 +212,30 @@ def test_a_failed_commit_forgets_the_batch_and_a_retry_processes_it_once(tmp_pat
         assert runner.process_available() == 10
         assert table.get(b"k")["i"] == 9
     assert [v["i"] for v in _values(tmp_path, "copy")] == list(range(10))
+
+
+class SetOfValues:
+    """A buggy custom aggregate: a set is not JSON."""
+
+    def initial(self) -> Any:
+        return []
+
+    def add(self, agg: Any, value: Any) -> Any:
+        return set(agg) | {value} if value == "bug" else [*agg, value]
+
+    def result(self, agg: Any) -> Any:
+        return len(agg)
+
+
+def test_an_aggregate_json_cannot_hold_dead_letters_its_record_not_the_batch(tmp_path: Path) -> None:
+    from edge.streams import TumblingWindows
+
+    t = Topology("aggbug")
+    t.source("in").group_by_key().windowed_by(TumblingWindows(100)).aggregate(
+        SetOfValues(), name="distinct").to("out")
+    _write(tmp_path, "in", [(b"k", 1, 10), (b"k", "bug", 20), (b"k", 2, 30), (b"k", 3, 150)])
+    with StreamsRunner(t, tmp_path) as runner:
+        assert runner.process_available() == 4
+        assert runner.status().errors == {"distinct": 1}
+    assert [v["value"] for v in _values(tmp_path, "out")] == [2]
+    assert dict(_read(tmp_path, "dead-letters")[0].headers)["streams.processor"] == b"distinct"
