@@ -100,10 +100,13 @@ def _rate(counts: list[tuple[float, int]]) -> tuple[list[float], list[float]]:
 
 
 def plot_appliance(rows: list[dict[str, Any]], path: Path) -> None:
-    """Throughput (or CPU, when the rows carry no record counts) and RSS over each run."""
+    """Events/s into the log (when the rows carry record counts), CPU and RSS over each run."""
     plt = _pyplot()
     has_counts = any(r.get("counts") for r in rows)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6.5), dpi=110, sharex=True)
+    n = 3 if has_counts else 2
+    fig, axes = plt.subplots(n, 1, figsize=(8, 2.6 * n + 0.8), dpi=110, sharex=True)
+    rate_ax = axes[0] if has_counts else None
+    cpu_ax, rss_ax = axes[-2], axes[-1]
     colours = {"service": "tab:blue", "peer": "tab:grey"}
     labelled: set[str] = set()
     for r in rows:
@@ -116,30 +119,28 @@ def plot_appliance(rows: list[dict[str, Any]], path: Path) -> None:
         labelled.add(side)
         style = dict(color=colours.get(side, "black"), lw=1.3, alpha=0.85,
                      ls="-" if side == "service" else "--")
-        if has_counts:
+        if rate_ax is not None:
             ts, ys = _rate(r.get("counts") or [])
-            top.plot(ts, [y / 1000 for y in ys], label=label, **style)
-        else:
-            ts, ys = _cpu_cores(samples)
-            top.plot(ts, ys, label=label, **style)
-        bottom.plot([s[0] for s in samples], [s[1] / 2**20 for s in samples], label=label, **style)
+            rate_ax.plot(ts, [y / 1000 for y in ys], label=label, **style)
+        ts, ys = _cpu_cores(samples)
+        cpu_ax.plot(ts, ys, label=label, **style)
+        rss_ax.plot([s[0] for s in samples], [s[1] / 2**20 for s in samples], label=label, **style)
     rate = rows[0].get("rate") if rows else None
-    if has_counts:
-        top.set_ylabel("thousand events/s into the log")
+    if rate_ax is not None:
+        rate_ax.set_ylabel("thousand events/s\ninto the log")
         if rate:
-            top.axhline(rate / 1000, color="grey", ls=":", lw=0.8)
-    else:
-        top.set_ylabel("CPU (cores) of the process")
-    bottom.set_ylabel("RSS (MB)")
-    bottom.set_xlabel("seconds since the load started (one line per run)")
+            rate_ax.axhline(rate / 1000, color="grey", ls=":", lw=0.8)
+    cpu_ax.set_ylabel("CPU (cores)\nof the process")
+    rss_ax.set_ylabel("RSS (MB)")
+    rss_ax.set_xlabel("seconds since the load started (one line per run)")
     title = "The whole appliance at a fixed rate"
     if rate:
         title += f": {rate:,.0f} events/s offered"
-    top.set_title(title)
-    for ax in (top, bottom):
+    axes[0].set_title(title)
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.set_ylim(bottom=0)
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -232,11 +232,11 @@ def _plots(res: _page.Results, out: Path, drains: list, appliance_rows: list[dic
             "the link came back (the restarted broker served again), one line per run")
     if appliance_rows:
         _page.plot_appliance(appliance_rows, out / _page.APPLIANCE_PNG)
-        what = ("events/s into the log" if any(r.get("counts") for r in appliance_rows)
-                else "CPU")
+        what = ("events/s into the log, CPU and RSS" if any(r.get("counts") for r in appliance_rows)
+                else "CPU and RSS")
         res.plots[_page.APPLIANCE_PNG] = (
-            f"The whole appliance at a fixed rate: {what} (top) and RSS (bottom) of the process "
-            "over each run")
+            f"The whole appliance at a fixed rate: {what} of the process under test over each "
+            "run (edge run solid, the hand-written peer dashed)")
     if not res.plots:
         res.plot_note = "No part of this run produced a time series to plot."
 
