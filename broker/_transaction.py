@@ -97,12 +97,21 @@ class LogTransaction:
             _serialize(value, self._value_ser, "value", topic)
         if partition is not None and (not isinstance(partition, int) or partition < 0):
             raise ConfigError(f"partition: expected a non-negative integer, got {partition!r}")
-        hdr = encode_headers(headers) if headers else None
         ts = self._log.clock.wall_ms() if timestamp_ms is None else timestamp_ms
-        ksize = len(k) if k is not None else -1
-        vsize = len(v) if v is not None else -1
-        hsize = len(hdr) if hdr is not None else 0
-        size = RECORD_OVERHEAD + max(ksize, 0) + max(vsize, 0) + hsize
+        size = RECORD_OVERHEAD
+        ksize = vsize = -1
+        hsize = 0
+        hdr = None
+        if k is not None:
+            ksize = len(k)
+            size += ksize
+        if v is not None:
+            vsize = len(v)
+            size += vsize
+        if headers:
+            hdr = encode_headers(headers)
+            hsize = len(hdr)
+            size += hsize
         fut = FutureRecordMetadata(self._round, topic, partition, ts, ksize, vsize, hsize)
         self._records.append(_Pending(topic, partition, k, v, hdr, ts, size, fut))
 

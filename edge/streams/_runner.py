@@ -56,6 +56,9 @@ _ASSIGN_REFRESH_S = 1.0
 _RETRY_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 Forward = Callable[[Record], None]
+# Built once: json.dumps with options builds an encoder per call.
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_dumps_sorted = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 class _Context:
@@ -332,8 +335,7 @@ class StreamsRunner:
                 for out in outs:
                     if not isinstance(out, Record):
                         raise TypeError(f"KeyedStep.apply must emit Records, got {type(out).__name__}")
-                new_raw = None if new_state is None else json.dumps(
-                    new_state, separators=(",", ":")).encode()
+                new_raw = None if new_state is None else _dumps(new_state).encode()
             except Exception as exc:  # noqa: BLE001
                 fail(rec, exc)
                 return
@@ -421,7 +423,7 @@ class StreamsRunner:
                     entry = data.get(pk)
                     acc = agg.add(agg.initial() if entry is None else entry[0], v)
                     if custom:
-                        json.dumps(acc)
+                        _dumps(acc)
                     updates.append((pk, entry, acc))
             except Exception as exc:  # noqa: BLE001
                 fail(rec, exc)
@@ -452,7 +454,7 @@ class StreamsRunner:
         def dedupe(rec: Record) -> None:
             task = ctx.task
             try:
-                ident = json.dumps(id_fn(rec), separators=(",", ":"), sort_keys=True)
+                ident = _dumps_sorted(id_fn(rec))
             except Exception as exc:  # noqa: BLE001
                 fail(rec, exc)
                 return

@@ -54,12 +54,11 @@ class StateStore:
         n = 0
         for key in self.dirty:
             value = self.data.get(key, _ABSENT)
-            k = json.dumps(key, separators=(",", ":")).encode()
+            k = _dumps(key).encode()
             if value is _ABSENT:
                 txn.put_state(self.name, k, None)
             else:
-                txn.put_state(self.name, k, value if self.raw else
-                              json.dumps(value, separators=(",", ":")).encode())
+                txn.put_state(self.name, k, value if self.raw else _dumps(value).encode())
             n += 1
         self.dirty.clear()
         return n
@@ -69,3 +68,4 @@ class StateStore:
 
 
 _ABSENT = object()
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
