@@ -134,7 +134,7 @@ class Adapter(abc.ABC, Generic[T]):
         and every later one stay unacknowledged.
         """
         window: collections.deque[tuple[T, list[tuple[Awaitable[None], bool]]]] = collections.deque()
-        slots = asyncio.Semaphore(self.max_in_flight)
+        room = asyncio.Event()  # set when the window has room (a plain flag: cheaper than a Semaphore)
         ready = asyncio.Event()
         ended = False
         self._drained = asyncio.Event()
@@ -142,11 +142,12 @@ class Adapter(abc.ABC, Generic[T]):
         async def read() -> None:
             frames: AsyncIterator[T] = aiter(self.transport)
             while True:
-                await slots.acquire()  # nothing in hand while waiting: safe to cancel
+                while len(window) >= self.max_in_flight:  # nothing in hand: safe to cancel
+                    room.clear()
+                    await room.wait()
                 try:
                     item = await anext(frames)
                 except StopAsyncIteration:
-                    slots.release()
                     return
                 window.append((item, self._submit(item)))
                 ready.set()
@@ -168,7 +169,7 @@ class Adapter(abc.ABC, Generic[T]):
                         self.stats.readings += 1
                 await self._done(item)
                 window.popleft()
-                slots.release()
+                room.set()
 
         reader = asyncio.create_task(read(), name=f"{self.id}:read")
         acker = asyncio.create_task(acknowledge(), name=f"{self.id}:ack")
