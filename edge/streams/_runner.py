@@ -75,13 +75,14 @@ class _Context:
 
 class _Counters:
     __slots__ = ("records_in", "records_out", "late", "dead_lettered", "deduplicated",
-                 "transactions", "errors", "last_error", "skipped")
+                 "transactions", "errors", "last_error", "skipped", "last_commit_ms")
 
     def __init__(self) -> None:
         self.records_in = self.records_out = self.late = self.dead_lettered = 0
         self.deduplicated = self.transactions = self.skipped = 0
         self.errors: dict[str, int] = {}
         self.last_error: str | None = None
+        self.last_commit_ms: int | None = None
 
 
 class StreamsRunner:
@@ -646,7 +647,6 @@ class StreamsRunner:
                     wm_dirty.add(wk)
                     for close in closers:
                         close()
-                ctx.raw = r
                 rec = Record(r.key, decode_value(r.value), ts, r.headers, r.topic, task, r.offset)
                 sources[r.topic](rec)
                 progress[(r.topic, task)] = r.offset + 1
@@ -675,6 +675,7 @@ class StreamsRunner:
             self._committed.update(done)
         self._counters.records_in += len(batch)
         self._counters.transactions += 1
+        self._counters.last_commit_ms = self.clock.wall_ms()
         return len(batch)
 
     async def run(self) -> None:
@@ -777,7 +778,7 @@ class StreamsRunner:
             records_in=c.records_in, records_out=c.records_out, late=c.late,
             dead_lettered=c.dead_lettered, deduplicated=c.deduplicated,
             transactions=c.transactions, errors=dict(c.errors), last_error=c.last_error,
-            partitions=parts)
+            partitions=parts, skipped=c.skipped, last_commit_ms=c.last_commit_ms)
 
     def _table_view(self, table: Table) -> _TableView:
         self._check_open()

@@ -42,6 +42,8 @@ class StreamsStatus:
     errors: dict[str, int] = field(default_factory=dict)
     last_error: str | None = None
     partitions: list[PartitionProgress] = field(default_factory=list)
+    skipped: int = 0  # input records retention removed before they were processed
+    last_commit_ms: int | None = None  # wall clock (the runner's clock) of the last commit
 
     @property
     def lag(self) -> int:

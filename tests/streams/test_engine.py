@@ -69,6 +69,9 @@ def test_stateless_steps_partition_link_and_keep_time(tmp_path: Path) -> None:
     assert [(r.key, json.loads(r.value)) for r in _read(tmp_path, "big")] == [(None, {"c": 380})]
     assert _values(tmp_path, "pairs") == [0, 0, 1, -1]  # keyed by dev-0/dev-1, same partition
     assert (st.records_in, st.records_out, st.dead_lettered, st.lag) == (40, 15, 0, 0)
+    assert [(p.topic, p.partition, p.committed, p.log_end_offset, p.watermark_ms)
+            for p in st.partitions] == [("in", 0, 40, 40, 1039)]
+    assert st.state == "idle" and st.transactions == 1 and st.last_commit_ms is not None
 
 
 def test_a_raising_processor_dead_letters_the_record_and_goes_on(tmp_path: Path) -> None:
