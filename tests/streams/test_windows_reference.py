@@ -170,3 +170,34 @@ def test_a_hand_checked_case_late_grace_and_hopping() -> None:
     results, late = reference(records, 100, 50, 50, "count")
     assert late == [(0, "a", 95, 5, "0-100")]
     assert results[(0, "a", 0)] == (2, 2, 90)
+
+
+def test_a_late_record_goes_to_the_side_output_with_why(tmp_path: Path) -> None:
+    t = Topology("late")
+    t.source("in").group_by_key().windowed_by(TumblingWindows(100, grace_ms=50)).aggregate(
+        "sum", value=lambda r: r.value["v"], name="sum-100").to("out")
+    with KafkaAdminClient(tmp_path) as admin:
+        admin.create_topics([NewTopic("in", 1)])
+    with KafkaProducer(tmp_path) as producer:
+        for ts, v in [(10, 1), (120, 2), (90, 3), (150, 4), (95, 5), (260, 6)]:
+            producer.send("in", json.dumps({"v": v}).encode(), key=b"a", timestamp_ms=ts,
+                          headers=[("device_kind", b"thermometer")])
+    with StreamsRunner(t, tmp_path) as runner:
+        assert runner.process_available() == 6
+        assert runner.status().late == 1
+    cfg = LogConfig(data_dir=tmp_path)
+    out = [(json.loads(r.value), r.timestamp) for r in _read(cfg, "out")]
+    assert out == [({"start": 0, "end": 100, "value": 4, "count": 2}, 90),     # closed by 150
+                   ({"start": 100, "end": 200, "value": 6, "count": 2}, 150)]  # closed by 260
+    [late] = _read(cfg, "late.late")
+    assert (late.key, json.loads(late.value), late.timestamp) == (b"a", {"v": 5}, 95)
+    assert late.headers == [
+        ("device_kind", b"thermometer"),
+        ("reason", b"late: window(s) 0-100 closed at watermark 150 (grace 50 ms)"),
+        ("streams.late.windows", b"0-100"),
+        ("streams.watermark", b"150"),
+        ("streams.grace_ms", b"50"),
+        ("streams.processor", b"sum-100"),
+        ("streams.topology", b"late"),
+        ("streams.source", b"in/0/4"),
+    ]
