@@ -123,6 +123,7 @@ def _chaos(args: argparse.Namespace, res: _page.Results, progress: _Clock) -> No
         return
     if choice == "run":
         progress("chaos: the soak's short profile (tests/chaos)")
+        target.unlink(missing_ok=True)  # an older result must not pass for this run's
         env = dict(os.environ, CHAOS_RESULT=str(target.resolve()))
         proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
                                "tests/chaos", "-k", "short"], cwd=ROOT, env=env,
