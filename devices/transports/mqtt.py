@@ -72,6 +72,10 @@ class MqttConfig:
     persistent: bool = True
     session_expiry: int = 7 * 24 * 3600  # MQTT 5: how long the broker keeps our session
     receive_maximum: int | None = None  # MQTT 5: our in-flight window for QoS 1
+    # Messages held for the consumer before paho's thread stops reading the socket. The
+    # broker's window does not bound this: Mosquitto 2.0 sends its queued backlog in bursts
+    # of hundreds once acks flow, whatever max_inflight_messages or Receive Maximum say.
+    max_queued: int = 1000
     backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.5, maximum=30.0))
 
     def __post_init__(self) -> None:
@@ -91,6 +95,8 @@ class MqttConfig:
             raise ValueError("a persistent session needs a fixed client_id, got ''")
         if self.keepalive < 1:
             raise ValueError(f"keepalive must be >= 1 second, got {self.keepalive!r}")
+        if self.max_queued < 1:
+            raise ValueError(f"max_queued must be >= 1 message, got {self.max_queued!r}")
 
 
 @dataclass(eq=False)
@@ -139,6 +145,8 @@ class MqttTransport(AsyncTransport):
         self._state = ConnectionState.CONNECTING
         self._queue: collections.deque[MqttMessage] = collections.deque()  # appended by paho's thread
         self._wake_scheduled = False
+        self._room = threading.Event()  # cleared while the queue is full: paho's thread waits
+        self._room.set()
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: paho.Client | None = None
@@ -233,6 +241,7 @@ class MqttTransport(AsyncTransport):
         ):
             await self._ack_barrier(client)
         self._closed = True
+        self._room.set()  # paho's thread may be waiting for room
         if client is not None:
             client.disconnect()
             await asyncio.to_thread(client.loop_stop)
@@ -270,7 +279,10 @@ class MqttTransport(AsyncTransport):
         assert self._wakeup is not None
         while True:
             if self._queue:
-                return self._queue.popleft()
+                message = self._queue.popleft()
+                if not self._room.is_set() and len(self._queue) <= self.config.max_queued // 2:
+                    self._room.set()
+                return message
             if self._closed:
                 raise StopAsyncIteration
             self._wakeup.clear()
@@ -371,6 +383,15 @@ class MqttTransport(AsyncTransport):
         if not self._wake_scheduled:
             self._wake_scheduled = True
             self._call(self._wake_reader)
+        # Backpressure: stop reading the socket while the consumer is this far behind (the
+        # broker keeps the rest, and TCP tells it to wait), so memory stays flat under
+        # overload. Acks queued meanwhile go out when paho's loop runs again.
+        limit = self.config.max_queued
+        while len(self._queue) >= limit and not self._closed:
+            self._room.clear()
+            if len(self._queue) < limit:  # the consumer took one between the check and clear
+                break
+            self._room.wait(0.5)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
