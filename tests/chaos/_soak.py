@@ -14,6 +14,7 @@ helpers, the checker only stdlib and kafka-python.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -38,9 +39,12 @@ FAULT_KINDS = ("service-sigkill", "service-sigterm", "network-cut", "broker-kill
 #: its own; the disk-quota fault is a long network cut, which it does feel).
 BRIDGE_FAULTS = tuple(k for k in FAULT_KINDS if k != "serial-unplug")
 
+# Thermometers send one reading a second: their frames carry whole seconds and two decimals,
+# so two readings of one room in one second could be told apart by position only.
 SERIAL = (  # (device id, sim fleet flag, service codec, codec options, sim extra args)
     ("car-1", "--gps", "nmea0183", "", ()),
-    ("room-1", "--rooms", "gatt.0x2A1C", '{ framing = "hex" }', ("--temperature-format", "gatt")),
+    ("room-1", "--rooms", "gatt.0x2A1C", '{ framing = "hex" }',
+     ("--temperature-format", "gatt", "--rate", "1")),
     ("bed-1", "--patients", "gatt.0x2A35", '{ framing = "hex" }', ()),
 )
 MQTT = (  # (service device name, kind, convention, MQTT topic level)
@@ -49,6 +53,39 @@ MQTT = (  # (service device name, kind, convention, MQTT topic level)
     ("beds-mqtt", "blood_pressure", "bp.json", "bp"),
 )
 LOCAL_TOPICS = ("gps", "temperature", "blood_pressure", "dead-letters")
+#: Stream processors on the box (edge/streams built-ins), exactly once over the local log;
+#: their outputs are replicated like the readings.
+STREAMS = """
+[[streams]]
+name = "fleet"
+source = "gps"
+sink = "gps.track"
+steps = [{ builtin = "gps_track" }]
+
+[[streams]]
+name = "ward"
+source = "temperature"
+
+[[streams.steps]]
+builtin = "fever"
+raise_at = 38.0
+clear_at = 37.5
+field = "temperature_c"
+topic = "alerts.fever"
+
+[[streams.steps]]
+builtin = "downsample"
+fields = ["temperature_c"]
+window_s = 10
+grace_s = 2
+topic = "temperature.10s"
+
+[[streams]]
+name = "vitals"
+source = "blood_pressure"
+steps = [{ builtin = "blood_pressure", topic = "alerts.blood_pressure" }]
+"""
+STREAM_TOPICS = ("gps.track", "alerts.fever", "temperature.10s", "alerts.blood_pressure")
 
 
 @dataclass(frozen=True)
@@ -57,24 +94,35 @@ class Profile:
 
     name: str
     rounds: int  # each round plays every fault kind once, in a seeded order
-    mqtt_devices: int = 2  # per kind
-    mqtt_rate: float = 4.0  # readings/s per device
+    mqtt_devices: int = 2  # GPS units and cuffs
+    mqtt_rate: float = 8.0  # readings/s per device
+    mqtt_rooms: int = 8  # thermometers, at 1 reading/s each
     serial_rate: float = 4.0
-    gap_s: tuple[float, float] = (6.0, 9.0)  # quiet time after a fault, seeded within
+    gap_s: tuple[float, float] = (5.0, 7.0)  # quiet time after a fault, seeded within
     down_s: float = 2.0  # the service stays dead this long after SIGKILL
     cut_s: float = 6.0
-    broker_down_s: float = 8.0
-    quota_bytes: int = 250_000
-    quota_cut_s: float = 22.0  # a cut this long fills the quota with unreplicated records
-    warmup_s: float = 6.0
+    broker_down_s: float = 6.0
+    # The quota is small so that a short cut fills it with unreplicated records, but not so
+    # small that the drop ledger's entries (~300 B per topic per drop, which must stay
+    # until replicated) rival the 1% of the quota that each drop frees.
+    quota_bytes: int = 500_000
+    quota_cut_s: float = 30.0  # a cut this long fills the quota with unreplicated records
+    warmup_s: float = 5.0
     tail_s: float = 6.0
     drain_timeout_s: float = 90.0
 
 
 PROFILES = {
     "short": Profile("short", rounds=1),
-    "long": Profile("long", rounds=60, mqtt_devices=3, gap_s=(10.0, 30.0)),
+    "long": Profile("long", rounds=18, mqtt_devices=3, gap_s=(10.0, 30.0)),  # ~1 h
 }
+
+
+def profile_from_env(name: str) -> Profile:
+    """PROFILES[name], with ``CHAOS_ROUNDS`` (if set) as its number of rounds."""
+    profile = PROFILES[name]
+    rounds = os.environ.get("CHAOS_ROUNDS")
+    return dataclasses.replace(profile, rounds=int(rounds)) if rounds else profile
 
 
 @dataclass
@@ -115,7 +163,7 @@ def build_schedule(seed: int, profile: Profile) -> list[Fault]:
                 f.detail = f"SIGKILL, restart after {profile.down_s:.0f} s"
                 t += profile.down_s
             elif kind == "service-sigterm":
-                f.detail = "SIGTERM, restart"
+                f.detail = "SIGTERM, restart at exit"
                 t += 2.0
             else:
                 f.detail = "graceful restart (persistence kept)"
@@ -136,7 +184,7 @@ class Soak:
     """One run of the soak in `workdir`; `run()` returns the checker's result."""
 
     def __init__(self, workdir: Path, proxied: Any, seed: int, profile: Profile,
-                 streams_config: str = "") -> None:
+                 streams_config: str = STREAMS) -> None:
         self.dir = workdir
         self.proxied = proxied  # tests.fixtures.kafka.ProxiedCluster, 3 brokers
         self.seed = seed
@@ -145,6 +193,8 @@ class Soak:
         self.schedule = build_schedule(seed, profile)
         self.prefix = f"chaos{seed}-{int(time.time())}"
         self.edge_topics = {t: f"{self.prefix}.edge.{t}" for t in LOCAL_TOPICS}
+        self.stream_topics = {t: f"{self.prefix}.edge.{t}" for t in STREAM_TOPICS} \
+            if streams_config else {}
         self.ledger_topic = f"{self.prefix}.edge.drop-ledger"
         self.bridge_topics = {k: f"{self.prefix}.bridge.{k}" for _, k, _, _ in MQTT}
         self.mosquitto = Mosquitto(workdir / "mosquitto")
@@ -155,12 +205,14 @@ class Soak:
         self.fault_log = workdir / "faults.jsonl"
         self.started_ms = 0
         self.health_port = free_port()
+        self.crashes = {"appliance": 0, "bridge": 0}  # exits nobody asked for
 
     # -- the parts ---------------------------------------------------------------------
 
     def _config(self) -> Path:
         p, links = self.profile, self.dir / "links"
-        mapping = ", ".join(f'"{t}" = "{u}"' for t, u in self.edge_topics.items())
+        mapping = ", ".join(f'"{t}" = "{u}"'
+                            for t, u in {**self.edge_topics, **self.stream_topics}.items())
         devices = ""
         for dev, _, codec, opts, _ in SERIAL:
             devices += (f'[[devices]]\nname = "{dev}"\nkind = "{_kind_of(dev)}"\n'
@@ -181,6 +233,9 @@ class Soak:
             f"default_replication_factor = 3\nbackoff_max_s = 2.0\nrequest_timeout_s = 10.0\n"
             f'drop_ledger_upstream = "{self.ledger_topic}"\n'
             f"topics = {{ {mapping} }}\n\n{devices}{self.streams_config}")
+        check = subprocess.run([sys.executable, "-m", "edge", "config", "check", str(path)],
+                               capture_output=True, text=True)
+        assert check.returncode == 0, f"the soak's config does not validate:\n{check.stdout}{check.stderr}"
         return path
 
     def _start_edge(self) -> None:
@@ -198,7 +253,8 @@ class Soak:
     def _start_watcher(self) -> None:
         cmd = [sys.executable, "-m", "tests.chaos.checker", "watch", "--bootstrap-servers",
                self.proxied.direct_bootstrap_servers, "--out", str(self.dir / "arrivals.jsonl")]
-        for t in [*self.edge_topics.values(), self.ledger_topic, *self.bridge_topics.values()]:
+        for t in [*self.edge_topics.values(), *self.stream_topics.values(), self.ledger_topic,
+                  *self.bridge_topics.values()]:
             cmd += ["--topic", t]
         with (self.dir / "watcher.log").open("ab") as log:
             self.watcher = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log,
@@ -219,18 +275,21 @@ class Soak:
             fleet[fleet.index(flag) + 1] = "1"
             self.sims[dev] = subprocess.Popen(
                 [str(BIN / "edge-sim"), "--no-progress", "--output", "pty", "--link-dir", str(links),
-                 *fleet, *extra, "--rate", str(p.serial_rate), "--duration", str(duration_s),
+                 *fleet, "--rate", str(p.serial_rate), *extra, "--duration", str(duration_s),
                  "--seed", str(self.seed * 10 + i), "--wait-reader", "600", "--unplug-seconds", "1",
                  "--truth", str(self.dir / f"truth-{dev}.jsonl")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         n = str(p.mqtt_devices)
-        self.sims["mqtt"] = subprocess.Popen(
-            [str(BIN / "edge-sim"), "--no-progress", "--output", "mqtt", "--mqtt-port",
-             str(self.mosquitto.port), "--gps", n, "--rooms", n, "--patients", n,
-             "--convention", "temperature=gatt.hex", "--rate", str(p.mqtt_rate),
-             "--duration", str(duration_s), "--seed", str(self.seed * 10 + 9),
-             "--truth", str(self.dir / "truth-mqtt.jsonl"), "--acks", str(self.dir / "acks-mqtt.txt")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for name, fleet, rate, seed in (
+                ("mqtt", ["--gps", n, "--rooms", "0", "--patients", n], p.mqtt_rate, 8),
+                ("mqtt-rooms", ["--gps", "0", "--rooms", str(p.mqtt_rooms), "--patients", "0"], 1.0, 9)):
+            self.sims[name] = subprocess.Popen(
+                [str(BIN / "edge-sim"), "--no-progress", "--output", "mqtt", "--mqtt-port",
+                 str(self.mosquitto.port), *fleet, "--convention", "temperature=gatt.hex",
+                 "--rate", str(rate), "--duration", str(duration_s),
+                 "--seed", str(self.seed * 10 + seed), "--truth", str(self.dir / f"truth-{name}.jsonl"),
+                 "--acks", str(self.dir / f"acks-{name}.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     # -- faults ------------------------------------------------------------------------
 
@@ -248,30 +307,66 @@ class Soak:
                     proc.wait()
                     raise AssertionError(f"{proc.args} did not exit after signal {sig}") from None
 
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, restarting a service or bridge that died on its own meanwhile (as systemd's
+        Restart=always would); each such crash is counted and reported."""
+        end = time.monotonic() + seconds
+        while True:
+            for name, proc, start in (("appliance", self.edge, self._start_edge),
+                                      ("bridge", self.bridge, self._start_bridge)):
+                if proc is not None and proc.poll() is not None:
+                    self.crashes[name] += 1
+                    start()
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(0.2, left))
+
+    def _signal_and_restart(self, sig: int, down_s: float) -> None:
+        """Signal the service and the bridge at once; restart each `down_s` after it exits."""
+        starters = {"edge": self._start_edge, "bridge": self._start_bridge}
+        pending = {"edge": self.edge, "bridge": self.bridge}
+        for proc in pending.values():
+            assert proc is not None
+            proc.send_signal(sig)
+        restart_at: dict[str, float] = {}
+        deadline = time.monotonic() + 30
+        while pending or restart_at:
+            for name, proc in list(pending.items()):
+                assert proc is not None
+                if proc.poll() is not None:
+                    if name == "edge" and sig == signal.SIGTERM:
+                        assert proc.returncode == 0, f"edge exited {proc.returncode} on SIGTERM"
+                    restart_at[name] = time.monotonic() + down_s
+                    del pending[name]
+                elif time.monotonic() > deadline:
+                    proc.kill()
+                    proc.wait()
+                    raise AssertionError(f"{name} did not exit within 30 s of signal {sig}")
+            for name, at in list(restart_at.items()):
+                if time.monotonic() >= at:
+                    starters[name]()
+                    del restart_at[name]
+            time.sleep(0.02)
+
     def _play(self, f: Fault) -> None:
         p = self.profile
         if f.kind in ("service-sigkill", "service-sigterm"):
             sig = signal.SIGKILL if f.kind == "service-sigkill" else signal.SIGTERM
-            self._stop_middle(sig)
-            if sig == signal.SIGTERM:
-                assert self.edge is not None and self.edge.returncode == 0, \
-                    f"edge exited {self.edge and self.edge.returncode} on SIGTERM"
-            time.sleep(p.down_s)
-            self._start_edge()
-            self._start_bridge()
+            self._signal_and_restart(sig, p.down_s if sig == signal.SIGKILL else 0.5)
         elif f.kind in ("network-cut", "disk-quota"):
             self.proxied.cut(f.params.get("mode", "drop"))
-            time.sleep(p.cut_s if f.kind == "network-cut" else p.quota_cut_s)
+            self._sleep(p.cut_s if f.kind == "network-cut" else p.quota_cut_s)
             self.proxied.restore()
         elif f.kind == "broker-kill":
             self.proxied.cluster.kill_broker(f.params["broker"])
-            time.sleep(p.broker_down_s)
+            self._sleep(p.broker_down_s)
             self.proxied.cluster.restart_broker(f.params["broker"])
         elif f.kind == "mosquitto-restart":
             self.mosquitto.restart()
         elif f.kind == "serial-unplug":
             self.sims[f.params["device"]].send_signal(signal.SIGUSR1)
-            time.sleep(1.0)
+            self._sleep(1.0)
         else:
             raise ValueError(f"unknown fault kind {f.kind!r}")
 
@@ -301,7 +396,7 @@ class Soak:
                 for f in self.schedule:
                     delay = t0 + f.at_s - time.monotonic()
                     if delay > 0:
-                        time.sleep(delay)
+                        self._sleep(delay)
                     start = int(time.time() * 1000)
                     print(f"t+{time.monotonic() - t0:6.1f}s  {f.kind} ({f.detail})", file=out, flush=True)
                     self._play(f)
@@ -315,6 +410,7 @@ class Soak:
             # A GPS unit's last NMEA epoch waits in the service until it stops; the uplink
             # does not drain on SIGTERM: one more restart replicates what the stop wrote.
             self._stop_middle(signal.SIGTERM)
+            self.bridge = None  # done: the bridge forwarded what it could
             self._start_edge()
             self._wait_drained()
         finally:
@@ -349,7 +445,7 @@ class Soak:
             idle = isinstance(lag, int | float) and lag == 0
             if time.monotonic() - quiet_since > (3 if idle else 10):
                 return
-            time.sleep(0.5)
+            self._sleep(0.5)
 
     def _stop_all(self) -> None:
         for proc in (self.edge, self.bridge, self.watcher):
@@ -370,19 +466,25 @@ class Soak:
         d = self.dir
         sources = [{"name": dev, "truth": str(d / f"truth-{dev}.jsonl"), "transport": "serial"}
                    for dev, *_ in SERIAL]
-        sources.append({"name": "mqtt", "truth": str(d / "truth-mqtt.jsonl"),
-                        "acks": str(d / "acks-mqtt.txt"), "transport": "mqtt",
-                        # OwnTracks names devices <user>/<device>; the sim's user is "sim".
-                        "key_prefix": {"gps": "mq-sim/", "*": "mq-"}})
+        for name in ("mqtt", "mqtt-rooms"):
+            sources.append({"name": name, "truth": str(d / f"truth-{name}.jsonl"),
+                            "acks": str(d / f"acks-{name}.txt"), "transport": "mqtt",
+                            # OwnTracks names devices <user>/<device>; the sim's user is "sim".
+                            "key_prefix": {"gps": "mq-sim/", "*": "mq-"}})
         return {
             "seed": self.seed, "profile": self.profile.name, "duration_s": round(load_s),
-            "started_ms": self.started_ms,
+            "started_ms": self.started_ms, "crashes": self.crashes,
             "arrivals": str(d / "arrivals.jsonl"), "faults": str(self.fault_log),
             "sources": sources,
             "systems": [
                 {"name": "appliance", "mode": "edge", "sources": [s["name"] for s in sources],
-                 "topics": self.edge_topics, "drop_ledger_topic": self.ledger_topic},
-                {"name": "MQTT→Kafka bridge", "mode": "bridge", "sources": ["mqtt"],
+                 "topics": {**self.edge_topics, **self.stream_topics},
+                 "drop_ledger_topic": self.ledger_topic},
+                *([{"name": "stream gps.track", "mode": "derived",
+                    "sources": [s["name"] for s in sources],
+                    "topics": {self.stream_topics["gps.track"]: "gps"}}]
+                  if self.stream_topics else []),
+                {"name": "MQTT→Kafka bridge", "mode": "bridge", "sources": ["mqtt", "mqtt-rooms"],
                  "topics": list(self.bridge_topics.values()), "faults": list(BRIDGE_FAULTS),
                  "key_prefix": "mq-"},
             ],

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import collections
+import dataclasses
 import json
 import os
 import signal
@@ -49,7 +50,7 @@ from typing import Any
 
 #: Value fields that identify a reading of each kind, with the decimals they are compared at.
 _FIELDS = {
-    "gps": (("lat", 5), ("lon", 5)),
+    "gps": (("lat", 6), ("lon", 6)),
     "temperature": (("temperature_c", 2),),
     "blood_pressure": (("systolic_mmhg", 1), ("diastolic_mmhg", 1), ("pulse_bpm", 1)),
 }
@@ -299,7 +300,9 @@ def check_system(name: str, truth_rows: list[dict], upstream: Iterable[tuple[str
             continue
         m.add(key, rec["a"], _local_offset(rec))
     dropped = _ledger_ranges(ledger or [], unreplicated=True)
-    windows = [(f["start_ms"], f["end_ms"] + serial_grace_ms) for f in faults
+    # From 2 s before (bytes read but not yet committed, and the NMEA epoch the service
+    # holds until the next one begins) to the port being open again.
+    windows = [(f["start_ms"] - 2000, f["end_ms"] + serial_grace_ms) for f in faults
                if f["kind"] in ("service-sigkill", "service-sigterm", "serial-unplug")]
     if ledger is not None:
         res.ledger_entries = len(ledger)
@@ -341,6 +344,15 @@ def check_system(name: str, truth_rows: list[dict], upstream: Iterable[tuple[str
     return res
 
 
+def _only(res: SystemResult, keep: set[str]) -> SystemResult:
+    """`res` with every measure outside `keep` set to None (shown as n/a)."""
+    out = SystemResult(res.name)
+    for f in dataclasses.fields(SystemResult):
+        if f.name != "name":
+            setattr(out, f.name, getattr(res, f.name) if f.name in keep else None)
+    return out
+
+
 def _local_offset(rec: dict) -> tuple[int, int] | None:
     h = rec.get("h") or {}
     try:
@@ -368,8 +380,12 @@ def _explain_by_ledger(devices: dict[str, DeviceMatch],
     A missing reading's local offset lies between those of its device's readings that did
     arrive just before and after it (a device is one key, so one partition); it is
     accounted for if a dropped offset in that interval is not yet used for another.
+    A dropped record's content is gone, so which missing reading it was is not known: the
+    acknowledged readings are matched first (the bound is the same either way, and a
+    serial reading can also be missing because it never reached the log at all).
     """
-    wanted: list[tuple[int, int, tuple[str, int], tuple[int, int]]] = []  # (hi, lo, tp, id)
+    # (not acked, hi, lo, tp, id): acknowledged first, then earliest upper bound first.
+    wanted: list[tuple[bool, int, int, tuple[str, int], tuple[int, int]]] = []
     for m in devices.values():
         arrived = sorted(m.arrived)
         for r in m.readings:
@@ -383,11 +399,11 @@ def _explain_by_ledger(devices: dict[str, DeviceMatch],
                 continue
             lo = before[1] if before and before[0] == part else -1
             hi = after[1] if after and after[0] == part else 1 << 62
-            wanted.append((hi, lo, (r.topic, part), (id(m), r.index)))
+            wanted.append((not r.acked, hi, lo, (r.topic, part), (id(m), r.index)))
     free: dict[tuple[str, int], list[int]] = {
         tp: sorted({o for a, b in ranges for o in range(a, b + 1)}) for tp, ranges in dropped.items()}
     out: set[tuple[int, int]] = set()
-    for hi, lo, tp, ident in sorted(wanted):
+    for _, hi, lo, tp, ident in sorted(wanted):
         offsets = free.get(tp)
         if not offsets:
             continue
@@ -476,6 +492,16 @@ def check_run(manifest: dict[str, Any]) -> dict[str, Any]:
             mine = [r for r in records if r["t"] in topic_of]
             res = check_system(sysdef["name"], rows, _upstream_edge(mine, topic_of), faults,
                                applies, ledger=ledger, edge_records=mine, topic_of=topic_of)
+        elif sysdef["mode"] == "derived":
+            # A stream processor's output: one record per input reading it saw, each once, in
+            # order per key. Readings it never saw (dropped before it ran) are not its loss.
+            topic_of = dict(sysdef["topics"])
+            kinds = set(topic_of.values())
+            mine = [r for r in records if r["t"] in topic_of]
+            res = check_system(sysdef["name"], [r for r in rows if r["kind"] in kinds],
+                               _upstream_edge(mine, topic_of), faults, applies)
+            res = _only(res, {"arrived", "duplicates", "order_violations", "unknown_upstream",
+                              "ambiguous_matches", "drain_s"})
         else:
             bridge_topics = set(sysdef["topics"])
             res = check_system(sysdef["name"], rows, _upstream_bridge(records, bridge_topics, sysdef.get("key_prefix", "")), faults,
@@ -486,6 +512,7 @@ def check_run(manifest: dict[str, Any]) -> dict[str, Any]:
         "profile": manifest.get("profile"),
         "duration_s": manifest.get("duration_s"),
         "started_ms": manifest.get("started_ms"),
+        "crashes": manifest.get("crashes", {}),
         "faults": faults,
         "systems": [vars(s) for s in systems],
     }
@@ -505,6 +532,7 @@ _ROWS = [
     ("uplink duplicates (same local record twice; must be 0)", "uplink_duplicates"),
     ("per-key order violations (must be 0)", "order_violations"),
     ("upstream records matching no reading", "unknown_upstream"),
+    ("  records told apart from a same-second twin by position only", "ambiguous_matches"),
     ("readings dropped under the quota, named by the drop ledger", "quota_dropped_readings"),
     ("ledger: records dropped unreplicated", "ledger_dropped_unreplicated"),
     ("ledger: records dropped after replication", "ledger_dropped_replicated"),
@@ -517,8 +545,10 @@ _ROWS = [
 def format_table(result: dict[str, Any]) -> str:
     """The result as two markdown tables: counts per system, drain time per fault."""
     systems = result["systems"]
+    crashes = ", ".join(f"{k} {v}" for k, v in (result.get("crashes") or {}).items())
     lines = [f"chaos soak: profile {result.get('profile')}, seed {result.get('seed')}, "
-             f"{result.get('duration_s')} s of load, {len(result['faults'])} faults", ""]
+             f"{result.get('duration_s')} s of load, {len(result['faults'])} faults"
+             + (f"; restarted after exiting on their own: {crashes}" if crashes else ""), ""]
     lines.append("| measure | " + " | ".join(s["name"] for s in systems) + " |")
     lines.append("|---|" + "---:|" * len(systems))
     for label, attr in _ROWS:

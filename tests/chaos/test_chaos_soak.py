@@ -2,7 +2,7 @@
 bridge under the same schedule, checked by an independent checker (tests/chaos/checker.py).
 
 Short profile (default run, a few minutes): every fault kind once. Long profile (an hour,
-``-m soak``): sixty shuffled rounds. ``CHAOS_SEED`` replays a run's schedule (the seed is
+``-m soak``): eighteen shuffled rounds. ``CHAOS_SEED`` replays a run's schedule (the seed is
 printed first), ``CHAOS_RESULT`` names the JSON result file the results page reads.
 """
 
@@ -14,16 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos._soak import PROFILES, Soak
+from tests.chaos._soak import Profile, Soak, profile_from_env
 
 
 def _seed() -> int:
     return int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(1, 1_000_000))
 
 
-def _assert_appliance(result: dict) -> None:
-    edge, bridge = result["systems"]
+def _assert_appliance(result: dict, profile: Profile) -> None:
+    edge, stream, bridge = result["systems"]
     assert edge["emitted"] > 0 and edge["arrived"] > 0
+    assert result["crashes"]["appliance"] == 0, "the service exited on its own"
     assert edge["lost_acked"] == 0, "acknowledged readings lost"
     assert edge["uplink_duplicates"] == 0, "the uplink wrote a local record twice"
     assert edge["order_violations"] == 0, "per-key order broken upstream"
@@ -32,16 +33,26 @@ def _assert_appliance(result: dict) -> None:
     assert edge["lost_unacked_mqtt"] == 0, "MQTT readings the simulator never got acked"
     # The quota fault filled the log with unreplicated records: dropped, and said so.
     assert edge["ledger_dropped_unreplicated"] > 0
-    # Serial bytes in flight when the service died or a port closed: bounded by what one
-    # pty holds (4 KiB) per device and restart; the smallest frame is ~30 bytes.
-    restarts = sum(f["kind"] in ("service-sigkill", "service-sigterm") for f in result["faults"])
-    assert edge["lost_unacked_serial"] <= (restarts + 1) * 3 * (4096 // 30)
-    # Duplicates come only from Mosquitto redelivering what a SIGKILLed service had stored
-    # but not yet PUBACKed: at most Mosquitto's in-flight window (20) per subscription.
-    kills = sum(f["kind"] == "service-sigkill" for f in result["faults"])
-    assert edge["duplicates"] <= kills * 3 * 20
+    # Serial readings are lost only while nobody could read them: the service down (a pty
+    # keeps ~4 KiB for a reader that comes back, pyserial's open discards it) or the port
+    # unplugged; never at other times, and never more than were sent in those windows.
+    assert edge["serial_lost_outside_windows"] == 0
+    window_s = sum((f["end_ms"] - f["start_ms"]) / 1000 + 10 for f in result["faults"]
+                   if f["kind"] in ("service-sigkill", "service-sigterm", "serial-unplug"))
+    assert edge["lost_unacked_serial"] <= window_s * profile.serial_rate * 3
+    # Readings twice upstream come only from MQTT's at-least-once delivery: Mosquitto
+    # redelivers what the service had stored but whose PUBACK was lost to a SIGKILL or a
+    # broker restart; at most its in-flight window (20) per subscription and fault.
+    hits = sum(f["kind"] in ("service-sigkill", "mosquitto-restart") for f in result["faults"])
+    assert edge["duplicates"] <= hits * 3 * 20
     for d in edge["drain_s"]:
         assert not d["applies"] or d["readings"] == 0 or d["drain_s"] is not None, d
+    # The stream processor (gps_track) wrote each fix it read once, in order, through
+    # every crash
+    assert stream["arrived"] > 0
+    # (a reading the log holds twice is processed twice: no more duplicates than that)
+    assert stream["duplicates"] <= edge["duplicates"] and stream["order_violations"] == 0
+    assert stream["unknown_upstream"] == 0
     # The bridge's numbers are computed (it is expected to lose or duplicate).
     assert bridge["emitted"] > 0 and bridge["arrived"] > 0
     assert bridge["lost_acked"] is not None and bridge["duplicates"] is not None
@@ -49,12 +60,12 @@ def _assert_appliance(result: dict) -> None:
 
 @pytest.mark.timeout(290)
 def test_chaos_short(tmp_path: Path, kafka_cluster3_proxied, capsys) -> None:  # type: ignore[no-untyped-def]
-    result = Soak(tmp_path, kafka_cluster3_proxied, _seed(), PROFILES["short"]).run()
-    _assert_appliance(result)
+    profile = profile_from_env("short")
+    _assert_appliance(Soak(tmp_path, kafka_cluster3_proxied, _seed(), profile).run(), profile)
 
 
 @pytest.mark.soak
 @pytest.mark.timeout(2 * 3600)
 def test_chaos_long(tmp_path: Path, kafka_cluster3_proxied) -> None:  # type: ignore[no-untyped-def]
-    result = Soak(tmp_path, kafka_cluster3_proxied, _seed(), PROFILES["long"]).run()
-    _assert_appliance(result)
+    profile = profile_from_env("long")
+    _assert_appliance(Soak(tmp_path, kafka_cluster3_proxied, _seed(), profile).run(), profile)
