@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import calendar
 import collections
 import dataclasses
 import json
@@ -131,7 +132,7 @@ def _gatt_temperature(payload: bytes) -> tuple[dict[str, Any], int | None]:
     if flags & 0x02 and len(data) >= 12:
         year = int.from_bytes(data[5:7], "little")
         month, day, hour, minute, second = data[7:12]
-        ts = int(time.mktime((year, month, day, hour, minute, second, 0, 0, 0)) - time.timezone) * 1000
+        ts = calendar.timegm((year, month, day, hour, minute, second)) * 1000
     return {"temperature_c": value}, ts
 
 
