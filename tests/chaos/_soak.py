@@ -127,8 +127,11 @@ def profile_from_env(name: str) -> Profile:
 
 @dataclass
 class Fault:
+    """One fault of the schedule: what, when (planned), and its seeded parameters."""
+
     kind: str
-    at_s: float  # offset from the start of the load
+    at_s: float  # planned offset from the start of the load (faults that take longer shift it)
+    gap_s: float  # quiet time between the end of the previous fault (or the start) and this one
     detail: str = ""
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -137,12 +140,12 @@ def build_schedule(seed: int, profile: Profile) -> list[Fault]:
     """The faults of a run: `rounds` shuffled rounds of every kind, seeded, with gaps."""
     rng = random.Random(seed)
     faults: list[Fault] = []
-    t = profile.warmup_s
+    t, gap = profile.warmup_s, profile.warmup_s
     for _ in range(profile.rounds):
         kinds = list(FAULT_KINDS)
         rng.shuffle(kinds)
         for kind in kinds:
-            f = Fault(kind, round(t, 1))
+            f = Fault(kind, round(t, 1), round(gap, 1))
             if kind == "broker-kill":
                 f.params["broker"] = rng.randrange(3)
                 f.detail = f"broker {f.params['broker']} down {profile.broker_down_s:.0f} s"
@@ -169,14 +172,26 @@ def build_schedule(seed: int, profile: Profile) -> list[Fault]:
                 f.detail = "graceful restart (persistence kept)"
                 t += 1.0
             faults.append(f)
-            t += rng.uniform(*profile.gap_s)
+            gap = rng.uniform(*profile.gap_s)
+            t += gap
     return faults
 
 
+def load_seconds(profile: Profile, faults: list[Fault]) -> float:
+    """How long the simulators run: the planned schedule, the time a broker restart or a
+    service's stop takes beyond its plan on a busy machine, and a tail to drain."""
+    planned = (faults[-1].at_s if faults else 0) + 30
+    slack = sum(25 if f.kind == "broker-kill" else 10 if f.kind == "service-sigterm" else 0
+                for f in faults)
+    return planned + slack + profile.tail_s
+
+
 def schedule_text(seed: int, profile: Profile, faults: list[Fault]) -> str:
-    lines = [f"chaos schedule: profile={profile.name} seed={seed} "
-             f"(replay: CHAOS_SEED={seed} CHAOS_PROFILE={profile.name})"]
-    lines += [f"  t+{f.at_s:6.1f}s  {f.kind:18s} {f.detail}" for f in faults]
+    """The schedule as printed before a run (the seed first, to replay it)."""
+    lines = [f"chaos schedule: profile={profile.name} rounds={profile.rounds} seed={seed} "
+             f"(replay: CHAOS_SEED={seed}, same profile)"]
+    lines += [f"  t+{f.at_s:6.1f}s (after {f.gap_s:4.1f}s)  {f.kind:18s} {f.detail}"
+              for f in faults]
     return "\n".join(lines)
 
 
@@ -376,8 +391,7 @@ class Soak:
         """Play the schedule; returns the checker's result (also in `self.dir`)."""
         p = self.profile
         print(schedule_text(self.seed, p, self.schedule), file=out, flush=True)
-        last = self.schedule[-1] if self.schedule else None
-        load_s = (last.at_s if last else 0) + 30 + p.tail_s
+        load_s = load_seconds(p, self.schedule)
         self.mosquitto.start()
         try:
             self.config = self._config()
@@ -394,9 +408,7 @@ class Soak:
             t0 = time.monotonic()
             with self.fault_log.open("w") as log:
                 for f in self.schedule:
-                    delay = t0 + f.at_s - time.monotonic()
-                    if delay > 0:
-                        self._sleep(delay)
+                    self._sleep(f.gap_s)
                     start = int(time.time() * 1000)
                     print(f"t+{time.monotonic() - t0:6.1f}s  {f.kind} ({f.detail})", file=out, flush=True)
                     self._play(f)

@@ -194,11 +194,17 @@ class DeviceMatch:
         for r in self.readings:
             self.by_key.setdefault(r.key, []).append(r.index)
 
-    def add(self, key: tuple, arrival_ms: int, local: tuple[int, int] | None = None) -> None:
+    def add(self, key: tuple, arrival_ms: int, local: tuple[int, int] | None = None,
+            ts_ms: int | None = None) -> None:
         cands = self.by_key.get(key)
         if not cands:
             self.unknown += 1
             return
+        if len(cands) > 1 and ts_ms is not None and ts_ms % 1000:
+            # The device's time is finer than the second (NMEA: 10 ms, bp.json: 1 ms): it
+            # names the reading.
+            exact = [i for i in cands if 0 <= ts_ms - self.readings[i].emitted_ms // 10 * 10 < 10]
+            cands = exact or cands
         if len(cands) > 1:
             self.ambiguous += 1
         want = self.last + 1
@@ -252,8 +258,9 @@ def _readings(truth_rows: Iterable[dict]) -> dict[str, list[Reading]]:
     return per_device
 
 
-def _upstream_edge(records: list[dict], topic_of: dict[str, str]) -> Iterator[tuple[str, tuple, dict]]:
-    """(device, reading key, record) of each appliance record on a reading topic."""
+def _upstream_edge(records: list[dict], topic_of: dict[str, str]
+                   ) -> Iterator[tuple[str, tuple, dict, int | None]]:
+    """(device, reading key, record, device time) of each appliance record of readings."""
     for rec in records:
         kind = topic_of.get(rec["t"])
         if kind is None or kind not in _FIELDS:
@@ -263,11 +270,11 @@ def _upstream_edge(records: list[dict], topic_of: dict[str, str]) -> Iterator[tu
         except (TypeError, ValueError):
             continue
         device = rec["k"]
-        yield device, reading_key(kind, device, rec["ts"], value), rec
+        yield device, reading_key(kind, device, rec["ts"], value), rec, rec["ts"]
 
 
 def _upstream_bridge(records: list[dict], bridge_topics: set[str], key_prefix: str
-                     ) -> Iterator[tuple[str, tuple, dict]]:
+                     ) -> Iterator[tuple[str, tuple, dict, int | None]]:
     for rec in records:
         if rec["t"] not in bridge_topics or rec["k"] is None:
             continue
@@ -276,10 +283,11 @@ def _upstream_bridge(records: list[dict], bridge_topics: set[str], key_prefix: s
             continue
         kind, device, ts, values = parsed
         device = key_prefix + device
-        yield device, reading_key(kind, device, ts, values), rec
+        yield device, reading_key(kind, device, ts, values), rec, ts
 
 
-def check_system(name: str, truth_rows: list[dict], upstream: Iterable[tuple[str, tuple, dict]],
+def check_system(name: str, truth_rows: list[dict],
+                 upstream: Iterable[tuple[str, tuple, dict, int | None]],
                  faults: list[dict], applies: set[str] | None = None, ledger: list[dict] | None = None,
                  edge_records: list[dict] | None = None, topic_of: dict[str, str] | None = None,
                  serial_grace_ms: int = 10_000) -> SystemResult:
@@ -294,12 +302,12 @@ def check_system(name: str, truth_rows: list[dict], upstream: Iterable[tuple[str
     """
     res = SystemResult(name)
     devices = {d: DeviceMatch(rs) for d, rs in _readings(truth_rows).items()}
-    for device, key, rec in upstream:
+    for device, key, rec, ts in upstream:
         m = devices.get(device)
         if m is None:
             res.unknown_upstream += 1
             continue
-        m.add(key, rec["a"], _local_offset(rec))
+        m.add(key, rec["a"], _local_offset(rec), ts)
     dropped = _ledger_ranges(ledger or [], unreplicated=True)
     # From 2 s before (bytes read but not yet committed, and the NMEA epoch the service
     # holds until the next one begins) to the port being open again.

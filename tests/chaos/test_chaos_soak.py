@@ -59,7 +59,7 @@ def _assert_appliance(result: dict, profile: Profile) -> None:
 
 
 @pytest.mark.timeout(290)
-def test_chaos_short(tmp_path: Path, kafka_cluster3_proxied, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_chaos_short(tmp_path: Path, kafka_cluster3_proxied) -> None:  # type: ignore[no-untyped-def]
     profile = profile_from_env("short")
     _assert_appliance(Soak(tmp_path, kafka_cluster3_proxied, _seed(), profile).run(), profile)
 

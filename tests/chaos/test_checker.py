@@ -118,3 +118,15 @@ def test_bridge_payloads_are_read_without_the_appliance(tmp_path: Path) -> None:
                                  b'{"_type":"location","lat":52.5,"lon":13.4,"tst":5}')
     assert got == ("gps", "sim/car-2", 5000, {"lat": 52.5, "lon": 13.4})
     assert checker.bridge_reading("bp/bed-1", b"not json") is None
+
+
+def test_twins_in_one_second_are_told_apart_by_finer_device_time() -> None:
+    key = checker.reading_key("temperature", "r", T0, {"temperature_c": 20.0})
+    readings = [checker.Reading(i, key, T0 + 100 * i, "mqtt", True, "temperature") for i in range(3)]
+    m = checker.DeviceMatch(readings)
+    m.add(key, T0, ts_ms=T0 + 200)  # bp.json-like: the device's own milliseconds
+    assert set(m.arrived) == {2} and m.ambiguous == 0
+    m = checker.DeviceMatch(readings)
+    m.add(key, T0, ts_ms=T0)  # whole seconds only: by position, the nearest after the last
+    m.add(key, T0, ts_ms=T0)
+    assert set(m.arrived) == {0, 1} and m.ambiguous == 2 and m.duplicates == 0
