@@ -10,8 +10,9 @@ appliance's codecs or log cannot hide itself here. Two commands:
 
 - acknowledged readings lost (MQTT readings Mosquitto PUBACKed to the simulator, not
   upstream and not accounted for by the drop ledger): must be 0;
-- readings lost where no acknowledgement was possible (serial bytes in flight when the
-  service died or a port closed), counted;
+- readings lost where no acknowledgement was possible (serial readings sent while the
+  service was down or the port unplugged, from 2 s before such a fault to 10 s after it),
+  counted; serial readings missing at any other time count separately and must be 0;
 - duplicates upstream (one reading arriving twice), and for the appliance the uplink's
   own duplicates (one local record, by its ``edge.partition``/``edge.offset`` headers,
   upstream twice): the latter must be 0 in exactly-once mode;
@@ -24,10 +25,15 @@ appliance's codecs or log cannot hide itself here. Two commands:
 It prints a table and writes the result as JSON (``--json`` or ``$CHAOS_RESULT``).
 
 How a reading is recognised upstream: by its device (the record key, or the MQTT topic
-for the bridge), its whole second of device time and its main values, rounded. Readings
-of one device that share all of these are told apart by position: an upstream record is
-matched to the nearest such reading after the last one matched; if that one was already
-matched, the record is a duplicate.
+for the bridge), its whole second of device time and its main values, rounded. Among
+readings of one device that share all of these, a device time finer than the second
+(NMEA, bp.json) names the one; else they are told apart by position: an upstream record
+is matched to the nearest such reading after the last one matched, and if that one was
+already matched, the record is a duplicate (such matches are counted in the table).
+
+A reading missing upstream is put down to the disk quota only if the drop ledger names a
+dropped local offset, not yet used for another, between the offsets of the device's
+readings that arrived just before and after it; acknowledged readings are paired first.
 """
 
 from __future__ import annotations
