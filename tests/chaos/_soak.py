@@ -33,8 +33,15 @@ from tests.fixtures.mosquitto import Mosquitto, free_port
 HERE = Path(__file__).resolve().parent
 
 #: Every fault kind, in the order the README lists them.
-FAULT_KINDS = ("service-sigkill", "service-sigterm", "network-cut", "broker-kill",
-               "mosquitto-restart", "serial-unplug", "disk-quota")
+FAULT_KINDS = (
+    "service-sigkill",
+    "service-sigterm",
+    "network-cut",
+    "broker-kill",
+    "mosquitto-restart",
+    "serial-unplug",
+    "disk-quota",
+)
 #: Faults that mean something to the bridge (it has no serial ports and no disk quota of
 #: its own; the disk-quota fault is a long network cut, which it does feel).
 BRIDGE_FAULTS = tuple(k for k in FAULT_KINDS if k != "serial-unplug")
@@ -43,8 +50,13 @@ BRIDGE_FAULTS = tuple(k for k in FAULT_KINDS if k != "serial-unplug")
 # so two readings of one room in one second could be told apart by position only.
 SERIAL = (  # (device id, sim fleet flag, service codec, codec options, sim extra args)
     ("car-1", "--gps", "nmea0183", "", ()),
-    ("room-1", "--rooms", "gatt.0x2A1C", '{ framing = "hex" }',
-     ("--temperature-format", "gatt", "--rate", "1")),
+    (
+        "room-1",
+        "--rooms",
+        "gatt.0x2A1C",
+        '{ framing = "hex" }',
+        ("--temperature-format", "gatt", "--rate", "1"),
+    ),
     ("bed-1", "--patients", "gatt.0x2A35", '{ framing = "hex" }', ()),
 )
 MQTT = (  # (service device name, kind, convention, MQTT topic level)
@@ -159,8 +171,10 @@ def build_schedule(seed: int, profile: Profile) -> list[Fault]:
                 f.detail = f"uplink cut ({f.params['mode']}) {profile.cut_s:.0f} s"
                 t += profile.cut_s
             elif kind == "disk-quota":
-                f.detail = (f"uplink cut {profile.quota_cut_s:.0f} s under a "
-                            f"{profile.quota_bytes // 1000} kB quota, drop-oldest")
+                f.detail = (
+                    f"uplink cut {profile.quota_cut_s:.0f} s under a "
+                    f"{profile.quota_bytes // 1000} kB quota, drop-oldest"
+                )
                 t += profile.quota_cut_s
             elif kind == "service-sigkill":
                 f.detail = f"SIGKILL, restart after {profile.down_s:.0f} s"
@@ -181,25 +195,35 @@ def load_seconds(profile: Profile, faults: list[Fault]) -> float:
     """How long the simulators run: the planned schedule, the time a broker restart or a
     service's stop takes beyond its plan on a busy machine, and a tail to drain."""
     planned = (faults[-1].at_s if faults else 0) + 30
-    slack = sum(25 if f.kind == "broker-kill" else 10 if f.kind == "service-sigterm" else 0
-                for f in faults)
+    slack = sum(
+        25 if f.kind == "broker-kill" else 10 if f.kind == "service-sigterm" else 0 for f in faults
+    )
     return planned + slack + profile.tail_s
 
 
 def schedule_text(seed: int, profile: Profile, faults: list[Fault]) -> str:
     """The schedule as printed before a run (the seed first, to replay it)."""
-    lines = [f"chaos schedule: profile={profile.name} rounds={profile.rounds} seed={seed} "
-             f"(replay: CHAOS_SEED={seed}, same profile)"]
-    lines += [f"  t+{f.at_s:6.1f}s (after {f.gap_s:4.1f}s)  {f.kind:18s} {f.detail}"
-              for f in faults]
+    lines = [
+        f"chaos schedule: profile={profile.name} rounds={profile.rounds} seed={seed} "
+        f"(replay: CHAOS_SEED={seed}, same profile)"
+    ]
+    lines += [
+        f"  t+{f.at_s:6.1f}s (after {f.gap_s:4.1f}s)  {f.kind:18s} {f.detail}" for f in faults
+    ]
     return "\n".join(lines)
 
 
 class Soak:
     """One run of the soak in `workdir`; `run()` returns the checker's result."""
 
-    def __init__(self, workdir: Path, proxied: Any, seed: int, profile: Profile,
-                 streams_config: str = STREAMS) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        proxied: Any,
+        seed: int,
+        profile: Profile,
+        streams_config: str = STREAMS,
+    ) -> None:
         self.dir = workdir
         self.proxied = proxied  # tests.fixtures.kafka.ProxiedCluster, 3 brokers
         self.seed = seed
@@ -208,8 +232,9 @@ class Soak:
         self.schedule = build_schedule(seed, profile)
         self.prefix = f"chaos{seed}-{int(time.time())}"
         self.edge_topics = {t: f"{self.prefix}.edge.{t}" for t in LOCAL_TOPICS}
-        self.stream_topics = {t: f"{self.prefix}.edge.{t}" for t in STREAM_TOPICS} \
-            if streams_config else {}
+        self.stream_topics = (
+            {t: f"{self.prefix}.edge.{t}" for t in STREAM_TOPICS} if streams_config else {}
+        )
         self.ledger_topic = f"{self.prefix}.edge.drop-ledger"
         self.bridge_topics = {k: f"{self.prefix}.bridge.{k}" for _, k, _, _ in MQTT}
         self.mosquitto = Mosquitto(workdir / "mosquitto")
@@ -226,17 +251,22 @@ class Soak:
 
     def _config(self) -> Path:
         p, links = self.profile, self.dir / "links"
-        mapping = ", ".join(f'"{t}" = "{u}"'
-                            for t, u in {**self.edge_topics, **self.stream_topics}.items())
+        mapping = ", ".join(
+            f'"{t}" = "{u}"' for t, u in {**self.edge_topics, **self.stream_topics}.items()
+        )
         devices = ""
         for dev, _, codec, opts, _ in SERIAL:
-            devices += (f'[[devices]]\nname = "{dev}"\nkind = "{_kind_of(dev)}"\n'
-                        f'transport = "serial"\nport = "{links / dev}"\ncodec = "{codec}"\n'
-                        + (f"codec_options = {opts}\n" if opts else ""))
+            devices += (
+                f'[[devices]]\nname = "{dev}"\nkind = "{_kind_of(dev)}"\n'
+                f'transport = "serial"\nport = "{links / dev}"\ncodec = "{codec}"\n'
+                + (f"codec_options = {opts}\n" if opts else "")
+            )
         for name, kind, conv, _ in MQTT:
-            devices += (f'[[devices]]\nname = "{name}"\nkind = "{kind}"\ntransport = "mqtt"\n'
-                        f'host = "127.0.0.1"\nport = {self.mosquitto.port}\ncodec = "{conv}"\n'
-                        f'qos = 1\ndevice_id_prefix = "mq-"\n')
+            devices += (
+                f'[[devices]]\nname = "{name}"\nkind = "{kind}"\ntransport = "mqtt"\n'
+                f'host = "127.0.0.1"\nport = {self.mosquitto.port}\ncodec = "{conv}"\n'
+                f'qos = 1\ndevice_id_prefix = "mq-"\n'
+            )
         path = self.dir / "edge.toml"
         path.write_text(
             f'edge_id = "{self.prefix}"\ndata_dir = "{self.dir / "data"}"\n'
@@ -247,36 +277,63 @@ class Soak:
             f'delivery = "exactly-once"\nbatch_records = 200\ndefault_partitions = 2\n'
             f"default_replication_factor = 3\nbackoff_max_s = 2.0\nrequest_timeout_s = 10.0\n"
             f'drop_ledger_upstream = "{self.ledger_topic}"\n'
-            f"topics = {{ {mapping} }}\n\n{devices}{self.streams_config}")
-        check = subprocess.run([sys.executable, "-m", "edge", "config", "check", str(path)],
-                               capture_output=True, text=True)
-        assert check.returncode == 0, f"the soak's config does not validate:\n{check.stdout}{check.stderr}"
+            f"topics = {{ {mapping} }}\n\n{devices}{self.streams_config}"
+        )
+        check = subprocess.run(
+            [sys.executable, "-m", "edge", "config", "check", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        assert check.returncode == 0, (
+            f"the soak's config does not validate:\n{check.stdout}{check.stderr}"
+        )
         return path
 
     def _start_edge(self) -> None:
         self.edge = start_edge(self.config, self.dir / "edge.log")
 
     def _start_bridge(self) -> None:
-        cmd = [sys.executable, str(HERE / "bridge.py"), "--mqtt-port", str(self.mosquitto.port),
-               "--bootstrap-servers", self.proxied.bootstrap_servers,
-               "--client-id", f"bridge-{self.prefix}"]
+        cmd = [
+            sys.executable,
+            str(HERE / "bridge.py"),
+            "--mqtt-port",
+            str(self.mosquitto.port),
+            "--bootstrap-servers",
+            self.proxied.bootstrap_servers,
+            "--client-id",
+            f"bridge-{self.prefix}",
+        ]
         for _, kind, _, level in MQTT:
             cmd += ["--map", f"{level}={self.bridge_topics[kind]}"]
         with (self.dir / "bridge.log").open("ab") as log:
             self.bridge = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
 
     def _start_watcher(self) -> None:
-        cmd = [sys.executable, "-m", "tests.chaos.checker", "watch", "--bootstrap-servers",
-               self.proxied.direct_bootstrap_servers, "--out", str(self.dir / "arrivals.jsonl")]
-        for t in [*self.edge_topics.values(), *self.stream_topics.values(), self.ledger_topic,
-                  *self.bridge_topics.values()]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "tests.chaos.checker",
+            "watch",
+            "--bootstrap-servers",
+            self.proxied.direct_bootstrap_servers,
+            "--out",
+            str(self.dir / "arrivals.jsonl"),
+        ]
+        for t in [
+            *self.edge_topics.values(),
+            *self.stream_topics.values(),
+            self.ledger_topic,
+            *self.bridge_topics.values(),
+        ]:
             cmd += ["--topic", t]
         with (self.dir / "watcher.log").open("ab") as log:
-            self.watcher = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log,
-                                            cwd=HERE.parents[1])
+            self.watcher = subprocess.Popen(
+                cmd, stdout=subprocess.DEVNULL, stderr=log, cwd=HERE.parents[1]
+            )
 
     def _create_topics(self) -> None:
         from kafka.admin import KafkaAdminClient, NewTopic
+
         admin = KafkaAdminClient(bootstrap_servers=self.proxied.direct_bootstrap_servers)
         try:
             admin.create_topics([NewTopic(t, 2, 3) for t in self.bridge_topics.values()])
@@ -289,22 +346,63 @@ class Soak:
             fleet = ["--gps", "0", "--rooms", "0", "--patients", "0"]
             fleet[fleet.index(flag) + 1] = "1"
             self.sims[dev] = subprocess.Popen(
-                [str(BIN / "edge-sim"), "--no-progress", "--output", "pty", "--link-dir", str(links),
-                 *fleet, "--rate", str(p.serial_rate), *extra, "--duration", str(duration_s),
-                 "--seed", str(self.seed * 10 + i), "--wait-reader", "600", "--unplug-seconds", "1",
-                 "--truth", str(self.dir / f"truth-{dev}.jsonl")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                [
+                    str(BIN / "edge-sim"),
+                    "--no-progress",
+                    "--output",
+                    "pty",
+                    "--link-dir",
+                    str(links),
+                    *fleet,
+                    "--rate",
+                    str(p.serial_rate),
+                    *extra,
+                    "--duration",
+                    str(duration_s),
+                    "--seed",
+                    str(self.seed * 10 + i),
+                    "--wait-reader",
+                    "600",
+                    "--unplug-seconds",
+                    "1",
+                    "--truth",
+                    str(self.dir / f"truth-{dev}.jsonl"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         n = str(p.mqtt_devices)
         for name, fleet, rate, seed in (
-                ("mqtt", ["--gps", n, "--rooms", "0", "--patients", n], p.mqtt_rate, 8),
-                ("mqtt-rooms", ["--gps", "0", "--rooms", str(p.mqtt_rooms), "--patients", "0"], 1.0, 9)):
+            ("mqtt", ["--gps", n, "--rooms", "0", "--patients", n], p.mqtt_rate, 8),
+            ("mqtt-rooms", ["--gps", "0", "--rooms", str(p.mqtt_rooms), "--patients", "0"], 1.0, 9),
+        ):
             self.sims[name] = subprocess.Popen(
-                [str(BIN / "edge-sim"), "--no-progress", "--output", "mqtt", "--mqtt-port",
-                 str(self.mosquitto.port), *fleet, "--convention", "temperature=gatt.hex",
-                 "--rate", str(rate), "--duration", str(duration_s),
-                 "--seed", str(self.seed * 10 + seed), "--truth", str(self.dir / f"truth-{name}.jsonl"),
-                 "--acks", str(self.dir / f"acks-{name}.txt")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                [
+                    str(BIN / "edge-sim"),
+                    "--no-progress",
+                    "--output",
+                    "mqtt",
+                    "--mqtt-port",
+                    str(self.mosquitto.port),
+                    *fleet,
+                    "--convention",
+                    "temperature=gatt.hex",
+                    "--rate",
+                    str(rate),
+                    "--duration",
+                    str(duration_s),
+                    "--seed",
+                    str(self.seed * 10 + seed),
+                    "--truth",
+                    str(self.dir / f"truth-{name}.jsonl"),
+                    "--acks",
+                    str(self.dir / f"acks-{name}.txt"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
 
     # -- faults ------------------------------------------------------------------------
 
@@ -327,8 +425,10 @@ class Soak:
         Restart=always would); each such crash is counted and reported."""
         end = time.monotonic() + seconds
         while True:
-            for name, proc, start in (("appliance", self.edge, self._start_edge),
-                                      ("bridge", self.bridge, self._start_bridge)):
+            for name, proc, start in (
+                ("appliance", self.edge, self._start_edge),
+                ("bridge", self.bridge, self._start_bridge),
+            ):
                 if proc is not None and proc.poll() is not None:
                     self.crashes[name] += 1
                     start()
@@ -399,9 +499,14 @@ class Soak:
             self._start_watcher()
             self._start_edge()
             self._start_bridge()
-            wait_for(lambda: (h := health(self.health_port)) and all(
-                d["connected"] for n, d in h["devices"].items() if n.endswith("-mqtt")),
-                60, "the service's MQTT subscriptions")
+            wait_for(
+                lambda: (
+                    (h := health(self.health_port))
+                    and all(d["connected"] for n, d in h["devices"].items() if n.endswith("-mqtt"))
+                ),
+                60,
+                "the service's MQTT subscriptions",
+            )
             time.sleep(1.0)  # the bridge's subscription too
             self.started_ms = int(time.time() * 1000)
             self._start_sims(load_s)
@@ -410,10 +515,23 @@ class Soak:
                 for f in self.schedule:
                     self._sleep(f.gap_s)
                     start = int(time.time() * 1000)
-                    print(f"t+{time.monotonic() - t0:6.1f}s  {f.kind} ({f.detail})", file=out, flush=True)
+                    print(
+                        f"t+{time.monotonic() - t0:6.1f}s  {f.kind} ({f.detail})",
+                        file=out,
+                        flush=True,
+                    )
                     self._play(f)
-                    log.write(json.dumps({"kind": f.kind, "detail": f.detail, "start_ms": start,
-                                          "end_ms": int(time.time() * 1000)}) + "\n")
+                    log.write(
+                        json.dumps(
+                            {
+                                "kind": f.kind,
+                                "detail": f.detail,
+                                "start_ms": start,
+                                "end_ms": int(time.time() * 1000),
+                            }
+                        )
+                        + "\n"
+                    )
                     log.flush()
             for name, sim in self.sims.items():
                 _, err = sim.communicate(timeout=load_s + 120)
@@ -452,7 +570,7 @@ class Soak:
             n = self._arrivals()
             if n != seen:
                 seen, quiet_since = n, time.monotonic()
-            up = ((health(self.health_port) or {}).get("uplink") or {})
+            up = (health(self.health_port) or {}).get("uplink") or {}
             lag = up.get("lag_records", up.get("lag"))
             idle = isinstance(lag, int | float) and lag == 0
             if time.monotonic() - quiet_since > (3 if idle else 10):
@@ -476,29 +594,58 @@ class Soak:
 
     def _manifest(self, load_s: float) -> dict[str, Any]:
         d = self.dir
-        sources = [{"name": dev, "truth": str(d / f"truth-{dev}.jsonl"), "transport": "serial"}
-                   for dev, *_ in SERIAL]
+        sources = [
+            {"name": dev, "truth": str(d / f"truth-{dev}.jsonl"), "transport": "serial"}
+            for dev, *_ in SERIAL
+        ]
         for name in ("mqtt", "mqtt-rooms"):
-            sources.append({"name": name, "truth": str(d / f"truth-{name}.jsonl"),
-                            "acks": str(d / f"acks-{name}.txt"), "transport": "mqtt",
-                            # OwnTracks names devices <user>/<device>; the sim's user is "sim".
-                            "key_prefix": {"gps": "mq-sim/", "*": "mq-"}})
+            sources.append(
+                {
+                    "name": name,
+                    "truth": str(d / f"truth-{name}.jsonl"),
+                    "acks": str(d / f"acks-{name}.txt"),
+                    "transport": "mqtt",
+                    # OwnTracks names devices <user>/<device>; the sim's user is "sim".
+                    "key_prefix": {"gps": "mq-sim/", "*": "mq-"},
+                }
+            )
         return {
-            "seed": self.seed, "profile": self.profile.name, "duration_s": round(load_s),
-            "started_ms": self.started_ms, "crashes": self.crashes,
-            "arrivals": str(d / "arrivals.jsonl"), "faults": str(self.fault_log),
+            "seed": self.seed,
+            "profile": self.profile.name,
+            "duration_s": round(load_s),
+            "started_ms": self.started_ms,
+            "crashes": self.crashes,
+            "arrivals": str(d / "arrivals.jsonl"),
+            "faults": str(self.fault_log),
             "sources": sources,
             "systems": [
-                {"name": "appliance", "mode": "edge", "sources": [s["name"] for s in sources],
-                 "topics": {**self.edge_topics, **self.stream_topics},
-                 "drop_ledger_topic": self.ledger_topic},
-                *([{"name": "stream gps.track", "mode": "derived",
+                {
+                    "name": "appliance",
+                    "mode": "edge",
                     "sources": [s["name"] for s in sources],
-                    "topics": {self.stream_topics["gps.track"]: "gps"}}]
-                  if self.stream_topics else []),
-                {"name": "MQTT→Kafka bridge", "mode": "bridge", "sources": ["mqtt", "mqtt-rooms"],
-                 "topics": list(self.bridge_topics.values()), "faults": list(BRIDGE_FAULTS),
-                 "key_prefix": "mq-"},
+                    "topics": {**self.edge_topics, **self.stream_topics},
+                    "drop_ledger_topic": self.ledger_topic,
+                },
+                *(
+                    [
+                        {
+                            "name": "stream gps.track",
+                            "mode": "derived",
+                            "sources": [s["name"] for s in sources],
+                            "topics": {self.stream_topics["gps.track"]: "gps"},
+                        }
+                    ]
+                    if self.stream_topics
+                    else []
+                ),
+                {
+                    "name": "MQTT→Kafka bridge",
+                    "mode": "bridge",
+                    "sources": ["mqtt", "mqtt-rooms"],
+                    "topics": list(self.bridge_topics.values()),
+                    "faults": list(BRIDGE_FAULTS),
+                    "key_prefix": "mq-",
+                },
             ],
         }
 

@@ -34,13 +34,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mqtt-port", type=int, default=1883)
     p.add_argument("--client-id", default="mqtt-kafka-bridge")
     p.add_argument("--bootstrap-servers", required=True)
-    p.add_argument("--map", action="append", required=True, metavar="LEVEL=TOPIC",
-                   help="MQTT messages under LEVEL/# go to Kafka topic TOPIC")
+    p.add_argument(
+        "--map",
+        action="append",
+        required=True,
+        metavar="LEVEL=TOPIC",
+        help="MQTT messages under LEVEL/# go to Kafka topic TOPIC",
+    )
     args = p.parse_args(argv)
     routes = dict(item.split("=", 1) for item in args.map)
 
-    producer = KafkaProducer(bootstrap_servers=args.bootstrap_servers, acks="all", retries=5,
-                             linger_ms=20, request_timeout_ms=10000)
+    producer = KafkaProducer(
+        bootstrap_servers=args.bootstrap_servers,
+        acks="all",
+        retries=5,
+        linger_ms=20,
+        request_timeout_ms=10000,
+    )
     stop = threading.Event()
 
     def on_connect(client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:

@@ -87,8 +87,9 @@ class Reading:
     topic: str  # the appliance's local topic (= kind)
 
 
-def load_truth(path: Path, acks: Path | None, key_prefix: str | dict[str, str],
-               transport: str) -> list[dict]:
+def load_truth(
+    path: Path, acks: Path | None, key_prefix: str | dict[str, str], transport: str
+) -> list[dict]:
     """Readings (not faulty frames) of one simulator's --truth file, with their ack state.
 
     `key_prefix` turns a simulator's device id into the record key the system under test
@@ -105,13 +106,22 @@ def load_truth(path: Path, acks: Path | None, key_prefix: str | dict[str, str],
         row = json.loads(line)
         if row.get("type") != "reading" or row.get("fault"):
             continue
-        prefix = (key_prefix if isinstance(key_prefix, str)
-                  else key_prefix.get(row["kind"], key_prefix.get("*", "")))
-        out.append({
-            "device": prefix + row["device_id"], "kind": row["kind"],
-            "ts": row["timestamp_ms"], "values": row["values"], "transport": transport,
-            "acked": row["seq"] in acked, "seq": row["seq"],
-        })
+        prefix = (
+            key_prefix
+            if isinstance(key_prefix, str)
+            else key_prefix.get(row["kind"], key_prefix.get("*", ""))
+        )
+        out.append(
+            {
+                "device": prefix + row["device_id"],
+                "kind": row["kind"],
+                "ts": row["timestamp_ms"],
+                "values": row["values"],
+                "transport": transport,
+                "acked": row["seq"] in acked,
+                "seq": row["seq"],
+            }
+        )
     return out
 
 
@@ -149,13 +159,24 @@ def bridge_reading(mqtt_topic: str, payload: bytes) -> tuple[str, str, int | Non
         if head == "owntracks":  # owntracks/<user>/<device>, tst in seconds
             obj = json.loads(payload)
             tst = obj.get("tst")
-            return ("gps", rest, None if tst is None else int(tst) * 1000,
-                    {"lat": obj.get("lat"), "lon": obj.get("lon")})
+            return (
+                "gps",
+                rest,
+                None if tst is None else int(tst) * 1000,
+                {"lat": obj.get("lat"), "lon": obj.get("lon")},
+            )
         if head == "bp":  # bp/<device>, time in ms
             obj = json.loads(payload)
-            return ("blood_pressure", rest, obj.get("time"),
-                    {"systolic_mmhg": obj.get("systolic"), "diastolic_mmhg": obj.get("diastolic"),
-                     "pulse_bpm": obj.get("pulse")})
+            return (
+                "blood_pressure",
+                rest,
+                obj.get("time"),
+                {
+                    "systolic_mmhg": obj.get("systolic"),
+                    "diastolic_mmhg": obj.get("diastolic"),
+                    "pulse_bpm": obj.get("pulse"),
+                },
+            )
         if head == "ble":  # ble/<device>/2A1C
             device, _, uuid = rest.rpartition("/")
             if uuid.upper() == "2A1C":
@@ -200,8 +221,13 @@ class DeviceMatch:
         for r in self.readings:
             self.by_key.setdefault(r.key, []).append(r.index)
 
-    def add(self, key: tuple, arrival_ms: int, local: tuple[int, int] | None = None,
-            ts_ms: int | None = None) -> None:
+    def add(
+        self,
+        key: tuple,
+        arrival_ms: int,
+        local: tuple[int, int] | None = None,
+        ts_ms: int | None = None,
+    ) -> None:
         cands = self.by_key.get(key)
         if not cands:
             self.unknown += 1
@@ -259,13 +285,22 @@ def _readings(truth_rows: Iterable[dict]) -> dict[str, list[Reading]]:
     per_device: dict[str, list[Reading]] = collections.defaultdict(list)
     for row in truth_rows:
         dev = per_device[row["device"]]
-        dev.append(Reading(len(dev), reading_key(row["kind"], row["device"], row["ts"], row["values"]),
-                           row["ts"], row["transport"], row["acked"], row["kind"]))
+        dev.append(
+            Reading(
+                len(dev),
+                reading_key(row["kind"], row["device"], row["ts"], row["values"]),
+                row["ts"],
+                row["transport"],
+                row["acked"],
+                row["kind"],
+            )
+        )
     return per_device
 
 
-def _upstream_edge(records: list[dict], topic_of: dict[str, str]
-                   ) -> Iterator[tuple[str, tuple, dict, int | None]]:
+def _upstream_edge(
+    records: list[dict], topic_of: dict[str, str]
+) -> Iterator[tuple[str, tuple, dict, int | None]]:
     """(device, reading key, record, device time) of each appliance record of readings."""
     for rec in records:
         kind = topic_of.get(rec["t"])
@@ -279,8 +314,9 @@ def _upstream_edge(records: list[dict], topic_of: dict[str, str]
         yield device, reading_key(kind, device, rec["ts"], value), rec, rec["ts"]
 
 
-def _upstream_bridge(records: list[dict], bridge_topics: set[str], key_prefix: str
-                     ) -> Iterator[tuple[str, tuple, dict, int | None]]:
+def _upstream_bridge(
+    records: list[dict], bridge_topics: set[str], key_prefix: str
+) -> Iterator[tuple[str, tuple, dict, int | None]]:
     for rec in records:
         if rec["t"] not in bridge_topics or rec["k"] is None:
             continue
@@ -292,11 +328,17 @@ def _upstream_bridge(records: list[dict], bridge_topics: set[str], key_prefix: s
         yield device, reading_key(kind, device, ts, values), rec, ts
 
 
-def check_system(name: str, truth_rows: list[dict],
-                 upstream: Iterable[tuple[str, tuple, dict, int | None]],
-                 faults: list[dict], applies: set[str] | None = None, ledger: list[dict] | None = None,
-                 edge_records: list[dict] | None = None, topic_of: dict[str, str] | None = None,
-                 serial_grace_ms: int = 10_000) -> SystemResult:
+def check_system(
+    name: str,
+    truth_rows: list[dict],
+    upstream: Iterable[tuple[str, tuple, dict, int | None]],
+    faults: list[dict],
+    applies: set[str] | None = None,
+    ledger: list[dict] | None = None,
+    edge_records: list[dict] | None = None,
+    topic_of: dict[str, str] | None = None,
+    serial_grace_ms: int = 10_000,
+) -> SystemResult:
     """Match one system's upstream records to the readings it was sent; see the module doc.
 
     A reading missing upstream counts as dropped under the quota (not lost) only when the
@@ -317,12 +359,19 @@ def check_system(name: str, truth_rows: list[dict],
     dropped = _ledger_ranges(ledger or [], unreplicated=True)
     # From 2 s before (bytes read but not yet committed, and the NMEA epoch the service
     # holds until the next one begins) to the port being open again.
-    windows = [(f["start_ms"] - 2000, f["end_ms"] + serial_grace_ms) for f in faults
-               if f["kind"] in ("service-sigkill", "service-sigterm", "serial-unplug")]
+    windows = [
+        (f["start_ms"] - 2000, f["end_ms"] + serial_grace_ms)
+        for f in faults
+        if f["kind"] in ("service-sigkill", "service-sigterm", "serial-unplug")
+    ]
     if ledger is not None:
         res.ledger_entries = len(ledger)
-        res.ledger_dropped_unreplicated = sum(e.get("count", 0) for e in ledger if e.get("unreplicated"))
-        res.ledger_dropped_replicated = sum(e.get("count", 0) for e in ledger if not e.get("unreplicated"))
+        res.ledger_dropped_unreplicated = sum(
+            e.get("count", 0) for e in ledger if e.get("unreplicated")
+        )
+        res.ledger_dropped_replicated = sum(
+            e.get("count", 0) for e in ledger if not e.get("unreplicated")
+        )
     res.serial_lost_in_windows = 0
     explained = _explain_by_ledger(devices, dropped) if ledger is not None else set()
     for m in devices.values():
@@ -351,8 +400,9 @@ def check_system(name: str, truth_rows: list[dict],
             else:
                 res.lost_unacked_mqtt += 1
     if edge_records is not None and topic_of is not None:
-        res.uplink_duplicates, res.unledgered_gaps, res.ledger_replicated_not_upstream = \
+        res.uplink_duplicates, res.unledgered_gaps, res.ledger_replicated_not_upstream = (
             _edge_offsets(edge_records, topic_of, ledger or [])
+        )
     else:
         res.serial_lost_in_windows = None
     res.drain_s = _drain(devices, faults, applies)
@@ -376,8 +426,9 @@ def _local_offset(rec: dict) -> tuple[int, int] | None:
         return None
 
 
-def _ledger_ranges(ledger: list[dict], unreplicated: bool | None = None
-                   ) -> dict[tuple[str, int], list[tuple[int, int]]]:
+def _ledger_ranges(
+    ledger: list[dict], unreplicated: bool | None = None
+) -> dict[tuple[str, int], list[tuple[int, int]]]:
     """(local topic, partition) -> [(first, last offset)] dropped, per the ledger."""
     out: dict[tuple[str, int], list[tuple[int, int]]] = collections.defaultdict(list)
     for e in ledger:
@@ -388,8 +439,9 @@ def _ledger_ranges(ledger: list[dict], unreplicated: bool | None = None
     return out
 
 
-def _explain_by_ledger(devices: dict[str, DeviceMatch],
-                       dropped: dict[tuple[str, int], list[tuple[int, int]]]) -> set[tuple[int, int]]:
+def _explain_by_ledger(
+    devices: dict[str, DeviceMatch], dropped: dict[tuple[str, int], list[tuple[int, int]]]
+) -> set[tuple[int, int]]:
     """Missing readings that an unreplicated drop can account for, one dropped offset each.
 
     A missing reading's local offset lies between those of its device's readings that did
@@ -416,7 +468,9 @@ def _explain_by_ledger(devices: dict[str, DeviceMatch],
             hi = after[1] if after and after[0] == part else 1 << 62
             wanted.append((not r.acked, hi, lo, (r.topic, part), (id(m), r.index)))
     free: dict[tuple[str, int], list[int]] = {
-        tp: sorted({o for a, b in ranges for o in range(a, b + 1)}) for tp, ranges in dropped.items()}
+        tp: sorted({o for a, b in ranges for o in range(a, b + 1)})
+        for tp, ranges in dropped.items()
+    }
     out: set[tuple[int, int]] = set()
     for _, hi, lo, tp, ident in sorted(wanted):
         offsets = free.get(tp)
@@ -429,8 +483,9 @@ def _explain_by_ledger(devices: dict[str, DeviceMatch],
     return out
 
 
-def _edge_offsets(records: list[dict], topic_of: dict[str, str], ledger: list[dict]
-                  ) -> tuple[int, int, int]:
+def _edge_offsets(
+    records: list[dict], topic_of: dict[str, str], ledger: list[dict]
+) -> tuple[int, int, int]:
     """From the appliance's ``edge.partition``/``edge.offset`` headers: uplink duplicates (a
     local record upstream twice); local offsets upstream nowhere and in no ledger range
     (below the highest offset seen per local partition); and offsets the ledger says were
@@ -453,13 +508,18 @@ def _edge_offsets(records: list[dict], topic_of: dict[str, str], ledger: list[di
             if o not in offsets and not any(a <= o <= b for a, b in ranges):
                 gaps += 1
     false_replicated = sum(
-        1 for (t, p), ranges in _ledger_ranges(ledger, unreplicated=False).items()
-        for a, b in ranges for o in range(a, b + 1) if (t, p, o) not in seen)
+        1
+        for (t, p), ranges in _ledger_ranges(ledger, unreplicated=False).items()
+        for a, b in ranges
+        for o in range(a, b + 1)
+        if (t, p, o) not in seen
+    )
     return dupes, gaps, false_replicated
 
 
-def _drain(devices: dict[str, DeviceMatch], faults: list[dict], applies: set[str] | None
-           ) -> list[dict[str, Any]]:
+def _drain(
+    devices: dict[str, DeviceMatch], faults: list[dict], applies: set[str] | None
+) -> list[dict[str, Any]]:
     """Per fault: seconds from its end until the last reading emitted during it arrived."""
     out: list[dict[str, Any]] = []
     for f in faults:
@@ -474,8 +534,14 @@ def _drain(devices: dict[str, DeviceMatch], faults: list[dict], applies: set[str
                     n += 1
                     a = m.arrived[r.index]
                     last = a if last is None else max(last, a)
-        out.append({"fault": f["kind"], "applies": True, "readings": n,
-                    "drain_s": None if last is None else round(max(0, last - end) / 1000, 2)})
+        out.append(
+            {
+                "fault": f["kind"],
+                "applies": True,
+                "readings": n,
+                "drain_s": None if last is None else round(max(0, last - end) / 1000, 2),
+            }
+        )
     return out
 
 
@@ -485,11 +551,21 @@ def _drain(devices: dict[str, DeviceMatch], faults: list[dict], applies: set[str
 def check_run(manifest: dict[str, Any]) -> dict[str, Any]:
     """Check a whole run described by `manifest` (written by the soak); returns the result."""
     records = read_arrivals(Path(manifest["arrivals"]))
-    faults = [json.loads(line) for line in Path(manifest["faults"]).read_text().splitlines()
-              if line.strip()]
+    faults = [
+        json.loads(line)
+        for line in Path(manifest["faults"]).read_text().splitlines()
+        if line.strip()
+    ]
     sources = manifest["sources"]
-    truth = {s["name"]: load_truth(Path(s["truth"]), Path(s["acks"]) if s.get("acks") else None,
-                                   s.get("key_prefix", ""), s["transport"]) for s in sources}
+    truth = {
+        s["name"]: load_truth(
+            Path(s["truth"]),
+            Path(s["acks"]) if s.get("acks") else None,
+            s.get("key_prefix", ""),
+            s["transport"],
+        )
+        for s in sources
+    }
     systems = []
     for sysdef in manifest["systems"]:
         rows = [r for s in sysdef["sources"] for r in truth[s]]
@@ -505,22 +581,49 @@ def check_run(manifest: dict[str, Any]) -> dict[str, Any]:
                     except (TypeError, ValueError):
                         pass
             mine = [r for r in records if r["t"] in topic_of]
-            res = check_system(sysdef["name"], rows, _upstream_edge(mine, topic_of), faults,
-                               applies, ledger=ledger, edge_records=mine, topic_of=topic_of)
+            res = check_system(
+                sysdef["name"],
+                rows,
+                _upstream_edge(mine, topic_of),
+                faults,
+                applies,
+                ledger=ledger,
+                edge_records=mine,
+                topic_of=topic_of,
+            )
         elif sysdef["mode"] == "derived":
             # A stream processor's output: one record per input reading it saw, each once, in
             # order per key. Readings it never saw (dropped before it ran) are not its loss.
             topic_of = dict(sysdef["topics"])
             kinds = set(topic_of.values())
             mine = [r for r in records if r["t"] in topic_of]
-            res = check_system(sysdef["name"], [r for r in rows if r["kind"] in kinds],
-                               _upstream_edge(mine, topic_of), faults, applies)
-            res = _only(res, {"arrived", "duplicates", "order_violations", "unknown_upstream",
-                              "ambiguous_matches", "drain_s"})
+            res = check_system(
+                sysdef["name"],
+                [r for r in rows if r["kind"] in kinds],
+                _upstream_edge(mine, topic_of),
+                faults,
+                applies,
+            )
+            res = _only(
+                res,
+                {
+                    "arrived",
+                    "duplicates",
+                    "order_violations",
+                    "unknown_upstream",
+                    "ambiguous_matches",
+                    "drain_s",
+                },
+            )
         else:
             bridge_topics = set(sysdef["topics"])
-            res = check_system(sysdef["name"], rows, _upstream_bridge(records, bridge_topics, sysdef.get("key_prefix", "")), faults,
-                               applies)
+            res = check_system(
+                sysdef["name"],
+                rows,
+                _upstream_bridge(records, bridge_topics, sysdef.get("key_prefix", "")),
+                faults,
+                applies,
+            )
         systems.append(res)
     return {
         "seed": manifest.get("seed"),
@@ -539,8 +642,10 @@ _ROWS = [
     ("  of which over serial (no ack possible)", "serial"),
     ("arrived upstream (distinct)", "arrived"),
     ("acknowledged readings lost (must be 0)", "lost_acked"),
-    ("serial readings lost while the service was down or unplugged (no ack possible)",
-     "lost_unacked_serial"),
+    (
+        "serial readings lost while the service was down or unplugged (no ack possible)",
+        "lost_unacked_serial",
+    ),
     ("serial readings lost at other times (must be 0)", "serial_lost_outside_windows"),
     ("MQTT readings lost, never PUBACKed", "lost_unacked_mqtt"),
     ("duplicates upstream (same reading twice)", "duplicates"),
@@ -552,8 +657,10 @@ _ROWS = [
     ("ledger: records dropped unreplicated", "ledger_dropped_unreplicated"),
     ("ledger: records dropped after replication", "ledger_dropped_replicated"),
     ("local offsets missing upstream, not in ledger (must be 0)", "unledgered_gaps"),
-    ("ledger: dropped 'after replication' but not upstream (must be 0)",
-     "ledger_replicated_not_upstream"),
+    (
+        "ledger: dropped 'after replication' but not upstream (must be 0)",
+        "ledger_replicated_not_upstream",
+    ),
 ]
 
 
@@ -561,17 +668,24 @@ def format_table(result: dict[str, Any]) -> str:
     """The result as two markdown tables: counts per system, drain time per fault."""
     systems = result["systems"]
     crashes = ", ".join(f"{k} {v}" for k, v in (result.get("crashes") or {}).items())
-    lines = [f"chaos soak: profile {result.get('profile')}, seed {result.get('seed')}, "
-             f"{result.get('duration_s')} s of load, {len(result['faults'])} faults"
-             + (f"; restarted after exiting on their own: {crashes}" if crashes else ""), ""]
+    lines = [
+        f"chaos soak: profile {result.get('profile')}, seed {result.get('seed')}, "
+        f"{result.get('duration_s')} s of load, {len(result['faults'])} faults"
+        + (f"; restarted after exiting on their own: {crashes}" if crashes else ""),
+        "",
+    ]
     lines.append("| measure | " + " | ".join(s["name"] for s in systems) + " |")
     lines.append("|---|" + "---:|" * len(systems))
     for label, attr in _ROWS:
         cells = ["n/a" if s.get(attr) is None else f"{s[attr]:,}" for s in systems]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", "| # | at s | fault | detail | "
-              + " | ".join(f"drain s ({s['name']})" for s in systems) + " |",
-              "|---|---:|---|---|" + "---:|" * len(systems)]
+    lines += [
+        "",
+        "| # | at s | fault | detail | "
+        + " | ".join(f"drain s ({s['name']})" for s in systems)
+        + " |",
+        "|---|---:|---|---|" + "---:|" * len(systems),
+    ]
     t0 = result.get("started_ms") or 0
     for i, f in enumerate(result["faults"]):
         cells = []
@@ -582,8 +696,11 @@ def format_table(result: dict[str, Any]) -> str:
             else:
                 cells.append("—" if entry["drain_s"] is None else f"{entry['drain_s']:.1f}")
         at = (f["start_ms"] - t0) / 1000 if t0 else 0
-        lines.append(f"| {i + 1} | {at:.0f} | {f['kind']} | {f.get('detail', '')} | "
-                     + " | ".join(cells) + " |")
+        lines.append(
+            f"| {i + 1} | {at:.0f} | {f['kind']} | {f.get('detail', '')} | "
+            + " | ".join(cells)
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -602,9 +719,15 @@ def watch(bootstrap: str, topics: list[str], out: Path) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
-                             enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
-                             request_timeout_ms=30000, metadata_max_age_ms=2000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        group_id=None,
+        auto_offset_reset="earliest",
+        request_timeout_ms=30000,
+        metadata_max_age_ms=2000,
+    )
     assigned: set[TopicPartition] = set()
     with out.open("a", encoding="utf-8") as f:
         while not stopping:
@@ -624,13 +747,25 @@ def watch(bootstrap: str, topics: list[str], out: Path) -> int:
             now = int(time.time() * 1000)
             for _tp, msgs in sorted(batch.items()):
                 for m in msgs:
-                    f.write(json.dumps({
-                        "t": m.topic, "p": m.partition, "o": m.offset,
-                        "k": None if m.key is None else m.key.decode("utf-8", "replace"),
-                        "v": None if m.value is None else m.value.decode("latin-1"),
-                        "ts": m.timestamp, "a": now,
-                        "h": {k: (v or b"").decode("utf-8", "replace") for k, v in m.headers or []},
-                    }, separators=(",", ":")) + "\n")
+                    f.write(
+                        json.dumps(
+                            {
+                                "t": m.topic,
+                                "p": m.partition,
+                                "o": m.offset,
+                                "k": None if m.key is None else m.key.decode("utf-8", "replace"),
+                                "v": None if m.value is None else m.value.decode("latin-1"),
+                                "ts": m.timestamp,
+                                "a": now,
+                                "h": {
+                                    k: (v or b"").decode("utf-8", "replace")
+                                    for k, v in m.headers or []
+                                },
+                            },
+                            separators=(",", ":"),
+                        )
+                        + "\n"
+                    )
             f.flush()
     consumer.close()
     return 0
@@ -646,8 +781,12 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--out", required=True, type=Path)
     c = sub.add_parser("check", help="check a run from its manifest; print the table")
     c.add_argument("--manifest", required=True, type=Path)
-    c.add_argument("--json", type=Path, default=os.environ.get("CHAOS_RESULT"),
-                   help="write the result here [env: CHAOS_RESULT]")
+    c.add_argument(
+        "--json",
+        type=Path,
+        default=os.environ.get("CHAOS_RESULT"),
+        help="write the result here [env: CHAOS_RESULT]",
+    )
     args = p.parse_args(argv)
     if args.cmd == "watch":
         return watch(args.bootstrap_servers, args.topic, args.out)

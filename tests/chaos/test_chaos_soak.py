@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.chaos._soak import Profile, Soak, profile_from_env
+from tests.fixtures.kafka import ProxiedCluster
 
 
 def _seed() -> int:
@@ -37,8 +38,11 @@ def _assert_appliance(result: dict, profile: Profile) -> None:
     # keeps ~4 KiB for a reader that comes back, pyserial's open discards it) or the port
     # unplugged; never at other times, and never more than were sent in those windows.
     assert edge["serial_lost_outside_windows"] == 0
-    window_s = sum((f["end_ms"] - f["start_ms"]) / 1000 + 10 for f in result["faults"]
-                   if f["kind"] in ("service-sigkill", "service-sigterm", "serial-unplug"))
+    window_s = sum(
+        (f["end_ms"] - f["start_ms"]) / 1000 + 10
+        for f in result["faults"]
+        if f["kind"] in ("service-sigkill", "service-sigterm", "serial-unplug")
+    )
     assert edge["lost_unacked_serial"] <= window_s * profile.serial_rate * 3
     # Readings twice upstream come only from MQTT's at-least-once delivery: Mosquitto
     # redelivers what the service had stored but whose PUBACK was lost to a SIGKILL or a
@@ -59,13 +63,13 @@ def _assert_appliance(result: dict, profile: Profile) -> None:
 
 
 @pytest.mark.timeout(290)
-def test_chaos_short(tmp_path: Path, kafka_cluster3_proxied) -> None:  # type: ignore[no-untyped-def]
+def test_chaos_short(tmp_path: Path, kafka_cluster3_proxied: ProxiedCluster) -> None:
     profile = profile_from_env("short")
     _assert_appliance(Soak(tmp_path, kafka_cluster3_proxied, _seed(), profile).run(), profile)
 
 
 @pytest.mark.soak
 @pytest.mark.timeout(2 * 3600)
-def test_chaos_long(tmp_path: Path, kafka_cluster3_proxied) -> None:  # type: ignore[no-untyped-def]
+def test_chaos_long(tmp_path: Path, kafka_cluster3_proxied: ProxiedCluster) -> None:
     profile = profile_from_env("long")
     _assert_appliance(Soak(tmp_path, kafka_cluster3_proxied, _seed(), profile).run(), profile)

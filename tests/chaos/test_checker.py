@@ -17,35 +17,84 @@ T0 = 1_800_000_000_000
 
 
 def _truth(path: Path, n: int, device: str = "room-1", transport_rate_ms: int = 1000) -> list[dict]:
-    rows = [{"type": "reading", "seq": i + 1, "device_id": device, "kind": "temperature",
-             "timestamp_ms": T0 + i * transport_rate_ms, "values": {"temperature_c": 20 + i / 100},
-             "fault": None} for i in range(n)]
+    rows = [
+        {
+            "type": "reading",
+            "seq": i + 1,
+            "device_id": device,
+            "kind": "temperature",
+            "timestamp_ms": T0 + i * transport_rate_ms,
+            "values": {"temperature_c": 20 + i / 100},
+            "fault": None,
+        }
+        for i in range(n)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
 
 def _record(topic: str, row: dict, offset: int, arrival: int, key_prefix: str = "mq-") -> dict:
-    return {"t": topic, "p": 0, "o": offset, "k": key_prefix + row["device_id"],
-            "v": json.dumps({"temperature_c": row["values"]["temperature_c"]}),
-            "ts": row["timestamp_ms"] // 1000 * 1000, "a": arrival,
-            "h": {"edge.partition": "0", "edge.offset": str(offset)}}
+    return {
+        "t": topic,
+        "p": 0,
+        "o": offset,
+        "k": key_prefix + row["device_id"],
+        "v": json.dumps({"temperature_c": row["values"]["temperature_c"]}),
+        "ts": row["timestamp_ms"] // 1000 * 1000,
+        "a": arrival,
+        "h": {"edge.partition": "0", "edge.offset": str(offset)},
+    }
 
 
-def _run(tmp: Path, rows: list[dict], upstream: list[dict], acked: list[int],
-         ledger: list[dict] | None = None, faults: list[dict] | None = None) -> dict[str, Any]:
+def _run(
+    tmp: Path,
+    rows: list[dict],
+    upstream: list[dict],
+    acked: list[int],
+    ledger: list[dict] | None = None,
+    faults: list[dict] | None = None,
+) -> dict[str, Any]:
     (tmp / "acks.txt").write_text("".join(f"{s}\n" for s in acked))
     records = list(upstream) + [
-        {"t": "up.ledger", "p": 0, "o": i, "k": None, "v": json.dumps(e), "ts": T0, "a": T0, "h": {}}
-        for i, e in enumerate(ledger or [])]
+        {
+            "t": "up.ledger",
+            "p": 0,
+            "o": i,
+            "k": None,
+            "v": json.dumps(e),
+            "ts": T0,
+            "a": T0,
+            "h": {},
+        }
+        for i, e in enumerate(ledger or [])
+    ]
     (tmp / "arrivals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (tmp / "faults.jsonl").write_text("".join(json.dumps(f) + "\n" for f in faults or []))
     manifest = {
-        "seed": 1, "profile": "test", "duration_s": 1, "started_ms": T0,
-        "arrivals": str(tmp / "arrivals.jsonl"), "faults": str(tmp / "faults.jsonl"),
-        "sources": [{"name": "mqtt", "truth": str(tmp / "truth.jsonl"), "acks": str(tmp / "acks.txt"),
-                     "transport": "mqtt", "key_prefix": "mq-"}],
-        "systems": [{"name": "appliance", "mode": "edge", "sources": ["mqtt"],
-                     "topics": {"temperature": "up.temperature"}, "drop_ledger_topic": "up.ledger"}],
+        "seed": 1,
+        "profile": "test",
+        "duration_s": 1,
+        "started_ms": T0,
+        "arrivals": str(tmp / "arrivals.jsonl"),
+        "faults": str(tmp / "faults.jsonl"),
+        "sources": [
+            {
+                "name": "mqtt",
+                "truth": str(tmp / "truth.jsonl"),
+                "acks": str(tmp / "acks.txt"),
+                "transport": "mqtt",
+                "key_prefix": "mq-",
+            }
+        ],
+        "systems": [
+            {
+                "name": "appliance",
+                "mode": "edge",
+                "sources": ["mqtt"],
+                "topics": {"temperature": "up.temperature"},
+                "drop_ledger_topic": "up.ledger",
+            }
+        ],
     }
     return checker.check_run(manifest)["systems"][0]
 
@@ -62,11 +111,11 @@ def test_a_clean_run_counts_nothing_wrong(tmp_path: Path) -> None:
 def test_loss_duplicates_order_and_unledgered_gaps_are_seen(tmp_path: Path) -> None:
     rows = _truth(tmp_path / "truth.jsonl", 20)
     up = [_record("up.temperature", r, i, T0 + i * 1000) for i, r in enumerate(rows)]
-    del up[5]                                     # an acknowledged reading lost (offset gap)
-    up.append(dict(up[3]))                        # the same local record twice: uplink duplicate
+    del up[5]  # an acknowledged reading lost (offset gap)
+    up.append(dict(up[3]))  # the same local record twice: uplink duplicate
     dup = _record("up.temperature", rows[8], 20, T0)  # the same reading at a new offset
     up.insert(12, dup)
-    up[14], up[15] = up[15], up[14]               # two readings swapped: order broken
+    up[14], up[15] = up[15], up[14]  # two readings swapped: order broken
     res = _run(tmp_path, rows, up, [r["seq"] for r in rows])
     assert res["lost_acked"] == 1
     assert res["unledgered_gaps"] == 1
@@ -77,27 +126,48 @@ def test_loss_duplicates_order_and_unledgered_gaps_are_seen(tmp_path: Path) -> N
 
 def test_the_drop_ledger_accounts_for_dropped_readings_and_no_more(tmp_path: Path) -> None:
     rows = _truth(tmp_path / "truth.jsonl", 20)
-    up = [_record("up.temperature", r, i, T0 + i * 1000) for i, r in enumerate(rows)
-          if not 5 <= i <= 9]
-    ledger = [{"topic": "temperature", "ranges": [{"partition": 0, "from_offset": 5, "to_offset": 8}],
-               "count": 4, "unreplicated": True, "wall_ms": T0}]
+    up = [
+        _record("up.temperature", r, i, T0 + i * 1000)
+        for i, r in enumerate(rows)
+        if not 5 <= i <= 9
+    ]
+    ledger = [
+        {
+            "topic": "temperature",
+            "ranges": [{"partition": 0, "from_offset": 5, "to_offset": 8}],
+            "count": 4,
+            "unreplicated": True,
+            "wall_ms": T0,
+        }
+    ]
     res = _run(tmp_path, rows, up, [r["seq"] for r in rows], ledger)
     # Offsets 5-8 dropped on the record; offset 9 missing with no entry: one reading lost.
     assert res["quota_dropped_readings"] == 4
     assert res["lost_acked"] == 1 and res["unledgered_gaps"] == 1
     # A ledger entry claiming a drop after replication of a record that is not upstream.
-    ledger.append({"topic": "temperature", "ranges": [{"partition": 0, "from_offset": 9,
-                                                       "to_offset": 9}],
-                   "count": 1, "unreplicated": False, "wall_ms": T0})
+    ledger.append(
+        {
+            "topic": "temperature",
+            "ranges": [{"partition": 0, "from_offset": 9, "to_offset": 9}],
+            "count": 1,
+            "unreplicated": False,
+            "wall_ms": T0,
+        }
+    )
     res = _run(tmp_path, rows, up, [r["seq"] for r in rows], ledger)
     assert res["ledger_replicated_not_upstream"] == 1
     assert res["lost_acked"] == 1, "a drop 'after replication' explains no missing reading"
 
 
-def test_unacknowledged_and_serial_losses_are_told_apart_and_drain_is_measured(tmp_path: Path) -> None:
+def test_unacknowledged_and_serial_losses_are_told_apart_and_drain_is_measured(
+    tmp_path: Path,
+) -> None:
     rows = _truth(tmp_path / "truth.jsonl", 20)
-    up = [_record("up.temperature", r, i, T0 + i * 1000 + (4000 if i >= 10 else 0))
-          for i, r in enumerate(rows) if i != 12]
+    up = [
+        _record("up.temperature", r, i, T0 + i * 1000 + (4000 if i >= 10 else 0))
+        for i, r in enumerate(rows)
+        if i != 12
+    ]
     fault = {"kind": "service-sigkill", "start_ms": T0 + 9000, "end_ms": T0 + 11_000}
     res = _run(tmp_path, rows, up, [r["seq"] for r in rows if r["seq"] != 13], faults=[fault])
     assert res["lost_acked"] == 0 and res["lost_unacked_mqtt"] == 1
@@ -109,20 +179,28 @@ def test_unacknowledged_and_serial_losses_are_told_apart_and_drain_is_measured(t
 def test_bridge_payloads_are_read_without_the_appliance(tmp_path: Path) -> None:
     # 0x2A1C: flags 0x02 (timestamp), 20.07 °C as FLOAT (mantissa 2007, exponent -2), then
     # 2027-01-15 08:00:00.
-    payload = bytes([0x02]) + (2007).to_bytes(3, "little") + (0xFE).to_bytes(1, "little") \
-        + (2027).to_bytes(2, "little") + bytes([1, 15, 8, 0, 0])
+    payload = (
+        bytes([0x02])
+        + (2007).to_bytes(3, "little")
+        + (0xFE).to_bytes(1, "little")
+        + (2027).to_bytes(2, "little")
+        + bytes([1, 15, 8, 0, 0])
+    )
     kind, device, ts, values = checker.bridge_reading("ble/room-3/2A1C", payload.hex().encode())
     assert (kind, device, values) == ("temperature", "room-3", {"temperature_c": 20.07})
     assert ts == calendar.timegm((2027, 1, 15, 8, 0, 0)) * 1000
-    got = checker.bridge_reading("owntracks/sim/car-2",
-                                 b'{"_type":"location","lat":52.5,"lon":13.4,"tst":5}')
+    got = checker.bridge_reading(
+        "owntracks/sim/car-2", b'{"_type":"location","lat":52.5,"lon":13.4,"tst":5}'
+    )
     assert got == ("gps", "sim/car-2", 5000, {"lat": 52.5, "lon": 13.4})
     assert checker.bridge_reading("bp/bed-1", b"not json") is None
 
 
 def test_twins_in_one_second_are_told_apart_by_finer_device_time() -> None:
     key = checker.reading_key("temperature", "r", T0, {"temperature_c": 20.0})
-    readings = [checker.Reading(i, key, T0 + 100 * i, "mqtt", True, "temperature") for i in range(3)]
+    readings = [
+        checker.Reading(i, key, T0 + 100 * i, "mqtt", True, "temperature") for i in range(3)
+    ]
     m = checker.DeviceMatch(readings)
     m.add(key, T0, ts_ms=T0 + 200)  # bp.json-like: the device's own milliseconds
     assert set(m.arrived) == {2} and m.ambiguous == 0
