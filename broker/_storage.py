@@ -189,7 +189,15 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
                 f"the log was written by a newer version (schema {row[0]}, this one knows {SCHEMA_VERSION})"
             )
         if row:
-            conn.executescript(_STATE_SCHEMA)
+            has_state = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='state'").fetchone()
+            if not has_state:
+                try:
+                    conn.executescript(_STATE_SCHEMA)
+                except sqlite3.OperationalError as exc:
+                    # A reader of an older log on a read-only disk has no use for the table.
+                    if "readonly" not in str(exc):
+                        raise
             return
     conn.executescript(_SCHEMA)  # idempotent: every statement is IF NOT EXISTS
     with transaction(conn):
