@@ -507,9 +507,8 @@ class Uplink:
         if part is None:
             part = self._partition_headers[r.partition] = ("edge.partition",
                                                            str(r.partition).encode())
-        own = [(k, v if v is not None else b"") for k, v in r.headers] if r.headers else []
-        own += (self._edge_header, part, ("edge.offset", str(r.offset).encode()))
-        return own
+        # A header whose value is None stays a null header upstream, as Kafka allows.
+        return [*r.headers, self._edge_header, part, ("edge.offset", str(r.offset).encode())]
 
     # -- status -------------------------------------------------------------------------------
 

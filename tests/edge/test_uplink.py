@@ -205,3 +205,21 @@ async def test_batch_the_broker_refuses_as_too_large_is_split_and_only_the_big_r
     with KafkaConsumer(cfg.dlq_topic, data_dir=data, auto_offset_reset="earliest") as dlq:
         records = [r for recs in dlq.poll(timeout_ms=2000).values() for r in recs]
     assert [dict(r.headers)["uplink.source"] for r in records] == [f"{t}/0/5".encode()]
+
+
+async def test_headers_arrive_as_written_null_values_included(tmp_path, kafka_cluster):
+    from broker import KafkaProducer
+
+    data = tmp_path / "log"
+    t = unique("hdr")
+    create_local_topics(data, {t: 1})
+    with KafkaProducer(data) as producer:
+        producer.send(t, b"v", key=b"k", headers=[("none", None), ("empty", b""), ("x", b"\xff\x00")],
+                      timestamp_ms=TS0).get(timeout=30)
+    cfg = _config(tmp_path, kafka_cluster.bootstrap_servers, {t: "up." + t})
+    async with Uplink(cfg) as uplink:
+        await wait_for(lambda: uplink.status().records_total >= 1, 60, "replication", uplink)
+    (r,) = await read_upstream(kafka_cluster.bootstrap_servers, ["up." + t], 1)
+    assert list(r.headers) == [("none", None), ("empty", b""), ("x", b"\xff\x00"),
+                               ("edge.id", cfg.edge_id.encode()), ("edge.partition", b"0"),
+                               ("edge.offset", b"0")]
