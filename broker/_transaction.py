@@ -148,8 +148,11 @@ class LogTransaction:
             )
         self._state[(store, key)] = value
 
-    def commit(self) -> list[RecordMetadata]:
+    def commit(self, metadata: bool = True) -> list[RecordMetadata]:
         """Write everything in one SQLite transaction; return where each sent record landed.
+
+        ``metadata=False`` returns ``[]`` instead, sparing a tuple per record
+        to a caller that does not need the offsets.
 
         Blocks until durable.  Raises ``CommitFailedError`` (fenced by
         ``expected``), ``UnknownTopicOrPartitionError``, ``LogFullError``
@@ -163,7 +166,7 @@ class LogTransaction:
             self._log.commit_transaction(self._records, self._offsets, self._expected, self._state)
         finally:
             self._round.done()
-        return [p.future._metadata() for p in self._records]
+        return [p.future._metadata() for p in self._records] if metadata else []
 
     def abort(self) -> None:
         """Forget everything added; nothing was written.  Safe to call twice."""

@@ -597,7 +597,7 @@ class StreamsRunner:
                 return total
             total += n
 
-    def _read_batch(self) -> list[ConsumerRecord]:
+    def _read_batch(self) -> tuple[list[ConsumerRecord], dict[TopicPartition, int]]:
         """Up to ``max_batch_records`` records: each partition with a backlog, in order, an equal share."""
         assert self._consumer is not None
         self._sync_assignment()
@@ -605,9 +605,10 @@ class StreamsRunner:
         ends = consumer.end_offsets(self._assigned)
         backlog = [tp for tp in self._assigned if self._positions[tp] < ends[tp]]
         if not backlog:
-            return []
+            return [], {}
         share = max(1, -(-self.max_batch_records // len(backlog)))
         out: list[ConsumerRecord] = []
+        done: dict[TopicPartition, int] = {}  # the offsets to commit after this batch
         consumer.pause(*self._assigned)
         for tp in backlog:
             consumer.resume(tp)
@@ -618,12 +619,14 @@ class StreamsRunner:
                 self._counters.skipped += skipped
                 log.warning("topology %s: %d record(s) of %s[%d] were removed by retention before "
                             "they were processed", self.topology.name, skipped, tp.topic, tp.partition)
-            out.extend(got)
-        return out
+            if got:
+                out.extend(got)
+                done[tp] = got[-1].offset + 1
+        return out, done
 
     def _process_batch(self) -> int:
         assert self._producer is not None
-        batch = self._read_batch()
+        batch, done = self._read_batch()
         if not batch:
             return 0
         ctx = self._ctx
@@ -632,7 +635,6 @@ class StreamsRunner:
         wm_dirty = self._watermarks.dirty
         closers = self._closers
         sources = self._source_fwd
-        progress: dict[tuple[str, int], int] = {}
         try:
             for r in batch:
                 task = r.partition
@@ -649,15 +651,13 @@ class StreamsRunner:
                         close()
                 rec = Record(r.key, decode_value(r.value), ts, r.headers, r.topic, task, r.offset)
                 sources[r.topic](rec)
-                progress[(r.topic, task)] = r.offset + 1
-            done = {TopicPartition(*tp): off for tp, off in progress.items()}
             for expire in self._expirers:
                 expire()
             for store in self._stores:
                 store.write(txn)
             txn.commit_offsets(self.group_id, done,
                                expected={tp: self._committed.get(tp) for tp in done})
-            txn.commit()
+            txn.commit(metadata=False)
         except CommitFailedError as exc:
             self._state = "fenced"
             raise FencedError(

@@ -64,6 +64,10 @@ def test_records_offsets_and_state_commit_together(log) -> None:
     txn.put_state("s", b"b", b"3")
     assert txn.commit() == []
     assert admin.read_state_store("s") == {b"b": b"3"}
+    txn = producer.begin_transaction()
+    txn.send("out", b"quiet", key=b"k0")
+    assert txn.commit(metadata=False) == []
+    assert len(_records(cfg, "out")) == 6
     assert admin.list_consumer_group_offsets(GROUP)[TP0].offset == 9
 
 
