@@ -42,6 +42,7 @@ class Results:
     plot_note: str | None = None
     chaos: Chaos | None = None
     chaos_note: str = ""
+    chaos_failed: bool = False
 
 
 # -- plots ---------------------------------------------------------------------------------------
@@ -228,7 +229,9 @@ def render(res: Results) -> str:
     if res.chaos is not None:
         out += [f"From the chaos soak's JSON result {res.chaos.source} (tests/chaos; "
                 "`CHAOS_RESULT=<file> pytest tests/chaos -k short` writes one), not re-measured by "
-                "this run unless it says so here." + (f" {res.chaos_note}" if res.chaos_note else ""),
+                "this run unless it says so here. The soak, its fault schedule and the checker "
+                "are described in tests/chaos/test_chaos_soak.py and tests/chaos/checker.py."
+                + (f" {res.chaos_note}" if res.chaos_note else ""),
                 "", res.chaos.table_md, ""]
     else:
         out += [res.chaos_note or "No chaos soak result was found; run the soak "

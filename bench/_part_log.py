@@ -53,7 +53,10 @@ def new_table(plan: LogPlan) -> Table:
     t.notes += [
         f"{plan.records:,} records of {RECORD_SIZE} B, one partition, no key, unthrottled, then "
         f"{FIXED_RATE:,} records/s for {plan.rate_seconds:g} s; latency is from send to "
-        "acknowledgement of each record.",
+        "acknowledgement of each record. Unthrottled, every record is offered at once, so its "
+        "latency is mostly time queued in the producer (and the edge process's peak RSS "
+        "includes that queue; Kafka's client caps its own at 32 MB): the fixed-rate rows are "
+        "the latencies to compare.",
         f"**{EDGE}**: bench/_log_perf.py, one process (producer and storage), every "
         "acknowledgement after fsync (group commit).",
         f"**{KAFKA}**: Kafka's own `kafka-producer-perf-test` (ProducerPerformance) with "
