@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Serial formats: GPS NMEA 0183; rooms text lines (or 0x2A1C hex with "
         "--temperature-format gatt); patients 0x2A35 hex lines. With --output pty, one "
         "'device<TAB>port[<TAB>link]' line per device goes to stdout; SIGUSR1 unplugs and "
-        "replugs every pty once.",
+        "replugs every pty once; SIGTERM ends the run cleanly after the current tick.",
     )
     p.add_argument("-V", "--version", action="version", version=f"%(prog)s {_version()}")
     g = _Group(p.add_argument_group("fleet"))
@@ -148,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim = Simulator(cfg)
     if cfg.output == "pty":  # SIGUSR1: unplug and replug every port once (scripted chaos)
         signal.signal(signal.SIGUSR1, lambda signum, frame: sim.request_replug())
+    # SIGTERM: stop after the current tick and close cleanly (drain ptys, wait for PUBACKs).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sim.request_stop())
     try:
         counts = sim.run()
     except KeyboardInterrupt:

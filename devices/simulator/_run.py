@@ -119,6 +119,7 @@ class Simulator:
         self._truth: TextIO | None = None
         self._acks: TextIO | None = None
         self._replug_requested: set[str] = set()
+        self._stop_requested = False
         self._ports: dict[str, SimulatedPort] = {}
         self._mqtt: MqttPublisher | None = None
         self._stream: StreamOutput | None = None
@@ -178,6 +179,11 @@ class Simulator:
         if self._acks is not None:
             self._acks.close()
 
+    def request_stop(self) -> None:
+        """End the run after the current tick, closing outputs as at a normal end (safe from a
+        signal handler): every emitted reading stays in the truth file, in order."""
+        self._stop_requested = True
+
     def request_replug(self) -> None:
         """Unplug and replug every pty at its next reading (safe from a signal handler)."""
         self._replug_requested = set(self._ports)
@@ -204,7 +210,7 @@ class Simulator:
                 ticks = by_time if ticks is None else min(ticks, by_time)
             wall0, burst_left, last_progress = time.monotonic(), 0, time.monotonic()
             tick = 0
-            while ticks is None or tick < ticks:
+            while (ticks is None or tick < ticks) and not self._stop_requested:
                 t_ms = start_ms + round(tick * period_ms)
                 for model in self.fleet:
                     self._emit(model, model.reading(t_ms))

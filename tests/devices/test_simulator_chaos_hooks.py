@@ -80,3 +80,21 @@ def test_sigusr1_replugs_the_pty_at_the_same_link(tmp_path: Path) -> None:
     assert len(paths) >= 2, "the reader opened the link again after the replug"
     # Unplugging drains first: every reading reached the reader.
     assert len(lines.splitlines()) == 60
+
+
+@pytest.mark.mqtt
+def test_sigterm_ends_the_run_cleanly_with_every_reading_recorded_and_acked(
+        mosquitto, tmp_path: Path) -> None:
+    truth, acks = tmp_path / "truth.jsonl", tmp_path / "acks.txt"
+    proc = subprocess.Popen(
+        sim_cmd("--output", "mqtt", "--mqtt-port", str(mosquitto.port), "--rate", "50",
+                "--count", "1000", "--seed", "4", "--truth", str(truth), "--acks", str(acks)),
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    rows = [json.loads(line) for line in truth.read_text().splitlines()]
+    seqs = [r["seq"] for r in rows if r["type"] == "reading"]
+    assert 0 < len(seqs) < 3000 and seqs == list(range(1, len(seqs) + 1))
+    assert sorted(int(x) for x in acks.read_text().split()) == seqs
