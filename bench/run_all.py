@@ -157,7 +157,10 @@ def _chaos(args: argparse.Namespace, res: _page.Results, progress: _Clock) -> No
         shutil.copy2(source, target)  # keeps its mtime: the page says when the soak wrote it
         res.chaos_note += f" Copied to `{target.name}` beside this page."
     try:
-        res.chaos = _page.load_chaos(target, origin=source)
+        shown = source.resolve()
+        if shown.is_relative_to(ROOT):
+            shown = shown.relative_to(ROOT)
+        res.chaos = _page.load_chaos(target, origin=shown)
     except ValueError as exc:
         res.errors["chaos soak"] = str(exc)
 
