@@ -192,12 +192,11 @@ def build_schedule(seed: int, profile: Profile) -> list[Fault]:
 
 
 def load_seconds(profile: Profile, faults: list[Fault]) -> float:
-    """How long the simulators run: the planned schedule, the time a broker restart or a
-    service's stop takes beyond its plan on a busy machine, and a tail to drain."""
-    planned = (faults[-1].at_s if faults else 0) + 30
-    slack = sum(
-        25 if f.kind == "broker-kill" else 10 if f.kind == "service-sigterm" else 0 for f in faults
-    )
+    """The most the simulators may run: the planned schedule, ample time for broker restarts
+    and stops that take longer than planned on a busy machine, and the tail. The run stops
+    them (SIGTERM, a clean end) `tail_s` after the last fault."""
+    planned = (faults[-1].at_s if faults else 0) + 60
+    slack = sum(60 if f.kind in ("broker-kill", "service-sigterm") else 10 for f in faults)
     return planned + slack + profile.tail_s
 
 
@@ -533,9 +532,13 @@ class Soak:
                         + "\n"
                     )
                     log.flush()
+            self._sleep(p.tail_s)
+            for sim in self.sims.values():
+                sim.send_signal(signal.SIGTERM)  # edge-sim: a clean end after the current tick
             for name, sim in self.sims.items():
-                _, err = sim.communicate(timeout=load_s + 120)
+                _, err = sim.communicate(timeout=120)
                 assert sim.returncode == 0, f"simulator {name} failed: {err}"
+            load_s = (int(time.time() * 1000) - self.started_ms) / 1000
             self._wait_drained()
             # A GPS unit's last NMEA epoch waits in the service until it stops; the uplink
             # does not drain on SIGTERM: one more restart replicates what the stop wrote.
