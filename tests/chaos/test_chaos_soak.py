@@ -62,6 +62,7 @@ def _assert_appliance(result: dict, profile: Profile) -> None:
     assert bridge["lost_acked"] is not None and bridge["duplicates"] is not None
 
 
+@pytest.mark.mqtt
 @pytest.mark.timeout(290)
 def test_chaos_short(tmp_path: Path, kafka_cluster3_proxied: ProxiedCluster) -> None:
     profile = profile_from_env("short")
@@ -69,6 +70,7 @@ def test_chaos_short(tmp_path: Path, kafka_cluster3_proxied: ProxiedCluster) -> 
 
 
 @pytest.mark.soak
+@pytest.mark.mqtt
 @pytest.mark.timeout(2 * 3600)
 def test_chaos_long(tmp_path: Path, kafka_cluster3_proxied: ProxiedCluster) -> None:
     profile = profile_from_env("long")
