@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from . import __version__
 from ._admin import KafkaAdminClient, NewPartitions
@@ -312,6 +312,9 @@ def _consumer_groups(args: argparse.Namespace) -> int:
     return 0
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _parse_datetime(text: str) -> int:
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -319,7 +322,8 @@ def _parse_datetime(text: str) -> int:
         raise ConfigError(f"--to-datetime: expected ISO 8601 like 2026-11-27T10:00:00Z, got {text!r}") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
+    # Whole ms by integer arithmetic: the float timestamp() truncates .320 s to 319 ms.
+    return (dt - _EPOCH) // timedelta(milliseconds=1)
 
 
 # -- plumbing ----------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ The encoders build the sentences of a fix, for the simulator.
 
 from __future__ import annotations
 
+import calendar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -181,7 +182,7 @@ class NmeaFixAssembler:
             values["time_utc"] = ep.time.isoformat()
             if day is not None:
                 values["date"] = day.isoformat()
-                ts = int(datetime.combine(day, ep.time, UTC).timestamp() * 1000)
+                ts = _epoch_ms(datetime.combine(day, ep.time, UTC))
         return [Reading(self.device_id, "gps", NMEA_SCHEMA, values, ts)]
 
     def _date_for(self, ep: _Epoch) -> date | None:
@@ -213,6 +214,11 @@ def _secs(t: time) -> float:
 
 def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def _epoch_ms(moment: datetime) -> int:
+    # Integer arithmetic: timestamp() is a float, and 18:38:55.320 * 1000 truncates to .319.
+    return calendar.timegm(moment.utctimetuple()) * 1000 + moment.microsecond // 1000
 
 
 def _extract(msg: Any, msg_id: str, body: str, frame: bytes) -> dict[str, Any]:

@@ -167,3 +167,12 @@ def test_console_producer_without_parse_key_keeps_separators_in_the_value(tmp_pa
         assert admin.describe_consumer_group("nobody").offsets == []
         assert TopicPartition("auto", 0) in {TopicPartition("auto", p.partition)
                                             for p in admin.describe_topics(["auto"])[0].partitions}
+
+
+def test_to_datetime_keeps_whole_milliseconds() -> None:
+    # 55.320 s as a float timestamp times 1000 truncates to ...319: the reset would land early.
+    from broker.cli import _parse_datetime
+
+    assert _parse_datetime("2004-06-21T18:38:55.320Z") == 1087843135320
+    assert _parse_datetime("2004-06-21T20:38:55.320+02:00") == 1087843135320
+    assert _parse_datetime("1969-12-31T23:59:59.999Z") == -1
