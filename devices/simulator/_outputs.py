@@ -106,6 +106,9 @@ class SimulatedPort:
             self.link.unlink(missing_ok=True)
 
 
+MAX_PENDING = 20_000  # unacknowledged publishes per client; paho's message ids wrap at 65,535
+
+
 class MqttPublisher:
     """Publishes (topic, payload) with QoS 0/1 and knows which the broker acknowledged.
 
@@ -125,9 +128,12 @@ class MqttPublisher:
         username: str | None = None,
         password: str | None = None,
         protocol: str = "3.1.1",
+        max_pending: int = MAX_PENDING,
     ) -> None:
         proto = paho.MQTTv5 if protocol == "5" else paho.MQTTv311
         self.qos = qos
+        self.max_pending = max_pending
+        self.waits = 0  # publishes that waited for room (the broker was slower than the rate)
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto)
         if username is not None:
             self.client.username_pw_set(username, password)
@@ -151,8 +157,14 @@ class MqttPublisher:
         """Queue one message; it is sent by paho's thread (again after a reconnect if need be).
 
         `tag` (e.g. a reading's sequence number) comes back from `acked()` once the
-        broker has acknowledged the message.
+        broker has acknowledged the message. With `max_pending` messages unacknowledged
+        it waits for room: a generator faster than the broker slows down (its achieved
+        rate says so) instead of dying when paho's 16-bit message ids run out.
         """
+        if self.unacked() >= self.max_pending:
+            self.waits += 1
+            while self.unacked() >= self.max_pending:
+                time.sleep(0.002)
         info = self.client.publish(topic, payload, qos=self.qos)
         if info.rc == paho.MQTT_ERR_QUEUE_SIZE:
             raise TransportError(f"MQTT client queue full publishing to {topic!r}")
