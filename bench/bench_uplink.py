@@ -1,6 +1,6 @@
 """Uplink throughput, latency and backlog drain beside a plain aiokafka producer.
 
-    .venv/bin/python bench/bench_uplink.py                      # full run, ~9 min on 2 cores (estimated)
+    .venv/bin/python bench/bench_uplink.py                      # full run: 12-14 min on 2 shared cores
     .venv/bin/python bench/bench_uplink.py --brokers 1 --runs 1 --drain-records 100000 \
         --latency-seconds 5                                     # quick look, ~1.5 min
 
