@@ -58,6 +58,9 @@ class KafkaProducer:
         v = self._serialize(value, self._value_serializer, "value", topic)
         if headers:
             for h in headers:
+                # The usual case first, by exact types: the general check costs per header.
+                if type(h) is tuple and len(h) == 2 and type(h[0]) is str and type(h[1]) is bytes:
+                    continue
                 if not (isinstance(h, tuple | list) and len(h) == 2 and isinstance(h[0], str)
                         and isinstance(h[1], bytes | type(None))):
                     raise SerializationError(f"headers must be (str, bytes) pairs, got {h!r}")

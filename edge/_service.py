@@ -206,7 +206,10 @@ class _Completions:
     The log's writer thread resolves a whole commit's records at once; waking the
     loop once per record (``call_soon_threadsafe`` writes to its self-pipe) would
     cost a syscall and a loop turn per event. Outcomes queue here and one
-    scheduled drain hands them all on.
+    scheduled drain hands them all on. At the end of each drain the callbacks put
+    in ``after_drain`` during it run once (the sinks' counters, added up per drain
+    rather than per event), before any waiter's own callbacks can: whoever awaits a
+    record sees it counted.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -214,6 +217,7 @@ class _Completions:
         self._ready: collections.deque[tuple[asyncio.Future[None], Callable[[Any], None], Any]] = \
             collections.deque()
         self._scheduled = False
+        self.after_drain: dict[object, Callable[[], None]] = {}
 
     def wait_for(self, record: Any, on_done: Callable[[Any], None]) -> asyncio.Future[None]:
         """A future resolved once ``record`` (a broker send future) is durable or failed.
@@ -238,18 +242,52 @@ class _Completions:
     def _drain(self) -> None:
         self._scheduled = False
         ready = self._ready
-        while ready:
-            waiter, on_done, outcome = ready.popleft()
-            try:
-                on_done(outcome)
-            except Exception:  # noqa: BLE001 - bookkeeping must not lose the outcome
-                log.exception("bookkeeping after a write failed")
-            if waiter.done():
-                continue
-            if isinstance(outcome, BaseException):
-                waiter.set_exception(outcome)
-            else:
-                waiter.set_result(None)
+        try:
+            while ready:
+                waiter, on_done, outcome = ready.popleft()
+                try:
+                    on_done(outcome)
+                except Exception:  # noqa: BLE001 - bookkeeping must not lose the outcome
+                    log.exception("bookkeeping after a write failed")
+                if waiter.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    waiter.set_exception(outcome)
+                else:
+                    waiter.set_result(None)
+        finally:
+            flushes, self.after_drain = self.after_drain, {}
+            for flush in flushes.values():
+                try:
+                    flush()
+                except Exception:  # noqa: BLE001 - a counter must not stop the others
+                    log.exception("counting written events failed")
+
+
+# Built once: json.dumps with options builds a new encoder on every call. Same output as
+# json.dumps(v, separators=(",", ":")) (ASCII-only, NaN allowed: values are made JSON-able
+# by Reading.to_event_value).
+_encode_value = json.JSONEncoder(separators=(",", ":")).encode
+
+
+class _Bytes(dict[str, bytes]):
+    """``str`` → its UTF-8 bytes, remembered: header values repeat on every event."""
+
+    def __missing__(self, text: str) -> bytes:
+        encoded = text.encode()
+        if len(self) < 1024:  # a bound, in case a codec makes up many schema names
+            self[text] = encoded
+        return encoded
+
+
+class _Written:
+    """One sink's durable readings since the last drain, added to its metrics once per drain."""
+
+    __slots__ = ("count", "last")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last: tuple[Reading, int, int, dict[str, Any]] | None = None  # reading, ts, ingest, value
 
 
 class EventWriter:
@@ -272,12 +310,14 @@ class EventWriter:
         self.last_failure: str | None = None
         self._edge = cfg.edge_id.encode()
         self._completions: _Completions | None = None
+        self._bytes = _Bytes()
 
     def _append(self, runner: DeviceRunner, topic: str, on_durable: Callable[[], None],
                 **kw: Any) -> asyncio.Future[None]:
         """Queue one record; the future completes once it is durable (or fails with the error)."""
-        if self._completions is None:
-            self._completions = _Completions(asyncio.get_running_loop())
+        completions = self._completions
+        if completions is None:
+            completions = self._completions = _Completions(asyncio.get_running_loop())
 
         def on_done(outcome: Any) -> None:
             if isinstance(outcome, BaseException):
@@ -290,7 +330,7 @@ class EventWriter:
         except Exception as exc:
             self._failed(runner, exc)
             raise
-        return self._completions.wait_for(record, on_done)
+        return completions.wait_for(record, on_done)
 
     def _failed(self, runner: DeviceRunner, exc: BaseException) -> None:
         self.last_failure_ms = self.trust.clock.monotonic_ms()
@@ -301,8 +341,29 @@ class EventWriter:
         d = runner.cfg
         m_in = self.metrics.events_in.labels(d.name, d.topic)
         m_last = self.metrics.last_reading.labels(d.name)
-        latency = self.metrics.commit_latency
+        observe = self.metrics.commit_latency.observe
         prefix = d.device_id_prefix
+        as_bytes = self._bytes
+        edge_id = self._edge
+        w1 = d.transport == "w1"
+        # The transport's id, encoded once per adapter (a property that formats a string).
+        source_of: list[Any] = [None, b""]  # [adapter, its transport id as bytes]
+        written = _Written()
+
+        def flush() -> None:
+            # Counters per drain, not per event: each prometheus inc/set takes a lock.
+            n, last = written.count, written.last
+            if not n or last is None:
+                return
+            written.count, written.last = 0, None
+            m_in.inc(n)
+            runner.readings += n
+            runner.rate.add(n)
+            reading, ts, ingest, event_value = last
+            runner.last_reading = {"key": reading.device_id, "timestamp_ms": ts,
+                                   "value": event_value}
+            runner.last_reading_ms = ingest
+            m_last.set(ingest / 1000)
 
         def sink(reading: Reading) -> asyncio.Future[None]:
             trust = self.trust
@@ -313,33 +374,33 @@ class EventWriter:
             ingest, status = trust.stamp()
             key = (prefix + reading.device_id).encode()
             ts = reading.timestamp_ms or ingest
-            if d.transport == "w1":
+            if w1:
                 # The bus poll was stamped by the system clock: move it onto the trusted one.
                 ts += ingest - trust.clock.wall_ms()
-            if d.transport == "w1" or reading.timestamp_ms == runner.last_arrival_ms:
+            if w1 or reading.timestamp_ms == runner.last_arrival_ms:
                 ts = self.stamps.stamp(key, ts)  # box-made: never back because of a jump
-            source = runner._adapter.transport.id if runner._adapter is not None else d.name
+            adapter = runner._adapter
+            if adapter is not source_of[0]:
+                source_of[0] = adapter
+                source_of[1] = (adapter.transport.id if adapter is not None else d.name).encode()
             headers = [
-                ("source", source.encode()),
-                ("device_kind", reading.kind.encode()),
-                ("schema", reading.schema.encode()),
-                ("edge_id", self._edge),
+                ("source", source_of[1]),
+                ("device_kind", as_bytes[reading.kind]),
+                ("schema", as_bytes[reading.schema]),
+                ("edge_id", edge_id),
                 ("ingest_ms", str(ingest).encode()),
-                ("clock", status.value.encode()),
+                ("clock", as_bytes[status.value]),
             ]
             event_value = reading.to_event_value()
-            value = json.dumps(event_value, separators=(",", ":")).encode()
+            value = _encode_value(event_value).encode()
             t0 = time.perf_counter()
 
             def durable() -> None:
-                latency.observe(time.perf_counter() - t0)
-                m_in.inc()
-                runner.readings += 1
-                runner.rate.add()
-                runner.last_reading = {"key": reading.device_id, "timestamp_ms": ts,
-                                       "value": event_value}
-                runner.last_reading_ms = ingest
-                m_last.set(ingest / 1000)
+                observe(time.perf_counter() - t0)
+                if not written.count:  # the first since the last drain: count at its end
+                    self._completions.after_drain[written] = flush  # type: ignore[union-attr]
+                written.count += 1
+                written.last = (reading, ts, ingest, event_value)
 
             return self._append(runner, d.topic, durable, value=value, key=key,
                                 headers=headers, timestamp_ms=ts)
