@@ -82,22 +82,30 @@ def plot_drain(drains: list[Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _cpu_cores(samples: list[tuple[float, int, float]]) -> tuple[list[float], list[float]]:
-    ts, cores = [], []
-    for (t0, _r0, c0), (t1, _r1, c1) in zip(samples, samples[1:], strict=False):
-        if t1 > t0:
+#: Rates are taken over this many seconds: commits land in bursts, and per-sample (0.5 s)
+#: rates swing between 0 and twice the load, hiding the level.
+WINDOW_S = 2.0
+
+
+def _windowed(points: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """(t, d value / dt over the last WINDOW_S seconds) for a cumulative series."""
+    ts, rates, j = [], [], 0
+    for i, (t1, v1) in enumerate(points):
+        while j < i and t1 - points[j + 1][0] >= WINDOW_S:
+            j += 1
+        t0, v0 = points[j]
+        if t1 - t0 >= WINDOW_S / 2:
             ts.append(t1)
-            cores.append((c1 - c0) / (t1 - t0))
-    return ts, cores
+            rates.append((v1 - v0) / (t1 - t0))
+    return ts, rates
+
+
+def _cpu_cores(samples: list[tuple[float, int, float]]) -> tuple[list[float], list[float]]:
+    return _windowed([(t, cpu) for t, _rss, cpu in samples])
 
 
 def _rate(counts: list[tuple[float, int]]) -> tuple[list[float], list[float]]:
-    ts, rate = [], []
-    for (t0, n0), (t1, n1) in zip(counts, counts[1:], strict=False):
-        if t1 > t0:
-            ts.append(t1)
-            rate.append((n1 - n0) / (t1 - t0))
-    return ts, rate
+    return _windowed([(t, float(n)) for t, n in counts])
 
 
 def plot_appliance(rows: list[dict[str, Any]], path: Path) -> None:
@@ -128,10 +136,10 @@ def plot_appliance(rows: list[dict[str, Any]], path: Path) -> None:
         rss_ax.plot([s[0] for s in samples], [s[1] / 2**20 for s in samples], label=label, **style)
     rate = rows[0].get("rate") if rows else None
     if rate_ax is not None:
-        rate_ax.set_ylabel("thousand events/s\ninto the log")
+        rate_ax.set_ylabel(f"thousand events/s into\nthe log ({WINDOW_S:g} s windows)")
         if rate:
             rate_ax.axhline(rate / 1000, color="grey", ls=":", lw=0.8)
-    cpu_ax.set_ylabel("CPU (cores)\nof the process")
+    cpu_ax.set_ylabel(f"CPU (cores) of the\nprocess ({WINDOW_S:g} s windows)")
     rss_ax.set_ylabel("RSS (MB)")
     rss_ax.set_xlabel("seconds since the load started (one line per run)")
     title = "The whole appliance at a fixed rate"
