@@ -56,7 +56,7 @@ class FutureRecordMetadata:
         self._value_size = value_size
         self._header_size = header_size
         self._error: BrokerError | None = None
-        self._callbacks: list[tuple[bool, Callable[..., Any], tuple[Any, ...]]] | None = None
+        self._callbacks: list[tuple[bool | None, Callable[..., Any], tuple[Any, ...]]] | None = None
 
     @property
     def is_done(self) -> bool:
@@ -98,10 +98,10 @@ class FutureRecordMetadata:
         return self._add(False, fn, args)
 
     def add_both(self, fn: Callable[..., Any], *args: Any) -> FutureRecordMetadata:
-        self._add(True, fn, args)
-        return self._add(False, fn, args)
+        """Call ``fn(*args, metadata_or_error)`` once, when the record is durable or failed."""
+        return self._add(None, fn, args)  # one entry and one lock, not one of each per outcome
 
-    def _add(self, on_success: bool, fn: Callable[..., Any], args: tuple[Any, ...]) -> FutureRecordMetadata:
+    def _add(self, on_success: bool | None, fn: Callable[..., Any], args: tuple[Any, ...]) -> FutureRecordMetadata:
         rnd = self._round
         with rnd.lock:
             if not rnd.event.is_set():
@@ -118,8 +118,10 @@ class FutureRecordMetadata:
             self._call(on_success, fn, args)
         self._callbacks = None
 
-    def _call(self, on_success: bool, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        if on_success and self._error is None:
+    def _call(self, on_success: bool | None, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        if on_success is None:  # add_both
+            fn(*args, self._metadata() if self._error is None else self._error)
+        elif on_success and self._error is None:
             fn(*args, self._metadata())
         elif not on_success and self._error is not None:
             fn(*args, self._error)

@@ -67,14 +67,23 @@ class Reading:
         their strings and non-finite floats as ``"NaN"``/``"+INF"``/``"-INF"``
         (JSON has no such numbers). Kind and schema travel in event headers.
         """
-        return {k: _jsonable(v) for k, v in self.values.items()}
+        plain = _PLAIN
+        return {k: v if type(v) in plain else _jsonable(v) for k, v in self.values.items()}
 
     def with_timestamp(self, timestamp_ms: int) -> Reading:
         """A copy stamped with ``timestamp_ms`` (adapters use it for arrival time)."""
         return Reading(self.device_id, self.kind, self.schema, self.values, timestamp_ms)
 
 
+# Values that are JSON as they are, by exact type (a SpecialValue is a str subclass, and a
+# float may be NaN, so neither is here): most values skip _jsonable's isinstance checks.
+_PLAIN = frozenset({int, str, bool, type(None)})
+
+
 def _jsonable(value: Any) -> Any:
+    t = type(value)
+    if t in _PLAIN or (t is float and math.isfinite(value)):
+        return value
     if isinstance(value, SpecialValue):
         return value.value
     if isinstance(value, float) and not math.isfinite(value):

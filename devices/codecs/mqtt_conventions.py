@@ -40,9 +40,17 @@ __all__ = [
 ]
 
 
+_decode_json = json.JSONDecoder().decode  # what json.loads uses for a str without options
+
+
 def _json_object(payload: bytes, codec: str) -> dict[str, Any]:
     try:
-        obj = json.loads(bytes(payload))
+        if type(payload) is bytes and len(payload) >= 2 and payload[0] == 0x7B and payload[1]:
+            # "{" then not NUL: json.loads would detect UTF-8 (no BOM, not UTF-16/32);
+            # decoding here, as it does, skips its detection, which costs per message.
+            obj = _decode_json(payload.decode("utf-8", "surrogatepass"))
+        else:
+            obj = json.loads(bytes(payload))
     except (ValueError, UnicodeDecodeError) as exc:
         raise DecodeError(payload, f"payload is not JSON ({exc})", codec) from None
     if not isinstance(obj, dict):
@@ -54,6 +62,12 @@ def _number(obj: Mapping, key: str, payload: bytes, codec: str) -> float | None:
     v = obj.get(key)
     if v is None:
         return None
+    # Exact types first (the usual case, several per message); bool is not int by type().
+    t = type(v)
+    if t is float and math.isfinite(v):
+        return v
+    if t is int:
+        return float(v)
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
         raise DecodeError(payload, f"field {key!r} is {v!r}, expected a number", codec)
     return float(v)
