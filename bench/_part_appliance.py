@@ -2,14 +2,13 @@
 
 bench_appliance.run() does the measuring (simulated devices over ptys and a real
 Mosquitto, ``edge run`` as a subprocess, a hand-written peer doing the same appends);
-this module only turns its rows into the results table and keeps the RSS/CPU samples
-for the plots.
+this module only turns its rows into the results table and keeps their samples (RSS,
+CPU and the log's record count over time) for the plots.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,51 +54,9 @@ def run(plan: AppliancePlan, runs: int,
     if not hasattr(bench_appliance, "run"):
         raise PartUnavailable("bench/bench_appliance.py has no run(rate, seconds, devices, runs, ...)")
     progress(f"appliance: {runs} run(s) of {plan.seconds:g} s at {plan.rate:,.0f} events/s")
-    with _recording_samplers(bench_appliance) as samplers:
-        rows = bench_appliance.run(rate=plan.rate, seconds=plan.seconds, devices=plan.devices,
-                                   runs=runs, upstream=False, peer=plan.peer)
-    _attach_counts(rows, samplers)
+    rows = bench_appliance.run(rate=plan.rate, seconds=plan.seconds, devices=plan.devices,
+                               runs=runs, upstream=False, peer=plan.peer)
     return table(rows, plan), rows
-
-
-@contextlib.contextmanager
-def _recording_samplers(module: Any) -> Iterator[list[Any]]:
-    """Keep every bench_appliance.Sampler made meanwhile, one per run_once, in order.
-
-    Its rows carry RSS/CPU samples but not the log's record count over time, which the
-    throughput plot needs and its Sampler does poll (``counts``). Wrapping keeps
-    bench_appliance.py as it is; if the class is not there, nothing is recorded.
-    """
-    made: list[Any] = []
-    original = getattr(module, "Sampler", None)
-    if original is None:
-        yield made
-        return
-
-    class RecordingSampler(original):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            made.append(self)
-
-    module.Sampler = RecordingSampler
-    try:
-        yield made
-    finally:
-        module.Sampler = original
-
-
-def _attach_counts(rows: list[dict[str, Any]], samplers: list[Any]) -> None:
-    """Give each row ``counts``: (s since its load started, records in the log), if it has none."""
-    if len(samplers) != len(rows):
-        return  # cannot pair them safely
-    for row, sampler in zip(rows, samplers, strict=True):
-        counts = getattr(sampler, "counts", None)
-        raw, rel = getattr(sampler, "samples", None), row.get("samples")
-        if row.get("counts") or not counts or not raw or not rel:
-            continue
-        # The row's sample times are the sampler's minus the load's start.
-        t_load = raw[0][0] - rel[0][0]
-        row["counts"] = [(round(t - t_load, 3), n) for t, n in counts]
 
 
 def table(rows: list[dict[str, Any]], plan: AppliancePlan) -> Table:
