@@ -66,8 +66,14 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory, kafka_cluster_module, ch
 
 @pytest.fixture(scope="module")
 def kafka_cluster_module(_kafka_cluster_session):  # type: ignore[no-untyped-def]
-    # The session's 1-broker cluster (tests/fixtures/kafka.py), module-scoped for quick_run.
-    return _kafka_cluster_session
+    # The session's 1-broker cluster (tests/fixtures/kafka.py), module-scoped for quick_run;
+    # restarted first if an earlier test left its broker dead, as the kafka_cluster fixture does.
+    cluster = _kafka_cluster_session
+    for index, broker in enumerate(cluster.brokers):
+        if not broker.running:
+            cluster.restart_broker(index)  # rewrites cluster.json, which --kafka-dir reads
+    cluster.wait_ready()
+    return cluster
 
 
 pytestmark = pytest.mark.kafka
