@@ -124,6 +124,14 @@ class Adapter(abc.ABC, Generic[T]):
     async def _done(self, item: T) -> None:
         """Called after every reading (or the dead letter) of `item` was accepted."""
 
+    def _done_now(self, item: T) -> bool:
+        """``_done`` without awaiting, when an adapter's acknowledgement never waits.
+
+        True: `item` is acknowledged (``_done`` is then not called); False (the default):
+        ``run()`` awaits ``_done``. Saves a coroutine per item on the hot path.
+        """
+        return False
+
     async def run(self) -> None:
         """Consume the transport until it is closed; blocks only by awaiting.
 
@@ -141,8 +149,11 @@ class Adapter(abc.ABC, Generic[T]):
 
         async def read() -> None:
             frames: AsyncIterator[T] = aiter(self.transport)
+            # A transport may hand over what it already holds without a coroutine per item.
+            take: Callable[[], T | None] | None = getattr(self.transport, "next_nowait", None)
+            limit = self.max_in_flight
             while True:
-                while len(window) >= self.max_in_flight:  # nothing in hand: safe to cancel
+                while len(window) >= limit:  # nothing in hand: safe to cancel
                     room.clear()
                     await room.wait()
                 try:
@@ -150,6 +161,9 @@ class Adapter(abc.ABC, Generic[T]):
                 except StopAsyncIteration:
                     return
                 window.append((item, self._submit(item)))
+                if take is not None:
+                    while len(window) < limit and (item := take()) is not None:
+                        window.append((item, self._submit(item)))
                 ready.set()
 
         async def acknowledge() -> None:
@@ -167,7 +181,8 @@ class Adapter(abc.ABC, Generic[T]):
                     pending.pop(0)
                     if is_reading:
                         self.stats.readings += 1
-                await self._done(item)
+                if not self._done_now(item):
+                    await self._done(item)
                 window.popleft()
                 room.set()
 
@@ -236,7 +251,8 @@ class Adapter(abc.ABC, Generic[T]):
                     self.stats.readings += 1
         finally:
             _discard([(item, pending)])
-        await self._done(item)
+        if not self._done_now(item):
+            await self._done(item)
 
     async def close(self) -> None:
         """Stop intake, let in-flight items finish (bounded), close the transport. Safe to call twice."""

@@ -67,3 +67,7 @@ class MqttAdapter(Adapter[MqttMessage]):
 
     async def _done(self, item: MqttMessage) -> None:
         await item.ack()
+
+    def _done_now(self, item: MqttMessage) -> bool:
+        item.ack_nowait()  # what ack() does: it never waits
+        return True

@@ -116,6 +116,10 @@ class MqttMessage:
 
     async def ack(self) -> None:
         """Acknowledge to the broker (QoS 1 PUBACK); never blocks."""
+        self.ack_nowait()
+
+    def ack_nowait(self) -> None:
+        """``ack()`` for code that does not await: the same PUBACK, at once."""
         fn, self._ack = self._ack, None
         if fn is not None:
             fn()
@@ -279,15 +283,22 @@ class MqttTransport(AsyncTransport):
             await self.start()
         assert self._wakeup is not None
         while True:
-            if self._queue:
-                message = self._queue.popleft()
-                if not self._room.is_set() and len(self._queue) <= self.config.max_queued // 2:
-                    self._room.set()
+            message = self.next_nowait()
+            if message is not None:
                 return message
             if self._closed:
                 raise StopAsyncIteration
             self._wakeup.clear()
             await self._wakeup.wait()
+
+    def next_nowait(self) -> MqttMessage | None:
+        """The next message if one has arrived, else None; never waits (the loop's thread)."""
+        if not self._queue:
+            return None
+        message = self._queue.popleft()
+        if not self._room.is_set() and len(self._queue) <= self.config.max_queued // 2:
+            self._room.set()
+        return message
 
     # -- loop side ------------------------------------------------------------------------
 
