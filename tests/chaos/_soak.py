@@ -463,11 +463,19 @@ class Soak:
                     del restart_at[name]
             time.sleep(0.02)
 
+    def _devices_connected(self) -> bool:
+        h = health(self.health_port)
+        return bool(h) and all(d["connected"] for d in h["devices"].values())
+
     def _play(self, f: Fault) -> None:
         p = self.profile
         if f.kind in ("service-sigkill", "service-sigterm"):
             sig = signal.SIGKILL if f.kind == "service-sigkill" else signal.SIGTERM
             self._signal_and_restart(sig, p.down_s if sig == signal.SIGKILL else 0.5)
+            # The fault lasts until the new service has its devices open again: serial
+            # bytes written before that have no reader (the checker's window). A loaded
+            # machine can take longer than the checker's grace just to start Python.
+            wait_for(self._devices_connected, 120, "the restarted service's devices")
         elif f.kind in ("network-cut", "disk-quota"):
             self.proxied.cut(f.params.get("mode", "drop"))
             self._sleep(p.cut_s if f.kind == "network-cut" else p.quota_cut_s)
@@ -481,6 +489,7 @@ class Soak:
         elif f.kind == "serial-unplug":
             self.sims[f.params["device"]].send_signal(signal.SIGUSR1)
             self._sleep(1.0)
+            wait_for(self._devices_connected, 120, "the serial device reopened")
         else:
             raise ValueError(f"unknown fault kind {f.kind!r}")
 
