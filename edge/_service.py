@@ -264,10 +264,22 @@ class _Completions:
                     log.exception("counting written events failed")
 
 
-# Built once: json.dumps with options builds a new encoder on every call. Same output as
-# json.dumps(v, separators=(",", ":")) (ASCII-only, NaN allowed: values are made JSON-able
-# by Reading.to_event_value).
-_encode_value = json.JSONEncoder(separators=(",", ":")).encode
+def _value_encoder() -> Callable[[Any], str]:
+    """``json.dumps(v, separators=(",", ":"))``, with its C encoder built once, not per event.
+
+    JSONEncoder.encode makes a new C encoder (and a markers dict for its cycle check) on
+    every call. The check is left out: an event value comes from Reading.to_event_value,
+    a fresh tree that cannot hold a cycle. Same text, byte for byte.
+    """
+    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if c_make_encoder is None:  # a Python without the C accelerator
+        return json.JSONEncoder(separators=(",", ":")).encode
+    encode = c_make_encoder(None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii,
+                            None, ":", ",", False, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+_encode_value = _value_encoder()
 
 
 class _Bytes(dict[str, bytes]):
@@ -313,7 +325,8 @@ class EventWriter:
         self._bytes = _Bytes()
 
     def _append(self, runner: DeviceRunner, topic: str, on_durable: Callable[[], None],
-                **kw: Any) -> asyncio.Future[None]:
+                value: bytes, key: bytes, headers: list[tuple[str, bytes]],
+                timestamp_ms: int) -> asyncio.Future[None]:
         """Queue one record; the future completes once it is durable (or fails with the error)."""
         completions = self._completions
         if completions is None:
@@ -326,7 +339,7 @@ class EventWriter:
                 on_durable()
 
         try:
-            record = self.producer.send(topic, **kw)
+            record = self.producer.send(topic, value, key, headers, None, timestamp_ms)
         except Exception as exc:
             self._failed(runner, exc)
             raise
@@ -402,8 +415,7 @@ class EventWriter:
                 written.count += 1
                 written.last = (reading, ts, ingest, event_value)
 
-            return self._append(runner, d.topic, durable, value=value, key=key,
-                                headers=headers, timestamp_ms=ts)
+            return self._append(runner, d.topic, durable, value, key, headers, ts)
 
         return sink
 
@@ -436,8 +448,8 @@ class EventWriter:
                                 runner.dead_letters)
                     runner.dead_letter_logged_at = now
 
-            return self._append(runner, topic, durable, value=letter.raw or b"", key=d.name.encode(),
-                                headers=headers, timestamp_ms=letter.arrived_ms or ingest)
+            return self._append(runner, topic, durable, letter.raw or b"", d.name.encode(),
+                                headers, letter.arrived_ms or ingest)
 
         return dead_letter
 
