@@ -567,7 +567,16 @@ class Soak:
         print(f"result: {result_path}", file=out, flush=True)
         return result
 
+    def _check_watcher(self) -> None:
+        # The checker's consumer dying (a missing codec, say) would read as "everything
+        # lost"; say what really happened instead.
+        w = self.watcher
+        if w is not None and w.poll() is not None:
+            tail = (self.dir / "watcher.log").read_text(errors="replace")[-2000:]
+            raise AssertionError(f"the checker's upstream watcher exited {w.returncode}:\n{tail}")
+
     def _arrivals(self) -> int:
+        self._check_watcher()
         try:
             with (self.dir / "arrivals.jsonl").open("rb") as f:
                 return sum(1 for _ in f)
