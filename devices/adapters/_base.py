@@ -175,14 +175,7 @@ class Adapter(abc.ABC, Generic[T]):
                     await ready.wait()
                     continue
                 item, pending = window[0]
-                while pending:
-                    awaitable, is_reading = pending[0]
-                    await awaitable
-                    pending.pop(0)
-                    if is_reading:
-                        self.stats.readings += 1
-                if not self._done_now(item):
-                    await self._done(item)
+                await self._settle(item, pending)
                 window.popleft()
                 room.set()
 
@@ -243,14 +236,19 @@ class Adapter(abc.ABC, Generic[T]):
         """Decode one item, hand its readings or dead letter on, await them, then acknowledge it."""
         pending = self._submit(item)
         try:
-            while pending:
-                awaitable, is_reading = pending[0]
-                await awaitable
-                pending.pop(0)
-                if is_reading:
-                    self.stats.readings += 1
+            await self._settle(item, pending)
         finally:
             _discard([(item, pending)])
+
+    async def _settle(self, item: T, pending: list[tuple[Awaitable[None], bool]]) -> None:
+        # Await the item's sink calls in order, popping each as it completes (so a failure
+        # leaves only the unfinished ones for _discard), then acknowledge the item.
+        while pending:
+            awaitable, is_reading = pending[0]
+            await awaitable
+            pending.pop(0)
+            if is_reading:
+                self.stats.readings += 1
         if not self._done_now(item):
             await self._done(item)
 
