@@ -205,9 +205,9 @@ def render(res: Results) -> str:
         "Every figure below comes from that one run on the machine described here; each cell is the "
         f"median of {res.runs} run(s) with [min–max], each peer was run in the same run, "
         "interleaved, and each ratio is computed from the medians of its own row (↑: higher is "
-        "better, ↓: lower is better). **The machine is a 2-core VM shared with other engineers' "
-        "builds and tests while this ran**: absolute figures are noisy (see the spreads); the "
-        "ratios are the figures to compare. Memory is the peak resident set read from the OS "
+        "better, ↓: lower is better). **The machine is a small VM that other work may share** "
+        "(its load average at the start is in the table below): absolute figures are noisy "
+        "(see the spreads); the ratios are the figures to compare. Memory is the peak resident set read from the OS "
         "(VmHWM), not estimated.",
         "",
         "To reproduce: `bash deploy/bench.sh` (sets up like deploy/setup.sh, installs matplotlib, "
