@@ -32,7 +32,7 @@ from ._errors import (
 from ._future import FutureRecordMetadata, _Round
 from ._murmur2 import default_partition
 from ._notify import CommitNotifier
-from ._storage import NOTIFY_NAME, RECORD_OVERHEAD, connect, transaction, translate
+from ._storage import NOTIFY_NAME, RECORD_OVERHEAD, connect, record_sizes, transaction, translate
 
 log = logging.getLogger("broker")
 
@@ -192,18 +192,7 @@ class Log:
         """Queue one record; the returned future resolves once it is durable."""
         hdr = encode_headers(headers) if headers else None
         ts = self.clock.wall_ms() if timestamp is None else timestamp
-        size = RECORD_OVERHEAD
-        ksize = vsize = -1
-        hsize = 0
-        if key is not None:
-            ksize = len(key)
-            size += ksize
-        if value is not None:
-            vsize = len(value)
-            size += vsize
-        if hdr is not None:
-            hsize = len(hdr)
-            size += hsize
+        size, ksize, vsize, hsize = record_sizes(key, value, hdr)
         with self._mutex:
             if self._closing:
                 raise ClosedError("the log is closed; open a new producer")

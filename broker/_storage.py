@@ -30,6 +30,14 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 # which count what records take, as Kafka's segment sizes do.
 RECORD_OVERHEAD = 40
 
+
+def record_sizes(key: bytes | None, value: bytes | None, headers: str | None) -> tuple[int, int, int, int]:
+    """(bytes the record takes of the quota, key size, value size, header size); -1 for a null."""
+    ksize = -1 if key is None else len(key)
+    vsize = -1 if value is None else len(value)
+    hsize = 0 if headers is None else len(headers)
+    return RECORD_OVERHEAD + max(ksize, 0) + max(vsize, 0) + hsize, ksize, vsize, hsize
+
 # Key-value state written with records and offsets in one transaction (LogTransaction):
 # the state stores of stream processing.  Added after schema 1 shipped, so it is also
 # created for logs that already exist (IF NOT EXISTS costs a schema lookup at connect).

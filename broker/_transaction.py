@@ -37,7 +37,7 @@ from ._errors import ClosedError, CommitFailedError, ConfigError, SerializationE
 from ._future import FutureRecordMetadata, _Round
 from ._log import _Pending, encode_headers
 from ._records import OffsetAndMetadata, RecordMetadata, TopicPartition
-from ._storage import RECORD_OVERHEAD
+from ._storage import record_sizes
 
 if TYPE_CHECKING:
     from ._log import Log
@@ -98,20 +98,8 @@ class LogTransaction:
         if partition is not None and (not isinstance(partition, int) or partition < 0):
             raise ConfigError(f"partition: expected a non-negative integer, got {partition!r}")
         ts = self._log.clock.wall_ms() if timestamp_ms is None else timestamp_ms
-        size = RECORD_OVERHEAD
-        ksize = vsize = -1
-        hsize = 0
-        hdr = None
-        if k is not None:
-            ksize = len(k)
-            size += ksize
-        if v is not None:
-            vsize = len(v)
-            size += vsize
-        if headers:
-            hdr = encode_headers(headers)
-            hsize = len(hdr)
-            size += hsize
+        hdr = encode_headers(headers) if headers else None
+        size, ksize, vsize, hsize = record_sizes(k, v, hdr)
         fut = FutureRecordMetadata(self._round, topic, partition, ts, ksize, vsize, hsize)
         self._records.append(_Pending(topic, partition, k, v, hdr, ts, size, fut))
 
