@@ -113,6 +113,8 @@ class MqttMessage:
     retain: bool = False
     duplicate: bool = False  # the broker says it may have been delivered before
     _ack: Callable[[], None] | None = field(default=None, repr=False)
+    #: The packet id within our session: a redelivery (``duplicate``) carries the same one.
+    mid: int = 0
 
     async def ack(self) -> None:
         """Acknowledge to the broker (QoS 1 PUBACK); never blocks."""
@@ -383,7 +385,8 @@ class MqttTransport(AsyncTransport):
         qos = msg.qos
         # functools.partial: made and called in C, cheaper per message than a lambda.
         ack = functools.partial(self._ack, msg.mid, qos, self._generation) if qos > 0 else None
-        message = MqttMessage(msg.topic, bytes(msg.payload), qos, bool(msg.retain), bool(msg.dup), ack)
+        message = MqttMessage(msg.topic, bytes(msg.payload), qos, bool(msg.retain), bool(msg.dup), ack,
+                              msg.mid)
         # deque.append is atomic; the loop is woken once per batch, not per message (a
         # call_soon_threadsafe is a self-pipe write and a loop turn). Appending before
         # reading the flag: a wake-up that already reset it still finds this message.
