@@ -11,7 +11,7 @@ from devices._errors import (
     EncodeError,
     TransportError,
 )
-from devices._reading import KINDS, DeadLetter, Reading, SpecialValue
+from devices._reading import KINDS, DeadLetter, Delivery, Reading, SpecialValue
 from devices.adapters import ADAPTERS, Adapter, MqttAdapter, SerialAdapter, W1Adapter
 from devices.codecs import CODECS, CONVENTIONS, Codec, Convention
 from devices.codecs.ds18b20 import decode_temperature_file, decode_w1_slave
@@ -58,6 +58,7 @@ __all__ = [
     "Convention",
     "DeadLetter",
     "DecodeError",
+    "Delivery",
     "DeviceError",
     "DeviceUnavailable",
     "EncodeError",

@@ -10,6 +10,7 @@ e.g. ``"unit_original": "kPa"``.
 from __future__ import annotations
 
 import enum
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 from devices._errors import DecodeError
 
-__all__ = ["KINDS", "DeadLetter", "Reading", "SpecialValue"]
+__all__ = ["KINDS", "DeadLetter", "Delivery", "Reading", "SpecialValue"]
 
 #: The kinds of device the appliance knows.
 KINDS = frozenset({"gps", "temperature", "blood_pressure"})
@@ -37,13 +38,36 @@ class SpecialValue(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Delivery:
+    """Which broker delivery a reading came from, so a redelivery of it can be recognised.
+
+    ``identity`` names the delivery, not the content: for MQTT QoS 1 it is the session
+    (client id), the packet id, the reading's place in the message and a digest of the
+    payload (``Delivery.mqtt``). A redelivery after a lost PUBACK carries the same
+    identity with ``redelivered`` set (the DUP flag); the log keeps the identity in the
+    event's ``delivery`` header, so the copy can be acknowledged without a second write.
+    """
+
+    identity: bytes
+    redelivered: bool = False
+
+    @staticmethod
+    def mqtt(client_id: str, packet_id: int, payload: bytes, part: int = 0,
+             redelivered: bool = False) -> Delivery:
+        """The delivery of the ``part``-th reading of one MQTT message."""
+        digest = hashlib.blake2b(payload, digest_size=8).hexdigest()
+        return Delivery(f"mqtt:{client_id}:{packet_id}:{part}:{digest}".encode(), redelivered)
+
+
+@dataclass(frozen=True, slots=True)
 class Reading:
     """One measurement of one device, in normalised units.
 
     ``values`` holds JSON-able primitives only (str, int, float, bool, None,
     lists, dicts, ``SpecialValue``). ``timestamp_ms`` is the device's own clock
     in ms since the epoch (UTC) when the frame carried one, else ``None`` and
-    the adapter stamps the arrival time.
+    the adapter stamps the arrival time. ``delivery`` is set by an adapter whose
+    transport can redeliver (MQTT QoS 1); it is not part of the reading's value.
     """
 
     device_id: str
@@ -51,6 +75,7 @@ class Reading:
     schema: str
     values: Mapping[str, Any] = field(hash=False)
     timestamp_ms: int | None = None
+    delivery: Delivery | None = field(default=None, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.device_id, str) or not self.device_id:
@@ -72,7 +97,13 @@ class Reading:
 
     def with_timestamp(self, timestamp_ms: int) -> Reading:
         """A copy stamped with ``timestamp_ms`` (adapters use it for arrival time)."""
-        return Reading(self.device_id, self.kind, self.schema, self.values, timestamp_ms)
+        return Reading(self.device_id, self.kind, self.schema, self.values, timestamp_ms,
+                       self.delivery)
+
+    def with_delivery(self, delivery: Delivery) -> Reading:
+        """A copy that says which broker delivery it came from."""
+        return Reading(self.device_id, self.kind, self.schema, self.values, self.timestamp_ms,
+                       delivery)
 
 
 # Values that are JSON as they are, by exact type (a SpecialValue is a str subclass, and a

@@ -3,8 +3,12 @@
 The order per message is: decode, await the sink for every reading (or the
 dead-letter sink), then ``await message.ack()``. If a sink raises, run()
 raises and the message stays unacknowledged at the broker, which redelivers
-it to the persistent session: at-least-once, so downstream must tolerate a
-duplicate after a crash.
+it to the persistent session: at-least-once. So that downstream can turn that
+into exactly-once, every reading of a QoS 1 message carries a ``Delivery`` (the
+session's client id, the packet id, its place in the message and a digest of
+the payload) and whether the broker flagged the message DUP: the service keeps
+the identity with the event and acknowledges a DUP copy it already holds
+without writing it again (edge/_dedupe.py).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Mapping
 from paho.mqtt.client import topic_matches_sub
 
 from devices._errors import DecodeError
-from devices._reading import Reading
+from devices._reading import Delivery, Reading
 from devices.adapters._base import (
     MAX_IN_FLIGHT,
     Adapter,
@@ -50,8 +54,17 @@ class MqttAdapter(Adapter[MqttMessage]):
         super().__init__(adapter_id, transport, sink, dead_letters, clock=clock,
                          max_in_flight=max_in_flight)
         self.convention = convention
+        self._client_id: str = getattr(getattr(transport, "config", None), "client_id", "") or ""
 
     def _decode(self, item: MqttMessage) -> list[Reading]:
+        readings = self._convention_decode(item)
+        if item.qos == 0 or not readings:
+            return readings  # QoS 0 is never redelivered
+        client_id = self._client_id
+        return [r.with_delivery(Delivery.mqtt(client_id, item.mid, item.payload, i, item.duplicate))
+                for i, r in enumerate(readings)]
+
+    def _convention_decode(self, item: MqttMessage) -> list[Reading]:
         if not isinstance(self.convention, Mapping):
             return self.convention.decode(item.topic, item.payload)
         for topic_filter, convention in self.convention.items():
