@@ -234,7 +234,10 @@ class KafkaAdminClient:
                 c = committed.get(TopicPartition(topic, p))
                 rows.append(GroupOffset(topic, p, c.offset if c else None, end, end - c.offset if c else None))
         protected = conn.execute("SELECT 1 FROM protected_groups WHERE group_id=?", (group_id,)).fetchone()
-        return ConsumerGroupDescription(group_id, bool(protected), rows)
+        scope = tuple(t for (t,) in conn.execute(
+            "SELECT topic FROM protected_group_topics WHERE group_id=? ORDER BY topic", (group_id,)))
+        return ConsumerGroupDescription(group_id, bool(protected), rows,
+                                        scope if protected and scope else None)
 
     def alter_consumer_group_offsets(self, group_id: str,
                                      offsets: dict[TopicPartition, OffsetAndMetadata | int]) -> None:
@@ -295,12 +298,30 @@ class KafkaAdminClient:
             for g in group_ids:
                 conn.execute("DELETE FROM group_offsets WHERE group_id=?", (g,))
                 conn.execute("DELETE FROM protected_groups WHERE group_id=?", (g,))
+                conn.execute("DELETE FROM protected_group_topics WHERE group_id=?", (g,))
 
-    def protect_consumer_group(self, group_id: str, protected: bool = True) -> None:
-        """Make retention keep every record this group has not committed past (the uplink's group)."""
+    def protect_consumer_group(self, group_id: str, protected: bool = True,
+                               topics: Iterable[str] | None = None) -> None:
+        """Make retention keep every record this group has not committed past (the uplink's group).
+
+        ``topics``: protect only records of these topics (a stream topology's
+        inputs), replacing any earlier list; ``None`` protects every topic.  A
+        group that reads some topics only must name them: a protected group
+        without a commit on a partition keeps all of it, so an unscoped one
+        would stop retention on every topic it never reads.  Under the disk
+        quota's ``drop-oldest`` policy protected records still go, last.
+        ``protected=False`` removes the protection and its topic list.
+        """
+        scope = None if topics is None else sorted(set(topics))
+        if scope is not None and (not scope or not all(isinstance(t, str) and t for t in scope)):
+            raise ConfigError(f"protect_consumer_group {group_id!r}: topics: expected topic names "
+                              f"(or None for every topic), got {topics!r}")
         with self._write(f"protecting group {group_id!r}") as conn:
+            conn.execute("DELETE FROM protected_group_topics WHERE group_id=?", (group_id,))
             if protected:
                 conn.execute("INSERT OR IGNORE INTO protected_groups(group_id) VALUES (?)", (group_id,))
+                conn.executemany("INSERT INTO protected_group_topics(group_id, topic) VALUES (?, ?)",
+                                 [(group_id, t) for t in scope or ()])
             else:
                 conn.execute("DELETE FROM protected_groups WHERE group_id=?", (group_id,))
 

@@ -118,8 +118,14 @@ class GroupOffset:
 
 @dataclass(frozen=True)
 class ConsumerGroupDescription:
-    """A consumer group's committed offsets and whether retention protects it."""
+    """A consumer group's committed offsets and whether retention protects it.
+
+    ``protected_topics``: the topics the protection covers when it covers only
+    some (a stream topology's inputs); ``None`` when it covers every topic or
+    the group is not protected.
+    """
 
     group_id: str
     protected: bool
     offsets: list[GroupOffset]
+    protected_topics: tuple[str, ...] | None = None

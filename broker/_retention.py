@@ -3,13 +3,17 @@
 Rules, in the order they bind:
 
 * Records at or above the committed offset of every *protected* consumer
-  group (the uplink's) are never removed by age or size retention: they are
-  not upstream yet.  A protected group with no commit protects everything.
+  group are never removed by age or size retention: the uplink's group (not
+  upstream yet) protects every topic, a stream topology's group only its
+  input topics (not processed yet).  A protected group with no commit on a
+  partition it covers protects all of that partition.
 * Under the disk quota with policy ``drop-oldest``, already-replicated records
   go first, lowest-priority topics first; then, if that is not enough,
-  unreplicated ones in the same order.  Drop-ledger entries go only once a
-  protected group has read them (they are upstream then), and before any
-  data record; entries nobody has replicated are never dropped.
+  unreplicated ones (still needed by a protected group: not upstream or not
+  processed; the ledger names the groups) in the same order.  Drop-ledger
+  entries go only once a protected group has read them (they are upstream
+  then), and before any data record; entries nobody has replicated are never
+  dropped.
 * Every quota drop is counted, logged, and recorded in the drop-ledger topic,
   so whoever reads the log upstream knows what is missing.
 
@@ -36,20 +40,40 @@ _CHUNK = 1000
 _HEADROOM_MAX = 1 << 20
 
 
-def protected_floors(conn: sqlite3.Connection) -> dict[tuple[str, int], int]:
-    """For each partition, the lowest offset some protected group still needs."""
-    groups = [g for (g,) in conn.execute("SELECT group_id FROM protected_groups")]
-    if not groups:
+def protected_needs(conn: sqlite3.Connection) -> dict[tuple[str, int], dict[str, int]]:
+    """For each protected partition, the lowest offset each protected group still needs.
+
+    A group protects every topic, or only those listed for it in
+    ``protected_group_topics`` (a stream topology's inputs).  Partitions no
+    protected group covers are absent.
+    """
+    scopes: dict[str, set[str] | None] = {
+        g: None for (g,) in conn.execute("SELECT group_id FROM protected_groups")}
+    if not scopes:
         return {}
-    floors: dict[tuple[str, int], int] = {}
-    marks = ",".join("?" * len(groups))
-    for topic, part, start in conn.execute("SELECT topic, partition, log_start_offset FROM partitions").fetchall():
-        lo, n = conn.execute(
-            f"SELECT min(offset), count(*) FROM group_offsets WHERE group_id IN ({marks}) AND topic=? AND partition=?",
-            (*groups, topic, part),
-        ).fetchone()
-        floors[(topic, part)] = start if n < len(groups) else max(start, lo)
-    return floors
+    for g, t in conn.execute("SELECT group_id, topic FROM protected_group_topics"):
+        if g in scopes:
+            scopes[g] = (scopes[g] or set()) | {t}
+    commits: dict[tuple[str, int], dict[str, int]] = {}
+    marks = ",".join("?" * len(scopes))
+    for g, t, p, off in conn.execute(
+            f"SELECT group_id, topic, partition, offset FROM group_offsets WHERE group_id IN ({marks})",
+            tuple(scopes)):
+        commits.setdefault((t, p), {})[g] = off
+    needs: dict[tuple[str, int], dict[str, int]] = {}
+    for topic, part, start in conn.execute("SELECT topic, partition, log_start_offset FROM partitions"):
+        done = commits.get((topic, part), {})
+        # A group without a commit here has read nothing: it needs everything.
+        need = {g: max(start, done.get(g, start)) for g, scope in scopes.items()
+                if scope is None or topic in scope}
+        if need:
+            needs[(topic, part)] = need
+    return needs
+
+
+def protected_floors(conn: sqlite3.Connection) -> dict[tuple[str, int], int]:
+    """For each protected partition, the lowest offset some protected group still needs."""
+    return {tp: min(need.values()) for tp, need in protected_needs(conn).items()}
 
 
 def _bump(conn: sqlite3.Connection, key: str, n: int) -> None:
@@ -104,8 +128,13 @@ def apply_retention(lg: Log, conn: sqlite3.Connection) -> dict[str, int]:
 
 
 def _ledger_value(topic: str, unreplicated: bool, entry: dict[str, Any], wall_ms: int) -> dict[str, Any]:
-    reason = "disk quota reached, policy drop-oldest" + (" (records not yet replicated)" if unreplicated else "")
-    return {
+    # ``unreplicated``: some protected group still needed the records; ``unread_by`` names
+    # which (the uplink's group: not upstream; a topology's: not processed).
+    unread = sorted(entry.get("unread_by", ()))
+    reason = "disk quota reached, policy drop-oldest"
+    if unreplicated:
+        reason += f" (records not yet replicated or processed: unread by {', '.join(unread)})"
+    value = {
         "topic": topic,
         "ranges": [{"partition": p, "from_offset": a, "to_offset": b - 1}
                    for p, (a, b) in sorted(entry["ranges"].items())],
@@ -115,6 +144,9 @@ def _ledger_value(topic: str, unreplicated: bool, entry: dict[str, Any], wall_ms
         "unreplicated": unreplicated,
         "wall_ms": wall_ms,
     }
+    if unreplicated:
+        value["unread_by"] = unread
+    return value
 
 
 def _ledger_cost(dropped: dict[tuple[str, bool], dict[str, Any]], wall_ms: int) -> int:
@@ -136,7 +168,8 @@ def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int) -> int:
     quota = lg.config.quota_bytes or 0
     need = max(need, min(quota // 100, _HEADROOM_MAX))
     wall_ms = lg.clock.wall_ms()
-    floors = protected_floors(conn)
+    needs = protected_needs(conn)
+    floors = {tp: min(need.values()) for tp, need in needs.items()}
     parts = conn.execute(
         "SELECT p.topic, p.partition, p.log_start_offset, p.next_offset, t.priority"
         " FROM partitions p JOIN topics t ON t.name = p.topic"
@@ -207,6 +240,9 @@ def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int) -> int:
                 entry["ranges"][p] = (min(lo, start), end)
                 entry["count"] += end - start
                 entry["bytes"] += chunk_freed
+                if unreplicated:
+                    entry.setdefault("unread_by", set()).update(
+                        g for g, need in needs.get((t, p), {}).items() if need < end)
             if not short():
                 break
         if not short():

@@ -94,6 +94,14 @@ CREATE TABLE IF NOT EXISTS group_offsets (
 CREATE TABLE IF NOT EXISTS protected_groups (
     group_id TEXT PRIMARY KEY
 ) WITHOUT ROWID;
+-- A protected group with rows here protects only these topics (a stream topology's
+-- inputs); without rows, every topic (the uplink's).  Older code ignores the table and
+-- so protects more, never less.
+CREATE TABLE IF NOT EXISTS protected_group_topics (
+    group_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    PRIMARY KEY (group_id, topic)
+) WITHOUT ROWID;
 """ + _STATE_SCHEMA
 
 

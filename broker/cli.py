@@ -271,9 +271,12 @@ def _consumer_groups(args: argparse.Namespace) -> int:
             d = admin.describe_consumer_group(args.group)
             if args.output == "json":
                 print(json.dumps({"group": d.group_id, "protected": d.protected,
+                                  "protected_topics": d.protected_topics,
                                   "offsets": [o.__dict__ for o in d.offsets]}))
                 return 0
-            print(f"GROUP {d.group_id}" + ("  (protected: retention keeps what it has not read)" if d.protected else ""))
+            scope = f" of {', '.join(d.protected_topics)}" if d.protected_topics else ""
+            print(f"GROUP {d.group_id}" + (f"  (protected: retention keeps what it has not read{scope})"
+                                           if d.protected else ""))
             print(f"{'TOPIC':<24}{'PARTITION':>10}{'CURRENT-OFFSET':>16}{'LOG-END-OFFSET':>16}{'LAG':>10}")
             for o in d.offsets:
                 cur = "-" if o.committed is None else o.committed

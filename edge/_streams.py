@@ -6,6 +6,11 @@ runner, a bug), reports it and starts it again with backoff, like a device.
 Nothing is lost by a restart: the runner resumes from its committed offsets
 and state. Stopping lets the current batch commit; what is not processed yet
 is processed exactly once at the next start.
+
+Each runner registers its input group as protected on its source topics, so
+retention keeps input not processed yet; ``release_removed_topologies``
+lifts that for topologies taken out of the config, which would otherwise
+hold their input topics' retention for ever.
 """
 
 from __future__ import annotations
@@ -15,18 +20,39 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from broker import LogConfig
-from edge.streams import StreamsRunner
+from broker import KafkaAdminClient, LogConfig
+from edge.streams import StreamsRunner, Topology
 from edge.streams._config import TopologyConfig, build_topology
 
 log = logging.getLogger("edge.streams")
 
-__all__ = ["StreamsCollector", "TopologySupervisor"]
+__all__ = ["StreamsCollector", "TopologySupervisor", "release_removed_topologies"]
+
+_GROUP_PREFIX = Topology("x").group_id.removesuffix("x")  # "streams."
+
+
+def release_removed_topologies(log_config: LogConfig, configured: Iterable[str]) -> list[str]:
+    """Unprotect the input groups of topologies not in ``configured`` (names); return those groups.
+
+    Blocks (SQLite).  Their committed offsets stay, so a topology put back
+    resumes where it was; what retention removed meanwhile it counts as skipped.
+    """
+    keep = {Topology(name).group_id for name in configured}
+    released = []
+    with KafkaAdminClient(log_config=log_config) as admin:
+        for group, _ in admin.list_consumer_groups():
+            if group.startswith(_GROUP_PREFIX) and group not in keep \
+                    and admin.describe_consumer_group(group).protected:
+                admin.protect_consumer_group(group, protected=False)
+                released.append(group)
+                log.info("streams: group %s is no longer configured; retention no longer keeps "
+                         "its unprocessed input", group)
+    return released
 
 
 class TopologySupervisor:

@@ -96,6 +96,15 @@ class StreamsRunner:
     state says, and no record is lost or counted twice.  A partition the
     group never committed is read from its earliest record.
 
+    ``protect_input`` (default on): the group is registered with the log as
+    protected on the source topics (``KafkaAdminClient.protect_consumer_group``),
+    so age and size retention never remove input this topology has not
+    processed, and the disk quota's ``drop-oldest`` drops it only after
+    everything no protected group needs (as for the uplink's records).  The
+    protection outlives the runner, like a committed offset: a topology taken
+    out of service is released with ``protect_consumer_group(group, False)``
+    (the service does that for topologies no longer in its config).
+
     ``dead_letter_topic``: where a record goes when a processor raises on it
     (headers name the error, the processor, the topology and the source).
     ``late_topic``: where records later than a window's grace go (default
@@ -112,7 +121,8 @@ class StreamsRunner:
 
     def __init__(self, topology: Topology, log: str | os.PathLike[str] | LogConfig, *,
                  dead_letter_topic: str = "dead-letters", late_topic: str | None = None,
-                 clock: Clock | None = None, max_batch_records: int = DEFAULT_BATCH_RECORDS) -> None:
+                 clock: Clock | None = None, max_batch_records: int = DEFAULT_BATCH_RECORDS,
+                 protect_input: bool = True) -> None:
         if not isinstance(topology, Topology):
             raise TopologyError(f"StreamsRunner: expected a Topology, got {type(topology).__name__}")
         if not any(n.kind == SOURCE for n in topology.nodes):
@@ -136,6 +146,10 @@ class StreamsRunner:
         self._producer: KafkaProducer | None = None
         self._consumer: KafkaConsumer | None = None
         try:
+            if protect_input:
+                # Before the first read: from here on retention keeps what the group has not
+                # committed past, on the inputs only (an unscoped group would hold every topic).
+                self._admin.protect_consumer_group(self.group_id, topics=topology.source_topics)
             self._producer = KafkaProducer(log_config=self.log_config)
             self._consumer = KafkaConsumer(
                 log_config=self.log_config, enable_auto_commit=False, auto_offset_reset="earliest",

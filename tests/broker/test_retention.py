@@ -199,6 +199,29 @@ def test_a_protected_group_without_a_commit_protects_everything(cfg: LogConfig, 
         assert read_all(cfg, "t") == []
 
 
+def test_a_group_protected_on_some_topics_holds_only_those(cfg: LogConfig, clock: ManualClock) -> None:
+    with clients(cfg) as (admin, producer):
+        for t in ("in", "other"):
+            create(admin, t, retention_ms=HOUR_MS)
+            _send(producer, t, 3)
+        # A stream topology's group: it reads "in" only and has committed nothing yet.
+        admin.protect_consumer_group("streams.t", topics=["in"])
+        d = admin.describe_consumer_group("streams.t")
+        assert (d.protected, d.protected_topics) == (True, ("in",))
+        clock.advance(2 * 3600)
+        assert admin.run_retention() == {"other": 3}, "an unscoped group would have held 'other'"
+        admin.alter_consumer_group_offsets("streams.t", {TopicPartition("in", 0): 2})
+        assert admin.run_retention() == {"in": 2}
+        assert offsets(cfg, "in") == {(0, 2)}
+        # Protecting it again without topics widens it to every topic; False lifts all of it.
+        admin.protect_consumer_group("streams.t")
+        assert admin.describe_consumer_group("streams.t").protected_topics is None
+        admin.protect_consumer_group("streams.t", protected=False)
+        assert admin.run_retention() == {"in": 1}
+        with pytest.raises(broker.ConfigError, match="topics: expected topic names"):
+            admin.protect_consumer_group("streams.t", topics=[])
+
+
 @pytest.mark.parametrize(("reset", "expected"), [("earliest", [8, 9]), ("latest", [])])
 def test_a_committed_offset_below_log_start_is_reset_per_auto_offset_reset(
         cfg: LogConfig, reset: str, expected: list[int]) -> None:
