@@ -97,6 +97,8 @@ class DeviceConfig:
     w1_dir: str = "/sys/bus/w1/devices"
     interval: float = 10.0
     names: Mapping[str, str] = field(default_factory=dict)
+    # any transport: drop a device-stamped reading seen within this many seconds (0: off)
+    dedupe_window: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -356,7 +358,9 @@ def _split_address(text: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-_COMMON = {"name", "kind", "transport", "codec", "codec_options", "topic", "enabled"}
+_COMMON = {"name", "kind", "transport", "codec", "codec_options", "topic", "enabled",
+           "dedupe_window"}
+MAX_DEDUPE_WINDOW = 86_400  # a day: a publisher's resend comes within seconds or minutes
 _BY_TRANSPORT = {
     "serial": {"port", "baudrate", "framing", "device_id"},
     "mqtt": {"host", "port", "filters", "qos", "client_id", "username", "password", "protocol",
@@ -433,6 +437,10 @@ def _device(c: _Check, raw: Mapping[str, Any], p: str, edge_id: str,
             c.bad(f"{p}.names", 'a table of sensor id = "device id" strings', names)
         kw["names"] = dict(names or {})
         kw["device_id_prefix"] = c.get(raw, "device_id_prefix", f"{p}.device_id_prefix", "text", "")
+    kw["dedupe_window"] = c.get(
+        raw, "dedupe_window", f"{p}.dedupe_window", "num", 0.0,
+        check=lambda v: 0 <= v <= MAX_DEDUPE_WINDOW,
+        expected=f"a number of seconds in 0..{MAX_DEDUPE_WINDOW} (0: off)") or 0.0
     if len(c.problems) > before or c.get(raw, "enabled", f"{p}.enabled", "bool", True) is False:
         return None
     return DeviceConfig(name=name, kind=kind, transport=transport, codec=codec,

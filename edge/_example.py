@@ -68,6 +68,11 @@ qos = 1                            # QoS 1 messages are acked only once in the l
 # username = "edge"                # password: EDGE_DEVICE_WARD_SENSORS_PASSWORD
 device_id_prefix = ""              # prepended to the id the convention gives
 topic = "temperature"
+# A QoS 1 message redelivered (DUP) after a crash is never written twice. A publisher that
+# resends after a broker restart sends a new message, though: for devices that stamp each
+# reading with their own clock, drop a reading whose device, device time and value were
+# seen within this many seconds (counted in edge_events_deduplicated_total). 0: off.
+dedupe_window = 300
 
 [[devices]]
 name = "boiler-room"

@@ -16,6 +16,11 @@ class Metrics:
                                      ["device", "reason"], registry=r)
         self.dead_letters = Counter("edge_dead_letters", "Frames written to the dead-letter topic",
                                     ["device"], registry=r)
+        self.deduplicated = Counter(
+            "edge_events_deduplicated", "Readings acknowledged without a second write because the "
+            "log already held them (reason: redelivery = an MQTT DUP copy, content = the same "
+            "key, device time and value within the device's dedupe_window)",
+            ["device", "reason"], registry=r)
         self.write_failures = Counter("edge_log_write_failures", "Events the log refused",
                                       ["device", "error"], registry=r)
         self.device_restarts = Counter("edge_device_restarts", "Device adapters restarted after a failure",
