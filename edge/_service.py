@@ -681,6 +681,11 @@ class Service:
 
     def _start_streams(self, tg: asyncio.TaskGroup) -> None:
         """One supervised StreamsRunner per [[streams]] topology (edge/_streams.py)."""
+        from edge._streams import release_removed_topologies
+
+        # Topologies gone from the config would keep their inputs from retention for ever.
+        release_removed_topologies(log_config_of(self.cfg, self.clock),
+                                   [t.name for t in self.cfg.streams])
         for t in self.cfg.streams:
             self._start_topology(t)
 
@@ -722,6 +727,10 @@ class Service:
             if running is not None and (name not in wanted or wanted[name] != running[0].cfg):
                 log.info("SIGHUP: stopping topology %s", name)
                 await self._stop_topology(name)
+        from edge._streams import release_removed_topologies
+
+        await asyncio.to_thread(release_removed_topologies, log_config_of(self.cfg, self.clock),
+                                list(wanted))
         for name, t in wanted.items():
             if self._stop.is_set():
                 return  # shutting down: start nothing the shutdown would not stop

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from broker import KafkaProducer, LogConfig
+from broker import KafkaAdminClient, KafkaProducer, LogConfig
 from tests.edge._helpers import health, read_topic, start_edge, stop_edge, wait_for, write_config
 
 pytestmark = pytest.mark.timeout(180)
@@ -202,6 +202,10 @@ def test_sighup_starts_and_stops_only_the_topologies_that_changed(tmp_path: Path
     assert "SIGHUP: starting topology bp" in log_text
     assert "SIGHUP: stopping topology ward" in log_text
     assert "SIGHUP: stopping topology bp" not in log_text
+    # The removed topology no longer holds its input from retention; the running one does.
+    with KafkaAdminClient(log_config=LogConfig(data_dir=data)) as admin:
+        assert not admin.describe_consumer_group("streams.ward").protected
+        assert admin.describe_consumer_group("streams.bp").protected_topics == ("blood_pressure",)
     (alert,) = [json.loads(r.value) for r in read_topic(data, "alerts.blood_pressure")]
     assert alert["category"] == "hypertensive_crisis"
     assert [json.loads(r.value)["state"] for r in read_topic(data, "alerts")] == ["raise"]
