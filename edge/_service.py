@@ -50,6 +50,7 @@ from devices import (
 from devices.adapters import Adapter
 from edge._clock import ClockJump, ClockStatus, ClockTrust, KeyStamps, gps_fix_utc_ms
 from edge._config import Config, DeviceConfig, load_config
+from edge._dedupe import DELIVERY_HEADER, ContentIndex, RedeliveryIndex, read_tail
 from edge._errors import ConfigError
 from edge._health import HealthServer
 from edge._metrics import Metrics
@@ -90,6 +91,10 @@ class DeviceRunner:
         self.rate = EventRate(60.0, mono)
         #: The last reading written: its key, timestamp and value, for `edge status`.
         self.last_reading: dict[str, Any] | None = None
+        #: Deliveries and readings already written, so a copy is acked, not written again.
+        self.redeliveries = RedeliveryIndex()
+        self.content = ContentIndex(cfg.dedupe_window) if cfg.dedupe_window > 0 else None
+        self.deduplicated = 0
         metrics.device_connected.labels(cfg.name).set(0)
 
     def _arrival(self) -> int:
@@ -137,6 +142,9 @@ class DeviceRunner:
     async def run(self) -> None:
         """Run until stop(); failures are logged, counted and retried with backoff."""
         attempt = 0
+        prime = getattr(self.writer, "prime", None)
+        if prime is not None:
+            await prime(self)  # before the first message: a redelivery comes first
         while not self._stopping:
             started = time.monotonic()
             try:
@@ -194,6 +202,7 @@ class DeviceRunner:
             "rate_window_s": round(self.rate.span_s(), 3),
             "last_reading": self.last_reading,
             "dead_letters": self.dead_letters,
+            "deduplicated": self.deduplicated,
             "decode_errors": stats.decode_error_total if stats else 0,
             "restarts": self.restarts,
             "last_error": self.last_error,
@@ -350,6 +359,36 @@ class EventWriter:
         self.last_failure = f"{type(exc).__name__}: {exc}"
         self.metrics.write_failures.labels(runner.cfg.name, type(exc).__name__).inc()
 
+    async def prime(self, runner: DeviceRunner) -> None:
+        """Teach the runner's dedupe indexes what the tail of its topic already holds.
+
+        A failure costs only the dedupe of copies of what came before it: logged, not fatal.
+        """
+        d = runner.cfg
+        if not (d.transport == "mqtt" and d.qos > 0) and runner.content is None:
+            return
+        try:
+            tail = await asyncio.to_thread(read_tail, self.cfg.data_dir, d.topic)
+        except Exception as exc:  # noqa: BLE001 - the device must still start
+            log.warning("device %s: could not read the tail of %s to recognise copies (%s: %s)",
+                        d.name, d.topic, type(exc).__name__, exc)
+            return
+        durable: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        durable.set_result(None)
+        deliveries = runner.redeliveries.prime(tail, durable)
+        readings = runner.content.prime(tail, durable, self.trust.now_ms()) if runner.content else 0
+        log.info("device %s: %d records of %s read back: %d MQTT deliveries, %d readings within "
+                 "the dedupe window", d.name, len(tail), d.topic, deliveries, readings)
+
+    def _deduplicated(self, runner: DeviceRunner, reason: str, reading: Reading,
+                      prior: asyncio.Future[None]) -> asyncio.Future[None]:
+        """Count and log a copy of a reading the log holds (or is writing): acked with the first."""
+        runner.deduplicated += 1
+        self.metrics.deduplicated.labels(runner.cfg.name, reason).inc()
+        log.debug("device %s: %s copy of %s at %s not written again", runner.cfg.name, reason,
+                  reading.device_id, reading.timestamp_ms)
+        return prior
+
     def sink_for(self, runner: DeviceRunner) -> Callable[[Reading], Awaitable[None]]:
         d = runner.cfg
         m_in = self.metrics.events_in.labels(d.name, d.topic)
@@ -362,6 +401,7 @@ class EventWriter:
         # The transport's id, encoded once per adapter (a property that formats a string).
         source_of: list[Any] = [None, b""]  # [adapter, its transport id as bytes]
         written = _Written()
+        redeliveries, content = runner.redeliveries, runner.content
 
         def flush() -> None:
             # Counters per drain, not per event: each prometheus inc/set takes a lock.
@@ -379,6 +419,11 @@ class EventWriter:
             m_last.set(ingest / 1000)
 
         def sink(reading: Reading) -> asyncio.Future[None]:
+            delivery = reading.delivery
+            if delivery is not None and delivery.redelivered:
+                prior = redeliveries.prior(delivery.identity)
+                if prior is not None:
+                    return self._deduplicated(runner, "redelivery", reading, prior)
             trust = self.trust
             fix_utc = (gps_fix_utc_ms(reading)
                        if reading.kind == "gps" and self.cfg.clock.gps_time else None)
@@ -390,7 +435,8 @@ class EventWriter:
             if w1:
                 # The bus poll was stamped by the system clock: move it onto the trusted one.
                 ts += ingest - trust.clock.wall_ms()
-            if w1 or reading.timestamp_ms == runner.last_arrival_ms:
+            box_made = w1 or reading.timestamp_ms == runner.last_arrival_ms
+            if box_made:
                 ts = self.stamps.stamp(key, ts)  # box-made: never back because of a jump
             adapter = runner._adapter
             if adapter is not source_of[0]:
@@ -404,8 +450,16 @@ class EventWriter:
                 ("ingest_ms", str(ingest).encode()),
                 ("clock", as_bytes[status.value]),
             ]
+            if delivery is not None:
+                headers.append((DELIVERY_HEADER, delivery.identity))
             event_value = reading.to_event_value()
             value = _encode_value(event_value).encode()
+            content_key = None
+            if content is not None and not box_made:
+                content_key = content.key(key, ts, value)
+                prior = content.prior(content_key)
+                if prior is not None:
+                    return self._deduplicated(runner, "content", reading, prior)
             t0 = time.perf_counter()
 
             def durable() -> None:
@@ -415,7 +469,12 @@ class EventWriter:
                 written.count += 1
                 written.last = (reading, ts, ingest, event_value)
 
-            return self._append(runner, d.topic, durable, value, key, headers, ts)
+            write = self._append(runner, d.topic, durable, value, key, headers, ts)
+            if delivery is not None:
+                redeliveries.add(delivery.identity, write)
+            if content_key is not None:
+                content.add(content_key, write)  # type: ignore[union-attr]
+            return write
 
         return sink
 
