@@ -68,6 +68,10 @@ class Reading:
     in ms since the epoch (UTC) when the frame carried one, else ``None`` and
     the adapter stamps the arrival time. ``delivery`` is set by an adapter whose
     transport can redeliver (MQTT QoS 1); it is not part of the reading's value.
+    ``arrival_monotonic_ms`` is when the reading's first frame arrived, on the
+    monotonic clock of the codec's ``clock``, for a codec that holds frames back
+    (NMEA hands on a fix when the next epoch starts, up to a fix interval later);
+    ``None`` when the codec has no clock. Not part of the value either.
     """
 
     device_id: str
@@ -76,6 +80,7 @@ class Reading:
     values: Mapping[str, Any] = field(hash=False)
     timestamp_ms: int | None = None
     delivery: Delivery | None = field(default=None, compare=False, hash=False)
+    arrival_monotonic_ms: int | None = field(default=None, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.device_id, str) or not self.device_id:
@@ -98,12 +103,12 @@ class Reading:
     def with_timestamp(self, timestamp_ms: int) -> Reading:
         """A copy stamped with ``timestamp_ms`` (adapters use it for arrival time)."""
         return Reading(self.device_id, self.kind, self.schema, self.values, timestamp_ms,
-                       self.delivery)
+                       self.delivery, self.arrival_monotonic_ms)
 
     def with_delivery(self, delivery: Delivery) -> Reading:
         """A copy that says which broker delivery it came from."""
         return Reading(self.device_id, self.kind, self.schema, self.values, self.timestamp_ms,
-                       delivery)
+                       delivery, self.arrival_monotonic_ms)
 
 
 # Values that are JSON as they are, by exact type (a SpecialValue is a str subclass, and a

@@ -16,10 +16,16 @@ A Raspberry Pi has no real-time clock: it boots at its last saved time (or in
   hour). The service does not set the system clock (its unit forbids it:
   ``ProtectClock=yes``); to discipline the system clock from GPS, run gpsd with
   chrony, and the status becomes ``synced``.
-  GPS-corrected times run up to one fix interval (1 s at 1 Hz) behind UTC: the
-  NMEA assembler hands a fix on when the next epoch's first sentence arrives.
-  Of several recent fixes the one that arrived soonest wins (the largest
-  offset), as NTP prefers its lowest-delay sample.
+  The offset is taken at the *arrival* of the epoch's first sentence, which
+  the NMEA assembler carries with the fix (``Reading.arrival_monotonic_ms``,
+  read from the same monotonic clock the service hands it): the assembler
+  hands a fix on only when the next epoch's first sentence arrives, up to one
+  fix interval (1 s at 1 Hz) later, and an offset taken at that moment would
+  put GPS-corrected times that far behind UTC. What remains is the receiver's
+  own delay from its time of fix to the first sentence on the wire (tens to
+  a few hundred ms at 9600 baud). Of several recent fixes the one that
+  arrived soonest wins (the largest offset), as NTP prefers its lowest-delay
+  sample.
 * **Else** the status is ``unsynced`` when the wall clock is before
   ``PLAUSIBLE_AFTER_MS`` (it cannot be right) and ``unknown`` otherwise.
   If the time was trusted earlier in this run (NTP lost sync, the GPS fix
@@ -309,9 +315,14 @@ class ClockTrust:
         return True
 
     def observe_reading(self, reading: Reading) -> bool:
-        """``observe_gps`` for a reading that is a valid NMEA fix; False for any other."""
+        """``observe_gps`` for a reading that is a valid NMEA fix; False for any other.
+
+        The fix counts from its ``arrival_monotonic_ms`` when it carries one (its
+        epoch's first sentence), else from now: the reading must come from a codec
+        whose clock is this one's ``clock.monotonic_ms``.
+        """
         utc = gps_fix_utc_ms(reading)
-        return utc is not None and self.observe_gps(utc)
+        return utc is not None and self.observe_gps(utc, reading.arrival_monotonic_ms)
 
     # -- reporting -----------------------------------------------------------------------
 

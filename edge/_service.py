@@ -126,7 +126,12 @@ class DeviceRunner:
                        else FixedLengthFraming(int(d.framing.split(":", 1)[1])))
             st = SerialTransport(SerialConfig(port=d.port or "", baudrate=d.baudrate, framing=framing),
                                  on_state=self._on_state)
-            return SerialAdapter(d.device_id or d.name, st, CODECS[d.codec](**d.codec_options), sink, dead,
+            options = dict(d.codec_options)
+            trust = getattr(self.writer, "trust", None)
+            if d.codec == "nmea0183" and trust is not None:
+                # A fix is handed on when the next epoch starts: GPS time needs its first arrival.
+                options["clock"] = trust.clock.monotonic_ms
+            return SerialAdapter(d.device_id or d.name, st, CODECS[d.codec](**options), sink, dead,
                                  clock=self._arrival)
         if d.transport == "mqtt":
             mt = MqttTransport(MqttConfig(host=d.host or "", port=d.mqtt_port, topics=d.filters, qos=d.qos,
@@ -428,7 +433,7 @@ class EventWriter:
             fix_utc = (gps_fix_utc_ms(reading)
                        if reading.kind == "gps" and self.cfg.clock.gps_time else None)
             if fix_utc is not None:
-                trust.observe_gps(fix_utc)
+                trust.observe_gps(fix_utc, reading.arrival_monotonic_ms)
             ingest, status = trust.stamp()
             key = (prefix + reading.device_id).encode()
             ts = reading.timestamp_ms or ingest

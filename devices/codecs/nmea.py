@@ -11,6 +11,7 @@ The encoders build the sentences of a fix, for the simulator.
 from __future__ import annotations
 
 import calendar
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -48,6 +49,7 @@ class _Epoch:
     talkers: set[str] = field(default_factory=set)
     values: dict[str, Any] = field(default_factory=dict)
     in_view: dict[tuple[str, str], int] = field(default_factory=dict)
+    arrival_ms: int | None = None  # the clock when the epoch's first sentence came
 
 
 class NmeaFixAssembler:
@@ -65,12 +67,22 @@ class NmeaFixAssembler:
     ``hdop``/``pdop``/``vdop``, ``geoid_separation_m``, ``time_utc``,
     ``date``, ``talkers``; each only when some sentence gave it.
     ``timestamp_ms`` is set once a date is known.
+
+    ``clock`` (a monotonic clock in ms, e.g. ``time.monotonic_ns() // 10**6``):
+    read when each epoch's first sentence is decoded, and handed on as the fix's
+    ``arrival_monotonic_ms``. A fix comes out up to one fix interval after its
+    epoch began, so its UTC belongs with that first arrival, not with the
+    moment it is returned (``edge``'s GPS time uses it). Without a clock the
+    assembler stays a pure function of its input and fixes carry ``None``.
     """
 
     name = NMEA_SCHEMA
 
-    def __init__(self, device_id: str = "gps") -> None:
+    def __init__(self, device_id: str = "gps", clock: Callable[[], int] | None = None) -> None:
+        if clock is not None and not callable(clock):
+            raise TypeError(f"clock: expected a function returning monotonic ms, got {clock!r}")
         self.device_id = device_id
+        self.clock = clock
         self.sentences = 0
         self.proprietary_skipped = 0
         self.unhandled_skipped = 0
@@ -91,6 +103,8 @@ class NmeaFixAssembler:
         """
         if device_id is not None:
             self.device_id = device_id
+        # Read first: what is measured is the sentence's arrival, not the parsing after it.
+        arrived = self.clock() if self.clock is not None else None
         line = bytes(frame).strip(b"\r\n\x00 ")
         body = self._check(frame, line)
         if body is None:
@@ -109,7 +123,7 @@ class NmeaFixAssembler:
             self.unhandled_skipped += 1
             return []
         update = _extract(msg, msg_id, body, frame)
-        return self._merge(talker, msg_id, update)
+        return self._merge(talker, msg_id, update, arrived)
 
     def _check(self, frame: bytes, line: bytes) -> str | None:
         if not line.startswith(b"$"):
@@ -137,7 +151,8 @@ class NmeaFixAssembler:
             raise DecodeError(frame, "expected '$<talker><type>,...' with a 2-letter talker", NMEA_SCHEMA)
         return body
 
-    def _merge(self, talker: str, msg_id: str, update: dict[str, Any]) -> list[Reading]:
+    def _merge(self, talker: str, msg_id: str, update: dict[str, Any],
+               arrived: int | None = None) -> list[Reading]:
         out: list[Reading] = []
         ep = self._epoch
         t = update.pop("_time", None)
@@ -147,6 +162,8 @@ class NmeaFixAssembler:
         ):
             out.extend(self._finish())
             ep = self._epoch
+        if not ep.seen:
+            ep.arrival_ms = arrived
         if t is not None and ep.time is None:
             ep.time = t
         if d is not None:
@@ -183,7 +200,8 @@ class NmeaFixAssembler:
             if day is not None:
                 values["date"] = day.isoformat()
                 ts = _epoch_ms(datetime.combine(day, ep.time, UTC))
-        return [Reading(self.device_id, "gps", NMEA_SCHEMA, values, ts)]
+        return [Reading(self.device_id, "gps", NMEA_SCHEMA, values, ts,
+                        arrival_monotonic_ms=ep.arrival_ms)]
 
     def _date_for(self, ep: _Epoch) -> date | None:
         if ep.date is not None:

@@ -155,6 +155,32 @@ def test_gps_prefers_the_fix_that_arrived_soonest() -> None:
     assert t.gps_offset_ms() == TRUE_NOW + 58_000 - mono
 
 
+def test_a_fix_released_a_second_late_still_gives_the_offset_at_its_arrival() -> None:
+    clock, t, _ = trust_at(BOOT_2020)
+    asm = NmeaFixAssembler("car-1", clock=clock.monotonic_ms)
+    arrived = clock.monotonic_ms()  # the epoch's first sentence, at TRUE_NOW on the wire
+    lines = encode_fix(Reading("car-1", "gps", "nmea0183", {"lat": 52.5, "lon": 13.4},
+                               TRUE_NOW)).splitlines()
+    for line in lines:
+        assert asm.decode(line) == []
+        clock.advance(0.03)  # 30 ms a sentence
+    clock.advance(1.0 - 0.03 * len(lines))
+    # The next epoch starts a second later; only now is the first fix handed on.
+    nxt = encode_fix(Reading("car-1", "gps", "nmea0183", {"lat": 52.5, "lon": 13.4},
+                             TRUE_NOW + 1000)).splitlines()
+    [fix] = asm.decode(nxt[0])
+    released = clock.monotonic_ms()
+    assert released - arrived == 1000
+    assert t.observe_reading(fix)
+    assert abs(t.gps_offset_ms() - (TRUE_NOW - arrived)) <= 5
+    clock.advance(0.25)
+    assert abs(t.now_ms() - (TRUE_NOW + 1250)) <= 5, "GPS time lags by the release delay"
+    # What taking the offset at release would give: a second behind.
+    _, late, _ = trust_at(BOOT_2020)
+    late.observe_gps(gps_fix_utc_ms(fix) or 0, at_monotonic_ms=released)
+    assert late.gps_offset_ms() == TRUE_NOW - arrived - 1000
+
+
 def test_gps_with_an_implausible_date_is_rejected() -> None:
     _, t, _ = trust_at(BOOT_2020)
     assert not t.observe_gps(ms("2006-03-19T00:00:00"))  # a GPS week-rollover bug

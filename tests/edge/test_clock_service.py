@@ -159,3 +159,31 @@ async def test_gps_time_can_be_switched_off(tmp_path: Path) -> None:
         await asyncio.wait_for(task, 30)
         gps.close()
         room.close()
+
+
+async def test_gps_time_is_taken_at_the_epochs_arrival_not_at_its_release(tmp_path: Path) -> None:
+    gps, room = PtyDevice(tmp_path / "gps"), PtyDevice(tmp_path / "room")
+    cfg = config(tmp_path, gps, room, free_port())
+    clock = ManualClock(wall_ms=BOOT_2020, monotonic_ms=1_000_000)
+    service = Service(cfg, clock=clock, ntp=Ntp(False), shutdown_timeout=5)
+    task = asyncio.create_task(service.run())
+    try:
+        await until(lambda: len(service.runners) == 2
+                    and all(r.connected for r, _ in service.runners.values()), "devices connected")
+        car = service.runners["car-1"][0]
+        first = encode_fix(Reading("car-1", "gps", "nmea0183", {"lat": 52.5, "lon": 13.4}, TRUE_NOW))
+        arrived = clock.monotonic_ms()
+        gps.write(first)
+        codec = car._adapter.codec  # type: ignore[union-attr]
+        await until(lambda: codec.sentences == len(first.splitlines()), "the first epoch read")
+        clock.advance(1.0)  # the receiver's next epoch, a second later, hands the first on
+        gps.write(encode_fix(Reading("car-1", "gps", "nmea0183", {"lat": 52.5, "lon": 13.4},
+                                     TRUE_NOW + 1000)))
+        await until(lambda: car.readings == 1, "the first fix")
+        assert service.trust.gps_offset_ms() == TRUE_NOW - arrived
+        assert service.trust.now_ms() == TRUE_NOW + 1000
+    finally:
+        service.request_stop()
+        await asyncio.wait_for(task, 30)
+        gps.close()
+        room.close()
