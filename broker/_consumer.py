@@ -14,7 +14,13 @@ from ._config import LogConfig
 from ._errors import ClosedError, ConfigError, OffsetOutOfRangeError, UnknownTopicOrPartitionError
 from ._log import decode_headers
 from ._notify import CommitWatcher
-from ._records import ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp, TopicPartition
+from ._records import (
+    ConsumerRecord,
+    OffsetAndMetadata,
+    OffsetAndTimestamp,
+    RawRecord,
+    TopicPartition,
+)
 from ._storage import NOTIFY_NAME, connect, transaction, translate, translated
 
 _RESETS = ("earliest", "latest", "none")
@@ -246,7 +252,7 @@ class KafkaConsumer:
         while True:
             self._maybe_auto_commit()
             self._watcher.drain()
-            records = self._buffer[:limit] if self._buffer else self._fetch(limit)
+            records = self._buffer[:limit] if self._buffer else self._fetch(limit, self._records)
             if self._buffer:
                 self._buffer = self._buffer[limit:]
             if records:
@@ -254,12 +260,42 @@ class KafkaConsumer:
                 for r in records:
                     out.setdefault(TopicPartition(r.topic, r.partition), []).append(r)
                 return out
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if not self._wait(deadline):
                 return {}
-            self._watcher.wait(min(remaining, 1.0))
 
-    def _fetch(self, limit: int) -> list[ConsumerRecord]:
+    def poll_raw(self, timeout_ms: float = 0, max_records: int | None = None) -> list[RawRecord]:
+        """As ``poll``, but the records as stored (``RawRecord``), in one list in read order.
+
+        For readers that pass records on: no deserializer runs and the header text is not
+        decoded, which is most of what a read costs.  Positions, pauses, commits and
+        resets work as for ``poll``.  Records that iteration fetched but did not hand out
+        yet are read again from the log.
+        """
+        self._check_open()
+        if self._buffer:  # not handed out: read them again, as stored
+            for r in reversed(self._buffer):
+                self._positions[TopicPartition(r.topic, r.partition)] = r.offset
+            self._buffer = []
+        limit = max_records or self._max_records
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            self._maybe_auto_commit()
+            self._watcher.drain()
+            records = self._fetch(limit, _raw_records)
+            if records or not self._wait(deadline):
+                return records
+
+    def _wait(self, deadline: float) -> bool:
+        """Wait for a commit to the log until ``deadline``; False when it has passed."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        self._watcher.wait(min(remaining, 1.0))
+        return True
+
+    def _fetch(self, limit: int, convert: Callable[[TopicPartition, list[tuple[Any, ...]]], list[Any]]
+               ) -> list[Any]:
+        """Up to ``limit`` rows from the partitions in turn, made records by ``convert``."""
         self._refresh()
         parts = [tp for tp in self._assigned if tp not in self._paused]
         if not parts:
@@ -271,7 +307,7 @@ class KafkaConsumer:
                     "SELECT partition, log_start_offset, next_offset FROM partitions WHERE topic=?", (topic,)
                 ):
                     meta[(topic, part)] = (start, end)
-            out: list[ConsumerRecord] = []
+            out: list[Any] = []
             n = len(parts)
             for i in range(n):
                 if len(out) >= limit:
@@ -292,14 +328,16 @@ class KafkaConsumer:
                     " WHERE topic=? AND partition=? AND offset>=? ORDER BY offset LIMIT ?",
                     (tp.topic, tp.partition, pos, limit - len(out)),
                 ).fetchall()
-                for off, ts, key, value, hdr in rows:
-                    out.append(self._record(tp, off, ts, key, value, hdr))
                 if rows:
+                    out.extend(convert(tp, rows))
                     self._positions[tp] = rows[-1][0] + 1
             self._next_rr = (self._next_rr + 1) % n
             return out
         except Exception as exc:
             raise translate(exc, "reading the log") from exc
+
+    def _records(self, tp: TopicPartition, rows: list[tuple[Any, ...]]) -> list[ConsumerRecord]:
+        return [self._record(tp, *row) for row in rows]
 
     def _record(self, tp: TopicPartition, off: int, ts: int, key: bytes | None, value: bytes | None,
                 hdr: str | None) -> ConsumerRecord:
@@ -419,3 +457,9 @@ class KafkaConsumer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _raw_records(tp: TopicPartition, rows: list[tuple[Any, ...]]) -> list[RawRecord]:
+    # The row's columns are RawRecord's fields after topic and partition, in order.
+    topic, partition = tp
+    return [RawRecord(topic, partition, *row) for row in rows]

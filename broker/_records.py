@@ -60,6 +60,31 @@ class ConsumerRecord(NamedTuple):
     serialized_header_size: int
 
 
+class RawRecord(NamedTuple):
+    """One record as the log stores it, from ``KafkaConsumer.poll_raw``.
+
+    For readers that pass records on (the uplink) rather than look into them: key and
+    value are the stored bytes (no deserializer applied) and the headers are still the
+    stored JSON text, ``header_text`` (None when there are none); ``decoded_headers()``
+    turns it into ``ConsumerRecord.headers``' list when it is needed.  Decoding it costs
+    more than reading the row, and many records carry the same header text.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    header_text: str | None
+
+    def decoded_headers(self) -> list[tuple[str, bytes | None]]:
+        """The headers as ``ConsumerRecord.headers`` has them: ``[(key, value bytes or None)]``."""
+        from ._log import decode_headers  # _log imports this module (via _future): import late
+
+        return decode_headers(self.header_text)
+
+
 @dataclass(frozen=True)
 class NewTopic:
     """A topic to create, as in ``kafka.admin.NewTopic``.

@@ -11,6 +11,8 @@ EXPECTED = {
     "NewTopic", "NewPartitions", "ConfigResource", "ConfigResourceType", "TopicPartition",
     "OffsetAndMetadata", "OffsetAndTimestamp", "RecordMetadata", "ConsumerRecord",
     "FutureRecordMetadata",
+    # a record as stored, for readers that pass records on (the uplink)
+    "RawRecord",
     # transactions: records, group offsets and state rows committed as one
     "LogTransaction",
     # descriptions returned by the admin client
