@@ -9,10 +9,10 @@ import time
 
 from broker import (
     DROP_LEDGER_TOPIC,
-    ConsumerRecord,
     KafkaAdminClient,
     KafkaConsumer,
     KafkaProducer,
+    RawRecord,
     TopicPartition,
     UnknownTopicOrPartitionError,
 )
@@ -103,8 +103,12 @@ class LocalSide:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def poll(self, timeout_s: float) -> list[ConsumerRecord]:
-        """Up to ``batch_records`` records, from the highest-priority topics that have a backlog."""
+    def poll(self, timeout_s: float) -> list[RawRecord]:
+        """Up to ``batch_records`` records, from the highest-priority topics that have a backlog.
+
+        Records as stored (header text not decoded): the uplink passes them on, and decodes
+        each distinct header text once (``Uplink._headers``).
+        """
         self._sync_assignment()
         if not self._assigned:
             time.sleep(min(timeout_s, _ASSIGN_REFRESH_S))
@@ -119,22 +123,21 @@ class LocalSide:
             self._consumer.resume(*top)
         else:
             self._consumer.resume(*self._assigned)
-        batch = self._consumer.poll(timeout_ms=0 if backlog else timeout_s * 1000,
-                                    max_records=self._cfg.batch_records)
-        return [r for recs in batch.values() for r in recs]
+        return self._consumer.poll_raw(timeout_ms=0 if backlog else timeout_s * 1000,
+                                       max_records=self._cfg.batch_records)
 
     def commit(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit the local group (frees local retention) after the upstream has the records."""
         if offsets:
             self._consumer.commit(dict(offsets))
 
-    def dead_letter(self, items: list[tuple[ConsumerRecord, str]]) -> None:
+    def dead_letter(self, items: list[tuple[RawRecord, str]]) -> None:
         """Write records the cluster refuses to the local dead-letter topic, with the reason."""
         if self._dlq is None:
             self._dlq = KafkaProducer(self._cfg.data_dir)
         futures = []
         for r, reason in items:
-            headers = list(r.headers) + [
+            headers = r.decoded_headers() + [
                 ("uplink.reason", reason.encode()),
                 ("uplink.source", f"{r.topic}/{r.partition}/{r.offset}".encode()),
             ]

@@ -28,7 +28,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import OffsetAndMetadata
 from aiokafka.structs import TopicPartition as UpTP
 
-from broker import ConsumerRecord, TopicPartition, default_partition
+from broker import RawRecord, TopicPartition, default_partition
 
 from ._config import UplinkConfig
 from ._diagnose import diagnose_connect
@@ -46,17 +46,18 @@ _LAG_REFRESH_S = 1.0
 _LOCAL_COMMIT_S = 0.5
 _WINDOW = 4
 _KEY_CACHE_MAX = 100_000   # keys are device ids: few, so their partitions are worth remembering
+_HEADER_CACHE_MAX = 10_000  # header texts repeat (a device's source, a codec's name)
 
 
 class _InFlight:
     """A batch handed to the producer: its per-partition batch futures (with the records in
     each), the checkpoint write (exactly once), dead letters and next local offsets."""
 
-    def __init__(self, batch: list[ConsumerRecord]) -> None:
+    def __init__(self, batch: list[RawRecord]) -> None:
         self.batch = batch
-        self.futures: list[tuple[asyncio.Future[Any], list[ConsumerRecord]]] = []
+        self.futures: list[tuple[asyncio.Future[Any], list[RawRecord]]] = []
         self.offsets: asyncio.Task[None] | None = None
-        self.dead: list[tuple[ConsumerRecord, str]] = []
+        self.dead: list[tuple[RawRecord, str]] = []
         self.updates: dict[TopicPartition, int] = {}
 
     async def cancel(self) -> None:
@@ -111,6 +112,7 @@ class Uplink:
         self._keyless_next = 0
         self._edge_header = ("edge.id", config.edge_id.encode())
         self._partition_headers: dict[int, tuple[str, bytes]] = {}
+        self._header_lists: dict[str | None, tuple[tuple[str, bytes | None], ...]] = {}
         self._upstream = {m.local: m.upstream for m in config.topics}
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
@@ -314,7 +316,7 @@ class Uplink:
         # The next batch is read from the local log while the current one is upstream; at
         # least once, up to _WINDOW batches are in flight (acks complete in order).
         window = 1 if self.config.exactly_once else _WINDOW
-        prefetch: asyncio.Future[list[ConsumerRecord]] | None = None
+        prefetch: asyncio.Future[list[RawRecord]] | None = None
         flights: deque[_InFlight] = deque()
         try:
             while not self._stop.is_set():
@@ -370,7 +372,7 @@ class Uplink:
         if self._bucket > cap * 0.1:  # allow bursts of a tenth of a second
             await asyncio.sleep((self._bucket - cap * 0.1) / cap)
 
-    async def _send(self, batch: list[ConsumerRecord]) -> _InFlight:
+    async def _send(self, batch: list[RawRecord]) -> _InFlight:
         """Hand a batch to the producer (in a new transaction, exactly once); not yet acked.
 
         Records go in per-partition record batches (``create_batch``/``send_batch``): one
@@ -381,7 +383,7 @@ class Uplink:
         producer = self._producer
         c = self.config
         flight = _InFlight(batch)
-        open_batches: dict[tuple[str, int], tuple[BatchBuilder, list[ConsumerRecord]]] = {}
+        open_batches: dict[tuple[str, int], tuple[BatchBuilder, list[RawRecord]]] = {}
         try:
             if c.exactly_once:
                 await producer.begin_transaction()
@@ -434,14 +436,14 @@ class Uplink:
             raise _translate(exc, "sending a batch") from exc
         return flight
 
-    def _batch_of(self, r: ConsumerRecord, headers: list[tuple[str, bytes]]) -> BatchBuilder:
+    def _batch_of(self, r: RawRecord, headers: list[tuple[str, bytes]]) -> BatchBuilder:
         """A new record batch holding ``r`` (a first record always fits)."""
         builder = self._producer.create_batch()
         builder.append(timestamp=r.timestamp, key=r.key, value=r.value, headers=headers)
         return builder
 
     async def _ship(self, flight: _InFlight, topic: str, partition: int, builder: BatchBuilder,
-                    members: list[ConsumerRecord]) -> None:
+                    members: list[RawRecord]) -> None:
         builder.close()
         future = await self._producer.send_batch(builder, topic, partition=partition)
         flight.futures.append((future, members))
@@ -502,13 +504,20 @@ class Uplink:
         self._bytes_total += nbytes
         self._rate.add(len(batch), nbytes)
 
-    def _headers(self, r: ConsumerRecord) -> list[tuple[str, bytes]]:
+    def _headers(self, r: RawRecord) -> list[tuple[str, bytes | None]]:
+        # The stored header text is decoded once per distinct text: decoding it for every
+        # record was the larger part of reading the local log.
+        stored = self._header_lists.get(r.header_text)
+        if stored is None:
+            if len(self._header_lists) >= _HEADER_CACHE_MAX:
+                self._header_lists.clear()
+            stored = self._header_lists[r.header_text] = tuple(r.decoded_headers())
         part = self._partition_headers.get(r.partition)
         if part is None:
             part = self._partition_headers[r.partition] = ("edge.partition",
                                                            str(r.partition).encode())
         # A header whose value is None stays a null header upstream, as Kafka allows.
-        return [*r.headers, self._edge_header, part, ("edge.offset", str(r.offset).encode())]
+        return [*stored, self._edge_header, part, ("edge.offset", str(r.offset).encode())]
 
     # -- status -------------------------------------------------------------------------------
 
@@ -561,8 +570,7 @@ async def _abandon(producer: AIOKafkaProducer) -> None:
     await producer.client.close()
 
 
-def _size(r: ConsumerRecord) -> int:
-    """Bytes of a record as the local log stores it (key, value, headers as JSON), for rates
-    and the bytes/s cap: sizes the log already knows, no per-header work."""
-    return (max(r.serialized_key_size, 0) + max(r.serialized_value_size, 0)
-            + max(r.serialized_header_size, 0))
+def _size(r: RawRecord) -> int:
+    """Bytes of a record as the local log stores it (key, value, header text), for rates
+    and the bytes/s cap: sizes of what was read, no per-header work."""
+    return len(r.key or b"") + len(r.value or b"") + len(r.header_text or "")
