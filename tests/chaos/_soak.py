@@ -64,6 +64,12 @@ MQTT = (  # (service device name, kind, convention, MQTT topic level)
     ("rooms-mqtt", "temperature", "gatt.hex", "ble"),
     ("beds-mqtt", "blood_pressure", "bp.json", "bp"),
 )
+#: Content dedupe (edge's ``dedupe_window``) for the MQTT devices whose device time names a
+#: reading: a publisher resending after a Mosquitto restart is then written once. bp.json
+#: carries ms (cuffs tick every 125 ms) and the rooms tick once a second (gatt.hex: whole
+#: seconds). Not the GPS units: owntracks' ``tst`` is whole seconds at 8 readings/s, and a
+#: parked car's readings in one second can be equal, so a drop there could lose a reading.
+DEDUPE_WINDOW_S = {"rooms-mqtt": 300, "beds-mqtt": 300}
 LOCAL_TOPICS = ("gps", "temperature", "blood_pressure", "dead-letters")
 #: Stream processors on the box (edge/streams built-ins), exactly once over the local log;
 #: their outputs are replicated like the readings.
@@ -265,6 +271,7 @@ class Soak:
                 f'[[devices]]\nname = "{name}"\nkind = "{kind}"\ntransport = "mqtt"\n'
                 f'host = "127.0.0.1"\nport = {self.mosquitto.port}\ncodec = "{conv}"\n'
                 f'qos = 1\ndevice_id_prefix = "mq-"\n'
+                f"dedupe_window = {DEDUPE_WINDOW_S.get(name, 0)}\n"
             )
         path = self.dir / "edge.toml"
         path.write_text(
