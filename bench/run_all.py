@@ -1,6 +1,6 @@
 """Every benchmark in one run, side by side with its peers, and the results page.
 
-    .venv/bin/python bench/run_all.py               # everything, 3 runs (~16 min on 2 busy cores)
+    .venv/bin/python bench/run_all.py               # everything, 3 runs (~18 min on 2 busy cores)
     .venv/bin/python bench/run_all.py --quick       # small counts, a smoke run (~3 min)
     bash deploy/bench.sh                            # set up first (matplotlib too), then this
 
@@ -12,6 +12,8 @@ Parts (``--parts``, default all):
   uplink     the uplink beside a plain aiokafka producer (bench/bench_uplink.py's functions)
   drain      backlog drain after a real outage (broker killed, backlog written, broker back)
   appliance  the whole appliance at a fixed rate (bench/bench_appliance.py's run())
+  streams    stream processing (edge.streams) beside a hand-written loop on the same log
+             (bench/bench_streams.py's cells)
 
 Writes ``OUT/results.md`` (default docs/), its plots ``OUT/results-*.png``, the raw
 values ``OUT/results.json``, and prints the tables. A part that fails is reported on the
@@ -49,16 +51,18 @@ for p in (str(ROOT), str(BENCH)):
 import _page  # noqa: E402
 import _part_appliance  # noqa: E402
 import _part_log  # noqa: E402
+import _part_streams  # noqa: E402
 import _part_uplink  # noqa: E402
 from _machine import describe  # noqa: E402
 
-PARTS = ("log", "kafka", "uplink", "drain", "appliance")
+PARTS = ("log", "kafka", "uplink", "drain", "appliance", "streams")
 
 FULL = {
     "log": _part_log.LogPlan(records=200_000, rate_seconds=5.0, pq_records=3200),
     "uplink": _part_uplink.UplinkPlan(records=50_000, latency_rate=2000, latency_seconds=10,
                                       drain_records=200_000),
     "appliance": _part_appliance.AppliancePlan(rate=2000, seconds=30, devices=30),
+    "streams": _part_streams.StreamsPlan(records=200_000),
 }
 QUICK = {
     # One shared broker per Kafka variant and no fsync variant: the slowest parts, made small.
@@ -67,6 +71,7 @@ QUICK = {
     "uplink": _part_uplink.UplinkPlan(records=5_000, latency_rate=1000, latency_seconds=3,
                                       drain_records=20_000),
     "appliance": _part_appliance.AppliancePlan(rate=1000, seconds=5, devices=9),
+    "streams": _part_streams.StreamsPlan(records=20_000),
 }
 
 
@@ -213,6 +218,14 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:  # noqa: BLE001
             res.errors["appliance"] = traceback.format_exc()
             progress("appliance part FAILED; see the page")
+
+    if "streams" in args.parts:
+        try:
+            res.tables.append(_part_streams.run(
+                dataclasses.replace(plans["streams"], tmp=args.tmp), args.runs, progress))
+        except Exception:  # noqa: BLE001
+            res.errors["streams"] = traceback.format_exc()
+            progress("streams part FAILED; see the page")
 
     try:
         _plots(res, out, drains, appliance_rows)
