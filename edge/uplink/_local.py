@@ -30,7 +30,9 @@ class LocalSide:
         self._locals = [m.local for m in config.topics]
         self._admin = KafkaAdminClient(config.data_dir)
         try:
-            self._admin.protect_consumer_group(config.group_id)
+            # Scoped to the replicated topics: the group never commits on the others, and a
+            # protected group without a commit on a partition would keep all of it.
+            self._admin.protect_consumer_group(config.group_id, topics=self._locals)
             self._consumer = KafkaConsumer(
                 data_dir=config.data_dir, group_id=config.group_id, enable_auto_commit=False,
                 auto_offset_reset="earliest", max_poll_records=config.batch_records)

@@ -71,9 +71,10 @@ async def test_unreachable_cluster_offline_with_error_and_local_records_protecte
     from broker import KafkaAdminClient
 
     data = tmp_path / "log"
-    t = unique("kept")
-    create_local_topics(data, {t: 1})
+    t, local_only = unique("kept"), unique("alerts")
+    create_local_topics(data, {t: 1, local_only: 1})
     produce_local(data, t, 50, keys=2)
+    produce_local(data, local_only, 20, keys=2)
     cfg = UplinkConfig(edge_id=unique("edge"), bootstrap_servers="127.0.0.1:9", data_dir=data,
                        topics={t: "up." + t}, request_timeout_s=2, backoff_max_s=0.5)
     async with Uplink(cfg) as uplink:
@@ -84,8 +85,13 @@ async def test_unreachable_cluster_offline_with_error_and_local_records_protecte
         # Retention shortened only now: set before the uplink protected its group, the log's
         # own retention pass after the producer's commit could remove the records first.
         with KafkaAdminClient(data) as admin:
-            admin.alter_topic_config(t, {"retention.ms": "1"})
+            for topic in (t, local_only):
+                admin.alter_topic_config(topic, {"retention.ms": "1"})
             await asyncio.sleep(0.01)   # older than 1 ms on the log clock
             await asyncio.to_thread(admin.run_retention)
-            assert admin.describe_topics([t])[0].records == 50   # the uplink's group protects them
+            kept, other = admin.describe_topics([t, local_only])
+            assert kept.records == 50   # the uplink's group protects them
+            # ... and only the topics it replicates: a local-only topic (a stream's alerts)
+            # still ages out, though the uplink never commits an offset on it
+            assert other.records == 0
     assert uplink.state == UplinkState.STOPPED
