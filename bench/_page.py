@@ -17,6 +17,7 @@ from _table import Table
 
 DRAIN_PNG = "results-drain.png"
 APPLIANCE_PNG = "results-appliance.png"
+SOAK_PNG = "results-soak-{profile}.png"
 
 
 @dataclass
@@ -25,6 +26,11 @@ class Chaos:
 
     table_md: str
     source: str
+    profile: str = "short"
+    seed: int | None = None
+    duration_s: float | None = None
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    timeline: dict[str, Any] | None = None   # tests/chaos/_timeline.py: RSS, CPU, arrivals
 
 
 @dataclass
@@ -43,6 +49,8 @@ class Results:
     chaos: Chaos | None = None
     chaos_note: str = ""
     chaos_failed: bool = False
+    soak: Chaos | None = None    # the long profile's result, run on its own (an hour)
+    soak_note: str = ""
 
 
 # -- plots ---------------------------------------------------------------------------------------
@@ -175,7 +183,77 @@ def load_chaos(path: Path, origin: Path | None = None) -> Chaos:
     except Exception:  # noqa: BLE001 - any failure: fall back to a plain rendering
         table_md = _plain_chaos_table(result)
     when = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return Chaos(table_md=table_md, source=f"`{origin or path}`, written {when}")
+    return Chaos(table_md=table_md, source=f"`{origin or path}`, written {when}",
+                 profile=str(result.get("profile", "short")), seed=result.get("seed"),
+                 duration_s=result.get("duration_s"), faults=result.get("faults") or [],
+                 timeline=result.get("timeline"))
+
+
+def plot_soak(chaos: Chaos, path: Path) -> None:
+    """Records arriving upstream per window (appliance and bridge), the service's RSS and CPU,
+    over the whole soak, with every fault's span shaded and named."""
+    tl = chaos.timeline or {}
+    samples = [s for s in tl.get("service", []) if s.get("t_ms")]
+    upstream = tl.get("upstream") or {}
+    t0 = min([s["t_ms"] for s in samples] + [w for rows in upstream.values() for w, _ in rows[:1]]
+             or [0])
+    window_s = (tl.get("window_ms") or 5000) / 1000
+    minutes = (max([s["t_ms"] for s in samples] or [t0]) - t0) / 60_000
+    unit, scale = ("minutes", 60.0) if minutes > 5 else ("seconds", 1.0)
+
+    def x(ms: float) -> float:
+        return (ms - t0) / 1000 / scale
+
+    plt = _pyplot()
+    fig, (up_ax, rss_ax, cpu_ax) = plt.subplots(3, 1, figsize=(10, 8.5), dpi=110, sharex=True)
+    styles = {"appliance": dict(color="tab:blue", lw=1.2),
+              "bridge": dict(color="tab:grey", lw=1.0, ls="--")}
+    for name, rows in upstream.items():
+        label = "appliance (edge topics)" if name == "appliance" else "MQTT→Kafka bridge"
+        up_ax.plot([x(w) for w, _ in rows], [n / window_s for _, n in rows], label=label,
+                   **styles.get(name, {}))
+    # NaN where no service was running: a restart shows as a gap, not a line across it
+    rss = [(x(s["t_ms"]), s["rss_bytes"] / 2**20 if s.get("rss_bytes") else float("nan"))
+           for s in samples]
+    rss_ax.plot([a for a, _ in rss], [b for _, b in rss], color="tab:blue", lw=1.2,
+                label="edge run (one process; restarts show as gaps)")
+    cpu_x, cpu_y = [], []
+    for a, b in zip(samples, samples[1:], strict=False):
+        if a.get("cpu_s") is None or b.get("cpu_s") is None or a.get("pid") != b.get("pid"):
+            continue
+        dt_s = (b["t_ms"] - a["t_ms"]) / 1000
+        if dt_s > 0:
+            cpu_x.append(x(b["t_ms"]))
+            cpu_y.append((b["cpu_s"] - a["cpu_s"]) / dt_s)
+    cpu_ax.plot(cpu_x, cpu_y, color="tab:blue", lw=0.8, label="edge run")
+    colours = {}
+    palette = ["tab:red", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink",
+               "tab:olive", "tab:cyan"]
+    for f in chaos.faults:
+        c = colours.setdefault(f["kind"], palette[len(colours) % len(palette)])
+        for ax in (up_ax, rss_ax, cpu_ax):
+            ax.axvspan(x(f["start_ms"]), max(x(f["end_ms"]), x(f["start_ms"]) + 0.5 / scale),
+                       color=c, alpha=0.18, lw=0,
+                       label=f["kind"] if ax is up_ax and f is next(
+                           g for g in chaos.faults if g["kind"] == f["kind"]) else None)
+    up_ax.set_ylabel(f"records/s arriving\nupstream ({window_s:g} s windows)")
+    rss_ax.set_ylabel("RSS of the service (MB)")
+    cpu_ax.set_ylabel("CPU of the service\n(cores)")
+    cpu_ax.set_xlabel(f"{unit} since the load started")
+    up_ax.set_title(f"Chaos soak, {chaos.profile} profile (seed {chaos.seed}): "
+                    "throughput and memory through the faults (shaded)")
+    for ax in (up_ax, rss_ax, cpu_ax):
+        ax.grid(alpha=0.3)
+        ax.set_ylim(bottom=0)
+    up_ax.legend(loc="upper left", fontsize=7, ncol=3)
+    rss_ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def soak_plot_name(chaos: Chaos) -> str:
+    return SOAK_PNG.format(profile="".join(c for c in chaos.profile if c.isalnum()) or "run")
 
 
 def _plain_chaos_table(result: dict[str, Any]) -> str:
@@ -232,6 +310,8 @@ def render(res: Results) -> str:
     if res.plot_note:
         out += [res.plot_note, ""]
     for name, caption in res.plots.items():
+        if name.startswith(SOAK_PNG.split("{")[0]):
+            continue   # shown beside its soak's table below
         out += [f"![{caption}]({name})", "", f"*{caption}*", ""]
     out += ["## Chaos soak", ""]
     if res.chaos is not None:
@@ -241,8 +321,27 @@ def render(res: Results) -> str:
                 "are described in tests/chaos/test_chaos_soak.py and tests/chaos/checker.py."
                 + (f" {res.chaos_note}" if res.chaos_note else ""),
                 "", res.chaos.table_md, ""]
+        out += _soak_plot_lines(res, res.chaos)
     else:
         out += [res.chaos_note or "No chaos soak result was found; run the soak "
                 "(`CHAOS_RESULT=docs/chaos-result.json .venv/bin/pytest tests/chaos -k short`) "
                 "and this command again, or pass `--chaos run`.", ""]
+    out += ["## Chaos soak, long profile", ""]
+    if res.soak is not None:
+        took = f", {res.soak.duration_s / 60:.0f} minutes of load" if res.soak.duration_s else ""
+        out += [f"The long profile{took}, {len(res.soak.faults)} faults, run on its own "
+                "(`CHAOS_RESULT=docs/chaos-long-result.json .venv/bin/pytest -s -m soak "
+                f"tests/chaos`), from {res.soak.source}."
+                + (f" {res.soak_note}" if res.soak_note else ""), "", res.soak.table_md, ""]
+        out += _soak_plot_lines(res, res.soak)
+    else:
+        out += [res.soak_note or "No long-profile result beside this page "
+                "(`docs/chaos-long-result.json`); `CHAOS_RESULT=docs/chaos-long-result.json "
+                ".venv/bin/pytest -s -m soak tests/chaos` (an hour) writes one.", ""]
     return "\n".join(out)
+
+
+def _soak_plot_lines(res: Results, chaos: Chaos) -> list[str]:
+    name = soak_plot_name(chaos)
+    caption = res.plots.get(name)
+    return [f"![{caption}]({name})", "", f"*{caption}*", ""] if caption else []

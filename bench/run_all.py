@@ -24,6 +24,12 @@ OUT/chaos-result.json if there is one; ``run`` runs the soak's short profile aft
 benchmarks (about 4 minutes, a 3-broker cluster); a file path uses that result (copied to
 OUT/chaos-result.json); ``skip`` leaves it out. A failed soak is shown as failed, and the
 exit status is then 1.
+
+``--soak``: the long profile's result (an hour; run on its own, see the README's Chaos
+soak), shown in a section of its own: ``auto`` (default) uses OUT/chaos-long-result.json
+if there is one, a path uses that file (copied there), ``skip`` leaves it out. Both soaks
+are plotted (throughput upstream, the service's RSS and CPU, faults shaded) when their
+result carries a timeline.
 """
 
 from __future__ import annotations
@@ -97,6 +103,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="where the logs under test go (env BENCH_TMP); a real disk, for fair fsyncs")
     ap.add_argument("--chaos", default="auto",
                     help="auto | run | skip | PATH of a chaos soak result (default auto)")
+    ap.add_argument("--soak", default="auto",
+                    help="auto | skip | PATH of the long chaos soak's result (default auto: "
+                         "OUT/chaos-long-result.json if there is one)")
     ap.add_argument("--kafka-dir", default=None,
                     help="use the running 1-broker cluster in this directory (python -m "
                          "deploy.kafka start --dir D) instead of starting fresh ones; the fsync "
@@ -162,12 +171,49 @@ def _chaos(args: argparse.Namespace, res: _page.Results, progress: _Clock) -> No
         shutil.copy2(source, target)  # keeps its mtime: the page says when the soak wrote it
         res.chaos_note += f" Copied to `{target.name}` beside this page."
     try:
-        shown = source.resolve()
-        if shown.is_relative_to(ROOT):
-            shown = shown.relative_to(ROOT)
-        res.chaos = _page.load_chaos(target, origin=shown)
+        res.chaos = _page.load_chaos(target, origin=_shown(source))
     except ValueError as exc:
         res.errors["chaos soak"] = str(exc)
+
+
+def _soak(args: argparse.Namespace, res: _page.Results) -> None:
+    target = args.out / "chaos-long-result.json"
+    if args.soak == "skip":
+        res.soak_note = "Left out of this run (`--soak skip`)."
+        return
+    source = target if args.soak == "auto" else Path(args.soak)
+    if not source.exists():
+        if args.soak != "auto":
+            res.errors["long chaos soak"] = f"no result file at {source}"
+        return
+    if source.resolve() != target.resolve():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+        res.soak_note = f"Copied to `{target.name}` beside this page."
+    try:
+        res.soak = _page.load_chaos(target, origin=_shown(source))
+    except ValueError as exc:
+        res.errors["long chaos soak"] = str(exc)
+
+
+def _shown(path: Path) -> Path:
+    path = path.resolve()
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
+def _soak_plots(res: _page.Results, out: Path) -> None:
+    for chaos in (res.chaos, res.soak):
+        if chaos is None or not chaos.timeline:
+            continue
+        try:
+            _page._pyplot()
+        except ImportError:
+            return   # the plot note already says so
+        name = _page.soak_plot_name(chaos)
+        _page.plot_soak(chaos, out / name)
+        res.plots[name] = (
+            f"Chaos soak, {chaos.profile} profile: records/s arriving upstream (the appliance "
+            "and the bridge), the service's RSS and CPU from /proc, every fault shaded")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
         _chaos(args, res, progress)
     except Exception:  # noqa: BLE001
         res.errors["chaos soak"] = traceback.format_exc()
+    try:
+        _soak(args, res)
+        _soak_plots(res, out)
+    except Exception:  # noqa: BLE001
+        res.errors["soak plots"] = traceback.format_exc()
     res.finished = dt.datetime.now(dt.UTC)
 
     (out / "results.md").write_text(_page.render(res))

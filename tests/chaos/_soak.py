@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.chaos import checker
+from tests.chaos._timeline import ProcessSampler, arrivals_per_window
 from tests.edge._helpers import BIN, health, start_edge, wait_for
 from tests.fixtures.mosquitto import Mosquitto, free_port
 
@@ -251,6 +252,7 @@ class Soak:
         self.started_ms = 0
         self.health_port = free_port()
         self.crashes = {"appliance": 0, "bridge": 0}  # exits nobody asked for
+        self.sampler = ProcessSampler(self._edge_pid, extra=self._uplink_lag)
 
     # -- the parts ---------------------------------------------------------------------
 
@@ -524,6 +526,7 @@ class Soak:
             )
             time.sleep(1.0)  # the bridge's subscription too
             self.started_ms = int(time.time() * 1000)
+            self.sampler.start()
             self._start_sims(load_s)
             t0 = time.monotonic()
             with self.fault_log.open("w") as log:
@@ -563,16 +566,41 @@ class Soak:
             self._start_edge()
             self._wait_drained()
         finally:
+            self.sampler.stop()
             self._stop_all()
         manifest = self._manifest(load_s)
         (self.dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
         result = checker.check_run(manifest)
+        result["timeline"] = self._timeline()
         result_path = Path(os.environ.get("CHAOS_RESULT") or self.dir / "result.json")
         result_path.parent.mkdir(parents=True, exist_ok=True)
         result_path.write_text(json.dumps(result, indent=1))
         print(checker.format_table(result), file=out, flush=True)
         print(f"result: {result_path}", file=out, flush=True)
         return result
+
+    def _edge_pid(self) -> int | None:
+        edge = self.edge
+        return edge.pid if edge is not None and edge.poll() is None else None
+
+    def _uplink_lag(self) -> dict[str, Any]:
+        up = (health(self.health_port) or {}).get("uplink") or {}
+        return {"lag_records": up.get("lag_records"), "uplink_state": up.get("state")}
+
+    def _timeline(self) -> dict[str, Any]:
+        """The service's RSS/CPU samples and arrivals upstream per window, for the page's plot
+        (not the checker's: it judges losses, this shows memory and throughput over the run)."""
+        window_ms = 5000
+        return {
+            "service": self.sampler.samples,
+            "window_ms": window_ms,
+            "upstream": arrivals_per_window(
+                self.dir / "arrivals.jsonl",
+                {"appliance": list(self.edge_topics.values()),
+                 "bridge": list(self.bridge_topics.values())},
+                window_ms,
+            ),
+        }
 
     def _check_watcher(self) -> None:
         # The checker's consumer dying (a missing codec, say) would read as "everything
