@@ -14,6 +14,10 @@ again when the session resumes. Consumers must therefore tolerate duplicates
 the broker's window (mosquitto's ``max_inflight_messages``, or our MQTT 5
 ``receive_maximum``), which also bounds this transport's queue for QoS 1.
 
+Per message, the network thread is kept light (``_paho_client.BufferedClient``: one
+``recv`` for many packets, no ``MQTTMessage`` for MQTT 3.1.1) and the loop wakes once per
+batch; acks made with ``ack_nowait()`` in one turn of the event loop leave as one write.
+
 The password is never logged and never appears in a repr.
 """
 
@@ -35,6 +39,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from devices.transports._errors import TransportClosed
+from devices.transports._paho_client import FAST_PATH, BufferedClient
 from devices.transports._state import AsyncTransport, Backoff, ConnectionState, StateCallback
 
 log = logging.getLogger(__name__)
@@ -112,19 +117,26 @@ class MqttMessage:
     qos: int
     retain: bool = False
     duplicate: bool = False  # the broker says it may have been delivered before
-    _ack: Callable[[], None] | None = field(default=None, repr=False)
+    _ack: Callable[[bool], None] | None = field(default=None, repr=False)  # arg: at once
     #: The packet id within our session: a redelivery (``duplicate``) carries the same one.
     mid: int = 0
 
     async def ack(self) -> None:
-        """Acknowledge to the broker (QoS 1 PUBACK); never blocks."""
-        self.ack_nowait()
-
-    def ack_nowait(self) -> None:
-        """``ack()`` for code that does not await: the same PUBACK, at once."""
+        """Acknowledge to the broker (QoS 1 PUBACK) at once; never blocks."""
         fn, self._ack = self._ack, None
         if fn is not None:
-            fn()
+            fn(True)
+
+    def ack_nowait(self) -> None:
+        """``ack()`` for code that does not await; never blocks.
+
+        Called in the event loop's thread, the PUBACK is queued and leaves with the other
+        acks of this turn of the loop, as one write (``close()`` sends what is queued
+        first). From any other thread it is sent at once.
+        """
+        fn, self._ack = self._ack, None
+        if fn is not None:
+            fn(False)
 
 
 @dataclass
@@ -163,6 +175,8 @@ class MqttTransport(AsyncTransport):
         self._pending_sub: int | None = None
         self._acked_since_barrier = False
         self._barrier: tuple[int, asyncio.Future[None]] | None = None
+        self._loop_thread: int | None = None
+        self._acks_due: list[tuple[int, int]] = []  # (mid, generation) queued by ack_nowait()
 
     @property
     def id(self) -> str:
@@ -182,6 +196,7 @@ class MqttTransport(AsyncTransport):
         if self._client is not None:
             return
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._wakeup = asyncio.Event()
         self._client = self._make_client()
         c = self.config
@@ -200,7 +215,7 @@ class MqttTransport(AsyncTransport):
         kwargs: dict[str, Any] = {}
         if c.protocol == "3.1.1":
             kwargs["clean_session"] = not c.persistent
-        client = paho.Client(
+        client = (BufferedClient if FAST_PATH else paho.Client)(
             CallbackAPIVersion.VERSION2,
             client_id=c.client_id,
             protocol=PROTOCOLS[c.protocol],
@@ -222,6 +237,8 @@ class MqttTransport(AsyncTransport):
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        if isinstance(client, BufferedClient):
+            client.on_publish_fast = self._on_publish
         client.on_unsubscribe = self._on_unsubscribe
         return client
 
@@ -240,12 +257,11 @@ class MqttTransport(AsyncTransport):
         """
         if self._closed:
             return
+        self._send_due_acks()
         client = self._client
-        if (
-            client is not None
-            and self._acked_since_barrier
-            and self._state is ConnectionState.CONNECTED
-        ):
+        # paho's own "connected" (CONNACK seen), not CONNECTED (subscriptions granted): a
+        # resumed session's messages arrive and are acked before the SUBACK.
+        if client is not None and self._acked_since_barrier and client.is_connected():
             await self._ack_barrier(client)
         self._closed = True
         self._room.set()  # paho's thread may be waiting for room
@@ -321,18 +337,43 @@ class MqttTransport(AsyncTransport):
             except Exception:
                 log.exception("%s: state callback failed", self.id)
 
-    def _ack(self, mid: int, qos: int, generation: int) -> None:
+    def _ack(self, mid: int, qos: int, generation: int, at_once: bool) -> None:
+        if at_once or qos != 1 or threading.get_ident() != self._loop_thread or self._closed:
+            self._send_acks([(mid, generation)], qos)
+            return
+        # One write for the acks of this turn of the loop (a write per ack also wakes
+        # paho's thread through its socket pair per ack).
+        due = self._acks_due
+        due.append((mid, generation))
+        if len(due) == 1:
+            assert self._loop is not None
+            self._loop.call_soon(self._send_due_acks)
+
+    def _send_due_acks(self) -> None:
+        due = self._acks_due
+        if due:
+            self._acks_due = []
+            self._send_acks(due, 1)
+
+    def _send_acks(self, acks: list[tuple[int, int]], qos: int) -> None:
         # Under the lock so a disconnect cannot slip between the check and the send.
         with self._lock:
-            if generation != self._generation:
-                # The mid belonged to a connection that is gone; the broker resends the
-                # message on the resumed session, and that copy gets acked instead.
-                self.stats.stale_acks += 1
+            generation = self._generation
+            mids = [mid for mid, gen in acks if gen == generation]
+            # A mid of a connection that is gone: the broker resends the message on the
+            # resumed session, and that copy gets acked instead.
+            self.stats.stale_acks += len(acks) - len(mids)
+            if not mids:
                 return
-            assert self._client is not None
-            self._client.ack(mid, qos)
+            client = self._client
+            assert client is not None
+            if qos == 1 and isinstance(client, BufferedClient):
+                client.send_pubacks(mids)
+            else:
+                for mid in mids:
+                    client.ack(mid, qos)
         self._acked_since_barrier = True
-        self.stats.acks += 1
+        self.stats.acks += len(mids)
 
     # -- paho's thread --------------------------------------------------------------------
 
@@ -382,11 +423,15 @@ class MqttTransport(AsyncTransport):
         self._call(self._set_state, ConnectionState.DISCONNECTED)
 
     def _on_message(self, client, userdata, msg: paho.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
-        qos = msg.qos
+        # paho's own path: MQTT 5, or a client without BufferedClient's.
+        self._on_publish(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), bool(msg.dup),
+                         msg.mid)
+
+    def _on_publish(self, topic: str, payload: bytes, qos: int, retain: bool, dup: bool,
+                    mid: int) -> None:
         # functools.partial: made and called in C, cheaper per message than a lambda.
-        ack = functools.partial(self._ack, msg.mid, qos, self._generation) if qos > 0 else None
-        message = MqttMessage(msg.topic, bytes(msg.payload), qos, bool(msg.retain), bool(msg.dup), ack,
-                              msg.mid)
+        ack = functools.partial(self._ack, mid, qos, self._generation) if qos > 0 else None
+        message = MqttMessage(topic, payload, qos, retain, dup, ack, mid)
         # deque.append is atomic; the loop is woken once per batch, not per message (a
         # call_soon_threadsafe is a self-pipe write and a loop turn). Appending before
         # reading the flag: a wake-up that already reset it still finds this message.
