@@ -47,6 +47,8 @@ _LOCAL_COMMIT_S = 0.5
 _WINDOW = 4
 _KEY_CACHE_MAX = 100_000   # keys are device ids: few, so their partitions are worth remembering
 _HEADER_CACHE_MAX = 10_000  # header texts repeat (a device's source, a codec's name)
+_ENCODE_SLICE = 250         # records encoded between two looks at the event loop
+_SIZE_MARGIN = 1024         # bytes a record's encoding takes beyond its stored sizes, at most
 
 
 class _InFlight:
@@ -59,12 +61,25 @@ class _InFlight:
         self.offsets: asyncio.Task[None] | None = None
         self.dead: list[tuple[RawRecord, str]] = []
         self.updates: dict[TopicPartition, int] = {}
+        self.nbytes = 0
 
     async def cancel(self) -> None:
         """Settle the checkpoint write of a failed batch, so its error is not left unseen."""
         if self.offsets is not None:
             self.offsets.cancel()
             await asyncio.gather(self.offsets, return_exceptions=True)
+
+
+class _Prepared:
+    """A batch read from the local log and encoded, not yet handed to the producer: its
+    record batches in the order they must be sent, dead letters, next local offsets, bytes."""
+
+    def __init__(self, batch: list[RawRecord]) -> None:
+        self.batch = batch
+        self.shipments: list[tuple[str, int, BatchBuilder, list[RawRecord]]] = []
+        self.dead: list[tuple[RawRecord, str]] = []
+        self.updates: dict[TopicPartition, int] = {}
+        self.nbytes = 0
 
 
 _TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
@@ -111,6 +126,9 @@ class Uplink:
         self._key_partition: dict[tuple[bytes, int], int] = {}
         self._keyless_next = 0
         self._edge_header = ("edge.id", config.edge_id.encode())
+        # Below this many stored bytes a record cannot exceed max_request_bytes, headers
+        # added upstream included (stored header text is at least as long as its bytes).
+        self._measure_above = config.max_request_bytes - _SIZE_MARGIN - len(self._edge_header[1])
         self._partition_headers: dict[int, tuple[str, bytes]] = {}
         self._header_lists: dict[str | None, tuple[tuple[str, bytes | None], ...]] = {}
         self._upstream = {m.local: m.upstream for m in config.topics}
@@ -124,6 +142,7 @@ class Uplink:
         self._bucket = 0.0
         self._uncommitted: dict[TopicPartition, int] = {}
         self._last_local_commit = 0.0
+        self._local_commit: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"<Uplink edge_id={self.config.edge_id!r} state={self._state.value}>"
@@ -313,22 +332,23 @@ class Uplink:
     # -- replicating --------------------------------------------------------------------------
 
     async def _pump(self) -> None:
-        # The next batch is read from the local log while the current one is upstream; at
-        # least once, up to _WINDOW batches are in flight (acks complete in order).
+        # The next batch is read from the local log and encoded into record batches while
+        # the current one is upstream, so a transaction's records go out as soon as the
+        # previous one is committed; at least once, up to _WINDOW batches are in flight
+        # (acks complete in order).
         window = 1 if self.config.exactly_once else _WINDOW
-        prefetch: asyncio.Future[list[RawRecord]] | None = None
+        prefetch: asyncio.Task[_Prepared] | None = None
         flights: deque[_InFlight] = deque()
         try:
             while not self._stop.is_set():
-                batch = await (prefetch or self._in_thread(
-                    self._local.poll, 0 if flights else _POLL_S))
+                prepared = await (prefetch or self._read(0 if flights else _POLL_S))
                 prefetch = None
-                if batch:
-                    prefetch = asyncio.ensure_future(self._in_thread(self._local.poll, 0))
+                if prepared.batch:
+                    prefetch = asyncio.create_task(self._read(0))
                     if self.config.max_bytes_per_s is not None:
-                        await self._throttle(sum(map(_size, batch)))
-                    flights.append(await self._bounded(self._send(batch)))
-                while flights and (len(flights) >= window or not batch):
+                        await self._throttle(prepared.nbytes)
+                    flights.append(await self._bounded(self._send(prepared)))
+                while flights and (len(flights) >= window or not prepared.batch):
                     await self._bounded(self._finish(flights.popleft()))
                 await self._maybe_commit_local(force=False)
             while flights:
@@ -337,8 +357,13 @@ class Uplink:
             for flight in flights:
                 await flight.cancel()
             if prefetch is not None:  # read past what was replicated: the rewind undoes it
+                prefetch.cancel()
                 await asyncio.gather(prefetch, return_exceptions=True)
             await self._maybe_commit_local(force=True)
+
+    async def _read(self, timeout_s: float) -> _Prepared:
+        """The next batch from the local log, encoded (``_prepare``)."""
+        return await self._prepare(await self._in_thread(self._local.poll, timeout_s))
 
     async def _bounded(self, step: Any) -> Any:
         # aiokafka waits for an unreachable cluster forever inside a transaction; a step
@@ -352,14 +377,26 @@ class Uplink:
 
     async def _maybe_commit_local(self, force: bool) -> None:
         """Commit the local group to what the cluster has (at most every
-        ``local_commit_interval_s``): it frees local retention and, at least once,
-        is where a restart resumes, so committing less often only costs re-sends."""
-        if not self._uncommitted or (
+        ``_LOCAL_COMMIT_S``): it frees local retention and, at least once, is where a
+        restart resumes, so committing less often only costs re-sends.
+
+        The commit (an fsync) runs in the local thread while the pump goes on: waiting for
+        it held up the next batch for tens of ms on a busy disk. ``force`` waits for it.
+        """
+        pending = self._local_commit
+        if pending is not None and (force or pending.done()):
+            self._local_commit = None
+            await pending  # a failure of the local log surfaces here
+        if self._local_commit is not None or not self._uncommitted or (
                 not force and time.monotonic() - self._last_local_commit < _LOCAL_COMMIT_S):
             return
         done, self._uncommitted = self._uncommitted, {}
         self._last_local_commit = time.monotonic()
-        await self._in_thread(self._local.commit, done)
+        commit = asyncio.ensure_future(self._in_thread(self._local.commit, done))
+        if force:
+            await commit
+        else:
+            self._local_commit = commit
 
     async def _throttle(self, nbytes: int) -> None:
         cap = self.config.max_bytes_per_s
@@ -372,63 +409,85 @@ class Uplink:
         if self._bucket > cap * 0.1:  # allow bursts of a tenth of a second
             await asyncio.sleep((self._bucket - cap * 0.1) / cap)
 
-    async def _send(self, batch: list[RawRecord]) -> _InFlight:
-        """Hand a batch to the producer (in a new transaction, exactly once); not yet acked.
+    async def _prepare(self, batch: list[RawRecord]) -> _Prepared:
+        """Encode a batch into record batches, one per upstream partition (more when full).
 
         Records go in per-partition record batches (``create_batch``/``send_batch``): one
         future per partition instead of one per record, and the partition is chosen here
         with Kafka's murmur2, so a key lands where the producer's own partitioner would put it.
-        Exactly once, the checkpoint write starts at once, beside the records in flight.
+        This runs while the previous batch is upstream, so it only encodes: the producer
+        takes the record batches in ``_send``.
         """
+        c = self.config
+        prepared = _Prepared(batch)
+        if not batch:
+            return prepared
+        counts: dict[str, int] = {}
+        for local in {r.topic for r in batch}:
+            upstream = self._upstream[local]
+            counts[local] = len(await self._bounded(self._producer.partitions_for(upstream)))
+        keyless = self._keyless_next
+        self._keyless_next += 1
+        open_batches: dict[tuple[str, int], tuple[BatchBuilder, list[RawRecord]]] = {}
+        shipments = prepared.shipments
+        nbytes = 0
+        for i, r in enumerate(batch):
+            if i and not i % _ENCODE_SLICE:
+                await asyncio.sleep(0)  # let the producer's responses in between
+            where = (r.topic, r.partition, r.offset)
+            reason = self._too_large.get(where) if self._too_large else None
+            headers = self._headers(r)
+            size = _size(r)
+            nbytes += size
+            if reason is None and size > self._measure_above:
+                # Only a record near the limit is measured exactly: that costs per record.
+                size = DefaultRecordBatchBuilder.estimate_size_in_bytes(r.key, r.value, headers)
+                if size > c.max_request_bytes:
+                    reason = (f"MessageSizeTooLargeError: the record is {size} bytes, more than"
+                              f" max_request_bytes ({c.max_request_bytes})")
+            if reason is not None:
+                prepared.dead.append((r, reason))
+                continue
+            topic, n = self._upstream[r.topic], counts[r.topic]
+            part = keyless % n if r.key is None else self._partition_of(r.key, n)
+            slot = (topic, part)
+            if self._solo and where in self._solo:
+                if slot in open_batches:   # what came before it goes first: order per key
+                    shipments.append((topic, part, *open_batches.pop(slot)))
+                shipments.append((topic, part, self._batch_of(r, headers), [r]))
+                continue
+            builder, members = open_batches.get(slot) or (None, None)
+            if builder is None or builder.append(
+                    timestamp=r.timestamp, key=r.key, value=r.value, headers=headers) is None:
+                if builder is not None:   # full: it goes first, start the next one
+                    shipments.append((topic, part, builder, members))
+                builder, members = self._batch_of(r, headers), []
+                open_batches[slot] = (builder, members)
+            members.append(r)
+        shipments.extend((topic, part, builder, members)
+                         for (topic, part), (builder, members) in open_batches.items())
+        last: dict[tuple[str, int], int] = {}
+        for r in batch:
+            last[(r.topic, r.partition)] = r.offset + 1
+        prepared.updates = {TopicPartition(t, p): o for (t, p), o in last.items()}
+        prepared.nbytes = nbytes
+        return prepared
+
+    async def _send(self, prepared: _Prepared) -> _InFlight:
+        """Hand a prepared batch to the producer (in a new transaction, exactly once); not
+        yet acked. Exactly once, the checkpoint write starts at once, beside the records."""
         producer = self._producer
         c = self.config
-        flight = _InFlight(batch)
-        open_batches: dict[tuple[str, int], tuple[BatchBuilder, list[RawRecord]]] = {}
+        flight = _InFlight(prepared.batch)
+        flight.dead, flight.updates, flight.nbytes = prepared.dead, prepared.updates, prepared.nbytes
         try:
             if c.exactly_once:
                 await producer.begin_transaction()
-            counts: dict[str, int] = {}
-            for local in {r.topic for r in batch}:
-                counts[local] = len(await producer.partitions_for(self._upstream[local]))
-            keyless = self._keyless_next
-            self._keyless_next += 1
-            for r in batch:
-                where = (r.topic, r.partition, r.offset)
-                reason = self._too_large.get(where) if self._too_large else None
-                headers = self._headers(r)
-                if reason is None:
-                    size = DefaultRecordBatchBuilder.estimate_size_in_bytes(r.key, r.value, headers)
-                    if size > c.max_request_bytes:
-                        reason = (f"MessageSizeTooLargeError: the record is {size} bytes, more than"
-                                  f" max_request_bytes ({c.max_request_bytes})")
-                if reason is not None:
-                    flight.dead.append((r, reason))
-                    continue
-                topic, n = self._upstream[r.topic], counts[r.topic]
-                part = keyless % n if r.key is None else self._partition_of(r.key, n)
-                slot = (topic, part)
-                if self._solo and where in self._solo:
-                    if slot in open_batches:   # what came before it goes first: order per key
-                        await self._ship(flight, topic, part, *open_batches.pop(slot))
-                    await self._ship(flight, topic, part, self._batch_of(r, headers), [r])
-                    continue
-                builder, members = open_batches.get(slot) or (None, None)
-                if builder is None or builder.append(
-                        timestamp=r.timestamp, key=r.key, value=r.value, headers=headers) is None:
-                    if builder is not None:   # full: send it, start the next one
-                        await self._ship(flight, topic, part, builder, members)
-                    builder, members = self._batch_of(r, headers), []
-                    open_batches[slot] = (builder, members)
-                members.append(r)
-            for (topic, part), (builder, members) in open_batches.items():
+            for topic, part, builder, members in prepared.shipments:
                 await self._ship(flight, topic, part, builder, members)
-            last: dict[tuple[str, int], int] = {}
-            for r in batch:
-                last[(r.topic, r.partition)] = r.offset + 1
-            flight.updates = {TopicPartition(t, p): o for (t, p), o in last.items()}
             if c.exactly_once:
                 checkpoint = self._checkpoint_offsets({**self._replicated, **flight.updates},
-                                                      {t for t, _ in last})
+                                                      {tp.topic for tp in flight.updates})
                 flight.offsets = asyncio.ensure_future(
                     producer.send_offsets_to_transaction(checkpoint, c.group_id))
         except (TimeoutError, KafkaError, OSError) as exc:
@@ -499,10 +558,9 @@ class Uplink:
         if self._solo:
             self._solo.difference_update((r.topic, r.partition, r.offset) for r in batch)
         self._dead += len(dead)
-        nbytes = sum(map(_size, batch))
         self._records_total += len(batch)
-        self._bytes_total += nbytes
-        self._rate.add(len(batch), nbytes)
+        self._bytes_total += flight.nbytes
+        self._rate.add(len(batch), flight.nbytes)
 
     def _headers(self, r: RawRecord) -> list[tuple[str, bytes | None]]:
         # The stored header text is decoded once per distinct text: decoding it for every
