@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_appliance.py                         # 10,000 events/s, 30 devices, 20 s, 3 runs
     .venv/bin/python bench/bench_appliance.py --rate 2000 --seconds 10 --runs 1   # quick look
     .venv/bin/python bench/bench_appliance.py --upstream              # also through a 1-broker Kafka
+    .venv/bin/python bench/bench_appliance.py --baseline /tmp/before  # A/B: also edge run from another tree
 
 Load: N simulated devices (GPS, temperature, blood pressure in equal numbers), three of
 them (one of each kind, 10 readings/s each) over real pseudo-terminals (NMEA, text, GATT
@@ -17,6 +18,9 @@ Two sides, each run once per round (rounds interleaved, fresh Mosquitto and data
 * ``service``: ``edge run --config edge.toml`` as a subprocess: three MQTT subscriptions
   and three serial devices, fsync durability, 3 partitions, optionally ``[upstream]`` to a
   1-broker KRaft cluster (deploy/kafka), exactly once.
+* ``baseline`` (only with ``--baseline SRC``): the same ``edge run``, but with the packages
+  imported from another source tree (``PYTHONPATH=SRC``, e.g. a ``git worktree`` of the
+  previous commit), so a change is measured against what it replaces in the same rounds.
 * ``peer``: a minimal hand-written appender doing the same MQTT → log appends (paho with
   manual ack; PUBACK once the record is durable) and pty lines → log appends (a pyserial
   readline thread per port), raw payloads, no decoding, no health, no metrics: what the
@@ -426,8 +430,13 @@ def _create_upstream_topics(servers: str, prefix: str) -> None:
 
 
 def run_once(side: str, rate: float, seconds: float, devices: int,
-             upstream_servers: str | None = None) -> dict[str, Any]:
-    """One run of `side` ("service" or "peer"); returns its measured row."""
+             upstream_servers: str | None = None, baseline: str | None = None) -> dict[str, Any]:
+    """One run of `side` ("service", "baseline" or "peer"); returns its measured row.
+
+    "baseline" is the service with its packages imported from the tree `baseline`.
+    """
+    load_at_start = os.getloadavg()[0]
+    service = side in ("service", "baseline")
     import asyncio
 
     n_gps, n_rooms, n_patients = _split(devices)
@@ -451,18 +460,21 @@ def run_once(side: str, rate: float, seconds: float, devices: int,
             procs.append(pty_gen)
             _wait(lambda: all((links / d).exists() for d, *_ in PTY_DEVICES), 20, "the simulator's ptys")
             prefix = f"bench-{uuid.uuid4().hex[:8]}"
-            up = (upstream_servers, prefix) if upstream_servers and side == "service" else None
+            up = (upstream_servers, prefix) if upstream_servers and service else None
             if up is not None:
                 _create_upstream_topics(*up)
             log_path = tmp / f"{side}.log"
             db = tmp / "data" / "log.db"
             with log_path.open("wb") as err:
-                if side == "service":
+                if service:
                     health_port = free_port()
                     cfg = service_config(tmp, links, mosquitto.port, health_port, up)
+                    env = dict(os.environ, PYTHONUNBUFFERED="1")
+                    if side == "baseline":
+                        assert baseline is not None, "the baseline side needs its source tree"
+                        env["PYTHONPATH"] = str(Path(baseline).resolve())
                     proc = subprocess.Popen([str(BIN / "edge"), "run", "--config", str(cfg)],
-                                            stdout=subprocess.DEVNULL, stderr=err,
-                                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                                            stdout=subprocess.DEVNULL, stderr=err, env=env)
                 else:
                     spec = json.dumps(_peer_spec(tmp, links, mosquitto.port))
                     proc = subprocess.Popen([sys.executable, __file__, "--peer-worker", spec],
@@ -552,6 +564,7 @@ def run_once(side: str, rate: float, seconds: float, devices: int,
     gen_rates = [g.achieved_rate() for g in gens]
     return {
         "side": side, "rate": rate, "seconds": seconds, "devices": n_devices,
+        "load_avg_1m": load_at_start,
         "upstream": up is not None,
         "generator_rate": sum(r for r in gen_rates if r is not None),
         "offered_total": offered_total, "in_log": in_log, "lost": max(0, offered_total - in_log),
@@ -570,9 +583,10 @@ def run_once(side: str, rate: float, seconds: float, devices: int,
 
 
 def run(rate: float = 10_000, seconds: float = 20, devices: int = 30, runs: int = 3,
-        upstream: bool = False, peer: bool = True) -> list[dict[str, Any]]:
+        upstream: bool = False, peer: bool = True, baseline: str | None = None) -> list[dict[str, Any]]:
     """Measure the service (and the peer, unless ``peer=False``) ``runs`` times, interleaved.
 
+    With ``baseline`` (a source tree), also ``edge run`` from that tree, in the same rounds.
     Returns one dict per side and run (see ``run_once``); starts and stops its own
     Mosquitto per run and, with ``upstream``, one 1-broker Kafka cluster for all runs.
     """
@@ -585,8 +599,9 @@ def run(rate: float = 10_000, seconds: float = 20, devices: int = 30, runs: int 
     with cluster_cm as cluster:
         servers = cluster.bootstrap_servers if cluster is not None else None
         for i in range(runs):
-            for side in ("service", "peer") if peer else ("service",):
-                row = run_once(side, rate, seconds, devices, servers)
+            sides = ["service", *(["baseline"] if baseline else []), *(["peer"] if peer else [])]
+            for side in sides:
+                row = run_once(side, rate, seconds, devices, servers, baseline)
                 row["run"] = i + 1
                 rows.append(row)
                 print(f"# run {i + 1} {side}: offered {row['generator_rate']:,.0f}/s, achieved "
@@ -622,6 +637,7 @@ MEASURES = (  # (row key, label, format, ratio shown as service/peer or "peer/se
     ("log_p99_ms", "ingest → log p99 (ms)", ".1f", "ratio"),
     ("up_p50_ms", "ingest → upstream p50 (ms)", ".1f", None),
     ("up_p99_ms", "ingest → upstream p99 (ms)", ".1f", None),
+    ("load_avg_1m", "machine load average (1 min) when the run started", ".2f", None),
 )
 
 
@@ -632,10 +648,11 @@ def machine_header() -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """The markdown table: medians [min–max] per side, and service/peer."""
-    sides = [s for s in ("service", "peer") if any(r["side"] == s for r in rows)]
-    out = ["| measure | " + " | ".join(sides) + (" | service / peer |" if "peer" in sides else " |"),
-           "|---" * (len(sides) + 1 + ("peer" in sides)) + "|"]
+    """The markdown table: medians [min–max] per side, and service/baseline, service/peer."""
+    sides = [s for s in ("service", "baseline", "peer") if any(r["side"] == s for r in rows)]
+    ratios = [s for s in ("baseline", "peer") if s in sides]  # service / each of them
+    out = ["| measure | " + " | ".join(sides) + "".join(f" | service / {s}" for s in ratios) + " |",
+           "|---" * (len(sides) + 1 + len(ratios)) + "|"]
     for key, label, fmt, ratio in MEASURES:
         cells, meds = [], {}
         for s in sides:
@@ -645,9 +662,10 @@ def table(rows: list[dict[str, Any]]) -> str:
         if all(c == "—" for c in cells):
             continue
         line = f"| {label} | " + " | ".join(cells)
-        if "peer" in sides:
-            svc, peer = meds.get("service"), meds.get("peer")
-            line += (f" | {svc / peer:.2f}x" if ratio and svc is not None and peer else " | ")
+        svc = meds.get("service")
+        for other in ratios:
+            ref = meds.get(other)
+            line += (f" | {svc / ref:.2f}x" if ratio and svc is not None and ref else " | ")
         out.append(line + " |")
     return "\n".join(out)
 
@@ -673,6 +691,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="runs per side (default 3)")
     ap.add_argument("--upstream", action="store_true", help="replicate to a 1-broker Kafka (deploy/kafka)")
     ap.add_argument("--no-peer", action="store_true", help="measure the service only")
+    ap.add_argument("--baseline", metavar="SRC",
+                    help="also run edge from this source tree (PYTHONPATH=SRC) in the same rounds")
     ap.add_argument("--json", help="also write the rows (with RSS/CPU samples) to this file")
     ap.add_argument("--peer-worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -680,12 +700,14 @@ def main() -> None:
         peer_main(json.loads(args.peer_worker))
         return
     header = machine_header()
-    rows = run(args.rate, args.seconds, args.devices, args.runs, args.upstream, peer=not args.no_peer)
+    rows = run(args.rate, args.seconds, args.devices, args.runs, args.upstream, peer=not args.no_peer,
+               baseline=args.baseline)
     print(header)
     print(f"# {args.rate:,.0f} events/s offered for {args.seconds:.0f} s by {rows[0]['devices']} simulated "
           f"devices (3 on ptys, the rest MQTT QoS 1 via Mosquitto); fsync; runs={args.runs}; "
           f"upstream={'1-broker Kafka, exactly once' if args.upstream else 'off'}; "
-          "cells: median [min–max]; 2 shared cores, other work running")
+          + (f"baseline=edge from {args.baseline}; " if args.baseline else "")
+          + "cells: median [min–max]; 2 shared cores, other work running")
     print()
     print(table(rows))
     print()
