@@ -119,6 +119,29 @@ async def test_record_too_large_goes_to_local_dead_letter_topic(tmp_path, kafka_
     assert headers["uplink.source"] == f"{t}/0/10".encode()
 
 
+async def test_record_under_the_limit_as_stored_but_over_it_with_the_uplinks_headers(
+        tmp_path, kafka_cluster):
+    # Only records near max_request_bytes are measured exactly (the rest are known to fit
+    # by their stored sizes): one that fits as stored but not with the edge.* headers added
+    # upstream must still be dead-lettered, and one comfortably under must go upstream.
+    data = tmp_path / "log"
+    t = unique("near")
+    create_local_topics(data, {t: 1})
+    produce_local(data, t, 1, keys=1, size=4096 - 60)              # ~4,075 B stored: over
+    produce_local(data, t, 1, keys=1, start=1, size=4096 - 1200)   # inside the margin: fits
+    produce_local(data, t, 1, keys=1, start=2, size=100)
+    cfg = _config(tmp_path, kafka_cluster.bootstrap_servers, {t: "up." + t}, max_request_bytes=4096)
+    async with Uplink(cfg) as uplink:
+        await wait_for(lambda: uplink.status().records_total >= 3, 60, "replication")
+        assert uplink.status().dead_lettered == 1
+    got = await read_upstream(kafka_cluster.bootstrap_servers, ["up." + t], 2)
+    assert sorted(int(r.value.split(b":")[1].rstrip(b".")) for r in got) == [1, 2]
+    with KafkaConsumer(cfg.dlq_topic, data_dir=data, auto_offset_reset="earliest") as dlq:
+        records = [r for recs in dlq.poll(timeout_ms=2000).values() for r in recs]
+    assert [dict(r.headers)["uplink.source"] for r in records] == [f"{t}/0/0".encode()]
+    assert b"max_request_bytes (4096)" in dict(records[0].headers)["uplink.reason"]
+
+
 @pytest.mark.parametrize(("changes", "key", "bad"), [
     ({"security_protocol": "TLS"}, "security_protocol", "TLS"),
     ({"security_protocol": "SASL_SSL", "sasl_mechanism": "GSSAPI"}, "sasl_mechanism", "GSSAPI"),
