@@ -4,10 +4,11 @@ Profiling the appliance at 10,000 QoS 1 messages/s showed paho's network thread 
 a third of the process's CPU, most of it per-message overhead rather than work:
 
 * ``_packet_read`` asks the socket for one byte (the command), then one byte at a time
-  (the remaining length), then the rest: three ``recv`` calls per message, and ``_loop``
-  handles one packet per ``select``. Here ``_sock_recv`` serves those reads from one
-  64 KiB ``recv`` and ``loop_read`` handles every complete packet already read before
-  going back to ``select``.
+  (the remaining length), then the rest: three ``recv`` calls per message, a dict reset
+  and a lock per packet, and ``_loop`` handles one packet per ``select``. Here
+  ``loop_read`` makes one ``recv`` of up to 64 KiB and splits every complete packet out of
+  it; the start of a packet whose rest is still on the way waits for the next read.
+  Packets other than PUBLISH go to paho's own handlers, set up as paho's reader leaves them.
 * ``_handle_publish`` builds an ``MQTTMessage`` (with an ``MQTTMessageInfo`` and a
   condition variable) and walks the topic matcher of ``message_callback_add`` for every
   message. For MQTT 3.1.1 QoS 0 and 1 the packet is parsed here and handed straight to
@@ -34,13 +35,12 @@ from paho.mqtt.exception import MalformedPacket
 
 READ_SIZE = 65536  # bytes asked of the socket at once; a QoS 1 reading is ~150
 
-FAST_PATH = all(hasattr(paho.Client, name) for name in (
-    "_sock_recv", "_sock_close", "_packet_read", "_packet_queue", "_handle_publish", "_loop_rc_handle"))
+FAST_PATH = hasattr(paho, "time_func") and all(hasattr(paho.Client, name) for name in (
+    "_sock_recv", "_sock_close", "_packet_handle", "_packet_queue", "_loop_rc_handle", "_easy_log"))
 
 _PUBACK = struct.Struct("!BBH")
 _PUBACK_COMMAND = int(paho.PUBACK)
 _MQTT_ERR_SUCCESS = paho.MQTT_ERR_SUCCESS
-_MQTT_ERR_AGAIN = paho.MQTT_ERR_AGAIN
 
 PublishCallback = Callable[[str, bytes, int, bool, bool, int], None]
 """``(topic, payload, qos, retain, dup, mid)`` of one PUBLISH, called in paho's thread."""
@@ -55,40 +55,86 @@ class BufferedClient(paho.Client):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._rbuf = b""  # bytes read from the socket and not yet handed to paho's parser
-        self._rpos = 0
+        self._rbuf = bytearray()  # the start of a packet whose rest has not arrived yet
         self.on_publish_fast: PublishCallback | None = None
 
     # -- receiving ------------------------------------------------------------------------
 
-    def _sock_recv(self, bufsize: int) -> bytes:
-        buf, pos = self._rbuf, self._rpos
-        if pos >= len(buf):
-            buf = super()._sock_recv(READ_SIZE)  # raises BlockingIOError when nothing is there
-            if not buf:
-                return buf  # the broker closed the connection: paho handles b""
-            pos = 0
-        end = pos + bufsize
-        if end >= len(buf):
-            self._rbuf, self._rpos = b"", 0
-            return buf[pos:] if pos else buf
-        self._rbuf, self._rpos = buf, end
-        return buf[pos:end]
-
     def loop_read(self, max_packets: int = 1) -> paho.MQTTErrorCode:
-        rc = super().loop_read(max_packets)
-        # paho handles one packet per select(); the rest of what one recv brought is
-        # handled now (select would not see it: it is no longer in the socket).
-        while rc == _MQTT_ERR_SUCCESS and self._rpos < len(self._rbuf) and self._sock is not None:
-            rc = self._packet_read()
-            if rc > 0:
-                return self._loop_rc_handle(rc)
-            if rc == _MQTT_ERR_AGAIN:  # a packet's tail is still on the way
-                return _MQTT_ERR_SUCCESS
+        # paho's loop_read reads one packet per select() with three or more recv calls;
+        # this one reads what the socket has (up to READ_SIZE) and handles every complete
+        # packet in it. A packet's head or tail that has not arrived yet waits in _rbuf.
+        if self._sock is None:
+            return paho.MQTT_ERR_NO_CONN
+        try:
+            data = self._sock_recv(READ_SIZE)  # paho's: an SSL "want read" is BlockingIOError
+        except BlockingIOError:
+            return _MQTT_ERR_SUCCESS
+        except OSError as err:
+            self._easy_log(paho.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+            return self._loop_rc_handle(paho.MQTT_ERR_CONN_LOST)
+        if not data:
+            return self._loop_rc_handle(paho.MQTT_ERR_CONN_LOST)
+        with self._msgtime_mutex:
+            self._last_bytes_received = paho.time_func()
+        if self._rbuf:
+            self._rbuf += data
+            data = self._rbuf
+        rc = self._handle_packets(data)
+        if rc > 0:
+            return self._loop_rc_handle(rc)
+        return _MQTT_ERR_SUCCESS
+
+    def _handle_packets(self, buf: bytes | bytearray) -> int:
+        """Handle every complete packet in `buf`; keep the incomplete rest in _rbuf."""
+        pos, size = 0, len(buf)
+        rc = 0
+        while size - pos >= 2:
+            command = buf[pos]
+            # Remaining length: 1 to 4 bytes, 7 bits each, low bits first.
+            length, shift, i, complete = 0, 0, pos + 1, False
+            while i < size:
+                byte = buf[i]
+                i += 1
+                length |= (byte & 0x7F) << shift
+                if byte < 0x80:
+                    complete = True
+                    break
+                shift += 7
+                if shift > 21:
+                    self._drop_buffer()
+                    return paho.MQTT_ERR_PROTOCOL  # more than 4 length bytes
+            if not complete or i + length > size:
+                break  # the packet has not fully arrived yet
+            end = i + length
+            if command & 0xF0 == paho.PUBLISH:
+                rc = self._publish(command, buf[i:end])
+            else:
+                rc = self._handle_one(command, length, buf[i:end])
+            pos = end
+            if rc > 0 or self._sock is None:
+                self._drop_buffer()
+                return rc
+        self._rbuf = bytearray(buf[pos:]) if pos < size else bytearray()
+        return rc
+
+    def _handle_one(self, command: int, length: int, packet: bytes | bytearray) -> int:
+        # paho's handlers read the packet from _in_packet, as its _packet_read leaves it.
+        self._in_packet = {"command": command, "have_remaining": 1, "remaining_count": [],
+                           "remaining_mult": 1, "remaining_length": length,
+                           "packet": bytearray(packet), "to_process": 0, "pos": 0}
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket as exc:
+            self._easy_log(paho.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            rc = paho.MQTT_ERR_PROTOCOL
+        self._in_packet = {"command": 0, "have_remaining": 0, "remaining_count": [],
+                           "remaining_mult": 1, "remaining_length": 0, "packet": bytearray(b""),
+                           "to_process": 0, "pos": 0}
         return rc
 
     def _drop_buffer(self) -> None:
-        self._rbuf, self._rpos = b"", 0
+        self._rbuf = bytearray()
 
     def _sock_close(self) -> None:
         # Bytes of a dead connection must never be parsed as the start of the next one.
@@ -99,23 +145,20 @@ class BufferedClient(paho.Client):
         self._drop_buffer()
         return super().reconnect()
 
-    def _handle_publish(self) -> paho.MQTTErrorCode:
+    def _publish(self, command: int, packet: bytes | bytearray) -> int:
         callback = self.on_publish_fast
-        command = self._in_packet["command"]
         qos = (command & 0x06) >> 1
         if callback is None or qos == 2 or self._protocol != paho.MQTTv311:
-            return super()._handle_publish()
-        packet = self._in_packet["packet"]
-        if len(packet) < 2:
-            raise MalformedPacket("PUBLISH shorter than its topic length")
-        start = 2 + ((packet[0] << 8) | packet[1])
+            return self._handle_one(command, len(packet), packet)  # paho's own path
+        start = 2 + ((packet[0] << 8) | packet[1]) if len(packet) >= 2 else 2
         pos = start + 2 if qos else start
         if len(packet) < pos:
-            raise MalformedPacket("PUBLISH shorter than its topic and packet id")
+            self._easy_log(paho.MQTT_LOG_DEBUG, "Received malformed packet: PUBLISH too short")
+            return paho.MQTT_ERR_PROTOCOL
         try:
-            topic = packet[2:start].decode()
+            topic = bytes(packet[2:start]).decode()
         except UnicodeDecodeError:
-            return super()._handle_publish()  # paho's own handling of a bad topic
+            return self._handle_one(command, len(packet), packet)  # paho's handling of a bad topic
         mid = ((packet[start] << 8) | packet[start + 1]) if qos else 0
         # For QoS 1 with manual_ack paho sends nothing here either: ack() does, later.
         with self._in_callback_mutex:

@@ -121,3 +121,48 @@ async def test_acks_of_a_dead_connection_are_not_sent_and_the_messages_come_agai
     assert [m.duplicate for m in again] == [True] * window + [False] * (len(payloads) - window)
     assert t.stats.acks == len(payloads)
     assert await next_payload(config, mosquitto) == b"marker"
+
+
+def _remaining_length(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _publish_packet(topic: str, payload: bytes, qos: int, retain: bool, dup: bool, mid: int) -> bytes:
+    t = topic.encode()
+    body = len(t).to_bytes(2, "big") + t + (mid.to_bytes(2, "big") if qos else b"") + payload
+    return bytes([0x30 | (0x08 if dup else 0) | (qos << 1) | int(retain)]) + _remaining_length(len(body)) + body
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64, 1 << 20])
+def test_packets_split_anywhere_across_reads_come_out_whole(chunk):
+    # A socketpair stands in for the broker's connection: the bytes arrive in `chunk`-sized
+    # reads, so a packet's command, length bytes or body may be cut anywhere.
+    import socket
+
+    client = BufferedClient(CallbackAPIVersion.VERSION2, client_id="split", manual_ack=True)
+    got: list[tuple] = []
+    client.on_publish_fast = lambda *args: got.append(args)
+    ours, broker = socket.socketpair()
+    ours.setblocking(False)
+    client._sock = ours
+    # (topic, payload, qos, retain, dup, mid): as on_publish_fast gets them
+    sent = [("a/b", b"", 0, False, False, 0), ("ü/x", b"1" * 200, 1, False, True, 7),
+            ("big", bytes(range(256)) * 80, 1, True, False, 65535), ("c", b"last", 1, False, False, 1)]
+    stream = b"".join(_publish_packet(*m) for m in sent[:2]) + b"\xd0\x00"  # a PINGRESP between
+    stream += b"".join(_publish_packet(*m) for m in sent[2:])
+    try:
+        for i in range(0, len(stream), chunk):
+            broker.sendall(stream[i:i + chunk])
+            assert client.loop_read() == paho.MQTT_ERR_SUCCESS
+        assert client.loop_read() == paho.MQTT_ERR_SUCCESS  # nothing more to read: no error
+    finally:
+        client._sock = None
+        ours.close()
+        broker.close()
+    assert got == sent
+    assert not client._rbuf
