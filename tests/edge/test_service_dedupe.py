@@ -69,6 +69,15 @@ def metric(port: int, name: str, **labels: str) -> float:
     return 0.0
 
 
+def waiting(pred, timeout: float, what: str, state, edge_log: Path) -> None:  # type: ignore[no-untyped-def]
+    """wait_for, and on a timeout say what was seen and how the service's log ends."""
+    try:
+        wait_for(pred, timeout, what)
+    except AssertionError as exc:
+        tail = "\n".join(edge_log.read_text(errors="replace").splitlines()[-40:])
+        raise AssertionError(f"{exc}; seen: {state()}\n--- edge log tail ---\n{tail}") from None
+
+
 def device_health(port: int, name: str) -> dict:
     h = health(port)
     return h["devices"][name] if h else {}
@@ -99,10 +108,15 @@ def test_a_redelivery_after_sigkill_between_write_and_puback_is_written_once(
 
     edge = start_edge(config, edge_log)
     try:
-        wait_for(lambda: len(read_topic(data, "temperature")) >= 60, 60, "the rest after restart")
+        def state() -> str:
+            return (f"first run {first_run}, records {len(read_topic(data, 'temperature'))}, "
+                    f"health {device_health(port, 'rooms')}")
+
+        waiting(lambda: len(read_topic(data, "temperature")) >= 60, 60, "the rest after restart",
+                state, edge_log)
         # Mosquitto resends the unacknowledged ones first, on the resumed session.
-        wait_for(lambda: device_health(port, "rooms").get("deduplicated", 0) >= first_run - 9,
-                 30, "the DUP copies of what was durable but never acked")
+        waiting(lambda: device_health(port, "rooms").get("deduplicated", 0) >= first_run - 9,
+                30, "the DUP copies of what was durable but never acked", state, edge_log)
         records = read_topic(data, "temperature")
         deduplicated = device_health(port, "rooms")["deduplicated"]
         counted = metric(port, "edge_events_deduplicated_total", device="rooms",
@@ -141,10 +155,16 @@ def test_content_dedupe_drops_a_resent_reading_only_where_configured(
             publish(mosquitto, [bp(f"{ward}/bed-1", t, 120)])
             publish(mosquitto, [bp(f"{ward}/bed-1", t, 120)])
             publish(mosquitto, [bp(f"{ward}/bed-1", t, 121), bp(f"{ward}/bed-2", t, 120)])
-        wait_for(lambda: len(read_topic(data, "bp-plain")) >= 4, 30, "the plain device's readings")
-        wait_for(lambda: len(read_topic(data, "bp-dedupe")) >= 3
-                 and device_health(port, "cuffs").get("readings", 0)
-                 + device_health(port, "cuffs").get("deduplicated", 0) >= 4, 30, "all four handled")
+        def state() -> str:
+            return (f"plain {len(read_topic(data, 'bp-plain'))}, deduped "
+                    f"{len(read_topic(data, 'bp-dedupe'))}, health {health(port)}")
+
+        waiting(lambda: len(read_topic(data, "bp-plain")) >= 4, 30, "the plain device's readings",
+                state, edge_log)
+        waiting(lambda: len(read_topic(data, "bp-dedupe")) >= 3
+                and device_health(port, "cuffs").get("readings", 0)
+                + device_health(port, "cuffs").get("deduplicated", 0) >= 4, 30, "all four handled",
+                state, edge_log)
         deduped, plain = read_topic(data, "bp-dedupe"), read_topic(data, "bp-plain")
         counted = metric(port, "edge_events_deduplicated_total", device="cuffs", reason="content")
         counted_plain = metric(port, "edge_events_deduplicated_total", device="cuffs-plain",
