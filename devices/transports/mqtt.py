@@ -105,7 +105,7 @@ class MqttConfig:
             raise ValueError(f"max_queued must be >= 1 message, got {self.max_queued!r}")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # slots: one made per message, in paho's thread
 class MqttMessage:
     """One message as it arrived; call ``await ack()`` once it is durably accepted.
 
