@@ -381,7 +381,8 @@ class EventWriter:
         durable: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         durable.set_result(None)
         deliveries = runner.redeliveries.prime(tail, durable)
-        readings = runner.content.prime(tail, durable, self.trust.now_ms()) if runner.content else 0
+        content = runner.content  # (an empty index is falsy: compare with None)
+        readings = content.prime(tail, durable, self.trust.now_ms()) if content is not None else 0
         log.info("device %s: %d records of %s read back: %d MQTT deliveries, %d readings within "
                  "the dedupe window", d.name, len(tail), d.topic, deliveries, readings)
 

@@ -176,3 +176,20 @@ def test_content_dedupe_drops_a_resent_reading_only_where_configured(
     assert counted == 1
     assert sorted(json.loads(r.value)["systolic_mmhg"] for r in plain) == [120, 120, 120, 121], "opt-in: all kept"
     assert counted_plain == 0
+
+
+    # Restarted, the service reads the window back from its log: a resend is still dropped.
+    edge = start_edge(config, edge_log)
+    try:
+        wait_for(lambda: device_health(port, "cuffs").get("connected"), 30, "subscribed again")
+        publish(mosquitto, [bp("ward-a/bed-1", t, 120), bp("ward-a/bed-1", t + 1, 120)])
+        waiting(lambda: device_health(port, "cuffs").get("readings", 0) >= 1, 30,
+                "the new reading after the restart", state, edge_log)
+        after = read_topic(data, "bp-dedupe")
+        counted = metric(port, "edge_events_deduplicated_total", device="cuffs", reason="content")
+    finally:
+        rc = stop_edge(edge, edge_log)
+    assert rc == 0, edge_log.read_text()
+    assert sorted((r.timestamp, json.loads(r.value)["systolic_mmhg"]) for r in after) == [
+        (t, 120), (t, 120), (t, 121), (t + 1, 120)], after
+    assert counted == 1
