@@ -29,6 +29,8 @@ MEASURES = (
     ("rss_growth_mb_per_min", "RSS growth over the 2nd half of the load (MB/min)", False, False),
     ("log_p50_ms", "ingest → durable in the log, p50 (ms)", False, True),
     ("log_p99_ms", "ingest → durable in the log, p99 (ms)", False, True),
+    # The rates above move with the rest of the box's work: each run says how busy it was.
+    ("load_avg_1m", "machine load average (1 min) when the run started", False, False),
 )
 
 
