@@ -65,12 +65,14 @@ MQTT = (  # (service device name, kind, convention, MQTT topic level)
     ("rooms-mqtt", "temperature", "gatt.hex", "ble"),
     ("beds-mqtt", "blood_pressure", "bp.json", "bp"),
 )
-#: Content dedupe (edge's ``dedupe_window``) for the MQTT devices whose device time names a
-#: reading: a publisher resending after a Mosquitto restart is then written once. bp.json
-#: carries ms (cuffs tick every 125 ms) and the rooms tick once a second (gatt.hex: whole
-#: seconds). Not the GPS units: owntracks' ``tst`` is whole seconds at 8 readings/s, and a
-#: parked car's readings in one second can be equal, so a drop there could lose a reading.
-DEDUPE_WINDOW_S = {"rooms-mqtt": 300, "beds-mqtt": 300}
+#: Content dedupe (edge's ``dedupe_window``) for every MQTT device: a publisher resending
+#: after a Mosquitto restart is then written once. It needs device time that names a
+#: reading: bp.json carries ms (cuffs tick every 125 ms), the rooms (gatt.hex) and the GPS
+#: units (owntracks' ``tst``) carry whole seconds and tick once a second, as real ones do
+#: (the simulator stamps tick k at start + k periods, so no two share a second).
+DEDUPE_WINDOW_S = {"gps-mqtt": 300, "rooms-mqtt": 300, "beds-mqtt": 300}
+#: The simulator processes publishing over MQTT (cuffs; GPS units; thermometers).
+MQTT_SIMS = ("mqtt", "mqtt-gps", "mqtt-rooms")
 LOCAL_TOPICS = ("gps", "temperature", "blood_pressure", "dead-letters")
 #: Stream processors on the box (edge/streams built-ins), exactly once over the local log;
 #: their outputs are replicated like the readings.
@@ -113,8 +115,9 @@ class Profile:
 
     name: str
     rounds: int  # each round plays every fault kind once, in a seeded order
-    mqtt_devices: int = 2  # GPS units and cuffs
-    mqtt_rate: float = 8.0  # readings/s per device
+    mqtt_devices: int = 2  # GPS units and cuffs (each)
+    mqtt_rate: float = 8.0  # readings/s per cuff
+    mqtt_gps_rate: float = 1.0  # owntracks reports; whole-second tst: at most one a second
     mqtt_rooms: int = 8  # thermometers, at 1 reading/s each
     serial_rate: float = 4.0
     gap_s: tuple[float, float] = (5.0, 7.0)  # quiet time after a fault, seeded within
@@ -382,7 +385,8 @@ class Soak:
             )
         n = str(p.mqtt_devices)
         for name, fleet, rate, seed in (
-            ("mqtt", ["--gps", n, "--rooms", "0", "--patients", n], p.mqtt_rate, 8),
+            ("mqtt", ["--gps", "0", "--rooms", "0", "--patients", n], p.mqtt_rate, 8),
+            ("mqtt-gps", ["--gps", n, "--rooms", "0", "--patients", "0"], p.mqtt_gps_rate, 7),
             ("mqtt-rooms", ["--gps", "0", "--rooms", str(p.mqtt_rooms), "--patients", "0"], 1.0, 9),
         ):
             self.sims[name] = subprocess.Popen(
@@ -654,7 +658,7 @@ class Soak:
             {"name": dev, "truth": str(d / f"truth-{dev}.jsonl"), "transport": "serial"}
             for dev, *_ in SERIAL
         ]
-        for name in ("mqtt", "mqtt-rooms"):
+        for name in MQTT_SIMS:
             sources.append(
                 {
                     "name": name,
@@ -697,7 +701,7 @@ class Soak:
                 {
                     "name": "MQTT→Kafka bridge",
                     "mode": "bridge",
-                    "sources": ["mqtt", "mqtt-rooms"],
+                    "sources": list(MQTT_SIMS),
                     "topics": list(self.bridge_topics.values()),
                     "faults": list(BRIDGE_FAULTS),
                     "key_prefix": "mq-",

@@ -27,7 +27,9 @@ def _rss_and_cpu(pid: int) -> tuple[int, float] | None:
     except OSError:
         return None
     rss_kb = next((int(line.split()[1]) for line in status.splitlines()
-                   if line.startswith("VmRSS:")), 0)
+                   if line.startswith("VmRSS:")), None)
+    if rss_kb is None:
+        return None   # a zombie (killed, not yet reaped) has no memory to report
     fields = stat.rsplit(")", 1)[1].split()   # after "(comm)", which may hold spaces
     cpu_ticks = int(fields[11]) + int(fields[12])   # utime, stime
     return rss_kb * 1024, cpu_ticks / _CLK_TCK
@@ -56,7 +58,8 @@ class ProcessSampler:
         while not self._stop.wait(self._every):
             pid = self._pid()
             seen = _rss_and_cpu(pid) if pid else None
-            sample: dict[str, Any] = {"t_ms": int(time.time() * 1000), "pid": pid,
+            sample: dict[str, Any] = {"t_ms": int(time.time() * 1000),
+                                      "pid": pid if seen else None,   # None: no live service
                                       "rss_bytes": seen[0] if seen else None,
                                       "cpu_s": seen[1] if seen else None}
             if self._extra is not None:
