@@ -166,3 +166,26 @@ def test_packets_split_anywhere_across_reads_come_out_whole(chunk):
         broker.close()
     assert got == sent
     assert not client._rbuf
+
+
+def test_a_length_of_more_than_four_bytes_or_a_closed_socket_ends_the_connection():
+    import socket
+
+    for stream, expected in [(b"\x30\xff\xff\xff\xff\x01", paho.MQTT_ERR_PROTOCOL), (b"", paho.MQTT_ERR_CONN_LOST)]:
+        client = BufferedClient(CallbackAPIVersion.VERSION2, client_id="bad", manual_ack=True)
+        got: list[tuple] = []
+        client.on_publish_fast = lambda *args, got=got: got.append(args)
+        ours, broker = socket.socketpair()
+        ours.setblocking(False)
+        client._sock = ours
+        try:
+            broker.sendall(_publish_packet("ok", b"1", 1, False, False, 5) + stream)
+            if not stream:
+                assert client.loop_read() == paho.MQTT_ERR_SUCCESS
+                broker.shutdown(socket.SHUT_WR)  # the broker hangs up
+            assert client.loop_read() == expected
+        finally:
+            ours.close()
+            broker.close()
+        assert got == [("ok", b"1", 1, False, False, 5)]  # what came before is handed on
+        assert client._sock is None and not client._rbuf  # paho closed it; nothing kept
