@@ -495,7 +495,7 @@ class Uplink:
             raise _translate(exc, "sending a batch") from exc
         return flight
 
-    def _batch_of(self, r: RawRecord, headers: list[tuple[str, bytes]]) -> BatchBuilder:
+    def _batch_of(self, r: RawRecord, headers: list[tuple[str, bytes | None]]) -> BatchBuilder:
         """A new record batch holding ``r`` (a first record always fits)."""
         builder = self._producer.create_batch()
         builder.append(timestamp=r.timestamp, key=r.key, value=r.value, headers=headers)
