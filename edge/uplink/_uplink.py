@@ -34,6 +34,7 @@ from ._config import UplinkConfig
 from ._diagnose import diagnose_connect
 from ._errors import FencedError, UplinkConfigError, UplinkError, UpstreamError
 from ._local import LocalSide
+from ._pacing import TransactionPacer
 from ._secrets import mask, register_secrets
 from ._status import PartitionLag, Rate, UplinkState, UplinkStatus
 
@@ -49,6 +50,12 @@ _KEY_CACHE_MAX = 100_000   # keys are device ids: few, so their partitions are w
 _HEADER_CACHE_MAX = 10_000  # header texts repeat (a device's source, a codec's name)
 _ENCODE_SLICE = 250         # records encoded between two looks at the event loop
 _SIZE_MARGIN = 1024         # bytes a record's encoding takes beyond its stored sizes, at most
+# The checkpoint's AddOffsetsToTxn can be in progress at the coordinator when the records'
+# partition leader asks it whether their partition is in the transaction (Kafka >= 3.6
+# verifies); the leader then refuses the records with NOT_ENOUGH_REPLICAS, a retriable
+# error, and aiokafka's default 100 ms backoff cost a one-broker transaction several times
+# its length, about one in seven. 20 ms is what aiokafka waits on CONCURRENT_TRANSACTIONS.
+_RETRY_BACKOFF_MS = 20
 
 
 class _InFlight:
@@ -62,6 +69,7 @@ class _InFlight:
         self.dead: list[tuple[RawRecord, str]] = []
         self.updates: dict[TopicPartition, int] = {}
         self.nbytes = 0
+        self.ready_at = 0.0   # time.monotonic() when it could have started (exactly once)
 
     async def cancel(self) -> None:
         """Settle the checkpoint write of a failed batch, so its error is not left unseen."""
@@ -143,6 +151,8 @@ class Uplink:
         self._uncommitted: dict[TopicPartition, int] = {}
         self._last_local_commit = 0.0
         self._local_commit: asyncio.Future[None] | None = None
+        self._pacer = TransactionPacer()
+        self._committed_at = 0.0
 
     def __repr__(self) -> str:
         return f"<Uplink edge_id={self.config.edge_id!r} state={self._state.value}>"
@@ -259,7 +269,8 @@ class Uplink:
             **opts, acks="all", enable_idempotence=True,
             transactional_id=c.transactional_id if c.exactly_once else None,
             compression_type=c.compression, linger_ms=int(c.linger_s * 1000),
-            max_batch_size=c.producer_batch_bytes, max_request_size=c.max_request_bytes)
+            max_batch_size=c.producer_batch_bytes, max_request_size=c.max_request_bytes,
+            retry_backoff_ms=_RETRY_BACKOFF_MS)
         await self._producer.start()
         checkpoint = None
         if c.exactly_once:
@@ -268,6 +279,7 @@ class Uplink:
             # the checkpoint it may have just committed.
             await self._producer.begin_transaction()
             await self._producer.commit_transaction()
+            self._committed_at = time.monotonic()
             checkpoint = await self._read_checkpoint()
         self._replicated = await self._in_thread(self._local.rewind, checkpoint)
 
@@ -347,7 +359,11 @@ class Uplink:
                     prefetch = asyncio.create_task(self._read(0))
                     if self.config.max_bytes_per_s is not None:
                         await self._throttle(prepared.nbytes)
+                    ready_at = time.monotonic()
+                    if self.config.exactly_once:
+                        await self._pace()
                     flights.append(await self._bounded(self._send(prepared)))
+                    flights[-1].ready_at = ready_at
                 while flights and (len(flights) >= window or not prepared.batch):
                     await self._bounded(self._finish(flights.popleft()))
                 await self._maybe_commit_local(force=False)
@@ -360,6 +376,13 @@ class Uplink:
                 prefetch.cancel()
                 await asyncio.gather(prefetch, return_exceptions=True)
             await self._maybe_commit_local(force=True)
+
+    async def _pace(self) -> None:
+        """Hold the next transaction until the last one is likely finished by the coordinator
+        (``TransactionPacer``): asked too early, aiokafka retries only 20 ms later."""
+        wait = self._pacer.delay_s - (time.monotonic() - self._committed_at)
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _read(self, timeout_s: float) -> _Prepared:
         """The next batch from the local log, encoded (``_prepare``)."""
@@ -519,6 +542,7 @@ class Uplink:
     async def _finish(self, flight: _InFlight) -> None:
         """Wait for a batch's acks (and commit its transaction with the checkpoint)."""
         producer, batch, dead = self._producer, flight.batch, flight.dead
+        previous_commit = self._committed_at
         nxt = {**self._replicated, **flight.updates}
         try:
             results = await asyncio.gather(*(f for f, _ in flight.futures), return_exceptions=True)
@@ -545,6 +569,8 @@ class Uplink:
                 if offsets is not None:
                     await offsets
                 await producer.commit_transaction()
+                self._committed_at = time.monotonic()
+                self._pacer.observe(self._committed_at - max(flight.ready_at, previous_commit))
         except (TimeoutError, KafkaError, OSError) as exc:
             await flight.cancel()
             raise _translate(exc, "replicating a batch") from exc
