@@ -14,7 +14,8 @@ min(brokers, 3)), writes the records (100 keys) to a fresh local log once, then
 for each cluster, R times (runs interleaved), for exactly-once and at-least-once:
 
   throughput  plain  = AIOKafkaProducer with the uplink's settings (idempotent,
-                       acks=all, lz4, linger 5 ms, 256 KiB batches; transactional
+                       acks=all, lz4, linger 5 ms, 256 KiB batches, retry backoff
+                       20 ms; transactional
                        with one transaction per batch of 1000 records for exactly-once)
                        sending the same records from a list with send() per record,
                        the usual way to use it;
@@ -151,7 +152,7 @@ async def plain(servers: str, records: list, eos: bool, brokers: int,
     await create_topic(servers, topic, brokers)
     producer = AIOKafkaProducer(
         bootstrap_servers=servers, acks="all", enable_idempotence=True, compression_type="lz4",
-        linger_ms=5, max_batch_size=256 * 1024,
+        linger_ms=5, max_batch_size=256 * 1024, retry_backoff_ms=20,
         transactional_id=f"bench-{_rid()}" if eos else None)
     await producer.start()
     prepared = upstream_records(records)
