@@ -87,6 +87,9 @@ class DeviceRunner:
         #: The last arrival time this runner's adapter stamped (see ``_arrival``).
         self.last_arrival_ms: int | None = None
         trust = getattr(writer, "trust", None)
+        self._trust: ClockTrust | None = trust
+        #: The whole stamp (time, status) of the last arrival, until one sink call takes it.
+        self.arrival_stamp: tuple[int, ClockStatus] | None = None
         mono = (lambda: trust.clock.monotonic_ms() / 1000) if trust is not None else time.monotonic
         self.rate = EventRate(60.0, mono)
         #: The last reading written: its key, timestamp and value, for `edge status`.
@@ -99,10 +102,27 @@ class DeviceRunner:
 
     def _arrival(self) -> int:
         """The adapter's clock: the best-known UTC (GPS-corrected), remembered so the
-        sink can tell a box-stamped reading from one the device stamped itself."""
-        trust = getattr(self.writer, "trust", None)
-        self.last_arrival_ms = trust.now_ms() if trust is not None else _now_ms()
-        return self.last_arrival_ms
+        sink can tell a box-stamped reading from one the device stamped itself.
+
+        The adapter calls it for each item just before it decodes the item and calls the
+        sinks (in one go, no await between), so the first sink call of the item takes this
+        stamp (``take_arrival_stamp``) as its ingest time instead of reading the clocks
+        again: one stamp per event, not two.
+        """
+        trust = self._trust
+        if trust is None:
+            self.last_arrival_ms = _now_ms()
+            return self.last_arrival_ms
+        stamp = self.arrival_stamp = trust.stamp()
+        self.last_arrival_ms = stamp[0]
+        return stamp[0]
+
+    def take_arrival_stamp(self) -> tuple[int, ClockStatus] | None:
+        """The stamp of the last arrival, once: a later sink call (another reading of the
+        same item) gets None and takes a fresh stamp. ``stop()`` drops a stamp no sink
+        took, so what a codec hands on at close (NMEA's last fix) is stamped anew."""
+        stamp, self.arrival_stamp = self.arrival_stamp, None
+        return stamp
 
     @property
     def connected(self) -> bool:
@@ -188,6 +208,7 @@ class DeviceRunner:
     async def stop(self) -> None:
         """Stop intake: close the transport (an adapter then hands on what it holds). Idempotent."""
         self._stopping = True
+        self.arrival_stamp = None  # intake ends: nothing after this is the last item's reading
         if self._adapter is not None:
             await self._adapter.close()
 
@@ -433,9 +454,11 @@ class EventWriter:
             trust = self.trust
             fix_utc = (gps_fix_utc_ms(reading)
                        if reading.kind == "gps" and self.cfg.clock.gps_time else None)
+            stamp = runner.take_arrival_stamp()
             if fix_utc is not None:
                 trust.observe_gps(fix_utc, reading.arrival_monotonic_ms)
-            ingest, status = trust.stamp()
+                stamp = None  # the fix may have changed the time and status: stamp anew
+            ingest, status = stamp if stamp is not None else trust.stamp()
             key = (prefix + reading.device_id).encode()
             ts = reading.timestamp_ms or ingest
             if w1:
@@ -489,7 +512,8 @@ class EventWriter:
         topic = self.cfg.log.dead_letter_topic
 
         def dead_letter(letter: DeadLetter) -> asyncio.Future[None]:
-            ingest, status = self.trust.stamp()
+            stamp = runner.take_arrival_stamp()
+            ingest, status = stamp if stamp is not None else self.trust.stamp()
             headers = [
                 ("reason", letter.reason.encode()),
                 ("codec", letter.codec.encode()),
