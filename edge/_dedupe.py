@@ -27,6 +27,7 @@ a first copy whose write failed is forgotten, so its redelivery is written.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import os
 import time
@@ -110,7 +111,11 @@ class RedeliveryIndex:
     """Delivery identities a device has written (or is writing), newest last, bounded."""
 
     def __init__(self, limit: int = REDELIVERY_MEMORY) -> None:
-        self._seen: dict[bytes, asyncio.Future[None]] = {}
+        # An OrderedDict, not a dict: the oldest goes on every add once full, and a dict
+        # whose front is deleted over and over makes each next(iter()) skip the holes it
+        # left (~10 us per add at 20,000 entries, on every event).
+        self._seen: collections.OrderedDict[bytes, asyncio.Future[None]] = \
+            collections.OrderedDict()
         self._limit = limit
 
     def __len__(self) -> int:
@@ -132,7 +137,7 @@ class RedeliveryIndex:
         seen.pop(identity, None)  # re-inserted: newest last
         seen[identity] = write
         if len(seen) > self._limit:
-            del seen[next(iter(seen))]
+            seen.popitem(last=False)
 
     def prime(self, records: Iterable[TailRecord], durable: asyncio.Future[None]) -> int:
         """Learn the identities the log holds (``durable``: a resolved future); how many."""
@@ -158,7 +163,9 @@ class ContentIndex:
         self.window_s = window_s
         self._clock = clock
         self._limit = limit
-        self._seen: dict[ContentKey, tuple[float, asyncio.Future[None]]] = {}
+        # Expired from the front on every look: an OrderedDict, as in RedeliveryIndex.
+        self._seen: collections.OrderedDict[ContentKey, tuple[float, asyncio.Future[None]]] = \
+            collections.OrderedDict()
 
     def __len__(self) -> int:
         return len(self._seen)

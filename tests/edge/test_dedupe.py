@@ -64,6 +64,20 @@ async def test_redelivery_index_waits_on_a_write_in_flight_and_forgets_a_failed_
     pending.cancel()
 
 
+async def test_redelivery_index_evicts_the_least_recently_written_first() -> None:
+    index = RedeliveryIndex(limit=3)
+    done = await _resolved()
+    for identity in (b"a", b"b", b"c"):
+        index.add(identity, done)
+    index.add(b"a", done)  # written again: the newest now
+    index.add(b"d", done)
+    assert [i for i in (b"a", b"b", b"c", b"d") if index.prior(i) is not None] == [b"a", b"c", b"d"]
+    for n in range(100):  # evictions one after another, as at full load
+        index.add(b"x%d" % n, done)
+    assert len(index) == 3
+    assert [n for n in range(100) if index.prior(b"x%d" % n) is not None] == [97, 98, 99]
+
+
 async def test_redelivery_index_primes_from_delivery_headers() -> None:
     tail = [TailRecord(b"k", 1, b"{}", {DELIVERY_HEADER: b"mqtt:x:1:0:ab"}),
             TailRecord(b"k", 2, b"{}", {"source": b"/dev/ttyUSB0"})]
