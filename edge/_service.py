@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -249,24 +250,27 @@ class _Completions:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._ready: collections.deque[tuple[asyncio.Future[None], Callable[[Any], None], Any]] = \
+        self._ready: collections.deque[tuple[asyncio.Future[None], Callable[[], None],
+                                             Callable[[BaseException], None], Any]] = \
             collections.deque()
         self._scheduled = False
         self.after_drain: dict[object, Callable[[], None]] = {}
 
-    def wait_for(self, record: Any, on_done: Callable[[Any], None]) -> asyncio.Future[None]:
+    def wait_for(self, record: Any, on_durable: Callable[[], None],
+                 on_failed: Callable[[BaseException], None]) -> asyncio.Future[None]:
         """A future resolved once ``record`` (a broker send future) is durable or failed.
 
-        ``on_done(outcome)`` runs in the loop first, with the RecordMetadata or the error.
+        ``on_durable()`` or ``on_failed(error)`` runs in the loop first.
         """
         waiter: asyncio.Future[None] = self._loop.create_future()
-        record.add_both(self._put, waiter, on_done)
+        record.add_both(self._put, waiter, on_durable, on_failed)
         return waiter
 
-    def _put(self, waiter: asyncio.Future[None], on_done: Callable[[Any], None], outcome: Any) -> None:
+    def _put(self, waiter: asyncio.Future[None], on_durable: Callable[[], None],
+             on_failed: Callable[[BaseException], None], outcome: Any) -> None:
         # The writer thread. Appending before reading the flag means a drain that has
         # already reset it will either see this outcome or be followed by a new drain.
-        self._ready.append((waiter, on_done, outcome))
+        self._ready.append((waiter, on_durable, on_failed, outcome))
         if not self._scheduled:
             self._scheduled = True
             try:
@@ -279,9 +283,12 @@ class _Completions:
         ready = self._ready
         try:
             while ready:
-                waiter, on_done, outcome = ready.popleft()
+                waiter, on_durable, on_failed, outcome = ready.popleft()
                 try:
-                    on_done(outcome)
+                    if isinstance(outcome, BaseException):
+                        on_failed(outcome)
+                    else:
+                        on_durable()
                 except Exception:  # noqa: BLE001 - bookkeeping must not lose the outcome
                     log.exception("bookkeeping after a write failed")
                 if waiter.done():
@@ -327,6 +334,9 @@ class _Bytes(dict[str, bytes]):
         return encoded
 
 
+_CLOCK_BYTES = {status: status.value.encode() for status in ClockStatus}
+
+
 class _Written:
     """One sink's durable readings since the last drain, added to its metrics once per drain."""
 
@@ -359,26 +369,22 @@ class EventWriter:
         self._completions: _Completions | None = None
         self._bytes = _Bytes()
 
-    def _append(self, runner: DeviceRunner, topic: str, on_durable: Callable[[], None],
-                value: bytes, key: bytes, headers: list[tuple[str, bytes]],
-                timestamp_ms: int) -> asyncio.Future[None]:
-        """Queue one record; the future completes once it is durable (or fails with the error)."""
+    def _append(self, on_failed: Callable[[BaseException], None], topic: str,
+                on_durable: Callable[[], None], value: bytes, key: bytes,
+                headers: list[tuple[str, bytes]], timestamp_ms: int) -> asyncio.Future[None]:
+        """Queue one record; the future completes once it is durable (or fails with the error).
+
+        ``on_failed``: the runner's ``_failed``, made once per sink, not once per event.
+        """
         completions = self._completions
         if completions is None:
             completions = self._completions = _Completions(asyncio.get_running_loop())
-
-        def on_done(outcome: Any) -> None:
-            if isinstance(outcome, BaseException):
-                self._failed(runner, outcome)
-            else:
-                on_durable()
-
         try:
             record = self.producer.send(topic, value, key, headers, None, timestamp_ms)
         except Exception as exc:
-            self._failed(runner, exc)
+            on_failed(exc)
             raise
-        return completions.wait_for(record, on_done)
+        return completions.wait_for(record, on_durable, on_failed)
 
     def _failed(self, runner: DeviceRunner, exc: BaseException) -> None:
         self.last_failure_ms = self.trust.clock.monotonic_ms()
@@ -425,6 +431,8 @@ class EventWriter:
         as_bytes = self._bytes
         edge_id = self._edge
         w1 = d.transport == "w1"
+        failed = functools.partial(self._failed, runner)
+        key_of = _Bytes()  # device id -> event key (prefix + id, encoded)
         # The transport's id, encoded once per adapter (a property that formats a string).
         source_of: list[Any] = [None, b""]  # [adapter, its transport id as bytes]
         written = _Written()
@@ -459,7 +467,7 @@ class EventWriter:
                 trust.observe_gps(fix_utc, reading.arrival_monotonic_ms)
                 stamp = None  # the fix may have changed the time and status: stamp anew
             ingest, status = stamp if stamp is not None else trust.stamp()
-            key = (prefix + reading.device_id).encode()
+            key = key_of[prefix + reading.device_id]
             ts = reading.timestamp_ms or ingest
             if w1:
                 # The bus poll was stamped by the system clock: move it onto the trusted one.
@@ -477,7 +485,7 @@ class EventWriter:
                 ("schema", as_bytes[reading.schema]),
                 ("edge_id", edge_id),
                 ("ingest_ms", str(ingest).encode()),
-                ("clock", as_bytes[status.value]),
+                ("clock", _CLOCK_BYTES[status]),  # not status.value: an enum property, slow
             ]
             if delivery is not None:
                 headers.append((DELIVERY_HEADER, delivery.identity))
@@ -498,7 +506,7 @@ class EventWriter:
                 written.count += 1
                 written.last = (reading, ts, ingest, event_value)
 
-            write = self._append(runner, d.topic, durable, value, key, headers, ts)
+            write = self._append(failed, d.topic, durable, value, key, headers, ts)
             if delivery is not None:
                 redeliveries.add(delivery.identity, write)
             if content_key is not None:
@@ -510,6 +518,7 @@ class EventWriter:
     def dead_letter_sink_for(self, runner: DeviceRunner) -> Callable[[DeadLetter], Awaitable[None]]:
         d = runner.cfg
         topic = self.cfg.log.dead_letter_topic
+        failed = functools.partial(self._failed, runner)
 
         def dead_letter(letter: DeadLetter) -> asyncio.Future[None]:
             stamp = runner.take_arrival_stamp()
@@ -537,7 +546,7 @@ class EventWriter:
                                 runner.dead_letters)
                     runner.dead_letter_logged_at = now
 
-            return self._append(runner, topic, durable, letter.raw or b"", d.name.encode(),
+            return self._append(failed, topic, durable, letter.raw or b"", d.name.encode(),
                                 headers, letter.arrived_ms or ingest)
 
         return dead_letter
