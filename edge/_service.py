@@ -466,6 +466,8 @@ class EventWriter:
             if fix_utc is not None:
                 trust.observe_gps(fix_utc, reading.arrival_monotonic_ms)
                 stamp = None  # the fix may have changed the time and status: stamp anew
+            elif w1:
+                stamp = None  # its offset below is taken against a wall clock read now
             ingest, status = stamp if stamp is not None else trust.stamp()
             key = key_of[prefix + reading.device_id]
             ts = reading.timestamp_ms or ingest
