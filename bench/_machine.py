@@ -5,6 +5,7 @@ Pure reads of /proc, platform and the installed tools; no benchmark logic.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -15,6 +16,7 @@ import tempfile
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -207,6 +209,18 @@ def run_measured(argv: list[str], *, timeout: float = 900, env: dict[str, str] |
     return ChildUsage(returncode=proc.returncode, stdout=stdout, stderr=stderr,
                       peak_rss_mb=peak_kb[0] / 1024,
                       cpu_seconds=usage.ru_utime + usage.ru_stime)
+
+
+def run_child_cell(argv: list[str], what: str, *, timeout: float = 900) -> dict[str, Any]:
+    """Run a benchmark child that prints its figures as JSON on its last line; those figures
+    plus ``rss_mb``, its peak RSS from the OS (run_measured). Raises RuntimeError naming
+    `what` with the child's stderr if it fails."""
+    usage = run_measured(argv, timeout=timeout)
+    if usage.returncode != 0:
+        raise RuntimeError(f"{what} exited {usage.returncode}:\n{usage.stderr[-2000:]}")
+    out = json.loads(usage.stdout.strip().splitlines()[-1])
+    out["rss_mb"] = usage.peak_rss_mb
+    return out
 
 
 def self_peak_rss_mb() -> float:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import _kafka_perf as kperf
 import bench_log
-from _machine import run_measured
+from _machine import run_child_cell, run_measured
 from _table import Table
 
 EDGE, KAFKA, KAFKA_FSYNC, PQ = "edge log", "Kafka", "Kafka + fsync", "persist-queue"
@@ -118,15 +118,9 @@ def bench_log_cell(impl: str, work: str, n: int, seconds: float, tmp: str) -> di
     Not run_cell itself: its child reports ru_maxrss, which on Linux includes this (bigger)
     parent's peak at fork; run_measured reads the child's own VmHWM instead.
     """
-    usage = run_measured([sys.executable, bench_log.__file__, "--child", "--impl", impl,
-                          "--work", work, "--n", str(n), "--seconds", str(seconds),
-                          "--tmp", tmp], timeout=600)
-    if usage.returncode != 0:
-        raise RuntimeError(f"bench_log {impl} {work} exited {usage.returncode}:\n"
-                           f"{usage.stderr[-2000:]}")
-    out = json.loads(usage.stdout.strip().splitlines()[-1])
-    out["rss_mb"] = usage.peak_rss_mb
-    return out
+    return run_child_cell([sys.executable, bench_log.__file__, "--child", "--impl", impl,
+                           "--work", work, "--n", str(n), "--seconds", str(seconds),
+                           "--tmp", tmp], f"bench_log {impl} {work}", timeout=600)
 
 
 def _pq_run(plan: LogPlan, t: Table) -> None:

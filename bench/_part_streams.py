@@ -8,14 +8,13 @@ process measured by the OS (peak RSS), and fills the results table.
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import bench_streams
-from _machine import run_measured
+from _machine import run_child_cell
 from _table import Table
 
 STREAMS, PLAIN = "edge.streams", "plain loop"
@@ -61,14 +60,8 @@ def new_table(plan: StreamsPlan) -> Table:
 
 
 def _cell(impl: str, plan: StreamsPlan) -> dict:
-    usage = run_measured([sys.executable, bench_streams.__file__, "--child", "--impl", impl,
-                          "--n", str(plan.records), "--tmp", plan.tmp], timeout=900)
-    if usage.returncode != 0:
-        raise RuntimeError(f"bench_streams {impl} exited {usage.returncode}:\n"
-                           f"{usage.stderr[-2000:]}")
-    out = json.loads(usage.stdout.strip().splitlines()[-1])
-    out["rss_mb"] = usage.peak_rss_mb
-    return out
+    return run_child_cell([sys.executable, bench_streams.__file__, "--child", "--impl", impl,
+                           "--n", str(plan.records), "--tmp", plan.tmp], f"bench_streams {impl}")
 
 
 def run(plan: StreamsPlan, runs: int, progress: Callable[[str], None]) -> Table:
