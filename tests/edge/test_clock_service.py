@@ -8,11 +8,12 @@ thermometer, the real log and the real /health endpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import urllib.request
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from broker import KafkaAdminClient, ManualClock
 from devices import Reading
@@ -51,6 +52,36 @@ def config(tmp_path: Path, gps: PtyDevice, room: PtyDevice, port: int, **extra: 
     })
 
 
+class Running(NamedTuple):
+    service: Service
+    cfg: Any
+    clock: ManualClock
+    gps: PtyDevice
+    room: PtyDevice
+    port: int   # the health endpoint's
+
+
+@contextlib.asynccontextmanager
+async def running(tmp_path: Path, ntp: Ntp, **extra: Any) -> AsyncIterator[Running]:
+    """A service on a GPS pty and a thermometer pty, its clock manual (booted in 2020), once
+    both devices are open; stopped and the ptys closed afterwards."""
+    gps, room = PtyDevice(tmp_path / "gps"), PtyDevice(tmp_path / "room")
+    port = free_port()
+    cfg = config(tmp_path, gps, room, port, **extra)
+    clock = ManualClock(wall_ms=BOOT_2020, monotonic_ms=1_000_000)
+    service = Service(cfg, clock=clock, ntp=ntp, shutdown_timeout=5)
+    task = asyncio.create_task(service.run())
+    try:
+        await until(lambda: len(service.runners) == 2
+                    and all(r.connected for r, _ in service.runners.values()), "devices connected")
+        yield Running(service, cfg, clock, gps, room, port)
+    finally:
+        service.request_stop()
+        await asyncio.wait_for(task, 30)
+        gps.close()
+        room.close()
+
+
 def write_fixes(gps: PtyDevice, n: int) -> None:
     for i in range(n):
         fix = Reading("car-1", "gps", "nmea0183", {"lat": 52.5, "lon": 13.4}, TRUE_NOW + i * 1000)
@@ -58,16 +89,8 @@ def write_fixes(gps: PtyDevice, n: int) -> None:
 
 
 async def test_clock_through_the_service(tmp_path: Path) -> None:
-    gps, room = PtyDevice(tmp_path / "gps"), PtyDevice(tmp_path / "room")
-    port = free_port()
-    cfg = config(tmp_path, gps, room, port)
-    clock = ManualClock(wall_ms=BOOT_2020, monotonic_ms=1_000_000)
     ntp = Ntp(False)
-    service = Service(cfg, clock=clock, ntp=ntp, shutdown_timeout=5)
-    task = asyncio.create_task(service.run())
-    try:
-        await until(lambda: len(service.runners) == 2
-                    and all(r.connected for r, _ in service.runners.values()), "devices connected")
+    async with running(tmp_path, ntp) as (service, cfg, clock, gps, room, port):
         car, thermo = service.runners["car-1"][0], service.runners["room-1"][0]
 
         async def temperature(text: str, n: int) -> None:
@@ -130,22 +153,11 @@ async def test_clock_through_the_service(tmp_path: Path) -> None:
             assert await asyncio.to_thread(read_topic, cfg.data_dir, "temperature") == []
         finally:
             admin.close()
-    finally:
-        service.request_stop()
-        await asyncio.wait_for(task, 30)
-        gps.close()
-        room.close()
 
 
 async def test_gps_time_can_be_switched_off(tmp_path: Path) -> None:
-    gps, room = PtyDevice(tmp_path / "gps"), PtyDevice(tmp_path / "room")
-    cfg = config(tmp_path, gps, room, free_port(), clock={"gps_time": False})
-    clock = ManualClock(wall_ms=BOOT_2020, monotonic_ms=1_000_000)
-    service = Service(cfg, clock=clock, ntp=Ntp(False), shutdown_timeout=5)
-    task = asyncio.create_task(service.run())
-    try:
-        await until(lambda: len(service.runners) == 2
-                    and all(r.connected for r, _ in service.runners.values()), "devices connected")
+    async with running(tmp_path, Ntp(False), clock={"gps_time": False}) as (
+            service, cfg, _clock, gps, room, _port):
         car, thermo = service.runners["car-1"][0], service.runners["room-1"][0]
         write_fixes(gps, 3)
         await until(lambda: car.readings == 2, "two GPS fixes")
@@ -154,22 +166,10 @@ async def test_gps_time_can_be_switched_off(tmp_path: Path) -> None:
         temps = await asyncio.to_thread(read_topic, cfg.data_dir, "temperature")
         assert [(r.timestamp, headers_of(r)["clock"]) for r in temps] == [(BOOT_2020, "unsynced")]
         assert service.health()["time"]["gps_fixes"] == 0
-    finally:
-        service.request_stop()
-        await asyncio.wait_for(task, 30)
-        gps.close()
-        room.close()
 
 
 async def test_gps_time_is_taken_at_the_epochs_arrival_not_at_its_release(tmp_path: Path) -> None:
-    gps, room = PtyDevice(tmp_path / "gps"), PtyDevice(tmp_path / "room")
-    cfg = config(tmp_path, gps, room, free_port())
-    clock = ManualClock(wall_ms=BOOT_2020, monotonic_ms=1_000_000)
-    service = Service(cfg, clock=clock, ntp=Ntp(False), shutdown_timeout=5)
-    task = asyncio.create_task(service.run())
-    try:
-        await until(lambda: len(service.runners) == 2
-                    and all(r.connected for r, _ in service.runners.values()), "devices connected")
+    async with running(tmp_path, Ntp(False)) as (service, _cfg, clock, gps, _room, _port):
         car = service.runners["car-1"][0]
         first = encode_fix(Reading("car-1", "gps", "nmea0183", {"lat": 52.5, "lon": 13.4}, TRUE_NOW))
         arrived = clock.monotonic_ms()
@@ -182,8 +182,3 @@ async def test_gps_time_is_taken_at_the_epochs_arrival_not_at_its_release(tmp_pa
         await until(lambda: car.readings == 1, "the first fix")
         assert service.trust.gps_offset_ms() == TRUE_NOW - arrived
         assert service.trust.now_ms() == TRUE_NOW + 1000
-    finally:
-        service.request_stop()
-        await asyncio.wait_for(task, 30)
-        gps.close()
-        room.close()
