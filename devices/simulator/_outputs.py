@@ -140,6 +140,12 @@ class MqttPublisher:
         self.client.max_queued_messages_set(0)
         self.client.max_inflight_messages_set(100)
         self.client.on_publish = self._on_publish
+        self.client.on_disconnect = self._on_disconnect
+        # Set on a lost connection, cleared once everything published before it is acked.
+        # paho calls on_connect *before* it resends the unacknowledged messages, so a
+        # message published in that gap would reach the broker ahead of older ones: a
+        # device must not reorder its own readings.
+        self._resending = False
         # paho calls on_publish on its thread while holding its own lock: only append there
         # (deque.append is atomic); the tags are looked up on the caller's thread.
         self._acked_mids: collections.deque[int] = collections.deque()
@@ -153,6 +159,9 @@ class MqttPublisher:
     def _on_publish(self, client: Any, userdata: Any, mid: int, *args: Any) -> None:
         self._acked_mids.append(mid)
 
+    def _on_disconnect(self, client: Any, userdata: Any, *args: Any) -> None:
+        self._resending = True
+
     def publish(self, topic: str, payload: bytes, tag: Any = None) -> None:
         """Queue one message; it is sent by paho's thread (again after a reconnect if need be).
 
@@ -164,6 +173,13 @@ class MqttPublisher:
         if self.unacked() >= self.max_pending:
             self.waits += 1
             while self.unacked() >= self.max_pending:
+                time.sleep(0.002)
+        if self._resending:
+            # After a reconnect, wait until paho's resent backlog is acknowledged, so this
+            # message cannot overtake it (readings reach the broker in the order made).
+            self.waits += 1
+            self._resending = False   # a disconnect while we wait sets it again
+            while self.unacked() > 0 or not self.client.is_connected():
                 time.sleep(0.002)
         info = self.client.publish(topic, payload, qos=self.qos)
         if info.rc == paho.MQTT_ERR_QUEUE_SIZE:
