@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add("--unplug", type=_rate, default=0.0, help="pty closed and reopened (new path, link follows)")
     g.add("--burst", type=_rate, default=0.0, help="start a burst: the next readings without pacing")
     g.add("--burst-size", type=int, default=20, metavar="N", help="readings per burst tick")
+    g.add("--hostile", type=_rate, default=0.0,
+          help="a hostile frame before the reading: a value out of physical range, a parser "
+          "trap (deep JSON, 1e400, lone surrogates), noise or a truncation; each a "
+          "'hostile' row in --truth")
+    g.add("--max-payload", type=int, metavar="BYTES",
+          help="--output mqtt: the devices' payload limit; --hostile then also sends payloads "
+          "one byte over it")
     return p
 
 
@@ -133,7 +140,9 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         acks=args.acks,
         progress=not args.no_progress,
         faults=Faults(corrupt=args.corrupt, garbage=args.garbage, truncate=args.truncate,
-                      unplug=args.unplug, burst=args.burst, burst_size=args.burst_size),
+                      unplug=args.unplug, burst=args.burst, burst_size=args.burst_size,
+                      hostile=args.hostile,
+                      max_payload=None if args.max_payload is None else int(args.max_payload)),
     )
 
 

@@ -14,7 +14,14 @@ from typing import Any, TextIO
 
 from devices._reading import Reading
 from devices.codecs import CODECS, CONVENTIONS
-from devices.simulator._faults import Faults, corrupt_frame, garbage, truncate_frame
+from devices.simulator._faults import (
+    HOSTILE_CODECS,
+    Faults,
+    corrupt_frame,
+    garbage,
+    hostile_frame,
+    truncate_frame,
+)
 from devices.simulator._models import DEFAULT_ROUTE, Model, Patient, Room, Vehicle, load_gpx
 from devices.simulator._outputs import MqttPublisher, SimulatedPort, StreamOutput
 
@@ -111,6 +118,9 @@ class Simulator:
         self.cfg = cfg
         self.rng = random.Random(cfg.seed)
         self.fault_rng = random.Random(self.rng.random())
+        # Its own Random, so that turning hostile frames on leaves a seed's other draws as
+        # they were (the chaos soak replays schedules by seed).
+        self.hostile_rng = random.Random(None if cfg.seed is None else f"hostile-{cfg.seed}")
         self.fleet = build_fleet(cfg, self.rng)
         self.announce = announce or (lambda line: print(line, flush=True))
         self.status = status if status is not None else sys.stderr
@@ -253,6 +263,8 @@ class Simulator:
             self._send(device_id, topic, noise)
             self._record({"type": "garbage", "device_id": device_id, "raw_hex": noise.hex()})
             self.counts["fault_garbage"] += 1
+        if f.hostile and self.hostile_rng.random() < f.hostile:
+            self._send_hostile(model, reading)
         fault = None
         if rng.random() < f.corrupt:
             payload, fault = corrupt_frame(payload, rng), "corrupt"
@@ -269,6 +281,20 @@ class Simulator:
             "fault": fault, "topic": topic,
         })
         self._write_acks()
+
+    def _send_hostile(self, model: Model, reading: Reading) -> None:
+        kind = _kind(model)
+        if self.cfg.output == "mqtt":
+            codec = self.cfg.conventions[kind]
+        else:
+            codec = serial_codec_name(kind, self.cfg)[0]
+        if codec not in HOSTILE_CODECS:
+            return  # a convention without a catalogue (esphome): nothing to send
+        frame = hostile_frame(codec, model.device_id, self.hostile_rng, reading.timestamp_ms or 0,
+                              max_payload=self.cfg.faults.max_payload)
+        self._send(model.device_id, frame.topic, frame.payload)
+        self._record(frame.to_truth(model.device_id))
+        self.counts["fault_hostile"] += 1
 
     def _send(self, device_id: str, topic: str | None, data: bytes, tag: int | None = None) -> None:
         self.counts["frames"] += 1
