@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._config import LogConfig
+from ._config import LogConfig, check_data_dir_arg
 from ._errors import ConfigError
 from ._log import Log
 
@@ -40,7 +40,9 @@ def open_log(data_dir: str | os.PathLike[str] | None, log_config: LogConfig | No
             data_dir = os.environ.get(ENV_DATA_DIR)
         if data_dir is None:
             raise ConfigError(f"{client}: data_dir is required (or set ${ENV_DATA_DIR})")
-        log_config = LogConfig(data_dir=Path(data_dir))
-    elif data_dir is not None and Path(data_dir) != Path(log_config.data_dir):
+        log_config = LogConfig(data_dir=check_data_dir_arg(data_dir, f"{client}: data_dir"))
+    elif not isinstance(log_config, LogConfig):
+        raise ConfigError(f"{client}: log_config: expected a LogConfig, got {log_config!r}")
+    elif data_dir is not None and check_data_dir_arg(data_dir, f"{client}: data_dir") != Path(log_config.data_dir):
         raise ConfigError(f"{client}: data_dir {data_dir} differs from log_config.data_dir {log_config.data_dir}")
     return Log.acquire(log_config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -33,8 +34,29 @@ class FullPolicy(StrEnum):
 
 DROP_LEDGER_TOPIC = "__drop_ledger"
 
+# Topics the log itself writes: clients may read them, never write, create or delete
+# them (Kafka refuses appends to __consumer_offsets the same way).
+INTERNAL_TOPICS = frozenset({DROP_LEDGER_TOPIC})
+
+# The most partitions a topic may have.  Kafka has no hard limit, but each partition
+# here is a row read on every append to its topic and a position in every consumer;
+# 10,000 is far beyond what one box's devices need and still cheap.
+MAX_PARTITIONS = 10_000
+
 _TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 _INT_RE = re.compile(r"^[+-]?[0-9]+$")
+
+
+def _is_int(value: object) -> bool:
+    """An int that is not a bool (True is an int to Python, never a count or an offset to us)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_data_dir_arg(value: object, what: str) -> Path:
+    """``value`` as a data directory path; '' would mean the current directory, silently."""
+    if isinstance(value, str | os.PathLike) and str(os.fspath(value)).strip():
+        return Path(value)
+    raise ConfigError(f"{what}: expected the path of the log's directory, got {value!r}")
 
 
 def validate_topic_name(name: object) -> str:
@@ -123,7 +145,7 @@ class LogConfig:
     clock: Clock = field(default_factory=SystemClock, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        object.__setattr__(self, "data_dir", check_data_dir_arg(self.data_dir, "data_dir"))
         try:
             object.__setattr__(self, "durability", Durability(self.durability))
         except ValueError:
@@ -138,7 +160,17 @@ class LogConfig:
             ) from None
         if self.quota_bytes is not None and (not isinstance(self.quota_bytes, int) or self.quota_bytes <= 0):
             raise ConfigError(f"quota_bytes: expected a positive integer or None, got {self.quota_bytes!r}")
-        if not isinstance(self.default_partitions, int) or self.default_partitions < 1:
+        if not _is_int(self.default_partitions) or not 1 <= self.default_partitions <= MAX_PARTITIONS:
             raise ConfigError(
-                f"default_partitions: expected an integer >= 1, got {self.default_partitions!r}"
+                f"default_partitions: expected an integer from 1 to {MAX_PARTITIONS}, got {self.default_partitions!r}"
             )
+        if self.quota_bytes is not None and not _is_int(self.quota_bytes):
+            raise ConfigError(f"quota_bytes: expected a positive integer or None, got {self.quota_bytes!r}")
+        if not isinstance(self.default_topic_config, TopicConfig):
+            raise ConfigError(f"default_topic_config: expected a TopicConfig, got {self.default_topic_config!r}")
+        if type(self.auto_create_topics) is not bool:
+            raise ConfigError(f"auto_create_topics: expected True or False, got {self.auto_create_topics!r}")
+        for name in ("retention_check_interval_s", "busy_timeout_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < 1e10:  # finite: it becomes integer ms
+                raise ConfigError(f"{name}: expected a positive number of seconds, got {value!r}")

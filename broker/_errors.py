@@ -14,7 +14,11 @@ The tree, with leaves chosen by how a caller reacts::
     │                                (retriable: retention or the uplink may free room)
     ├── StorageError                 the database file or directory is unusable
     │   ├── LogLockedError           another process holds the write lock too long (retriable)
-    │   └── CorruptLogError          the file is not a log database; nothing was written
+    │   ├── CorruptLogError          the file is not a log database (damaged, or another
+    │   │                            program's SQLite file); it was left untouched
+    │   ├── LogVersionError          the log was written by a newer version of this software
+    │   └── ReadOnlyLogError         the database or its directory cannot be written (mode,
+    │                                owner, a read-only mount)
     ├── CommitFailedError            a transaction's expected group offsets were moved by
     │                                another member: nothing was written (not retriable)
     ├── KafkaTimeoutError            a wait (flush, future.get) ran out of time (retriable)
@@ -79,6 +83,14 @@ class LogLockedError(StorageError):
 
 class CorruptLogError(StorageError):
     """The database file is not a valid log; it was left untouched."""
+
+
+class LogVersionError(StorageError):
+    """The log's schema is newer than this software knows; it was left untouched."""
+
+
+class ReadOnlyLogError(StorageError):
+    """The log's database or directory cannot be written by this process."""
 
 
 class CommitFailedError(BrokerError):

@@ -32,7 +32,15 @@ from ._errors import (
 from ._future import FutureRecordMetadata, _Round
 from ._murmur2 import default_partition
 from ._notify import CommitNotifier
-from ._storage import NOTIFY_NAME, RECORD_OVERHEAD, connect, record_sizes, transaction, translate
+from ._storage import (
+    NOTIFY_NAME,
+    RECORD_OVERHEAD,
+    connect,
+    record_sizes,
+    transaction,
+    translate,
+    warn_if_open_to_others,
+)
 
 log = logging.getLogger("broker")
 
@@ -117,7 +125,12 @@ class Log:
         self._rr: dict[str, int] = {}
         self._readers = threading.local()
         self._reader_conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
-        self._notifier = CommitNotifier(Path(config.data_dir) / NOTIFY_NAME)
+        try:
+            self._notifier = CommitNotifier(Path(config.data_dir) / NOTIFY_NAME)
+        except OSError as exc:
+            self._conn.close()
+            raise translate(exc, f"opening {config.data_dir}") from exc
+        warn_if_open_to_others(config.data_dir)
         row = self._conn.execute("SELECT value FROM meta WHERE key='log_clock_ms'").fetchone()
         self._clock_base = int(row[0]) if row else 0
         self._mono_base = self.clock.monotonic_ms()
@@ -237,7 +250,10 @@ class Log:
                         self._inflight = None
             if self.clock.monotonic_ms() >= self._next_retention:
                 self._next_retention = self.clock.monotonic_ms() + int(self.config.retention_check_interval_s * 1000)
-                self.run_retention()
+                try:
+                    self.run_retention()
+                except Exception:  # noqa: BLE001 - a dead writer would leave every later send hanging
+                    log.exception("retention pass failed")
 
     def _commit(self, batch: list[_Pending], rnd: _Round) -> None:
         try:
@@ -256,7 +272,10 @@ class Log:
                     p.future.offset = -1
         finally:
             rnd.done()
-        self._notifier.notify()
+        try:
+            self._notifier.notify()
+        except OSError as exc:  # readers fall back to their periodic check; the writer must live on
+            log.warning("could not wake readers after a commit: %s", exc)
 
     def _write(self, batch: list[_Pending]) -> None:
         conn = self._conn

@@ -16,6 +16,8 @@ import select
 import time
 from pathlib import Path
 
+from ._storage import FILE_MODE
+
 _IN_MODIFY = 0x00000002
 _IN_ATTRIB = 0x00000004
 _IN_NONBLOCK = os.O_NONBLOCK
@@ -35,7 +37,12 @@ class CommitNotifier:
     """The writer's side: touch the notify file after each commit."""
 
     def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644)
+        try:
+            self._fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, FILE_MODE)
+        except FileExistsError:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        else:
+            os.fchmod(self._fd, FILE_MODE)  # made here: FILE_MODE exactly, whatever the umask
 
     def notify(self) -> None:
         os.pwrite(self._fd, b"\x01", 0)

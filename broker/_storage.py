@@ -10,18 +10,41 @@ meant to be read with plain SQL too (``sqlite-utils``, Datasette)::
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
+import logging
 import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ._errors import BrokerError, CorruptLogError, LogFullError, LogLockedError, StorageError
+from ._errors import (
+    BrokerError,
+    CorruptLogError,
+    LogFullError,
+    LogLockedError,
+    LogVersionError,
+    ReadOnlyLogError,
+    StorageError,
+)
 
 DB_NAME = "log.db"
 NOTIFY_NAME = "log.notify"
 SCHEMA_VERSION = 1
+
+# The log holds every reading of the box: only its owner may read it, whatever the
+# umask (outside systemd it is usually 022, which made the files world-readable).
+# SQLite creates the -wal and -shm files with the mode of the database file, so
+# creating log.db with FILE_MODE covers them too.
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+# The tables of schema 1: a database that lacks one of them is not a log of ours.
+_LOG_TABLES = frozenset({"meta", "topics", "partitions", "records", "group_offsets", "protected_groups"})
+
+log = logging.getLogger("broker")
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -118,14 +141,24 @@ def translate(exc: BaseException, what: str) -> BrokerError:
             )
         if "disk is full" in msg or "database or disk is full" in msg:
             return LogFullError(f"{what}: the disk is full ({msg})")
-        if "readonly" in msg or "unable to open" in msg:
-            return StorageError(f"{what}: cannot write the log database ({msg}); check permissions")
+        if "readonly" in msg:
+            return ReadOnlyLogError(
+                f"{what}: the log database cannot be written ({msg}); check the owner and mode of "
+                "the data directory and its files, and that the disk is not mounted read-only"
+            )
+        if "unable to open" in msg:
+            return StorageError(f"{what}: cannot open the log database ({msg}); check permissions")
     if isinstance(exc, sqlite3.DatabaseError) and (
         "not a database" in msg or "malformed" in msg or "corrupt" in msg
     ):
         return CorruptLogError(
             f"{what}: the log database is not a valid log ({msg}); it was left as it is — "
             "move it aside to start a new log, or inspect it with `sqlite3`"
+        )
+    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return ReadOnlyLogError(
+            f"{what}: {exc.strerror} ({exc.filename}); check the owner and mode of the data directory, "
+            "and that the disk is not mounted read-only"
         )
     if isinstance(exc, OSError):
         return StorageError(f"{what}: {exc.strerror or exc} ({getattr(exc, 'filename', '')})")
@@ -150,30 +183,92 @@ def db_path(data_dir: Path) -> Path:
 
 
 def check_data_dir(data_dir: Path, *, create: bool) -> Path:
-    """Make sure ``data_dir`` exists (if ``create``) and is usable; return the db path."""
+    """Make sure ``data_dir`` exists (if ``create``) and is usable; return the db path.
+
+    A directory made here gets ``DIR_MODE`` whatever the umask; one that exists is
+    left as it is, with a warning if others may read it (the operator may have
+    chosen that, e.g. a group for a backup user; systemd's StateDirectoryMode= is 0700).
+    """
     data_dir = Path(data_dir)
-    try:
-        if create:
-            data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(f"cannot create the data directory {data_dir}: {exc.strerror}") from exc
+    if create and not data_dir.exists():
+        try:
+            data_dir.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create the data directory {data_dir}: {exc.strerror}") from exc
+        try:
+            data_dir.mkdir(mode=DIR_MODE)
+            os.chmod(data_dir, DIR_MODE)  # mkdir's mode is filtered by the umask
+        except FileExistsError:
+            pass  # another process made it just now
+        except OSError as exc:
+            raise StorageError(f"cannot create the data directory {data_dir}: {exc.strerror}") from exc
     if not data_dir.is_dir():
-        raise StorageError(f"the data directory {data_dir} does not exist or is not a directory")
-    if create and not os.access(data_dir, os.W_OK | os.X_OK):
-        raise StorageError(
-            f"the data directory {data_dir} is not writable by this user (uid {os.getuid()}); "
-            "fix its owner or mode, or choose another --data-dir"
-        )
+        if not data_dir.exists():
+            raise StorageError(f"no log at {data_dir}: the directory does not exist "
+                               "(pass --data-dir of an existing log)")
+        raise StorageError(f"the data directory {data_dir} is not a directory")
     path = db_path(data_dir)
+    if create and not os.access(data_dir, os.W_OK | os.X_OK):
+        raise ReadOnlyLogError(
+            f"the data directory {data_dir} cannot be written by this user (uid {os.getuid()}); "
+            "fix its owner or mode, check that the disk is not mounted read-only, or choose another --data-dir"
+        )
+    if create and path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        # SQLite would open it read-only without a word and fail at the first commit.
+        raise ReadOnlyLogError(
+            f"{path} cannot be written by this user (uid {os.getuid()}); fix its owner or mode, "
+            "check that the disk is not mounted read-only, or choose another --data-dir"
+        )
     if not create and not path.exists():
-        raise StorageError(f"no log in {data_dir}: {path.name} does not exist (has anything written to it yet?)")
+        raise StorageError(f"no log at {data_dir}: {path.name} does not exist (pass --data-dir of an existing log)")
+    if create:
+        _create_private(path)
     return path
+
+
+def require_log(data_dir: str | os.PathLike[str]) -> None:
+    """Raise ``StorageError`` unless ``data_dir`` holds a log; creates nothing."""
+    check_data_dir(Path(data_dir), create=False)
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty ``log.db`` with ``FILE_MODE`` (SQLite would use 0644 & ~umask)."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, FILE_MODE)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise translate(exc, f"creating {path}") from exc
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+
+
+_warned_modes: set[Path] = set()
+
+
+def warn_if_open_to_others(data_dir: Path) -> None:
+    """Log once per process if the data directory or database lets others in."""
+    for p in (Path(data_dir), db_path(data_dir)):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        if st.st_mode & 0o077 and st.st_uid == os.getuid() and p not in _warned_modes:
+            _warned_modes.add(p)
+            want = "700" if stat.S_ISDIR(st.st_mode) else "600"
+            log.warning("%s has mode %o: other users of this machine may read the log; "
+                        "`chmod %s %s` if they should not", p, stat.S_IMODE(st.st_mode), want, p)
 
 
 def connect(data_dir: Path, *, busy_timeout_s: float, fsync: bool = True, create: bool = True) -> sqlite3.Connection:
     """Open a connection to the log in ``data_dir``, creating the schema if needed.
 
-    Raises ``StorageError`` (or a leaf) for an unusable directory or file.
+    The file is checked before anything is written to it: a database that is not a
+    log (another program's, a damaged one) raises ``CorruptLogError``, one of a
+    newer schema ``LogVersionError``, and either is left byte for byte as it was.
+    Raises ``StorageError`` (or another leaf) for an unusable directory or file.
     """
     path = check_data_dir(data_dir, create=create)
     try:
@@ -183,27 +278,61 @@ def connect(data_dir: Path, *, busy_timeout_s: float, fsync: bool = True, create
     except sqlite3.Error as exc:
         raise translate(exc, f"opening {path}") from exc
     try:
+        empty = _identify(conn, path)
+        if empty and not create:
+            raise StorageError(f"no log at {path.parent}: {path.name} is empty (pass --data-dir of an existing log)")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
         conn.execute("PRAGMA foreign_keys=OFF")
         if create:
             _ensure_schema(conn)
-        else:
-            conn.execute("SELECT 1 FROM records LIMIT 1").fetchall()
-    except sqlite3.Error as exc:
+    except BaseException as exc:
         conn.close()
-        raise translate(exc, f"opening {path}") from exc
+        if isinstance(exc, sqlite3.Error):
+            raise translate(exc, f"opening {path}") from exc
+        raise
     return conn
 
 
+def _identify(conn: sqlite3.Connection, path: Path) -> bool:
+    """True if the database is empty (a new log); raise unless it is a log of a schema we know."""
+    tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not tables:
+        return True
+    version = None
+    if "meta" in tables:
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.OperationalError:  # a table called meta, but not ours
+            row = None
+        version = row[0] if row else None
+    if type(version) is not int or version < 1:
+        shown = ", ".join(sorted(tables)[:6]) + (", ..." if len(tables) > 6 else "")
+        why = (f"its schema_version is {version!r}, not a number" if version is not None
+               else f"it has tables {shown} but no schema_version")
+        raise CorruptLogError(
+            f"{path} is an SQLite database but not a log ({why}); it was left as it is — "
+            "choose another --data-dir, or move the file aside to start a new log there"
+        )
+    if version > SCHEMA_VERSION:
+        raise LogVersionError(
+            f"{path} was written by a newer version of this software (log schema {version}; this one "
+            f"knows up to {SCHEMA_VERSION}); it was left as it is — upgrade, or choose another --data-dir"
+        )
+    missing = _LOG_TABLES - tables
+    if missing:
+        raise CorruptLogError(
+            f"{path} is not a valid log: table(s) {', '.join(sorted(missing))} missing; it was left as "
+            "it is — move it aside to start a new log, or inspect it with `sqlite3`"
+        )
+    return False
+
+
 def _ensure_schema(conn: sqlite3.Connection) -> None:
+    # _identify has checked the schema version (and that the tables are ours).
     have = conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
     if have:
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row and int(row[0]) > SCHEMA_VERSION:
-            raise StorageError(
-                f"the log was written by a newer version (schema {row[0]}, this one knows {SCHEMA_VERSION})"
-            )
         if row:
             has_state = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type='table' AND name='state'").fetchone()

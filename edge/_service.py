@@ -733,7 +733,6 @@ class Service:
     async def run(self) -> None:
         """Run until request_stop(); then stop intake, flush and close within the bound."""
         cfg = self.cfg
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.producer = await asyncio.to_thread(KafkaProducer,
                                                 log_config=log_config_of(cfg, self.clock))
         admin = KafkaAdminClient(log_config=log_config_of(cfg, self.clock))

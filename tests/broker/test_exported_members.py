@@ -25,7 +25,8 @@ EXPECTED = {
     # errors: one root, leaves chosen by how a caller reacts
     "BrokerError", "ConfigError", "InvalidTopicError", "InvalidPartitionsError", "SerializationError",
     "UnknownTopicOrPartitionError", "TopicAlreadyExistsError", "OffsetOutOfRangeError", "LogFullError",
-    "StorageError", "LogLockedError", "CorruptLogError", "KafkaTimeoutError", "ClosedError",
+    "StorageError", "LogLockedError", "CorruptLogError", "LogVersionError", "ReadOnlyLogError",
+    "KafkaTimeoutError", "ClosedError",
     "CommitFailedError",
 }
 
@@ -46,7 +47,7 @@ def test_every_exported_name_exists_and_is_public() -> None:
 
 def test_every_error_descends_from_broker_error() -> None:
     errors = [getattr(broker, n) for n in broker.__all__ if n.endswith("Error")]
-    assert len(errors) == 15
+    assert len(errors) == 17
     for err in errors:
         assert issubclass(err, broker.BrokerError)
         assert isinstance(err.retriable, bool)
