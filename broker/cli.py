@@ -19,6 +19,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from . import __version__
 from ._admin import KafkaAdminClient, NewPartitions
@@ -27,6 +28,7 @@ from ._consumer import KafkaConsumer
 from ._errors import BrokerError, ConfigError
 from ._producer import KafkaProducer
 from ._records import NewTopic, TopicPartition
+from ._storage import DB_NAME, require_log
 
 ENV_DATA_DIR = "EDGE_DATA_DIR"
 
@@ -35,8 +37,13 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument(
-        "--data-dir", "--bootstrap-server", dest="data_dir", default=os.environ.get(ENV_DATA_DIR),
-        help=f"the log's data directory (env ${ENV_DATA_DIR}; --bootstrap-server is an alias)",
+        "--data-dir", dest="data_dir",
+        help=f"the log's data directory, the edge's data_dir (env ${ENV_DATA_DIR})",
+    )
+    p.add_argument(
+        "--bootstrap-server", dest="bootstrap_server", metavar="DIR",
+        help="accepted where it names the log's data directory (Kafka's habit); "
+             "there is no broker to connect to",
     )
     return p
 
@@ -45,10 +52,31 @@ def _properties(pairs: Sequence[str] | None) -> dict[str, str]:
     return parse_config_pairs(list(pairs or []))
 
 
-def _need_dir(args: argparse.Namespace) -> str:
-    if not args.data_dir:
+def _need_dir(args: argparse.Namespace, *, create: bool = False) -> str:
+    """The log's directory from the arguments; unless ``create``, one that holds a log already.
+
+    Only the tools that write records or topics may start a new log: a mistyped path
+    given to ``--list`` must not leave a fresh empty log behind.
+    """
+    given = args.data_dir
+    if args.bootstrap_server is not None:
+        bs = args.bootstrap_server
+        if not Path(bs, DB_NAME).is_file():
+            raise ConfigError(
+                f"--bootstrap-server {bs}: this tool reads the box's log directory, it does not "
+                f"connect to a broker, and {bs} is no log directory; pass --data-dir DIR (the edge's "
+                f"data_dir, e.g. /var/lib/edge/log) or set ${ENV_DATA_DIR}"
+            )
+        if given is not None and Path(given) != Path(bs):
+            raise ConfigError(f"--data-dir {given} and --bootstrap-server {bs} name different logs")
+        given = bs
+    if given is None:
+        given = os.environ.get(ENV_DATA_DIR)
+    if not given:
         raise ConfigError(f"no log given: pass --data-dir DIR or set ${ENV_DATA_DIR}")
-    return args.data_dir
+    if not create:
+        require_log(given)
+    return given
 
 
 # -- topics ---------------------------------------------------------------------------------------
@@ -71,7 +99,7 @@ def topics(argv: Sequence[str] | None = None) -> int:
 
 def _topics(args: argparse.Namespace) -> int:
     configs = _properties(args.config)
-    with KafkaAdminClient(data_dir=_need_dir(args)) as admin:
+    with KafkaAdminClient(data_dir=_need_dir(args, create=args.create)) as admin:
         if args.list:
             for name in admin.list_topics():
                 print(name)
@@ -129,7 +157,7 @@ def _console_producer(args: argparse.Namespace) -> int:
     sep = props.get("key.separator", "\t")
     ignore_error = props.get("ignore.error", "false").lower() == "true"
     sent, failed = [], 0
-    with KafkaProducer(data_dir=_need_dir(args)) as producer:
+    with KafkaProducer(data_dir=_need_dir(args, create=True)) as producer:
         for lineno, raw in enumerate(sys.stdin.buffer, 1):
             line = raw.rstrip(b"\r\n")
             key = None
