@@ -8,13 +8,16 @@ One root, leaves chosen by how a caller reacts; retry loops read
                                 path, what was expected and what was found
                                 (retriable=False); ``errors`` holds every problem
                                 found in one pass
+    └── StartupError            ``edge run`` cannot start: the log or the health address
+                                is unusable; one line, and ``exit_status`` (edge/_exit.py)
+                                that systemd can tell from a crash
 
 Other modules (the uplink) add their own leaves under ``EdgeError``.
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ConfigProblem", "EdgeError"]
+__all__ = ["ConfigError", "ConfigProblem", "EdgeError", "StartupError"]
 
 
 class EdgeError(Exception):
@@ -77,3 +80,14 @@ class ConfigError(EdgeError, ValueError):
         first = self.errors[0]
         self.file, self.key, self.expected, self.got = first.file, first.key, first.expected, first.got
         super().__init__("\n".join(str(p) for p in self.errors))
+
+
+class StartupError(EdgeError):
+    """``edge run`` cannot start; ``str()`` is one line naming the file or address and
+    what is wrong, ``exit_status`` one of edge/_exit.py's statuses."""
+
+    retriable = False
+
+    def __init__(self, message: str, exit_status: int) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status

@@ -14,6 +14,9 @@ log = logging.getLogger(__name__)
 
 HealthFn = Callable[[], dict[str, Any]]
 
+_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed",
+            431: "Request Header Fields Too Large", 503: "Service Unavailable"}
+
 
 class HealthServer:
     """Serves GET /health (200 when ``health()['ok']``, else 503) and GET /metrics."""
@@ -38,30 +41,40 @@ class HealthServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            async with asyncio.timeout(5):
-                request = await reader.readline()
-                while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    pass
-            parts = request.decode("latin-1").split()
-            path = parts[1].split("?")[0] if len(parts) >= 2 else ""
-            if len(parts) < 2 or parts[0] not in ("GET", "HEAD"):
-                status, ctype, body = 405, "text/plain", b"only GET\n"
-            elif path == "/health":
-                h = self._health()
-                status = 200 if h.get("ok") else 503
-                ctype, body = "application/json", (json.dumps(h, indent=2) + "\n").encode()
-            elif path == "/metrics":
-                status, ctype, body = 200, CONTENT_TYPE_LATEST, generate_latest(self._registry)
-            else:
-                status, ctype, body = 404, "text/plain", b"try /health or /metrics\n"
-            reason = {200: "OK", 503: "Service Unavailable", 404: "Not Found", 405: "Method Not Allowed"}
-            head = (f"HTTP/1.0 {status} {reason[status]}\r\nContent-Type: {ctype}\r\n"
+            try:
+                async with asyncio.timeout(5):
+                    request = await reader.readline()
+                    if not request:
+                        return  # connected and closed (a port probe, a load balancer's check)
+                    while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                        pass
+            except ValueError:
+                # A line past the stream's limit (64 KiB): StreamReader raises ValueError
+                # (LimitOverrunError inside). The client's doing: answer, hang up, no log.
+                request = b""
+            status, ctype, body = self._answer(request) if request else (431, "text/plain",
+                                                                          b"request too long\n")
+            head = (f"HTTP/1.0 {status} {_REASONS[status]}\r\nContent-Type: {ctype}\r\n"
                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
-            writer.write(head + (body if parts[0] != "HEAD" else b""))
+            writer.write(head + (b"" if request.startswith(b"HEAD ") else body))
             await writer.drain()
         except (TimeoutError, ConnectionError):
-            pass
+            pass  # the client went away, or said nothing in time
         except Exception:  # one bad request never takes the server down
             log.exception("health: request failed")
         finally:
             writer.close()
+
+    def _answer(self, request: bytes) -> tuple[int, str, bytes]:
+        """(status, content type, body) for one request line."""
+        parts = request.decode("latin-1").split()
+        if len(parts) < 2 or parts[0] not in ("GET", "HEAD"):
+            return 405, "text/plain", b"only GET\n"
+        path = parts[1].split("?")[0]
+        if path == "/health":
+            h = self._health()
+            return (200 if h.get("ok") else 503, "application/json",
+                    (json.dumps(h, indent=2) + "\n").encode())
+        if path == "/metrics":
+            return 200, CONTENT_TYPE_LATEST, generate_latest(self._registry)
+        return 404, "text/plain", b"try /health or /metrics\n"

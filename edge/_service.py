@@ -29,7 +29,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from broker import Clock, KafkaAdminClient, KafkaProducer, LogConfig, SystemClock, TopicConfig
+from broker import (
+    BrokerError,
+    Clock,
+    KafkaAdminClient,
+    KafkaProducer,
+    LogConfig,
+    SystemClock,
+    TopicConfig,
+)
 from devices import (
     CODECS,
     CONVENTIONS,
@@ -53,6 +61,7 @@ from edge._clock import ClockJump, ClockStatus, ClockTrust, KeyStamps, gps_fix_u
 from edge._config import Config, DeviceConfig, load_config
 from edge._dedupe import DELIVERY_HEADER, ContentIndex, RedeliveryIndex, read_tail
 from edge._errors import ConfigError
+from edge._exit import health_bind_error, log_open_error
 from edge._health import HealthServer
 from edge._metrics import Metrics
 from edge._notify import sd_notify, watchdog_interval
@@ -733,14 +742,15 @@ class Service:
     async def run(self) -> None:
         """Run until request_stop(); then stop intake, flush and close within the bound."""
         cfg = self.cfg
-        self.producer = await asyncio.to_thread(KafkaProducer,
-                                                log_config=log_config_of(cfg, self.clock))
-        admin = KafkaAdminClient(log_config=log_config_of(cfg, self.clock))
+        self.producer, admin = await asyncio.to_thread(self._open_log)
         self.writer = EventWriter(self.producer, cfg, self.metrics, self.trust)
         self.health_server = HealthServer(cfg.health.host, cfg.health.port, self.health,
                                           self.metrics.registry)
         try:
-            await self.health_server.start()
+            try:
+                await self.health_server.start()
+            except OSError as exc:
+                raise health_bind_error(exc, cfg.health.address, cfg.file) from exc
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 for d in cfg.devices:
@@ -777,6 +787,20 @@ class Service:
             await asyncio.to_thread(self.producer.close, left)
             admin.close()
         log.info("stopped cleanly in %.2fs", time.monotonic() - t0)
+
+    def _open_log(self) -> tuple[KafkaProducer, KafkaAdminClient]:
+        """Open the log (blocking); a log that cannot be used raises StartupError."""
+        cfg = self.cfg
+        try:
+            producer = KafkaProducer(log_config=log_config_of(cfg, self.clock))
+        except (BrokerError, OSError) as exc:
+            raise log_open_error(exc, cfg.data_dir) from exc
+        try:
+            admin = KafkaAdminClient(log_config=log_config_of(cfg, self.clock))
+        except (BrokerError, OSError) as exc:
+            producer.close(1.0)
+            raise log_open_error(exc, cfg.data_dir) from exc
+        return producer, admin
 
     def _start_streams(self, tg: asyncio.TaskGroup) -> None:
         """One supervised StreamsRunner per [[streams]] topology (edge/_streams.py)."""

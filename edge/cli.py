@@ -7,7 +7,10 @@
     edge streams describe -c edge.toml print the stream topologies the config will run
 
 Every option can also come from an EDGE_* environment variable; --help names it.
-Exit codes: 0 ok, 1 runtime failure (or unhealthy for status), 2 bad usage or config.
+Exit statuses (sysexits.h; docs/exit-status.md, edge/_exit.py): 0 ok, 1 a crash (or
+unhealthy, for status), 2 bad usage, 78 a config that is missing or does not validate;
+`edge run` that cannot start: 65 the log is corrupt or newer, 74 it cannot be written,
+75 it is locked, 69 the health address is in use. Each is one line on stderr.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from collections.abc import Sequence
 from importlib import metadata
 
 from edge._config import DEFAULT_HEALTH_ADDRESS, load_config
-from edge._errors import ConfigError, EdgeError
+from edge._errors import ConfigError, EdgeError, StartupError
+from edge._exit import EX_CONFIG, EX_FAILURE
 
 
 def _version() -> str:
@@ -109,11 +113,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                            else DEFAULT_HEALTH_ADDRESS)
             return status_main(address, as_json=args.json, watch=args.watch, interval=args.interval)
     except ConfigError as exc:
-        print(f"edge: config error:\n{exc}", file=sys.stderr)
-        return 2
+        # One line (journald keeps one entry); `edge config check` lists them one a line.
+        print(f"edge: config error: {'; '.join(str(p) for p in exc.errors)}", file=sys.stderr)
+        return EX_CONFIG
+    except StartupError as exc:
+        print(f"edge: error: {exc}", file=sys.stderr)
+        return exc.exit_status
     except EdgeError as exc:
         print(f"edge: error: {exc}", file=sys.stderr)
-        return 1
+        return EX_FAILURE
     except KeyboardInterrupt:
         return 130
     raise AssertionError(args.command)
@@ -130,7 +138,7 @@ def _config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         n = len(exc.errors)
         print(f"{exc}\nedge: {n} error{'s' if n != 1 else ''} in {args.file}", file=sys.stderr)
-        return 2
+        return EX_CONFIG
     print(f"{args.file}: ok ({len(cfg.devices)} device{'s' if len(cfg.devices) != 1 else ''}, "
           f"health on {cfg.health.address}, upstream {'on' if cfg.upstream.enabled else 'off'}, "
           f"{len(cfg.streams)} stream topolog{'ies' if len(cfg.streams) != 1 else 'y'})")

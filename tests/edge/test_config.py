@@ -10,6 +10,7 @@ import pytest
 from edge._config import load_config, parse_config
 from edge._errors import ConfigError, EdgeError
 from edge._example import EXAMPLE_CONFIG
+from edge._exit import EX_CONFIG
 
 GOOD = """
 edge_id = "edge-1"
@@ -140,7 +141,7 @@ def test_cli_check_reports_all_errors_and_fails(tmp_path) -> None:  # type: igno
                     'transport = "serial"\nport = "/dev/x"\ncodec = "nmea0183"\nbaudrate = "fast"\n'
                     '[log]\npartitions = -1\n')
     check = run_edge("config", "check", str(path))
-    assert check.returncode == 2
+    assert check.returncode == EX_CONFIG
     assert 'edge.toml: devices[0].baudrate: expected an integer, got "fast"' in check.stderr
     assert "edge.toml: log.partitions: expected an integer in 1..1024, got -1" in check.stderr
     assert "2 errors" in check.stderr
@@ -150,10 +151,10 @@ def test_cli_run_with_bad_config_exits_non_zero(tmp_path) -> None:  # type: igno
     path = tmp_path / "edge.toml"
     path.write_text('edge_id = "e"\n')
     proc = run_edge("run", "--config", str(path))
-    assert proc.returncode == 2
+    assert proc.returncode == EX_CONFIG
     assert "edge.toml: data_dir: expected a directory path" in proc.stderr
     missing = run_edge("run", "--config", str(tmp_path / "nope.toml"))
-    assert missing.returncode == 2 and "expected a readable file" in missing.stderr
+    assert missing.returncode == EX_CONFIG and "expected a readable file" in missing.stderr
 
 
 def test_public_face() -> None:

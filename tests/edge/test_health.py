@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import urllib.request
 from pathlib import Path
 
@@ -49,3 +50,31 @@ def test_unknown_path_is_404(tmp_path: Path) -> None:
         info.value.close()
     finally:
         assert stop_edge(edge, edge_log) == 0
+
+
+def test_probes_and_oversized_requests_log_no_error(tmp_path: Path) -> None:
+    # A port probe (connect, close), an empty line, a request line past the stream's
+    # limit and a header line past it: each ends that connection, none is an ERROR.
+    config, port = write_config(tmp_path, "")
+    edge_log = tmp_path / "edge.log"
+    edge = start_edge(config, edge_log)
+    try:
+        wait_for(lambda: health(port), 30, "health")
+        with socket.create_connection(("127.0.0.1", port)):
+            pass
+        answers = []
+        for request in (b"\r\n\r\n", b"GET /" + b"a" * 70_000 + b" HTTP/1.0\r\n\r\n",
+                        b"GET /health HTTP/1.0\r\nX: " + b"b" * 70_000 + b"\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(request)
+                s.shutdown(socket.SHUT_WR)
+                answers.append(b"".join(iter(lambda s=s: s.recv(65536), b"")).split(b"\r\n")[0])
+        assert answers == [b"HTTP/1.0 405 Method Not Allowed",
+                           b"HTTP/1.0 431 Request Header Fields Too Large",
+                           b"HTTP/1.0 431 Request Header Fields Too Large"]
+        assert health(port)["ok"] is True  # type: ignore[index]  # still serving
+    finally:
+        rc = stop_edge(edge, edge_log)
+    text = edge_log.read_text()
+    assert rc == 0, text
+    assert "ERROR" not in text and "Traceback" not in text, text
