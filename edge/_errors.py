@@ -36,11 +36,46 @@ def _show(value: object) -> str:
         return "a table"
     if isinstance(value, list):
         return "an array"
-    return repr(value)
+    return repr(value)  # numbers; a _Withheld secret says its kind
+
+
+#: Keys whose values are secrets, wherever they appear (devices[i].password,
+#: upstream.sasl_password, ...): a problem with one never holds or shows the value.
+SECRET_KEYS = frozenset({"password", "sasl_password", "ssl_key_password"})
+
+
+class _Withheld:
+    """Stands for a secret's value in a ConfigProblem: only its kind is known."""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, value: object) -> None:
+        self.kind = _kind(value)
+
+    def __repr__(self) -> str:
+        return f"{self.kind} (not shown: a secret)"
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, _Withheld):
+        return value.kind
+    if isinstance(value, str):
+        return "an empty string" if not value else "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    return _show(value) if isinstance(value, dict | list) else f"a {type(value).__name__}"
 
 
 class ConfigProblem:
-    """One mistake in a config file: where it is and what was expected there."""
+    """One mistake in a config file: where it is and what was expected there.
+
+    For a key in ``SECRET_KEYS`` the value is withheld: ``got`` and ``str()`` say only
+    its kind (``got an integer``), so a password never reaches a terminal or a journal.
+    """
 
     __slots__ = ("file", "key", "expected", "got", "missing")
 
@@ -52,6 +87,8 @@ class ConfigProblem:
         self.expected = expected
         self.missing = got is ConfigProblem._MISSING
         self.got = None if self.missing else got
+        if not self.missing and key.rpartition(".")[2] in SECRET_KEYS:
+            self.got = _Withheld(got)
 
     def __str__(self) -> str:
         found = "nothing (the key is missing)" if self.missing else _show(self.got)

@@ -161,6 +161,16 @@ class UplinkConfig:
         return tuple(out)
 
     def _check_security(self) -> None:
+        # Credentials and key files are strings, checked before anything uses them: a
+        # password of 12345 or ["..."] passed `edge config check` and then failed in
+        # aiokafka at every connect. The error shows the kind, never the value.
+        for key, env in (("sasl_username", f" (or ${ENV_SASL_USERNAME})"),
+                         ("sasl_password", f" (or ${ENV_SASL_PASSWORD})"),
+                         ("ssl_key_password", ""), ("ssl_cafile", ""), ("ssl_certfile", ""),
+                         ("ssl_keyfile", "")):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                raise UplinkConfigError(key, f"a string{env}", value)
         if self.security_protocol not in SECURITY_PROTOCOLS:
             raise UplinkConfigError("security_protocol", ", ".join(SECURITY_PROTOCOLS),
                                     self.security_protocol)

@@ -125,6 +125,41 @@ def run_edge(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=60)
 
 
+SASL = ('\n[upstream]\nbootstrap_servers = "k:9092"\nsecurity_protocol = "SASL_PLAINTEXT"\n'
+        'sasl_mechanism = "PLAIN"\nsasl_username = "u"\n')
+
+
+@pytest.mark.parametrize(("value", "kind"), [('["hunter2-secret"]', "an array"),
+                                             ("8675309", "an integer"),
+                                             ("{ v = \"hunter2-secret\" }", "a table")])
+def test_secrets_are_type_checked_and_never_shown(value: str, kind: str) -> None:
+    # Every secret key: devices[].password and [upstream]'s sasl_password and
+    # ssl_key_password. Each is named with what was expected, its value never shown.
+    device = GOOD.replace('codec = "zigbee2mqtt"', f'codec = "zigbee2mqtt"\npassword = {value}')
+    for text, key, expected in (
+        (device, "devices[1].password", "a non-empty string"),
+        (GOOD + SASL + f"sasl_password = {value}\n", "upstream.sasl_password",
+         "a string (or $EDGE_UPSTREAM_SASL_PASSWORD)"),
+        (GOOD + SASL + f'sasl_password = "p"\nssl_key_password = {value}\n',
+         "upstream.ssl_key_password", "a string"),
+    ):
+        assert errors_of(text) == [f"edge.toml: {key}: expected {expected}, "
+                                   f"got {kind} (not shown: a secret)"]
+        with pytest.raises(ConfigError) as info:
+            parse_config(text, "edge.toml")
+        assert "hunter2" not in repr(info.value.errors) and "8675309" not in repr(info.value.got)
+
+
+def test_cli_check_names_a_bad_secret_without_showing_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "edge.toml"
+    path.write_text(GOOD + SASL + 'sasl_password = ["hunter2-secret"]\n')
+    for args in (("config", "check", str(path)), ("run", "--config", str(path))):
+        proc = run_edge(*args)
+        assert proc.returncode == EX_CONFIG, proc.stderr
+        assert "edge.toml: upstream.sasl_password: expected a string" in proc.stderr
+        assert "hunter2" not in proc.stderr + proc.stdout
+
+
 def test_cli_example_validates_with_check(tmp_path) -> None:  # type: ignore[no-untyped-def]
     example = run_edge("config", "example")
     assert example.returncode == 0
