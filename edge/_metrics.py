@@ -44,3 +44,6 @@ class Metrics:
         self.clock_status = Gauge("edge_clock_status", "1 for the clock status events are stamped "
                                   "with now (synced, gps, unknown, unsynced)", ["status"], registry=r)
         self.uplink_up = Gauge("edge_uplink_up", "1 when the uplink is connected upstream", registry=r)
+        self.uplink_partition_mismatch = Gauge(
+            "edge_uplink_partition_mismatch", "1 when the upstream topic's partition count is not the "
+            "local topic's (a key's partition differs upstream)", ["topic"], registry=r)

@@ -651,6 +651,7 @@ class Service:
         return {"ok": state == "online", "state": state, "lag_records": st.lag_records,
                 "records_per_s": round(st.records_per_s, 1), "records_total": st.records_total,
                 "dead_lettered": st.dead_lettered,
+                "partition_mismatches": [str(m) for m in st.partition_mismatches],
                 "last_error": st.last_error or getattr(self, "uplink_error", None)}
 
     def _start_device(self, d: DeviceConfig) -> None:
@@ -723,6 +724,8 @@ class Service:
                 m.log_expired.set(info["expired_records"])
                 if self.uplink is not None:
                     m.uplink_up.set(1 if str(self.uplink.state.value) == "online" else 0)
+                    for mm in self.uplink.status().partition_mismatches:
+                        m.uplink_partition_mismatch.labels(mm.local).set(1)
                 # Also looks for clock jumps while no events flow.
                 status = self.trust.status()
                 for s in ClockStatus:

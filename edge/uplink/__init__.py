@@ -8,12 +8,13 @@
 
 from ._config import TopicMapping, UplinkConfig
 from ._errors import FencedError, UplinkConfigError, UplinkError, UpstreamError
-from ._status import PartitionLag, UplinkState, UplinkStatus
+from ._status import PartitionLag, PartitionMismatch, UplinkState, UplinkStatus
 from ._uplink import Uplink
 
 __all__ = [
     "FencedError",
     "PartitionLag",
+    "PartitionMismatch",
     "TopicMapping",
     "Uplink",
     "UplinkConfig",

@@ -43,12 +43,14 @@ class TopicMapping:
     """One local topic and the upstream topic it is replicated to.
 
     ``partitions`` and ``replication_factor`` are used only when the upstream
-    topic does not exist yet and the uplink creates it.
+    topic does not exist yet and the uplink creates it; ``partitions=None`` (the
+    default) takes the local topic's count, so a key has the same partition number on
+    both sides (``_topics.py``).
     """
 
     local: str
     upstream: str
-    partitions: int = 1
+    partitions: int | None = None
     replication_factor: int = 1
 
 
@@ -86,7 +88,7 @@ class UplinkConfig:
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_key_password: str | None = field(default=None, repr=False)
-    default_partitions: int = 1
+    default_partitions: int | None = None   # None: the local topic's count
     default_replication_factor: int = 1
     replicate_drop_ledger: bool = True
     drop_ledger_upstream: str = "edge.drop-ledger"
@@ -115,7 +117,8 @@ class UplinkConfig:
         _check_int("max_request_bytes", self.max_request_bytes, 1024)
         if self.max_bytes_per_s is not None:
             _check_int("max_bytes_per_s", self.max_bytes_per_s, 1)
-        _check_int("default_partitions", self.default_partitions, 1)
+        if self.default_partitions is not None:
+            _check_int("default_partitions", self.default_partitions, 1)
         _check_int("default_replication_factor", self.default_replication_factor, 1)
         _check_topic("dlq_topic", self.dlq_topic)
         _check_topic("drop_ledger_upstream", self.drop_ledger_upstream)
@@ -145,11 +148,12 @@ class UplinkConfig:
                 target = TopicMapping(local, target.upstream, target.partitions,
                                       target.replication_factor)
             _check_topic(f"topics.{local}", target.upstream)
-            _check_int(f"topics.{local}.partitions", target.partitions, 1)
+            if target.partitions is not None:
+                _check_int(f"topics.{local}.partitions", target.partitions, 1)
             _check_int(f"topics.{local}.replication_factor", target.replication_factor, 1)
             out.append(target)
         if self.replicate_drop_ledger and not any(m.local == DROP_LEDGER_TOPIC for m in out):
-            out.insert(0, TopicMapping(DROP_LEDGER_TOPIC, self.drop_ledger_upstream, 1,
+            out.insert(0, TopicMapping(DROP_LEDGER_TOPIC, self.drop_ledger_upstream, None,
                                        self.default_replication_factor))
         upstream = [m.upstream for m in out]
         for name in upstream:

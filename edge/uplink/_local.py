@@ -80,6 +80,16 @@ class LocalSide:
                 self._consumer.seek(tp, self._start_of(tp))
             self._assigned = set(wanted)
 
+    def partition_counts(self, topics: list[str] | None = None) -> dict[str, int]:
+        """Partitions of each replicated local topic that exists (of ``topics``, if given)."""
+        existing = set(self._admin.list_topics())
+        out = {}
+        for topic in topics if topics is not None else self._locals:
+            parts = self._consumer.partitions_for_topic(topic) if topic in existing else None
+            if parts:
+                out[topic] = len(parts)
+        return out
+
     def _start_of(self, tp: TopicPartition) -> int:
         if tp in self._start:
             return self._start[tp]

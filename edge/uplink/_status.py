@@ -7,7 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["PartitionLag", "UplinkState", "UplinkStatus"]
+__all__ = ["PartitionLag", "PartitionMismatch", "UplinkState", "UplinkStatus"]
 
 
 class UplinkState(StrEnum):
@@ -31,6 +31,25 @@ class PartitionLag:
 
 
 @dataclass(frozen=True)
+class PartitionMismatch:
+    """An upstream topic whose partition count is not the local topic's.
+
+    Per-key order still holds (a key always goes to the same upstream partition), but a
+    key's upstream partition number is not its local one.
+    """
+
+    local: str
+    upstream: str
+    local_partitions: int
+    upstream_partitions: int
+
+    def __str__(self) -> str:
+        return (f"upstream topic {self.upstream!r} has {self.upstream_partitions} partition(s),"
+                f" local topic {self.local!r} has {self.local_partitions}: a key's partition"
+                f" upstream is not its partition here (per-key order still holds)")
+
+
+@dataclass(frozen=True)
 class UplinkStatus:
     state: UplinkState
     lag: list[PartitionLag]
@@ -41,6 +60,8 @@ class UplinkStatus:
     dead_lettered: int
     last_error: str | None
     states_seen: list[UplinkState] = field(default_factory=list)
+    # Upstream topics whose partition count is not the local one (found at connect).
+    partition_mismatches: list[PartitionMismatch] = field(default_factory=list)
 
     @property
     def lag_records(self) -> int:

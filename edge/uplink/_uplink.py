@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
     InvalidProducerEpoch,
     KafkaConnectionError,
@@ -20,8 +20,6 @@ from aiokafka.errors import (
     MessageSizeTooLargeError,
     ProducerFenced,
     RecordTooLargeError,
-    TopicAlreadyExistsError,
-    for_code,
 )
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
@@ -37,6 +35,7 @@ from ._local import LocalSide
 from ._pacing import TransactionPacer
 from ._secrets import mask, register_secrets
 from ._status import PartitionLag, Rate, UplinkState, UplinkStatus
+from ._topics import UpstreamTopics
 
 __all__ = ["Uplink"]
 
@@ -140,6 +139,7 @@ class Uplink:
         self._partition_headers: dict[int, tuple[str, bytes]] = {}
         self._header_lists: dict[str | None, tuple[tuple[str, bytes | None], ...]] = {}
         self._upstream = {m.local: m.upstream for m in config.topics}
+        self._topics = UpstreamTopics(config.topics)
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._local: LocalSide | None = None
@@ -264,7 +264,8 @@ class Uplink:
         opts = self._client_options()
         self._admin = AIOKafkaAdminClient(**opts)
         await self._admin.start()
-        await self._ensure_topics()
+        self._topics.reset()
+        await self._topics.ensure(self._admin, await self._in_thread(self._local.partition_counts))
         self._producer = AIOKafkaProducer(
             **opts, acks="all", enable_idempotence=True,
             transactional_id=c.transactional_id if c.exactly_once else None,
@@ -282,18 +283,6 @@ class Uplink:
             self._committed_at = time.monotonic()
             checkpoint = await self._read_checkpoint()
         self._replicated = await self._in_thread(self._local.rewind, checkpoint)
-
-    async def _ensure_topics(self) -> None:
-        existing = set(await self._admin.list_topics())
-        new = [NewTopic(m.upstream, m.partitions, m.replication_factor)
-               for m in self.config.topics if m.upstream not in existing]
-        if not new:
-            return
-        response = await self._admin.create_topics(new)
-        for topic, code, *rest in response.topic_errors:
-            if code and for_code(code) is not TopicAlreadyExistsError:
-                raise UpstreamError(f"creating upstream topic {topic!r}: {for_code(code).__name__}"
-                                    f" {rest[0] if rest else ''}")
 
     async def _read_checkpoint(self) -> dict[TopicPartition, int]:
         """The local offsets committed upstream with the records, one entry per upstream topic.
@@ -446,6 +435,10 @@ class Uplink:
         if not batch:
             return prepared
         counts: dict[str, int] = {}
+        new = [t for t in {r.topic for r in batch} if not self._topics.ensured(t)]
+        if new:   # a local topic made since the connect: its upstream topic first
+            await self._bounded(self._topics.ensure(
+                self._admin, await self._in_thread(self._local.partition_counts, new)))
         for local in {r.topic for r in batch}:
             upstream = self._upstream[local]
             counts[local] = len(await self._bounded(self._producer.partitions_for(upstream)))
@@ -623,7 +616,8 @@ class Uplink:
         """A snapshot: state, lag per partition (refreshed each second), rates, last error."""
         rps, bps = self._rate.rates()
         return UplinkStatus(self._state, list(self._lag), rps, bps, self._records_total,
-                            self._bytes_total, self._dead, self._last_error, list(self._states_seen))
+                            self._bytes_total, self._dead, self._last_error, list(self._states_seen),
+                            partition_mismatches=list(self._topics.mismatches.values()))
 
 
 def _ssl_context(config: UplinkConfig) -> ssl.SSLContext | None:

@@ -174,7 +174,7 @@ def test_missing_sasl_credentials_and_redacted_repr(tmp_path, monkeypatch):
 def test_public_api():
     import edge.uplink
     assert set(edge.uplink.__all__) == {
-        "FencedError", "PartitionLag", "TopicMapping", "Uplink", "UplinkConfig", "UplinkConfigError",
+        "FencedError", "PartitionLag", "PartitionMismatch", "TopicMapping", "Uplink", "UplinkConfig", "UplinkConfigError",
         "UplinkError", "UplinkState", "UplinkStatus", "UpstreamError"}
 
 
