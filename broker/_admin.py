@@ -53,6 +53,15 @@ class NewPartitions:
     new_assignments: Any = None
 
 
+def known_partition_count(lg: Log, topic: str) -> int | None:
+    """How many partitions ``topic`` has, or None if there is no such topic."""
+    try:
+        row = lg.reader().execute("SELECT partitions FROM topics WHERE name=?", (topic,)).fetchone()
+    except Exception as exc:
+        raise translate(exc, f"reading the partitions of {topic!r}") from exc
+    return None if row is None else row[0]
+
+
 def topic_partition_count(lg: Log, topic: str) -> int:
     row = lg.reader().execute("SELECT partitions FROM topics WHERE name=?", (topic,)).fetchone()
     if row is None:

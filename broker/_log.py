@@ -27,6 +27,7 @@ from ._errors import (
     ClosedError,
     KafkaTimeoutError,
     LogFullError,
+    StorageError,
     UnknownTopicOrPartitionError,
 )
 from ._future import FutureRecordMetadata, _Round
@@ -84,6 +85,21 @@ def decode_headers(text: str | None) -> list[tuple[str, bytes]]:
     if not text:
         return []
     return [(k, v.encode("utf-8", "surrogateescape") if v is not None else None) for k, v in json.loads(text)]
+
+
+# Errors that come from one record's content rather than from the database as a whole:
+# a value SQLite cannot bind (OverflowError: an int beyond 64 bits; InterfaceError,
+# ProgrammingError: a type it cannot store), one too big (DataError), or a constraint
+# or trigger (IntegrityError).  send() checks what it can; these guard what gets past.
+_RECORD_ERRORS = (OverflowError, TypeError, ValueError, sqlite3.IntegrityError, sqlite3.InterfaceError,
+                  sqlite3.ProgrammingError, sqlite3.DataError)
+
+
+def _record_error(exc: BaseException) -> StorageError:
+    return StorageError(
+        f"the log refused this record ({type(exc).__name__}: {exc}); records sent with it were "
+        "written without it"
+    )
 
 
 class _Pending:
@@ -258,18 +274,25 @@ class Log:
     def _commit(self, batch: list[_Pending], rnd: _Round) -> None:
         try:
             with self._conn_lock:
-                self._write(batch)
+                try:
+                    self._write(batch)
+                except _RECORD_ERRORS as exc:
+                    if len(batch) == 1:
+                        raise
+                    log.warning("commit of %d records failed (%s: %s); committing them in parts to "
+                                "find the record the log refuses", len(batch), type(exc).__name__, exc)
+                    self._isolate(batch)
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the futures
-            err = translate(exc, f"appending to {self.config.data_dir}")
+            err = _record_error(exc) if isinstance(exc, _RECORD_ERRORS) and len(batch) == 1 else \
+                translate(exc, f"appending to {self.config.data_dir}")
             if not isinstance(exc, BrokerError):
                 log.error("commit of %d records failed: %s", len(batch), err)
-            # The whole transaction was rolled back, so offsets assigned in it are void:
-            # every record without an error of its own fails (it used to be
-            # acknowledged when the failure came after offsets were assigned).
+            # The transaction that failed was rolled back, so offsets assigned in it are
+            # void: every record not committed and without an error of its own fails
+            # (it used to be acknowledged when the failure came after offsets were assigned).
             for p in batch:
-                if p.future._error is None:
+                if p.future._error is None and p.future.offset < 0:
                     p.future._error = err
-                    p.future.offset = -1
         finally:
             rnd.done()
         try:
@@ -277,7 +300,44 @@ class Log:
         except OSError as exc:  # readers fall back to their periodic check; the writer must live on
             log.warning("could not wake readers after a commit: %s", exc)
 
+    @staticmethod
+    def _void(records: list[_Pending]) -> None:
+        """Forget the offsets a rolled-back transaction gave ``records``."""
+        for p in records:
+            p.future.offset = -1
+
+    def _isolate(self, batch: list[_Pending]) -> None:
+        """Commit ``batch`` in halves, and halves of those that fail, down to single records.
+
+        A record the database refuses (a value SQLite cannot store, a constraint) fails
+        alone; the others are written, in their order, in about 2·log2(n) transactions
+        per refused record.  A failure that is not the record's own (the disk, the lock)
+        is raised: it would fail every part the same way.
+        """
+        todo = [batch]
+        while todo:
+            part = [p for p in todo.pop() if p.future._error is None]
+            if not part:
+                continue
+            try:
+                self._write(part)
+            except _RECORD_ERRORS as exc:
+                if len(part) == 1:
+                    part[0].future._error = _record_error(exc)
+                    log.error("record for %r refused by the log: %s", part[0].topic, part[0].future._error)
+                else:
+                    mid = len(part) // 2
+                    todo += [part[mid:], part[:mid]]  # the first half is popped first: order kept
+
     def _write(self, batch: list[_Pending]) -> None:
+        """Write ``batch`` in one transaction; on any error it is rolled back and its offsets voided."""
+        try:
+            self._write_tx(batch)
+        except BaseException:
+            self._void(batch)
+            raise
+
+    def _write_tx(self, batch: list[_Pending]) -> None:
         conn = self._conn
         cfg = self.config
         with transaction(conn):

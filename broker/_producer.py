@@ -7,9 +7,10 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._checks import check_record, check_topic_for_write
 from ._client import open_log
-from ._config import LogConfig, validate_topic_name
-from ._errors import ClosedError, ConfigError, SerializationError
+from ._config import LogConfig
+from ._errors import ClosedError, ConfigError, SerializationError, UnknownTopicOrPartitionError
 from ._future import FutureRecordMetadata
 from ._records import RecordMetadata
 from ._transaction import LogTransaction
@@ -35,6 +36,7 @@ class KafkaProducer:
         self._key_serializer = key_serializer
         self._value_serializer = value_serializer
         self._topics_ok: set[str] = set()
+        self._partition_counts: dict[str, int] = {}
         self._closed = False
 
     def send(self, topic: str, value: Any = None, key: Any = None,
@@ -50,23 +52,35 @@ class KafkaProducer:
         if self._closed:
             raise ClosedError("send() on a closed KafkaProducer")
         if topic not in self._topics_ok:
-            validate_topic_name(topic)
+            check_topic_for_write(topic)
             self._topics_ok.add(topic)
         if value is None and key is None:
             raise ConfigError("send() needs a value or a key (both were None)")
         k = self._serialize(key, self._key_serializer, "key", topic)
         v = self._serialize(value, self._value_serializer, "value", topic)
-        if headers:
-            for h in headers:
-                # The usual case first, by exact types: the general check costs per header.
-                if type(h) is tuple and len(h) == 2 and type(h[0]) is str and type(h[1]) is bytes:
-                    continue
-                if not (isinstance(h, tuple | list) and len(h) == 2 and isinstance(h[0], str)
-                        and isinstance(h[1], bytes | type(None))):
-                    raise SerializationError(f"headers must be (str, bytes) pairs, got {h!r}")
-        if partition is not None and (not isinstance(partition, int) or partition < 0):
-            raise ConfigError(f"partition: expected a non-negative integer, got {partition!r}")
+        check_record(partition, timestamp_ms, headers)
+        if partition is not None:
+            self._check_partition_exists(topic, partition)
         return self._log.append(topic, partition, k, v, headers, timestamp_ms)
+
+    def _check_partition_exists(self, topic: str, partition: int) -> None:
+        """Refuse a partition the topic does not have now, as kafka-python's send() does.
+
+        The count is cached per topic and read again only when a partition beyond it is
+        asked for (a topic may grow); the writer checks again at commit, where a topic
+        that shrank by being re-created is caught.
+        """
+        n = self._partition_counts.get(topic, 0)
+        if partition < n:
+            return
+        from ._admin import known_partition_count
+
+        n = known_partition_count(self._log, topic)
+        if n is None:  # not created yet: the writer creates it (auto-create) or fails the future
+            return
+        self._partition_counts[topic] = n
+        if partition >= n:
+            raise UnknownTopicOrPartitionError(f"topic {topic!r} has partitions 0..{n - 1}, not {partition}")
 
     async def send_and_wait(self, topic: str, value: Any = None, key: Any = None,
                             headers: Sequence[tuple[str, bytes]] | None = None,

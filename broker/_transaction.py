@@ -32,7 +32,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._config import validate_topic_name
+from ._checks import check_record, check_topic_for_write
 from ._errors import ClosedError, CommitFailedError, ConfigError, SerializationError
 from ._future import FutureRecordMetadata, _Round
 from ._log import _Pending, encode_headers
@@ -86,7 +86,7 @@ class LogTransaction:
         if self._done:
             self._check_open()
         if topic not in self._topics_ok:
-            validate_topic_name(topic)
+            check_topic_for_write(topic)
             self._topics_ok.add(topic)
         if value is None and key is None:
             raise ConfigError("send() needs a value or a key (both were None)")
@@ -95,8 +95,7 @@ class LogTransaction:
             _serialize(key, self._key_ser, "key", topic)
         v = value if (self._value_ser is None and (value is None or type(value) is bytes)) else \
             _serialize(value, self._value_ser, "value", topic)
-        if partition is not None and (not isinstance(partition, int) or partition < 0):
-            raise ConfigError(f"partition: expected a non-negative integer, got {partition!r}")
+        check_record(partition, timestamp_ms, headers)
         ts = self._log.clock.wall_ms() if timestamp_ms is None else timestamp_ms
         hdr = encode_headers(headers) if headers else None
         size, ksize, vsize, hsize = record_sizes(k, v, hdr)

@@ -1,0 +1,82 @@
+"""What a record must be before it is queued: checked in ``send()``, where the caller is.
+
+A value SQLite cannot store (a timestamp of 2**70, say) used to fail the whole group
+commit it shared with other producers' records; a str or float timestamp was stored as
+TEXT or REAL.  Each check here is a type test and a comparison: ``send()`` is the hot
+path, so the usual case costs a few hundred nanoseconds in all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ._config import INTERNAL_TOPICS, MAX_PARTITIONS, validate_topic_name
+from ._errors import ConfigError, InvalidTopicError, SerializationError
+
+# Kafka's range for a record timestamp (ms since the epoch): non-negative, a Java long.
+# SQLite's INTEGER is the same 64 bits, so anything in range can be stored.
+MAX_TIMESTAMP_MS = 2**63 - 1
+
+
+def check_topic_for_write(topic: object) -> str:
+    """``topic`` if a client may append to it: a valid name, not one the log writes itself."""
+    validate_topic_name(topic)
+    if topic in INTERNAL_TOPICS:
+        raise InvalidTopicError(
+            f"topic {topic!r} is written by the log itself (it records what the log dropped); "
+            "read it, but send to a topic of your own"
+        )
+    return topic  # type: ignore[return-value]
+
+
+def check_partition(partition: object) -> None:
+    """Raise unless ``partition`` is None or a partition number (an int, not a bool)."""
+    if partition is None:
+        return
+    if type(partition) is not int and (not isinstance(partition, int) or isinstance(partition, bool)):
+        raise ConfigError(f"partition: expected an integer or None, got {partition!r}")
+    if not 0 <= partition < MAX_PARTITIONS:  # type: ignore[operator]
+        raise ConfigError(f"partition: expected 0 to {MAX_PARTITIONS - 1} (or None), got {partition!r}")
+
+
+def check_timestamp(timestamp_ms: object) -> None:
+    """Raise unless ``timestamp_ms`` is None or ms since the epoch that Kafka and SQLite can hold."""
+    if timestamp_ms is None:
+        return
+    if type(timestamp_ms) is not int and (not isinstance(timestamp_ms, int) or isinstance(timestamp_ms, bool)):
+        raise ConfigError(
+            f"timestamp_ms: expected an integer of ms since the epoch, got {timestamp_ms!r} "
+            f"({type(timestamp_ms).__name__})"
+        )
+    if not 0 <= timestamp_ms <= MAX_TIMESTAMP_MS:  # type: ignore[operator]
+        raise ConfigError(
+            f"timestamp_ms: expected 0 to 2**63-1 ms since the epoch (as Kafka), got {timestamp_ms!r}"
+        )
+
+
+def check_headers(headers: Any) -> None:
+    """Raise unless ``headers`` is None or a list of ``(str, bytes | None)`` pairs."""
+    if headers is None:
+        return
+    if not isinstance(headers, list | tuple):
+        raise SerializationError(
+            f"headers: expected a list of (str, bytes) pairs, got {type(headers).__name__} {headers!r:.60}"
+        )
+    for h in headers:
+        # The usual case first, by exact types: the general check costs per header.
+        if type(h) is tuple and len(h) == 2 and type(h[0]) is str and type(h[1]) is bytes:
+            continue
+        if not (isinstance(h, tuple | list) and len(h) == 2 and isinstance(h[0], str)
+                and isinstance(h[1], bytes | type(None))):
+            raise SerializationError(f"headers must be (str, bytes) pairs, got {h!r:.80}")
+
+
+def check_record(partition: object, timestamp_ms: object, headers: Sequence[Any] | None) -> None:
+    """The checks of ``send()`` after the topic and serialisation, in one call."""
+    if partition is not None:
+        check_partition(partition)
+    if timestamp_ms is not None:
+        check_timestamp(timestamp_ms)
+    if headers is not None:
+        check_headers(headers)
