@@ -103,10 +103,16 @@ class DeviceConfig:
 
 @dataclass(frozen=True)
 class HealthConfig:
-    """Where /health and /metrics listen (loopback by default)."""
+    """Where /health and /metrics listen (loopback by default), and what /health shows.
+
+    ``show_values``: the last reading's values (a patient's blood pressure) appear on
+    /health and in `edge status` only when true; any local user can read /health.
+    A device's state, counts and last reading time are always there.
+    """
 
     host: str = "127.0.0.1"
     port: int = 9108
+    show_values: bool = False
 
     @property
     def address(self) -> str:
@@ -247,13 +253,14 @@ def config_from_dict(data: Mapping[str, Any], file: str = "edge.toml",
     health = HealthConfig()
     raw_health = c.get(data, "health", "health", "table", {})
     if raw_health:
-        c.unknown(raw_health, {"address"}, "health.")
+        c.unknown(raw_health, {"address", "show_values"}, "health.")
         addr = c.get(raw_health, "address", "health.address", "str", DEFAULT_HEALTH_ADDRESS,
                      check=lambda v: _split_address(v) is not None,
                      expected='"host:port" with a port in 1..65535 (e.g. "127.0.0.1:9108")')
+        show = c.get(raw_health, "show_values", "health.show_values", "bool", False)
         if addr:
             host, port = _split_address(addr)  # type: ignore[misc]
-            health = HealthConfig(host, port)
+            health = HealthConfig(host, port, show_values=show is True)
 
     devices: list[DeviceConfig] = []
     raw_devices = data.get("devices", [])

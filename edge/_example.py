@@ -20,6 +20,8 @@ dead_letter_topic = "dead-letters" # frames that did not decode, with raw bytes 
 
 [health]
 address = "127.0.0.1:9108"         # GET /health (JSON) and /metrics (Prometheus)
+show_values = false                # true: /health shows each device's last reading's values
+                                   # (any local user can read it: a patient's blood pressure)
 
 # Time. Every event's "clock" header says how far its time can be trusted: "synced"
 # (NTP set the system clock), "gps" (it has not, but a GPS fix gave UTC: times are then

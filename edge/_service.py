@@ -9,7 +9,10 @@ reading is appended to the log and only then does the adapter acknowledge it
 
 Signals: SIGTERM/SIGINT stop intake, flush and close within the shutdown
 bound and exit 0; SIGHUP re-reads the config file and starts, stops or
-restarts only the devices whose settings changed.
+restarts only the devices and stream topologies whose settings changed, moves
+/health to a new [health] address and applies show_values; a change to
+edge_id, data_dir, [log], [upstream] or [clock] is logged by key as needing a
+restart (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -58,7 +62,7 @@ from devices import (
 )
 from devices.adapters import Adapter
 from edge._clock import ClockJump, ClockStatus, ClockTrust, KeyStamps, gps_fix_utc_ms
-from edge._config import Config, DeviceConfig, load_config
+from edge._config import Config, DeviceConfig, HealthConfig, load_config
 from edge._dedupe import DELIVERY_HEADER, ContentIndex, RedeliveryIndex, read_tail
 from edge._errors import ConfigError
 from edge._exit import health_bind_error, log_open_error
@@ -374,6 +378,9 @@ class EventWriter:
         self.stamps = KeyStamps(self.trust)
         self.last_failure_ms: int | None = None
         self.last_failure: str | None = None
+        #: The log's count of records written when the last failure was seen: once it
+        #: grows, writes have resumed (``Service.health``).
+        self.records_at_failure: int | None = None
         self._edge = cfg.edge_id.encode()
         self._completions: _Completions | None = None
         self._bytes = _Bytes()
@@ -398,6 +405,7 @@ class EventWriter:
     def _failed(self, runner: DeviceRunner, exc: BaseException) -> None:
         self.last_failure_ms = self.trust.clock.monotonic_ms()
         self.last_failure = f"{type(exc).__name__}: {exc}"
+        self.records_at_failure = self.producer.metrics()["records"]
         self.metrics.write_failures.labels(runner.cfg.name, type(exc).__name__).inc()
 
     async def prime(self, runner: DeviceRunner) -> None:
@@ -575,6 +583,42 @@ def log_config_of(cfg: Config, clock: Clock | None = None) -> LogConfig:
     )
 
 
+#: Config sections a running service cannot take on: the log and its writer are opened
+#: with them, the uplink and the clock built from them. SIGHUP names what changed there.
+_RESTART_FIELDS = ("edge_id", "data_dir", "log", "upstream", "clock")
+
+
+def restart_needed(old: Config, new: Config) -> list[str]:
+    """The keys (``log.quota_bytes``, ``upstream.sasl_password``) that differ in sections
+    SIGHUP cannot apply; names only, never values (some are secrets)."""
+    changed = []
+    for name in _RESTART_FIELDS:
+        a, b = getattr(old, name), getattr(new, name)
+        if a == b:
+            continue
+        if name == "upstream":
+            keys = sorted(k for k in {*a.settings, *b.settings}
+                          if a.settings.get(k) != b.settings.get(k))
+            changed += [f"upstream.{k}" for k in keys] + (
+                ["upstream.enabled"] if a.enabled != b.enabled else [])
+        elif dataclasses.is_dataclass(a):
+            changed += [f"{name}.{f.name}" for f in dataclasses.fields(a)
+                        if getattr(a, f.name) != getattr(b, f.name)]
+        else:
+            changed.append(name)
+    return changed
+
+
+def _withhold_values(devices: dict[str, dict[str, Any]]) -> None:
+    """Drop the last readings' values from /health: any local user can read it, and a
+    value may be a patient's; the key and time stay (``[health] show_values`` shows all)."""
+    for d in devices.values():
+        last = d.get("last_reading")
+        if last and "value" in last:
+            d["last_reading"] = {k: v for k, v in last.items() if k != "value"}
+            d["last_reading"]["value_withheld"] = True
+
+
 class Service:
     """The running appliance. ``await run()`` until ``request_stop()`` (or SIGTERM)."""
 
@@ -616,11 +660,16 @@ class Service:
         """What /health returns; ``ok`` is true when every device and the log are well."""
         now, mono = self.trust.now_ms(), self.clock.monotonic_ms()
         devices = {name: r.health(now) for name, (r, _) in self.runners.items()}
+        if not self.cfg.health.show_values:
+            _withhold_values(devices)
         w = self.writer
-        recent_failure = w is not None and w.last_failure_ms is not None and mono - w.last_failure_ms < 30_000
-        log_ok = self.log_ok and not recent_failure
+        # Failing from a refused write until the log writes a record again (not for a
+        # fixed time after it): /health turns 200 with the first write that succeeds.
+        failing = (w is not None and w.last_failure is not None and self.producer is not None
+                   and self.producer.metrics()["records"] == w.records_at_failure)
+        log_ok = self.log_ok and not failing
         info = dict(self.log_info, ok=log_ok,
-                    last_write_error=w.last_failure if w is not None else None)
+                    last_write_error=w.last_failure if failing else None)  # type: ignore[union-attr]
         uplink = self._uplink_health()
         streams = {name: sup.health() for name, (sup, _) in self.streams.items()}
         ok = log_ok and all(d["connected"] for d in devices.values()) and (
@@ -685,18 +734,46 @@ class Service:
                 log.error("SIGHUP: config not reloaded, keeping the running one: %s",
                           str(exc).replace("\n", "; "))
                 continue
-            wanted = {d.name: d for d in new.devices}
-            for name in list(self.runners):
-                if name not in wanted or wanted[name] != self.runners[name][0].cfg:
-                    log.info("SIGHUP: stopping device %s", name)
-                    await self._stop_device(name)
-            for name, d in wanted.items():
-                if name not in self.runners:
-                    self._start_device(d)
-            await self._reload_streams(new.streams)
-            self.cfg = new if new.data_dir == self.cfg.data_dir else self.cfg
-            log.info("SIGHUP: config reloaded: %d devices, %d stream topologies",
-                     len(self.runners), len(self.streams))
+            await self._apply_reload(new)
+
+    async def _apply_reload(self, new: Config) -> None:
+        """SIGHUP: apply what can change while running; name what needs a restart."""
+        old = self.cfg
+        wanted = {d.name: d for d in new.devices}
+        for name in list(self.runners):
+            if name not in wanted or wanted[name] != self.runners[name][0].cfg:
+                log.info("SIGHUP: stopping device %s", name)
+                await self._stop_device(name)
+        for name, d in wanted.items():
+            if name not in self.runners:
+                self._start_device(d)
+        await self._reload_streams(new.streams)
+        health = await self._reload_health(old, new)
+        pending = restart_needed(old, new)
+        if pending:
+            log.warning("SIGHUP: %s changed: applied at the next restart (systemctl restart "
+                        "edge); running with the values it started with", ", ".join(pending))
+        self.cfg = dataclasses.replace(new, health=health,
+                                       **{f: getattr(old, f) for f in _RESTART_FIELDS})
+        log.info("SIGHUP: config reloaded: %d devices, %d stream topologies",
+                 len(self.runners), len(self.streams))
+
+    async def _reload_health(self, old: Config, new: Config) -> HealthConfig:
+        """Move /health to a new address (listening there first); returns what now runs."""
+        if (new.health.host, new.health.port) == (old.health.host, old.health.port):
+            return new.health
+        server = HealthServer(new.health.host, new.health.port, self.health, self.metrics.registry)
+        try:
+            await server.start()
+        except OSError as exc:
+            log.error("SIGHUP: %s; /health stays on %s",
+                      health_bind_error(exc, new.health.address, new.file), old.health.address)
+            return dataclasses.replace(new.health, host=old.health.host, port=old.health.port)
+        previous, self.health_server = self.health_server, server
+        if previous is not None:
+            await previous.close()
+        log.info("SIGHUP: /health moved from %s to %s", old.health.address, new.health.address)
+        return new.health
 
     async def _housekeeping(self, admin: KafkaAdminClient) -> None:
         ping = watchdog_interval()

@@ -56,6 +56,8 @@ def summarize(last: dict[str, Any] | None, width: int = 60) -> str:
     """One line of a last reading: ``key: field=value ...``, cut at ``width`` characters."""
     if not last:
         return ""
+    if "value" not in last:  # withheld: [health] show_values is off
+        return f"{last.get('key')}: (values withheld)"
     value = last.get("value")
     if isinstance(value, dict):
         body = " ".join(f"{k}={json.dumps(v, separators=(',', ':')) if not isinstance(v, str) else v}"

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import socket
+import subprocess
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.edge._helpers import health, start_edge, stop_edge, wait_for, write_config
+from tests.edge._helpers import (
+    health,
+    serial_device,
+    start_edge,
+    stop_edge,
+    wait_for,
+    write_config,
+)
 from tests.fixtures.mosquitto import free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -78,3 +89,64 @@ def test_probes_and_oversized_requests_log_no_error(tmp_path: Path) -> None:
     text = edge_log.read_text()
     assert rc == 0, text
     assert "ERROR" not in text and "Traceback" not in text, text
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs: filled by a test, a real full disk the log's writes fail on."""
+    path = tmp_path / "disk"
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with filler.open("wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def test_health_recovers_once_writes_resume(tmp_path: Path, small_disk: Path,
+                                            pty_device) -> None:  # type: ignore[no-untyped-def]
+    # A real refused write (the disk is full) and a real recovery (room made): /health is
+    # 503 with the error while writes fail, and 200 without it once one succeeds again.
+    config, port = write_config(tmp_path, serial_device("room-1", "temperature",
+                                                        str(pty_device.link), "text"))
+    config.write_text(config.read_text().replace(str(tmp_path / "data"), str(small_disk / "log"))
+                      .replace('durability = "no-fsync"', 'durability = "fsync"'))
+    edge_log = tmp_path / "edge.log"
+    edge = start_edge(config, edge_log)
+    sent = 0
+
+    def reading() -> dict | None:  # type: ignore[type-arg]
+        nonlocal sent
+        sent += 1
+        with contextlib.suppress(OSError):  # the adapter may be restarting after a failure
+            pty_device.write(f"{20 + sent % 10}.{sent % 10}\n".encode())
+        return health(port)
+
+    try:
+        pty_device.wait_reader(timeout=30)
+        wait_for(lambda: (h := reading()) and h["devices"]["room-1"]["readings"] > 0, 30,
+                 "a reading written")
+        filler = fill(small_disk)
+        h = wait_for(lambda: (h := reading()) and not h["log"]["ok"] and h, 30,
+                     "the log to report the refused write")
+        assert h["ok"] is False and "full" in h["log"]["last_write_error"]
+        written = h["devices"]["room-1"]["readings"]
+        filler.unlink()
+        h = wait_for(lambda: (h := reading()) and h["ok"] and h, 15, "/health to recover")
+        assert h["log"]["ok"] is True and h["log"]["last_write_error"] is None
+        assert h["devices"]["room-1"]["readings"] > written
+    finally:
+        rc = stop_edge(edge, edge_log)
+    assert rc == 0, edge_log.read_text()

@@ -11,6 +11,7 @@ import pytest
 
 from edge._notify import sd_notify, watchdog_interval
 from tests.edge._helpers import health, serial_device, start_edge, stop_edge, wait_for, write_config
+from tests.fixtures.mosquitto import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -31,6 +32,46 @@ def test_sighup_reloads_the_device_list(tmp_path: Path) -> None:
         edge.send_signal(signal.SIGHUP)
         wait_for(lambda: "config not reloaded" in edge_log.read_text(), 30, "the reload refused")
         assert set(health(port)["devices"]) == {"b"}  # type: ignore[index]
+    finally:
+        rc = stop_edge(edge, edge_log)
+    assert rc == 0, edge_log.read_text()
+
+
+def test_sighup_applies_health_settings_and_names_what_needs_a_restart(
+        tmp_path: Path, pty_device) -> None:  # type: ignore[no-untyped-def]
+    config, port = write_config(tmp_path, serial_device("room-1", "temperature",
+                                                        str(pty_device.link), "text"))
+    edge_log = tmp_path / "edge.log"
+    edge = start_edge(config, edge_log)
+    try:
+        pty_device.wait_reader(timeout=30)
+        pty_device.write(b"21.5\n")
+        last = wait_for(lambda: ((health(port) or {}).get("devices", {}).get("room-1") or {})
+                        .get("last_reading"), 30, "a reading")
+        # By default the value stays off /health (any local user reads it); key and time stay.
+        assert last == {"key": "room-1", "timestamp_ms": last["timestamp_ms"],
+                        "value_withheld": True}
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            taken = busy.getsockname()[1]
+            config.write_text(config.read_text().replace(f":{port}", f":{taken}"))
+            edge.send_signal(signal.SIGHUP)
+            wait_for(lambda: "/health stays on" in edge_log.read_text(), 30, "the move refused")
+        assert f"health.address 127.0.0.1:{taken}: cannot listen" in edge_log.read_text()
+        assert health(port) is not None  # still served where it was
+
+        new_port = free_port()
+        config.write_text(config.read_text().replace(f":{taken}", f":{new_port}")
+                          .replace("[health]", "[health]\nshow_values = true")
+                          .replace("partitions = 2", "partitions = 2\nquota_bytes = 100000000"))
+        edge.send_signal(signal.SIGHUP)
+        h = wait_for(lambda: health(new_port), 30, "/health on the new address")
+        assert h["devices"]["room-1"]["last_reading"]["value"] == {"temperature_c": 21.5}
+        assert health(port) is None  # the old address is closed
+        wait_for(lambda: "config reloaded" in edge_log.read_text(), 30, "the reload")
+        assert ("SIGHUP: log.quota_bytes changed: applied at the next restart"
+                in edge_log.read_text())
     finally:
         rc = stop_edge(edge, edge_log)
     assert rc == 0, edge_log.read_text()
@@ -73,3 +114,17 @@ def test_sd_notify_without_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
     assert watchdog_interval() is None
     monkeypatch.setenv("WATCHDOG_USEC", "10000000")
     assert watchdog_interval() == 5.0
+
+
+def test_restart_needed_names_keys_never_values() -> None:
+    from edge import parse_config
+    from edge._service import restart_needed
+
+    base = 'edge_id = "e"\ndata_dir = "/d"\n[upstream]\nbootstrap_servers = "k:9092"\n'
+    old = parse_config(base + 'sasl_password = "old-secret"\n[health]\naddress = "127.0.0.1:1"\n')
+    new = parse_config(base.replace('"e"', '"f"') + 'sasl_password = "new-secret"\n'
+                       '[log]\nquota_bytes = 5000\n[clock]\ngps_time = false\n'
+                       '[health]\naddress = "127.0.0.1:2"\n')
+    assert restart_needed(old, new) == ["edge_id", "log.quota_bytes", "upstream.sasl_password",
+                                        "clock.gps_time"]  # not health: SIGHUP moves it
+    assert restart_needed(old, old) == []

@@ -67,6 +67,13 @@ def test_render_shows_rate_and_last_reading() -> None:
     assert len(line) == 40 and line.startswith("car-1: lat=52.123456789 lon=13.0") and line.endswith(
         "...")
     assert summarize(None) == ""
+    # [health] show_values off: the value is withheld, the rest of the row stays; a device's
+    # last error (a refused CONNACK, a failed adapter) is shown at the end of its row.
+    d = h["devices"]["room-1"]  # type: ignore[index]
+    d["last_reading"] = {"key": "room-1", "timestamp_ms": 1, "value_withheld": True}
+    d["last_error"] = "MqttConnectError: not authorised"
+    row = [line for line in render(h).splitlines() if "room-1" in line][0]
+    assert row.endswith("0.4s ago  room-1: (values withheld)  (MqttConnectError: not authorised)")
 
 
 def test_render_shows_topics_and_streams() -> None:
@@ -91,7 +98,8 @@ def status(port: int, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_status_of_a_running_service(tmp_path: Path, pty_device) -> None:  # type: ignore[no-untyped-def]
     config, port = write_config(tmp_path, serial_device("room-1", "temperature",
-                                                        str(pty_device.link), "text"))
+                                                        str(pty_device.link), "text"),
+                                extra="show_values = true")  # [health]: off by default
     edge_log = tmp_path / "edge.log"
     edge = start_edge(config, edge_log)
     try:
