@@ -20,6 +20,7 @@ from devices.simulator._faults import (
     corrupt_frame,
     garbage,
     hostile_frame,
+    hostile_names,
     truncate_frame,
 )
 from devices.simulator._models import DEFAULT_ROUTE, Model, Patient, Room, Vehicle, load_gpx
@@ -134,6 +135,7 @@ class Simulator:
         self._mqtt: MqttPublisher | None = None
         self._stream: StreamOutput | None = None
         self._encoders: dict[str, Any] = {}
+        self._hostile_cycle: dict[str, list[str]] = {}
 
     # -- set-up and tear-down ----------------------------------------------------------
 
@@ -290,8 +292,16 @@ class Simulator:
             codec = serial_codec_name(kind, self.cfg)[0]
         if codec not in HOSTILE_CODECS:
             return  # a convention without a catalogue (esphome): nothing to send
+        # Each device goes through its codec's whole catalogue in a seeded order before any
+        # frame repeats, so a short run still sends every kind.
+        cycle = self._hostile_cycle.setdefault(model.device_id, [])
+        if not cycle:
+            cycle += [*hostile_names(codec), "noise"]
+            if self.cfg.output == "mqtt" and self.cfg.faults.max_payload is not None:
+                cycle.append("oversized")
+            self.hostile_rng.shuffle(cycle)
         frame = hostile_frame(codec, model.device_id, self.hostile_rng, reading.timestamp_ms or 0,
-                              max_payload=self.cfg.faults.max_payload)
+                              name=cycle.pop(), max_payload=self.cfg.faults.max_payload)
         self._send(model.device_id, frame.topic, frame.payload)
         self._record(frame.to_truth(model.device_id))
         self.counts["fault_hostile"] += 1
