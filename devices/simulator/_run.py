@@ -303,7 +303,8 @@ class Simulator:
         frame = hostile_frame(codec, model.device_id, self.hostile_rng, reading.timestamp_ms or 0,
                               name=cycle.pop(), max_payload=self.cfg.faults.max_payload)
         self._send(model.device_id, frame.topic, frame.payload)
-        self._record(frame.to_truth(model.device_id))
+        # With the reading's time, so a checker can tell whether anyone could read it then.
+        self._record({**frame.to_truth(model.device_id), "timestamp_ms": reading.timestamp_ms})
         self.counts["fault_hostile"] += 1
 
     def _send(self, device_id: str, topic: str | None, data: bytes, tag: int | None = None) -> None:

@@ -21,6 +21,12 @@ appliance's codecs or log cannot hide itself here. Two commands:
   missing upstream that no ledger entry names (must be 0);
 - the time to drain after each fault: from the fault's end until every reading emitted
   during it had arrived upstream.
+- hostile frames (``edge-sim --hostile``): each must be a dead letter upstream, raw bytes
+  and all; a serial one may be lost while nobody could read it, any other missing one
+  counts (beside the dead letters the quota dropped, which may explain as many);
+- records the cluster refuses (the soak's, listed in the manifest): never upstream, each
+  named in the drop ledger (an entry with a ``dead_letter_topic``, not a quota drop: it
+  explains no missing reading) and kept in the local dead-letter topic (the soak dumps it).
 
 It prints a table and writes the result as JSON (``--json`` or ``$CHAOS_RESULT``).
 
@@ -277,6 +283,15 @@ class SystemResult:
     ledger_entries: int | None = None
     unledgered_gaps: int | None = None
     ledger_replicated_not_upstream: int | None = None
+    hostile_sent: int | None = None
+    hostile_dead_lettered: int | None = None
+    hostile_lost_in_windows: int | None = None
+    hostile_missing: int | None = None
+    dead_letters_dropped_by_quota: int | None = None
+    refused_sent: int | None = None
+    refused_upstream: int | None = None
+    refused_in_ledger: int | None = None
+    refused_in_local_dead_letters: int | None = None
     missing_by_topic: dict[str, int] = field(default_factory=dict)
     drain_s: list[dict[str, Any]] = field(default_factory=list)
 
@@ -356,7 +371,9 @@ def check_system(
             res.unknown_upstream += 1
             continue
         m.add(key, rec["a"], _local_offset(rec), ts)
-    dropped = _ledger_ranges(ledger or [], unreplicated=True)
+    # A record the cluster refused is named in the ledger too (with the local topic that
+    # keeps it); it explains no missing reading of a device: those are counted apart.
+    dropped = _ledger_ranges(_quota_entries(ledger or []), unreplicated=True)
     # From 2 s before (bytes read but not yet committed, and the NMEA epoch the service
     # holds until the next one begins) to the port being open again.
     windows = [
@@ -367,11 +384,12 @@ def check_system(
     if ledger is not None:
         res.ledger_entries = len(ledger)
         res.ledger_dropped_unreplicated = sum(
-            e.get("count", 0) for e in ledger if e.get("unreplicated")
+            e.get("count", 0) for e in _quota_entries(ledger) if e.get("unreplicated")
         )
         res.ledger_dropped_replicated = sum(
-            e.get("count", 0) for e in ledger if not e.get("unreplicated")
+            e.get("count", 0) for e in _quota_entries(ledger) if not e.get("unreplicated")
         )
+        res.refused_in_ledger = sum(e.get("count", 0) for e in ledger if _is_refusal(e))
     res.serial_lost_in_windows = 0
     explained = _explain_by_ledger(devices, dropped) if ledger is not None else set()
     for m in devices.values():
@@ -424,6 +442,117 @@ def _local_offset(rec: dict) -> tuple[int, int] | None:
         return int(h["edge.partition"]), int(h["edge.offset"])
     except (KeyError, ValueError):
         return None
+
+
+def _is_refusal(entry: dict) -> bool:
+    """A ledger entry for a record the cluster refused (kept in a local dead-letter topic)."""
+    return bool(entry.get("dead_letter_topic"))
+
+
+def _quota_entries(ledger: list[dict]) -> list[dict]:
+    return [e for e in ledger if not _is_refusal(e)]
+
+
+def load_hostile(path: Path, transport: str) -> list[dict]:
+    """The hostile frames (``edge-sim --hostile``) of one simulator's --truth file."""
+    out = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            if row.get("type") == "hostile":
+                out.append({"raw": bytes.fromhex(row["raw_hex"]).strip(b"\r\n"),
+                            "ts": row.get("timestamp_ms"), "transport": transport,
+                            "name": f"{row.get('codec')}/{row.get('name')}"})
+    return out
+
+
+def check_hostile(
+    res: SystemResult,
+    hostile: list[dict],
+    dead_letters: list[dict],
+    faults: list[dict],
+    dead_letter_topic: str,
+    ledger: list[dict],
+    serial_grace_ms: int = 10_000,
+) -> None:
+    """Every hostile frame a dead letter upstream (by its raw bytes); a serial one may be
+    missing if sent while nobody could read it (as for readings); any other missing one
+    counts, beside how many dead letters the quota dropped (the ledger's entries for the
+    local dead-letter topic), which may explain as many."""
+    windows = [
+        (f["start_ms"] - 2000, f["end_ms"] + serial_grace_ms)
+        for f in faults
+        if f["kind"] in ("service-sigkill", "service-sigterm", "serial-unplug")
+    ]
+    have = collections.Counter(
+        (rec.get("v") or "").encode("latin-1").strip(b"\r\n") for rec in dead_letters
+    )
+    res.hostile_sent = len(hostile)
+    res.hostile_dead_lettered = res.hostile_lost_in_windows = res.hostile_missing = 0
+    for h in hostile:
+        if have[h["raw"]] > 0:
+            have[h["raw"]] -= 1
+            res.hostile_dead_lettered += 1
+        elif h["transport"] == "serial" and any(
+            a <= (h["ts"] or 0) <= b for a, b in windows
+        ):
+            res.hostile_lost_in_windows += 1
+        else:
+            res.hostile_missing += 1
+    res.dead_letters_dropped_by_quota = sum(
+        e.get("count", 0)
+        for e in _quota_entries(ledger)
+        if e.get("topic") == dead_letter_topic and e.get("unreplicated")
+    )
+
+
+def load_refused(path: Path) -> list[dict]:
+    """Readings the soak sent that the upstream topic refuses (a timestamp beyond its
+    message.timestamp.after.max.ms): JSON lines of device (record key), kind, values."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def check_refused(
+    res: SystemResult,
+    refused: list[dict],
+    upstream_records: list[dict],
+    topic_of: dict[str, str],
+    local_dead_letters: list[dict] | None,
+) -> None:
+    """Refused readings: never upstream in their topic; each kept in the local dead-letter
+    topic (its value, under its key; the ledger's count is set in check_system)."""
+
+    def ident(kind: str, key: str | None, value: Any) -> tuple | None:
+        if kind not in _FIELDS or not isinstance(value, dict):
+            return None
+        return reading_key(kind, key or "", None, value)
+
+    want = collections.Counter(ident(r["kind"], r["device"], r["values"]) for r in refused)
+    res.refused_sent = len(refused)
+    res.refused_upstream = 0
+    for rec in upstream_records:
+        kind = topic_of.get(rec["t"])
+        try:
+            value = json.loads(rec["v"])
+        except (TypeError, ValueError):
+            continue
+        if kind is not None and ident(kind, rec["k"], value) in want:
+            res.refused_upstream += 1
+    if local_dead_letters is None:
+        return
+    res.refused_in_local_dead_letters = 0
+    left = collections.Counter(want)
+    for rec in local_dead_letters:
+        try:
+            value = json.loads(rec["v"])
+        except (TypeError, ValueError):
+            continue
+        for kind in _FIELDS:
+            i = ident(kind, rec.get("k"), value)
+            if i is not None and left[i] > 0:
+                left[i] -= 1
+                res.refused_in_local_dead_letters += 1
+                break
 
 
 def _ledger_ranges(
@@ -591,6 +720,31 @@ def check_run(manifest: dict[str, Any]) -> dict[str, Any]:
                 edge_records=mine,
                 topic_of=topic_of,
             )
+            dl_local = sysdef.get("dead_letter_topic", "dead-letters")
+            dl_up = {up for up, local in topic_of.items() if local == dl_local}
+            hostile = [
+                h
+                for src in sources
+                if src["name"] in sysdef["sources"]
+                for h in load_hostile(Path(src["truth"]), src["transport"])
+            ]
+            check_hostile(
+                res,
+                hostile,
+                [r for r in records if r["t"] in dl_up],
+                faults,
+                dl_local,
+                ledger,
+            )
+            if sysdef.get("refused"):
+                local_dl = sysdef.get("local_dead_letters")
+                check_refused(
+                    res,
+                    load_refused(Path(sysdef["refused"])),
+                    mine,
+                    topic_of,
+                    read_arrivals(Path(local_dl)) if local_dl else None,
+                )
         elif sysdef["mode"] == "derived":
             # A stream processor's output: one record per input reading it saw, each once, in
             # order per key. Readings it never saw (dropped before it ran) are not its loss.
@@ -661,6 +815,15 @@ _ROWS = [
         "ledger: dropped 'after replication' but not upstream (must be 0)",
         "ledger_replicated_not_upstream",
     ),
+    ("hostile frames sent (edge-sim --hostile)", "hostile_sent"),
+    ("  dead letters upstream, raw bytes and all", "hostile_dead_lettered"),
+    ("  serial, lost while the service was down or unplugged", "hostile_lost_in_windows"),
+    ("  missing otherwise (at most the quota's dead-letter drops)", "hostile_missing"),
+    ("dead letters dropped under the quota, named by the ledger", "dead_letters_dropped_by_quota"),
+    ("records the cluster refuses, sent", "refused_sent"),
+    ("  of which upstream anyway (must be 0)", "refused_upstream"),
+    ("  named in the drop ledger", "refused_in_ledger"),
+    ("  kept in the local dead-letter topic", "refused_in_local_dead_letters"),
 ]
 
 

@@ -53,6 +53,7 @@ def _run(
     acked: list[int],
     ledger: list[dict] | None = None,
     faults: list[dict] | None = None,
+    system: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     (tmp / "acks.txt").write_text("".join(f"{s}\n" for s in acked))
     records = list(upstream) + [
@@ -91,8 +92,9 @@ def _run(
                 "name": "appliance",
                 "mode": "edge",
                 "sources": ["mqtt"],
-                "topics": {"temperature": "up.temperature"},
+                "topics": {"temperature": "up.temperature", "dead-letters": "up.dead-letters"},
                 "drop_ledger_topic": "up.ledger",
+                **(system or {}),
             }
         ],
     }
@@ -208,3 +210,59 @@ def test_twins_in_one_second_are_told_apart_by_finer_device_time() -> None:
     m.add(key, T0, ts_ms=T0)  # whole seconds only: by position, the nearest after the last
     m.add(key, T0, ts_ms=T0)
     assert set(m.arrived) == {0, 1} and m.ambiguous == 2 and m.duplicates == 0
+
+
+def _hostile_rows(path: Path, raws: list[bytes]) -> None:
+    with path.open("a") as f:
+        for i, raw in enumerate(raws):
+            row = {"type": "hostile", "device_id": "room-1", "codec": "zigbee2mqtt",
+                   "name": f"h{i}", "topic": "zigbee2mqtt/room-1", "field": None,
+                   "raw_hex": raw.hex(), "timestamp_ms": T0 + i}
+            f.write(json.dumps(row) + "\n")
+
+
+def _dead_letter(raw: bytes, offset: int) -> dict:
+    return {"t": "up.dead-letters", "p": 0, "o": offset, "k": "rooms", "a": T0, "ts": T0,
+            "v": raw.decode("latin-1"), "h": {"reason": "humidity_pct 250 outside 0..100"}}
+
+
+def test_hostile_frames_are_counted_as_dead_letters_or_missing(tmp_path: Path) -> None:
+    rows = _truth(tmp_path / "truth.jsonl", 5)
+    raws = [b'{"temperature":21.5,"humidity":250}', b"\xff\x00noise", b'{"temperature":21.5,"humidity":250}']
+    _hostile_rows(tmp_path / "truth.jsonl", raws)
+    up = [_record("up.temperature", r, i, T0) for i, r in enumerate(rows)]
+    up += [_dead_letter(raws[0], 0), _dead_letter(raws[1] + b"\n", 1)]
+    ledger = [{"topic": "dead-letters", "ranges": [{"partition": 1, "from_offset": 0,
+               "to_offset": 0}], "count": 1, "unreplicated": True, "wall_ms": T0}]
+    res = _run(tmp_path, rows, up, [r["seq"] for r in rows], ledger)
+    assert res["hostile_sent"] == 3
+    # The same bytes twice need two dead letters: one is missing.
+    assert res["hostile_dead_lettered"] == 2 and res["hostile_missing"] == 1
+    assert res["dead_letters_dropped_by_quota"] == 1
+    assert res["lost_acked"] == 0 and res["unknown_upstream"] == 0
+    assert res["refused_sent"] is None, "no refusal fault in this run"
+
+
+def test_refused_records_must_stay_local_and_explain_no_missing_reading(tmp_path: Path) -> None:
+    rows = _truth(tmp_path / "truth.jsonl", 10)
+    # Reading 4 (offset 4) is missing upstream; a refusal entry names offset 4: it must not
+    # pass for the missing reading (the refused record is another one).
+    up = [_record("up.temperature", r, i, T0) for i, r in enumerate(rows) if i != 4]
+    refused = [{"device": "mq-bed-9", "kind": "temperature", "values": {"temperature_c": 41.25}},
+               {"device": "mq-bed-9", "kind": "temperature", "values": {"temperature_c": 41.5}}]
+    (tmp_path / "refused.jsonl").write_text("".join(json.dumps(r) + "\n" for r in refused))
+    up.append({"t": "up.temperature", "p": 1, "o": 0, "k": "mq-bed-9", "a": T0, "ts": T0,
+               "v": json.dumps({"temperature_c": 41.5}), "h": {}})
+    local = [{"t": "dead-letters", "k": "mq-bed-9", "v": json.dumps({"temperature_c": 41.25}),
+              "ts": T0, "h": {"reason": "refused by the cluster: InvalidTimestampError"}}]
+    (tmp_path / "local-dl.jsonl").write_text("".join(json.dumps(r) + "\n" for r in local))
+    ledger = [{"topic": "temperature", "ranges": [{"partition": 0, "from_offset": 4,
+               "to_offset": 4}], "count": 1, "unreplicated": True, "wall_ms": T0,
+               "dead_letter_topic": "dead-letters"}]
+    res = _run(tmp_path, rows, up, [r["seq"] for r in rows], ledger,
+               system={"refused": str(tmp_path / "refused.jsonl"),
+                       "local_dead_letters": str(tmp_path / "local-dl.jsonl")})
+    assert res["refused_sent"] == 2 and res["refused_upstream"] == 1
+    assert res["refused_in_ledger"] == 1 and res["refused_in_local_dead_letters"] == 1
+    assert res["lost_acked"] == 1 and res["quota_dropped_readings"] == 0
+    assert res["ledger_dropped_unreplicated"] == 0

@@ -99,6 +99,7 @@ def test_cli_writes_hostile_frames_to_output_and_truth_and_leaves_other_draws_al
     plain, hostile = truth(tmp_path / "t0"), truth(tmp_path / "t1")
     rows = [r for r in hostile if r["type"] == "hostile"]
     assert 30 <= len(rows) <= 90
+    assert all(isinstance(r["timestamp_ms"], int) for r in rows), "when each was sent"
     assert {r["codec"] for r in rows} == {"nmea0183", "gatt.0x2A1C", "gatt.0x2A35"}
     out = (tmp_path / "hostile").read_bytes()
     assert all(bytes.fromhex(r["raw_hex"]) in out for r in rows)
