@@ -7,12 +7,16 @@
 #   /opt/edge/venv                 the appliance in a virtual environment (from this checkout)
 #   /usr/local/bin/edge, edge-*    links to its commands
 #   /etc/edge/edge.toml            the config, from `edge config example`; written once,
-#                                  never overwritten (the current example: edge.toml.example)
+#                                  never overwritten (the current example: edge.toml.example);
+#                                  mode 0640 root:edge-config (it may hold passwords), kept so
 #   /etc/edge/edge.env             secrets for the unit (mode 0600), written once
+#   group edge-config              may read edge.toml: the unit's dynamic user is in it
 #   /etc/edge/sim/example.env      a profile for the simulator unit, written once
 #   /etc/udev/rules.d/99-edge-serial.rules   stable names /dev/edge-<name> for USB serial devices
 #   /etc/systemd/system/edge.service, edge-sim@.service, and edge.service enabled
-# The unit runs as a systemd DynamicUser ("edge") in group dialout: no user to create.
+# The unit runs as a systemd DynamicUser ("edge") in groups dialout and edge-config: no user
+# to create. The venv's dependencies are the versions and sha256 hashes in
+# deploy/pi/requirements.lock (deploy/pi/lock.sh makes it); nothing else is fetched.
 #
 # Idempotent: every step compares before it writes, so a second run changes nothing
 # and says "nothing to do". Options:
@@ -89,6 +93,16 @@ put_once() {
     put_file "$from" "$path" "$mode"
 }
 
+# secure PATH MODE UID GID: PATH (under the root) has that mode and owner, whatever it had.
+secure() {
+    local path=$1 mode=$2 uid=$3 gid=$4 dest="$R$1"
+    if [ "$(stat -c '%a %u %g' "$dest")" != "${mode#0} $uid $gid" ]; then
+        chown "$uid:$gid" "$dest"
+        chmod "$mode" "$dest"
+        changed "$path" "mode $mode, owner $uid:$gid"
+    fi
+}
+
 # put_link TARGET PATH: a symlink PATH -> TARGET.
 put_link() {
     local target=$1 path=$2 dest="$R$2"
@@ -137,12 +151,14 @@ venv=$R/opt/edge/venv
 if [ -x "$venv/bin/edge" ] && [ "$(cat "$venv/.edge-source" 2>/dev/null)" = "$source_id" ]; then
     note /opt/edge/venv "unchanged"
 else
-    fresh=0
-    [ -x "$venv/bin/python" ] || { "$python" -m venv "$venv"; fresh=1; }
-    "$venv/bin/pip" install -q --disable-pip-version-check "$stage/src"
-    # Same version number, new code: replace the appliance itself, keep its dependencies.
-    [ "$fresh" = 1 ] || "$venv/bin/pip" install -q --disable-pip-version-check --force-reinstall \
-        --no-deps "$stage/src"
+    [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+    pip=("$venv/bin/pip" install -q --disable-pip-version-check --root-user-action=ignore)
+    # Every dependency (and pip and setuptools themselves) at its locked version, checked
+    # against its hashes: a compromised or changed release on the index is refused.
+    "${pip[@]}" --require-hashes -r "$stage/src/deploy/pi/requirements.lock"
+    # The appliance itself, built with the locked setuptools, fetching nothing more; same
+    # version number, new code: replaced every time.
+    "${pip[@]}" --no-deps --no-build-isolation --force-reinstall "$stage/src"
     echo "$source_id" > "$venv/.edge-source"
     changed /opt/edge/venv "installed ($("$venv/bin/edge" --version))"
 fi
@@ -159,7 +175,27 @@ PYTHONDONTWRITEBYTECODE=1 "$venv/bin/edge" config example \
     | sed -e 's|port = "/dev/ttyUSB0" |port = "/dev/edge-gps"|' > "$stage/edge.toml"
 mkdir -p "$R/etc/edge"
 put_file "$stage/edge.toml" /etc/edge/edge.toml.example 0644
-put_once "$stage/edge.toml" /etc/edge/edge.toml 0644
+# The config may hold passwords (sasl_password, a device's): root writes it, the unit reads
+# it through group edge-config, nobody else. Set whatever the umask, and on every run, so
+# a config an earlier install left 0644 is closed too.
+config_group=edge-config
+if [ -z "$R" ]; then
+    getent group "$config_group" >/dev/null \
+        || { groupadd --system "$config_group"; changed "group $config_group" "created"; }
+    config_gid=$(getent group "$config_group" | cut -d: -f3)
+elif [ -f "$R/etc/group" ]; then
+    grep -q "^$config_group:" "$R/etc/group" \
+        || { groupadd --prefix "$R" --system "$config_group"; changed "group $config_group" "created"; }
+    config_gid=$(awk -F: -v g="$config_group" '$1 == g { print $3 }' "$R/etc/group")
+else
+    config_gid=""  # a bare --root without /etc/group: root alone may read it
+fi
+put_once "$stage/edge.toml" /etc/edge/edge.toml 0600
+if [ -n "$config_gid" ]; then
+    secure /etc/edge/edge.toml 0640 0 "$config_gid"
+else
+    secure /etc/edge/edge.toml 0600 0 0
+fi
 cat > "$stage/edge.env" <<'ENV'
 # Secrets for edge.service, read by systemd (this file stays root's, mode 0600):
 # EDGE_UPSTREAM_SASL_PASSWORD=

@@ -206,3 +206,62 @@ def test_the_udev_check_can_fail() -> None:
         check_udev_rules('SUBSYSTEM=="tty" SYMLINK+="edge-gps"')
     with pytest.raises(AssertionError, match="needs matches and a SYMLINK"):
         check_udev_rules('SUBSYSTEM=="tty", GROUP="dialout"')
+
+
+def test_the_config_is_closed_to_other_users(installed: tuple[Path, str], source: Path) -> None:
+    # edge.toml may hold passwords: 0600 root without a group to give it to (this bare
+    # root); with one, 0640 root:edge-config, the group the unit runs in. Whatever the
+    # umask, and a config left 0644 by an earlier install is closed too.
+    root, _ = installed
+    config = root / "etc/edge/edge.toml"
+    assert (stat.S_IMODE(config.stat().st_mode), config.stat().st_uid) == (0o600, 0)
+    (root / "etc/group").write_text("root:x:0:\n")
+    config.chmod(0o644)
+    run = subprocess.run(["bash", "-c", 'umask 000 && exec "$@"', "install",
+                          "bash", str(source / "deploy/pi/install.sh"), "--root", str(root),
+                          "--no-systemctl", "--python", sys.executable],
+                         capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stdout + run.stderr
+    groups = dict(line.split(":")[:3:2] for line in (root / "etc/group").read_text().splitlines())
+    st = config.stat()
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o640, 0, int(groups["edge-config"]))
+    assert "group edge-config" in run.stdout and "mode 0640" in run.stdout
+    assert "SupplementaryGroups=dialout edge-config" in (source / "systemd/edge.service").read_text()
+    assert "nothing to do" in install(source, root).stdout
+
+
+def test_the_lock_pins_every_runtime_dependency_with_hashes(source: Path) -> None:
+    import tomllib
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    lock = (source / "deploy/pi/requirements.lock").read_text()
+    pins: dict[str, str] = {}
+    for block in re.split(r"\n(?=\S)", lock):
+        m = re.match(r"([A-Za-z0-9_.-]+)==(\S+)", block)
+        if m:
+            assert re.search(r"--hash=sha256:[0-9a-f]{64}", block), f"{m.group(1)} has no hash"
+            pins[canonicalize_name(m.group(1))] = m.group(2)
+    # What pyproject asks for, at versions it allows, and what those need in turn (read
+    # from the installed distributions: this venv runs the locked versions), all pinned.
+    wanted = [Requirement(r) for r in
+              tomllib.loads((source / "pyproject.toml").read_text())["project"]["dependencies"]]
+    wanted.append(Requirement("setuptools>=68"))  # the build backend: install.sh builds with it
+    seen: set[str] = set()
+    while wanted:
+        req = wanted.pop()
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req} is not in deploy/pi/requirements.lock: run deploy/pi/lock.sh"
+        assert req.specifier.contains(pins[name], prereleases=True), (req, pins[name])
+        if name in seen:
+            continue
+        seen.add(name)
+        if name == "setuptools":
+            continue  # builds the appliance; not what the tests run on
+        assert metadata.version(name) == pins[name], f"{name}: tested {metadata.version(name)}"
+        for dep in metadata.requires(name) or []:
+            d = Requirement(dep)
+            if d.marker is None or d.marker.evaluate({"extra": ""}):
+                wanted.append(d)
