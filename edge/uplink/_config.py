@@ -93,6 +93,7 @@ class UplinkConfig:
     replicate_drop_ledger: bool = True
     drop_ledger_upstream: str = "edge.drop-ledger"
     dlq_topic: str = "uplink.dlq"
+    resume_scan_records: int = 50_000   # per upstream partition, when a checkpoint is gone
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
     request_timeout_s: float = 30.0
@@ -120,6 +121,7 @@ class UplinkConfig:
         if self.default_partitions is not None:
             _check_int("default_partitions", self.default_partitions, 1)
         _check_int("default_replication_factor", self.default_replication_factor, 1)
+        _check_int("resume_scan_records", self.resume_scan_records, 0)
         _check_topic("dlq_topic", self.dlq_topic)
         _check_topic("drop_ledger_upstream", self.drop_ledger_upstream)
         for key in ("backoff_initial_s", "backoff_max_s", "request_timeout_s"):

@@ -90,6 +90,16 @@ class LocalSide:
                 out[topic] = len(parts)
         return out
 
+    def committed_positions(self) -> dict[TopicPartition, int]:
+        """The local group's commits on the replicated partitions: what is surely upstream."""
+        self._sync_assignment(force=True)
+        out = {}
+        for tp in self._assigned:
+            committed = self._consumer.committed(tp)
+            if committed is not None:
+                out[tp] = committed
+        return out
+
     def _start_of(self, tp: TopicPartition) -> int:
         if tp in self._start:
             return self._start[tp]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import ssl
 import time
@@ -23,16 +22,16 @@ from aiokafka.errors import (
 )
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from aiokafka.structs import OffsetAndMetadata
-from aiokafka.structs import TopicPartition as UpTP
 
 from broker import RawRecord, TopicPartition, default_partition
 
+from ._checkpoint import CheckpointClock, checkpoint_offsets, read_checkpoint, refresh_interval_s
 from ._config import UplinkConfig
 from ._diagnose import diagnose_connect
 from ._errors import FencedError, UplinkConfigError, UplinkError, UpstreamError
 from ._local import LocalSide
 from ._pacing import TransactionPacer
+from ._resume import scan_upstream
 from ._secrets import mask, register_secrets
 from ._status import PartitionLag, Rate, UplinkState, UplinkStatus
 from ._topics import UpstreamTopics
@@ -69,6 +68,7 @@ class _InFlight:
         self.updates: dict[TopicPartition, int] = {}
         self.nbytes = 0
         self.ready_at = 0.0   # time.monotonic() when it could have started (exactly once)
+        self.checkpointed: set[str] = set()   # local topics whose checkpoint it writes
 
     async def cancel(self) -> None:
         """Settle the checkpoint write of a failed batch, so its error is not left unseen."""
@@ -140,6 +140,7 @@ class Uplink:
         self._header_lists: dict[str | None, tuple[tuple[str, bytes | None], ...]] = {}
         self._upstream = {m.local: m.upstream for m in config.topics}
         self._topics = UpstreamTopics(config.topics)
+        self._checkpoints = CheckpointClock()
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._local: LocalSide | None = None
@@ -281,36 +282,38 @@ class Uplink:
             await self._producer.begin_transaction()
             await self._producer.commit_transaction()
             self._committed_at = time.monotonic()
-            checkpoint = await self._read_checkpoint()
+            checkpoint = await self._resume_positions(
+                await read_checkpoint(self._admin, c.group_id))
+            self._checkpoints.reset(await refresh_interval_s(self._admin))
         self._replicated = await self._in_thread(self._local.rewind, checkpoint)
 
-    async def _read_checkpoint(self) -> dict[TopicPartition, int]:
-        """The local offsets committed upstream with the records, one entry per upstream topic.
-
-        Each upstream topic's partition 0 holds, in the offset metadata, the next local
-        offset of every partition of its local topic: the partition counts of the two
-        sides need not match.
-        """
-        offsets = await self._admin.list_consumer_group_offsets(self.config.group_id)
-        out: dict[TopicPartition, int] = {}
-        for tp, om in offsets.items():
-            if om.offset < 0 or not om.metadata:
-                continue
-            try:
-                doc = json.loads(om.metadata)
-                for p, off in doc["o"].items():
-                    out[TopicPartition(doc["t"], int(p))] = int(off)
-            except (ValueError, KeyError, TypeError) as exc:
-                raise UplinkError(f"unreadable uplink checkpoint on {tp}: {om.metadata!r}") from exc
-        return out
-
-    def _checkpoint_offsets(self, replicated: dict[TopicPartition, int],
-                            topics: set[str]) -> dict[UpTP, OffsetAndMetadata]:
-        out = {}
-        for topic in topics:
-            parts = {str(tp.partition): off for tp, off in replicated.items() if tp.topic == topic}
-            meta = json.dumps({"t": topic, "o": parts}, separators=(",", ":"))
-            out[UpTP(self._upstream[topic], 0)] = OffsetAndMetadata(sum(parts.values()), meta)
+    async def _resume_positions(self, checkpoint: dict[TopicPartition, int]
+                                ) -> dict[TopicPartition, int]:
+        """Where each local partition resumes (exactly once): the checkpoint, never below
+        what is known to be upstream (the local group's commits, what this process saw
+        committed); a topic whose checkpoint is gone (expired while the box was away) is
+        looked up in the upstream topic's headers (``_resume.py``)."""
+        floor = await self._in_thread(self._local.committed_positions)
+        for tp, off in self._replicated.items():
+            floor[tp] = max(off, floor.get(tp, 0))
+        out = dict(floor)
+        have = {tp.topic for tp in checkpoint}
+        for topic in {tp.topic for tp in floor} - have:
+            # A topic with no local commit was never replicated by this log: nothing to find
+            # (and a box re-imaged with the same edge id must not skip its new records).
+            parts = {tp.partition: off for tp, off in floor.items() if tp.topic == topic}
+            upstream = self._upstream[topic]
+            found = await scan_upstream(self._client_options(), self.config.edge_id, upstream,
+                                        len(await self._producer.partitions_for(upstream)), parts,
+                                        self.config.resume_scan_records)
+            log.info("uplink %s: no checkpoint upstream for %r; resuming after the last records"
+                     " found upstream %s (local commits %s)", self.config.edge_id, topic,
+                     found, parts)
+            for p, off in found.items():
+                tp = TopicPartition(topic, p)
+                out[tp] = max(off, out.get(tp, 0))
+        for tp, off in checkpoint.items():
+            out[tp] = max(off, out.get(tp, 0))
         return out
 
     async def _close_upstream(self, clean: bool = True) -> None:
@@ -355,6 +358,8 @@ class Uplink:
                     flights[-1].ready_at = ready_at
                 while flights and (len(flights) >= window or not prepared.batch):
                     await self._bounded(self._finish(flights.popleft()))
+                if not prepared.batch and self.config.exactly_once:
+                    await self._bounded(self._refresh_checkpoints())
                 await self._maybe_commit_local(force=False)
             while flights:
                 await self._bounded(self._finish(flights.popleft()))
@@ -365,6 +370,22 @@ class Uplink:
                 prefetch.cancel()
                 await asyncio.gather(prefetch, return_exceptions=True)
             await self._maybe_commit_local(force=True)
+
+    async def _refresh_checkpoints(self) -> None:
+        """Idle: write the checkpoints that are due in a transaction of their own."""
+        due = self._checkpoints.due({tp.topic for tp in self._replicated})
+        if not due:
+            return
+        producer = self._producer
+        try:
+            await producer.begin_transaction()
+            await producer.send_offsets_to_transaction(
+                checkpoint_offsets(self._replicated, due, self._upstream), self.config.group_id)
+            await producer.commit_transaction()
+        except (TimeoutError, KafkaError, OSError) as exc:
+            raise _translate(exc, "rewriting checkpoints") from exc
+        self._committed_at = time.monotonic()
+        self._checkpoints.written(due, self._committed_at)
 
     async def _pace(self) -> None:
         """Hold the next transaction until the last one is likely finished by the coordinator
@@ -502,8 +523,11 @@ class Uplink:
             for topic, part, builder, members in prepared.shipments:
                 await self._ship(flight, topic, part, builder, members)
             if c.exactly_once:
-                checkpoint = self._checkpoint_offsets({**self._replicated, **flight.updates},
-                                                      {tp.topic for tp in flight.updates})
+                # Idle topics' checkpoints ride along when due, so none expires upstream.
+                flight.checkpointed = {tp.topic for tp in flight.updates} | self._checkpoints.due(
+                    {tp.topic for tp in self._replicated})
+                checkpoint = checkpoint_offsets({**self._replicated, **flight.updates},
+                                                flight.checkpointed, self._upstream)
                 flight.offsets = asyncio.ensure_future(
                     producer.send_offsets_to_transaction(checkpoint, c.group_id))
         except (TimeoutError, KafkaError, OSError) as exc:
@@ -563,6 +587,7 @@ class Uplink:
                     await offsets
                 await producer.commit_transaction()
                 self._committed_at = time.monotonic()
+                self._checkpoints.written(flight.checkpointed, self._committed_at)
                 self._pacer.observe(self._committed_at - max(flight.ready_at, previous_commit))
         except (TimeoutError, KafkaError, OSError) as exc:
             await flight.cancel()

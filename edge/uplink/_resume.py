@@ -1,0 +1,91 @@
+"""Where to resume a local topic whose upstream checkpoint is gone: the ``edge.partition`` /
+``edge.offset`` headers of our last records upstream, read ``read_committed`` from the end
+backwards, bounded.
+
+The scan starts from a floor that is known to be upstream: the local consumer group, which
+is committed only after the upstream commit (at most ``_LOCAL_COMMIT_S`` behind, and exact
+after a clean stop or a fault the uplink saw), and what this process itself saw committed.
+The local commit is one SQLite transaction covering every partition after some upstream
+transaction T: a cut. Our records above the cut belong to transactions after T, so in each
+upstream partition they come after every record of ours below the cut; reading a
+partition backwards, the first record of ours below the cut ends that partition's scan.
+Other edges' records in between are skipped, up to ``max_records`` per partition.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition as UpTP
+
+from ._errors import UpstreamError
+
+__all__ = ["scan_upstream"]
+
+log = logging.getLogger("edge.uplink")
+
+_CHUNK = 500   # records read per step backwards
+
+
+async def scan_upstream(options: dict[str, Any], edge_id: str, upstream: str, partitions: int,
+                        floor: dict[int, int], max_records: int) -> dict[int, int]:
+    """The next local offset per local partition after our last record in ``upstream``
+    (read_committed; ``partitions`` of them), for those found above ``floor`` (local
+    partition -> next offset known upstream). ``options``: the aiokafka client options.
+    Raises ``UpstreamError``.
+    """
+    found: dict[int, int] = {}
+    if not partitions or not max_records:
+        return found
+    consumer = AIOKafkaConsumer(**options, isolation_level="read_committed", group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        await consumer.start()
+        tps = [UpTP(upstream, p) for p in range(partitions)]
+        ends = await consumer.end_offsets(tps)          # the last stable offset, read_committed
+        begins = await consumer.beginning_offsets(tps)
+        ours = edge_id.encode()
+        for tp in tps:
+            await _scan_partition(consumer, tp, begins[tp], ends[tp], ours, floor, found,
+                                  max_records)
+    except UpstreamError:
+        raise
+    except Exception as exc:
+        raise UpstreamError(f"reading {upstream!r} to find where the uplink stopped:"
+                            f" {type(exc).__name__}: {exc}") from exc
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def _scan_partition(consumer: AIOKafkaConsumer, tp: UpTP, begin: int, end: int,
+                          ours: bytes, floor: dict[int, int], found: dict[int, int],
+                          max_records: int) -> None:
+    consumer.assign([tp])
+    hi, scanned = end, 0
+    while hi > begin and scanned < max_records:
+        lo = max(begin, hi - _CHUNK)
+        consumer.seek(tp, lo)
+        chunk = []
+        while await consumer.position(tp) < hi:
+            batch = await consumer.getmany(tp, timeout_ms=1000)
+            chunk.extend(r for r in batch.get(tp, ()) if r.offset < hi)
+        for r in reversed(chunk):
+            headers = dict(r.headers)
+            if headers.get("edge.id") != ours:
+                continue
+            try:
+                part, nxt = int(headers["edge.partition"]), int(headers["edge.offset"]) + 1
+            except (KeyError, ValueError):
+                continue
+            if nxt <= floor.get(part, 0):
+                return   # below the cut: everything before it in this partition is too
+            if nxt > found.get(part, 0):
+                found[part] = nxt
+        scanned += hi - lo
+        hi = lo
+    if hi > begin:
+        log.warning("uplink: %s: stopped looking for our last records after %d records"
+                    " (resume_scan_records)", tp, scanned)
