@@ -23,7 +23,7 @@ EX_USAGE = 2         # a bad command line (argparse's own status)
 EX_DATAERR = 65      # the log holds what this version cannot use: corrupt, or a newer schema
 EX_UNAVAILABLE = 69  # the health address cannot be listened on (in use, not this host's)
 EX_IOERR = 74        # the data directory cannot be created or written (read-only disk, owner, mode)
-EX_TEMPFAIL = 75     # the log is locked by another process for now: a restart may succeed
+EX_TEMPFAIL = 75     # another `edge run` uses the log, or its write lock is held: may clear
 EX_CONFIG = 78       # the config file is missing, unreadable or does not validate
 
 #: What a restart cannot mend: systemd/edge.service's RestartPreventExitStatus= (a test
@@ -40,7 +40,8 @@ EXIT_STATUSES: dict[int, tuple[str, str]] = {
     EX_UNAVAILABLE: ("EX_UNAVAILABLE", "the health address is in use or not an address of "
                      "this host"),
     EX_IOERR: ("EX_IOERR", "the data directory or log cannot be created or written"),
-    EX_TEMPFAIL: ("EX_TEMPFAIL", "another process holds the log's write lock"),
+    EX_TEMPFAIL: ("EX_TEMPFAIL", "another `edge run` uses the log, or another process holds "
+                  "its write lock"),
     EX_CONFIG: ("EX_CONFIG", "the config file is missing, unreadable or invalid"),
 }
 

@@ -64,12 +64,13 @@ from devices.adapters import Adapter
 from edge._clock import ClockJump, ClockStatus, ClockTrust, KeyStamps, gps_fix_utc_ms
 from edge._config import Config, DeviceConfig, HealthConfig, load_config
 from edge._dedupe import DELIVERY_HEADER, ContentIndex, RedeliveryIndex, read_tail
-from edge._errors import ConfigError
+from edge._errors import ConfigError, StartupError
 from edge._exit import health_bind_error, log_open_error
 from edge._health import HealthServer
 from edge._metrics import Metrics
 from edge._notify import sd_notify, watchdog_interval
 from edge._rates import EventRate
+from edge._runlock import RunLock
 
 log = logging.getLogger("edge")
 
@@ -649,6 +650,7 @@ class Service:
         self.producer: KafkaProducer | None = None
         self.writer: EventWriter | None = None
         self.health_server: HealthServer | None = None
+        self._run_lock = RunLock(cfg.data_dir)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -866,6 +868,7 @@ class Service:
                 else self.shutdown_timeout
             await asyncio.to_thread(self.producer.close, left)
             admin.close()
+            self._run_lock.release()
         log.info("stopped cleanly in %.2fs", time.monotonic() - t0)
 
     def _open_log(self) -> tuple[KafkaProducer, KafkaAdminClient]:
@@ -876,10 +879,15 @@ class Service:
         except (BrokerError, OSError) as exc:
             raise log_open_error(exc, cfg.data_dir) from exc
         try:
+            self._run_lock.acquire()
             admin = KafkaAdminClient(log_config=log_config_of(cfg, self.clock))
         except (BrokerError, OSError) as exc:
             producer.close(1.0)
+            self._run_lock.release()
             raise log_open_error(exc, cfg.data_dir) from exc
+        except StartupError:
+            producer.close(1.0)
+            raise
         return producer, admin
 
     def _start_streams(self, tg: asyncio.TaskGroup) -> None:

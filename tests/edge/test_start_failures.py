@@ -22,11 +22,13 @@ from edge._exit import (
     EX_CONFIG,
     EX_DATAERR,
     EX_IOERR,
+    EX_TEMPFAIL,
     EX_UNAVAILABLE,
     EXIT_STATUSES,
     NO_RESTART_STATUSES,
 )
-from tests.edge._helpers import write_config
+from tests.edge._helpers import health, start_edge, stop_edge, wait_for, write_config
+from tests.fixtures.mosquitto import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -126,3 +128,24 @@ def test_unit_does_not_restart_what_a_restart_cannot_mend() -> None:
              if line.startswith("RestartPreventExitStatus=")]
     assert len(lines) == 1
     assert sorted(map(int, lines[0].split("=", 1)[1].split())) == sorted(NO_RESTART_STATUSES)
+
+
+def test_a_second_edge_run_on_the_same_log(tmp_path: Path) -> None:
+    config, port = write_config(tmp_path, "")
+    edge_log = tmp_path / "edge.log"
+    first = start_edge(config, edge_log)
+    try:
+        wait_for(lambda: health(port), 30, "the first edge run")
+        other = tmp_path / "other.toml"  # the same log, another health port
+        other.write_text(config.read_text().replace(f":{port}", f":{free_port()}"))
+        rc, err = run_edge(other)
+        assert rc == EX_TEMPFAIL and len(err) == 1, err
+        assert f"{tmp_path / 'data'}: another `edge run` (pid {first.pid}) uses this log" in err[0]
+    finally:
+        assert stop_edge(first, edge_log) == 0, edge_log.read_text()
+    # Released at exit: the next one starts (and is stopped at once by a bad port).
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        other.write_text(config.read_text().replace(f":{port}", f":{busy.getsockname()[1]}"))
+        assert run_edge(other)[0] == EX_UNAVAILABLE
