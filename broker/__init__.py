@@ -9,7 +9,14 @@
 
 from ._admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPartitions
 from ._clock import Clock, ManualClock, SystemClock
-from ._config import DROP_LEDGER_TOPIC, Durability, FullPolicy, LogConfig, TopicConfig
+from ._config import (
+    DROP_LEDGER_TOPIC,
+    MIN_QUOTA_BYTES,
+    Durability,
+    FullPolicy,
+    LogConfig,
+    TopicConfig,
+)
 from ._consumer import KafkaConsumer
 from ._errors import (
     BrokerError,
@@ -52,6 +59,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DROP_LEDGER_TOPIC",
+    "MIN_QUOTA_BYTES",
     "BrokerError",
     "Clock",
     "ClosedError",

@@ -10,6 +10,7 @@ from typing import Any
 
 from ._client import open_log
 from ._config import DROP_LEDGER_TOPIC, LogConfig, TopicConfig, validate_topic_name
+from ._disk import disk_bytes
 from ._errors import (
     ClosedError,
     ConfigError,
@@ -386,11 +387,14 @@ class KafkaAdminClient:
             "bytes": used,
             "records": records,
             "file_bytes": page_size * pages,
+            # What the quota bounds: the database file, its WAL and the WAL's index, as on disk.
+            "disk_bytes": disk_bytes(cfg.data_dir),
             "quota_bytes": cfg.quota_bytes,
             "full_policy": cfg.full_policy.value,
             "durability": cfg.durability.value,
             "dropped_records": int(meta.get("dropped_records", 0)),
             "expired_records": int(meta.get("expired_records", 0)),
+            "ledger_summarised_entries": int(meta.get("ledger_summarised_entries", 0)),
             "log_clock_ms": int(meta.get("log_clock_ms", 0)),
             "drop_ledger_topic": DROP_LEDGER_TOPIC,
             "topics": topics,

@@ -9,6 +9,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from ._clock import Clock, SystemClock
+from ._disk import min_quota
 from ._errors import ConfigError, InvalidTopicError
 
 
@@ -42,6 +43,9 @@ INTERNAL_TOPICS = frozenset({DROP_LEDGER_TOPIC})
 # here is a row read on every append to its topic and a position in every consumer;
 # 10,000 is far beyond what one box's devices need and still cheap.
 MAX_PARTITIONS = 10_000
+
+#: The smallest disk quota a log accepts (see ``_disk``).
+MIN_QUOTA_BYTES = min_quota()
 
 _TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 _INT_RE = re.compile(r"^[+-]?[0-9]+$")
@@ -129,8 +133,9 @@ def parse_config_pairs(pairs: list[str]) -> dict[str, str]:
 class LogConfig:
     """Settings of one log (one data directory).
 
-    ``quota_bytes``: the most the records of all topics may take (None: no
-    quota).  Reaching it triggers ``full_policy``.  Times are in seconds.
+    ``quota_bytes``: the most the log's files may take on disk, its database
+    (free pages included), WAL and drop ledger (None: no quota; at least
+    ``MIN_QUOTA_BYTES``).  Reaching it triggers ``full_policy``.  Times are in seconds.
     """
 
     data_dir: Path
@@ -166,6 +171,11 @@ class LogConfig:
             )
         if self.quota_bytes is not None and not _is_int(self.quota_bytes):
             raise ConfigError(f"quota_bytes: expected a positive integer or None, got {self.quota_bytes!r}")
+        if self.quota_bytes is not None and self.quota_bytes < MIN_QUOTA_BYTES:
+            raise ConfigError(
+                f"quota_bytes: expected at least {MIN_QUOTA_BYTES} (what an empty log takes on disk, "
+                f"with the shares of its WAL and drop ledger; see docs/quota.md), got {self.quota_bytes!r}"
+            )
         if not isinstance(self.default_topic_config, TopicConfig):
             raise ConfigError(f"default_topic_config: expected a TopicConfig, got {self.default_topic_config!r}")
         if type(self.auto_create_topics) is not bool:

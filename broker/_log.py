@@ -20,13 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _retention
+from . import _quota, _retention
 from ._config import DROP_LEDGER_TOPIC, FullPolicy, LogConfig, TopicConfig, validate_topic_name
 from ._errors import (
     BrokerError,
     ClosedError,
     KafkaTimeoutError,
-    LogFullError,
     StorageError,
     UnknownTopicOrPartitionError,
 )
@@ -152,6 +151,9 @@ class Log:
         self._mono_base = self.clock.monotonic_ms()
         self._next_retention = self._mono_base  # first pass soon after start
         self.stats = {"commits": 0, "records": 0, "expired": 0, "dropped": 0, "rejected": 0}
+        self._quota = _quota.Quota(self, self._conn) if config.quota_bytes is not None else None
+        if self._quota is not None:
+            self._quota.configure(self._conn)
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -200,6 +202,8 @@ class Log:
         if conn is None:
             conn = connect(self.config.data_dir, busy_timeout_s=self.config.busy_timeout_s, fsync=self._fsync)
             self._readers.conn = conn
+            if self._quota is not None:
+                self._quota.configure(conn)
             with _registry_lock:
                 self._reader_conns.append((threading.current_thread(), conn))
         return conn
@@ -272,21 +276,24 @@ class Log:
                     log.exception("retention pass failed")
 
     def _commit(self, batch: list[_Pending], rnd: _Round) -> None:
+        todo = batch  # what is not committed yet: under a quota a batch may take several transactions
         try:
             with self._conn_lock:
-                try:
-                    self._write(batch)
-                except _RECORD_ERRORS as exc:
-                    if len(batch) == 1:
-                        raise
-                    log.warning("commit of %d records failed (%s: %s); committing them in parts to "
-                                "find the record the log refuses", len(batch), type(exc).__name__, exc)
-                    self._isolate(batch)
+                while todo:
+                    try:
+                        todo = self._write_or_make_room(todo)
+                    except _RECORD_ERRORS as exc:
+                        if len(todo) == 1:
+                            raise
+                        log.warning("commit of %d records failed (%s: %s); committing them in parts to "
+                                    "find the record the log refuses", len(todo), type(exc).__name__, exc)
+                        self._isolate(todo)
+                        todo = []
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the futures
-            err = _record_error(exc) if isinstance(exc, _RECORD_ERRORS) and len(batch) == 1 else \
+            err = _record_error(exc) if isinstance(exc, _RECORD_ERRORS) and len(todo) == 1 else \
                 translate(exc, f"appending to {self.config.data_dir}")
             if not isinstance(exc, BrokerError):
-                log.error("commit of %d records failed: %s", len(batch), err)
+                log.error("commit of %d records failed: %s", len(todo), err)
             # The transaction that failed was rolled back, so offsets assigned in it are
             # void: every record not committed and without an error of its own fails
             # (it used to be acknowledged when the failure came after offsets were assigned).
@@ -320,7 +327,9 @@ class Log:
             if not part:
                 continue
             try:
-                self._write(part)
+                rest = self._write(part)
+                if rest:  # the quota's WAL share: the rest of this part, next
+                    todo.append(rest)
             except _RECORD_ERRORS as exc:
                 if len(part) == 1:
                     part[0].future._error = _record_error(exc)
@@ -329,17 +338,34 @@ class Log:
                     mid = len(part) // 2
                     todo += [part[mid:], part[:mid]]  # the first half is popped first: order kept
 
-    def _write(self, batch: list[_Pending]) -> None:
-        """Write ``batch`` in one transaction; on any error it is rolled back and its offsets voided."""
+    def _write_or_make_room(self, batch: list[_Pending]) -> list[_Pending]:
+        """``_write``; on a real full disk under ``drop-oldest``, fit the disk and try once more."""
         try:
-            self._write_tx(batch)
+            return self._write(batch)
+        except sqlite3.OperationalError as exc:
+            if not (_is_disk_full(exc) and self._quota is not None
+                    and self.config.full_policy is FullPolicy.DROP_OLDEST):
+                raise
+            log.error("appending to %s: the disk is full below the quota (%s)", self.config.data_dir, exc)
+            for p in batch:
+                p.future._error = None
+            self._quota.disk_full(self._conn)
+            return self._write(batch)
+
+    def _write(self, batch: list[_Pending]) -> list[_Pending]:
+        """Write what of ``batch`` one transaction may take (the quota's WAL share); return the rest.
+
+        On any error the transaction is rolled back and its offsets voided.
+        """
+        try:
+            return self._write_tx(batch)
         except BaseException:
             self._void(batch)
             raise
 
-    def _write_tx(self, batch: list[_Pending]) -> None:
+    def _write_tx(self, batch: list[_Pending]) -> list[_Pending]:
         conn = self._conn
-        cfg = self.config
+        later: list[_Pending] = []
         with transaction(conn):
             counts = self._topic_partitions(conn, {p.topic for p in batch})
             accepted: list[_Pending] = []
@@ -350,14 +376,17 @@ class Log:
                     continue
                 accepted.append(p)
             if not accepted:
-                return
-            if cfg.quota_bytes is not None:
-                accepted = self._apply_quota(conn, accepted)
+                return later
+            if self._quota is not None:
+                accepted, later = self._quota.admit(conn, accepted, split=True)
                 if not accepted:
-                    return
+                    return later
             self._insert(conn, accepted)
+        if self._quota is not None:
+            self._quota.after_commit(conn)
         self.stats["commits"] += 1
         self.stats["records"] += len(accepted)
+        return later
 
     def _place(self, p: _Pending, counts: dict[str, int]) -> BrokerError | None:
         """Choose ``p``'s partition (murmur2 of the key, else round robin); the error if none fits."""
@@ -396,8 +425,12 @@ class Log:
         if self._closing:
             raise ClosedError("the log is closed; open a new producer")
         try:
-            with self._conn_lock, transaction(self._conn):
-                write_transaction(self, self._conn, records, offsets, expected, state)
+            with self._conn_lock:
+                with transaction(self._conn):
+                    write_transaction(self, self._conn, records, offsets, expected, state)
+                if self._quota is not None:
+                    # Not split like appends: a large transaction may outgrow the WAL's share.
+                    self._quota.after_commit(self._conn)
         except BaseException as exc:
             for p in records:
                 p.future.offset = -1
@@ -420,11 +453,13 @@ class Log:
 
     def insert_records(self, conn: sqlite3.Connection, records: list[_Pending]) -> None:
         """Quota, then offsets and rows, for records of a transaction: all of them or an error."""
-        if self.config.quota_bytes is not None:
-            accepted = self._apply_quota(conn, records)
+        if self._quota is not None:
+            accepted, _ = self._quota.admit(conn, records, split=False)
             if len(accepted) < len(records):
                 raise next(p.future._error for p in records if p.future._error is not None)
         self._insert(conn, records)
+        if self._quota is not None and records:
+            self._quota.check(conn, records[0].topic)
 
     def _insert(self, conn: sqlite3.Connection, records: list[_Pending]) -> None:
         """Assign offsets and write ``records``; the caller owns the transaction."""
@@ -481,39 +516,6 @@ class Log:
                 counts[topic] = row[0]
         return counts
 
-    def _apply_quota(self, conn: sqlite3.Connection, records: list[_Pending]) -> list[_Pending]:
-        quota = self.config.quota_bytes
-        assert quota is not None
-        used_sql = "SELECT coalesce(sum(bytes), 0) FROM partitions"
-        used = conn.execute(used_sql).fetchone()[0]
-        # A record larger than the whole quota can never fit: refuse it before
-        # dropping anything for it.
-        fits = [p for p in records if p.size <= quota]
-        incoming = sum(p.size for p in fits)
-        if used + incoming <= quota and len(fits) == len(records):
-            return records
-        if self.config.full_policy is FullPolicy.DROP_OLDEST and used + incoming > quota:
-            _retention.drop_for_quota(self, conn, used + incoming - quota)
-            # Counted again rather than "used - freed": the drop ledger's own
-            # records, written just now, take room under the quota too.
-            used = conn.execute(used_sql).fetchone()[0]
-        accepted, total = [], used
-        for p in records:
-            if p.size <= quota and total + p.size <= quota:
-                accepted.append(p)
-                total += p.size
-            else:
-                p.future._error = LogFullError(
-                    f"the log in {self.config.data_dir} reached its disk quota of {quota} bytes "
-                    f"(policy {self.config.full_policy.value}); record for {p.topic!r} not written — "
-                    "free room by replicating upstream, shortening retention, or raising the quota"
-                )
-        rejected = len(records) - len(accepted)
-        if rejected:
-            self.stats["rejected"] += rejected
-            log.warning("disk quota reached: rejected %d record(s)", rejected)
-        return accepted
-
     def append_internal(self, conn: sqlite3.Connection, topic: str, value: dict[str, Any]) -> None:
         """Write one JSON record inside the caller's transaction (the drop ledger)."""
         if conn.execute("SELECT 1 FROM topics WHERE name=?", (topic,)).fetchone() is None:
@@ -541,6 +543,10 @@ class Log:
         if removed:
             self._notifier.notify()
         return removed
+
+
+def _is_disk_full(exc: sqlite3.OperationalError) -> bool:
+    return "disk is full" in str(exc)
 
 
 def create_topic_rows(conn: sqlite3.Connection, name: str, partitions: int, config: TopicConfig,

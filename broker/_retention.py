@@ -11,22 +11,24 @@ Rules, in the order they bind:
   go first, lowest-priority topics first; then, if that is not enough,
   unreplicated ones (still needed by a protected group: not upstream or not
   processed; the ledger names the groups) in the same order.  Drop-ledger
-  entries go only once a protected group has read them (they are upstream
-  then), and before any data record; entries nobody has replicated are never
-  dropped.
+  entries go here only once a protected group has read them (they are
+  upstream then), and before any data record; the others are summarised when
+  the ledger outgrows its share of the quota (``_ledger``), never dropped
+  unrecorded.
 * Every quota drop is counted, logged, and recorded in the drop-ledger topic,
-  so whoever reads the log upstream knows what is missing.
+  so whoever reads the log upstream knows what is missing.  How much a drop
+  must free, in pages of the database, is ``_quota``'s business.
 
 Functions here run inside the writer's transaction.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
+from . import _ledger
 from ._config import DROP_LEDGER_TOPIC
 from ._storage import RECORD_OVERHEAD
 
@@ -37,7 +39,6 @@ log = logging.getLogger("broker.retention")
 
 _SIZE_SQL = f"coalesce(length(key),0)+coalesce(length(value),0)+coalesce(length(headers),0)+{RECORD_OVERHEAD}"
 _CHUNK = 1000
-_HEADROOM_MAX = 1 << 20
 
 
 def protected_needs(conn: sqlite3.Connection) -> dict[tuple[str, int], dict[str, int]]:
@@ -127,46 +128,16 @@ def apply_retention(lg: Log, conn: sqlite3.Connection) -> dict[str, int]:
     return removed
 
 
-def _ledger_value(topic: str, unreplicated: bool, entry: dict[str, Any], wall_ms: int) -> dict[str, Any]:
-    # ``unreplicated``: some protected group still needed the records; ``unread_by`` names
-    # which (the uplink's group: not upstream; a topology's: not processed).
-    unread = sorted(entry.get("unread_by", ()))
-    reason = "disk quota reached, policy drop-oldest"
-    if unreplicated:
-        reason += f" (records not yet replicated or processed: unread by {', '.join(unread)})"
-    value = {
-        "topic": topic,
-        "ranges": [{"partition": p, "from_offset": a, "to_offset": b - 1}
-                   for p, (a, b) in sorted(entry["ranges"].items())],
-        "count": entry["count"],
-        "bytes": entry["bytes"],
-        "reason": reason,
-        "unreplicated": unreplicated,
-        "wall_ms": wall_ms,
-    }
-    if unreplicated:
-        value["unread_by"] = unread
-    return value
+def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int, ledger_share: int, headroom: int = 0) -> int:
+    """Drop the oldest records, least precious first, until ``need`` bytes (logical) are freed.
 
-
-def _ledger_cost(dropped: dict[tuple[str, bool], dict[str, Any]], wall_ms: int) -> int:
-    """Bytes the ledger records for ``dropped`` will take under the quota."""
-    return sum(
-        len(json.dumps(_ledger_value(t, u, e, wall_ms), separators=(",", ":"))) + RECORD_OVERHEAD
-        for (t, u), e in dropped.items() if t != DROP_LEDGER_TOPIC
-    )
-
-
-def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int) -> int:
-    """Drop the oldest records, least precious first, until ``need`` bytes are freed.
-
-    Also frees the room the drop-ledger records take, and at least a small
-    headroom (1% of the quota, at most 1 MiB), so that a full log does not
-    write one ledger record per send: the ledger is never dropped, and one
-    entry per record would end up owning the quota.
+    ``headroom`` more bytes go too if replicated records can give them (so that a
+    full log drops now and then, not on every send), never unreplicated ones.
+    Also frees the room the drop-ledger records take; then keeps the ledger
+    within ``ledger_share`` bytes (``_ledger.bound``).  Returns the logical
+    bytes freed.  The caller (``_quota``) turns pages into bytes and asks
+    again if the pages freed were not enough.
     """
-    quota = lg.config.quota_bytes or 0
-    need = max(need, min(quota // 100, _HEADROOM_MAX))
     wall_ms = lg.clock.wall_ms()
     needs = protected_needs(conn)
     floors = {tp: min(need.values()) for tp, need in needs.items()}
@@ -182,9 +153,10 @@ def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int) -> int:
     freed = 0
 
     def short() -> bool:
-        return freed < need + _ledger_cost(dropped, wall_ms)
+        return freed < goal + _ledger.cost(dropped, wall_ms)
 
     for unreplicated in (False, True):
+        goal = need if unreplicated else need + headroom
         for prio in sorted({v[2] for v in state.values()}):
             while short():
                 # The partition whose first droppable record is oldest, and how old
@@ -195,9 +167,9 @@ def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int) -> int:
                     if pr != prio:
                         continue
                     if t == DROP_LEDGER_TOPIC:
-                        # Ledger entries go only once a protected group (the uplink) has
-                        # read them: else, on a log kept full, the ledger would grow until
-                        # it owned the whole quota and every new record failed.
+                        # Ledger entries go here only once a protected group (the uplink) has
+                        # read them; the rest are summarised when the ledger outgrows its
+                        # share (_ledger.bound), never dropped unrecorded.
                         if unreplicated or (t, p) not in floors:
                             continue
                         limit = min(nxt, floors[(t, p)])
@@ -218,7 +190,7 @@ def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int) -> int:
                 if best is None:
                     break
                 _, t, p, start, limit = best
-                target = need + _ledger_cost(dropped, wall_ms)
+                target = goal + _ledger.cost(dropped, wall_ms)
                 end, chunk_freed = start, 0
                 for off, log_time, rec_size in conn.execute(
                     f"SELECT offset, log_time, {_SIZE_SQL} FROM records WHERE topic=? AND partition=? AND offset>=?"
@@ -253,10 +225,11 @@ def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int) -> int:
             log.info("dropped %d replicated drop-ledger entries under the quota", entry["count"])
             continue
         total += entry["count"]
-        value = _ledger_value(topic, unreplicated, entry, wall_ms)
+        value = _ledger.entry_value(topic, unreplicated, entry, wall_ms)
         log.warning("dropped %d record(s) of %s: %s", entry["count"], topic, value["reason"])
         lg.append_internal(conn, DROP_LEDGER_TOPIC, value)
     if total:
         lg.stats["dropped"] += total
         _bump(conn, "dropped_records", total)
+    _ledger.bound(lg, conn, ledger_share, floors.get((DROP_LEDGER_TOPIC, 0)))
     return freed

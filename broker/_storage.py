@@ -364,4 +364,11 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator
         raise
     else:
         if conn.in_transaction:
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                # A COMMIT that fails (a full disk writing the WAL) can leave the transaction
+                # open, and the connection would refuse every later BEGIN.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise

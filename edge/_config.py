@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from broker import MIN_QUOTA_BYTES
 from devices import CODECS, CONVENTIONS, KINDS
 from edge._errors import ConfigError, ConfigProblem
 
@@ -227,7 +228,8 @@ def config_from_dict(data: Mapping[str, Any], file: str = "edge.toml",
     if raw_log:
         c.unknown(raw_log, set(LogSettings.__dataclass_fields__), "log.")
         quota = c.get(raw_log, "quota_bytes", "log.quota_bytes", "int", 0,
-                      check=lambda v: v >= 0, expected="an integer >= 0 (0: no quota)")
+                      check=lambda v: v == 0 or v >= MIN_QUOTA_BYTES,
+                      expected=f"0 (no quota) or an integer >= {MIN_QUOTA_BYTES} (the least a log takes on disk)")
         log = LogSettings(
             partitions=c.get(raw_log, "partitions", "log.partitions", "int", log.partitions,
                              check=lambda v: 1 <= v <= 1024, expected="an integer in 1..1024") or 1,

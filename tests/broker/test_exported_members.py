@@ -19,6 +19,7 @@ EXPECTED = {
     "TopicDescription", "PartitionDescription", "ConsumerGroupDescription", "GroupOffset",
     # settings and clocks
     "LogConfig", "TopicConfig", "Durability", "FullPolicy", "DROP_LEDGER_TOPIC",
+    "MIN_QUOTA_BYTES",
     "Clock", "SystemClock", "ManualClock",
     # Kafka's partitioner
     "murmur2", "default_partition",

@@ -1,10 +1,11 @@
-"""The drop ledger under a long-running full log: once replicated, its own entries make room.
+"""The drop ledger under a log kept full for long: bounded, so drop-oldest accepts for ever.
 
-Found by the chaos soak (tests/chaos): with drop-oldest and an uplink that keeps up, every
-drop adds a ledger entry that was never dropped, until the ledger owned the whole quota and
-every new record failed with LogFullError. Entries a protected group (the uplink) has
-replicated may go, after replicated data and before any unreplicated record; entries no
-protected group has read stay.
+Found twice: by the chaos soak (with an uplink that keeps up, every drop added a ledger
+entry that was never dropped) and in the field (no uplink: after 4,178 events a 200 kB
+quota held 600 ledger entries and no data, and every send failed from then on).  Entries
+a protected group (the uplink) has replicated go first; the others are summarised once
+the ledger outgrows its share of the quota: fewer entries naming the same offsets with
+the same counts.
 """
 
 from __future__ import annotations
@@ -14,9 +15,19 @@ from pathlib import Path
 import broker
 from broker import KafkaAdminClient, LogConfig, ManualClock, TopicPartition
 
-from ._helpers import clients, create, ledger, offsets
+from ._helpers import clients, create, ledger, ledger_offsets, offsets
 
-REC = 1040  # a 1000-byte value with the per-record overhead of 40
+Q = 256 * 1024
+LEDGER_SHARE = max(Q // 32, 4096)  # broker/_disk.py: shares()
+
+
+def _value(i: int) -> bytes:
+    return (f"{i:06d}".encode() * 200)[:1000]
+
+
+def _cfg(path: Path, clock: ManualClock, quota: int = Q) -> LogConfig:
+    return LogConfig(data_dir=path, quota_bytes=quota, full_policy="drop-oldest", durability="no-fsync",
+                     clock=clock, retention_check_interval_s=1e9)
 
 
 def _end_offsets(admin: KafkaAdminClient) -> dict[TopicPartition, int]:
@@ -25,34 +36,74 @@ def _end_offsets(admin: KafkaAdminClient) -> dict[TopicPartition, int]:
             for d in admin.describe_topics() for p in d.partitions}
 
 
-def test_a_log_kept_full_for_long_never_fills_up_with_ledger_entries(tmp_path: Path) -> None:
+def _ledger_bytes(admin: KafkaAdminClient) -> int:
+    return admin.describe_log()["topics"].get(broker.DROP_LEDGER_TOPIC, {}).get("bytes", 0)
+
+
+def test_a_log_kept_full_for_long_never_fills_up_with_ledger_entries(data_dir: Path) -> None:
     clock = ManualClock()
-    cfg = LogConfig(data_dir=tmp_path / "log", quota_bytes=20 * REC, full_policy="drop-oldest",
-                    clock=clock, retention_check_interval_s=1e9)
+    cfg = _cfg(data_dir, clock)
     with clients(cfg) as (admin, producer):
         create(admin, "t")
         admin.protect_consumer_group("uplink")
-        for i in range(600):
-            producer.send("t", (f"{i:06d}".encode() * 200)[:1000]).get(10)  # never LogFullError
+        for i in range(300):
+            producer.send("t", _value(i)).get(10)  # never LogFullError
             admin.alter_consumer_group_offsets("uplink", _end_offsets(admin))
             clock.advance(1)
-        assert admin.describe_log()["bytes"] <= cfg.quota_bytes
-        assert len(offsets(cfg, "t")) >= 10, "the quota holds data, not ledger entries"
+        assert admin.describe_log()["disk_bytes"] <= cfg.quota_bytes
         kept = len(offsets(cfg, "t"))
+        assert kept >= 10, "the quota holds data, not ledger entries"
         # Every data drop was counted and ledgered (the ledger entries themselves were
         # replicated, then made room); no entry describes a drop of the ledger.
-        assert admin.describe_log()["dropped_records"] == 600 - kept
+        assert admin.describe_log()["dropped_records"] == 300 - kept
         assert all(e["topic"] != broker.DROP_LEDGER_TOPIC for e in ledger(cfg))
 
 
-def test_ledger_entries_nobody_replicated_are_kept(tmp_path: Path) -> None:
+def test_without_an_uplink_old_entries_are_summarised_within_the_ledgers_share(data_dir: Path) -> None:
     clock = ManualClock()
-    cfg = LogConfig(data_dir=tmp_path / "log", quota_bytes=20 * REC, full_policy="drop-oldest",
-                    clock=clock, retention_check_interval_s=1e9)
+    cfg = _cfg(data_dir, clock)
     with clients(cfg) as (admin, producer):
-        create(admin, "t")
-        for i in range(60):
-            producer.send("t", (f"{i:06d}".encode() * 200)[:1000]).get(10)
+        create(admin, "a", partitions=2)
+        create(admin, "b")
+        for i in range(1500):
+            producer.send("a" if i % 3 else "b", _value(i)).get(10)  # never LogFullError
             clock.advance(1)
-        entries = ledger(cfg)
-        assert sum(e["count"] for e in entries) == 60 - len(offsets(cfg, "t"))
+            assert _ledger_bytes(admin) <= LEDGER_SHARE
+        info = admin.describe_log()
+        assert info["disk_bytes"] <= cfg.quota_bytes
+        assert info["ledger_summarised_entries"] > 0, "the ledger never outgrew its share"
+        kept = len(offsets(cfg, "a")) + len(offsets(cfg, "b"))
+        assert kept >= 10 and info["dropped_records"] == 1500 - kept
+    entries = ledger(cfg)
+    summaries = [e for e in entries if "summary_of" in e]
+    assert summaries and all(e["summary_of"] > 1 and "quota" in e["reason"] for e in summaries)
+    # Summarised or not, the ledger names exactly the offsets that are gone, once each.
+    with KafkaAdminClient(log_config=cfg) as admin:
+        ends = _end_offsets(admin)
+    have = {t: offsets(cfg, t) for t in ("a", "b")}
+    gone = {(tp.topic, tp.partition, o) for tp, end in ends.items() if tp.topic in have
+            for o in range(end) if (tp.partition, o) not in have[tp.topic]}
+    assert ledger_offsets(entries) == gone
+    assert sum(e["count"] for e in entries) == len(gone)
+    assert all(e["count"] == sum(r["to_offset"] - r["from_offset"] + 1 for r in e["ranges"])
+               for e in entries)
+
+
+def test_hundreds_of_thousands_of_sends_under_drop_oldest_all_succeed(data_dir: Path) -> None:
+    clock = ManualClock()
+    cfg = _cfg(data_dir, clock)
+    sent = 0
+    with clients(cfg) as (admin, producer):
+        create(admin, "t", partitions=2)
+        for _round in range(100):
+            futs = [producer.send("t", b"%07d" % (sent + j) * 8, key=b"dev-%d" % (j % 7))
+                    for j in range(2000)]
+            producer.flush()
+            assert all(f.succeeded() for f in futs), next(f.exception() for f in futs if f.failed())
+            sent += len(futs)
+            clock.advance(1)
+            assert _ledger_bytes(admin) <= LEDGER_SHARE
+        info = admin.describe_log()
+        assert info["disk_bytes"] <= cfg.quota_bytes
+        assert info["dropped_records"] + info["records"] - len(ledger(cfg)) == sent
+        assert info["ledger_summarised_entries"] > 0

@@ -1,6 +1,6 @@
 """A write the log refuses fails the sink's future (nothing is acknowledged) and is counted.
 
-The real log in a temporary directory with a disk quota too small for a second record.
+The real log in a temporary directory with the smallest disk quota, and records larger than it.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from broker import KafkaProducer, LogFullError
+from broker import MIN_QUOTA_BYTES, KafkaProducer, LogFullError
 from devices import DeadLetter, Reading
 from edge import config_from_dict
 from edge._metrics import Metrics
@@ -19,7 +19,7 @@ from edge._service import DeviceRunner, EventWriter, log_config_of
 async def test_a_refused_write_fails_the_sinks_future_and_is_counted(tmp_path: Path) -> None:
     cfg = config_from_dict({
         "edge_id": "full-edge", "data_dir": str(tmp_path / "data"),
-        "log": {"partitions": 1, "durability": "no-fsync", "quota_bytes": 600},
+        "log": {"partitions": 1, "durability": "no-fsync", "quota_bytes": MIN_QUOTA_BYTES},
         "devices": [{"name": "room-1", "kind": "temperature", "transport": "serial",
                      "port": "/dev/null", "codec": "text", "topic": "temperature"}],
     })
@@ -33,9 +33,9 @@ async def test_a_refused_write_fails_the_sinks_future_and_is_counted(tmp_path: P
         assert runner.readings == 1 and writer.last_failure is None
         with pytest.raises(LogFullError):
             await sink(Reading("room-1", "temperature", "text",
-                               {"temperature_c": 21.6, "note": "x" * 400}, 2))
+                               {"temperature_c": 21.6, "note": "x" * MIN_QUOTA_BYTES}, 2))
         with pytest.raises(LogFullError):
-            await dead(DeadLetter(b"x" * 400, "not a number", "text", "/dev/null", 3))
+            await dead(DeadLetter(b"x" * MIN_QUOTA_BYTES, "not a number", "text", "/dev/null", 3))
     finally:
         producer.close()
     assert runner.readings == 1 and runner.dead_letters == 0  # only what was written counts

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from broker import (
+    MIN_QUOTA_BYTES,
     KafkaAdminClient,
     KafkaConsumer,
     KafkaProducer,
@@ -197,14 +198,13 @@ def test_a_second_runner_of_the_same_topology_is_fenced(tmp_path: Path) -> None:
 
 
 def test_a_failed_commit_forgets_the_batch_and_a_retry_processes_it_once(tmp_path: Path) -> None:
-    _write(tmp_path, "in", [(b"k", {"pad": "x" * 300, "i": i}, i) for i in range(10)])
-    with KafkaAdminClient(tmp_path) as admin:
-        used = admin.describe_log()["bytes"]
+    # Written without a quota, and more than the smallest quota holds: nothing more fits.
+    _write(tmp_path, "in", [(b"k", {"pad": "x" * 3000, "i": i}, i) for i in range(10)])
     t = Topology("full")
     s = t.source("in")
     table = s.to_table("last")
     s.to("copy")
-    tight = LogConfig(data_dir=tmp_path, quota_bytes=used + 1000)
+    tight = LogConfig(data_dir=tmp_path, quota_bytes=MIN_QUOTA_BYTES)
     with StreamsRunner(t, tight) as runner:
         with pytest.raises(LogFullError):
             runner.process_available()

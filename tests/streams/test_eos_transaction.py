@@ -108,20 +108,20 @@ def test_one_bad_record_rolls_back_the_others(log) -> None:
 
 
 def test_quota_rejects_the_whole_transaction(tmp_path: Path) -> None:
-    cfg = LogConfig(data_dir=tmp_path, quota_bytes=2000)
+    cfg = LogConfig(data_dir=tmp_path, quota_bytes=256 * 1024)
     with KafkaProducer(log_config=cfg) as producer:
         txn = producer.begin_transaction()
-        for _ in range(10):
-            txn.send("out", b"x" * 150)  # 10 x 190 bytes fit; 20 do not
+        for _ in range(15):
+            txn.send("out", b"x" * 1000)  # 15 of ~4.5 KiB on disk fit the quota; 30 do not
         txn.commit()
         txn = producer.begin_transaction()
-        for _ in range(10):
-            txn.send("out", b"y" * 150)
+        for _ in range(15):
+            txn.send("out", b"y" * 1000)
         txn.commit_offsets(GROUP, {TP0: 1})
         with pytest.raises(LogFullError):
             txn.commit()
     values = [v for _p, _o, _k, v in _records(cfg, "out")]
-    assert values == [b"x" * 150] * 10
+    assert values == [b"x" * 1000] * 15
     with KafkaAdminClient(log_config=cfg) as admin:
         assert admin.list_consumer_group_offsets(GROUP) == {}
 

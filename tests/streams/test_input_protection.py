@@ -2,8 +2,8 @@
 
 Time is driven by ``ManualClock`` and ``admin.run_retention()`` (no sleeping);
 ``retention_check_interval_s`` is huge so the writer's own pass never races the
-test's.  Each record below takes 1040 bytes of the quota (1000-byte value, no key
-or headers, 40 bytes of overhead), as in tests/broker/test_quota.py.
+test's.  Each record below has a 1000-byte value, which takes about 4.5 KiB of
+the disk quota (an overflow page), as in tests/broker/test_quota.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from edge._streams import release_removed_topologies
 from edge.streams import StreamsRunner, Topology
 
 HOUR_MS = 3600 * 1000
-REC = 1040
+QUOTA = 256 * 1024  # on disk: about two dozen of these records (an overflow page each)
 
 
 def _cfg(path: Path, clock: ManualClock, **kw: object) -> LogConfig:
@@ -94,7 +94,7 @@ def test_unprocessed_input_survives_retention_then_goes_once_processed(
 def test_under_drop_oldest_unprocessed_input_goes_last_and_the_ledger_says_whose(
         tmp_path: Path) -> None:
     clock = ManualClock()
-    cfg = _cfg(tmp_path / "log", clock, quota_bytes=20 * REC, full_policy="drop-oldest")
+    cfg = _cfg(tmp_path / "log", clock, quota_bytes=QUOTA, full_policy="drop-oldest")
     value = [(f"{i:06d}".encode() * 200)[:1000] for i in range(60)]
     with KafkaAdminClient(log_config=cfg) as admin, KafkaProducer(log_config=cfg) as producer:
         _create(admin, "in")
@@ -120,7 +120,7 @@ def test_under_drop_oldest_unprocessed_input_goes_last_and_the_ledger_says_whose
                        if e["topic"] == "in")
             assert runner.process_available() == len(kept)
             assert _values(cfg, "out") == kept
-            assert admin.describe_log()["bytes"] <= cfg.quota_bytes
+            assert admin.describe_log()["disk_bytes"] <= cfg.quota_bytes
 
 
 def test_a_topology_gone_from_the_config_is_released(tmp_path: Path) -> None:

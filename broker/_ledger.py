@@ -1,0 +1,213 @@
+"""The drop ledger: what the quota dropped, kept within a share of the quota of its own.
+
+Each drop under the quota writes one entry per topic (and per kind: replicated
+or not) to ``DROP_LEDGER_TOPIC``: the dropped offsets as ranges, how many,
+how many bytes, and why.  A log kept full for long drops again and again, so
+the ledger would grow until it owned the quota (seen: 600 entries and no data
+in a 200 kB quota).  It is bounded instead:
+
+* entries the uplink (a protected group) has replicated go first, before any
+  data record (``_retention``);
+* past its share (``QuotaShares.ledger_bytes``), the oldest entries are
+  summarised: deleted, and replaced by one entry per topic that names the same
+  offsets with adjacent ranges joined, the same count and bytes, and how many
+  entries it stands for (``summary_of``).  The ledger then takes at most half
+  its share, so this happens now and then, not on every drop.  Entries already
+  replicated are deleted without a summary: they are upstream.  Summaries are
+  counted (``ledger_summarised_entries`` in ``describe_log``) and logged.
+
+Ranges stay exact unless one partition would need more than ``_MAX_RANGES``
+ranges in a summary (gaps left by age retention between drops): then the
+closest ranges are joined across their gap, the entry says ``approximate``,
+and ``count`` stays the exact number of records dropped.
+
+Functions here run inside the writer's transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from ._config import DROP_LEDGER_TOPIC
+from ._storage import RECORD_OVERHEAD
+
+if TYPE_CHECKING:
+    from ._log import Log
+
+log = logging.getLogger("broker.retention")
+
+QUOTA_REASON = "disk quota reached, policy drop-oldest"
+_MAX_RANGES = 16
+
+
+def entry_value(topic: str, unreplicated: bool, entry: dict[str, Any], wall_ms: int) -> dict[str, Any]:
+    """The ledger record for one drop of ``topic``'s records (``entry``: ranges, count, bytes)."""
+    # ``unreplicated``: some protected group still needed the records; ``unread_by`` names
+    # which (the uplink's group: not upstream; a topology's: not processed).
+    unread = sorted(entry.get("unread_by", ()))
+    reason = QUOTA_REASON
+    if unreplicated:
+        reason += f" (records not yet replicated or processed: unread by {', '.join(unread)})"
+    value = {
+        "topic": topic,
+        "ranges": [{"partition": p, "from_offset": a, "to_offset": b - 1}
+                   for p, (a, b) in sorted(entry["ranges"].items())],
+        "count": entry["count"],
+        "bytes": entry["bytes"],
+        "reason": reason,
+        "unreplicated": unreplicated,
+        "wall_ms": wall_ms,
+    }
+    if unreplicated:
+        value["unread_by"] = unread
+    return value
+
+
+def cost(dropped: dict[tuple[str, bool], dict[str, Any]], wall_ms: int) -> int:
+    """Bytes the ledger records for ``dropped`` will take under the quota."""
+    return sum(
+        len(json.dumps(entry_value(t, u, e, wall_ms), separators=(",", ":"))) + RECORD_OVERHEAD
+        for (t, u), e in dropped.items() if t != DROP_LEDGER_TOPIC
+    )
+
+
+def ledger_bytes(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT coalesce(sum(bytes), 0) FROM partitions WHERE topic=?",
+                       (DROP_LEDGER_TOPIC,)).fetchone()
+    return int(row[0])
+
+
+def bound(lg: Log, conn: sqlite3.Connection, share: int, floor: int | None) -> int:
+    """Summarise the oldest entries if the ledger takes more than ``share`` bytes.
+
+    ``floor``: the lowest ledger offset some protected group still needs (None:
+    no protected group reads the ledger, so no entry is upstream yet).  Returns
+    how many entries were summarised or, being upstream, deleted.
+    """
+    row = conn.execute("SELECT log_start_offset, next_offset, bytes FROM partitions WHERE topic=? AND partition=0",
+                       (DROP_LEDGER_TOPIC,)).fetchone()
+    if row is None or row[2] <= share:
+        return 0
+    start, nxt, size = row
+    target = share // 2
+    groups: dict[tuple[str, bool], dict[str, Any]] = {}
+    end, freed, upstream = start, 0, 0
+    for off, value, rec_size in conn.execute(
+        f"SELECT offset, value, coalesce(length(value),0)+{RECORD_OVERHEAD} FROM records"
+        " WHERE topic=? AND partition=0 AND offset>=? AND offset<? ORDER BY offset",
+        (DROP_LEDGER_TOPIC, start, nxt),
+    ):
+        if size - freed + _summary_cost(groups) <= target:
+            break
+        end, freed = off + 1, freed + rec_size
+        if floor is not None and off < floor:
+            upstream += 1  # replicated already: upstream knows, no summary needed
+            continue
+        _absorb(groups, off, value)
+    if end == start:
+        return 0
+    conn.execute("DELETE FROM records WHERE topic=? AND partition=0 AND offset>=? AND offset<?",
+                 (DROP_LEDGER_TOPIC, start, end))
+    conn.execute("UPDATE partitions SET log_start_offset=?, bytes=max(0, bytes-?) WHERE topic=? AND partition=0",
+                 (end, freed, DROP_LEDGER_TOPIC))
+    summarised = end - start - upstream
+    for value in _summaries(groups):
+        lg.append_internal(conn, DROP_LEDGER_TOPIC, value)
+    _bump(conn, "ledger_summarised_entries", end - start)
+    log.warning("drop ledger over its share of %d bytes: %d entries summarised in %d, %d upstream ones deleted",
+                share, summarised, len(groups), upstream)
+    return end - start
+
+
+def _absorb(groups: dict[tuple[str, bool], dict[str, Any]], off: int, raw: bytes | None) -> None:
+    """Fold one ledger record into the summary being built."""
+    try:
+        e = json.loads(raw or b"")
+        topic, ranges, count = e["topic"], e["ranges"], int(e["count"])
+        spans = [(int(r["partition"]), int(r["from_offset"]), int(r["to_offset"])) for r in ranges]
+    except (ValueError, KeyError, TypeError):
+        # Not an entry of ours (someone produced to the ledger): counted, not lost silently.
+        e, topic, spans, count = {}, "", [], 0
+    unreplicated = bool(e.get("unreplicated", False))
+    g = groups.setdefault((topic, unreplicated), {
+        "ranges": {}, "count": 0, "bytes": 0, "entries": 0, "unread_by": set(), "reasons": set(),
+        "from_wall_ms": None, "to_wall_ms": None, "approximate": False, "unreadable": []})
+    if not topic:
+        g["unreadable"].append(off)
+        return
+    g["count"] += count
+    g["bytes"] += int(e.get("bytes", 0) or 0)
+    g["entries"] += int(e.get("summary_of", 1) or 1)
+    g["unread_by"].update(e.get("unread_by", ()))
+    g["reasons"].add(str(e.get("reason", "")))
+    g["approximate"] = g["approximate"] or bool(e.get("approximate", False))
+    for k in ("from_wall_ms", "wall_ms"), ("to_wall_ms", "wall_ms"):
+        w = e.get(k[0], e.get(k[1]))
+        if isinstance(w, int):
+            cur = g[k[0]]
+            g[k[0]] = w if cur is None else (min(cur, w) if k[0] == "from_wall_ms" else max(cur, w))
+    for p, a, b in spans:
+        g["ranges"].setdefault(p, []).append((a, b))
+
+
+def _joined(spans: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], bool]:
+    """Adjacent and overlapping ranges joined; at most ``_MAX_RANGES``, closing the smallest gaps."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    approximate = False
+    while len(out) > _MAX_RANGES:
+        i = min(range(len(out) - 1), key=lambda j: out[j + 1][0] - out[j][1])
+        out[i:i + 2] = [(out[i][0], out[i + 1][1])]
+        approximate = True
+    return out, approximate
+
+
+def _summaries(groups: dict[tuple[str, bool], dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for (topic, unreplicated), g in sorted(groups.items()):
+        ranges, approx = [], g["approximate"]
+        for p, spans in sorted(g["ranges"].items()):
+            joined, a = _joined(spans)
+            approx = approx or a
+            ranges += [{"partition": p, "from_offset": x, "to_offset": y} for x, y in joined]
+        reasons = sorted(r for r in g["reasons"] if r)
+        value: dict[str, Any] = {
+            "topic": topic, "ranges": ranges, "count": g["count"], "bytes": g["bytes"],
+            "reason": (reasons[0] if len(reasons) == 1 else QUOTA_REASON if not reasons
+                       else "; ".join(reasons)),
+            "unreplicated": unreplicated,
+            "wall_ms": g["to_wall_ms"] or 0,
+            "from_wall_ms": g["from_wall_ms"] or 0,
+            "summary_of": g["entries"],
+        }
+        if unreplicated:
+            value["unread_by"] = sorted(g["unread_by"])
+        if approx:
+            value["approximate"] = True  # ranges joined across gaps; count is exact
+        if g["unreadable"]:
+            value["unreadable_entries"] = len(g["unreadable"])
+        out.append(value)
+    return out
+
+
+def _summary_cost(groups: dict[tuple[str, bool], dict[str, Any]]) -> int:
+    # An upper bound, cheap enough to ask after every entry absorbed: ranges as if none
+    # joined (up to the cap), every name and reason in full.
+    total = 0
+    for (topic, _u), g in groups.items():
+        total += 400 + RECORD_OVERHEAD + len(topic) + sum(len(r) + 4 for r in g["reasons"])
+        total += sum(len(n) + 3 for n in g["unread_by"])
+        total += sum(64 * min(len(s), _MAX_RANGES) for s in g["ranges"].values())
+    return total
+
+
+def _bump(conn: sqlite3.Connection, key: str, n: int) -> None:
+    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, 0)", (key,))
+    conn.execute("UPDATE meta SET value=value+? WHERE key=?", (n, key))

@@ -1,0 +1,171 @@
+"""The disk quota at append time: which records go in, drop the oldest, or refuse.
+
+Runs in the writer's transaction, before the records are inserted.  The
+measure is pages of the database (``_disk``): the pages a batch can take must
+fit beside the pages in use, within the database's share of the quota.  Under
+``drop-oldest`` the oldest records go until they do (``_retention``, which
+thinks in logical bytes: the pages wanted are turned into bytes by the log's
+own ratio of pages to bytes, and asked again until enough pages are free,
+since a partly emptied leaf frees nothing).  A batch larger than one
+transaction may write (the WAL's share) is split over several transactions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import sqlite3
+from typing import TYPE_CHECKING
+
+from . import _disk, _retention
+from ._config import FullPolicy
+from ._errors import LogFullError
+from ._storage import db_path
+
+if TYPE_CHECKING:
+    from ._log import Log, _Pending
+
+log = logging.getLogger("broker")
+
+_DROP_ROUNDS = 8
+
+
+class Quota:
+    """The quota of one open log: its shares, and the ceiling a full disk may have lowered."""
+
+    def __init__(self, lg: Log, conn: sqlite3.Connection) -> None:
+        assert lg.config.quota_bytes is not None
+        self._log = lg
+        ps = _disk.page_size(conn)
+        self.shares = _disk.shares(lg.config.quota_bytes, ps)
+        self._est = _disk.PageEstimate(ps)
+        # The most pages one record may take: the database's share less the schema and
+        # the ledger's share.  A record larger than that can never fit.
+        self._capacity = (self.shares.db_pages - _disk._SCHEMA_PAGES
+                          - math.ceil(2 * self.shares.ledger_bytes / ps))
+        self._db = db_path(lg.config.data_dir)
+
+    def configure(self, conn: sqlite3.Connection) -> None:
+        _disk.configure(conn, self.shares)
+
+    def admit(self, conn: sqlite3.Connection, records: list[_Pending], *,
+              split: bool) -> tuple[list[_Pending], list[_Pending]]:
+        """(records to write now, records for the next transaction); the rest get ``LogFullError``.
+
+        ``split=False`` (a ``LogTransaction``): all of them now, or errors; the
+        estimate only decides what to drop, and ``check`` after the insert has the
+        last word (a transaction is all or nothing, so it can be measured exactly).
+        """
+        lg, sh, est = self._log, self.shares, self._est
+        pages = [est.pages(p.size, p.topic) for p in records]
+        later: list[_Pending] = []
+        if split:
+            # Keep each transaction within the WAL's share: the first record always goes.
+            total = est.fixed(1)
+            for i, n in enumerate(pages):
+                total += n
+                if i and total > sh.txn_pages:
+                    later, records, pages = records[i:], records[:i], pages[:i]
+                    break
+        fits = [n <= self._capacity for n in pages]
+        partitions = len({(p.topic, p.partition) for p in records})
+        need = sum(n for n, ok in zip(pages, fits, strict=True) if ok) + est.fixed(partitions)
+        room = self._room(conn)
+        if need <= room and all(fits):
+            return records, later
+        if lg.config.full_policy is FullPolicy.DROP_OLDEST and need > room and any(fits):
+            room = self._drop(conn, need - room)
+        accepted: list[_Pending] = []
+        used = est.fixed(partitions)
+        for p, n, ok in zip(records, pages, fits, strict=True):
+            if ok and (used + n <= room or not split):
+                accepted.append(p)
+                used += n
+            else:
+                p.future._error = self._full_error(conn, p.topic, too_big=not ok)
+        rejected = len(records) - len(accepted)
+        if rejected:
+            lg.stats["rejected"] += rejected
+            log.warning("disk quota reached: rejected %d record(s)", rejected)
+        return accepted, later
+
+    def check(self, conn: sqlite3.Connection, topic: str) -> None:
+        """Raise ``LogFullError`` if the database outgrew its share (after a transaction's insert)."""
+        if self._room(conn) < 0:
+            self._log.stats["rejected"] += 1
+            raise self._full_error(conn, topic, too_big=False)
+
+    def _room(self, conn: sqlite3.Connection) -> float:
+        total, free = _disk.pages_in_use(conn)
+        return self.shares.db_pages - (total - free)
+
+    def _drop(self, conn: sqlite3.Connection, want_pages: float) -> float:
+        """Drop the oldest records until ``want_pages`` more pages are free; the room then.
+
+        Replicated records go for a headroom beyond that too (``shares.headroom_pages``).
+        """
+        sh = self.shares
+        start = room = self._room(conn)
+        headroom = sh.headroom_pages
+        for _ in range(_DROP_ROUNDS):
+            missing = want_pages - (room - start)
+            if missing <= 0:
+                break
+            total, free = _disk.pages_in_use(conn)
+            logical = conn.execute("SELECT coalesce(sum(bytes), 0) FROM partitions").fetchone()[0]
+            if logical <= 0:
+                break
+            # Bytes per page the records take now: a 1,000-byte value costs ~4.5 KiB.
+            per_page = logical / max(1, total - free - _disk._SCHEMA_PAGES)
+            freed = _retention.drop_for_quota(
+                self._log, conn, math.ceil(missing * per_page * 1.25), sh.ledger_bytes,
+                headroom=math.ceil(headroom * per_page))
+            headroom = 0  # once: what the first round did not find, later rounds need not
+            room = self._room(conn)
+            if freed == 0:
+                break
+        return room
+
+    def disk_full(self, conn: sqlite3.Connection) -> None:
+        """The disk filled up below the quota: lower the database's share to what it holds now.
+
+        Called after a real ENOSPC under ``drop-oldest``, so that the next
+        transactions drop to fit the disk that is, not the quota that was hoped for.
+        """
+        total, free = _disk.pages_in_use(conn)
+        ceiling = max(0, total - free - 2 * self.shares.txn_pages)
+        if ceiling < self.shares.db_pages:
+            self.shares = dataclasses.replace(self.shares, db_pages=ceiling)
+            log.error("the disk is full below the quota: the log now keeps within %d bytes of database",
+                      ceiling * self.shares.page_size)
+
+    def _full_error(self, conn: sqlite3.Connection, topic: str, *, too_big: bool) -> LogFullError:
+        cfg, sh = self._log.config, self.shares
+        if too_big:
+            return LogFullError(
+                f"a record for {topic!r} is larger than the disk quota of {cfg.quota_bytes} bytes can "
+                f"ever hold in {cfg.data_dir} (policy {cfg.full_policy.value}); not written — "
+                "raise the quota or send smaller records"
+            )
+        total, free = _disk.pages_in_use(conn)
+        return LogFullError(
+            f"the log in {cfg.data_dir} reached its disk quota of {cfg.quota_bytes} bytes "
+            f"(policy {cfg.full_policy.value}; database {(total - free) * sh.page_size} of "
+            f"{sh.db_bytes} bytes in use, WAL share {sh.wal_bytes}); record for {topic!r} not written — "
+            "free room by replicating upstream, shortening retention, or raising the quota"
+        )
+
+    def after_commit(self, conn: sqlite3.Connection) -> None:
+        """Truncate the WAL if it outgrew its share (a reader held back the checkpoints)."""
+        if _disk.wal_file_bytes(self._db) <= self.shares.wal_bytes:
+            return
+        # Not the connection's busy timeout (seconds): appends wait behind this.  A reader
+        # that holds the WAL makes it return at once; the next commit tries again.
+        conn.execute("PRAGMA busy_timeout=20")
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            log.debug("WAL checkpoint: %s", exc)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={int(self._log.config.busy_timeout_s * 1000)}")
