@@ -123,7 +123,7 @@ def test_restart_needed_names_keys_never_values() -> None:
     base = 'edge_id = "e"\ndata_dir = "/d"\n[upstream]\nbootstrap_servers = "k:9092"\n'
     old = parse_config(base + 'sasl_password = "old-secret"\n[health]\naddress = "127.0.0.1:1"\n')
     new = parse_config(base.replace('"e"', '"f"') + 'sasl_password = "new-secret"\n'
-                       '[log]\nquota_bytes = 5000\n[clock]\ngps_time = false\n'
+                       '[log]\nquota_bytes = 5000000\n[clock]\ngps_time = false\n'
                        '[health]\naddress = "127.0.0.1:2"\n')
     assert restart_needed(old, new) == ["edge_id", "log.quota_bytes", "upstream.sasl_password",
                                         "clock.gps_time"]  # not health: SIGHUP moves it
