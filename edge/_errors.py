@@ -17,7 +17,7 @@ Other modules (the uplink) add their own leaves under ``EdgeError``.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ConfigProblem", "EdgeError", "StartupError"]
+__all__ = ["SECRET_KEYS", "ConfigError", "ConfigProblem", "EdgeError", "StartupError"]
 
 
 class EdgeError(Exception):

@@ -1016,9 +1016,14 @@ def setup_logging(level: str = "INFO") -> None:
 
 
 def run_service(cfg: Config, *, log_level: str = "INFO", shutdown_timeout: float = 10.0,
-                config_path: str | os.PathLike[str] | None = None) -> int:
-    """Run the appliance in this process until SIGTERM/SIGINT; returns the exit code (0)."""
+                config_path: str | os.PathLike[str] | None = None,
+                warnings: list[str] | None = None) -> int:
+    """Run the appliance in this process until SIGTERM/SIGINT; returns the exit code (0).
+
+    ``warnings``: lines to log at WARNING once logging is set up (the CLI's findings)."""
     setup_logging(log_level)
+    for warning in warnings or ():
+        log.warning("%s", warning)
 
     async def main() -> None:
         service = Service(cfg, config_path=None if config_path is None else str(Path(config_path)),

@@ -95,10 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config(args)
         if args.command == "run":
             cfg = load_config(args.config)
+            from edge._exposure import exposed_secrets_warning
             from edge._service import run_service
 
             return run_service(cfg, log_level=args.log_level,
-                               shutdown_timeout=args.shutdown_timeout, config_path=args.config)
+                               shutdown_timeout=args.shutdown_timeout, config_path=args.config,
+                               warnings=[w for w in [exposed_secrets_warning(args.config)] if w])
         if args.command == "streams":
             from edge.streams._config import describe_streams
 
@@ -139,6 +141,11 @@ def _config(args: argparse.Namespace) -> int:
         n = len(exc.errors)
         print(f"{exc}\nedge: {n} error{'s' if n != 1 else ''} in {args.file}", file=sys.stderr)
         return EX_CONFIG
+    from edge._exposure import exposed_secrets_warning
+
+    warning = exposed_secrets_warning(args.file)
+    if warning:
+        print(f"edge: warning: {warning}", file=sys.stderr)
     print(f"{args.file}: ok ({len(cfg.devices)} device{'s' if len(cfg.devices) != 1 else ''}, "
           f"health on {cfg.health.address}, upstream {'on' if cfg.upstream.enabled else 'off'}, "
           f"{len(cfg.streams)} stream topolog{'ies' if len(cfg.streams) != 1 else 'y'})")

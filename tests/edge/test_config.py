@@ -201,3 +201,25 @@ def test_public_face() -> None:
         "load_config", "parse_config", "run_service",
     ])
     assert all(hasattr(edge, name) for name in edge.__all__)
+
+
+def test_a_config_every_user_can_read_with_a_secret_is_warned_about(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from edge._exposure import secret_keys_in
+
+    path = tmp_path / "edge.toml"
+    path.write_text(GOOD.replace('codec = "zigbee2mqtt"', 'codec = "zigbee2mqtt"\npassword = "hunter2-secret"')
+                    + SASL + 'sasl_password = "hunter2-secret"\n')
+    assert secret_keys_in(parse_config_dict(path)) == ["devices[1].password", "upstream.sasl_password"]
+    path.chmod(0o644)
+    check = run_edge("config", "check", str(path))
+    assert check.returncode == 0, check.stderr
+    assert "readable by every user (mode 0644) and holds devices[1].password, upstream.sasl_password" \
+        in check.stderr and "hunter2" not in check.stderr
+    path.chmod(0o640)  # group-readable: the service's group (install.sh: root:edge-config)
+    assert run_edge("config", "check", str(path)).stderr == ""
+
+
+def parse_config_dict(path):  # type: ignore[no-untyped-def]
+    import tomllib
+
+    return tomllib.loads(path.read_text())
