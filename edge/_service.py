@@ -246,7 +246,10 @@ class DeviceRunner:
             "deduplicated": self.deduplicated,
             "decode_errors": stats.decode_error_total if stats else 0,
             "restarts": self.restarts,
-            "last_error": self.last_error,
+            # What is wrong now, if the transport says (a port that cannot be opened, a
+            # refused CONNACK: it keeps retrying), else the last failure of the adapter.
+            "last_error": getattr(getattr(self._adapter, "transport", None), "last_error", None)
+            or self.last_error,
         }
 
 

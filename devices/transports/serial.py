@@ -86,6 +86,9 @@ class SerialTransport(AsyncTransport):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
+        #: Why the port is not open now (it cannot be opened, or it faulted), for an
+        #: operator's /health; None while it is open. The transport keeps retrying.
+        self.last_error: str | None = None
 
     @property
     def state(self) -> ConnectionState:
@@ -206,11 +209,13 @@ class SerialTransport(AsyncTransport):
             except (pyserial.SerialException, OSError, ValueError) as exc:
                 delay = self.config.backoff.delay(attempt)
                 log.info("%s: cannot open (%s); retrying in %.2f s", self.id, exc, delay)
+                self.last_error = f"cannot open {self.config.port}: {exc}"
                 self._call(self._set_state, ConnectionState.DISCONNECTED)
                 attempt += 1
                 self._stop.wait(delay)
                 continue
             attempt = 0
+            self.last_error = None
             self.stats.connects += 1
             self._call(self._set_state, ConnectionState.CONNECTED)
             faulted = self._read_until_fault(port)
@@ -231,6 +236,7 @@ class SerialTransport(AsyncTransport):
                 data = port.read(port.in_waiting or 1)
             except (pyserial.SerialException, OSError) as exc:
                 log.warning("%s: disconnected (%s)", self.id, exc)
+                self.last_error = f"lost {self.config.port}: {exc}"
                 tail = framer.flush()
                 if tail:
                     # A frame cut by the unplug still goes downstream, where the

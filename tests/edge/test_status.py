@@ -162,3 +162,34 @@ def test_status_when_nothing_runs() -> None:
     proc = status(free_port())
     assert proc.returncode == 1
     assert "is `edge run` running?" in proc.stderr
+
+
+def test_a_device_whose_port_cannot_be_opened_says_why(tmp_path: Path) -> None:
+    # Not a failure to start (a USB adapter may come later): the device is disconnected,
+    # its last_error says why, in /health and `edge status`, and clears once it opens.
+    from tests.fixtures.pty import PtyDevice
+
+    link = tmp_path / "ttyUSB-later"
+    config, port = write_config(tmp_path, serial_device("gps-1", "gps", str(link), "nmea0183"))
+    edge_log = tmp_path / "edge.log"
+    edge = start_edge(config, edge_log)
+    device = None
+    try:
+        d = wait_for(lambda: ((health(port) or {}).get("devices", {}).get("gps-1") or {})
+                     .get("last_error") and health(port)["devices"]["gps-1"], 30,  # type: ignore[index]
+                     "the device's last_error")
+        assert d["state"] == "disconnected" and d["last_error"].startswith(f"cannot open {link}")
+        assert "No such file" in d["last_error"]
+        proc = status(port)
+        assert proc.returncode == 1  # degraded
+        row = [line for line in proc.stdout.splitlines() if line.strip().startswith("gps-1")][0]
+        assert f"(cannot open {link}" in row
+        device = PtyDevice(link)  # plugged in
+        d = wait_for(lambda: (x := health(port)["devices"]["gps-1"])["connected"] and x,  # type: ignore[index]
+                     30, "the device to connect")
+        assert d["last_error"] is None
+    finally:
+        rc = stop_edge(edge, edge_log)
+        if device is not None:
+            device.close()
+    assert rc == 0, edge_log.read_text()
