@@ -88,8 +88,8 @@ class HostileFrame:
     """One hostile frame addressed to a device speaking `codec`.
 
     ``payload`` is the frame as sent (serial: with its line ending); ``topic`` the MQTT
-    topic (None on a serial line); ``field`` the value a range check must refuse (the
-    reason should name it), None for frames that must not parse at all.
+    topic (None on a serial line); ``field`` the value a range check must refuse, as words
+    its reason must contain one of ('speed|course'), None for frames that must not parse.
     """
 
     codec: str
@@ -137,7 +137,7 @@ def _nmea(t_ms: int, rng: random.Random) -> list[tuple[str, bytes, str | None]]:
         return nmea_sentence("GP", "GSA", ["A", "3", *[""] * 12, pdop, hdop, vdop])
 
     return [
-        ("rmc-negative-speed-course-400", rmc("-5.0", "400.0"), "speed"),
+        ("rmc-negative-speed-course-400", rmc("-5.0", "400.0"), "speed|course"),
         ("rmc-speed-nan", rmc("nan", "10.0"), "speed"),
         ("rmc-speed-inf", rmc("inf", "10.0"), "speed"),
         ("rmc-course-1e309", rmc("1.0", "1e309"), "course"),
