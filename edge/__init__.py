@@ -16,7 +16,7 @@ from edge._config import (
     load_config,
     parse_config,
 )
-from edge._errors import ConfigError, ConfigProblem, EdgeError
+from edge._errors import ConfigError, ConfigProblem, EdgeError, StartupError
 from edge._service import DeviceRunner, Service, run_service
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "HealthConfig",
     "LogSettings",
     "Service",
+    "StartupError",
     "UpstreamSettings",
     "config_from_dict",
     "load_config",

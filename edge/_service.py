@@ -825,7 +825,9 @@ class Service:
             await asyncio.sleep(min(1.0, ping or 1.0))
 
     async def run(self) -> None:
-        """Run until request_stop(); then stop intake, flush and close within the bound."""
+        """Run until request_stop(); then stop intake, flush and close within the bound.
+
+        Raises StartupError when the log, its run lock or the health address cannot be had."""
         cfg = self.cfg
         self.producer, admin = await asyncio.to_thread(self._open_log)
         self.writer = EventWriter(self.producer, cfg, self.metrics, self.trust)
@@ -1023,7 +1025,8 @@ def run_service(cfg: Config, *, log_level: str = "INFO", shutdown_timeout: float
                 warnings: list[str] | None = None) -> int:
     """Run the appliance in this process until SIGTERM/SIGINT; returns the exit code (0).
 
-    ``warnings``: lines to log at WARNING once logging is set up (the CLI's findings)."""
+    Raises StartupError (one line, and the ``exit_status`` to exit with) when the log or
+    the health address cannot be used. ``warnings``: lines to log at WARNING once logging is set up (the CLI's findings)."""
     setup_logging(log_level)
     for warning in warnings or ():
         log.warning("%s", warning)

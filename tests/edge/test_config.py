@@ -197,7 +197,7 @@ def test_public_face() -> None:
 
     assert sorted(edge.__all__) == sorted([
         "Config", "ConfigError", "ConfigProblem", "DeviceConfig", "DeviceRunner", "EdgeError",
-        "HealthConfig", "LogSettings", "Service", "UpstreamSettings", "config_from_dict",
+        "HealthConfig", "LogSettings", "Service", "StartupError", "UpstreamSettings", "config_from_dict",
         "load_config", "parse_config", "run_service",
     ])
     assert all(hasattr(edge, name) for name in edge.__all__)
