@@ -12,9 +12,9 @@ transaction may write (the WAL's share) is split over several transactions.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
+import os
 import sqlite3
 from typing import TYPE_CHECKING
 
@@ -32,7 +32,7 @@ _DROP_ROUNDS = 8
 
 
 class Quota:
-    """The quota of one open log: its shares, and the ceiling a full disk may have lowered."""
+    """The quota of one open log: its shares, lowered while the disk cannot give the quota."""
 
     def __init__(self, lg: Log, conn: sqlite3.Connection) -> None:
         assert lg.config.quota_bytes is not None
@@ -40,11 +40,49 @@ class Quota:
         ps = _disk.page_size(conn)
         self.shares = _disk.shares(lg.config.quota_bytes, ps)
         self._est = _disk.PageEstimate(ps)
+        self._set_capacity()
+        self._db = db_path(lg.config.data_dir)
+        self.fit_disk(conn)
+
+    def fit_disk(self, conn: sqlite3.Connection) -> None:
+        """Keep the quota within what the disk can give: the log's files plus the free space.
+
+        A quota larger than the disk (or a disk that others fill) would end in
+        ENOSPC, where SQLite can no longer even delete: a checkpoint must grow
+        the database, and the WAL cannot shrink before it does.  So the quota
+        in force is the configured one, or what the disk can hold less the
+        WAL's share (room for a checkpoint), whichever is less, so that the
+        policy acts before the disk is full.  Asked at open and after every
+        commit: one statvfs and three stats, not per record.
+        """
+        sh, configured = self.shares, self._log.config.quota_bytes
+        assert configured is not None
+        try:
+            st = os.statvfs(self._log.config.data_dir)
+        except OSError:
+            return
+        can = _disk.disk_bytes(self._log.config.data_dir) + st.f_bavail * st.f_frsize
+        want = configured
+        if can - _disk.shares(configured, sh.page_size).wal_bytes < configured:
+            want = max(_disk.min_quota(sh.page_size), can - _disk.shares(can, sh.page_size).wal_bytes)
+        # Only a change worth a log line: free space moves with every write.
+        if want == sh.quota or (want < configured and abs(want - sh.quota) < sh.quota // 50):
+            return
+        self.shares = _disk.shares(want, sh.page_size)
+        self._set_capacity()
+        self.configure(conn)
+        if want < configured:
+            log.warning("the disk under %s can give the log only %d bytes: the quota of %d bytes acts at %d",
+                        self._log.config.data_dir, can, configured, want)
+        else:
+            log.info("the disk under %s has room again: the quota of %d bytes acts in full",
+                     self._log.config.data_dir, configured)
+
+    def _set_capacity(self) -> None:
         # The most pages one record may take: the database's share less the schema and
         # the ledger's share.  A record larger than that can never fit.
-        self._capacity = (self.shares.db_pages - _disk._SCHEMA_PAGES
-                          - math.ceil(2 * self.shares.ledger_bytes / ps))
-        self._db = db_path(lg.config.data_dir)
+        sh = self.shares
+        self._capacity = sh.db_pages - _disk._SCHEMA_PAGES - math.ceil(2 * sh.ledger_bytes / sh.page_size)
 
     def configure(self, conn: sqlite3.Connection) -> None:
         _disk.configure(conn, self.shares)
@@ -128,17 +166,9 @@ class Quota:
         return room
 
     def disk_full(self, conn: sqlite3.Connection) -> None:
-        """The disk filled up below the quota: lower the database's share to what it holds now.
-
-        Called after a real ENOSPC under ``drop-oldest``, so that the next
-        transactions drop to fit the disk that is, not the quota that was hoped for.
-        """
-        total, free = _disk.pages_in_use(conn)
-        ceiling = max(0, total - free - 2 * self.shares.txn_pages)
-        if ceiling < self.shares.db_pages:
-            self.shares = dataclasses.replace(self.shares, db_pages=ceiling)
-            log.error("the disk is full below the quota: the log now keeps within %d bytes of database",
-                      ceiling * self.shares.page_size)
+        """A real ENOSPC under ``drop-oldest``: fit the quota to the disk, and checkpoint what can be."""
+        self.fit_disk(conn)
+        self._truncate_wal(conn)
 
     def _full_error(self, conn: sqlite3.Connection, topic: str, *, too_big: bool) -> LogFullError:
         cfg, sh = self._log.config, self.shares
@@ -149,17 +179,21 @@ class Quota:
                 "raise the quota or send smaller records"
             )
         total, free = _disk.pages_in_use(conn)
+        lowered = f", lowered to {sh.quota} by the room on the disk" if sh.quota < (cfg.quota_bytes or 0) else ""
         return LogFullError(
-            f"the log in {cfg.data_dir} reached its disk quota of {cfg.quota_bytes} bytes "
+            f"the log in {cfg.data_dir} reached its disk quota of {cfg.quota_bytes} bytes{lowered} "
             f"(policy {cfg.full_policy.value}; database {(total - free) * sh.page_size} of "
             f"{sh.db_bytes} bytes in use, WAL share {sh.wal_bytes}); record for {topic!r} not written — "
             "free room by replicating upstream, shortening retention, or raising the quota"
         )
 
     def after_commit(self, conn: sqlite3.Connection) -> None:
-        """Truncate the WAL if it outgrew its share (a reader held back the checkpoints)."""
-        if _disk.wal_file_bytes(self._db) <= self.shares.wal_bytes:
-            return
+        """Truncate the WAL if it outgrew its share (a reader held back the checkpoints); fit the disk."""
+        if _disk.wal_file_bytes(self._db) > self.shares.wal_bytes:
+            self._truncate_wal(conn)
+        self.fit_disk(conn)
+
+    def _truncate_wal(self, conn: sqlite3.Connection) -> None:
         # Not the connection's busy timeout (seconds): appends wait behind this.  A reader
         # that holds the WAL makes it return at once; the next commit tries again.
         conn.execute("PRAGMA busy_timeout=20")
