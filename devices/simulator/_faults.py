@@ -154,7 +154,7 @@ def _nmea(t_ms: int, rng: random.Random) -> list[tuple[str, bytes, str | None]]:
 def _text(rng: random.Random) -> list[tuple[str, bytes, str | None]]:
     return [
         ("minus-300-c", b"-300.0\n", "temperature"),
-        ("1e400", _BIG_INT.encode() + b"\n", "temperature"),
+        ("1e400", _BIG_INT.encode() + b"\n", None),  # no number: no field to name
         ("csv-record-separator", b"21.5\x1e\n", None),
         ("truncated-utf8", "21.5 °C".encode()[: -2] + b"\n", None),
     ]
