@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import random
 from collections.abc import Callable
@@ -24,12 +25,28 @@ StateCallback = Callable[[ConnectionState], None]
 
 
 class AsyncTransport:
-    """``async with`` and ``async for`` for a transport with ``start()``/``close()``/``__anext__``."""
+    """``async with`` and ``async for`` for a transport with ``start()``/``_close()``/``__anext__``.
+
+    ``close()`` runs the subclass's ``_close()`` once, however many callers ask at the same
+    time: a device's supervisor closes the adapter while the adapter's own ``async with``
+    exits, and two closes that each did the work raced (MQTT: the second ack barrier
+    replaced the first, whose wait then timed out). Every caller returns once it is closed.
+    """
+
+    _close_once: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         raise NotImplementedError
 
     async def close(self) -> None:
+        """Close the transport; safe to call twice, also concurrently (all wait for it)."""
+        if self._close_once is None:
+            self._close_once = asyncio.ensure_future(self._close())
+            self._close_once.add_done_callback(_retrieve)
+        # shield: a caller cancelled while waiting must not cancel the close others await.
+        await asyncio.shield(self._close_once)
+
+    async def _close(self) -> None:
         raise NotImplementedError
 
     async def __aenter__(self) -> Self:
@@ -46,6 +63,12 @@ class AsyncTransport:
 
     def __aiter__(self) -> Self:
         return self
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    # Its callers see the error; this keeps "exception never retrieved" away when none waits.
+    if not future.cancelled():
+        future.exception()
 
 
 @dataclass(frozen=True)

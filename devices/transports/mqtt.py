@@ -250,11 +250,9 @@ class MqttTransport(AsyncTransport):
                 self._wakeup.clear()
                 await self._wakeup.wait()
 
-    async def close(self) -> None:
-        """Disconnect and stop paho's thread; unacked QoS 1 messages stay at the broker.
-
-        Safe to call twice; iteration ends after it.
-        """
+    async def _close(self) -> None:
+        # Disconnect and stop paho's thread; unacked QoS 1 messages stay at the broker.
+        # Runs once (AsyncTransport.close); iteration ends after it.
         if self._closed:
             return
         self._send_due_acks()

@@ -122,7 +122,7 @@ class SerialTransport(AsyncTransport):
                 self._wakeup.clear()
                 await self._wakeup.wait()
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         """Stop reading and close the port; waits for the reader thread. Safe to call twice."""
         if self._closed:
             return

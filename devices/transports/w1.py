@@ -83,7 +83,7 @@ class W1Transport(AsyncTransport):
             self._closing = asyncio.Event()
             self._next_round = time.monotonic()
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         """Stop polling; waits for a read in progress. Safe to call twice."""
         if self._closed:
             return

@@ -166,3 +166,27 @@ async def test_close_is_idempotent_and_ends_iteration(mosquitto):
     assert t.state is ConnectionState.CLOSED
     with pytest.raises(StopAsyncIteration):
         await t.__anext__()
+
+
+async def test_concurrent_closes_share_one_ack_barrier(mosquitto, caplog):
+    # A device's supervisor closes the adapter while the adapter's `async with` exits: two
+    # close() at once. Each used to send its own ack barrier, the second replacing the
+    # first, whose wait then ran out (2 s) and warned that the acks were unconfirmed.
+    caplog.set_level(logging.WARNING)
+    config = cfg(mosquitto, topics=("twice/#",))
+    t = MqttTransport(config)
+    await t.start()
+    await t.wait_state(ConnectionState.CONNECTED, timeout=5)
+    publish(mosquitto, [("twice/a", b"1")])
+    [m] = await take(t, 1)
+    m.ack_nowait()
+    await asyncio.gather(t.close(), t.close())
+    assert t.state is ConnectionState.CLOSED
+    assert "did not confirm" not in caplog.text
+    # And the ack landed: the next session gets the marker, not the message again.
+    async with MqttTransport(config) as again:
+        await again.wait_state(ConnectionState.CONNECTED, timeout=5)
+        publish(mosquitto, [("twice/b", b"2")])
+        [m] = await take(again, 1)
+        await m.ack()
+    assert m.payload == b"2"
