@@ -9,7 +9,18 @@ from devices._errors import (
     DecodeError,
     DeviceError,
     EncodeError,
+    ReadingRejected,
     TransportError,
+)
+from devices._ranges import (
+    EARLIEST_TIMESTAMP_MS,
+    MAX_AHEAD_MS,
+    RANGES,
+    Range,
+    check_reading,
+    checked_event_value,
+    ranges_markdown,
+    with_overrides,
 )
 from devices._reading import KINDS, DeadLetter, Delivery, Reading, SpecialValue
 from devices.adapters import ADAPTERS, Adapter, MqttAdapter, SerialAdapter, W1Adapter
@@ -49,7 +60,10 @@ __all__ = [
     "ADAPTERS",
     "CODECS",
     "CONVENTIONS",
+    "EARLIEST_TIMESTAMP_MS",
     "KINDS",
+    "MAX_AHEAD_MS",
+    "RANGES",
     "Adapter",
     "Backoff",
     "Codec",
@@ -69,7 +83,9 @@ __all__ = [
     "MqttMessage",
     "MqttTransport",
     "NmeaFixAssembler",
+    "Range",
     "Reading",
+    "ReadingRejected",
     "SerialAdapter",
     "SerialConfig",
     "SerialTransport",
@@ -82,6 +98,8 @@ __all__ = [
     "W1Config",
     "W1Sample",
     "W1Transport",
+    "check_reading",
+    "checked_event_value",
     "decode_blood_pressure",
     "decode_float",
     "decode_sfloat",
@@ -93,4 +111,6 @@ __all__ = [
     "encode_float",
     "encode_sfloat",
     "encode_temperature_measurement",
+    "ranges_markdown",
+    "with_overrides",
 ]

@@ -6,6 +6,11 @@ One root, leaves chosen by how a caller reacts; retry loops read
     DeviceError                 root of everything devices/ raises on purpose
     ├── DecodeError             a frame does not decode; send it to the dead
     │                           letter sink with its raw bytes (retriable=False)
+    │   └── ReadingRejected     it decoded, but a reading is not an event: a value
+    │                           outside its physical range, a time outside the
+    │                           window, text that cannot be encoded. Raised by a
+    │                           check or by a sink when called; the adapter puts
+    │                           the frame's raw bytes on the dead letter
     ├── EncodeError             a reading cannot be put into a format (a value
     │                           out of the format's range, a missing field)
     ├── CodecConfigError        a codec or convention was configured wrongly
@@ -22,6 +27,7 @@ __all__ = [
     "DecodeError",
     "DeviceError",
     "EncodeError",
+    "ReadingRejected",
     "TransportError",
 ]
 
@@ -50,6 +56,20 @@ class DecodeError(DeviceError):
 
     def __reduce__(self):  # keep it picklable across process pools
         return (type(self), (self.raw, self.reason, self.codec))
+
+
+class ReadingRejected(DecodeError):
+    """A decoded reading that must not become an event; dead-letter its frame.
+
+    Raised without the frame's bytes (a check sees only the reading): the adapter
+    that catches it dead-letters the bytes of the item the reading came from.
+    """
+
+    def __init__(self, reason: str, codec: str, raw: bytes = b"") -> None:
+        super().__init__(raw, reason, codec)
+
+    def __reduce__(self):  # keep it picklable across process pools
+        return (type(self), (self.reason, self.codec, self.raw))
 
 
 class EncodeError(DeviceError, ValueError):

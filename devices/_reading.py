@@ -91,14 +91,26 @@ class Reading:
             raise ValueError(f"Reading.timestamp_ms must be int ms or None, got {self.timestamp_ms!r}")
 
     def to_event_value(self) -> dict[str, Any]:
-        """The JSON object for the event log's value.
+        """The JSON object for the event log's value, unchecked.
 
-        A fresh dict (safe to mutate) of ``values`` with special values as
-        their strings and non-finite floats as ``"NaN"``/``"+INF"``/``"-INF"``
-        (JSON has no such numbers). Kind and schema travel in event headers.
+        A fresh dict (safe to mutate) of ``values``. A special value is an explicit
+        ``null`` with its status beside it (``"pulse_bpm": null, "pulse_bpm_status":
+        "NaN"``), never a string in a numeric field; a non-finite float likewise.
+        Kind and schema travel in event headers. The service writes
+        ``devices.checked_event_value`` instead, which also refuses values outside
+        their physical range.
         """
         plain = _PLAIN
-        return {k: v if type(v) in plain else _jsonable(v) for k, v in self.values.items()}
+        out: dict[str, Any] = {}
+        for k, v in self.values.items():
+            if type(v) in plain:
+                out[k] = v
+            elif isinstance(v, SpecialValue) or (isinstance(v, float) and not math.isfinite(v)):
+                out[k] = None
+                out[k + "_status"] = _jsonable(v)
+            else:
+                out[k] = _jsonable(v)
+        return out
 
     def with_timestamp(self, timestamp_ms: int) -> Reading:
         """A copy stamped with ``timestamp_ms`` (adapters use it for arrival time)."""

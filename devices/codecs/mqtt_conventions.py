@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -48,14 +49,51 @@ def _json_object(payload: bytes, codec: str) -> dict[str, Any]:
         if type(payload) is bytes and len(payload) >= 2 and payload[0] == 0x7B and payload[1]:
             # "{" then not NUL: json.loads would detect UTF-8 (no BOM, not UTF-16/32);
             # decoding here, as it does, skips its detection, which costs per message.
-            obj = _decode_json(payload.decode("utf-8", "surrogatepass"))
+            text = payload.decode("utf-8", "surrogatepass")
+            obj = _decode_json(text)
         else:
+            text = None
             obj = json.loads(bytes(payload))
+    except RecursionError:
+        raise DecodeError(payload, "payload nests deeper than the JSON reader follows "
+                          f"({sys.getrecursionlimit()} levels)", codec) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise DecodeError(payload, f"payload is not JSON ({exc})", codec) from None
     if not isinstance(obj, dict):
         raise DecodeError(payload, f"payload is JSON {type(obj).__name__}, expected an object", codec)
+    # A lone UTF-16 surrogate (an escape such as \ud800, or its bytes) is no Unicode text:
+    # nothing downstream could encode it. Only a payload that might hold one is walked.
+    if text is None or not text.isascii() or "\\u" in text:
+        where = _lone_surrogate(obj)
+        if where is not None:
+            raise DecodeError(payload, f"{where} holds a lone UTF-16 surrogate: not Unicode text "
+                              "(the device's JSON encoder is broken)", codec)
     return obj
+
+
+def _lone_surrogate(obj: Any) -> str | None:
+    """Where in ``obj`` (a key or a string value) a lone surrogate is, or None."""
+    stack: list[tuple[str, Any]] = [("payload", obj)]
+    while stack:
+        path, v = stack.pop()
+        if isinstance(v, dict):
+            for k, item in v.items():
+                if not _encodable(k):
+                    return f"a key of {path} ({k!r})"
+                stack.append((f"{path}.{k}", item))
+        elif isinstance(v, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(v))
+        elif isinstance(v, str) and not _encodable(v):
+            return f"{path} ({v!r})"
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _number(obj: Mapping, key: str, payload: bytes, codec: str) -> float | None:
@@ -67,10 +105,30 @@ def _number(obj: Mapping, key: str, payload: bytes, codec: str) -> float | None:
     if t is float and math.isfinite(v):
         return v
     if t is int:
-        return float(v)
+        try:
+            return float(v)
+        except OverflowError:  # past 1.8e308: no measurement (a try costs nothing until then)
+            raise DecodeError(payload, f"field {key!r} is an integer of {len(str(abs(v)))} "
+                              "digits, beyond any measurement", codec) from None
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
         raise DecodeError(payload, f"field {key!r} is {v!r}, expected a number", codec)
     return float(v)
+
+
+# Event times a codec can represent: year 1 to 9999 (datetime's range; also inside int64 ms).
+# The service's narrower window (2000 to a day ahead) is applied to every event, not here.
+# Floats, as the times they are compared with: an int against a float compares slowly.
+_MIN_MS, _MAX_MS = -62_135_596_800_000.0, 253_402_300_799_999.0
+
+
+def _epoch_ms(v: float, unit_ms: int, what: str, payload: bytes, codec: str) -> int:
+    """Epoch time ``v`` (in units of ``unit_ms`` ms) as int ms; refuses what is not a time."""
+    ms = v * unit_ms
+    if not _MIN_MS <= ms <= _MAX_MS:  # also NaN and ±inf
+        unit = "s" if unit_ms == 1000 else "ms"
+        raise DecodeError(payload, f"{what} {v!r} {unit} since 1970 is not a time between the "
+                          "years 1 and 9999", codec)
+    return int(ms)
 
 
 def _dumps(obj: Any) -> bytes:
@@ -94,8 +152,9 @@ class Zigbee2MqttConvention:
     """``<base>/<friendly_name>`` with a JSON object; the name may contain ``/``.
 
     Messages with a ``temperature`` become temperature readings (humidity,
-    battery, link quality kept); bridge topics and ``/set``-style subtopics
-    give ``[]``.
+    battery, link quality kept); a device message without one is a
+    ``DecodeError`` (dead-lettered, so it never vanishes); bridge topics and
+    ``/set``-style subtopics give ``[]``.
     """
 
     name = "zigbee2mqtt"
@@ -114,7 +173,10 @@ class Zigbee2MqttConvention:
             return []
         obj = _json_object(payload, self.name)
         if obj.get("temperature") is None:
-            return []
+            # Dead-lettered, not dropped: a sensor that stopped reporting temperature (or a
+            # device that is no thermometer under the subscription) must show, not vanish.
+            raise DecodeError(payload, f"{name}: no 'temperature' in the message (narrow the "
+                              "device's filters if it is no thermometer)", self.name)
         values: dict[str, Any] = {}
         for src, dst in _Z2M_FIELDS.items():
             v = _number(obj, src, payload, self.name)
@@ -179,6 +241,9 @@ class TasmotaConvention:
                 values["device_time"] = obj["Time"]
             dev = f"{m.group(1)}/{values.get('sensor_id', key)}"
             out.append(Reading(dev, "temperature", self.name, values))
+        if not out:
+            raise DecodeError(payload, "no sensor with a Temperature in the SENSOR message",
+                              self.name)
         return out
 
     def encode(self, reading: Reading) -> tuple[str, bytes]:
@@ -210,8 +275,9 @@ class EspHomeConvention:
 
     Object ids containing one of ``temperature_words`` are temperatures in
     °C; other sensors and ``<node>/status`` give ``[]``. Device id is the
-    node. ESPHome publishes ``nan`` when a sensor has no value: a
-    ``DecodeError``.
+    node. ESPHome publishes ``nan`` when a sensor has no value: a reading
+    whose ``temperature_c`` is ``SpecialValue.NAN`` (an explicit null with
+    status ``"NaN"`` in the event); ``inf`` is a ``DecodeError``.
     """
 
     name = "esphome"
@@ -237,16 +303,23 @@ class EspHomeConvention:
             value = float(text)
         except ValueError:
             raise DecodeError(payload, f"state {text!r} is not a number", self.name) from None
-        if not math.isfinite(value):
-            raise DecodeError(payload, f"sensor {object_id!r} has no value ({text})", self.name)
-        return [Reading(node, "temperature", self.name, {"temperature_c": value, "sensor": object_id})]
+        if math.isnan(value):  # the sensor's "no reading": said so, not dropped
+            temperature: float | SpecialValue = SpecialValue.NAN
+        elif math.isinf(value):
+            raise DecodeError(payload, f"sensor {object_id!r} sent {text!r}, not a temperature", self.name)
+        else:
+            temperature = value
+        return [Reading(node, "temperature", self.name, {"temperature_c": temperature, "sensor": object_id})]
 
     def encode(self, reading: Reading) -> tuple[str, bytes]:
         t = reading.values.get("temperature_c")
+        object_id = reading.values.get("sensor", "temperature")
+        topic = f"{reading.device_id}/sensor/{object_id}/state"
+        if t is SpecialValue.NAN:
+            return topic, b"nan"
         if not isinstance(t, int | float):
             raise EncodeError(f"esphome: temperature_c must be a number, got {t!r}")
-        object_id = reading.values.get("sensor", "temperature")
-        return f"{reading.device_id}/sensor/{object_id}/state", repr(float(t)).encode()
+        return topic, repr(float(t)).encode()
 
 
 # --- OwnTracks ------------------------------------------------------------
@@ -290,7 +363,7 @@ class OwnTracksConvention:
         if isinstance(obj.get("tid"), str):
             values["tracker_id"] = obj["tid"]
         tst = _number(obj, "tst", payload, self.name)
-        ts = int(tst * 1000) if tst is not None else None
+        ts = _epoch_ms(tst, 1000, "tst", payload, self.name) if tst is not None else None
         return [Reading(f"{parts[1]}/{parts[2]}", "gps", self.name, values, ts)]
 
     def encode(self, reading: Reading) -> tuple[str, bytes]:
@@ -374,7 +447,8 @@ class BloodPressureJsonConvention:
                 raise DecodeError(payload, f"user_id {uid!r} is not 0..255", self.name)
             values["user_id"] = uid
         t = _number(obj, "time", payload, self.name)
-        return [Reading(topic[len(prefix) :], "blood_pressure", self.name, values, None if t is None else int(t))]
+        ts = None if t is None else _epoch_ms(t, 1, "time", payload, self.name)
+        return [Reading(topic[len(prefix) :], "blood_pressure", self.name, values, ts)]
 
     def encode(self, reading: Reading) -> tuple[str, bytes]:
         v = reading.values
@@ -533,7 +607,8 @@ class JsonMappingConvention:
             if t is not None:
                 if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t):
                     raise DecodeError(payload, f"timestamp {self.timestamp_field!r} is {t!r}, expected a number", self.name)
-                ts = int(t * 1000) if self.timestamp_unit == "s" else int(t)
+                ts = _epoch_ms(t, 1000 if self.timestamp_unit == "s" else 1,
+                               f"timestamp {self.timestamp_field!r}", payload, self.name)
         return [Reading(device, self.kind, self.name, values, ts)]
 
     def encode(self, reading: Reading) -> tuple[str, bytes]:

@@ -11,6 +11,7 @@ The encoders build the sentences of a fix, for the simulator.
 from __future__ import annotations
 
 import calendar
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -19,6 +20,7 @@ from typing import Any
 from pynmeagps import VALNONE, NMEAReader, calc_checksum
 
 from devices._errors import DecodeError, EncodeError
+from devices._ranges import RANGES
 from devices._reading import Reading
 from devices.codecs._base import guard_decode
 
@@ -180,8 +182,17 @@ class NmeaFixAssembler:
         return out
 
     def flush(self) -> list[Reading]:
-        """Finish the epoch in progress (end of a capture, or on close)."""
-        return self._finish()
+        """Finish the epoch in progress (end of a capture, or on close).
+
+        Raises only ``DecodeError`` (with no raw bytes: the sentences were taken already).
+        """
+        try:
+            return self._finish()
+        except DecodeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line, as guard_decode is for decode()
+            raise DecodeError(b"", f"the last fix cannot be finished: unexpected "
+                              f"{type(exc).__name__}: {exc}", NMEA_SCHEMA) from exc
 
     def _finish(self) -> list[Reading]:
         ep, self._epoch = self._epoch, _Epoch()
@@ -196,7 +207,8 @@ class NmeaFixAssembler:
         day = self._date_for(ep)
         ts = None
         if ep.time is not None:
-            values["time_utc"] = ep.time.isoformat()
+            values["time_utc"] = (f"{ep.time.hour:02d}:{ep.time.minute:02d}:60"
+                                  if values.get("leap_second") else ep.time.isoformat())
             if day is not None:
                 values["date"] = day.isoformat()
                 ts = _epoch_ms(datetime.combine(day, ep.time, UTC))
@@ -213,6 +225,9 @@ class NmeaFixAssembler:
             # Time went back by more than half a day: we crossed midnight
             # since the last dated sentence.
             if self._last_time is not None and _secs(ep.time) < _secs(self._last_time) - 43200:
+                if day == date.max:  # a receiver that said 9999-12-31: no day after it
+                    self._last_date = None
+                    return None
                 day += timedelta(days=1)
         self._last_date = day
         if ep.time is not None:
@@ -255,7 +270,10 @@ def _extract(msg: Any, msg_id: str, body: str, frame: bytes) -> dict[str, Any]:
         raw_time = fields[5 if msg_id == "GLL" else 1] if len(fields) > (5 if msg_id == "GLL" else 1) else ""
         t = get("time")
         if raw_time and not isinstance(t, time):
-            raise bad(f"time {raw_time!r} is not hhmmss[.ss]")
+            t = _leap_second(raw_time)
+            if t is None:
+                raise bad(f"time {raw_time!r} is not hhmmss[.ss]")
+            u["leap_second"] = True
         if isinstance(t, time):
             u["_time"] = t
     if msg_id in _POSITION:
@@ -296,7 +314,7 @@ def _extract(msg: Any, msg_id: str, body: str, frame: bytes) -> dict[str, Any]:
         if None not in (day, month, year):
             try:
                 u["_date"] = date(year, month, day)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise bad(f"date {day}/{month}/{year} does not exist") from None
     if msg_id == "VTG":
         if _num(get("sogk")) is not None:
@@ -314,8 +332,37 @@ def _extract(msg: Any, msg_id: str, body: str, frame: bytes) -> dict[str, Any]:
     if msg_id == "GSV" and isinstance(get("numSV"), int):
         # numSV is per constellation (talker) and, in NMEA 4.10, per signal.
         sig = fields[-1] if (len(fields) - 4) % 4 == 1 else ""
+        _in_range("satellites_in_view", get("numSV"), bad)
         u["_in_view"] = (sig, get("numSV"))
+    for key, value in u.items():
+        # Here, not on the fix: a bad sentence must cost only itself (the fix comes out with
+        # the next epoch's first sentence, whose bytes a dead letter of the fix would carry).
+        if type(value) is float or type(value) is int:
+            _in_range(key, value, bad)
     return u
+
+
+def _in_range(key: str, value: float, bad: Callable[[str], DecodeError]) -> None:
+    r = RANGES.get(key)
+    if r is not None and not r.low <= value <= r.high:  # also refuses NaN
+        raise bad(f"{key} {value!r} is outside {r.low:g}..{r.high:g} {r.unit} ({r.why})")
+    if r is None and value - value != 0.0:
+        raise bad(f"{key} is {value!r}, not a finite number")
+
+
+_LEAP = re.compile(r"^(\d\d)(\d\d)60(?:\.(\d{1,6}))?$")
+
+
+def _leap_second(raw: str) -> time | None:
+    """A leap second (``235960``, UTC's 23:59:60) as the last instant of its minute's :59.
+
+    Unix time has no 60th second; the fix keeps ``leap_second`` and ``time_utc``
+    ``hh:mm:60`` so nothing is hidden. None if ``raw`` is not a leap second.
+    """
+    m = _LEAP.match(raw)
+    if m is None or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+        return None
+    return time(int(m.group(1)), int(m.group(2)), 59, 999_000)
 
 
 # --- encoding ------------------------------------------------------------

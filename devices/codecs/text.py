@@ -122,7 +122,11 @@ class TextTemperatureCodec:
                 device_id = cells[self.device_column].strip()
         if number is None or not _NUMBER.match(number):
             raise DecodeError(frame, f"{number!r} is not a number", self.name)
-        value = float(number)
+        try:
+            value = float(number)
+        except ValueError:  # _NUMBER's \s takes Unicode spaces (\x1c-\x1f) that float() refuses
+            raise DecodeError(frame, f"{number!r} is not a number (stray control characters?)",
+                              self.name) from None
         if not math.isfinite(value):
             raise DecodeError(frame, f"{number!r} is not a finite number", self.name)
         if unit not in ("C", "F"):

@@ -147,8 +147,10 @@ def test_blood_pressure_special_values_survive_to_json():
     r = decode_blood_pressure(frame, "cuff")
     assert r.values["systolic_mmhg"] is SpecialValue.NAN
     assert r.values["pulse_bpm"] is SpecialValue.POSITIVE_INFINITY
-    assert r.to_event_value()["systolic_mmhg"] == "NaN"
-    assert r.to_event_value()["pulse_bpm"] == "+INF"
+    # An explicit null with its status, never a string in a numeric field.
+    value = r.to_event_value()
+    assert value["systolic_mmhg"] is None and value["systolic_mmhg_status"] == "NaN"
+    assert value["pulse_bpm"] is None and value["pulse_bpm_status"] == "+INF"
 
 
 def test_blood_pressure_unknown_date_has_no_timestamp():

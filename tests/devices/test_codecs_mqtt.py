@@ -31,7 +31,8 @@ def test_zigbee2mqtt():
     assert r.device_id == "living room/aqara"
     assert r.values == {"temperature_c": 21.3, "humidity_pct": 48.2, "battery_pct": 97.0, "linkquality": 120}
     assert conv.decode("zigbee2mqtt/bridge/state", b'{"state":"online"}') == []
-    assert conv.decode("zigbee2mqtt/plug", b'{"state":"ON"}') == []
+    with pytest.raises(DecodeError, match="plug: no 'temperature'"):  # dead-lettered, not lost
+        conv.decode("zigbee2mqtt/plug", b'{"state":"ON"}')
     assert conv.decode(*conv.encode(r)) == [r]
 
 
@@ -54,8 +55,13 @@ def test_esphome():
     assert (r.device_id, r.values["temperature_c"]) == ("kitchen", 22.4)
     assert conv.decode("kitchen/status", b"online") == []
     assert conv.decode("kitchen/sensor/humidity/state", b"40") == []
-    with pytest.raises(DecodeError, match="no value"):
-        conv.decode("kitchen/sensor/temperature/state", b"nan")
+    # ESPHome's "no reading": an explicit null with its status in the event, not a dead letter.
+    [none] = conv.decode("kitchen/sensor/temperature/state", b"nan")
+    assert none.values["temperature_c"] is SpecialValue.NAN
+    assert none.to_event_value()["temperature_c"] is None
+    assert conv.decode(*conv.encode(none)) == [none]
+    with pytest.raises(DecodeError, match="not a temperature"):
+        conv.decode("kitchen/sensor/temperature/state", b"inf")
     assert conv.decode(*conv.encode(r)) == [r]
 
 

@@ -32,5 +32,5 @@ def test_event_value_text_of_a_typical_reading() -> None:
     value = Reading("car-1", "gps", "nmea", {"lat": 52.5, "lon": 13.25, "speed_mps": float("nan"),
                                               "fix": "3D", "sats": 9, "note": "\u00fc\"\n"}).to_event_value()
     text = _encode_value(value)
-    assert text == '{"lat":52.5,"lon":13.25,"speed_mps":"NaN","fix":"3D","sats":9,"note":"\\u00fc\\"\\n"}'
+    assert text == '{"lat":52.5,"lon":13.25,"speed_mps":null,"speed_mps_status":"NaN","fix":"3D","sats":9,"note":"\\u00fc\\"\\n"}'
     assert json.loads(text) == value
