@@ -2,9 +2,14 @@
 
 An adapter never raises because of bad input: a frame that does not decode
 becomes a ``DeadLetter`` handed to the dead-letter sink, and is counted by
-reason. What does raise out of ``run()`` is a failing sink (the event was not
-durably accepted, so it must not be acknowledged) and a programming error;
-the supervisor that owns the adapter decides what to do about those.
+reason. So does a reading the sink refuses when called (``ReadingRejected``, a
+``DecodeError``: out of range, a time outside the window, text that cannot be
+encoded), and a reading whose write the log refuses twice (``refused``): the
+item is dead-lettered and acknowledged, so a redelivery cannot loop. What does
+raise out of ``run()`` is a sink that fails for another reason (the log is full
+or gone: the event was not durably accepted, so it must not be acknowledged)
+and a programming error; the supervisor that owns the adapter decides what to
+do about those.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ log = logging.getLogger(__name__)
 
 Sink = Callable[[Reading], Awaitable[None]]
 """Receives each reading; the awaitable it returns completes once the reading is durably accepted.
+
+A sink that refuses a reading for its data raises ``DecodeError`` (``ReadingRejected``)
+when called, and the adapter dead-letters the item's bytes with its reason.
 
 An adapter calls the sink for the readings of later items before it awaits the
 earlier ones (up to ``max_in_flight`` items), and awaits them in call order. A
@@ -78,6 +86,20 @@ async def _no_dead_letters(letter: DeadLetter) -> None:
     log.warning("dead letter from %s (%s): %s", letter.source, letter.codec, letter.reason)
 
 
+def refused_by_default(exc: BaseException) -> bool:
+    """Whether a failed write may be the record's own fault: by default, never.
+
+    Only the owner of the sink knows its errors: the service passes ``refused=`` to tell
+    a record the log refused (written once more, then dead-lettered) from a log that is
+    full, closed or broken (the item stays unacknowledged and ``run()`` raises).
+    """
+    return False
+
+
+Pending = list[tuple[Awaitable[None], Reading | None]]
+"""An item's sink calls in order: each awaitable and its reading (None: the dead letter)."""
+
+
 class Adapter(abc.ABC, Generic[T]):
     """Reads items of type T from a transport and turns them into readings.
 
@@ -97,6 +119,7 @@ class Adapter(abc.ABC, Generic[T]):
         *,
         clock: Clock = wall_clock_ms,
         max_in_flight: int = MAX_IN_FLIGHT,
+        refused: Callable[[BaseException], bool] = refused_by_default,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight!r}")
@@ -107,6 +130,7 @@ class Adapter(abc.ABC, Generic[T]):
         self.clock = clock
         self.stats = AdapterStats()
         self.max_in_flight = max_in_flight
+        self.refused = refused
         self._reader: asyncio.Task[None] | None = None
         self._drained: asyncio.Event | None = None
 
@@ -141,7 +165,7 @@ class Adapter(abc.ABC, Generic[T]):
         the order the items arrived. Raises whatever the sinks raise: that item
         and every later one stay unacknowledged.
         """
-        window: collections.deque[tuple[T, list[tuple[Awaitable[None], bool]]]] = collections.deque()
+        window: collections.deque[tuple[T, Pending]] = collections.deque()
         room = asyncio.Event()  # set when the window has room (a plain flag: cheaper than a Semaphore)
         ready = asyncio.Event()
         ended = False
@@ -206,31 +230,40 @@ class Adapter(abc.ABC, Generic[T]):
                 task.cancel()
             _discard(window)
 
-    def _submit(self, item: T) -> list[tuple[Awaitable[None], bool]]:
-        """Decode one item and call the sinks; the awaitables (and whether each is a reading)."""
+    def _submit(self, item: T) -> Pending:
+        """Decode one item and call the sinks; the awaitables, each with its reading."""
         arrived = self.clock()
         self.stats.frames += 1
         try:
             readings = self._decode(item)
         except DecodeError as exc:
-            self.stats.count_error(exc.reason)
-            return [(self.dead_letters(DeadLetter.from_error(exc, self._source(item), arrived)), False)]
+            return [self._dead_letter(item, exc, arrived)]
         except Exception as exc:  # a codec bug meeting odd input is still bad input
-            reason = f"unexpected {type(exc).__name__}: {exc}"
-            self.stats.count_error(reason)
             log.exception("%s: codec raised outside DecodeError", self.id)
-            err = DecodeError(self._raw(item), reason, type(exc).__module__)
-            return [(self.dead_letters(DeadLetter.from_error(err, self._source(item), arrived)), False)]
-        pending: list[tuple[Awaitable[None], bool]] = []
+            err = DecodeError(self._raw(item), f"unexpected {type(exc).__name__}: {exc}",
+                              type(exc).__module__)
+            return [self._dead_letter(item, err, arrived)]
+        pending: Pending = []
         try:
             for reading in readings:
                 if reading.timestamp_ms is None:
                     reading = reading.with_timestamp(arrived)
-                pending.append((self.sink(reading), True))
+                try:
+                    pending.append((self.sink(reading), reading))
+                except DecodeError as exc:  # the sink refused the reading for its data
+                    pending.append(self._dead_letter(item, exc, arrived))
         except BaseException:
             _discard([(item, pending)])
             raise
         return pending
+
+    def _dead_letter(self, item: T, exc: DecodeError, arrived: int | None
+                     ) -> tuple[Awaitable[None], None]:
+        """Count the reason and hand the item's own bytes to the dead-letter sink."""
+        self.stats.count_error(exc.reason)
+        if not exc.raw:  # a check that saw only the reading: the frame's bytes are the item's
+            exc = DecodeError(self._raw(item), exc.reason, exc.codec)
+        return self.dead_letters(DeadLetter.from_error(exc, self._source(item), arrived)), None
 
     async def handle(self, item: T) -> None:
         """Decode one item, hand its readings or dead letter on, await them, then acknowledge it."""
@@ -240,17 +273,60 @@ class Adapter(abc.ABC, Generic[T]):
         finally:
             _discard([(item, pending)])
 
-    async def _settle(self, item: T, pending: list[tuple[Awaitable[None], bool]]) -> None:
+    async def _settle(self, item: T, pending: Pending) -> None:
         # Await the item's sink calls in order, popping each as it completes (so a failure
         # leaves only the unfinished ones for _discard), then acknowledge the item.
         while pending:
-            awaitable, is_reading = pending[0]
-            await awaitable
+            awaitable, reading = pending[0]
+            try:
+                await awaitable
+            except Exception as exc:
+                if reading is None or not self.refused(exc):
+                    raise
+                await self._write_again(item, pending, exc)
+                break
             pending.pop(0)
-            if is_reading:
+            if reading is not None:
                 self.stats.readings += 1
         if not self._done_now(item):
             await self._done(item)
+
+    async def _write_again(self, item: T, pending: Pending, first: BaseException) -> None:
+        """The log refused a reading of ``item``: write the item's rest once more, alone.
+
+        The first refusal may be a neighbour's in the same group commit. A second one is
+        the data's: the item is dead-lettered with the reason (and then acknowledged), so
+        neither a restart nor the broker's redelivery brings it back for ever.
+        """
+        readings = [r for _, r in pending if r is not None]
+        _discard([(item, pending)])
+        log.warning("%s: the log refused a reading of %s (%s: %s); writing it once more",
+                    self.id, self._source(item), type(first).__name__, first)
+        again: Pending = []
+        try:
+            for reading in readings:
+                try:
+                    again.append((self.sink(reading), reading))
+                except DecodeError as exc:
+                    again.append(self._dead_letter(item, exc, None))
+            while again:
+                awaitable, reading = again[0]
+                try:
+                    await awaitable
+                except Exception as exc:
+                    if reading is None or not self.refused(exc):
+                        raise
+                    _discard([(item, again)])
+                    reason = (f"the log refused it twice ({type(exc).__name__}: {exc}); "
+                              "dead-lettered so that its redelivery cannot loop")
+                    letter = self._dead_letter(item, DecodeError(b"", reason, reading.schema), None)
+                    again = [letter]
+                    continue
+                again.pop(0)
+                if reading is not None:
+                    self.stats.readings += 1
+        finally:
+            _discard([(item, again)])
 
     async def close(self) -> None:
         """Stop intake, let in-flight items finish (bounded), close the transport. Safe to call twice."""
@@ -271,7 +347,7 @@ class Adapter(abc.ABC, Generic[T]):
         await self.close()
 
 
-def _discard(window: Iterable[tuple[Any, list[tuple[Awaitable[None], bool]]]]) -> None:
+def _discard(window: Iterable[tuple[Any, Pending]]) -> None:
     """Forget awaitables that will not be awaited, without "never awaited/retrieved" noise."""
     for _item, pending in window:
         for awaitable, _ in pending:

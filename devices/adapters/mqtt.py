@@ -13,7 +13,7 @@ without writing it again (edge/_dedupe.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from paho.mqtt.client import topic_matches_sub
 
@@ -25,6 +25,7 @@ from devices.adapters._base import (
     Clock,
     DeadLetterSink,
     Sink,
+    refused_by_default,
     wall_clock_ms,
 )
 from devices.codecs._base import Convention
@@ -50,9 +51,10 @@ class MqttAdapter(Adapter[MqttMessage]):
         *,
         clock: Clock = wall_clock_ms,
         max_in_flight: int = MAX_IN_FLIGHT,
+        refused: Callable[[BaseException], bool] = refused_by_default,
     ) -> None:
         super().__init__(adapter_id, transport, sink, dead_letters, clock=clock,
-                         max_in_flight=max_in_flight)
+                         max_in_flight=max_in_flight, refused=refused)
         self.convention = convention
         self._client_id: str = getattr(getattr(transport, "config", None), "client_id", "") or ""
 

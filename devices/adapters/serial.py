@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from devices._errors import DecodeError
 from devices._reading import Reading
 from devices.adapters._base import (
     MAX_IN_FLIGHT,
@@ -9,6 +12,7 @@ from devices.adapters._base import (
     Clock,
     DeadLetterSink,
     Sink,
+    refused_by_default,
     wall_clock_ms,
 )
 from devices.codecs._base import Codec
@@ -30,9 +34,10 @@ class SerialAdapter(Adapter[bytes]):
         *,
         clock: Clock = wall_clock_ms,
         max_in_flight: int = MAX_IN_FLIGHT,
+        refused: Callable[[BaseException], bool] = refused_by_default,
     ) -> None:
         super().__init__(device_id, transport, sink, dead_letters, clock=clock,
-                         max_in_flight=max_in_flight)
+                         max_in_flight=max_in_flight, refused=refused)
         self.device_id = device_id
         self.codec = codec
 
@@ -50,9 +55,21 @@ class SerialAdapter(Adapter[bytes]):
         """
         await super().run()
         flush = getattr(self.codec, "flush", None)
-        if flush is not None:
-            for reading in flush():
-                if reading.timestamp_ms is None:
-                    reading = reading.with_timestamp(self.clock())
-                await self.sink(reading)
-                self.stats.readings += 1
+        if flush is None:
+            return
+        arrived = self.clock()
+        try:
+            readings = flush()
+        except DecodeError as exc:  # the held epoch cannot become a fix: a dead letter, no crash
+            await self._dead_letter(b"", exc, arrived)[0]
+            return
+        for reading in readings:
+            if reading.timestamp_ms is None:
+                reading = reading.with_timestamp(self.clock())
+            try:
+                written = self.sink(reading)
+            except DecodeError as exc:  # refused for its data, as in run()
+                await self._dead_letter(b"", exc, arrived)[0]
+                continue
+            await written
+            self.stats.readings += 1

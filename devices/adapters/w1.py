@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from devices._reading import Reading
 from devices.adapters._base import (
@@ -11,6 +11,7 @@ from devices.adapters._base import (
     Clock,
     DeadLetterSink,
     Sink,
+    refused_by_default,
     wall_clock_ms,
 )
 from devices.codecs._base import Codec
@@ -33,9 +34,10 @@ class W1Adapter(Adapter[W1Sample]):
         names: Mapping[str, str] | None = None,
         clock: Clock = wall_clock_ms,
         max_in_flight: int = MAX_IN_FLIGHT,
+        refused: Callable[[BaseException], bool] = refused_by_default,
     ) -> None:
         super().__init__(adapter_id, transport, sink, dead_letters, clock=clock,
-                         max_in_flight=max_in_flight)
+                         max_in_flight=max_in_flight, refused=refused)
         self.codec = codec
         self.names = dict(names or {})
 
