@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from broker import MIN_QUOTA_BYTES
-from devices import CODECS, CONVENTIONS, KINDS
+from devices import CODECS, CONVENTIONS, EARLIEST_TIMESTAMP_MS, KINDS
 from edge._errors import ConfigError, ConfigProblem
+from edge._validate import device_check_settings
 
 if TYPE_CHECKING:
     from edge.streams._config import TopologyConfig
@@ -100,6 +101,9 @@ class DeviceConfig:
     names: Mapping[str, str] = field(default_factory=dict)
     # any transport: drop a device-stamped reading seen within this many seconds (0: off)
     dedupe_window: float = 0.0
+    # any transport: this device's bounds for quantities of devices.RANGES (edge/_validate.py)
+    ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    earliest_time_ms: int = EARLIEST_TIMESTAMP_MS  # device-stamped times before it: dead letters
 
 
 @dataclass(frozen=True)
@@ -368,7 +372,7 @@ def _split_address(text: str) -> tuple[str, int] | None:
 
 
 _COMMON = {"name", "kind", "transport", "codec", "codec_options", "topic", "enabled",
-           "dedupe_window"}
+           "dedupe_window", "ranges", "earliest_time"}
 MAX_DEDUPE_WINDOW = 86_400  # a day: a publisher's resend comes within seconds or minutes
 _BY_TRANSPORT = {
     "serial": {"port", "baudrate", "framing", "device_id"},
@@ -450,6 +454,7 @@ def _device(c: _Check, raw: Mapping[str, Any], p: str, edge_id: str,
         raw, "dedupe_window", f"{p}.dedupe_window", "num", 0.0,
         check=lambda v: 0 <= v <= MAX_DEDUPE_WINDOW,
         expected=f"a number of seconds in 0..{MAX_DEDUPE_WINDOW} (0: off)") or 0.0
+    kw["ranges"], kw["earliest_time_ms"] = device_check_settings(raw, p, c.bad)
     if len(c.problems) > before or c.get(raw, "enabled", f"{p}.enabled", "bool", True) is False:
         return None
     return DeviceConfig(name=name, kind=kind, transport=transport, codec=codec,

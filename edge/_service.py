@@ -36,9 +36,11 @@ from typing import Any
 from broker import (
     BrokerError,
     Clock,
+    ClosedError,
     KafkaAdminClient,
     KafkaProducer,
     LogConfig,
+    StorageError,
     SystemClock,
     TopicConfig,
 )
@@ -53,12 +55,14 @@ from devices import (
     MqttConfig,
     MqttTransport,
     Reading,
+    ReadingRejected,
     SerialAdapter,
     SerialConfig,
     SerialTransport,
     W1Adapter,
     W1Config,
     W1Transport,
+    checked_event_value,
 )
 from devices.adapters import Adapter
 from edge._clock import ClockJump, ClockStatus, ClockTrust, KeyStamps, gps_fix_utc_ms
@@ -71,6 +75,7 @@ from edge._metrics import Metrics
 from edge._notify import sd_notify, watchdog_interval
 from edge._rates import EventRate
 from edge._runlock import RunLock
+from edge._validate import EventCheck
 
 log = logging.getLogger("edge")
 
@@ -79,6 +84,15 @@ __all__ = ["DeviceRunner", "Service", "run_service"]
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether a failed write may be the record's own fault (the adapter writes it once more,
+    then dead-letters it): not when the log is full or busy (retriable), closed by us, or
+    broken (a storage or OS error fails every record alike: the item stays unacknowledged
+    and the device restarts, to be redelivered once the log is well)."""
+    return not (getattr(exc, "retriable", False)
+                or isinstance(exc, ClosedError | StorageError | OSError))
 
 
 class DeviceRunner:
@@ -167,17 +181,17 @@ class DeviceRunner:
                 # A fix is handed on when the next epoch starts: GPS time needs its first arrival.
                 options["clock"] = trust.clock.monotonic_ms
             return SerialAdapter(d.device_id or d.name, st, CODECS[d.codec](**options), sink, dead,
-                                 clock=self._arrival)
+                                 clock=self._arrival, refused=_refused)
         if d.transport == "mqtt":
             mt = MqttTransport(MqttConfig(host=d.host or "", port=d.mqtt_port, topics=d.filters, qos=d.qos,
                                           client_id=d.client_id, protocol=d.protocol,
                                           username=d.username, password=d.password),
                                on_state=self._on_state)
             return MqttAdapter(d.name, mt, CONVENTIONS[d.codec](**d.codec_options), sink, dead,
-                               clock=self._arrival)
+                               clock=self._arrival, refused=_refused)
         wt = W1Transport(W1Config(base_dir=d.w1_dir, interval=d.interval), on_state=self._on_state)
         return W1Adapter(d.name, wt, CODECS[d.codec](**d.codec_options), sink, dead,
-                         names=d.names, clock=self._arrival)
+                         names=d.names, clock=self._arrival, refused=_refused)
 
     async def run(self) -> None:
         """Run until stop(); failures are logged, counted and retried with backoff."""
@@ -352,6 +366,7 @@ class _Bytes(dict[str, bytes]):
 
 
 _CLOCK_BYTES = {status: status.value.encode() for status in ClockStatus}
+_TRUSTED = frozenset(s for s in ClockStatus if s.trusted)  # not .trusted per event: a property
 
 
 class _Written:
@@ -458,6 +473,10 @@ class EventWriter:
         source_of: list[Any] = [None, b""]  # [adapter, its transport id as bytes]
         written = _Written()
         redeliveries, content = runner.redeliveries, runner.content
+        check = EventCheck(d.ranges, d.earliest_time_ms)
+        # Bound here: the checks run for every event (the methods only to say why).
+        checked, ranges = checked_event_value, check.ranges
+        earliest, max_ahead = check.earliest_ms, check.max_ahead_ms
 
         def flush() -> None:
             # Counters per drain, not per event: each prometheus inc/set takes a lock.
@@ -481,6 +500,13 @@ class EventWriter:
                 if prior is not None:
                     return self._deduplicated(runner, "redelivery", reading, prior)
             trust = self.trust
+            # Refused here (ReadingRejected: the adapter dead-letters the frame), never in the
+            # log's group commit, where one bad record would take the others down with it.
+            event_value = checked(reading, ranges)
+            device_ts = reading.timestamp_ms
+            box_made = w1 or device_ts is None or device_ts == runner.last_arrival_ms
+            if not box_made and (type(device_ts) is not int or device_ts < earliest):
+                check.earliest(reading, device_ts)  # type: ignore[arg-type]  # raises
             fix_utc = (gps_fix_utc_ms(reading)
                        if reading.kind == "gps" and self.cfg.clock.gps_time else None)
             stamp = runner.take_arrival_stamp()
@@ -490,30 +516,38 @@ class EventWriter:
             elif w1:
                 stamp = None  # its offset below is taken against a wall clock read now
             ingest, status = stamp if stamp is not None else trust.stamp()
-            key = key_of[prefix + reading.device_id]
-            ts = reading.timestamp_ms or ingest
+            try:
+                key = key_of[prefix + reading.device_id]
+            except UnicodeEncodeError:
+                raise ReadingRejected(f"device id {reading.device_id!r} is not Unicode text "
+                                      "(a lone surrogate): no event key", reading.schema) from None
+            ts = ingest if device_ts is None else device_ts
             if w1:
                 # The bus poll was stamped by the system clock: move it onto the trusted one.
                 ts += ingest - trust.clock.wall_ms()
-            box_made = w1 or reading.timestamp_ms == runner.last_arrival_ms
+            elif not box_made and ts > ingest + max_ahead and status in _TRUSTED:
+                check.ahead(reading, ts, ingest)  # raises
             if box_made:
                 ts = self.stamps.stamp(key, ts)  # box-made: never back because of a jump
             adapter = runner._adapter
             if adapter is not source_of[0]:
                 source_of[0] = adapter
                 source_of[1] = (adapter.transport.id if adapter is not None else d.name).encode()
-            headers = [
-                ("source", source_of[1]),
-                ("device_kind", as_bytes[reading.kind]),
-                ("schema", as_bytes[reading.schema]),
-                ("edge_id", edge_id),
-                ("ingest_ms", str(ingest).encode()),
-                ("clock", _CLOCK_BYTES[status]),  # not status.value: an enum property, slow
-            ]
+            try:
+                headers = [
+                    ("source", source_of[1]),
+                    ("device_kind", as_bytes[reading.kind]),
+                    ("schema", as_bytes[reading.schema]),
+                    ("edge_id", edge_id),
+                    ("ingest_ms", str(ingest).encode()),
+                    ("clock", _CLOCK_BYTES[status]),  # not status.value: an enum property, slow
+                ]
+                value = _encode_value(event_value).encode()
+            except (UnicodeEncodeError, ValueError, TypeError, RecursionError) as exc:
+                raise ReadingRejected(f"{reading.device_id}: cannot be encoded as an event "
+                                      f"({type(exc).__name__}: {exc})", reading.schema) from None
             if delivery is not None:
                 headers.append((DELIVERY_HEADER, delivery.identity))
-            event_value = reading.to_event_value()
-            value = _encode_value(event_value).encode()
             content_key = None
             if content is not None and not box_made:
                 content_key = content.key(key, ts, value)
@@ -546,10 +580,10 @@ class EventWriter:
         def dead_letter(letter: DeadLetter) -> asyncio.Future[None]:
             stamp = runner.take_arrival_stamp()
             ingest, status = stamp if stamp is not None else self.trust.stamp()
-            headers = [
-                ("reason", letter.reason.encode()),
-                ("codec", letter.codec.encode()),
-                ("source", letter.source.encode()),
+            headers = [  # what a device sent may not be Unicode: escaped, never refused here
+                ("reason", letter.reason.encode("utf-8", "backslashreplace")),
+                ("codec", letter.codec.encode("utf-8", "backslashreplace")),
+                ("source", letter.source.encode("utf-8", "backslashreplace")),
                 ("device", d.name.encode()),
                 ("device_kind", d.kind.encode()),
                 ("edge_id", self._edge),

@@ -15,6 +15,8 @@ from edge import config_from_dict
 from edge._metrics import Metrics
 from edge._service import DeviceRunner, EventWriter, log_config_of
 
+T0 = 1_750_000_000_000  # device-stamped times must lie after 2000 (edge/_validate.py)
+
 
 async def test_a_refused_write_fails_the_sinks_future_and_is_counted(tmp_path: Path) -> None:
     cfg = config_from_dict({
@@ -29,13 +31,13 @@ async def test_a_refused_write_fails_the_sinks_future_and_is_counted(tmp_path: P
     runner = DeviceRunner(cfg.devices[0], writer, metrics)
     sink, dead = writer.sink_for(runner), writer.dead_letter_sink_for(runner)
     try:
-        await sink(Reading("room-1", "temperature", "text", {"temperature_c": 21.5}, 1))
+        await sink(Reading("room-1", "temperature", "text", {"temperature_c": 21.5}, T0 + 1))
         assert runner.readings == 1 and writer.last_failure is None
         with pytest.raises(LogFullError):
             await sink(Reading("room-1", "temperature", "text",
-                               {"temperature_c": 21.6, "note": "x" * MIN_QUOTA_BYTES}, 2))
+                               {"temperature_c": 21.6, "note": "x" * MIN_QUOTA_BYTES}, T0 + 2))
         with pytest.raises(LogFullError):
-            await dead(DeadLetter(b"x" * MIN_QUOTA_BYTES, "not a number", "text", "/dev/null", 3))
+            await dead(DeadLetter(b"x" * MIN_QUOTA_BYTES, "not a number", "text", "/dev/null", T0 + 3))
     finally:
         producer.close()
     assert runner.readings == 1 and runner.dead_letters == 0  # only what was written counts
