@@ -164,7 +164,7 @@ def checked_event_value(reading: Reading, ranges: Mapping[str, Range] = RANGES) 
             continue
         if t is float or t is int:
             if not r.low <= v <= r.high:  # also refuses NaN
-                raise _rejected(reading, f"{k} = {v!r} is outside {_span(r)} ({r.why})")
+                raise _rejected(reading, f"{k} = {_show(v)} is outside {_span(r)} ({r.why})")
             out[k] = v
         elif v is None:
             out[k] = None
@@ -172,7 +172,7 @@ def checked_event_value(reading: Reading, ranges: Mapping[str, Range] = RANGES) 
             out[k] = None
             out[k + "_status"] = _STATUS[v]
         else:
-            what = "a reserved IEEE-11073 code" if v is SpecialValue.RESERVED else repr(v)
+            what = "a reserved IEEE-11073 code" if v is SpecialValue.RESERVED else _show(v)
             raise _rejected(reading, f"{k} is {what}, expected a number in {_span(r)}")
     return out
 
@@ -217,6 +217,14 @@ def _base(v: Any) -> Any:
         if isinstance(v, base):
             return base(v)
     return v
+
+
+def _show(v: Any, limit: int = 40) -> str:
+    """``repr(v)`` for a reason, cut short: a device may send a 400-digit number or a megabyte."""
+    # A huge int by its magnitude: str() of one past 4,300 digits raises.
+    text = repr(v) if not (type(v) is int and v.bit_length() > 128) \
+        else f"{'-' if v < 0 else ''}~1e{int(v.bit_length() * 0.30103)}"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _span(r: Range) -> str:

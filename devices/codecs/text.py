@@ -25,6 +25,10 @@ DEFAULT_PATTERN = (
     r"(?P<value>[-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*(?:°\s*)?(?P<unit>[CcFf])?\s*$"
 )
 
+# C0 controls but tab (a delimiter), and DEL: no sensor prints them; '\x1e' (a record
+# separator) ended a CSV cell that float() then refused with an unexpected ValueError.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
 _NUMBER = re.compile(r"^\s*[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?\s*$")
 
 
@@ -99,6 +103,10 @@ class TextTemperatureCodec:
             text = bytes(frame).decode(self.encoding).strip("\r\n")
         except (UnicodeDecodeError, LookupError) as exc:
             raise DecodeError(frame, f"not {self.encoding} text ({exc.__class__.__name__})", self.name) from None
+        if not text.isprintable() and _CONTROL.search(text):  # isprintable: the cheap usual case
+            c = _CONTROL.search(text).group()  # type: ignore[union-attr]
+            raise DecodeError(frame, f"line holds the control character {c!r} (noise on the line, "
+                              "or a device that frames its records otherwise?)", self.name)
         unit = self.unit
         if self._regex is not None:
             m = self._regex.search(text)
@@ -121,14 +129,13 @@ class TextTemperatureCodec:
             if self.device_column is not None and cells[self.device_column].strip():
                 device_id = cells[self.device_column].strip()
         if number is None or not _NUMBER.match(number):
-            raise DecodeError(frame, f"{number!r} is not a number", self.name)
+            raise DecodeError(frame, f"temperature {_short(number)} is not a number", self.name)
         try:
             value = float(number)
-        except ValueError:  # _NUMBER's \s takes Unicode spaces (\x1c-\x1f) that float() refuses
-            raise DecodeError(frame, f"{number!r} is not a number (stray control characters?)",
-                              self.name) from None
+        except ValueError:  # _NUMBER's \s takes Unicode spaces that float() refuses
+            raise DecodeError(frame, f"temperature {_short(number)} is not a number", self.name) from None
         if not math.isfinite(value):
-            raise DecodeError(frame, f"{number!r} is not a finite number", self.name)
+            raise DecodeError(frame, f"temperature {_short(number)} is not a finite number", self.name)
         if unit not in ("C", "F"):
             raise DecodeError(frame, f"unit {unit!r} is neither C nor F", self.name)
         if unit == "F":
@@ -159,3 +166,10 @@ class TextTemperatureCodec:
         except (KeyError, IndexError, ValueError) as exc:
             raise EncodeError(f"text codec: template {self.template!r} cannot be filled: {exc}") from None
         return (line + "\n").encode(self.encoding)
+
+
+def _short(text: str | None, limit: int = 24) -> str:
+    """``text`` quoted for a reason, a long run of digits shortened (a 400-digit 'number')."""
+    if text is None or len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"

@@ -9,6 +9,8 @@ from the range check every event passes (``devices.checked_event_value``), never
 from __future__ import annotations
 
 import json
+import random
+import re
 import struct
 from pathlib import Path
 
@@ -16,6 +18,8 @@ import pytest
 from pynmeagps import calc_checksum
 
 from devices import (
+    CODECS,
+    CONVENTIONS,
     RANGES,
     DecodeError,
     NmeaFixAssembler,
@@ -38,7 +42,16 @@ from devices.codecs.mqtt_conventions import (
     TasmotaConvention,
     Zigbee2MqttConvention,
 )
+from devices.simulator._faults import (
+    HOSTILE_CODECS,
+    SERIAL_HOSTILE,
+    hostile_frame,
+    hostile_names,
+    mqtt_topic,
+)
+from edge._validate import EventCheck
 
+NOW_MS = 1_764_000_000_000
 DOCS = Path(__file__).parent.parent.parent / "docs" / "ranges.md"
 
 
@@ -208,7 +221,36 @@ def test_errors_once_caught_only_by_the_guard_have_reasons():
             b'{"_type":"location","lat":1,"lon":2,"tst":1e308}', match="tst 1e.308 s")
     refused(NmeaFixAssembler("car").decode, nmea("GPZDA,120000.00,12345678901234567890,12,2024,00,00"),
             match="does not exist")
-    refused(TextTemperatureCodec.csv(1).decode, b"room,23.5\x1e", "room", match="not a number")
+    refused(TextTemperatureCodec.csv(1).decode, b"room,23.5\x1e", "room", match="control character '\\\\x1e'")
+    refused(TextTemperatureCodec().decode, b"23.5\x1e", "room", match="control character")
+    refused(TextTemperatureCodec().decode, b"1" + b"0" * 400, "room",
+            match=r"temperature '1000.*'\.\.\. \(401 characters\) is not a finite number")
+
+
+@pytest.mark.parametrize("codec", HOSTILE_CODECS)
+def test_every_hostile_frame_of_edge_sim_is_refused_naming_its_field(codec):
+    """edge-sim --hostile's corpus (devices/simulator/_faults.py): each frame a dead letter
+    whose reason names the field it names (``field``), none a reading, none 'unexpected'."""
+    check = EventCheck()
+    for name in hostile_names(codec):
+        frame = hostile_frame(codec, "dev1", random.Random(1), NOW_MS, name=name)
+        with pytest.raises(DecodeError) as info:
+            if codec in SERIAL_HOSTILE:
+                c = CODECS[codec](**({"framing": "hex"} if codec.startswith("gatt") else {}))
+                readings = c.decode(frame.payload.rstrip(b"\r\n"), "dev1")
+                readings += c.flush() if isinstance(c, NmeaFixAssembler) else []
+            else:
+                options = {"topic_pattern": "sensors/{device}", "fields": {"temperature": "temperature_c"},
+                           "timestamp_field": "ts"} if codec == "json" else {}
+                readings = CONVENTIONS[codec](**options).decode(mqtt_topic(codec, "dev1"), frame.payload)
+            for r in readings:
+                check_reading(r)
+                check.earliest(r, r.timestamp_ms or NOW_MS)
+                check.ahead(r, r.timestamp_ms or NOW_MS, NOW_MS)
+            raise AssertionError(f"{codec} {name}: accepted as {readings}")
+        reason = info.value.reason
+        assert not reason.startswith("unexpected"), (name, reason)
+        assert frame.field is None or re.search(frame.field, reason, re.I), (name, frame.field, reason)
 
 
 # --- the table ---------------------------------------------------------------------
