@@ -52,6 +52,7 @@ _TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 SECRET_ENV = {
     "EDGE_UPSTREAM_SASL_PASSWORD": "upstream.sasl_password",
     "EDGE_UPSTREAM_SSL_KEY_PASSWORD": "upstream.ssl_key_password",
+    "EDGE_HEALTH_TOKEN": "health.token",
     "EDGE_DEVICE_<NAME>_PASSWORD": "devices[name=<name>].password (name upper-cased, "
     "other characters as _)",
 }
@@ -111,13 +112,16 @@ class HealthConfig:
     """Where /health and /metrics listen (loopback by default), and what /health shows.
 
     ``show_values``: the last reading's values (a patient's blood pressure) appear on
-    /health and in `edge status` only when true; any local user can read /health.
-    A device's state, counts and last reading time are always there.
+    /health and in `edge status` only when true (any local user can read /health), or
+    for a request with ``Authorization: Bearer <token>`` when ``token`` is set (`edge
+    status -c FILE` sends it; the file is root's). State, counts and the last reading's
+    time are always there.
     """
 
     host: str = "127.0.0.1"
     port: int = 9108
     show_values: bool = False
+    token: str | None = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
@@ -258,15 +262,20 @@ def config_from_dict(data: Mapping[str, Any], file: str = "edge.toml",
 
     health = HealthConfig()
     raw_health = c.get(data, "health", "health", "table", {})
-    if raw_health:
-        c.unknown(raw_health, {"address", "show_values"}, "health.")
+    if raw_health or env.get("EDGE_HEALTH_TOKEN"):
+        raw_health = raw_health or {}
+        c.unknown(raw_health, {"address", "show_values", "token"}, "health.")
         addr = c.get(raw_health, "address", "health.address", "str", DEFAULT_HEALTH_ADDRESS,
                      check=lambda v: _split_address(v) is not None,
                      expected='"host:port" with a port in 1..65535 (e.g. "127.0.0.1:9108")')
         show = c.get(raw_health, "show_values", "health.show_values", "bool", False)
+        token = env.get("EDGE_HEALTH_TOKEN") or c.get(
+            raw_health, "token", "health.token", "str", None,
+            check=lambda v: len(v) >= 16 and v.isprintable() and " " not in v,
+            expected="a string of 16 or more printable characters, no spaces")
         if addr:
             host, port = _split_address(addr)  # type: ignore[misc]
-            health = HealthConfig(host, port, show_values=show is True)
+            health = HealthConfig(host, port, show_values=show is True, token=token)
 
     devices: list[DeviceConfig] = []
     raw_devices = data.get("devices", [])

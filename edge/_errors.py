@@ -40,8 +40,8 @@ def _show(value: object) -> str:
 
 
 #: Keys whose values are secrets, wherever they appear (devices[i].password,
-#: upstream.sasl_password, ...): a problem with one never holds or shows the value.
-SECRET_KEYS = frozenset({"password", "sasl_password", "ssl_key_password"})
+#: upstream.sasl_password, health.token, ...): a problem with one never holds or shows the value.
+SECRET_KEYS = frozenset({"password", "sasl_password", "ssl_key_password", "token"})
 
 
 class _Withheld:

@@ -22,6 +22,8 @@ dead_letter_topic = "dead-letters" # frames that did not decode, with raw bytes 
 address = "127.0.0.1:9108"         # GET /health (JSON) and /metrics (Prometheus)
 show_values = false                # true: /health shows each device's last reading's values
                                    # (any local user can read it: a patient's blood pressure)
+# token = "a long random string"   # or: values for `Authorization: Bearer <token>` only;
+                                   # `sudo edge status -c /etc/edge/edge.toml` sends it
 
 # Time. Every event's "clock" header says how far its time can be trusted: "synced"
 # (NTP set the system clock), "gps" (it has not, but a GPS fix gave UTC: times are then

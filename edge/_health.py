@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 from collections.abc import Callable
@@ -12,19 +13,25 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 log = logging.getLogger(__name__)
 
-HealthFn = Callable[[], dict[str, Any]]
+#: ``health(show_values)``: True for a request that showed the token, None: as configured.
+HealthFn = Callable[[bool | None], dict[str, Any]]
 
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed",
             431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
 
 class HealthServer:
-    """Serves GET /health (200 when ``health()['ok']``, else 503) and GET /metrics."""
+    """Serves GET /health (200 when ``health()['ok']``, else 503) and GET /metrics.
 
-    def __init__(self, host: str, port: int, health: HealthFn, registry: CollectorRegistry) -> None:
+    ``token()``: the bearer token that shows the readings' values (None: no token).
+    """
+
+    def __init__(self, host: str, port: int, health: HealthFn, registry: CollectorRegistry,
+                 token: Callable[[], str | None] = lambda: None) -> None:
         self.host, self.port = host, port
         self._health = health
         self._registry = registry
+        self._token = token
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -46,14 +53,17 @@ class HealthServer:
                     request = await reader.readline()
                     if not request:
                         return  # connected and closed (a port probe, a load balancer's check)
-                    while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                        pass
+                    authorization = b""
+                    while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                        name, _, value = line.partition(b":")
+                        if name.strip().lower() == b"authorization":
+                            authorization = value.strip()
             except ValueError:
                 # A line past the stream's limit (64 KiB): StreamReader raises ValueError
                 # (LimitOverrunError inside). The client's doing: answer, hang up, no log.
                 request = b""
-            status, ctype, body = self._answer(request) if request else (431, "text/plain",
-                                                                          b"request too long\n")
+            status, ctype, body = (self._answer(request, self._authorized(authorization))
+                                   if request else (431, "text/plain", b"request too long\n"))
             head = (f"HTTP/1.0 {status} {_REASONS[status]}\r\nContent-Type: {ctype}\r\n"
                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
             writer.write(head + (b"" if request.startswith(b"HEAD ") else body))
@@ -65,14 +75,20 @@ class HealthServer:
         finally:
             writer.close()
 
-    def _answer(self, request: bytes) -> tuple[int, str, bytes]:
+    def _authorized(self, authorization: bytes) -> bool:
+        token = self._token()
+        scheme, _, given = authorization.partition(b" ")
+        return bool(token) and scheme.lower() == b"bearer" and hmac.compare_digest(
+            given.strip(), token.encode())  # type: ignore[union-attr]
+
+    def _answer(self, request: bytes, authorized: bool = False) -> tuple[int, str, bytes]:
         """(status, content type, body) for one request line."""
         parts = request.decode("latin-1").split()
         if len(parts) < 2 or parts[0] not in ("GET", "HEAD"):
             return 405, "text/plain", b"only GET\n"
         path = parts[1].split("?")[0]
         if path == "/health":
-            h = self._health()
+            h = self._health(True if authorized else None)
             return (200 if h.get("ok") else 503, "application/json",
                     (json.dumps(h, indent=2) + "\n").encode())
         if path == "/metrics":

@@ -689,17 +689,22 @@ class Service:
         self.health_server: HealthServer | None = None
         self._run_lock = RunLock(cfg.data_dir)
 
+    def _health_token(self) -> str | None:
+        return self.cfg.health.token  # read per request: SIGHUP may change it
+
     def request_stop(self) -> None:
         self._stop.set()
 
     def request_reload(self) -> None:
         self._reload.set()
 
-    def health(self) -> dict[str, Any]:
-        """What /health returns; ``ok`` is true when every device and the log are well."""
+    def health(self, show_values: bool | None = None) -> dict[str, Any]:
+        """What /health returns; ``ok`` is true when every device and the log are well.
+
+        ``show_values``: the last readings' values (None: as ``[health] show_values`` says)."""
         now, mono = self.trust.now_ms(), self.clock.monotonic_ms()
         devices = {name: r.health(now) for name, (r, _) in self.runners.items()}
-        if not self.cfg.health.show_values:
+        if not (self.cfg.health.show_values if show_values is None else show_values):
             _withhold_values(devices)
         w = self.writer
         # Failing from a refused write until the log writes a record again (not for a
@@ -801,7 +806,8 @@ class Service:
         """Move /health to a new address (listening there first); returns what now runs."""
         if (new.health.host, new.health.port) == (old.health.host, old.health.port):
             return new.health
-        server = HealthServer(new.health.host, new.health.port, self.health, self.metrics.registry)
+        server = HealthServer(new.health.host, new.health.port, self.health, self.metrics.registry,
+                              token=self._health_token)
         try:
             await server.start()
         except OSError as exc:
@@ -866,7 +872,7 @@ class Service:
         self.producer, admin = await asyncio.to_thread(self._open_log)
         self.writer = EventWriter(self.producer, cfg, self.metrics, self.trust)
         self.health_server = HealthServer(cfg.health.host, cfg.health.port, self.health,
-                                          self.metrics.registry)
+                                          self.metrics.registry, token=self._health_token)
         try:
             try:
                 await self.health_server.start()

@@ -24,11 +24,14 @@ class StatusUnavailable(EdgeError):
     retriable = True
 
 
-def fetch_health(address: str, timeout: float = 3.0) -> dict[str, Any]:
-    """GET http://ADDRESS/health; a 503 still returns its JSON. Raises StatusUnavailable."""
+def fetch_health(address: str, timeout: float = 3.0, token: str | None = None) -> dict[str, Any]:
+    """GET http://ADDRESS/health (with ``token``: the readings' values too); a 503 still
+    returns its JSON. Raises StatusUnavailable."""
     url = f"http://{address}/health"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - our own loopback URL
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310 - our own URL
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         if exc.code == 503:
@@ -111,17 +114,18 @@ def render(h: dict[str, Any]) -> str:
 
 
 def status_main(address: str, *, as_json: bool = False, watch: bool = False,
-                interval: float = 1.0) -> int:
+                interval: float = 1.0, token: str | None = None) -> int:
     """Print the status once (exit 0 healthy, 1 degraded) or every `interval` s until Ctrl-C."""
     if not watch:
-        h = fetch_health(address)
+        h = fetch_health(address, token=token)
         print(json.dumps(h, indent=2) if as_json else render(h))
         return 0 if h.get("ok") else 1
     clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
     try:
         while True:
             try:
-                text = json.dumps(fetch_health(address)) if as_json else render(fetch_health(address))
+                h = fetch_health(address, token=token)
+                text = json.dumps(h) if as_json else render(h)
             except StatusUnavailable as exc:
                 text = f"edge status: {exc}"
             print(clear + text, flush=True)

@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(s, "--address", env="EDGE_HEALTH_ADDRESS", default=None, metavar="HOST:PORT",
          help=f"where its /health listens (default: from --config, else {DEFAULT_HEALTH_ADDRESS})")
     _opt(s, "-c", "--config", env="EDGE_CONFIG", default=None, metavar="FILE",
-         help="read the health address from this config")
+         help="read the health address, and the token that shows the readings' values, "
+         "from this config (the token also from $EDGE_HEALTH_TOKEN)")
     _opt(s, "--json", env="EDGE_STATUS_JSON", action="store_true", help="print the raw JSON")
     _opt(s, "--watch", env="EDGE_STATUS_WATCH", action="store_true",
          help="refresh every --interval seconds until Ctrl-C")
@@ -109,11 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             from edge._status import status_main
 
-            address = args.address
-            if address is None:
-                address = (load_config(args.config).health.address if args.config
-                           else DEFAULT_HEALTH_ADDRESS)
-            return status_main(address, as_json=args.json, watch=args.watch, interval=args.interval)
+            address, token = args.address, os.environ.get("EDGE_HEALTH_TOKEN") or None
+            if args.config:  # its [health] address and token (which shows the readings' values)
+                health = load_config(args.config).health
+                address, token = address or health.address, health.token
+            return status_main(address or DEFAULT_HEALTH_ADDRESS, as_json=args.json,
+                               watch=args.watch, interval=args.interval, token=token)
     except ConfigError as exc:
         # One line (journald keeps one entry); `edge config check` lists them one a line.
         print(f"edge: config error: {'; '.join(str(p) for p in exc.errors)}", file=sys.stderr)

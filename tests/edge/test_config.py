@@ -133,8 +133,8 @@ SASL = ('\n[upstream]\nbootstrap_servers = "k:9092"\nsecurity_protocol = "SASL_P
                                              ("8675309", "an integer"),
                                              ("{ v = \"hunter2-secret\" }", "a table")])
 def test_secrets_are_type_checked_and_never_shown(value: str, kind: str) -> None:
-    # Every secret key: devices[].password and [upstream]'s sasl_password and
-    # ssl_key_password. Each is named with what was expected, its value never shown.
+    # Every secret key: devices[].password, [upstream]'s sasl_password and
+    # ssl_key_password, [health] token. Each is named with what was expected, its value never shown.
     device = GOOD.replace('codec = "zigbee2mqtt"', f'codec = "zigbee2mqtt"\npassword = {value}')
     for text, key, expected in (
         (device, "devices[1].password", "a non-empty string"),
@@ -142,6 +142,8 @@ def test_secrets_are_type_checked_and_never_shown(value: str, kind: str) -> None
          "a string (or $EDGE_UPSTREAM_SASL_PASSWORD)"),
         (GOOD + SASL + f'sasl_password = "p"\nssl_key_password = {value}\n',
          "upstream.ssl_key_password", "a string"),
+        (GOOD + f"[health]\ntoken = {value}\n", "health.token",
+         "a string of 16 or more printable characters, no spaces"),
     ):
         assert errors_of(text) == [f"edge.toml: {key}: expected {expected}, "
                                    f"got {kind} (not shown: a secret)"]

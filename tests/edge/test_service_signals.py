@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from edge._notify import sd_notify, watchdog_interval
+from edge._status import fetch_health
 from tests.edge._helpers import health, serial_device, start_edge, stop_edge, wait_for, write_config
 from tests.fixtures.mosquitto import free_port
 
@@ -37,10 +41,14 @@ def test_sighup_reloads_the_device_list(tmp_path: Path) -> None:
     assert rc == 0, edge_log.read_text()
 
 
+TOKEN = "s3cret-health-token-0123456789"
+
+
 def test_sighup_applies_health_settings_and_names_what_needs_a_restart(
         tmp_path: Path, pty_device) -> None:  # type: ignore[no-untyped-def]
     config, port = write_config(tmp_path, serial_device("room-1", "temperature",
-                                                        str(pty_device.link), "text"))
+                                                        str(pty_device.link), "text"),
+                                extra=f'token = "{TOKEN}"')
     edge_log = tmp_path / "edge.log"
     edge = start_edge(config, edge_log)
     try:
@@ -51,6 +59,14 @@ def test_sighup_applies_health_settings_and_names_what_needs_a_restart(
         # By default the value stays off /health (any local user reads it); key and time stay.
         assert last == {"key": "room-1", "timestamp_ms": last["timestamp_ms"],
                         "value_withheld": True}
+        # With the token (`edge status -c` reads it from the config), the value too.
+        for token in ("wrong-" + TOKEN, TOKEN[:-1]):
+            assert "value" not in fetch_health(f"127.0.0.1:{port}", token=token)[
+                "devices"]["room-1"]["last_reading"]
+        st = subprocess.run([sys.executable, "-m", "edge", "status", "-c", str(config), "--json"],
+                            capture_output=True, text=True, timeout=30)
+        assert json.loads(st.stdout)["devices"]["room-1"]["last_reading"]["value"] == {
+            "temperature_c": 21.5}, st.stderr
         with socket.socket() as busy:
             busy.bind(("127.0.0.1", 0))
             busy.listen()
