@@ -72,7 +72,7 @@ def test_a_full_log_under_drop_oldest_keeps_taking_readings_without_an_uplink(tm
         text = edge_log.read_text()
         assert "LogFullError" not in text and "device room-1 failed" not in text, text[-3000:]
         kept = read_topic(data, "temperature")
-        assert len(kept) > 100, "the quota holds readings, not ledger entries"
+        assert len(kept) > 50, "the quota holds readings, not ledger entries"
         ledger = [json.loads(r.value) for r in read_topic(data, DROP_LEDGER_TOPIC)]
         with KafkaAdminClient(log_config=LogConfig(data_dir=data)) as admin:
             info = admin.describe_log()
