@@ -65,6 +65,7 @@ from devices import (
     checked_event_value,
 )
 from devices.adapters import Adapter
+from devices.adapters._base import MAX_REASONS
 from edge._clock import ClockJump, ClockStatus, ClockTrust, KeyStamps, gps_fix_utc_ms
 from edge._config import Config, DeviceConfig, HealthConfig, load_config
 from edge._dedupe import DELIVERY_HEADER, ContentIndex, RedeliveryIndex, read_tail
@@ -366,6 +367,7 @@ class _Bytes(dict[str, bytes]):
 
 
 _CLOCK_BYTES = {status: status.value.encode() for status in ClockStatus}
+MAX_REASON_CHARS = 1000  # of a dead letter's reason header
 _TRUSTED = frozenset(s for s in ClockStatus if s.trusted)  # not .trusted per event: a property
 
 
@@ -576,12 +578,16 @@ class EventWriter:
         d = runner.cfg
         topic = self.cfg.log.dead_letter_topic
         failed = functools.partial(self._failed, runner)
+        labels: set[str] = set()  # the reasons this device's counter is labelled with
 
         def dead_letter(letter: DeadLetter) -> asyncio.Future[None]:
             stamp = runner.take_arrival_stamp()
             ingest, status = stamp if stamp is not None else self.trust.stamp()
+            reason = letter.reason
+            if len(reason) > MAX_REASON_CHARS:  # a reason may quote what the device sent
+                reason = reason[:MAX_REASON_CHARS] + f"... ({len(reason)} characters)"
             headers = [  # what a device sent may not be Unicode: escaped, never refused here
-                ("reason", letter.reason.encode("utf-8", "backslashreplace")),
+                ("reason", reason.encode("utf-8", "backslashreplace")),
                 ("codec", letter.codec.encode("utf-8", "backslashreplace")),
                 ("source", letter.source.encode("utf-8", "backslashreplace")),
                 ("device", d.name.encode()),
@@ -594,12 +600,18 @@ class EventWriter:
             def durable() -> None:
                 runner.dead_letters += 1
                 self.metrics.dead_letters.labels(d.name).inc()
-                reason = letter.reason if len(letter.reason) <= 80 else letter.reason[:77] + "..."
-                self.metrics.decode_errors.labels(d.name, reason).inc()
+                short = reason if len(reason) <= 80 else reason[:77] + "..."
+                # Reasons name values (a hostile device sends a new one each time): past
+                # MAX_REASONS labels per device they share "other", or /metrics and the
+                # process grow with every new value.
+                if short not in labels and len(labels) >= MAX_REASONS:
+                    short = "other"
+                labels.add(short)
+                self.metrics.decode_errors.labels(d.name, short).inc()
                 # One line per device every 10 s at most: a noisy line must not flood the journal.
                 now = time.monotonic()
                 if now - runner.dead_letter_logged_at >= 10.0:
-                    log.warning("device %s: dead letter (%s); %d so far", d.name, reason,
+                    log.warning("device %s: dead letter (%s); %d so far", d.name, short,
                                 runner.dead_letters)
                     runner.dead_letter_logged_at = now
 

@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 
 from broker import KafkaProducer
-from devices import EARLIEST_TIMESTAMP_MS, MAX_AHEAD_MS, Reading, ReadingRejected
+from devices import EARLIEST_TIMESTAMP_MS, MAX_AHEAD_MS, DeadLetter, Reading, ReadingRejected
+from devices.adapters._base import MAX_REASONS
 from edge import ConfigError, config_from_dict
 from edge._metrics import Metrics
 from edge._service import DeviceRunner, EventWriter, log_config_of
 from edge._validate import EventCheck
+from tests.edge._helpers import read_topic
 
 NOW = 1_750_000_000_000
 
@@ -76,3 +78,23 @@ async def test_the_sink_refuses_what_cannot_be_an_event(tmp_path: Path):
     finally:
         producer.close()
     assert runner.readings == 1
+
+
+async def test_dead_letter_reasons_are_bounded_in_the_metrics_and_the_header(tmp_path: Path):
+    cfg = config_from_dict(config(tmp_path))
+    producer = KafkaProducer(log_config=log_config_of(cfg))
+    writer = EventWriter(producer, cfg, Metrics())
+    runner = DeviceRunner(cfg.devices[0], writer, writer.metrics)
+    dead = writer.dead_letter_sink_for(runner)
+    try:
+        for i in range(100):  # a hostile device: a new value, so a new reason, each time
+            await dead(DeadLetter(b"x", f"temperature_c = {i} is outside", "text", "pty", NOW))
+        await dead(DeadLetter(b"x", "k" * 5000, "text", "pty", NOW))
+    finally:
+        producer.close()
+    samples = [s for m in writer.metrics.decode_errors.collect() for s in m.samples
+               if s.name.endswith("_total")]
+    assert len(samples) == MAX_REASONS + 1 and sum(s.value for s in samples) == 101
+    assert {s.labels["reason"] for s in samples} >= {"other", "temperature_c = 0 is outside"}
+    [last] = [r for r in read_topic(tmp_path / "data", "dead-letters") if r.offset == 100]
+    assert dict(last.headers)["reason"] == b"k" * 1000 + b"... (5000 characters)"
