@@ -7,7 +7,13 @@
 """
 
 from ._config import TopicMapping, UplinkConfig
-from ._errors import FencedError, UplinkConfigError, UplinkError, UpstreamError
+from ._errors import (
+    FencedError,
+    UplinkConfigError,
+    UplinkError,
+    UplinkLockedError,
+    UpstreamError,
+)
 from ._status import PartitionLag, PartitionMismatch, UplinkState, UplinkStatus
 from ._uplink import Uplink
 
@@ -20,6 +26,7 @@ __all__ = [
     "UplinkConfig",
     "UplinkConfigError",
     "UplinkError",
+    "UplinkLockedError",
     "UplinkState",
     "UplinkStatus",
     "UpstreamError",

@@ -13,8 +13,10 @@ import os
 import signal
 import sys
 
+from edge._exit import EX_TEMPFAIL
+
 from ._config import UplinkConfig
-from ._errors import EdgeError
+from ._errors import EdgeError, UplinkLockedError
 from ._uplink import Uplink
 
 
@@ -74,13 +76,21 @@ async def _run(config: UplinkConfig, status_interval: float) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, uplink.stop)
-    async with asyncio.TaskGroup() as tg:
-        task = tg.create_task(uplink.run())
-        while status_interval > 0 and not task.done():
-            s = uplink.status()
-            print(json.dumps({"state": s.state.value, "records_total": s.records_total,
-                              "lag_records": s.lag_records, "last_error": s.last_error}), flush=True)
-            await asyncio.wait([task], timeout=status_interval)
+    locked: UplinkLockedError | None = None
+    try:
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(uplink.run())
+            while status_interval > 0 and not task.done():
+                s = uplink.status()
+                print(json.dumps({"state": s.state.value, "records_total": s.records_total,
+                                  "lag_records": s.lag_records, "last_error": s.last_error}),
+                      flush=True)
+                await asyncio.wait([task], timeout=status_interval)
+    except* UplinkLockedError as group:
+        locked = group.exceptions[0]
+    if locked is not None:
+        print(f"edge.uplink: {locked}", file=sys.stderr)
+        return EX_TEMPFAIL   # another uplink holds the log: may clear
     return 3 if uplink.state.value == "fenced" else 0
 
 

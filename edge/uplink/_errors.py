@@ -6,8 +6,10 @@
     └── UplinkError               the uplink could not do its job
         ├── UpstreamError         the cluster failed or is unreachable (retriable: the
         │                         uplink itself retries these forever, with backoff)
-        └── FencedError           another uplink with the same edge id took over
-                                  (not retriable: this one stops writing)
+        ├── FencedError           another uplink with the same edge id took over
+        │                         (not retriable: this one stops writing)
+        └── UplinkLockedError     another uplink with the same edge id runs on this
+                                  log (``run()`` refuses to start; retriable: it may stop)
 
 aiokafka's errors are translated in one place (``_uplink._translate``).
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from edge._errors import ConfigError, ConfigProblem, EdgeError
 
-__all__ = ["FencedError", "UplinkConfigError", "UplinkError", "UpstreamError"]
+__all__ = ["FencedError", "UplinkConfigError", "UplinkError", "UplinkLockedError", "UpstreamError"]
 
 
 class UplinkError(EdgeError):
@@ -33,6 +35,12 @@ class FencedError(UplinkError):
     """A newer uplink with the same edge id (transactional id) fenced this one."""
 
     retriable = False
+
+
+class UplinkLockedError(UplinkError):
+    """Another uplink with the same edge id holds this log's uplink lock (``_fence.py``)."""
+
+    retriable = True
 
 
 class UplinkConfigError(ConfigError):

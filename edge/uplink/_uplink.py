@@ -22,13 +22,16 @@ from aiokafka.errors import (
 )
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.structs import OffsetAndMetadata
+from aiokafka.structs import TopicPartition as UpTP
 
 from broker import RawRecord, TopicPartition, default_partition
 
 from ._checkpoint import CheckpointClock, checkpoint_offsets, read_checkpoint, refresh_interval_s
 from ._config import UplinkConfig
 from ._diagnose import diagnose_connect
-from ._errors import FencedError, UplinkConfigError, UplinkError, UpstreamError
+from ._errors import FencedError, UplinkConfigError, UplinkError, UplinkLockedError, UpstreamError
+from ._fence import FenceLease, LocalLock
 from ._local import LocalSide
 from ._pacing import TransactionPacer
 from ._resume import scan_upstream
@@ -141,6 +144,8 @@ class Uplink:
         self._upstream = {m.local: m.upstream for m in config.topics}
         self._topics = UpstreamTopics(config.topics)
         self._checkpoints = CheckpointClock()
+        self._lock = LocalLock(config.data_dir, config.edge_id)
+        self._lease: FenceLease | None = None
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._local: LocalSide | None = None
@@ -190,6 +195,11 @@ class Uplink:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"uplink-{self.config.edge_id}")
         try:
             self._local = await self._in_thread(LocalSide, self.config)
+            try:
+                await self._in_thread(self._lock.acquire)   # after the log made the directory
+            except UplinkLockedError as exc:
+                self._last_error = str(exc)
+                raise
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._lag_loop())
                 try:
@@ -199,6 +209,7 @@ class Uplink:
         finally:
             if self._local is not None:
                 await self._in_thread(self._local.close)
+            await self._in_thread(self._lock.release)
             self._executor.shutdown(wait=True)
             if self._state != UplinkState.FENCED:
                 self._set_state(UplinkState.STOPPED)
@@ -286,6 +297,16 @@ class Uplink:
                 await read_checkpoint(self._admin, c.group_id))
             self._checkpoints.reset(await refresh_interval_s(self._admin))
         self._replicated = await self._in_thread(self._local.rewind, checkpoint)
+        if not c.exactly_once:   # transactions fence exactly once; at least once, a lease
+            self._lease = FenceLease(opts, c.transactional_id, c.group_id,
+                                     self._lease_checkpoint, c.request_timeout_s)
+            await self._lease.start()
+
+    def _lease_checkpoint(self) -> dict[UpTP, OffsetAndMetadata]:
+        # At least once the heartbeat writes the checkpoint too: what is acked upstream, so
+        # a switch to exactly once resumes there, and `kafka-consumer-groups` shows progress.
+        return checkpoint_offsets(self._replicated, {tp.topic for tp in self._replicated},
+                                  self._upstream)
 
     async def _resume_positions(self, checkpoint: dict[TopicPartition, int]
                                 ) -> dict[TopicPartition, int]:
@@ -318,6 +339,9 @@ class Uplink:
 
     async def _close_upstream(self, clean: bool = True) -> None:
         producer, admin, self._producer, self._admin = self._producer, self._admin, None, None
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            await lease.close()
         if producer is not None:
             try:
                 if clean:
@@ -354,12 +378,16 @@ class Uplink:
                     ready_at = time.monotonic()
                     if self.config.exactly_once:
                         await self._pace()
+                    if self._lease is not None:   # at least once: send only while it holds
+                        await self._bounded(self._lease.hold())
                     flights.append(await self._bounded(self._send(prepared)))
                     flights[-1].ready_at = ready_at
                 while flights and (len(flights) >= window or not prepared.batch):
                     await self._bounded(self._finish(flights.popleft()))
                 if not prepared.batch and self.config.exactly_once:
                     await self._bounded(self._refresh_checkpoints())
+                elif not prepared.batch and self._lease is not None:
+                    await self._bounded(self._lease.hold())   # idle: notice being fenced
                 await self._maybe_commit_local(force=False)
             while flights:
                 await self._bounded(self._finish(flights.popleft()))

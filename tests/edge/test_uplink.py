@@ -1,4 +1,5 @@
-"""The uplink against a real 1-broker Kafka cluster: records, headers, order, fencing, DLQ."""
+"""The uplink against a real 1-broker Kafka cluster: records, headers, order, DLQ (fencing:
+test_uplink_fencing.py)."""
 
 from __future__ import annotations
 
@@ -73,27 +74,6 @@ async def test_at_least_once_resumes_from_local_group(tmp_path, kafka_cluster):
     produce_local(data, t, 100, keys=9, start=400)
     async with Uplink(cfg) as uplink:
         await wait_for(lambda: uplink.status().records_total >= 100, 60, "replication after restart")
-    got = await read_upstream(kafka_cluster.bootstrap_servers, ["up." + t], 500)
-    check_exactly_once(got, {t: 500})
-
-
-async def test_second_uplink_with_same_edge_id_fences_the_first(tmp_path, kafka_cluster):
-    data = tmp_path / "log"
-    t = unique("fence")
-    create_local_topics(data, {t: 1})
-    produce_local(data, t, 200, keys=5)
-    cfg = _config(tmp_path, kafka_cluster.bootstrap_servers, {t: "up." + t})
-    async with Uplink(cfg) as first:
-        await wait_for(lambda: first.status().records_total >= 200, 60, "first replicates")
-        async with Uplink(cfg) as second:
-            await wait_for(lambda: second.state == UplinkState.ONLINE, 60, "second online")
-            produce_local(data, t, 300, keys=5, start=200)
-            await wait_for(lambda: first.state == UplinkState.FENCED, 60, "first fenced")
-            assert "fenced" in first.status().last_error
-            await wait_for(lambda: second.status().lag_records == 0 and second.status().lag, 60,
-                           "second drains")
-            assert second.state == UplinkState.ONLINE
-    assert first.state == UplinkState.FENCED
     got = await read_upstream(kafka_cluster.bootstrap_servers, ["up." + t], 500)
     check_exactly_once(got, {t: 500})
 
@@ -175,7 +155,7 @@ def test_public_api():
     import edge.uplink
     assert set(edge.uplink.__all__) == {
         "FencedError", "PartitionLag", "PartitionMismatch", "TopicMapping", "Uplink", "UplinkConfig", "UplinkConfigError",
-        "UplinkError", "UplinkState", "UplinkStatus", "UpstreamError"}
+        "UplinkError", "UplinkLockedError", "UplinkState", "UplinkStatus", "UpstreamError"}
 
 
 async def test_bytes_per_second_cap_slows_the_drain(tmp_path, kafka_cluster):
