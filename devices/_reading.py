@@ -42,8 +42,9 @@ class Delivery:
     """Which broker delivery a reading came from, so a redelivery of it can be recognised.
 
     ``identity`` names the delivery, not the content: for MQTT QoS 1 it is the session
-    (client id), the packet id, the reading's place in the message and a digest of the
-    payload (``Delivery.mqtt``). A redelivery after a lost PUBACK carries the same
+    (client id and the session's epoch: packet ids start over in a new session), the
+    packet id, the reading's place in the message and a digest of topic and payload
+    (``Delivery.mqtt``). A redelivery after a lost PUBACK carries the same
     identity with ``redelivered`` set (the DUP flag); the log keeps the identity in the
     event's ``delivery`` header, so the copy can be acknowledged without a second write.
     """
@@ -53,10 +54,13 @@ class Delivery:
 
     @staticmethod
     def mqtt(client_id: str, packet_id: int, payload: bytes, part: int = 0,
-             redelivered: bool = False) -> Delivery:
-        """The delivery of the ``part``-th reading of one MQTT message."""
-        digest = hashlib.blake2b(payload, digest_size=8).hexdigest()
-        return Delivery(f"mqtt:{client_id}:{packet_id}:{part}:{digest}".encode(), redelivered)
+             redelivered: bool = False, *, session: str = "", topic: str = "") -> Delivery:
+        """The delivery of the ``part``-th reading of one MQTT message of session ``session``."""
+        h = hashlib.blake2b(topic.encode(), digest_size=8)
+        h.update(b"\0")
+        h.update(payload)
+        return Delivery(f"mqtt:{client_id}:{session}:{packet_id}:{part}:{h.hexdigest()}".encode(),
+                        redelivered)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,11 +5,22 @@ MQTT QoS 1 is at-least-once into the box, so two kinds of copy reach the service
 - **Redelivery** (always on, MQTT QoS 1). The service was killed, or its connection
   dropped, after a reading was durable but before the PUBACK reached Mosquitto; the
   resumed session gets the same message again with the DUP flag and the same packet id.
-  Every such reading is written with a ``delivery`` header (client id, packet id, its
-  place in the message, a digest of the payload: ``devices.Delivery``). A DUP copy whose
-  identity the device has written recently is acknowledged without a write.
-  ``RedeliveryIndex`` remembers the identities written since the device started, and is
-  primed at start from the last records of the device's topic, which covers a SIGKILL.
+  Every such reading is written with a ``delivery`` header (client id, the session's
+  epoch, packet id, its place in the message, a digest of topic and payload:
+  ``devices.Delivery``). A DUP copy whose identity the device has written recently is
+  acknowledged without a write. ``RedeliveryIndex`` remembers the identities written
+  since the device started, and is primed at start from the last records of the
+  device's topic, which covers a SIGKILL.
+
+  Why the identity cannot name another message: a redelivery is a packet of the
+  session being resumed, and the epoch (devices/transports/_session.py) changes with
+  every new session, so packet ids that start over after a broker lost its sessions
+  never meet the old ones. Within one session, a packet id comes back only after the
+  65,534 others, each acknowledged (Mosquitto never reuses an id in flight), and this
+  index remembers ``REDELIVERY_MEMORY`` (20,000) identities, newest last: an
+  acknowledged packet is forgotten long before its id is reused. (Only if over 45,000 of
+  those were dead letters, which are not remembered, could a same-topic, same-payload
+  copy of the id's previous message still be here.)
 - **Content** (opt-in per device, ``dedupe_window``). A publisher that resends after a
   broker restart publishes a new message (new packet id, no DUP flag), which nothing in
   MQTT tells apart from a new reading. For devices that stamp every reading with their
@@ -102,6 +113,11 @@ def read_tail(data_dir: str | os.PathLike[str], topic: str,
         consumer.close(autocommit=False)
 
 
+def _ingest_ms(r: TailRecord) -> int:
+    ingest = r.headers.get("ingest_ms")
+    return int(ingest) if ingest is not None and ingest.isdigit() else r.timestamp_ms
+
+
 def _usable(write: asyncio.Future[None]) -> bool:
     """A first copy counts unless its write failed (then the copy must be written)."""
     return not write.done() or (not write.cancelled() and write.exception() is None)
@@ -140,14 +156,17 @@ class RedeliveryIndex:
             seen.popitem(last=False)
 
     def prime(self, records: Iterable[TailRecord], durable: asyncio.Future[None]) -> int:
-        """Learn the identities the log holds (``durable``: a resolved future); how many."""
-        n = 0
-        for r in records:
-            identity = r.headers.get(DELIVERY_HEADER)
-            if identity is not None:
-                self.add(identity, durable)
-                n += 1
-        return n
+        """Learn the identities the log holds (``durable``: a resolved future); how many.
+
+        Learnt in the order they arrived (``ingest_ms``), not partition by partition, so
+        that what the bound keeps is the newest, as it is for identities added live.
+        """
+        held = [(_ingest_ms(r), identity) for r in records
+                if (identity := r.headers.get(DELIVERY_HEADER)) is not None]
+        held.sort(key=lambda pair: pair[0])  # stable: a partition's order among equals
+        for _, identity in held:
+            self.add(identity, durable)
+        return len(held)
 
 
 ContentKey = tuple[bytes, int, bytes]

@@ -52,7 +52,6 @@ from devices import (
     FixedLengthFraming,
     LineFraming,
     MqttAdapter,
-    MqttConfig,
     MqttTransport,
     Reading,
     ReadingRejected,
@@ -73,6 +72,7 @@ from edge._errors import ConfigError, StartupError
 from edge._exit import health_bind_error, log_open_error
 from edge._health import HealthServer
 from edge._metrics import Metrics
+from edge._mqtt import mqtt_config
 from edge._notify import sd_notify, watchdog_interval
 from edge._rates import EventRate
 from edge._runlock import RunLock
@@ -184,9 +184,7 @@ class DeviceRunner:
             return SerialAdapter(d.device_id or d.name, st, CODECS[d.codec](**options), sink, dead,
                                  clock=self._arrival, refused=_refused)
         if d.transport == "mqtt":
-            mt = MqttTransport(MqttConfig(host=d.host or "", port=d.mqtt_port, topics=d.filters, qos=d.qos,
-                                          client_id=d.client_id, protocol=d.protocol,
-                                          username=d.username, password=d.password),
+            mt = MqttTransport(mqtt_config(d, getattr(self.writer, "data_dir", None)),
                                on_state=self._on_state)
             return MqttAdapter(d.name, mt, CONVENTIONS[d.codec](**d.codec_options), sink, dead,
                                clock=self._arrival, refused=_refused)
@@ -403,6 +401,8 @@ class EventWriter:
         #: grows, writes have resumed (``Service.health``).
         self.records_at_failure: int | None = None
         self._edge = cfg.edge_id.encode()
+        #: Where MQTT devices keep their session epochs (edge/_mqtt.py).
+        self.data_dir = cfg.data_dir
         self._completions: _Completions | None = None
         self._bytes = _Bytes()
 

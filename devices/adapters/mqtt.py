@@ -5,8 +5,8 @@ dead-letter sink), then ``await message.ack()``. If a sink raises, run()
 raises and the message stays unacknowledged at the broker, which redelivers
 it to the persistent session: at-least-once. So that downstream can turn that
 into exactly-once, every reading of a QoS 1 message carries a ``Delivery`` (the
-session's client id, the packet id, its place in the message and a digest of
-the payload) and whether the broker flagged the message DUP: the service keeps
+session's client id and epoch, the packet id, its place in the message and a
+digest of topic and payload) and whether the broker flagged the message DUP: the service keeps
 the identity with the event and acknowledges a DUP copy it already holds
 without writing it again (edge/_dedupe.py).
 """
@@ -63,7 +63,8 @@ class MqttAdapter(Adapter[MqttMessage]):
         if item.qos == 0 or not readings:
             return readings  # QoS 0 is never redelivered
         client_id = self._client_id
-        return [r.with_delivery(Delivery.mqtt(client_id, item.mid, item.payload, i, item.duplicate))
+        return [r.with_delivery(Delivery.mqtt(client_id, item.mid, item.payload, i, item.duplicate,
+                                              session=item.session, topic=item.topic))
                 for i, r in enumerate(readings)]
 
     def _convention_decode(self, item: MqttMessage) -> list[Reading]:

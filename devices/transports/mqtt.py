@@ -38,8 +38,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from devices.transports._errors import TransportClosed
+from devices.transports._errors import DeviceUnavailable, TransportClosed
 from devices.transports._paho_client import FAST_PATH, BufferedClient
+from devices.transports._session import SessionFile, new_epoch
 from devices.transports._state import AsyncTransport, Backoff, ConnectionState, StateCallback
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,10 @@ class MqttConfig:
     # broker's window does not bound this: Mosquitto 2.0 sends its queued backlog in bursts
     # of hundreds once acks flow, whatever max_inflight_messages or Receive Maximum say.
     max_queued: int = 1000
+    # Where the session's epoch is kept (see _session.py), so that after a restart the
+    # redeliveries of a resumed session carry the epoch their first copies were written
+    # with. None: in memory only (a new transport's redeliveries are then new messages).
+    session_dir: str | None = None
     backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.5, maximum=30.0))
 
     def __post_init__(self) -> None:
@@ -120,6 +125,8 @@ class MqttMessage:
     _ack: Callable[[bool], None] | None = field(default=None, repr=False)  # arg: at once
     #: The packet id within our session: a redelivery (``duplicate``) carries the same one.
     mid: int = 0
+    #: The session's epoch: packet ids of different epochs are different messages.
+    session: str = ""
 
     async def ack(self) -> None:
         """Acknowledge to the broker (QoS 1 PUBACK) at once; never blocks."""
@@ -177,6 +184,10 @@ class MqttTransport(AsyncTransport):
         self._barrier: tuple[int, asyncio.Future[None]] | None = None
         self._loop_thread: int | None = None
         self._acks_due: list[tuple[int, int]] = []  # (mid, generation) queued by ack_nowait()
+        self._session = SessionFile(config.session_dir, f"{config.host}:{config.port}",
+                                    config.client_id)
+        self._epoch: str | None = None  # read and written in paho's thread once started
+        self._failure: BaseException | None = None  # raised to the reader: the device restarts
 
     @property
     def id(self) -> str:
@@ -198,6 +209,8 @@ class MqttTransport(AsyncTransport):
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._wakeup = asyncio.Event()
+        if self.config.persistent:
+            self._epoch = await asyncio.to_thread(self._session.load)
         self._client = self._make_client()
         c = self.config
         kwargs: dict[str, Any] = {}
@@ -304,6 +317,8 @@ class MqttTransport(AsyncTransport):
                 return message
             if self._closed:
                 raise StopAsyncIteration
+            if self._failure is not None:
+                raise self._failure
             self._wakeup.clear()
             await self._wakeup.wait()
 
@@ -387,10 +402,27 @@ class MqttTransport(AsyncTransport):
             log.warning("%s: connect refused: %s", self.id, reason_code)
             self._call(self._set_state, ConnectionState.DISCONNECTED)
             return
+        if not flags.session_present or self._epoch is None:
+            # A new session (or one whose epoch this process cannot know): its packet ids
+            # start over, so nothing it delivers can be a copy of an earlier session's.
+            # Durable before the SUBSCRIBE that lets its first message in.
+            epoch = new_epoch()
+            try:
+                if self.config.persistent:
+                    self._session.save(epoch)
+            except OSError as exc:
+                error = DeviceUnavailable(
+                    f"{self.id}: cannot record the new MQTT session in {self._session.path} "
+                    f"({exc.strerror or exc}); not subscribing, so no message of it is taken")
+                log.error("%s", error)
+                self._call(self._fail, error)
+                return
+            self._epoch = epoch
         with self._lock:
             self._generation += 1
         self.stats.connects += 1
-        log.info("%s: connected (session present: %s)", self.id, flags.session_present)
+        log.info("%s: connected (session present: %s, epoch %s)", self.id, flags.session_present,
+                 self._epoch)
         qos = self.config.qos
         result, mid = client.subscribe([(t, qos) for t in self.config.topics])
         if result != paho.MQTT_ERR_SUCCESS:
@@ -429,7 +461,7 @@ class MqttTransport(AsyncTransport):
                     mid: int) -> None:
         # functools.partial: made and called in C, cheaper per message than a lambda.
         ack = functools.partial(self._ack, mid, qos, self._generation) if qos > 0 else None
-        message = MqttMessage(topic, payload, qos, retain, dup, ack, mid)
+        message = MqttMessage(topic, payload, qos, retain, dup, ack, mid, self._epoch or "")
         # deque.append is atomic; the loop is woken once per batch, not per message (a
         # call_soon_threadsafe is a self-pipe write and a loop turn). Appending before
         # reading the flag: a wake-up that already reset it still finds this message.
@@ -447,6 +479,12 @@ class MqttTransport(AsyncTransport):
             if len(self._queue) < limit:  # the consumer took one between the check and clear
                 break
             self._room.wait(0.5)
+
+    def _fail(self, error: BaseException) -> None:
+        # The loop's thread: the reader raises it once the queue is empty.
+        self._failure = error
+        if self._wakeup is not None:
+            self._wakeup.set()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -46,8 +46,23 @@ def test_mqtt_delivery_names_session_packet_part_and_payload() -> None:
     others = {Delivery.mqtt("edge-1-cuffs", 8, b'{"systolic":120}').identity,
               Delivery.mqtt("edge-1-cuffs", 7, b'{"systolic":121}').identity,
               Delivery.mqtt("edge-1-cuffs", 7, b'{"systolic":120}', 1).identity,
-              Delivery.mqtt("edge-2-cuffs", 7, b'{"systolic":120}').identity}
-    assert a.identity not in others and len(others) == 4
+              Delivery.mqtt("edge-2-cuffs", 7, b'{"systolic":120}').identity,
+              # A new session's packet ids start over; the same payload on another topic
+              # is another message (the broker-restart loss of issue #10).
+              Delivery.mqtt("edge-1-cuffs", 7, b'{"systolic":120}', session="9f0e").identity,
+              Delivery.mqtt("edge-1-cuffs", 7, b'{"systolic":120}', topic="bp/b").identity}
+    assert a.identity not in others and len(others) == 6
+
+
+async def test_priming_keeps_the_newest_identities_across_partitions() -> None:
+    # read_tail returns a topic partition by partition; the bound must keep the newest.
+    tail = [TailRecord(b"k", 0, b"{}", {DELIVERY_HEADER: b"new", "ingest_ms": b"300"}),
+            TailRecord(b"k", 0, b"{}", {DELIVERY_HEADER: b"old", "ingest_ms": b"100"}),
+            TailRecord(b"k", 0, b"{}", {DELIVERY_HEADER: b"mid", "ingest_ms": b"200"})]
+    index = RedeliveryIndex(limit=2)
+    assert index.prime(tail, await _resolved()) == 3
+    assert index.prior(b"old") is None
+    assert index.prior(b"mid") is not None and index.prior(b"new") is not None
 
 
 async def test_redelivery_index_waits_on_a_write_in_flight_and_forgets_a_failed_one() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -25,6 +26,7 @@ import pytest
 
 from tests.devices.test_mqtt import publish
 from tests.edge._helpers import health, read_topic, start_edge, stop_edge, wait_for, write_config
+from tests.fixtures.mosquitto import Mosquitto
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.timeout(120)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,3 +197,63 @@ def test_content_dedupe_drops_a_resent_reading_only_where_configured(
     assert sorted((r.timestamp, json.loads(r.value)["systolic_mmhg"]) for r in after) == [
         (t, 120), (t, 120), (t, 121), (t + 1, 120)], after
     assert counted == 1
+
+
+@pytest.fixture
+def forgetful(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A Mosquitto without persistence (a restart loses sessions), logging every packet."""
+    broker = Mosquitto(tmp_path / "mosquitto", persistence=False, debug=True)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def test_packet_ids_reused_after_a_broker_restart_are_new_messages(
+        tmp_path: Path, forgetful) -> None:  # type: ignore[no-untyped-def]
+    # Issue #10 item 1, its exact sequence: 30 readings on A-i, Mosquitto (no persistence)
+    # restarted, the service stopped, 10 of the same payload on B-i reach its socket, the
+    # service SIGKILLed and started again. Mosquitto resends B-0..B-9 with DUP set and the
+    # packet ids 1..10 that A-0..A-9 had before the restart: they are new messages.
+    config, port = write_config(tmp_path, mqtt_device("rooms", forgetful.port, "zigbee2mqtt",
+                                                      "zigbee2mqtt/#", "temperature"))
+    data, edge_log, client = tmp_path / "data", tmp_path / "edge.log", "edge-test-edge-rooms"
+    payload = [json.dumps({"temperature": 21.5}).encode()]
+
+    def mosquitto_says(text: str, times: int = 1) -> bool:
+        return forgetful.log_text().count(text) >= times
+
+    edge = start_edge(config, edge_log)
+    try:
+        wait_for(lambda: device_health(port, "rooms").get("connected"), 30, "subscribed")
+        publish(forgetful, [(f"zigbee2mqtt/A-{i}", payload[0]) for i in range(30)])
+        wait_for(lambda: device_health(port, "rooms").get("readings", 0) >= 30, 30, "A written")
+        forgetful.restart()
+        wait_for(lambda: mosquitto_says(f"Sending SUBACK to {client}", 2), 30, "subscribed again")
+        edge.send_signal(signal.SIGSTOP)
+        publish(forgetful, [(f"zigbee2mqtt/B-{i}", payload[0]) for i in range(10)])
+        wait_for(lambda: mosquitto_says(f"Sending PUBLISH to {client} (d0, q1, r0, m10, "
+                                        "'zigbee2mqtt/B-9'"), 30, "B sent to the stopped service")
+    finally:
+        edge.kill()
+        edge.wait()
+    edge = start_edge(config, edge_log)
+    try:
+        def state() -> str:
+            return f"records {len(read_topic(data, 'temperature'))}, health {device_health(port, 'rooms')}"
+
+        # A-9 had packet id 10 too, and was acknowledged before the restart: the second one.
+        waiting(lambda: mosquitto_says(f"Received PUBACK from {client} (Mid: 10,", 2)
+                and device_health(port, "rooms"), 30, "B-9's redelivery acknowledged", state,
+                edge_log)
+        records = read_topic(data, "temperature")
+        deduplicated = device_health(port, "rooms")["deduplicated"]
+    finally:
+        rc = stop_edge(edge, edge_log)
+    assert rc == 0, edge_log.read_text()
+    assert mosquitto_says(f"Sending PUBLISH to {client} (d1, q1, r0, m1, 'zigbee2mqtt/B-0'"), \
+        "the test needs B-0 redelivered (DUP) with A-0's packet id"
+    assert sorted(r.key.decode() for r in records) == sorted(
+        [f"A-{i}" for i in range(30)] + [f"B-{i}" for i in range(10)]), "each exactly once"
+    assert deduplicated == 0
