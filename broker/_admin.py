@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from . import _ledger
 from ._client import open_log
 from ._config import DROP_LEDGER_TOPIC, LogConfig, TopicConfig, validate_topic_name
 from ._disk import disk_bytes
@@ -399,6 +400,21 @@ class KafkaAdminClient:
             "drop_ledger_topic": DROP_LEDGER_TOPIC,
             "topics": topics,
         }
+
+    def record_drops(self, topic: str, ranges: Iterable[tuple[int, int, int]], reason: str,
+                     **fields: Any) -> None:
+        """Name records given up on in the drop ledger (``DROP_LEDGER_TOPIC``), which clients cannot write.
+
+        For a reader of this log that drops records for its own reasons (the
+        uplink: records the cluster refuses).  ``ranges``: (partition,
+        from_offset, to_offset), inclusive; ``fields``: more JSON keys of the
+        entry (e.g. ``dead_letter_topic``).  The entry is kept like the
+        quota's own: summarised with its kind when the ledger outgrows its
+        share.  Blocks until durable; raises ``ConfigError`` for a bad argument.
+        """
+        value = _ledger.caller_entry(topic, list(ranges), reason, self._log.clock.wall_ms(), fields)
+        self._conn()
+        self._log.record_drops(value)
 
     def run_retention(self) -> dict[str, int]:
         """Apply retention now rather than at the next periodic pass; returns removed counts."""

@@ -32,6 +32,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from ._config import DROP_LEDGER_TOPIC
+from ._errors import ConfigError
 from ._storage import RECORD_OVERHEAD
 
 if TYPE_CHECKING:
@@ -74,6 +75,37 @@ def cost(dropped: dict[tuple[str, bool], dict[str, Any]], wall_ms: int) -> int:
     )
 
 
+def caller_entry(topic: str, ranges: list[tuple[int, int, int]], reason: str, wall_ms: int,
+                 fields: dict[str, Any]) -> dict[str, Any]:
+    """A ledger record for drops a client reports (``record_drops``), checked so summaries can read it."""
+    if not isinstance(topic, str) or not topic:
+        raise ConfigError(f"record_drops: topic: expected a topic name, got {topic!r}")
+    if not isinstance(reason, str) or not reason:
+        raise ConfigError(f"record_drops: reason: expected a non-empty string, got {reason!r}")
+    spans = []
+    for r in ranges:
+        if (not isinstance(r, tuple | list) or len(r) != 3
+                or not all(isinstance(x, int) and not isinstance(x, bool) for x in r)
+                or r[0] < 0 or not 0 <= r[1] <= r[2]):
+            raise ConfigError("record_drops: ranges: expected (partition, from_offset, to_offset) with "
+                              f"0 <= from_offset <= to_offset, got {r!r}")
+        spans.append({"partition": r[0], "from_offset": r[1], "to_offset": r[2]})
+    if not spans:
+        raise ConfigError("record_drops: ranges: expected at least one range")
+    taken = {"topic", "ranges", "count", "reason", "wall_ms", "summary_of"} & set(fields)
+    if taken:
+        raise ConfigError(f"record_drops: {', '.join(sorted(taken))} cannot be passed as extra fields")
+    value = {"topic": topic, "ranges": spans,
+             "count": sum(s["to_offset"] - s["from_offset"] + 1 for s in spans),
+             "bytes": 0, "reason": reason, "unreplicated": False, "wall_ms": wall_ms}
+    value.update(fields)
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"record_drops: fields: expected JSON values ({exc})") from None
+    return value
+
+
 def ledger_bytes(conn: sqlite3.Connection) -> int:
     row = conn.execute("SELECT coalesce(sum(bytes), 0) FROM partitions WHERE topic=?",
                        (DROP_LEDGER_TOPIC,)).fetchone()
@@ -93,7 +125,7 @@ def bound(lg: Log, conn: sqlite3.Connection, share: int, floor: int | None) -> i
         return 0
     start, nxt, size = row
     target = share // 2
-    groups: dict[tuple[str, bool], dict[str, Any]] = {}
+    groups: dict[tuple[str, bool, str], dict[str, Any]] = {}
     end, freed, upstream = start, 0, 0
     for off, value, rec_size in conn.execute(
         f"SELECT offset, value, coalesce(length(value),0)+{RECORD_OVERHEAD} FROM records"
@@ -122,7 +154,7 @@ def bound(lg: Log, conn: sqlite3.Connection, share: int, floor: int | None) -> i
     return end - start
 
 
-def _absorb(groups: dict[tuple[str, bool], dict[str, Any]], off: int, raw: bytes | None) -> None:
+def _absorb(groups: dict[tuple[str, bool, str], dict[str, Any]], off: int, raw: bytes | None) -> None:
     """Fold one ledger record into the summary being built."""
     try:
         e = json.loads(raw or b"")
@@ -132,7 +164,10 @@ def _absorb(groups: dict[tuple[str, bool], dict[str, Any]], off: int, raw: bytes
         # Not an entry of ours (someone produced to the ledger): counted, not lost silently.
         e, topic, spans, count = {}, "", [], 0
     unreplicated = bool(e.get("unreplicated", False))
-    g = groups.setdefault((topic, unreplicated), {
+    # An entry for a record the cluster refused (kept in a local dead-letter topic, written
+    # by the uplink) is no quota drop: it stays apart, and says where the record is.
+    kept_in = str(e.get("dead_letter_topic") or "")
+    g = groups.setdefault((topic, unreplicated, kept_in), {
         "ranges": {}, "count": 0, "bytes": 0, "entries": 0, "unread_by": set(), "reasons": set(),
         "from_wall_ms": None, "to_wall_ms": None, "approximate": False, "unreadable": []})
     if not topic:
@@ -169,9 +204,9 @@ def _joined(spans: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], bool]:
     return out, approximate
 
 
-def _summaries(groups: dict[tuple[str, bool], dict[str, Any]]) -> list[dict[str, Any]]:
+def _summaries(groups: dict[tuple[str, bool, str], dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
-    for (topic, unreplicated), g in sorted(groups.items()):
+    for (topic, unreplicated, kept_in), g in sorted(groups.items()):
         ranges, approx = [], g["approximate"]
         for p, spans in sorted(g["ranges"].items()):
             joined, a = _joined(spans)
@@ -189,6 +224,8 @@ def _summaries(groups: dict[tuple[str, bool], dict[str, Any]]) -> list[dict[str,
         }
         if unreplicated:
             value["unread_by"] = sorted(g["unread_by"])
+        if kept_in:
+            value["dead_letter_topic"] = kept_in
         if approx:
             value["approximate"] = True  # ranges joined across gaps; count is exact
         if g["unreadable"]:
@@ -197,12 +234,12 @@ def _summaries(groups: dict[tuple[str, bool], dict[str, Any]]) -> list[dict[str,
     return out
 
 
-def _summary_cost(groups: dict[tuple[str, bool], dict[str, Any]]) -> int:
+def _summary_cost(groups: dict[tuple[str, bool, str], dict[str, Any]]) -> int:
     # An upper bound, cheap enough to ask after every entry absorbed: ranges as if none
     # joined (up to the cap), every name and reason in full.
     total = 0
-    for (topic, _u), g in groups.items():
-        total += 400 + RECORD_OVERHEAD + len(topic) + sum(len(r) + 4 for r in g["reasons"])
+    for (topic, _u, kept_in), g in groups.items():
+        total += 400 + RECORD_OVERHEAD + len(topic) + len(kept_in) + sum(len(r) + 4 for r in g["reasons"])
         total += sum(len(n) + 3 for n in g["unread_by"])
         total += sum(64 * min(len(s), _MAX_RANGES) for s in g["ranges"].values())
     return total

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _quota, _retention
+from . import _ledger, _quota, _retention
 from ._config import DROP_LEDGER_TOPIC, FullPolicy, LogConfig, TopicConfig, validate_topic_name
 from ._errors import (
     BrokerError,
@@ -525,6 +525,20 @@ class Log:
         fut = FutureRecordMetadata(rnd, topic, 0, self.clock.wall_ms(), -1, len(body), 0)
         self._insert(conn, [_Pending(topic, 0, None, body, None, fut.timestamp, len(body) + RECORD_OVERHEAD, fut)])
         rnd.done()
+
+    def record_drops(self, value: dict[str, Any]) -> None:
+        """Append a client's ledger entry (``KafkaAdminClient.record_drops``); the ledger stays bounded."""
+        if self._closing:
+            raise ClosedError("the log is closed; open a new admin client")
+        try:
+            with self._conn_lock, transaction(self._conn):
+                self.append_internal(self._conn, DROP_LEDGER_TOPIC, value)
+                if self._quota is not None:
+                    floor = _retention.protected_floors(self._conn).get((DROP_LEDGER_TOPIC, 0))
+                    _ledger.bound(self, self._conn, self._quota.shares.ledger_bytes, floor)
+        except (sqlite3.Error, OSError) as exc:
+            raise translate(exc, "recording drops in the drop ledger") from exc
+        self._notifier.notify()
 
     # -- retention ----------------------------------------------------------------------------
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import broker
-from broker import KafkaAdminClient, LogConfig, ManualClock, TopicPartition
+from broker import ConfigError, KafkaAdminClient, LogConfig, ManualClock, TopicPartition
 
 from ._helpers import clients, create, ledger, ledger_offsets, offsets
 
@@ -107,3 +109,29 @@ def test_hundreds_of_thousands_of_sends_under_drop_oldest_all_succeed(data_dir: 
         assert info["disk_bytes"] <= cfg.quota_bytes
         assert info["dropped_records"] + info["records"] - len(ledger(cfg)) == sent
         assert info["ledger_summarised_entries"] > 0
+
+
+def test_drops_a_client_records_are_kept_apart_through_summaries(data_dir: Path) -> None:
+    clock = ManualClock()
+    cfg = _cfg(data_dir, clock)
+    with clients(cfg) as (admin, producer):
+        create(admin, "t")
+        # The uplink names a record the cluster refused (it keeps it in a dead-letter topic).
+        admin.record_drops("t", [(0, 3, 3)], "refused by the cluster: InvalidTimestampError",
+                           dead_letter_topic="dead-letters")
+        for bad in ([(0, 5, 4)], [], [("0", 1, 2)]):
+            with pytest.raises(ConfigError, match="record_drops: ranges"):
+                admin.record_drops("t", bad, "why")
+        with pytest.raises(ConfigError, match="record_drops: count"):
+            admin.record_drops("t", [(0, 1, 1)], "why", count=7)
+        for i in range(600):  # the refusal's entry is among the oldest: it gets summarised
+            producer.send("t", _value(i)).get(10)
+            clock.advance(1)
+        assert admin.describe_log()["ledger_summarised_entries"] > 0
+    entries = ledger(cfg)
+    refusals = [e for e in entries if e.get("dead_letter_topic")]
+    assert [(e["topic"], e["ranges"], e["count"], e["dead_letter_topic"]) for e in refusals] == [
+        ("t", [{"partition": 0, "from_offset": 3, "to_offset": 3}], 1, "dead-letters")]
+    assert "refused by the cluster" in refusals[0]["reason"] and refusals[0]["summary_of"] == 1
+    quota = [e for e in entries if not e.get("dead_letter_topic")]
+    assert all("refused" not in e["reason"] for e in quota)
