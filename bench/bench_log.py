@@ -51,11 +51,14 @@ KEYS = [f"dev-{i:03d}".encode() for i in range(DEVICES)]
 
 class BrokerWriter:
     def __init__(self, d: Path) -> None:
-        from broker import KafkaAdminClient, KafkaProducer, NewTopic
+        from broker import KafkaAdminClient, KafkaProducer, LogConfig, NewTopic
 
-        with KafkaAdminClient(data_dir=d) as admin:
+        # --quota: the disk quota's accounting on every transaction (large enough not to drop).
+        quota = int(os.environ.get("BENCH_LOG_QUOTA", "0")) or None
+        cfg = LogConfig(data_dir=d, quota_bytes=quota)
+        with KafkaAdminClient(log_config=cfg) as admin:
             admin.create_topics([NewTopic("bench", 4, 1)])
-        self.p = KafkaProducer(data_dir=d)
+        self.p = KafkaProducer(log_config=cfg)
         self.d = d
 
     def send(self, i: int) -> None:
@@ -304,6 +307,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
     ap.add_argument("--tmp", default=os.environ.get("BENCH_TMP", tempfile.gettempdir()),
                     help="where the databases go (env BENCH_TMP); a real disk, not tmpfs, for fair fsyncs")
+    ap.add_argument("--quota", type=int, default=int(os.environ.get("BENCH_LOG_QUOTA", "0")),
+                    help="give the broker's log a disk quota of this many bytes (env BENCH_LOG_QUOTA; 0: none)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--impl", help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
@@ -313,6 +318,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    os.environ["BENCH_LOG_QUOTA"] = str(args.quota)  # the children read it
 
     scale = 0.2 if args.quick else 1.0
     n_batch = int(200_000 * scale)
