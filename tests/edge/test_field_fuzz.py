@@ -1,21 +1,23 @@
 """Issue #10's proof: the service under a seeded stream of hostile frames, on real parts.
 
-`edge run` reads four serial devices over real ptys and six MQTT conventions through a
-real Mosquitto. Simulators (`edge-sim --hostile`) send good readings with a hostile frame
-of their codec before about half of them (each device goes through its codec's whole
-catalogue: values out of physical range, parser traps, noise, truncations); the test
-publishes a JSON-mapping device's readings and hostile frames itself, and plays the
-identity-collision sequence: 30 x ``{"temperature": 21.5}`` on ``zigbee2mqtt/A-<i>``,
-Mosquitto restarted (killed: the sessions' packet ids start again), the service stopped
-(SIGSTOP), 10 of the same on
-``zigbee2mqtt/B-<i>``, the service SIGKILLed and started again.
+`edge run` reads four serial devices over real ptys and seven MQTT devices (six
+conventions) through a real Mosquitto. Simulators (`edge-sim --hostile`) send good
+readings with a hostile frame of their codec before about half of them (each device goes
+through its codec's whole catalogue: values out of physical range, parser traps, noise,
+truncations); the test publishes a JSON-mapping device's readings and hostile frames
+itself, and the identity-collision sequence: 30 x ``{"temperature": 21.5}`` on
+``zigbee2mqtt/A-<i>``, Mosquitto restarted (killed: the sessions' packet ids start
+again), the service stopped (SIGSTOP), 10 of the same on ``zigbee2mqtt/B-<i>``, the
+service SIGKILLed and started again (``collision``; ``test_field_fuzz_hostile_frames``
+stops after the A messages).
 
 At the end: every good reading is in the log once, in order; every hostile frame is a
-dead letter with its raw bytes and a reason; no device restarted; every one of the 40
-PUBACKed collision messages is in the log; the service's RSS stayed bounded.
+dead letter with its raw bytes and a reason (naming the field for a value out of range);
+no device restarted; every PUBACKed collision message is in the log; the service's RSS
+stayed under RSS_LIMIT_MB.
 
 ``FUZZ_SEED`` replays a run (the seed is in the failure message); the ``soak`` marker
-runs a bigger count.
+runs 2,000 readings per device.
 """
 
 from __future__ import annotations
@@ -434,3 +436,11 @@ def test_field_fuzz_hostile_frames(tmp_path: Path, mosquitto: Any) -> None:
     """The traffic and hostile frames alone (A-1..A-30 sent, no collision)."""
     seed = int(os.environ.get("FUZZ_SEED") or 1010)
     _run_fuzz(tmp_path, mosquitto, seed, count=40, collision=False)
+
+
+@pytest.mark.soak
+@pytest.mark.mqtt
+@pytest.mark.timeout(1800)
+def test_field_fuzz_hostile_frames_long(tmp_path: Path, mosquitto: Any) -> None:
+    seed = int(os.environ.get("FUZZ_SEED") or random.SystemRandom().randrange(1, 1_000_000))
+    _run_fuzz(tmp_path, mosquitto, seed, count=2000, collision=False)
