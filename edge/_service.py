@@ -847,7 +847,7 @@ class Service:
                     if not read.cancelled():
                         read.exception()  # seen: shutting down, nothing to report
                     raise
-                self.log_info = {k: info[k] for k in ("data_dir", "bytes", "records", "file_bytes",
+                self.log_info = {k: info[k] for k in ("data_dir", "bytes", "records", "file_bytes", "disk_bytes",
                                                       "quota_bytes", "dropped_records", "expired_records",
                                                       "topics")}
                 m = self.metrics

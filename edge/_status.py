@@ -91,6 +91,9 @@ def render(h: dict[str, Any]) -> str:
     lg = h.get("log", {})
     lines.append(f"  log: {'ok' if lg.get('ok') else 'FAILING'}  {lg.get('records', '?')} records, "
                  f"{lg.get('bytes', '?')} bytes in {lg.get('data_dir', '?')}"
+                 # What the quota bounds is the files on disk, not the records' bytes.
+                 + (f", {lg.get('disk_bytes', '?')} bytes on disk of a {lg['quota_bytes']}-byte quota"
+                    if lg.get("quota_bytes") else "")
                  + (f", {lg['dropped_records']} dropped" if lg.get("dropped_records") else "")
                  + (f"  (last error: {lg['last_write_error']})" if lg.get("last_write_error") else ""))
     topics = lg.get("topics") or {}

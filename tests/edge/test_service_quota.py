@@ -64,7 +64,8 @@ def test_a_full_log_under_drop_oldest_keeps_taking_readings_without_an_uplink(tm
         d = room()
         # (last_error names the pty, gone with edge-sim: not a failure of the device's writes.)
         assert d is not None and d["restarts"] == 0, d
-        assert health(port)["log"]["ok"]
+        lg = health(port)["log"]
+        assert lg["ok"] and 0 < lg["disk_bytes"] <= QUOTA == lg["quota_bytes"], lg
     finally:
         rc = stop_edge(edge, edge_log)
     try:
