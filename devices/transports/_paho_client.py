@@ -46,7 +46,27 @@ PublishCallback = Callable[[str, bytes, int, bool, bool, int], None]
 """``(topic, payload, qos, retain, dup, mid)`` of one PUBLISH, called in paho's thread."""
 
 
-class BufferedClient(paho.Client):
+class Client(paho.Client):
+    """``paho.Client`` that keeps why its last connect attempt failed.
+
+    paho's network thread catches the ``OSError`` of a failed connect (refused, DNS, a
+    TLS certificate that does not verify) and only retries; ``on_connect_fail`` gets no
+    exception. ``connect_error`` holds it for that callback.
+    """
+
+    connect_error: BaseException | None = None
+
+    def reconnect(self) -> paho.MQTTErrorCode:
+        try:
+            rc = super().reconnect()
+        except OSError as exc:
+            self.connect_error = exc
+            raise
+        self.connect_error = None
+        return rc
+
+
+class BufferedClient(Client):
     """``paho.Client`` with buffered reads, a direct PUBLISH path and batched PUBACKs.
 
     Set ``on_publish_fast`` to receive MQTT 3.1.1 QoS 0/1 messages without an

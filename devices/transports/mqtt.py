@@ -39,7 +39,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from devices.transports._errors import DeviceUnavailable, TransportClosed
-from devices.transports._paho_client import FAST_PATH, BufferedClient
+from devices.transports._mqtt_errors import connect_error_text, refusal_text
+from devices.transports._paho_client import FAST_PATH, BufferedClient, Client
 from devices.transports._session import SessionFile, new_epoch
 from devices.transports._state import AsyncTransport, Backoff, ConnectionState, StateCallback
 
@@ -108,6 +109,10 @@ class MqttConfig:
             raise ValueError(f"keepalive must be >= 1 second, got {self.keepalive!r}")
         if self.max_queued < 1:
             raise ValueError(f"max_queued must be >= 1 message, got {self.max_queued!r}")
+        if self.password is not None and not isinstance(self.password, str):
+            # Never the value: a numeric password is still a password.
+            raise ValueError(f"password must be a string, got a {type(self.password).__name__} "
+                             "(not shown: a secret)")
 
 
 @dataclass(eq=False, slots=True)  # slots: one made per message, in paho's thread
@@ -188,6 +193,10 @@ class MqttTransport(AsyncTransport):
                                     config.client_id)
         self._epoch: str | None = None  # read and written in paho's thread once started
         self._failure: BaseException | None = None  # raised to the reader: the device restarts
+        #: Why the broker cannot be used now (refused CONNACK, TLS, TCP), None once
+        #: connected: what /health shows while paho retries with backoff.
+        self.last_error: str | None = None
+        self._up = False  # this connection got a good CONNACK (paho's thread)
 
     @property
     def id(self) -> str:
@@ -228,7 +237,7 @@ class MqttTransport(AsyncTransport):
         kwargs: dict[str, Any] = {}
         if c.protocol == "3.1.1":
             kwargs["clean_session"] = not c.persistent
-        client = (BufferedClient if FAST_PATH else paho.Client)(
+        client = (BufferedClient if FAST_PATH else Client)(
             CallbackAPIVersion.VERSION2,
             client_id=c.client_id,
             protocol=PROTOCOLS[c.protocol],
@@ -247,6 +256,7 @@ class MqttTransport(AsyncTransport):
             client.tls_insecure_set(c.tls.insecure)
         client.reconnect_delay_set(c.backoff.initial, c.backoff.maximum)  # type: ignore[arg-type]
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -399,9 +409,13 @@ class MqttTransport(AsyncTransport):
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
         if reason_code.is_failure:
-            log.warning("%s: connect refused: %s", self.id, reason_code)
+            self._report(refusal_text(reason_code))
             self._call(self._set_state, ConnectionState.DISCONNECTED)
             return
+        if self.last_error is not None:
+            log.info("%s: the broker accepts the connection again", self.id)
+            self.last_error = None
+        self._up = True
         if not flags.session_present or self._epoch is None:
             # A new session (or one whose epoch this process cannot know): its packet ids
             # start over, so nothing it delivers can be a copy of an earlier session's.
@@ -443,9 +457,26 @@ class MqttTransport(AsyncTransport):
         if barrier is not None and barrier[0] == mid:
             self._call(_resolve, barrier[1])
 
+    def _on_connect_fail(self, client, userdata) -> None:  # type: ignore[no-untyped-def]
+        error = getattr(client, "connect_error", None)
+        c = self.config
+        if error is not None and not self._closed:
+            self._report(connect_error_text(error, f"{c.host}:{c.port}", c.tls is not None,
+                                            c.tls.ca_file if c.tls is not None else None))
+
+    def _report(self, text: str) -> None:
+        # Once per cause, not once per retry: paho retries with a growing delay (up to
+        # backoff.maximum) and the cause stays in last_error until a connect succeeds.
+        if text != self.last_error:
+            log.warning("%s: %s; retrying with backoff", self.id, text)
+            self.last_error = text
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
         if self._closed:
             return
+        up, self._up = self._up, False
+        if not up:
+            return  # a refused CONNACK or a failed handshake: _report said why, once
         self.stats.disconnects += 1
         log.warning("%s: disconnected (%s); paho reconnects with backoff", self.id, reason_code)
         with self._lock:
