@@ -11,6 +11,7 @@ from ._admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPar
 from ._clock import Clock, ManualClock, SystemClock
 from ._config import (
     DROP_LEDGER_TOPIC,
+    MAX_PARTITIONS,
     MIN_QUOTA_BYTES,
     Durability,
     FullPolicy,
@@ -24,6 +25,7 @@ from ._errors import (
     CommitFailedError,
     ConfigError,
     CorruptLogError,
+    GroupIdNotFoundError,
     InvalidPartitionsError,
     InvalidTopicError,
     KafkaTimeoutError,
@@ -59,6 +61,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DROP_LEDGER_TOPIC",
+    "MAX_PARTITIONS",
     "MIN_QUOTA_BYTES",
     "BrokerError",
     "Clock",
@@ -73,6 +76,7 @@ __all__ = [
     "Durability",
     "FullPolicy",
     "FutureRecordMetadata",
+    "GroupIdNotFoundError",
     "GroupOffset",
     "InvalidPartitionsError",
     "InvalidTopicError",

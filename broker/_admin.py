@@ -3,19 +3,37 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
 from . import _ledger
+from ._checks import (
+    check_commit_offsets,
+    check_group_id,
+    check_list,
+    check_names,
+    check_offset,
+    check_topic_partition,
+    is_int,
+)
 from ._client import open_log
-from ._config import DROP_LEDGER_TOPIC, LogConfig, TopicConfig, validate_topic_name
+from ._config import (
+    DROP_LEDGER_TOPIC,
+    INTERNAL_TOPICS,
+    MAX_PARTITIONS,
+    LogConfig,
+    TopicConfig,
+    validate_topic_name,
+)
 from ._disk import disk_bytes
 from ._errors import (
     ClosedError,
     ConfigError,
+    GroupIdNotFoundError,
     InvalidPartitionsError,
+    InvalidTopicError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
@@ -53,6 +71,38 @@ class NewPartitions:
 
     total_count: int
     new_assignments: Any = None
+
+
+def _resources(resources: object, what: str) -> list[ConfigResource]:
+    """Topic ``ConfigResource``s, checked: only topics have configs here."""
+    out = []
+    for res in check_list(resources, what):
+        if not isinstance(res, ConfigResource) or not isinstance(res.name, str):
+            raise ConfigError(f"{what}: expected ConfigResource(ConfigResourceType.TOPIC, name), got {res!r:.80}")
+        if res.resource_type not in (ConfigResourceType.TOPIC, "TOPIC", "topic"):
+            raise ConfigError(f"{what}: only topics have configs here, not {res.resource_type!r}")
+        out.append(res)
+    return out
+
+
+def _not_internal(name: str, done: str) -> None:
+    if name in INTERNAL_TOPICS:
+        raise InvalidTopicError(f"topic {name!r} is the log's own (it records what the log dropped): "
+                                f"it cannot be {done} by a client")
+
+
+def _check_partition_count(count: object, what: str) -> None:
+    if not is_int(count) or not 1 <= count <= MAX_PARTITIONS:  # type: ignore[operator]
+        raise InvalidPartitionsError(
+            f"{what} must be an integer from 1 to {MAX_PARTITIONS} (the most a topic may have here), "
+            f"got {count!r:.80}"
+        )
+
+
+def _group_exists(conn: Any, group_id: str) -> bool:
+    return conn.execute(
+        "SELECT 1 FROM group_offsets WHERE group_id=? UNION ALL SELECT 1 FROM protected_groups WHERE group_id=?"
+        " LIMIT 1", (group_id, group_id)).fetchone() is not None
 
 
 def known_partition_count(lg: Log, topic: str) -> int | None:
@@ -98,16 +148,20 @@ class KafkaAdminClient:
                       validate_only: bool = False) -> None:
         """Create topics; all or none (a bad one fails the whole call before anything is written)."""
         todo = []
+        if isinstance(new_topics, NewTopic) or not isinstance(new_topics, Iterable):
+            raise ConfigError(f"create_topics: expected a list of NewTopic, got {new_topics!r:.80}")
         for nt in new_topics:
+            if not isinstance(nt, NewTopic):
+                raise ConfigError(f"create_topics: expected NewTopic(name, num_partitions), got {nt!r:.80}")
             validate_topic_name(nt.name)
-            if not isinstance(nt.num_partitions, int) or nt.num_partitions < 1:
-                raise InvalidPartitionsError(
-                    f"topic {nt.name!r}: num_partitions must be an integer >= 1, got {nt.num_partitions!r}"
-                )
-            if nt.replication_factor not in (1, -1):
+            _not_internal(nt.name, "created")
+            _check_partition_count(nt.num_partitions, f"topic {nt.name!r}: num_partitions")
+            if not is_int(nt.replication_factor) or nt.replication_factor not in (1, -1):
                 raise ConfigError(
-                    f"topic {nt.name!r}: replication_factor {nt.replication_factor} is not possible on one box; use 1"
+                    f"topic {nt.name!r}: replication_factor {nt.replication_factor!r} is not possible on one box; use 1"
                 )
+            if nt.topic_configs is not None and not isinstance(nt.topic_configs, Mapping):
+                raise ConfigError(f"topic {nt.name!r}: topic_configs: expected a dict, got {nt.topic_configs!r:.80}")
             cfg = self._log.config.default_topic_config.altered(dict(nt.topic_configs or {}))
             todo.append((nt, cfg))
         names = [nt.name for nt, _ in todo]
@@ -123,7 +177,9 @@ class KafkaAdminClient:
 
     def delete_topics(self, topics: Iterable[str], timeout_ms: int | None = None) -> None:
         """Delete topics, their records and the groups' offsets on them."""
-        topics = list(topics)
+        topics = check_names(topics, "delete_topics")
+        for name in topics:
+            _not_internal(name, "deleted")
         with self._write("deleting topics") as conn:
             for name in topics:
                 if not conn.execute("SELECT 1 FROM topics WHERE name=?", (name,)).fetchone():
@@ -140,7 +196,7 @@ class KafkaAdminClient:
     def describe_topics(self, topics: Iterable[str] | None = None) -> list[TopicDescription]:
         """Partitions with their offsets, record counts and sizes, and the topic config."""
         conn = self._conn()
-        names = list(topics) if topics is not None else self.list_topics()
+        names = check_names(topics, "describe_topics") if topics is not None else self.list_topics()
         out = []
         for name in names:
             row = conn.execute(
@@ -165,6 +221,14 @@ class KafkaAdminClient:
     def create_partitions(self, topic_partitions: dict[str, NewPartitions], timeout_ms: int | None = None,
                           validate_only: bool = False) -> None:
         """Grow topics (keys then map to other partitions, as in Kafka)."""
+        if not isinstance(topic_partitions, Mapping):
+            raise ConfigError(f"create_partitions: expected a dict of topic name to NewPartitions, "
+                              f"got {topic_partitions!r:.80}")
+        for name, np in topic_partitions.items():
+            if not isinstance(np, NewPartitions):
+                raise ConfigError(f"create_partitions: {name!r}: expected NewPartitions(total_count), got {np!r:.80}")
+            _check_partition_count(np.total_count, f"topic {name!r}: NewPartitions.total_count")
+            _not_internal(name, "given partitions")
         with self._write("adding partitions") as conn:
             for name, np in topic_partitions.items():
                 row = conn.execute("SELECT partitions FROM topics WHERE name=?", (name,)).fetchone()
@@ -184,18 +248,22 @@ class KafkaAdminClient:
 
     def describe_configs(self, config_resources: Iterable[ConfigResource]) -> list[ConfigResource]:
         out = []
-        for res in config_resources:
+        for res in _resources(config_resources, "describe_configs"):
             desc = self.describe_topics([res.name])[0]
             out.append(ConfigResource(ConfigResourceType.TOPIC, res.name, dict(desc.config)))
         return out
 
     def alter_configs(self, config_resources: Iterable[ConfigResource]) -> None:
         """Set topic configs (``retention.ms``, ``retention.bytes``, ``priority``)."""
-        for res in config_resources:
-            self.alter_topic_config(res.name, dict(res.configs or {}))
+        for res in _resources(config_resources, "alter_configs"):
+            self.alter_topic_config(res.name, res.configs or {})
 
     def alter_topic_config(self, topic: str, changes: dict[str, str]) -> TopicConfig:
         """Apply Kafka-style ``changes`` to one topic; returns the new config."""
+        validate_topic_name(topic)
+        if not isinstance(changes, Mapping):
+            raise ConfigError(f"alter_topic_config {topic!r}: expected a dict of config name to value, "
+                              f"got {changes!r:.80}")
         with self._write(f"altering the config of {topic!r}") as conn:
             row = conn.execute(
                 "SELECT retention_ms, retention_bytes, priority FROM topics WHERE name=?", (topic,)
@@ -223,19 +291,26 @@ class KafkaAdminClient:
     def list_consumer_group_offsets(self, group_id: str,
                                     partitions: Iterable[TopicPartition] | None = None
                                     ) -> dict[TopicPartition, OffsetAndMetadata]:
+        check_group_id(group_id, "list_consumer_group_offsets")
         rows = self._conn().execute(
             "SELECT topic, partition, offset, metadata FROM group_offsets WHERE group_id=? ORDER BY topic, partition",
             (group_id,),
         )
         out = {TopicPartition(t, p): OffsetAndMetadata(o, m) for t, p, o, m in rows}
         if partitions is not None:
-            want = {TopicPartition(*tp) for tp in partitions}
+            want = {check_topic_partition(tp, "list_consumer_group_offsets")
+                    for tp in check_list(partitions, "list_consumer_group_offsets")}
             out = {tp: om for tp, om in out.items() if tp in want}
         return out
 
     @translated("describing a consumer group")
     def describe_consumer_group(self, group_id: str) -> ConsumerGroupDescription:
-        """Committed offsets, log end offsets and lag per partition of the group's topics."""
+        """Committed offsets, log end offsets and lag per partition of the group's topics.
+
+        A group that never committed and is not protected is described as empty, as
+        kafka-python describes a group Kafka does not know (state "Dead").
+        """
+        check_group_id(group_id, "describe_consumer_group")
         conn = self._conn()
         committed = self.list_consumer_group_offsets(group_id)
         topics = sorted({tp.topic for tp in committed})
@@ -252,10 +327,11 @@ class KafkaAdminClient:
 
     def alter_consumer_group_offsets(self, group_id: str,
                                      offsets: dict[TopicPartition, OffsetAndMetadata | int]) -> None:
+        check_group_id(group_id, "alter_consumer_group_offsets")
+        checked = check_commit_offsets(offsets, f"alter_consumer_group_offsets {group_id!r}")
         now = self._log.clock.wall_ms()
         with self._write(f"setting offsets of group {group_id!r}") as conn:
-            for tp, om in offsets.items():
-                off, meta = (om, "") if isinstance(om, int) else (om.offset, om.metadata or "")
+            for tp, off, meta in checked:
                 if conn.execute("SELECT 1 FROM partitions WHERE topic=? AND partition=?", tuple(tp)).fetchone() is None:
                     raise UnknownTopicOrPartitionError(f"no partition {tp[1]} of topic {tp[0]!r}")
                 conn.execute(
@@ -275,8 +351,10 @@ class KafkaAdminClient:
         """
         if to not in ("earliest", "latest", "timestamp", "offset"):
             raise ConfigError(f"reset to {to!r}: expected earliest, latest, timestamp or offset")
-        if to in ("timestamp", "offset") and not isinstance(value, int):
-            raise ConfigError(f"reset to {to}: needs an integer value, got {value!r}")
+        check_group_id(group_id, "reset_consumer_group_offsets")
+        if to in ("timestamp", "offset"):
+            check_offset(value, f"reset to {to}: value")
+        topics = check_names(topics, "reset_consumer_group_offsets: topics")
         conn = self._conn()
         plan: dict[TopicPartition, int] = {}
         for topic in topics:
@@ -305,7 +383,16 @@ class KafkaAdminClient:
         return plan
 
     def delete_consumer_groups(self, group_ids: Iterable[str]) -> None:
+        """Delete groups' offsets and protection; all or none (an unknown group fails the call).
+
+        Raises ``GroupIdNotFoundError`` for a group that never committed and is not protected.
+        """
+        group_ids = check_names(group_ids, "delete_consumer_groups")
         with self._write("deleting consumer groups") as conn:
+            for g in group_ids:
+                if not _group_exists(conn, g):
+                    raise GroupIdNotFoundError(f"consumer group {g!r} does not exist (it never committed an "
+                                               "offset and is not protected); nothing was deleted")
             for g in group_ids:
                 conn.execute("DELETE FROM group_offsets WHERE group_id=?", (g,))
                 conn.execute("DELETE FROM protected_groups WHERE group_id=?", (g,))
@@ -323,7 +410,10 @@ class KafkaAdminClient:
         quota's ``drop-oldest`` policy protected records still go, last.
         ``protected=False`` removes the protection and its topic list.
         """
-        scope = None if topics is None else sorted(set(topics))
+        check_group_id(group_id, "protect_consumer_group")
+        if type(protected) is not bool:
+            raise ConfigError(f"protect_consumer_group {group_id!r}: protected: expected True or False, got {protected!r:.80}")
+        scope = None if topics is None else sorted(set(check_names(topics, "protect_consumer_group: topics")))
         if scope is not None and (not scope or not all(isinstance(t, str) and t for t in scope)):
             raise ConfigError(f"protect_consumer_group {group_id!r}: topics: expected topic names "
                               f"(or None for every topic), got {topics!r}")
@@ -350,6 +440,9 @@ class KafkaAdminClient:
         With ``prefix``, keys are ``(store name, key)`` pairs of each store whose
         name starts with ``prefix``; ``store`` is then ignored.
         """
+        if not isinstance(store, str) or not (prefix is None or isinstance(prefix, str)):
+            raise ConfigError(f"read_state_store: expected a store name and a prefix (str or None), "
+                              f"got {store!r:.60}, {prefix!r:.60}")
         conn = self._conn()
         if prefix is not None:
             rows = conn.execute(
@@ -361,6 +454,7 @@ class KafkaAdminClient:
 
     def delete_state_stores(self, stores: Iterable[str]) -> None:
         """Remove every key of ``stores`` (to start a topology from scratch, with its group)."""
+        stores = check_names(stores, "delete_state_stores")
         with self._write("deleting state stores") as conn:
             conn.executemany("DELETE FROM state WHERE store=?", [(s,) for s in stores])
 

@@ -8,11 +8,12 @@ path, so the usual case costs a few hundred nanoseconds in all.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ._config import INTERNAL_TOPICS, MAX_PARTITIONS, validate_topic_name
 from ._errors import ConfigError, InvalidTopicError, SerializationError
+from ._records import TopicPartition
 
 # Kafka's range for a record timestamp (ms since the epoch): non-negative, a Java long.
 # SQLite's INTEGER is the same 64 bits, so anything in range can be stored.
@@ -80,3 +81,78 @@ def check_record(partition: object, timestamp_ms: object, headers: Sequence[Any]
         check_timestamp(timestamp_ms)
     if headers is not None:
         check_headers(headers)
+
+
+def is_int(value: object) -> bool:
+    """An int that is not a bool (True is an int to Python, never a count or an offset to us)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_topic_partition(tp: object, what: str) -> TopicPartition:
+    """``tp`` as a ``TopicPartition``: a (topic name, partition number) pair, checked."""
+    if isinstance(tp, tuple | list) and len(tp) == 2 and isinstance(tp[0], str) and is_int(tp[1]) \
+            and 0 <= tp[1] < MAX_PARTITIONS:
+        return tp if type(tp) is TopicPartition else TopicPartition(tp[0], tp[1])
+    raise ConfigError(f"{what}: expected a TopicPartition(topic, partition), got {tp!r:.80}")
+
+
+def check_offset(value: object, what: str) -> int:
+    """``value`` if it is an offset (an int >= 0 that SQLite can hold)."""
+    if is_int(value) and 0 <= value <= MAX_TIMESTAMP_MS:  # type: ignore[operator]
+        return value  # type: ignore[return-value]
+    raise ConfigError(f"{what}: expected an offset (a non-negative integer), got {value!r:.80}")
+
+
+def check_commit_offsets(offsets: object, what: str) -> list[tuple[TopicPartition, int, str]]:
+    """A commit's ``{TopicPartition: offset or OffsetAndMetadata}`` as checked triples."""
+    if not isinstance(offsets, Mapping):
+        raise ConfigError(f"{what}: expected a dict of TopicPartition to offset, got {offsets!r:.80}")
+    out = []
+    for tp, om in offsets.items():
+        tp = check_topic_partition(tp, what)
+        if isinstance(om, tuple) and len(om) >= 1 and not isinstance(om, TopicPartition):
+            off, meta = om[0], (om[1] if len(om) > 1 else "")
+        else:
+            off, meta = om, ""
+        off = check_offset(off, f"{what}: offset for {tp.topic}[{tp.partition}]")
+        if meta is None:
+            meta = ""
+        if not isinstance(meta, str):
+            raise ConfigError(f"{what}: metadata for {tp.topic}[{tp.partition}]: expected a str, got {meta!r:.80}")
+        out.append((tp, off, meta))
+    return out
+
+
+def check_names(names: object, what: str) -> list[str]:
+    """A list of names (topics, groups, stores) from an iterable of str; a bare str is refused.
+
+    A str is iterable, so ``delete_topics("news")`` would have meant topics 'n', 'e', 'w', 's'.
+    """
+    if isinstance(names, str | bytes) or not isinstance(names, Iterable):
+        raise ConfigError(f"{what}: expected a list of names, got {names!r:.80}")
+    out = list(names)
+    for n in out:
+        if not isinstance(n, str) or not n:
+            raise ConfigError(f"{what}: expected names (non-empty str), got {n!r:.80}")
+    return out
+
+
+def check_group_id(group_id: object, what: str) -> str:
+    if isinstance(group_id, str) and group_id:
+        return group_id
+    raise ConfigError(f"{what}: group_id: expected a non-empty str, got {group_id!r:.80}")
+
+
+def check_seconds(value: object, what: str, *, allow_none: bool = True) -> None:
+    """Raise unless ``value`` is a non-negative number (of seconds or ms), or None if allowed."""
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
+        raise ConfigError(f"{what}: expected a number >= 0{' or None' if allow_none else ''}, got {value!r:.80}")
+
+
+def check_list(items: object, what: str) -> list[Any]:
+    """``items`` as a list, from any iterable but a str or a single tuple's worth of scalars."""
+    if isinstance(items, str | bytes | TopicPartition) or not isinstance(items, Iterable):
+        raise ConfigError(f"{what}: expected a list, got {items!r:.80}")
+    return list(items)

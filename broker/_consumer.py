@@ -9,8 +9,18 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ._checks import (
+    check_commit_offsets,
+    check_group_id,
+    check_list,
+    check_names,
+    check_seconds,
+    check_timestamp,
+    check_topic_partition,
+    is_int,
+)
 from ._client import open_log
-from ._config import LogConfig
+from ._config import LogConfig, validate_topic_name
 from ._errors import ClosedError, ConfigError, OffsetOutOfRangeError, UnknownTopicOrPartitionError
 from ._log import decode_headers
 from ._notify import CommitWatcher
@@ -53,8 +63,19 @@ class KafkaConsumer:
                  log_config: LogConfig | None = None, **kafka_options: Any) -> None:
         if auto_offset_reset not in _RESETS:
             raise ConfigError(f"auto_offset_reset: expected one of {', '.join(_RESETS)}, got {auto_offset_reset!r}")
-        if not isinstance(max_poll_records, int) or max_poll_records < 1:
+        if not is_int(max_poll_records) or max_poll_records < 1:
             raise ConfigError(f"max_poll_records: expected an integer >= 1, got {max_poll_records!r}")
+        if group_id is not None:
+            check_group_id(group_id, "KafkaConsumer")
+        if type(enable_auto_commit) is not bool:
+            raise ConfigError(f"enable_auto_commit: expected True or False, got {enable_auto_commit!r}")
+        check_seconds(auto_commit_interval_ms, "auto_commit_interval_ms", allow_none=False)
+        check_seconds(consumer_timeout_ms, "consumer_timeout_ms", allow_none=False)
+        for name, fn in (("key_deserializer", key_deserializer), ("value_deserializer", value_deserializer)):
+            if fn is not None and not callable(fn):
+                raise ConfigError(f"{name}: expected a function of bytes, got {fn!r:.80}")
+        for t in topics:
+            validate_topic_name(t)
         self._log = open_log(data_dir, log_config, kafka_options, "KafkaConsumer")
         cfg = self._log.config
         try:
@@ -99,8 +120,19 @@ class KafkaConsumer:
             topics = [topics]
         if self._manual:
             raise ConfigError("subscribe() after assign(): call unsubscribe() first")
-        self._subscription = set(topics)
-        self._pattern = re.compile(pattern) if pattern else None
+        names = check_names(topics, "subscribe: topics")
+        for t in names:
+            validate_topic_name(t)
+        compiled = None
+        if pattern is not None:
+            if not isinstance(pattern, str):
+                raise ConfigError(f"subscribe: pattern: expected a regular expression (str), got {pattern!r:.80}")
+            try:
+                compiled = re.compile(pattern) if pattern else None
+            except re.error as exc:
+                raise ConfigError(f"subscribe: pattern {pattern!r} is not a regular expression: {exc}") from None
+        self._subscription = set(names)
+        self._pattern = compiled
         if not self._subscription and self._pattern is None:
             raise ConfigError("subscribe() needs topics or a pattern")
         self._refresh(force=True)
@@ -117,7 +149,7 @@ class KafkaConsumer:
         self._check_open()
         if self._subscription or self._pattern:
             raise ConfigError("assign() after subscribe(): call unsubscribe() first")
-        parts = [TopicPartition(*tp) for tp in partitions]
+        parts = [check_topic_partition(tp, "assign") for tp in check_list(partitions, "assign")]
         for tp in parts:
             self._partition_meta(tp)  # raises for unknown topic/partition
         self._manual = True
@@ -133,6 +165,7 @@ class KafkaConsumer:
 
     @translated("reading a topic's partitions")
     def partitions_for_topic(self, topic: str) -> set[int] | None:
+        validate_topic_name(topic)
         row = self._conn.execute("SELECT partitions FROM topics WHERE name=?", (topic,)).fetchone()
         return set(range(row[0])) if row else None
 
@@ -155,6 +188,8 @@ class KafkaConsumer:
     # -- positions ----------------------------------------------------------------------------
 
     def _partition_meta(self, tp: TopicPartition) -> tuple[int, int]:
+        if type(tp) is not TopicPartition:
+            tp = check_topic_partition(tp, "partition")
         try:
             row = self._conn.execute(
                 "SELECT log_start_offset, next_offset FROM partitions WHERE topic=? AND partition=?", tp
@@ -182,7 +217,7 @@ class KafkaConsumer:
 
     def position(self, tp: TopicPartition) -> int:
         """The offset of the next record ``poll`` will return for ``tp``."""
-        tp = TopicPartition(*tp)
+        tp = check_topic_partition(tp, "position")
         if tp not in self._positions:
             start, end = self._partition_meta(tp)
             self._positions[tp] = self._initial_position(tp, start, end)
@@ -190,36 +225,41 @@ class KafkaConsumer:
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         """Read ``partition`` from ``offset`` on (out of range is reset on the next poll, as in Kafka)."""
-        if not isinstance(offset, int) or offset < 0:
+        if not is_int(offset) or offset < 0:
             raise ConfigError(f"seek: offset must be a non-negative integer, got {offset!r}")
-        tp = TopicPartition(*partition)
+        tp = check_topic_partition(partition, "seek")
         self._partition_meta(tp)
         self._positions[tp] = offset
         self._buffer = [r for r in self._buffer if (r.topic, r.partition) != tp]
 
     def seek_to_beginning(self, *partitions: TopicPartition) -> None:
         for tp in partitions or tuple(self._assigned):
-            self.seek(tp, self._partition_meta(TopicPartition(*tp))[0])
+            self.seek(tp, self._partition_meta(check_topic_partition(tp, "seek_to_beginning"))[0])
 
     def seek_to_end(self, *partitions: TopicPartition) -> None:
         for tp in partitions or tuple(self._assigned):
-            self.seek(tp, self._partition_meta(TopicPartition(*tp))[1])
+            self.seek(tp, self._partition_meta(check_topic_partition(tp, "seek_to_end"))[1])
 
     def beginning_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        return {TopicPartition(*tp): self._partition_meta(TopicPartition(*tp))[0] for tp in partitions}
+        tps = [check_topic_partition(tp, "beginning_offsets") for tp in check_list(partitions, "beginning_offsets")]
+        return {tp: self._partition_meta(tp)[0] for tp in tps}
 
     def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        return {TopicPartition(*tp): self._partition_meta(TopicPartition(*tp))[1] for tp in partitions}
+        tps = [check_topic_partition(tp, "end_offsets") for tp in check_list(partitions, "end_offsets")]
+        return {tp: self._partition_meta(tp)[1] for tp in tps}
 
     def highwater(self, partition: TopicPartition) -> int:
-        return self._partition_meta(TopicPartition(*partition))[1]
+        return self._partition_meta(check_topic_partition(partition, "highwater"))[1]
 
     @translated("looking up offsets by time")
     def offsets_for_times(self, timestamps: dict[TopicPartition, int]) -> dict[TopicPartition, OffsetAndTimestamp | None]:
         """For each partition, the earliest offset whose timestamp is >= the given ms (None if none)."""
         out: dict[TopicPartition, OffsetAndTimestamp | None] = {}
+        if not isinstance(timestamps, dict):
+            raise ConfigError(f"offsets_for_times: expected a dict of TopicPartition to ms, got {timestamps!r:.80}")
         for tp, ts in timestamps.items():
-            tp = TopicPartition(*tp)
+            tp = check_topic_partition(tp, "offsets_for_times")
+            check_timestamp(ts)
             self._partition_meta(tp)
             row = self._conn.execute(
                 "SELECT offset, timestamp FROM records WHERE topic=? AND partition=? AND timestamp>=?"
@@ -230,10 +270,10 @@ class KafkaConsumer:
         return out
 
     def pause(self, *partitions: TopicPartition) -> None:
-        self._paused.update(TopicPartition(*tp) for tp in partitions)
+        self._paused.update([check_topic_partition(tp, "pause") for tp in partitions])
 
     def resume(self, *partitions: TopicPartition) -> None:
-        self._paused.difference_update(TopicPartition(*tp) for tp in partitions)
+        self._paused.difference_update([check_topic_partition(tp, "resume") for tp in partitions])
 
     def paused(self) -> set[TopicPartition]:
         return set(self._paused)
@@ -247,7 +287,7 @@ class KafkaConsumer:
         Returns ``{TopicPartition: [ConsumerRecord, ...]}`` (empty when none came).
         """
         self._check_open()
-        limit = max_records or self._max_records
+        limit = self._poll_limit(timeout_ms, max_records)
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
             self._maybe_auto_commit()
@@ -276,7 +316,7 @@ class KafkaConsumer:
             for r in reversed(self._buffer):
                 self._positions[TopicPartition(r.topic, r.partition)] = r.offset
             self._buffer = []
-        limit = max_records or self._max_records
+        limit = self._poll_limit(timeout_ms, max_records)
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
             self._maybe_auto_commit()
@@ -284,6 +324,18 @@ class KafkaConsumer:
             records = self._fetch(limit, _raw_records)
             if records or not self._wait(deadline):
                 return records
+
+    def _poll_limit(self, timeout_ms: object, max_records: object) -> int:
+        """Check poll's arguments; the most records to return."""
+        if type(timeout_ms) is not int and type(timeout_ms) is not float:
+            check_seconds(timeout_ms, "poll: timeout_ms", allow_none=False)
+        elif timeout_ms < 0 or timeout_ms != timeout_ms:
+            raise ConfigError(f"poll: timeout_ms: expected a number >= 0, got {timeout_ms!r}")
+        if max_records is None:
+            return self._max_records
+        if not is_int(max_records) or max_records < 1:
+            raise ConfigError(f"poll: max_records: expected an integer >= 1 or None, got {max_records!r:.80}")
+        return max_records
 
     def _wait(self, deadline: float) -> bool:
         """Wait for a commit to the log until ``deadline``; False when it has passed."""
@@ -371,7 +423,7 @@ class KafkaConsumer:
         """The group's committed offset for ``partition`` (None if it never committed)."""
         if self.group_id is None:
             raise ConfigError("committed() needs a group_id")
-        tp = TopicPartition(*partition)
+        tp = check_topic_partition(partition, "committed")
         row = self._conn.execute(
             "SELECT offset, metadata FROM group_offsets WHERE group_id=? AND topic=? AND partition=?",
             (self.group_id, tp.topic, tp.partition),
@@ -385,17 +437,27 @@ class KafkaConsumer:
         self._check_open()
         if self.group_id is None:
             raise ConfigError("commit() needs a group_id: create the consumer with group_id=...")
-        if offsets is None:
+        implicit = offsets is None
+        if implicit:
             offsets = self._consumed_positions()
         if not offsets:
             return
         now = self._log.clock.wall_ms()
-        rows = []
-        for tp, om in offsets.items():
-            off, meta = (om, "") if isinstance(om, int) else (om.offset, om.metadata or "")
-            rows.append((self.group_id, tp[0], tp[1], off, meta, now))
+        rows = [(self.group_id, tp.topic, tp.partition, off, meta, now)
+                for tp, off, meta in check_commit_offsets(offsets, "commit")]
         try:
             with transaction(self._conn):
+                # As Kafka answers UNKNOWN_TOPIC_OR_PARTITION: an offset of a partition that
+                # does not exist would be kept for a topic created later under that name.
+                # Our own positions on a topic deleted since are dropped, as a rebalance would.
+                for row in list(rows):
+                    if self._conn.execute("SELECT 1 FROM partitions WHERE topic=? AND partition=?",
+                                          row[1:3]).fetchone() is None:
+                        if not implicit:
+                            raise UnknownTopicOrPartitionError(
+                                f"commit: no partition {row[2]} of topic {row[1]!r} in this log; "
+                                "nothing was committed")
+                        rows.remove(row)
                 self._conn.executemany(
                     "INSERT INTO group_offsets(group_id, topic, partition, offset, metadata, commit_ms)"
                     " VALUES (?,?,?,?,?,?) ON CONFLICT(group_id, topic, partition) DO UPDATE SET"

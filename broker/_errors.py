@@ -5,11 +5,12 @@ The tree, with leaves chosen by how a caller reacts::
     BrokerError                      root: catch this to catch everything from broker/
     ├── ConfigError                  a bad argument or topic config; fix the call
     │   ├── InvalidTopicError        a topic name Kafka would refuse too
-    │   ├── InvalidPartitionsError   partition count < 1, or shrinking a topic
+    │   ├── InvalidPartitionsError   a partition count outside 1..MAX_PARTITIONS, or shrinking a topic
     │   └── SerializationError       a key/value that is not bytes and no serializer
     ├── UnknownTopicOrPartitionError the topic or partition does not exist
     ├── TopicAlreadyExistsError      create_topics on a name that is taken
     ├── OffsetOutOfRangeError        no committed offset and auto_offset_reset="none"
+    ├── GroupIdNotFoundError         a consumer group that never committed and is not protected
     ├── LogFullError                 the disk quota is reached and the policy is "reject"
     │                                (retriable: retention or the uplink may free room)
     ├── StorageError                 the database file or directory is unusable
@@ -63,6 +64,10 @@ class TopicAlreadyExistsError(BrokerError):
 
 class OffsetOutOfRangeError(BrokerError):
     """A position outside the log, and no reset policy to fix it (``auto_offset_reset="none"``)."""
+
+
+class GroupIdNotFoundError(BrokerError):
+    """No consumer group of that id: it never committed an offset and is not protected."""
 
 
 class LogFullError(BrokerError):

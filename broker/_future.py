@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import BrokerError, KafkaTimeoutError
+from ._errors import BrokerError, ConfigError, KafkaTimeoutError
 from ._records import RecordMetadata
 
 
@@ -74,6 +74,9 @@ class FutureRecordMetadata:
 
     def get(self, timeout: float | None = None) -> RecordMetadata:
         """Wait until durable and return where the record is; ``timeout`` in seconds."""
+        if timeout is not None and (not isinstance(timeout, int | float) or isinstance(timeout, bool)
+                                    or not timeout >= 0):
+            raise ConfigError(f"get: timeout: expected seconds >= 0 or None, got {timeout!r:.80}")
         if not self._round.event.wait(timeout):
             raise KafkaTimeoutError(
                 f"record for {self.topic!r} not committed within {timeout} s (is the disk very slow, "

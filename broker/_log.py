@@ -25,6 +25,7 @@ from ._config import DROP_LEDGER_TOPIC, FullPolicy, LogConfig, TopicConfig, vali
 from ._errors import (
     BrokerError,
     ClosedError,
+    ConfigError,
     KafkaTimeoutError,
     StorageError,
     UnknownTopicOrPartitionError,
@@ -239,6 +240,9 @@ class Log:
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything appended so far is durable (or failed)."""
+        if timeout is not None and (not isinstance(timeout, int | float) or isinstance(timeout, bool)
+                                    or not timeout >= 0):
+            raise ConfigError(f"flush: timeout: expected seconds >= 0 or None, got {timeout!r:.80}")
         # Rounds commit in order, so the newest one covers everything before it.
         with self._lock:
             rnd = self._round if self._pending else self._inflight

@@ -9,7 +9,7 @@ from typing import Any
 
 from ._checks import check_record, check_topic_for_write
 from ._client import open_log
-from ._config import LogConfig
+from ._config import LogConfig, validate_topic_name
 from ._errors import ClosedError, ConfigError, SerializationError, UnknownTopicOrPartitionError
 from ._future import FutureRecordMetadata
 from ._records import RecordMetadata
@@ -32,6 +32,9 @@ class KafkaProducer:
                  key_serializer: Callable[[Any], bytes] | None = None,
                  value_serializer: Callable[[Any], bytes] | None = None,
                  log_config: LogConfig | None = None, **kafka_options: Any) -> None:
+        for name, fn in (("key_serializer", key_serializer), ("value_serializer", value_serializer)):
+            if fn is not None and not callable(fn):
+                raise ConfigError(f"{name}: expected a function returning bytes, got {fn!r:.80}")
         self._log = open_log(data_dir, log_config, kafka_options, "KafkaProducer")
         self._key_serializer = key_serializer
         self._value_serializer = value_serializer
@@ -51,7 +54,7 @@ class KafkaProducer:
         """
         if self._closed:
             raise ClosedError("send() on a closed KafkaProducer")
-        if topic not in self._topics_ok:
+        if type(topic) is not str or topic not in self._topics_ok:  # a list is not even hashable
             check_topic_for_write(topic)
             self._topics_ok.add(topic)
         if value is None and key is None:
@@ -143,6 +146,7 @@ class KafkaProducer:
         """The partition numbers of ``topic``."""
         from ._admin import topic_partition_count
 
+        validate_topic_name(topic)
         return set(range(topic_partition_count(self._log, topic)))
 
     def metrics(self) -> dict[str, int]:

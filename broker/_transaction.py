@@ -32,8 +32,20 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._checks import check_record, check_topic_for_write
-from ._errors import ClosedError, CommitFailedError, ConfigError, SerializationError
+from ._checks import (
+    check_commit_offsets,
+    check_offset,
+    check_record,
+    check_topic_for_write,
+    check_topic_partition,
+)
+from ._errors import (
+    ClosedError,
+    CommitFailedError,
+    ConfigError,
+    SerializationError,
+    UnknownTopicOrPartitionError,
+)
 from ._future import FutureRecordMetadata, _Round
 from ._log import _Pending, encode_headers
 from ._records import OffsetAndMetadata, RecordMetadata, TopicPartition
@@ -85,7 +97,7 @@ class LogTransaction:
         """
         if self._done:
             self._check_open()
-        if topic not in self._topics_ok:
+        if type(topic) is not str or topic not in self._topics_ok:  # a list is not even hashable
             check_topic_for_write(topic)
             self._topics_ok.add(topic)
         if value is None and key is None:
@@ -114,13 +126,16 @@ class LogTransaction:
         self._check_open()
         if not isinstance(group_id, str) or not group_id:
             raise ConfigError(f"group_id: expected a non-empty string, got {group_id!r}")
-        for tp, om in offsets.items():
-            off, meta = (om, "") if isinstance(om, int) else (om.offset, om.metadata or "")
-            if not isinstance(off, int) or off < 0:
-                raise ConfigError(f"offset for {tp}: expected a non-negative integer, got {off!r}")
-            self._offsets[(group_id, tp[0], tp[1])] = (off, meta)
+        for tp, off, meta in check_commit_offsets(offsets, "commit_offsets"):
+            self._offsets[(group_id, tp.topic, tp.partition)] = (off, meta)
+        if expected is not None and not isinstance(expected, Mapping):
+            raise ConfigError(f"commit_offsets: expected: expected a dict of TopicPartition to offset or None, "
+                              f"got {expected!r:.80}")
         for tp, off in (expected or {}).items():
-            self._expected[(group_id, tp[0], tp[1])] = off
+            tp = check_topic_partition(tp, "commit_offsets: expected")
+            if off is not None:
+                check_offset(off, f"commit_offsets: expected offset for {tp.topic}[{tp.partition}]")
+            self._expected[(group_id, tp.topic, tp.partition)] = off
 
     def put_state(self, store: str, key: bytes, value: bytes | None) -> None:
         """Set ``key`` of state store ``store`` to ``value`` at commit (None deletes the key)."""
@@ -187,6 +202,12 @@ def write_transaction(log: Log, conn: sqlite3.Connection, records: list[_Pending
         log.assign_partitions(conn, records)
         log.insert_records(conn, records)
     if offsets:
+        # Kafka answers UNKNOWN_TOPIC_OR_PARTITION too: an offset kept for a partition that
+        # does not exist would apply to a topic created later under that name.
+        for topic, part in {(t, p) for (_g, t, p) in offsets}:
+            if conn.execute("SELECT 1 FROM partitions WHERE topic=? AND partition=?", (topic, part)).fetchone() is None:
+                raise UnknownTopicOrPartitionError(
+                    f"commit_offsets: no partition {part} of topic {topic!r} in this log; nothing was written")
         now = log.clock.wall_ms()
         conn.executemany(
             "INSERT INTO group_offsets(group_id, topic, partition, offset, metadata, commit_ms)"

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from . import __version__
 from ._admin import KafkaAdminClient, NewPartitions
-from ._config import parse_config_pairs
+from ._config import parse_config_pairs, validate_topic_name
 from ._consumer import KafkaConsumer
-from ._errors import BrokerError, ConfigError
+from ._errors import BrokerError, ConfigError, GroupIdNotFoundError
 from ._producer import KafkaProducer
 from ._records import NewTopic, TopicPartition
 from ._storage import DB_NAME, require_log
@@ -48,8 +48,32 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
-def _properties(pairs: Sequence[str] | None) -> dict[str, str]:
-    return parse_config_pairs(list(pairs or []))
+def _properties(pairs: Sequence[str] | None, known: dict[str, str]) -> dict[str, str]:
+    """``--property KEY=VALUE`` pairs over the defaults in ``known``, each checked.
+
+    Values are taken as given, not stripped: a separator may be a tab or a space.
+    A name this tool does not know is an error, not a silent no-op (a typo'd
+    print.key would print nothing new and say nothing).
+    """
+    out = dict(known)
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--property {pair!r}: expected KEY=VALUE, e.g. print.key=true")
+        key = key.strip()
+        if key not in known:
+            raise ConfigError(f"--property {key}: unknown property; expected one of {', '.join(sorted(known))}")
+        if known[key] in ("true", "false") and value.strip().lower() not in ("true", "false"):
+            raise ConfigError(f"--property {key}: expected true or false, got {value!r}")
+        if key == "key.separator" and not value:
+            raise ConfigError("--property key.separator: expected at least one character, got ''")
+        out[key] = value.strip().lower() if known[key] in ("true", "false") else value
+    return out
+
+
+def _at_least(value: int | None, least: int, flag: str) -> None:
+    if value is not None and value < least:
+        raise ConfigError(f"{flag}: expected an integer >= {least}, got {value}")
 
 
 def _need_dir(args: argparse.Namespace, *, create: bool = False) -> str:
@@ -98,7 +122,7 @@ def topics(argv: Sequence[str] | None = None) -> int:
 
 
 def _topics(args: argparse.Namespace) -> int:
-    configs = _properties(args.config)
+    configs = parse_config_pairs(list(args.config or []))
     with KafkaAdminClient(data_dir=_need_dir(args, create=args.create)) as admin:
         if args.list:
             for name in admin.list_topics():
@@ -151,11 +175,16 @@ def console_producer(argv: Sequence[str] | None = None) -> int:
     return _run(p, argv, _console_producer)
 
 
+_PRODUCER_PROPERTIES = {"parse.key": "false", "key.separator": "\t", "ignore.error": "false"}
+_CONSUMER_PROPERTIES = {"print.key": "false", "print.timestamp": "false", "print.partition": "false",
+                        "print.offset": "false", "print.headers": "false", "key.separator": "\t"}
+
+
 def _console_producer(args: argparse.Namespace) -> int:
-    props = _properties(args.property)
-    parse_key = props.get("parse.key", "false").lower() == "true"
-    sep = props.get("key.separator", "\t")
-    ignore_error = props.get("ignore.error", "false").lower() == "true"
+    props = _properties(args.property, _PRODUCER_PROPERTIES)
+    parse_key = props["parse.key"] == "true"
+    sep = props["key.separator"]
+    ignore_error = props["ignore.error"] == "true"
     sent, failed = [], 0
     with KafkaProducer(data_dir=_need_dir(args, create=True)) as producer:
         for lineno, raw in enumerate(sys.stdin.buffer, 1):
@@ -207,10 +236,17 @@ def _text(b: bytes | None) -> str:
 
 
 def _console_consumer(args: argparse.Namespace) -> int:
-    props = _properties(args.property)
-    flag = lambda name: props.get(name, "false").lower() == "true"  # noqa: E731
-    sep = props.get("key.separator", "\t")
+    props = _properties(args.property, _CONSUMER_PROPERTIES)
+    flag = lambda name: props[name] == "true"  # noqa: E731
+    sep = props["key.separator"]
+    _at_least(args.max_messages, 1, "--max-messages")
+    _at_least(args.timeout_ms, 0, "--timeout-ms")
+    _at_least(args.partition, 0, "--partition")
+    validate_topic_name(args.topic)
+    if args.offset is not None and args.partition is None:
+        raise ConfigError("--offset needs --partition (the offset of which partition?)")
     count = 0
+    finished = False  # on an error, its one line is all that is printed
     timeout = args.timeout_ms if args.timeout_ms is not None else float("inf")
     consumer = KafkaConsumer(
         data_dir=_need_dir(args), group_id=args.group,
@@ -254,11 +290,13 @@ def _console_consumer(args: argparse.Namespace) -> int:
             count += 1
             if args.max_messages is not None and count >= args.max_messages:
                 break
+        finished = True
     except KeyboardInterrupt:
-        pass
+        finished = True
     finally:
         consumer.close()
-        print(f"Processed a total of {count} messages", file=sys.stderr)
+        if finished:
+            print(f"Processed a total of {count} messages", file=sys.stderr)
     return 0
 
 
@@ -297,6 +335,8 @@ def _consumer_groups(args: argparse.Namespace) -> int:
             raise ConfigError("--group is required with --describe, --reset-offsets and --delete")
         if args.describe:
             d = admin.describe_consumer_group(args.group)
+            if not d.offsets and not d.protected and args.group not in dict(admin.list_consumer_groups()):
+                raise GroupIdNotFoundError(f"consumer group {args.group!r} does not exist")
             if args.output == "json":
                 print(json.dumps({"group": d.group_id, "protected": d.protected,
                                   "protected_topics": d.protected_topics,

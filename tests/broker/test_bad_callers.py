@@ -12,20 +12,29 @@ import re
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from broker import (
     DROP_LEDGER_TOPIC,
+    BrokerError,
     ConfigError,
+    GroupIdNotFoundError,
+    InvalidPartitionsError,
     InvalidTopicError,
     KafkaAdminClient,
+    KafkaConsumer,
     KafkaProducer,
+    NewPartitions,
     NewTopic,
+    OffsetAndMetadata,
     SerializationError,
     StorageError,
+    TopicPartition,
     UnknownTopicOrPartitionError,
 )
 
@@ -192,3 +201,184 @@ def test_a_record_the_log_refuses_fails_alone_not_its_whole_group_commit(
         assert [o for o, _ in got] == list(range(2 if part == 0 else 0, 2 + len(got) if part == 0 else len(got)))
     values = [v for _t, _p, _o, _ts, _k, v, _h in _stored(log_dir)]
     assert values == [b"one", b"first", *(b"%d" % i for i in range(0, 100, 2)), *(b"%d" % i for i in range(1, 100, 2))]
+
+
+# -- the rest of the API: typed errors at the call ------------------------------------------------------
+
+TP = TopicPartition("keep", 0)
+
+BAD_CALLS = [
+    # (what to call, error, needle)
+    (lambda c, a: c.subscribe(pattern="("), ConfigError, "subscribe: pattern '(' is not a regular expression"),
+    (lambda c, a: c.subscribe(topics=["a b"]), InvalidTopicError, "invalid topic name 'a b'"),
+    (lambda c, a: c.assign(["keep"]), ConfigError, "assign: expected a TopicPartition(topic, partition), got 'keep'"),
+    (lambda c, a: c.assign(TP), ConfigError, "assign: expected a list, got TopicPartition"),
+    (lambda c, a: c.assign([("keep", True)]), ConfigError, "got ('keep', True)"),
+    (lambda c, a: c.seek(TP, True), ConfigError, "seek: offset must be a non-negative integer, got True"),
+    (lambda c, a: c.seek(TP, -5), ConfigError, "got -5"),
+    (lambda c, a: c.poll(timeout_ms="x"), ConfigError, "poll: timeout_ms: expected a number >= 0, got 'x'"),
+    (lambda c, a: c.poll(timeout_ms=-1), ConfigError, "got -1"),
+    (lambda c, a: c.poll(max_records=0), ConfigError, "poll: max_records: expected an integer >= 1 or None, got 0"),
+    (lambda c, a: c.poll_raw(max_records="5"), ConfigError, "got '5'"),
+    (lambda c, a: c.offsets_for_times({TP: "x"}), ConfigError, "timestamp_ms: expected an integer"),
+    (lambda c, a: c.commit({TP: "x"}), ConfigError, "commit: offset for keep[0]: expected an offset (a non-negative integer), got 'x'"),
+    (lambda c, a: c.commit({TP: -5}), ConfigError, "got -5"),
+    (lambda c, a: c.commit({TP: True}), ConfigError, "got True"),
+    (lambda c, a: c.commit({TP: OffsetAndMetadata(3, 5)}), ConfigError, "metadata for keep[0]: expected a str, got 5"),
+    (lambda c, a: c.commit({TopicPartition("nope", 0): 1}), UnknownTopicOrPartitionError,
+     "commit: no partition 0 of topic 'nope' in this log; nothing was committed"),
+    (lambda c, a: c.commit({TopicPartition("keep", 2): 1}), UnknownTopicOrPartitionError, "no partition 2 of topic 'keep'"),
+    (lambda c, a: c.commit([TP]), ConfigError, "commit: expected a dict of TopicPartition to offset"),
+    (lambda c, a: c.pause("keep"), ConfigError, "pause: expected a TopicPartition"),
+    (lambda c, a: a.create_partitions({"keep": NewPartitions("5")}), InvalidPartitionsError,
+     "topic 'keep': NewPartitions.total_count must be an integer from 1 to 10000 (the most a topic may have here), got '5'"),
+    (lambda c, a: a.create_partitions({"keep": NewPartitions(2_000_000)}), InvalidPartitionsError, "got 2000000"),
+    (lambda c, a: a.create_partitions({"keep": 5}), ConfigError, "'keep': expected NewPartitions(total_count), got 5"),
+    (lambda c, a: a.create_topics([NewTopic("big", 2_000_000)]), InvalidPartitionsError, "got 2000000"),
+    (lambda c, a: a.create_topics(NewTopic("one", 1)), ConfigError, "create_topics: expected a list of NewTopic"),
+    (lambda c, a: a.create_topics(["keep"]), ConfigError, "expected NewTopic(name, num_partitions), got 'keep'"),
+    (lambda c, a: a.create_topics([NewTopic("r", 1, True)]), ConfigError, "replication_factor True is not possible"),
+    (lambda c, a: a.create_topics([NewTopic("c", 1, 1, None, ["retention.ms=5"])]), ConfigError,
+     "topic_configs: expected a dict"),
+    (lambda c, a: a.create_topics([NewTopic(DROP_LEDGER_TOPIC, 1)]), InvalidTopicError,
+     "'__drop_ledger' is the log's own (it records what the log dropped): it cannot be created by a client"),
+    (lambda c, a: a.delete_topics([DROP_LEDGER_TOPIC]), InvalidTopicError, "it cannot be deleted"),
+    (lambda c, a: a.create_partitions({DROP_LEDGER_TOPIC: NewPartitions(2)}), InvalidTopicError, "given partitions"),
+    (lambda c, a: a.delete_topics("keep"), ConfigError, "delete_topics: expected a list of names, got 'keep'"),
+    (lambda c, a: a.describe_topics("keep"), ConfigError, "describe_topics: expected a list of names"),
+    (lambda c, a: a.alter_topic_config("keep", "retention.ms=5"), ConfigError, "expected a dict of config name"),
+    (lambda c, a: a.alter_consumer_group_offsets("g", {TP: -5}), ConfigError, "offset for keep[0]"),
+    (lambda c, a: a.alter_consumer_group_offsets("", {TP: 1}), ConfigError, "group_id: expected a non-empty str, got ''"),
+    (lambda c, a: a.reset_consumer_group_offsets("g", ["keep"], "offset", True), ConfigError, "got True"),
+    (lambda c, a: a.reset_consumer_group_offsets("g", "keep", "earliest"), ConfigError, "expected a list of names"),
+    (lambda c, a: a.delete_consumer_groups(["nope"]), GroupIdNotFoundError, "consumer group 'nope' does not exist"),
+    (lambda c, a: a.describe_consumer_group(None), ConfigError, "group_id: expected a non-empty str, got None"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "needle"), BAD_CALLS, ids=[n[:50] for _c, _e, n in BAD_CALLS])
+def test_api_calls_with_wrong_types_or_values_raise_typed_errors(log_dir: Path, call: Callable, error: type,
+                                                                 needle: str) -> None:
+    before = _stored(log_dir)
+    with KafkaConsumer(data_dir=log_dir, group_id="g") as consumer, KafkaAdminClient(data_dir=log_dir) as admin:
+        with pytest.raises(error, match=re.escape(needle)):
+            call(consumer, admin)
+        assert admin.list_topics() == ["keep"]
+        assert admin.list_consumer_groups() == []
+        assert len(admin.describe_topics(["keep"])[0].partitions) == 2
+    assert _stored(log_dir) == before
+
+
+@pytest.mark.parametrize(("kwargs", "needle"), [
+    ({"consumer_timeout_ms": "x"}, "consumer_timeout_ms: expected a number >= 0, got 'x'"),
+    ({"auto_commit_interval_ms": -1}, "auto_commit_interval_ms: expected a number >= 0, got -1"),
+    ({"enable_auto_commit": "no"}, "enable_auto_commit: expected True or False, got 'no'"),
+    ({"group_id": ""}, "group_id: expected a non-empty str"),
+    ({"max_poll_records": True}, "max_poll_records: expected an integer >= 1, got True"),
+    ({"value_deserializer": "json"}, "value_deserializer: expected a function of bytes, got 'json'"),
+])
+def test_consumer_options_of_the_wrong_type_are_refused(log_dir: Path, kwargs: dict, needle: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        KafkaConsumer("keep", data_dir=log_dir, **kwargs)
+
+
+def test_a_producer_with_wrong_types_is_refused(log_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=re.escape("value_serializer: expected a function returning bytes, got 'json'")):
+        KafkaProducer(data_dir=log_dir, value_serializer="json")
+    with KafkaProducer(data_dir=log_dir) as producer:
+        fut = producer.send("keep", b"x")
+        for bad in ("10", -1, float("nan")):
+            with pytest.raises(ConfigError, match=re.escape(f"get: timeout: expected seconds >= 0 or None, got {bad!r}")):
+                fut.get(bad)
+            with pytest.raises(ConfigError, match=re.escape(f"flush: timeout: expected seconds >= 0 or None, got {bad!r}")):
+                producer.flush(bad)
+        assert fut.get(10).offset == 1
+
+
+# -- anything at all: a BrokerError or an answer, never another exception ---------------------------------
+
+_junk = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5), st.binary(max_size=5), st.just("keep"), st.just(TP), st.just(DROP_LEDGER_TOPIC),
+    st.lists(st.one_of(st.integers(-3, 3), st.text(max_size=3), st.just(TP)), max_size=2),
+    st.dictionaries(st.one_of(st.text(max_size=3), st.just(TP)), st.one_of(st.integers(-3, 3), st.text(max_size=3)),
+                    max_size=2),
+)
+
+_METHODS = {
+    "producer": ["send", "flush", "partitions_for"],
+    "consumer": ["subscribe", "assign", "seek", "position", "beginning_offsets", "end_offsets", "highwater",
+                 "offsets_for_times", "pause", "resume", "poll", "poll_raw", "committed", "commit",
+                 "partitions_for_topic"],
+    "admin": ["create_topics", "delete_topics", "describe_topics", "create_partitions", "alter_topic_config",
+              "alter_configs", "describe_configs", "list_consumer_group_offsets", "describe_consumer_group",
+              "alter_consumer_group_offsets", "reset_consumer_group_offsets", "delete_consumer_groups",
+              "protect_consumer_group", "read_state_store", "delete_state_stores"],
+}
+_CALLS = [(client, name) for client, names in _METHODS.items() for name in names]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(call=st.sampled_from(_CALLS), args=st.lists(_junk, min_size=1, max_size=3))
+def test_any_arguments_give_a_broker_error_or_an_answer(log_dir: Path, call: tuple[str, str], args: list) -> None:
+    client, name = call
+    with KafkaConsumer(data_dir=log_dir, group_id="g") as consumer, KafkaAdminClient(data_dir=log_dir) as admin, \
+            KafkaProducer(data_dir=log_dir) as producer:
+        target = {"producer": producer, "consumer": consumer, "admin": admin}[client]
+        if name.startswith("poll") and isinstance(args[0], int | float) and not isinstance(args[0], bool) \
+                and args[0] > 10:
+            args[0] = 10  # a long wait is a right answer, not one to wait for here
+        try:
+            result = getattr(target, name)(*args)
+            if name == "send":
+                result.get(10)
+        except BrokerError:
+            pass
+        except TypeError as exc:  # a wrong number of arguments is Python's to say
+            assert "positional argument" in str(exc), exc
+
+
+# -- every CLI flag: one line on stderr, exit 1, the log unchanged ---------------------------------------
+
+BAD_CLI = [
+    (("topics", "--create", "--topic", "big", "--partitions", "10001"), "got 10001"),
+    (("topics", "--create", "--topic", DROP_LEDGER_TOPIC), "'__drop_ledger' is the log's own"),
+    (("topics", "--delete", "--topic", DROP_LEDGER_TOPIC), "it cannot be deleted by a client"),
+    (("topics", "--create", "--topic", "a b"), "invalid topic name 'a b'"),
+    (("topics", "--alter", "--topic", "keep", "--partitions", "99999999999999999999"), "got 99999999999999999999"),
+    (("console-producer", "--topic", "keep", "--property", "parse.key=true", "--property", "key.separator="),
+     "--property key.separator: expected at least one character, got ''"),
+    (("console-producer", "--topic", "keep", "--property", "parse.key=yes"),
+     "--property parse.key: expected true or false, got 'yes'"),
+    (("console-producer", "--topic", "keep", "--property", "parse.keys=true"),
+     "--property parse.keys: unknown property; expected one of ignore.error, key.separator, parse.key"),
+    (("console-producer", "--topic", DROP_LEDGER_TOPIC), "'__drop_ledger' is written by the log itself"),
+    (("console-consumer", "--topic", "keep", "--max-messages", "0"), "--max-messages: expected an integer >= 1, got 0"),
+    (("console-consumer", "--topic", "keep", "--timeout-ms", "-1"), "--timeout-ms: expected an integer >= 0, got -1"),
+    (("console-consumer", "--topic", "keep", "--partition", "-1"), "--partition: expected an integer >= 0, got -1"),
+    (("console-consumer", "--topic", "keep", "--partition", "2"), "no partition 2 of topic 'keep'"),
+    (("console-consumer", "--topic", "keep", "--offset", "0"), "--offset needs --partition"),
+    (("console-consumer", "--topic", "keep", "--partition", "0", "--offset", "-5"),
+     "seek: offset must be a non-negative integer, got -5"),
+    (("console-consumer", "--topic", "a b", "--timeout-ms", "0"), "invalid topic name 'a b'"),
+    (("console-consumer", "--topic", "keep", "--property", "print.keys=true"), "--property print.keys: unknown property"),
+    (("console-consumer", "--topic", "keep", "--group", ""), "group_id: expected a non-empty str, got ''"),
+    (("consumer-groups", "--delete", "--group", "nope"), "consumer group 'nope' does not exist"),
+    (("consumer-groups", "--describe", "--group", "nope"), "consumer group 'nope' does not exist"),
+    (("consumer-groups", "--reset-offsets", "--group", "g", "--topic", "keep", "--to-offset", "-5", "--execute"),
+     "reset to offset: value: expected an offset (a non-negative integer), got -5"),
+    (("consumer-groups", "--reset-offsets", "--group", "g", "--topic", "keep", "--to-timestamp", "-1", "--execute"),
+     "got -1"),
+]
+
+
+@pytest.mark.parametrize(("args", "needle"), BAD_CLI, ids=[" ".join(a)[:60] for a, _ in BAD_CLI])
+def test_cli_refuses_with_one_line_and_exit_1(log_dir: Path, args: tuple[str, ...], needle: str) -> None:
+    before = _stored(log_dir)
+    proc = run_tool(*args, data_dir=log_dir, stdin="k\tv\n", timeout=30)
+    err = _one_line_error(proc, f"edge-{args[0]}: error: ", needle)
+    assert "Traceback" not in err and proc.stdout == b""
+    assert _stored(log_dir) == before
+    with KafkaAdminClient(data_dir=log_dir) as admin:
+        assert admin.list_topics() == ["keep"] and admin.list_consumer_groups() == []
+        assert len(admin.describe_topics(["keep"])[0].partitions) == 2

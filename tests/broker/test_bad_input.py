@@ -100,8 +100,11 @@ def test_api_unknown_topic_or_partition(log_dir: Path) -> None:
 # -- bad partition counts -------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("count", "needle", "code"), [
-    ("0", "num_partitions must be an integer >= 1, got 0", 1),
-    ("-1", "num_partitions must be an integer >= 1, got -1", 1),
+    ("0", "num_partitions must be an integer from 1 to 10000 (the most a topic may have here), got 0", 1),
+    ("-1", "got -1", 1),
+    ("10001", "got 10001", 1),
+    ("2147483647", "got 2147483647", 1),  # grew RSS ~300 MB/s to MemoryError
+    ("99999999999999999999", "got 99999999999999999999", 1),  # an OverflowError traceback
     ("x", "argument --partitions: invalid int value: 'x'", 2),
 ])
 def test_cli_bad_partition_count(log_dir: Path, count: str, needle: str, code: int) -> None:
@@ -112,7 +115,7 @@ def test_cli_bad_partition_count(log_dir: Path, count: str, needle: str, code: i
 
 def test_api_bad_partition_counts(log_dir: Path) -> None:
     with KafkaAdminClient(data_dir=log_dir) as admin:
-        for bad in (0, -1, "2", 1.5):
+        for bad in (0, -1, "2", 1.5, True, 10_001, 2_000_000):
             with pytest.raises(InvalidPartitionsError, match=f"got {bad!r}"):
                 admin.create_topics([NewTopic("new", bad)])
         with pytest.raises(InvalidPartitionsError, match="has 2 partitions.*got 1"):

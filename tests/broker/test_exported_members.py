@@ -18,14 +18,14 @@ EXPECTED = {
     # descriptions returned by the admin client
     "TopicDescription", "PartitionDescription", "ConsumerGroupDescription", "GroupOffset",
     # settings and clocks
-    "LogConfig", "TopicConfig", "Durability", "FullPolicy", "DROP_LEDGER_TOPIC",
+    "LogConfig", "TopicConfig", "Durability", "FullPolicy", "DROP_LEDGER_TOPIC", "MAX_PARTITIONS",
     "MIN_QUOTA_BYTES",
     "Clock", "SystemClock", "ManualClock",
     # Kafka's partitioner
     "murmur2", "default_partition",
     # errors: one root, leaves chosen by how a caller reacts
     "BrokerError", "ConfigError", "InvalidTopicError", "InvalidPartitionsError", "SerializationError",
-    "UnknownTopicOrPartitionError", "TopicAlreadyExistsError", "OffsetOutOfRangeError", "LogFullError",
+    "UnknownTopicOrPartitionError", "TopicAlreadyExistsError", "GroupIdNotFoundError", "OffsetOutOfRangeError", "LogFullError",
     "StorageError", "LogLockedError", "CorruptLogError", "LogVersionError", "ReadOnlyLogError",
     "KafkaTimeoutError", "ClosedError",
     "CommitFailedError",
@@ -48,7 +48,7 @@ def test_every_exported_name_exists_and_is_public() -> None:
 
 def test_every_error_descends_from_broker_error() -> None:
     errors = [getattr(broker, n) for n in broker.__all__ if n.endswith("Error")]
-    assert len(errors) == 17
+    assert len(errors) == 18
     for err in errors:
         assert issubclass(err, broker.BrokerError)
         assert isinstance(err.retriable, bool)
