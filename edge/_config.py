@@ -96,6 +96,10 @@ class DeviceConfig:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     protocol: str = "3.1.1"
+    tls: bool = False  # TLS to the broker: hostname checked, ca_file (else the system's CAs)
+    ca_file: str | None = None
+    cert_file: str | None = None  # a client certificate, for a broker that asks for one
+    key_file: str | None = None
     # w1
     w1_dir: str = "/sys/bus/w1/devices"
     interval: float = 10.0
@@ -386,7 +390,7 @@ MAX_DEDUPE_WINDOW = 86_400  # a day: a publisher's resend comes within seconds o
 _BY_TRANSPORT = {
     "serial": {"port", "baudrate", "framing", "device_id"},
     "mqtt": {"host", "port", "filters", "qos", "client_id", "username", "password", "protocol",
-             "device_id_prefix"},
+             "device_id_prefix", "tls", "ca_file", "cert_file", "key_file"},
     "w1": {"directory", "interval", "names", "device_id_prefix"},
 }
 
@@ -450,6 +454,7 @@ def _device(c: _Check, raw: Mapping[str, Any], p: str, edge_id: str,
         kw["protocol"] = c.get(raw, "protocol", f"{p}.protocol", "str", "3.1.1",
                                check=lambda v: v in ("3.1.1", "5"), expected='"3.1.1" or "5"')
         kw["device_id_prefix"] = c.get(raw, "device_id_prefix", f"{p}.device_id_prefix", "text", "")
+        _mqtt_tls(c, raw, p, kw)
     elif transport == "w1":
         kw["w1_dir"] = c.get(raw, "directory", f"{p}.directory", "str", "/sys/bus/w1/devices")
         kw["interval"] = c.get(raw, "interval", f"{p}.interval", "num", 10.0,
@@ -468,6 +473,19 @@ def _device(c: _Check, raw: Mapping[str, Any], p: str, edge_id: str,
         return None
     return DeviceConfig(name=name, kind=kind, transport=transport, codec=codec,
                         codec_options=dict(options or {}), topic=topic, **kw)
+
+
+def _mqtt_tls(c: _Check, raw: Mapping[str, Any], p: str, kw: dict[str, Any]) -> None:
+    """The MQTT device's TLS keys: files that exist, and only with ``tls = true``."""
+    kw["tls"] = c.get(raw, "tls", f"{p}.tls", "bool", False)
+    for key in ("ca_file", "cert_file", "key_file"):
+        path = c.get(raw, key, f"{p}.{key}", "str", None, check=os.path.isfile,
+                     expected="the path of a readable PEM file")
+        if path is not None and kw["tls"] is not True:
+            c.bad(f"{p}.tls", f"true when {key} is set (the files are for TLS)", kw["tls"])
+        kw[key] = path
+    if kw["key_file"] is not None and kw["cert_file"] is None:
+        c.bad(f"{p}.cert_file", "the client certificate that key_file is the key of")
 
 
 def parse_config(text: str, file: str = "edge.toml", env: Mapping[str, str] | None = None) -> Config:

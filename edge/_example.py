@@ -70,6 +70,9 @@ filters = ["zigbee2mqtt/#"]        # default: the convention's own filter
 qos = 1                            # QoS 1 messages are acked only once in the log
 # client_id = "edge-edge-1-ward-sensors"   # default; fixed, for a persistent session
 # username = "edge"                # password: EDGE_DEVICE_WARD_SENSORS_PASSWORD
+# tls = true                       # TLS to the broker, its hostname checked (port: 8883)
+# ca_file = "/etc/edge/mqtt-ca.pem"  # default: the system's CAs
+# cert_file = "/etc/edge/mqtt-client.pem"  # and key_file: for a broker that wants a client certificate
 device_id_prefix = ""              # prepended to the id the convention gives
 topic = "temperature"
 # A QoS 1 message redelivered (DUP) after a crash is never written twice. A publisher that

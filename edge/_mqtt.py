@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from devices.transports import MqttConfig
+from devices.transports import MqttConfig, TlsConfig
 from edge._config import DeviceConfig
 
 #: Under the data directory: one small file per MQTT client with its session's epoch.
@@ -21,4 +21,5 @@ def mqtt_config(d: DeviceConfig, data_dir: str | os.PathLike[str] | None) -> Mqt
     return MqttConfig(host=d.host or "", port=d.mqtt_port, topics=d.filters, qos=d.qos,
                       client_id=d.client_id, protocol=d.protocol, username=d.username,
                       password=d.password,
+                      tls=TlsConfig(d.ca_file, d.cert_file, d.key_file) if d.tls else None,
                       session_dir=None if data_dir is None else str(Path(data_dir) / SESSION_DIR))

@@ -44,9 +44,15 @@ def connect_error_text(exc: BaseException, broker: str, tls: bool, ca_file: str 
             hint = "check ca_file and the broker's certificate"
         return f"TLS to {broker}: certificate verify failed: {why} ({hint})"
     if isinstance(exc, ssl.SSLError):
-        reason = exc.reason or str(exc)
-        hint = ("is the broker's port a TLS listener?" if "WRONG_VERSION_NUMBER" in str(reason)
-                else "check the TLS settings on both sides")
+        reason = str(exc.reason or exc)
+        if "CERTIFICATE_REQUIRED" in reason:
+            hint = "the broker wants a client certificate: set cert_file and key_file"
+        elif "UNKNOWN_CA" in reason or "BAD_CERTIFICATE" in reason:
+            hint = "the broker does not accept the client certificate (cert_file)"
+        elif "WRONG_VERSION_NUMBER" in reason:
+            hint = "is the broker's port a TLS listener?"
+        else:
+            hint = "check the TLS settings on both sides"
         return f"TLS to {broker}: handshake failed: {reason} ({hint})"
     if isinstance(exc, ConnectionResetError) and tls:
         return (f"TLS to {broker}: the broker closed the connection during the handshake "

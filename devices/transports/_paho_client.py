@@ -54,7 +54,7 @@ class Client(paho.Client):
     exception. ``connect_error`` holds it for that callback.
     """
 
-    connect_error: BaseException | None = None
+    connect_error: BaseException | None = None  # also a read error (BufferedClient)
 
     def reconnect(self) -> paho.MQTTErrorCode:
         try:
@@ -91,6 +91,9 @@ class BufferedClient(Client):
         except BlockingIOError:
             return _MQTT_ERR_SUCCESS
         except OSError as err:
+            # Kept: a TLS alert after the handshake (the broker wanted a client
+            # certificate) arrives here, on the first read, not in reconnect().
+            self.connect_error = err
             self._easy_log(paho.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
             return self._loop_rc_handle(paho.MQTT_ERR_CONN_LOST)
         if not data:

@@ -27,7 +27,7 @@ import asyncio
 import collections
 import functools
 import logging
-import ssl
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,11 +38,12 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from devices.transports._errors import DeviceUnavailable, TransportClosed
+from devices.transports._errors import DeviceUnavailable, TransportClosed, TransportError
 from devices.transports._mqtt_errors import connect_error_text, refusal_text
 from devices.transports._paho_client import FAST_PATH, BufferedClient, Client
 from devices.transports._session import SessionFile, new_epoch
 from devices.transports._state import AsyncTransport, Backoff, ConnectionState, StateCallback
+from devices.transports._tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,7 @@ class MqttTransport(AsyncTransport):
         #: connected: what /health shows while paho retries with backoff.
         self.last_error: str | None = None
         self._up = False  # this connection got a good CONNACK (paho's thread)
+        self._refused = False  # this connection got a refusing CONNACK (paho's thread)
 
     @property
     def id(self) -> str:
@@ -220,7 +222,17 @@ class MqttTransport(AsyncTransport):
         self._wakeup = asyncio.Event()
         if self.config.persistent:
             self._epoch = await asyncio.to_thread(self._session.load)
-        self._client = self._make_client()
+        tls = self.config.tls
+        for key in ("ca_file", "cert_file", "key_file"):
+            path = getattr(tls, key, None)
+            if path is not None and not os.path.isfile(path):
+                raise TransportError(f"{self.id}: TLS {key} {path} is not a readable file")
+        try:
+            self._client = self._make_client()
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise TransportError(f"{self.id}: cannot load the TLS files (ca_file {tls and tls.ca_file}, "
+                                 f"cert_file {tls and tls.cert_file}, key_file "
+                                 f"{tls and tls.key_file}): {exc}") from exc
         c = self.config
         kwargs: dict[str, Any] = {}
         if c.protocol == "5":
@@ -247,12 +259,8 @@ class MqttTransport(AsyncTransport):
         if c.username is not None:
             client.username_pw_set(c.username, c.password)
         if c.tls is not None:
-            client.tls_set(
-                ca_certs=c.tls.ca_file,
-                certfile=c.tls.cert_file,
-                keyfile=c.tls.key_file,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+            client.tls_set_context(client_context(c.tls.ca_file, c.tls.cert_file, c.tls.key_file,
+                                                  check_hostname=not c.tls.insecure))
             client.tls_insecure_set(c.tls.insecure)
         client.reconnect_delay_set(c.backoff.initial, c.backoff.maximum)  # type: ignore[arg-type]
         client.on_connect = self._on_connect
@@ -409,6 +417,7 @@ class MqttTransport(AsyncTransport):
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
         if reason_code.is_failure:
+            self._refused = True
             self._report(refusal_text(reason_code))
             self._call(self._set_state, ConnectionState.DISCONNECTED)
             return
@@ -460,9 +469,15 @@ class MqttTransport(AsyncTransport):
     def _on_connect_fail(self, client, userdata) -> None:  # type: ignore[no-untyped-def]
         error = getattr(client, "connect_error", None)
         c = self.config
-        if error is not None and not self._closed:
-            self._report(connect_error_text(error, f"{c.host}:{c.port}", c.tls is not None,
-                                            c.tls.ca_file if c.tls is not None else None))
+        if self._closed:
+            return
+        if error is None:
+            self._report(f"the broker at {c.host}:{c.port} closed the connection before "
+                         "accepting it" + (" (does it want a client certificate: cert_file "
+                                           "and key_file?)" if c.tls is not None else ""))
+            return
+        self._report(connect_error_text(error, f"{c.host}:{c.port}", c.tls is not None,
+                                        c.tls.ca_file if c.tls is not None else None))
 
     def _report(self, text: str) -> None:
         # Once per cause, not once per retry: paho retries with a growing delay (up to
@@ -475,8 +490,11 @@ class MqttTransport(AsyncTransport):
         if self._closed:
             return
         up, self._up = self._up, False
+        refused, self._refused = self._refused, False
         if not up:
-            return  # a refused CONNACK or a failed handshake: _report said why, once
+            if not refused:  # lost before any CONNACK: a TLS alert, a reset
+                self._on_connect_fail(client, userdata)
+            return  # a refused CONNACK: _report said why, once
         self.stats.disconnects += 1
         log.warning("%s: disconnected (%s); paho reconnects with backoff", self.id, reason_code)
         with self._lock:
