@@ -323,7 +323,7 @@ def _upstream_edge(
             continue
         try:
             value = json.loads(rec["v"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             continue
         device = rec["k"]
         yield device, reading_key(kind, device, rec["ts"], value), rec, rec["ts"]
@@ -532,11 +532,13 @@ def check_refused(
     res.refused_upstream = 0
     for rec in upstream_records:
         kind = topic_of.get(rec["t"])
+        if kind not in _FIELDS:
+            continue  # dead letters (hostile frames among them) are no readings
         try:
             value = json.loads(rec["v"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             continue
-        if kind is not None and ident(kind, rec["k"], value) in want:
+        if ident(kind, rec["k"], value) in want:
             res.refused_upstream += 1
     if local_dead_letters is None:
         return
@@ -545,7 +547,7 @@ def check_refused(
     for rec in local_dead_letters:
         try:
             value = json.loads(rec["v"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             continue
         for kind in _FIELDS:
             i = ident(kind, rec.get("k"), value)

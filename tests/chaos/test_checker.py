@@ -253,6 +253,9 @@ def test_refused_records_must_stay_local_and_explain_no_missing_reading(tmp_path
     (tmp_path / "refused.jsonl").write_text("".join(json.dumps(r) + "\n" for r in refused))
     up.append({"t": "up.temperature", "p": 1, "o": 0, "k": "mq-bed-9", "a": T0, "ts": T0,
                "v": json.dumps({"temperature_c": 41.5}), "h": {}})
+    # A hostile frame's dead letter upstream: JSON nested past the parser's limit.
+    up.append({"t": "up.dead-letters", "p": 0, "o": 0, "k": "beds", "a": T0, "ts": T0,
+               "v": '{"systolic":' + "[" * 100_000 + "]" * 100_000 + "}", "h": {}})
     local = [{"t": "dead-letters", "k": "mq-bed-9", "v": json.dumps({"temperature_c": 41.25}),
               "ts": T0, "h": {"reason": "refused by the cluster: InvalidTimestampError"}}]
     (tmp_path / "local-dl.jsonl").write_text("".join(json.dumps(r) + "\n" for r in local))
