@@ -74,8 +74,18 @@ def reading_key(kind: str, device: str, ts_ms: int | None, values: dict[str, Any
     parts: list[Any] = [kind, device, None if ts_ms is None else int(ts_ms) // 1000]
     for name, places in _FIELDS[kind]:
         v = values.get(name)
-        parts.append(round(float(v), places) if isinstance(v, int | float) else v)
+        parts.append(_rounded(v, places))
     return tuple(parts)
+
+
+def _rounded(v: Any, places: int) -> Any:
+    """A number rounded to `places`; what is no finite float (1e400, a bool) as it is."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return v
+    try:
+        return round(float(v), places)
+    except (OverflowError, ValueError):
+        return repr(v)
 
 
 # --- what the devices sent --------------------------------------------------------------
@@ -188,8 +198,9 @@ def bridge_reading(mqtt_topic: str, payload: bytes) -> tuple[str, str, int | Non
             if uuid.upper() == "2A1C":
                 values, ts = _gatt_temperature(payload)
                 return "temperature", device, ts, values
-    except (ValueError, IndexError, UnicodeDecodeError):
-        return None
+    except (ValueError, IndexError, UnicodeDecodeError, TypeError, AttributeError,
+            OverflowError, RecursionError):
+        return None  # not a reading: the bridge forwards hostile frames as they came
     return None
 
 
@@ -638,9 +649,13 @@ def _edge_offsets(
         for o in range(0, max(offsets) + 1):
             if o not in offsets and not any(a <= o <= b for a, b in ranges):
                 gaps += 1
+    # Only topics this system replicates: a local topic the uplink does not carry (a stream's
+    # late records, say) has nothing upstream to compare with.
+    replicated = set(topic_of.values())
     false_replicated = sum(
         1
         for (t, p), ranges in _ledger_ranges(ledger, unreplicated=False).items()
+        if t in replicated
         for a, b in ranges
         for o in range(a, b + 1)
         if (t, p, o) not in seen

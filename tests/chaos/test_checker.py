@@ -156,6 +156,9 @@ def test_the_drop_ledger_accounts_for_dropped_readings_and_no_more(tmp_path: Pat
             "wall_ms": T0,
         }
     )
+    # ... and one of a local topic the uplink does not carry: nothing to compare with.
+    ledger.append({"topic": "ward.late", "ranges": [{"partition": 0, "from_offset": 0,
+                   "to_offset": 3}], "count": 4, "unreplicated": False, "wall_ms": T0})
     res = _run(tmp_path, rows, up, [r["seq"] for r in rows], ledger)
     assert res["ledger_replicated_not_upstream"] == 1
     assert res["lost_acked"] == 1, "a drop 'after replication' explains no missing reading"
@@ -196,6 +199,14 @@ def test_bridge_payloads_are_read_without_the_appliance(tmp_path: Path) -> None:
     )
     assert got == ("gps", "sim/car-2", 5000, {"lat": 52.5, "lon": 13.4})
     assert checker.bridge_reading("bp/bed-1", b"not json") is None
+    # The bridge forwards hostile frames as they came: the checker reads them without failing.
+    for hostile in (b'{"systolic":' + b"[" * 100_000 + b"]" * 100_000 + b"}", b"[1, 2]"):
+        assert checker.bridge_reading("bp/bed-1", hostile) is None
+        assert checker.bridge_reading("owntracks/sim/car-1", hostile) is None
+    got = checker.bridge_reading("bp/bed-1", b'{"systolic": 1' + b"0" * 400 + b"}")
+    assert got is not None
+    key = checker.reading_key("blood_pressure", "bed-1", None, got[3])
+    assert key[3] == repr(10**400) and key[4] is None
 
 
 def test_twins_in_one_second_are_told_apart_by_finer_device_time() -> None:
