@@ -8,7 +8,8 @@ after a clean stop or a fault the uplink saw), and what this process itself saw 
 The local commit is one SQLite transaction covering every partition after some upstream
 transaction T: a cut. Our records above the cut belong to transactions after T, so in each
 upstream partition they come after every record of ours below the cut; reading a
-partition backwards, the first record of ours below the cut ends that partition's scan.
+partition backwards in steps, the first step holding a record of ours below the cut is
+that partition's last.
 Other edges' records in between are skipped, up to ``max_records`` per partition.
 """
 
@@ -26,7 +27,11 @@ __all__ = ["scan_upstream"]
 
 log = logging.getLogger("edge.uplink")
 
-_CHUNK = 500   # records read per step backwards
+# Records read per step backwards: a fetch returns up to max_partition_fetch_bytes from
+# where it starts, past the step's end too, so small steps read the same bytes again and
+# again (50,000 records of 100 B: 41 s in steps of 500, 5 s of 5,000, 1.7 s of 20,000).
+# Records are looked at as they come, none kept: memory stays one fetch.
+_CHUNK = 20_000
 
 
 async def scan_upstream(options: dict[str, Any], edge_id: str, upstream: str, partitions: int,
@@ -66,24 +71,29 @@ async def _scan_partition(consumer: AIOKafkaConsumer, tp: UpTP, begin: int, end:
     consumer.assign([tp])
     hi, scanned = end, 0
     while hi > begin and scanned < max_records:
-        lo = max(begin, hi - _CHUNK)
+        lo = max(begin, hi - min(_CHUNK, max_records - scanned))
         consumer.seek(tp, lo)
-        chunk = []
+        consumer.resume(tp)
+        below = False
         while await consumer.position(tp) < hi:
-            batch = await consumer.getmany(tp, timeout_ms=1000)
-            chunk.extend(r for r in batch.get(tp, ()) if r.offset < hi)
-        for r in reversed(chunk):
-            headers = dict(r.headers)
-            if headers.get("edge.id") != ours:
-                continue
-            try:
-                part, nxt = int(headers["edge.partition"]), int(headers["edge.offset"]) + 1
-            except (KeyError, ValueError):
-                continue
-            if nxt <= floor.get(part, 0):
-                return   # below the cut: everything before it in this partition is too
-            if nxt > found.get(part, 0):
-                found[part] = nxt
+            batch = await consumer.getmany(tp, timeout_ms=1000, max_records=1000)
+            for r in batch.get(tp, ()):
+                if r.offset >= hi:
+                    break
+                headers = dict(r.headers)
+                if headers.get("edge.id") != ours:
+                    continue
+                try:
+                    part, nxt = int(headers["edge.partition"]), int(headers["edge.offset"]) + 1
+                except (KeyError, ValueError):
+                    continue
+                if nxt <= floor.get(part, 0):
+                    below = True   # below the cut: everything before this step is too
+                elif nxt > found.get(part, 0):
+                    found[part] = nxt
+        consumer.pause(tp)   # no fetching ahead past the step: the next one goes backwards
+        if below:
+            return
         scanned += hi - lo
         hi = lo
     if hi > begin:
