@@ -370,6 +370,8 @@ class Log:
     def _write_tx(self, batch: list[_Pending]) -> list[_Pending]:
         conn = self._conn
         later: list[_Pending] = []
+        if self._quota is not None:
+            batch, later = self._quota.split(batch)
         with transaction(conn):
             counts = self._topic_partitions(conn, {p.topic for p in batch})
             accepted: list[_Pending] = []
@@ -382,7 +384,7 @@ class Log:
             if not accepted:
                 return later
             if self._quota is not None:
-                accepted, later = self._quota.admit(conn, accepted, split=True)
+                accepted = self._quota.admit(conn, accepted, atomic=False)
                 if not accepted:
                     return later
             self._insert(conn, accepted)
@@ -458,7 +460,7 @@ class Log:
     def insert_records(self, conn: sqlite3.Connection, records: list[_Pending]) -> None:
         """Quota, then offsets and rows, for records of a transaction: all of them or an error."""
         if self._quota is not None:
-            accepted, _ = self._quota.admit(conn, records, split=False)
+            accepted = self._quota.admit(conn, records, atomic=True)
             if len(accepted) < len(records):
                 raise next(p.future._error for p in records if p.future._error is not None)
         self._insert(conn, records)

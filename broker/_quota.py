@@ -87,37 +87,41 @@ class Quota:
     def configure(self, conn: sqlite3.Connection) -> None:
         _disk.configure(conn, self.shares)
 
-    def admit(self, conn: sqlite3.Connection, records: list[_Pending], *,
-              split: bool) -> tuple[list[_Pending], list[_Pending]]:
-        """(records to write now, records for the next transaction); the rest get ``LogFullError``.
+    def split(self, records: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
+        """(what one append transaction may take, the rest): each within the WAL's share.
 
-        ``split=False`` (a ``LogTransaction``): all of them now, or errors; the
-        estimate only decides what to drop, and ``check`` after the insert has the
-        last word (a transaction is all or nothing, so it can be measured exactly).
+        Looks at no more records than it takes (a group commit of thousands is
+        split into many transactions), and always takes the first.
         """
-        lg, sh, est = self._log, self.shares, self._est
+        est, limit = self._est, self.shares.txn_pages
+        total = est.fixed(1)
+        for i, p in enumerate(records):
+            total += est.pages(p.size, p.topic)
+            if i and total > limit:
+                return records[:i], records[i:]
+        return records, []
+
+    def admit(self, conn: sqlite3.Connection, records: list[_Pending], *, atomic: bool) -> list[_Pending]:
+        """The records to write now; the rest get ``LogFullError``.
+
+        ``atomic`` (a ``LogTransaction``): all of them, or errors; the estimate
+        only decides what to drop, and ``check`` after the insert has the last
+        word (a transaction is all or nothing, so it can be measured exactly).
+        """
+        lg, est = self._log, self._est
         pages = [est.pages(p.size, p.topic) for p in records]
-        later: list[_Pending] = []
-        if split:
-            # Keep each transaction within the WAL's share: the first record always goes.
-            total = est.fixed(1)
-            for i, n in enumerate(pages):
-                total += n
-                if i and total > sh.txn_pages:
-                    later, records, pages = records[i:], records[:i], pages[:i]
-                    break
         fits = [n <= self._capacity for n in pages]
         partitions = len({(p.topic, p.partition) for p in records})
         need = sum(n for n, ok in zip(pages, fits, strict=True) if ok) + est.fixed(partitions)
         room = self._room(conn)
         if need <= room and all(fits):
-            return records, later
+            return records
         if lg.config.full_policy is FullPolicy.DROP_OLDEST and need > room and any(fits):
             room = self._drop(conn, need - room)
         accepted: list[_Pending] = []
         used = est.fixed(partitions)
         for p, n, ok in zip(records, pages, fits, strict=True):
-            if ok and (used + n <= room or not split):
+            if ok and (used + n <= room or atomic):
                 accepted.append(p)
                 used += n
             else:
@@ -126,7 +130,7 @@ class Quota:
         if rejected:
             lg.stats["rejected"] += rejected
             log.warning("disk quota reached: rejected %d record(s)", rejected)
-        return accepted, later
+        return accepted
 
     def check(self, conn: sqlite3.Connection, topic: str) -> None:
         """Raise ``LogFullError`` if the database outgrew its share (after a transaction's insert)."""
@@ -146,6 +150,7 @@ class Quota:
         sh = self.shares
         start = room = self._room(conn)
         headroom = sh.headroom_pages
+        asked = 0
         for _ in range(_DROP_ROUNDS):
             missing = want_pages - (room - start)
             if missing <= 0:
@@ -154,11 +159,13 @@ class Quota:
             logical = conn.execute("SELECT coalesce(sum(bytes), 0) FROM partitions").fetchone()[0]
             if logical <= 0:
                 break
-            # Bytes per page the records take now: a 1,000-byte value costs ~4.5 KiB.
+            # Bytes per page the records take now: a 1,000-byte value costs ~4.5 KiB.  At
+            # least a page, and twice as much as the round before: a leaf frees its page
+            # only once all its rows are gone, so a round can free bytes and no page.
             per_page = logical / max(1, total - free - _disk._SCHEMA_PAGES)
-            freed = _retention.drop_for_quota(
-                self._log, conn, math.ceil(missing * per_page * 1.25), sh.ledger_bytes,
-                headroom=math.ceil(headroom * per_page))
+            asked = max(math.ceil(max(missing, 1) * per_page * 1.25), 2 * asked)
+            freed = _retention.drop_for_quota(self._log, conn, asked, sh.ledger_bytes,
+                                              headroom=math.ceil(headroom * per_page))
             headroom = 0  # once: what the first round did not find, later rounds need not
             room = self._room(conn)
             if freed == 0:

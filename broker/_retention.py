@@ -131,8 +131,11 @@ def apply_retention(lg: Log, conn: sqlite3.Connection) -> dict[str, int]:
 def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int, ledger_share: int, headroom: int = 0) -> int:
     """Drop the oldest records, least precious first, until ``need`` bytes (logical) are freed.
 
-    ``headroom`` more bytes go too if replicated records can give them (so that a
-    full log drops now and then, not on every send), never unreplicated ones.
+    ``headroom`` more bytes go too (so that a full log drops now and then, not on
+    every send), from unreplicated records only if replicated ones could not make
+    even the room needed: then unreplicated ones go anyway, and a log that holds
+    nothing else (the uplink offline) would otherwise drop, and write a ledger
+    entry, on every transaction.
     Also frees the room the drop-ledger records take; then keeps the ledger
     within ``ledger_share`` bytes (``_ledger.bound``).  Returns the logical
     bytes freed.  The caller (``_quota``) turns pages into bytes and asks
@@ -155,8 +158,10 @@ def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int, ledger_share: i
     def short() -> bool:
         return freed < goal + _ledger.cost(dropped, wall_ms)
 
+    goal = need + headroom
     for unreplicated in (False, True):
-        goal = need if unreplicated else need + headroom
+        if unreplicated and freed >= need + _ledger.cost(dropped, wall_ms):
+            break  # replicated records made the room needed: the headroom never costs unreplicated ones
         for prio in sorted({v[2] for v in state.values()}):
             while short():
                 # The partition whose first droppable record is oldest, and how old
