@@ -8,8 +8,8 @@ truncations); the test publishes a JSON-mapping device's readings and hostile fr
 itself, and the identity-collision sequence: 30 x ``{"temperature": 21.5}`` on
 ``zigbee2mqtt/A-<i>``, Mosquitto restarted (killed: the sessions' packet ids start
 again), the service stopped (SIGSTOP), 10 of the same on ``zigbee2mqtt/B-<i>``, the
-service SIGKILLed and started again (``collision``; ``test_field_fuzz_hostile_frames``
-stops after the A messages).
+service SIGKILLed and started again (``collision``; without it a run stops after the A
+messages).
 
 At the end: every good reading is in the log once, in order; every hostile frame is a
 dead letter with its raw bytes and a reason (naming the field for a value out of range);
@@ -432,15 +432,16 @@ def _check_dead_letters(tmp: Path, json_sent: list[tuple[str, bytes, str | None]
 
 @pytest.mark.mqtt
 @pytest.mark.timeout(240)
-def test_field_fuzz_hostile_frames(tmp_path: Path, mosquitto: Any) -> None:
-    """The traffic and hostile frames alone (A-1..A-30 sent, no collision)."""
+def test_field_fuzz(tmp_path: Path, mosquitto: Any) -> None:
+    """The whole of issue #10's proof: the traffic and hostile frames, then the identity
+    collision with Mosquitto killed and the service SIGSTOPped and SIGKILLed."""
     seed = int(os.environ.get("FUZZ_SEED") or 1010)
-    _run_fuzz(tmp_path, mosquitto, seed, count=40, collision=False)
+    _run_fuzz(tmp_path, mosquitto, seed, count=40, collision=True)
 
 
 @pytest.mark.soak
 @pytest.mark.mqtt
 @pytest.mark.timeout(1800)
-def test_field_fuzz_hostile_frames_long(tmp_path: Path, mosquitto: Any) -> None:
+def test_field_fuzz_long(tmp_path: Path, mosquitto: Any) -> None:
     seed = int(os.environ.get("FUZZ_SEED") or random.SystemRandom().randrange(1, 1_000_000))
-    _run_fuzz(tmp_path, mosquitto, seed, count=2000, collision=False)
+    _run_fuzz(tmp_path, mosquitto, seed, count=2000, collision=True)
