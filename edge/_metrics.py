@@ -32,6 +32,8 @@ class Metrics:
         self.log_bytes = Gauge("edge_log_bytes", "Bytes of records in the local log", registry=r)
         self.log_records = Gauge("edge_log_records", "Records in the local log", registry=r)
         self.log_file_bytes = Gauge("edge_log_file_bytes", "Size of the log's database file", registry=r)
+        self.log_disk_bytes = Gauge("edge_log_disk_bytes", "What the log's files take on disk (database, WAL,"
+                                    " its index): what the disk quota bounds", registry=r)
         self.log_dropped = Gauge("edge_log_dropped_records", "Records dropped under the disk quota",
                                  registry=r)
         self.log_expired = Gauge("edge_log_expired_records", "Records removed by retention", registry=r)

@@ -854,6 +854,7 @@ class Service:
                 m.log_bytes.set(info["bytes"])
                 m.log_records.set(info["records"])
                 m.log_file_bytes.set(info["file_bytes"])
+                m.log_disk_bytes.set(info["disk_bytes"])
                 m.log_dropped.set(info["dropped_records"])
                 m.log_expired.set(info["expired_records"])
                 if self.uplink is not None:

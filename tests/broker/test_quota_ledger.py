@@ -143,3 +143,20 @@ def test_drops_a_client_records_are_kept_apart_through_summaries(data_dir: Path)
     assert "refused by the cluster" in refusals[0]["reason"] and refusals[0]["summary_of"] == 1
     quota = [e for e in entries if not e.get("dead_letter_topic")]
     assert all("refused" not in e["reason"] for e in quota)
+
+
+def test_a_summary_joins_adjacent_ranges_exactly_and_says_when_it_joined_across_gaps() -> None:
+    from broker._ledger import _MAX_RANGES, _joined
+
+    # Drops take each partition from its start: their ranges meet, and join exactly.
+    assert _joined([(10, 19), (0, 9), (20, 20)]) == ([(0, 20)], False)
+    # Age retention between drops leaves gaps: kept while few...
+    gaps = [(i * 10, i * 10 + 4) for i in range(_MAX_RANGES)]
+    assert _joined(gaps) == (gaps, False)
+    # ...and past the cap the closest are joined across their gap, said so.
+    spans = [*gaps, (1000, 1004)]
+    joined, approximate = _joined(spans)
+    assert approximate and len(joined) == _MAX_RANGES
+    assert joined[0][0] == 0 and joined[-1] == (1000, 1004)
+    covered = {o for a, b in joined for o in range(a, b + 1)}
+    assert covered >= {o for a, b in spans for o in range(a, b + 1)}

@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,10 @@ def test_a_full_log_under_drop_oldest_keeps_taking_readings_without_an_uplink(tm
         assert d is not None and d["restarts"] == 0, d
         lg = health(port)["log"]
         assert lg["ok"] and 0 < lg["disk_bytes"] <= QUOTA == lg["quota_bytes"], lg
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        disk = next(line for line in metrics.splitlines() if line.startswith("edge_log_disk_bytes "))
+        assert 0 < float(disk.split()[1]) <= QUOTA
     finally:
         rc = stop_edge(edge, edge_log)
     try:
