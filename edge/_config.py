@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from broker import MIN_QUOTA_BYTES
 from devices import CODECS, CONVENTIONS, EARLIEST_TIMESTAMP_MS, KINDS
+from devices.transports.mqtt import DEFAULT_MAX_PAYLOAD
 from edge._errors import ConfigError, ConfigProblem
 from edge._validate import device_check_settings
 
@@ -100,6 +101,7 @@ class DeviceConfig:
     ca_file: str | None = None
     cert_file: str | None = None  # a client certificate, for a broker that asks for one
     key_file: str | None = None
+    max_payload: int = DEFAULT_MAX_PAYLOAD  # bytes; a larger message is dead-lettered, its head kept
     # w1
     w1_dir: str = "/sys/bus/w1/devices"
     interval: float = 10.0
@@ -386,11 +388,12 @@ def _split_address(text: str) -> tuple[str, int] | None:
 
 _COMMON = {"name", "kind", "transport", "codec", "codec_options", "topic", "enabled",
            "dedupe_window", "ranges", "earliest_time"}
+MAX_MQTT_PAYLOAD = 268_435_455  # MQTT's own limit (a 4-byte remaining length)
 MAX_DEDUPE_WINDOW = 86_400  # a day: a publisher's resend comes within seconds or minutes
 _BY_TRANSPORT = {
     "serial": {"port", "baudrate", "framing", "device_id"},
     "mqtt": {"host", "port", "filters", "qos", "client_id", "username", "password", "protocol",
-             "device_id_prefix", "tls", "ca_file", "cert_file", "key_file"},
+             "device_id_prefix", "tls", "ca_file", "cert_file", "key_file", "max_payload"},
     "w1": {"directory", "interval", "names", "device_id_prefix"},
 }
 
@@ -455,6 +458,10 @@ def _device(c: _Check, raw: Mapping[str, Any], p: str, edge_id: str,
                                check=lambda v: v in ("3.1.1", "5"), expected='"3.1.1" or "5"')
         kw["device_id_prefix"] = c.get(raw, "device_id_prefix", f"{p}.device_id_prefix", "text", "")
         _mqtt_tls(c, raw, p, kw)
+        kw["max_payload"] = c.get(raw, "max_payload", f"{p}.max_payload", "int", DEFAULT_MAX_PAYLOAD,
+                                  check=lambda v: 0 < v <= MAX_MQTT_PAYLOAD,
+                                  expected=f"a number of bytes in 1..{MAX_MQTT_PAYLOAD}"
+                                  ) or DEFAULT_MAX_PAYLOAD
     elif transport == "w1":
         kw["w1_dir"] = c.get(raw, "directory", f"{p}.directory", "str", "/sys/bus/w1/devices")
         kw["interval"] = c.get(raw, "interval", f"{p}.interval", "num", 10.0,

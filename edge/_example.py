@@ -74,6 +74,7 @@ qos = 1                            # QoS 1 messages are acked only once in the l
 # ca_file = "/etc/edge/mqtt-ca.pem"  # default: the system's CAs
 # cert_file = "/etc/edge/mqtt-client.pem"  # and key_file: for a broker that wants a client certificate
 device_id_prefix = ""              # prepended to the id the convention gives
+max_payload = 1048576              # bytes; a larger message is dead-lettered (its first KiB, its size)
 topic = "temperature"
 # A QoS 1 message redelivered (DUP) after a crash is never written twice. A publisher that
 # resends after a broker restart sends a new message, though: for devices that stamp each

@@ -22,4 +22,5 @@ def mqtt_config(d: DeviceConfig, data_dir: str | os.PathLike[str] | None) -> Mqt
                       client_id=d.client_id, protocol=d.protocol, username=d.username,
                       password=d.password,
                       tls=TlsConfig(d.ca_file, d.cert_file, d.key_file) if d.tls else None,
+                      max_payload=d.max_payload,
                       session_dir=None if data_dir is None else str(Path(data_dir) / SESSION_DIR))

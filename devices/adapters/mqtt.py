@@ -59,6 +59,13 @@ class MqttAdapter(Adapter[MqttMessage]):
         self._client_id: str = getattr(getattr(transport, "config", None), "client_id", "") or ""
 
     def _decode(self, item: MqttMessage) -> list[Reading]:
+        if item.oversize:
+            # Refused by the transport as it arrived; only its head is here. Dead-lettered
+            # (and so acknowledged: a redelivery would be refused the same way).
+            limit = getattr(getattr(self.transport, "config", None), "max_payload", None)
+            raise DecodeError(item.payload, f"payload of {item.oversize} bytes is over max_payload "
+                              f"({limit} bytes); only its first {len(item.payload)} bytes are kept",
+                              "mqtt")
         readings = self._convention_decode(item)
         if item.qos == 0 or not readings:
             return readings  # QoS 0 is never redelivered

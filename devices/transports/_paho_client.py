@@ -45,6 +45,14 @@ _MQTT_ERR_SUCCESS = paho.MQTT_ERR_SUCCESS
 PublishCallback = Callable[[str, bytes, int, bool, bool, int], None]
 """``(topic, payload, qos, retain, dup, mid)`` of one PUBLISH, called in paho's thread."""
 
+OversizeCallback = Callable[[str, bytes, int, int, bool, bool, int], None]
+"""``(topic, head, payload_size, qos, retain, dup, mid)`` of a PUBLISH over max_payload:
+``head`` is the payload's first ``OVERSIZE_HEAD`` bytes. Called in paho's thread."""
+
+DEFAULT_MAX_PAYLOAD = 1024 * 1024  # bytes; a reading is ~150, Mosquitto's own limit 256 MB
+OVERSIZE_HEAD = 1024  # bytes of an oversize payload kept, for its dead letter
+MAX_CONTROL_PACKET = 1024 * 1024  # any packet but PUBLISH: a SUBACK, a CONNACK are bytes
+
 
 class Client(paho.Client):
     """``paho.Client`` that keeps why its last connect attempt failed.
@@ -71,19 +79,30 @@ class BufferedClient(Client):
 
     Set ``on_publish_fast`` to receive MQTT 3.1.1 QoS 0/1 messages without an
     ``MQTTMessage``; ``on_message`` still gets the rest (MQTT 5, QoS 2).
+
+    A PUBLISH whose payload is over ``max_payload`` bytes is never buffered: its first
+    ``OVERSIZE_HEAD`` bytes go to ``on_oversize`` with its size, the rest is read and
+    dropped as it arrives. A packet split over many reads is joined once, when its last
+    byte is in. ``copied_bytes`` counts the bytes copied for packets of READ_SIZE or more
+    and for packets split across reads (joins, stashes, the copy out): linear in what
+    arrives, where joining on every read was quadratic in a packet's size. (A small
+    packet within one read is sliced and copied out, a bounded cost not counted.)
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._rbuf = bytearray()  # the start of a packet whose rest has not arrived yet
         self.on_publish_fast: PublishCallback | None = None
+        self.on_oversize: OversizeCallback | None = None
+        self.max_payload = DEFAULT_MAX_PAYLOAD
+        self.copied_bytes = 0
+        self._drop_buffer()
 
     # -- receiving ------------------------------------------------------------------------
 
     def loop_read(self, max_packets: int = 1) -> paho.MQTTErrorCode:
         # paho's loop_read reads one packet per select() with three or more recv calls;
         # this one reads what the socket has (up to READ_SIZE) and handles every complete
-        # packet in it. A packet's head or tail that has not arrived yet waits in _rbuf.
+        # packet in it. A packet's head or tail that has not arrived yet waits in _parts.
         if self._sock is None:
             return paho.MQTT_ERR_NO_CONN
         try:
@@ -100,18 +119,39 @@ class BufferedClient(Client):
             return self._loop_rc_handle(paho.MQTT_ERR_CONN_LOST)
         with self._msgtime_mutex:
             self._last_bytes_received = paho.time_func()
-        if self._rbuf:
-            self._rbuf += data
-            data = self._rbuf
-        rc = self._handle_packets(data)
+        rc = self.feed(data)
         if rc > 0:
             return self._loop_rc_handle(rc)
         return _MQTT_ERR_SUCCESS
 
-    def _handle_packets(self, buf: bytes | bytearray) -> int:
-        """Handle every complete packet in `buf`; keep the incomplete rest in _rbuf."""
+    def feed(self, data: bytes) -> int:
+        """Handle the bytes of one read: what completes a packet, the rest kept; an rc."""
+        if self._skip:  # the tail of an oversize PUBLISH: dropped as it comes
+            n = min(self._skip, len(data))
+            self._skip -= n
+            if self._skip:
+                return _MQTT_ERR_SUCCESS
+            rc = self._oversize(*self._skipped)  # type: ignore[misc]
+            self._skipped = None
+            data = data[n:]  # what follows it: at most one read
+            self.copied_bytes += len(data)
+            if rc > 0 or not data:
+                return rc
+        if self._parts:
+            self._parts.append(data)
+            self._have += len(data)
+            if self._have < self._need:
+                return _MQTT_ERR_SUCCESS  # still incomplete: kept as it came, no copy
+            data = b"".join(self._parts)  # once per packet, when its last byte is in
+            self.copied_bytes += len(data)
+            self._parts, self._have, self._need = [], 0, 0
+        return self._handle_packets(data)
+
+    def _handle_packets(self, buf: bytes) -> int:
+        """Handle every complete packet in `buf`; keep the incomplete rest."""
         pos, size = 0, len(buf)
         rc = 0
+        recheck = False  # an oversize PUBLISH whose head is still on the way
         while size - pos >= 2:
             command = buf[pos]
             # Remaining length: 1 to 4 bytes, 7 bits each, low bits first.
@@ -127,21 +167,117 @@ class BufferedClient(Client):
                 if shift > 21:
                     self._drop_buffer()
                     return paho.MQTT_ERR_PROTOCOL  # more than 4 length bytes
-            if not complete or i + length > size:
-                break  # the packet has not fully arrived yet
+            if not complete:
+                break
             end = i + length
             if command & 0xF0 == paho.PUBLISH:
-                rc = self._publish(command, buf[i:end])
+                if length > self.max_payload:  # maybe over: a payload is most of a packet
+                    over = self._check_oversize(command, buf, i, end, size)
+                    if over is None:
+                        recheck = True
+                        break  # its topic or head has not arrived yet: look again next read
+                    if over:
+                        pos = min(end, size)
+                        if self._sock is None:
+                            return _MQTT_ERR_SUCCESS
+                        continue
+            elif length > MAX_CONTROL_PACKET:
+                self._easy_log(paho.MQTT_LOG_ERR, "control packet of %d bytes refused", length)
+                self._drop_buffer()
+                return paho.MQTT_ERR_PROTOCOL
+            if end > size:
+                break  # the packet has not fully arrived yet
+            # A small packet is sliced (a copy, cheaper per message than a memoryview); a
+            # big one is viewed, so its payload is copied once, not twice.
+            if length < READ_SIZE:
+                packet: bytes | memoryview = buf[i:end]
             else:
-                rc = self._handle_one(command, length, buf[i:end])
+                packet = memoryview(buf)[i:end]
+                self.copied_bytes += length  # its copy out, in _publish or _handle_one
+            if command & 0xF0 == paho.PUBLISH:
+                rc = self._publish(command, packet)
+            else:
+                rc = self._handle_one(command, length, packet)
             pos = end
             if rc > 0 or self._sock is None:
                 self._drop_buffer()
                 return rc
-        self._rbuf = bytearray(buf[pos:]) if pos < size else bytearray()
+        if pos < size:
+            rest = bytes(buf[pos:])  # the start of a packet: at most one read's worth
+            self.copied_bytes += len(rest)
+            self._parts, self._have = [rest], len(rest)
+            # Joined again at the next read when the packet may be oversize: what is kept
+            # so is at most its topic and OVERSIZE_HEAD, never the payload.
+            self._need = len(rest) + 1 if recheck else self._packet_size(rest)
         return rc
 
-    def _handle_one(self, command: int, length: int, packet: bytes | bytearray) -> int:
+    @staticmethod
+    def _packet_size(head: bytes) -> int:
+        """The whole size of the packet `head` starts (0 while its length is incomplete)."""
+        length, shift = 0, 0
+        for i in range(1, min(len(head), 5)):
+            length |= (head[i] & 0x7F) << shift
+            if head[i] < 0x80:
+                return i + 1 + length
+            shift += 7
+        return 0  # unknown: the next read joins and looks again (a few bytes)
+
+    def _check_oversize(self, command: int, buf: bytes, i: int, end: int,
+                        size: int) -> bool | None:
+        """Whether the PUBLISH at buf[i:end] has a payload over max_payload, and if so
+        refuse it: its head to on_oversize now or once its tail was dropped. None: its
+        variable header has not arrived yet."""
+        qos = (command & 0x06) >> 1
+        if size - i < 2:
+            return None
+        start = i + 2 + ((buf[i] << 8) | buf[i + 1])  # after the topic
+        pos = start + (2 if qos else 0)
+        if self._protocol == paho.MQTTv5:  # properties: a variable byte length, then them
+            plen, shift = 0, 0
+            while True:
+                if pos >= size:
+                    return None
+                byte = buf[pos]
+                pos += 1
+                plen |= (byte & 0x7F) << shift
+                if byte < 0x80 or shift > 21:
+                    break
+                shift += 7
+            pos += plen
+        payload_size = end - pos
+        if payload_size <= self.max_payload:
+            return False
+        if pos + OVERSIZE_HEAD > size and end > size:
+            if pos - i > MAX_CONTROL_PACKET:
+                return False  # a topic this long is paho's to refuse
+            return None  # wait for the head (a read or two; the rest is never held)
+        try:
+            topic = bytes(buf[i + 2:start]).decode()
+        except UnicodeDecodeError:
+            topic = bytes(buf[i + 2:start]).decode("utf-8", "backslashreplace")
+        mid = ((buf[start] << 8) | buf[start + 1]) if qos else 0
+        head = bytes(buf[pos:min(pos + OVERSIZE_HEAD, end)])
+        notice = (topic, head, payload_size, qos, bool(command & 0x01), bool(command & 0x08), mid)
+        if end <= size:
+            rc = self._oversize(*notice)
+            if rc > 0:
+                self._drop_buffer()
+        else:
+            self._skip, self._skipped = end - size, notice
+        return True
+
+    def _oversize(self, topic: str, head: bytes, payload_size: int, qos: int, retain: bool,
+                  dup: bool, mid: int) -> int:
+        callback = self.on_oversize
+        self._easy_log(paho.MQTT_LOG_WARNING, "PUBLISH on %s with %d bytes over max_payload %d",
+                       topic, payload_size, self.max_payload)
+        if callback is None:
+            return paho.MQTT_ERR_PROTOCOL  # nobody to tell: drop the connection, not memory
+        with self._in_callback_mutex:
+            callback(topic, head, payload_size, qos, retain, dup, mid)
+        return _MQTT_ERR_SUCCESS
+
+    def _handle_one(self, command: int, length: int, packet: bytes | bytearray | memoryview) -> int:
         # paho's handlers read the packet from _in_packet, as its _packet_read leaves it.
         self._in_packet = {"command": command, "have_remaining": 1, "remaining_count": [],
                            "remaining_mult": 1, "remaining_length": length,
@@ -157,7 +293,11 @@ class BufferedClient(Client):
         return rc
 
     def _drop_buffer(self) -> None:
-        self._rbuf = bytearray()
+        self._parts: list[bytes] = []  # a packet's start and the reads after it
+        self._have = 0  # bytes in _parts
+        self._need = 0  # the whole packet's size, once its length is known (else 0)
+        self._skip = 0  # bytes of an oversize PUBLISH still to drop
+        self._skipped: tuple[str, bytes, int, int, bool, bool, int] | None = None
 
     def _sock_close(self) -> None:
         # Bytes of a dead connection must never be parsed as the start of the next one.
@@ -168,7 +308,7 @@ class BufferedClient(Client):
         self._drop_buffer()
         return super().reconnect()
 
-    def _publish(self, command: int, packet: bytes | bytearray) -> int:
+    def _publish(self, command: int, packet: bytes | bytearray | memoryview) -> int:
         callback = self.on_publish_fast
         qos = (command & 0x06) >> 1
         if callback is None or qos == 2 or self._protocol != paho.MQTTv311:

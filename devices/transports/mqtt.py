@@ -40,7 +40,13 @@ from paho.mqtt.properties import Properties
 
 from devices.transports._errors import DeviceUnavailable, TransportClosed, TransportError
 from devices.transports._mqtt_errors import connect_error_text, refusal_text
-from devices.transports._paho_client import FAST_PATH, BufferedClient, Client
+from devices.transports._paho_client import (
+    DEFAULT_MAX_PAYLOAD,
+    FAST_PATH,
+    OVERSIZE_HEAD,
+    BufferedClient,
+    Client,
+)
 from devices.transports._session import SessionFile, new_epoch
 from devices.transports._state import AsyncTransport, Backoff, ConnectionState, StateCallback
 from devices.transports._tls import client_context
@@ -85,6 +91,10 @@ class MqttConfig:
     # broker's window does not bound this: Mosquitto 2.0 sends its queued backlog in bursts
     # of hundreds once acks flow, whatever max_inflight_messages or Receive Maximum say.
     max_queued: int = 1000
+    # Bytes of payload a message may have. A larger one is refused as it arrives (never
+    # held whole): the consumer gets its first OVERSIZE_HEAD bytes and its size
+    # (MqttMessage.oversize), for a dead letter. Well under Mosquitto's own 256 MB.
+    max_payload: int = DEFAULT_MAX_PAYLOAD
     # Where the session's epoch is kept (see _session.py), so that after a restart the
     # redeliveries of a resumed session carry the epoch their first copies were written
     # with. None: in memory only (a new transport's redeliveries are then new messages).
@@ -110,6 +120,8 @@ class MqttConfig:
             raise ValueError(f"keepalive must be >= 1 second, got {self.keepalive!r}")
         if self.max_queued < 1:
             raise ValueError(f"max_queued must be >= 1 message, got {self.max_queued!r}")
+        if not isinstance(self.max_payload, int) or self.max_payload < 1:
+            raise ValueError(f"max_payload must be >= 1 byte, got {self.max_payload!r}")
         if self.password is not None and not isinstance(self.password, str):
             # Never the value: a numeric password is still a password.
             raise ValueError(f"password must be a string, got a {type(self.password).__name__} "
@@ -133,6 +145,9 @@ class MqttMessage:
     mid: int = 0
     #: The session's epoch: packet ids of different epochs are different messages.
     session: str = ""
+    #: Not 0: the payload had this many bytes, over ``max_payload``; ``payload`` holds only
+    #: its first ``OVERSIZE_HEAD`` bytes (the rest was dropped as it arrived).
+    oversize: int = 0
 
     async def ack(self) -> None:
         """Acknowledge to the broker (QoS 1 PUBACK) at once; never blocks."""
@@ -161,6 +176,7 @@ class MqttStats:
     stale_acks: int = 0  # acks of messages from an earlier connection: the broker resends them
     connects: int = 0
     disconnects: int = 0
+    oversize: int = 0  # messages refused for a payload over max_payload
 
 
 class MqttTransport(AsyncTransport):
@@ -270,6 +286,8 @@ class MqttTransport(AsyncTransport):
         client.on_message = self._on_message
         if isinstance(client, BufferedClient):
             client.on_publish_fast = self._on_publish
+            client.on_oversize = self._on_oversize
+            client.max_payload = c.max_payload
         client.on_unsubscribe = self._on_unsubscribe
         return client
 
@@ -503,14 +521,27 @@ class MqttTransport(AsyncTransport):
 
     def _on_message(self, client, userdata, msg: paho.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
         # paho's own path: MQTT 5, or a client without BufferedClient's.
+        if len(msg.payload) > self.config.max_payload:  # without BufferedClient: too late
+            self._on_oversize(msg.topic, bytes(msg.payload[:OVERSIZE_HEAD]), len(msg.payload),
+                              msg.qos, bool(msg.retain), bool(msg.dup), msg.mid)
+            return
         self._on_publish(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), bool(msg.dup),
                          msg.mid)
 
+    def _on_oversize(self, topic: str, head: bytes, size: int, qos: int, retain: bool, dup: bool,
+                     mid: int) -> None:
+        self.stats.oversize += 1
+        log.warning("%s: message on %r has %d bytes of payload, over max_payload %d: refused "
+                    "(its first %d bytes go to the dead letters)", self.id, topic, size,
+                    self.config.max_payload, len(head))
+        self._on_publish(topic, head, qos, retain, dup, mid, size)
+
     def _on_publish(self, topic: str, payload: bytes, qos: int, retain: bool, dup: bool,
-                    mid: int) -> None:
+                    mid: int, oversize: int = 0) -> None:
         # functools.partial: made and called in C, cheaper per message than a lambda.
         ack = functools.partial(self._ack, mid, qos, self._generation) if qos > 0 else None
-        message = MqttMessage(topic, payload, qos, retain, dup, ack, mid, self._epoch or "")
+        message = MqttMessage(topic, payload, qos, retain, dup, ack, mid, self._epoch or "",
+                              oversize)
         # deque.append is atomic; the loop is woken once per batch, not per message (a
         # call_soon_threadsafe is a self-pipe write and a loop turn). Appending before
         # reading the flag: a wake-up that already reset it still finds this message.

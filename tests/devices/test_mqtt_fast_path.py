@@ -165,7 +165,7 @@ def test_packets_split_anywhere_across_reads_come_out_whole(chunk):
         ours.close()
         broker.close()
     assert got == sent
-    assert not client._rbuf
+    assert not client._parts
 
 
 def test_a_length_of_more_than_four_bytes_or_a_closed_socket_ends_the_connection():
@@ -188,4 +188,4 @@ def test_a_length_of_more_than_four_bytes_or_a_closed_socket_ends_the_connection
             ours.close()
             broker.close()
         assert got == [("ok", b"1", 1, False, False, 5)]  # what came before is handed on
-        assert client._sock is None and not client._rbuf  # paho closed it; nothing kept
+        assert client._sock is None and not client._parts  # paho closed it; nothing kept
