@@ -44,6 +44,7 @@ from broker import (
     SystemClock,
     TopicConfig,
 )
+from broker import ConfigError as BrokerConfigError
 from devices import (
     CODECS,
     CONVENTIONS,
@@ -418,6 +419,8 @@ class EventWriter:
             completions = self._completions = _Completions(asyncio.get_running_loop())
         try:
             record = self.producer.send(topic, value, key, headers, None, timestamp_ms)
+        except BrokerConfigError:
+            raise  # this record's arguments, not the log's state: the caller refuses the record
         except Exception as exc:
             on_failed(exc)
             raise
@@ -565,7 +568,11 @@ class EventWriter:
                 written.count += 1
                 written.last = (reading, ts, ingest, event_value)
 
-            write = self._append(failed, d.topic, durable, value, key, headers, ts)
+            try:
+                write = self._append(failed, d.topic, durable, value, key, headers, ts)
+            except BrokerConfigError as exc:  # the log refused the record itself: its data
+                raise ReadingRejected(f"{reading.device_id}: the log refused the record "
+                                      f"({type(exc).__name__}: {exc})", reading.schema) from None
             if delivery is not None:
                 redeliveries.add(delivery.identity, write)
             if content_key is not None:

@@ -109,7 +109,7 @@ def device_check_settings(raw: Mapping[str, Any], path: str,
         ms = _ms_of(v)
         if ms is None:
             bad(f"{path}.earliest_time", "a date (1990-01-01), an offset date-time "
-                "(1990-01-01T00:00:00Z) or ms since 1970", v)
+                "(1990-01-01T00:00:00Z) or ms since 1970, not before 1970", v)
         else:
             earliest = ms
     return overrides, earliest
@@ -118,12 +118,12 @@ def device_check_settings(raw: Mapping[str, Any], path: str,
 def _ms_of(v: Any) -> int | None:
     if isinstance(v, bool):
         return None
-    if isinstance(v, int):
-        return v if -(2**63) <= v < 2**63 else None
     if isinstance(v, _dt.datetime):
         if v.tzinfo is None:
             return None  # a local time of which zone? STYLE: never naive
-        return int(v.timestamp() * 1000)
-    if isinstance(v, _dt.date):
-        return int(_dt.datetime(v.year, v.month, v.day, tzinfo=_dt.UTC).timestamp() * 1000)
+        v = int(v.timestamp() * 1000)
+    elif isinstance(v, _dt.date):
+        v = int(_dt.datetime(v.year, v.month, v.day, tzinfo=_dt.UTC).timestamp() * 1000)
+    if isinstance(v, int):  # not before 1970: a Kafka record's time is not negative
+        return v if 0 <= v < 2**63 else None
     return None

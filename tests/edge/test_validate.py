@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,28 @@ async def test_dead_letter_reasons_are_bounded_in_the_metrics_and_the_header(tmp
     assert {s.labels["reason"] for s in samples} >= {"other", "temperature_c = 0 is outside"}
     [last] = [r for r in read_topic(tmp_path / "data", "dead-letters") if r.offset == 100]
     assert dict(last.headers)["reason"] == b"k" * 1000 + b"... (5000 characters)"
+
+
+async def test_a_record_the_log_refuses_when_sent_is_refused_as_a_reading_the_log_stays_well(
+        tmp_path: Path):
+    # The broker's send() refuses a record's arguments with a ConfigError (here: a topic the
+    # log writes itself, which only a hand-made DeviceConfig can name): the reading is
+    # refused (the adapter dead-letters it), nothing counts as a failure of the log.
+    cfg = config_from_dict(config(tmp_path))
+    producer = KafkaProducer(log_config=log_config_of(cfg))
+    writer = EventWriter(producer, cfg, Metrics())
+    device = dataclasses.replace(cfg.devices[0], topic="__drop_ledger")
+    runner = DeviceRunner(device, writer, writer.metrics)
+    try:
+        with pytest.raises(ReadingRejected, match="the log refused the record .InvalidTopicError"):
+            writer.sink_for(runner)(reading().with_timestamp(NOW))
+    finally:
+        producer.close()
+    assert writer.last_failure is None
+
+
+def test_earliest_time_is_not_before_1970(tmp_path: Path):
+    import datetime as dt
+
+    with pytest.raises(ConfigError, match="earliest_time: expected .* not before 1970"):
+        config_from_dict(config(tmp_path, earliest_time=dt.date(1969, 12, 31)))
