@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ._config import INTERNAL_TOPICS, MAX_PARTITIONS, validate_topic_name
+from ._config import INTERNAL_TOPICS, MAX_PARTITIONS, is_int, validate_topic_name
 from ._errors import ConfigError, InvalidTopicError, SerializationError
 from ._records import TopicPartition
 
@@ -74,18 +74,23 @@ def check_headers(headers: Any) -> None:
 
 
 def check_record(partition: object, timestamp_ms: object, headers: Sequence[Any] | None) -> None:
-    """The checks of ``send()`` after the topic and serialisation, in one call."""
-    if partition is not None:
+    """The checks of ``send()`` after the topic and serialisation, in one call.
+
+    The usual values pass by exact type tests inline; the functions above run (and
+    word the error) only for the rest: a function call per check cost ~7% of send().
+    """
+    if partition is not None and not (type(partition) is int and 0 <= partition < MAX_PARTITIONS):
         check_partition(partition)
-    if timestamp_ms is not None:
+    if timestamp_ms is not None and not (type(timestamp_ms) is int and 0 <= timestamp_ms <= MAX_TIMESTAMP_MS):
         check_timestamp(timestamp_ms)
     if headers is not None:
-        check_headers(headers)
-
-
-def is_int(value: object) -> bool:
-    """An int that is not a bool (True is an int to Python, never a count or an offset to us)."""
-    return isinstance(value, int) and not isinstance(value, bool)
+        if type(headers) is not list:
+            check_headers(headers)
+            return
+        for h in headers:
+            if not (type(h) is tuple and len(h) == 2 and type(h[0]) is str and type(h[1]) is bytes):
+                check_headers(headers)
+                return
 
 
 def check_topic_partition(tp: object, what: str) -> TopicPartition:

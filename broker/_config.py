@@ -51,7 +51,7 @@ _TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 _INT_RE = re.compile(r"^[+-]?[0-9]+$")
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
     """An int that is not a bool (True is an int to Python, never a count or an offset to us)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -91,6 +91,15 @@ class TopicConfig:
         "retention.bytes": "retention_bytes",
         "priority": "priority",
     }
+
+    def __post_init__(self) -> None:
+        # The same bounds as altered() applies to Kafka-style strings: what SQLite's
+        # INTEGER holds, and -1 or more for the limits (a str was stored as TEXT).
+        for key, attr in self._KEYS.items():
+            value = getattr(self, attr)
+            least, shown = (-(2**63), "-2**63") if attr == "priority" else (-1, "-1")
+            if not is_int(value) or not least <= value < 2**63:
+                raise ConfigError(f"{key}: expected an integer from {shown} to 2**63-1, got {value!r:.80}")
 
     def to_kafka(self) -> dict[str, str]:
         """The config as Kafka-style string pairs."""
@@ -165,11 +174,11 @@ class LogConfig:
             ) from None
         if self.quota_bytes is not None and (not isinstance(self.quota_bytes, int) or self.quota_bytes <= 0):
             raise ConfigError(f"quota_bytes: expected a positive integer or None, got {self.quota_bytes!r}")
-        if not _is_int(self.default_partitions) or not 1 <= self.default_partitions <= MAX_PARTITIONS:
+        if not is_int(self.default_partitions) or not 1 <= self.default_partitions <= MAX_PARTITIONS:
             raise ConfigError(
                 f"default_partitions: expected an integer from 1 to {MAX_PARTITIONS}, got {self.default_partitions!r}"
             )
-        if self.quota_bytes is not None and not _is_int(self.quota_bytes):
+        if self.quota_bytes is not None and not is_int(self.quota_bytes):
             raise ConfigError(f"quota_bytes: expected a positive integer or None, got {self.quota_bytes!r}")
         if self.quota_bytes is not None and self.quota_bytes < MIN_QUOTA_BYTES:
             raise ConfigError(

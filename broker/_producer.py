@@ -61,9 +61,10 @@ class KafkaProducer:
             raise ConfigError("send() needs a value or a key (both were None)")
         k = self._serialize(key, self._key_serializer, "key", topic)
         v = self._serialize(value, self._value_serializer, "value", topic)
-        check_record(partition, timestamp_ms, headers)
-        if partition is not None:
-            self._check_partition_exists(topic, partition)
+        if partition is not None or timestamp_ms is not None or headers is not None:
+            check_record(partition, timestamp_ms, headers)
+            if partition is not None and partition >= self._partition_counts.get(topic, 0):
+                self._check_partition_exists(topic, partition)
         return self._log.append(topic, partition, k, v, headers, timestamp_ms)
 
     def _check_partition_exists(self, topic: str, partition: int) -> None:
@@ -73,9 +74,6 @@ class KafkaProducer:
         asked for (a topic may grow); the writer checks again at commit, where a topic
         that shrank by being re-created is caught.
         """
-        n = self._partition_counts.get(topic, 0)
-        if partition < n:
-            return
         from ._admin import known_partition_count
 
         n = known_partition_count(self._log, topic)

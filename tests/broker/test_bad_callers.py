@@ -29,11 +29,13 @@ from broker import (
     KafkaAdminClient,
     KafkaConsumer,
     KafkaProducer,
+    LogConfig,
     NewPartitions,
     NewTopic,
     OffsetAndMetadata,
     SerializationError,
     StorageError,
+    TopicConfig,
     TopicPartition,
     UnknownTopicOrPartitionError,
 )
@@ -315,6 +317,7 @@ _METHODS = {
               "alter_consumer_group_offsets", "reset_consumer_group_offsets", "delete_consumer_groups",
               "protect_consumer_group", "read_state_store", "delete_state_stores"],
 }
+_METHODS["transaction"] = ["send", "commit_offsets", "put_state"]
 _CALLS = [(client, name) for client, names in _METHODS.items() for name in names]
 
 
@@ -324,14 +327,17 @@ def test_any_arguments_give_a_broker_error_or_an_answer(log_dir: Path, call: tup
     client, name = call
     with KafkaConsumer(data_dir=log_dir, group_id="g") as consumer, KafkaAdminClient(data_dir=log_dir) as admin, \
             KafkaProducer(data_dir=log_dir) as producer:
-        target = {"producer": producer, "consumer": consumer, "admin": admin}[client]
+        txn = producer.begin_transaction()
+        target = {"producer": producer, "consumer": consumer, "admin": admin, "transaction": txn}[client]
         if name.startswith("poll") and isinstance(args[0], int | float) and not isinstance(args[0], bool) \
                 and args[0] > 10:
             args[0] = 10  # a long wait is a right answer, not one to wait for here
         try:
             result = getattr(target, name)(*args)
-            if name == "send":
+            if name == "send" and client == "producer":
                 result.get(10)
+            if client == "transaction":
+                txn.commit()
         except BrokerError:
             pass
         except TypeError as exc:  # a wrong number of arguments is Python's to say
@@ -382,3 +388,28 @@ def test_cli_refuses_with_one_line_and_exit_1(log_dir: Path, args: tuple[str, ..
     with KafkaAdminClient(data_dir=log_dir) as admin:
         assert admin.list_topics() == ["keep"] and admin.list_consumer_groups() == []
         assert len(admin.describe_topics(["keep"])[0].partitions) == 2
+
+
+_OPTIONS = {
+    KafkaConsumer: ["group_id", "auto_offset_reset", "enable_auto_commit", "auto_commit_interval_ms",
+                    "key_deserializer", "value_deserializer", "consumer_timeout_ms", "max_poll_records"],
+    KafkaProducer: ["key_serializer", "value_serializer"],
+    LogConfig: ["durability", "quota_bytes", "full_policy", "default_partitions", "default_topic_config",
+                "auto_create_topics", "retention_check_interval_s", "busy_timeout_s"],
+    TopicConfig: ["retention_ms", "retention_bytes", "priority"],
+}
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_options_give_a_config_error_or_an_object(log_dir: Path, data: st.DataObject) -> None:
+    cls = data.draw(st.sampled_from(list(_OPTIONS)))
+    kwargs = data.draw(st.dictionaries(st.sampled_from(_OPTIONS[cls]), _junk, min_size=1, max_size=3))
+    if cls is not TopicConfig:
+        kwargs["data_dir"] = log_dir
+    try:
+        made = cls(**kwargs)
+    except ConfigError:
+        return
+    if hasattr(made, "close"):
+        made.close()
