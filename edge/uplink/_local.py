@@ -100,6 +100,10 @@ class LocalSide:
                 out[tp] = committed
         return out
 
+    def end_offsets(self) -> dict[TopicPartition, int]:
+        """The log end offset of each replicated partition."""
+        return {tp: self._consumer.highwater(tp) for tp in self._assigned}
+
     def _start_of(self, tp: TopicPartition) -> int:
         if tp in self._start:
             return self._start[tp]

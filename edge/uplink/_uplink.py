@@ -335,6 +335,17 @@ class Uplink:
                 out[tp] = max(off, out.get(tp, 0))
         for tp, off in checkpoint.items():
             out[tp] = max(off, out.get(tp, 0))
+        # Upstream says more was sent than this log ever held: it was another log under our
+        # edge id (a box re-imaged or its topic recreated), whose offsets say nothing here;
+        # trusting them would skip this log's records silently.
+        ends = await self._in_thread(self._local.end_offsets)
+        for tp, off in out.items():
+            if tp in ends and off > ends[tp]:
+                log.warning("uplink %s: upstream has %s up to offset %d but this log ends at %d:"
+                            " it came from another log with this edge id; sending %s from"
+                            " offset %d (the local commit)", self.config.edge_id, tp, off,
+                            ends[tp], tp, floor.get(tp, 0))
+                out[tp] = floor.get(tp, 0)
         return out
 
     async def _close_upstream(self, clean: bool = True) -> None:

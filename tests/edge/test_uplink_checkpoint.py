@@ -134,3 +134,31 @@ async def test_idle_topic_checkpoint_outlives_offset_retention_and_a_broker_outa
                        "drain after the restart", uplink)
     got = await read_upstream(servers, ["up." + busy, "up." + idle], busy_total + 150)
     check_exactly_once(got, {busy: busy_total, idle: 150})
+
+
+async def test_box_reimaged_with_the_same_edge_id_sends_its_new_log(tmp_path, kafka_cluster,
+                                                                   caplog):
+    servers = kafka_cluster.bootstrap_servers
+    t, edge_id = unique("reimaged"), unique("edge")
+    old, new = tmp_path / "old-card", tmp_path / "new-card"
+    create_local_topics(old, {t: 3})
+    produce_local(old, t, 300, keys=30)
+    cfg = UplinkConfig(edge_id=edge_id, bootstrap_servers=servers, data_dir=old,
+                       topics={t: "up." + t})
+    async with Uplink(cfg) as uplink:
+        await wait_for(lambda: uplink.status().records_total >= 300, 60, "old log", uplink)
+    # A new SD card, the same config: the checkpoint upstream (~100 per partition) is past
+    # the end of every partition of the new log (~33 each).
+    create_local_topics(new, {t: 3})
+    produce_local(new, t, 100, keys=30, start=1000)
+    cfg = UplinkConfig(edge_id=edge_id, bootstrap_servers=servers, data_dir=new,
+                       topics={t: "up." + t})
+    async with Uplink(cfg) as uplink:
+        await wait_for(lambda: uplink.status().lag and uplink.status().lag_records == 0, 60,
+                       "new log", uplink)
+        assert uplink.status().records_total == 100
+    said = [r.getMessage() for r in caplog.records if "from another log" in r.getMessage()]
+    assert len(said) == 3, said   # one per partition, naming where it resumes
+    got = await read_upstream(servers, ["up." + t], 400)
+    values = sorted(int(r.value.decode().rsplit(":", 1)[1]) for r in got)
+    assert values == [*range(300), *range(1000, 1100)]
