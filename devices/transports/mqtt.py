@@ -91,6 +91,9 @@ class MqttConfig:
     # broker's window does not bound this: Mosquitto 2.0 sends its queued backlog in bursts
     # of hundreds once acks flow, whatever max_inflight_messages or Receive Maximum say.
     max_queued: int = 1000
+    # And bytes of payload held so, whatever the count: 1000 messages of max_payload would
+    # be a gigabyte on a Pi. One message is always let through, however big.
+    max_queued_bytes: int = 16 * 1024 * 1024
     # Bytes of payload a message may have. A larger one is refused as it arrives (never
     # held whole): the consumer gets its first OVERSIZE_HEAD bytes and its size
     # (MqttMessage.oversize), for a dead letter. Well under Mosquitto's own 256 MB.
@@ -120,6 +123,8 @@ class MqttConfig:
             raise ValueError(f"keepalive must be >= 1 second, got {self.keepalive!r}")
         if self.max_queued < 1:
             raise ValueError(f"max_queued must be >= 1 message, got {self.max_queued!r}")
+        if self.max_queued_bytes < 1:
+            raise ValueError(f"max_queued_bytes must be >= 1, got {self.max_queued_bytes!r}")
         if not isinstance(self.max_payload, int) or self.max_payload < 1:
             raise ValueError(f"max_payload must be >= 1 byte, got {self.max_payload!r}")
         if self.password is not None and not isinstance(self.password, str):
@@ -194,6 +199,9 @@ class MqttTransport(AsyncTransport):
         self._queue: collections.deque[MqttMessage] = collections.deque()  # appended by paho's thread
         self._wake_scheduled = False
         self._room = threading.Event()  # cleared while the queue is full: paho's thread waits
+        # Payload bytes queued = _bytes_in - _bytes_out; each counter has one writer thread.
+        self._bytes_in = 0  # paho's thread
+        self._bytes_out = 0  # the loop's thread
         self._room.set()
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -363,7 +371,9 @@ class MqttTransport(AsyncTransport):
         if not self._queue:
             return None
         message = self._queue.popleft()
-        if not self._room.is_set() and len(self._queue) <= self.config.max_queued // 2:
+        self._bytes_out += len(message.payload)
+        if not self._room.is_set() and len(self._queue) <= self.config.max_queued // 2 and \
+                self._bytes_in - self._bytes_out <= self.config.max_queued_bytes // 2:
             self._room.set()
         return message
 
@@ -546,6 +556,7 @@ class MqttTransport(AsyncTransport):
         # call_soon_threadsafe is a self-pipe write and a loop turn). Appending before
         # reading the flag: a wake-up that already reset it still finds this message.
         self._queue.append(message)
+        self._bytes_in += len(payload)
         self.stats.messages += 1
         if not self._wake_scheduled:
             self._wake_scheduled = True
@@ -553,11 +564,12 @@ class MqttTransport(AsyncTransport):
         # Backpressure: stop reading the socket while the consumer is this far behind (the
         # broker keeps the rest, and TCP tells it to wait), so memory stays flat under
         # overload. Acks queued meanwhile go out when paho's loop runs again.
-        limit = self.config.max_queued
-        while len(self._queue) >= limit and not self._closed:
+        limit, byte_limit = self.config.max_queued, self.config.max_queued_bytes
+        while (len(self._queue) >= limit or self._bytes_in - self._bytes_out >= byte_limit) \
+                and self._queue and not self._closed:
             self._room.clear()
-            if len(self._queue) < limit:  # the consumer took one between the check and clear
-                break
+            if len(self._queue) < limit and self._bytes_in - self._bytes_out < byte_limit:
+                break  # the consumer took some between the check and clear
             self._room.wait(0.5)
 
     def _fail(self, error: BaseException) -> None:
