@@ -92,6 +92,10 @@ interval = 10.0
 codec = "ds18b20.w1"
 names = { "28-0316a2797aff" = "boiler-in" }
 topic = "temperature"
+# Any device: a reading outside its quantity's physical range (docs/ranges.md) is a dead
+# letter naming the field; `ranges` narrows a quantity to the device's own measuring range.
+ranges = { temperature_c = [-55, 125] }   # the DS18B20's datasheet range, in the table's unit
+# earliest_time = 2000-01-01       # a device-stamped time before this is a dead letter
 
 # Stream processing on the box: each [[streams]] table is one topology, run exactly once
 # over the local log (its progress is consumer group "streams.<name>"). Steps run in order:
