@@ -91,7 +91,8 @@ def decode_headers(text: str | None) -> list[tuple[str, bytes]]:
 # a value SQLite cannot bind (OverflowError: an int beyond 64 bits; InterfaceError,
 # ProgrammingError: a type it cannot store), one too big (DataError), or a constraint
 # or trigger (IntegrityError).  send() checks what it can; these guard what gets past.
-_RECORD_ERRORS = (OverflowError, TypeError, ValueError, sqlite3.IntegrityError, sqlite3.InterfaceError,
+# Not TypeError or ValueError: those would be our own bugs, and every part would fail alike.
+_RECORD_ERRORS = (OverflowError, sqlite3.IntegrityError, sqlite3.InterfaceError,
                   sqlite3.ProgrammingError, sqlite3.DataError)
 
 

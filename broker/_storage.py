@@ -325,6 +325,12 @@ def _identify(conn: sqlite3.Connection, path: Path) -> bool:
             f"{path} is not a valid log: table(s) {', '.join(sorted(missing))} missing; it was left as "
             "it is — move it aside to start a new log, or inspect it with `sqlite3`"
         )
+    row = conn.execute("SELECT value FROM meta WHERE key='log_clock_ms'").fetchone()
+    if row is not None and type(row[0]) is not int:  # compared with ints on every append
+        raise CorruptLogError(
+            f"{path} is not a valid log: meta.log_clock_ms is {row[0]!r:.40}, not a number; it was left "
+            "as it is — move it aside to start a new log, or inspect it with `sqlite3`"
+        )
     return False
 
 

@@ -72,14 +72,16 @@ def test_another_programs_sqlite_file_is_refused_and_left_alone(tmp_path: Path) 
     _refused_everywhere(d, CorruptLogError, "is an SQLite database but not a log")
 
 
-@pytest.mark.parametrize(("version", "error", "needle"), [
-    (2, LogVersionError, "written by a newer version of this software (log schema 2"),
-    ("abc", CorruptLogError, "its schema_version is 'abc', not a number"),
+@pytest.mark.parametrize(("key", "value", "error", "needle"), [
+    ("schema_version", 2, LogVersionError, "written by a newer version of this software (log schema 2"),
+    ("schema_version", "abc", CorruptLogError, "its schema_version is 'abc', not a number"),
+    ("log_clock_ms", "abc", CorruptLogError, "meta.log_clock_ms is 'abc', not a number"),
 ])
-def test_a_log_of_another_schema_is_refused(tmp_path: Path, version: object, error: type, needle: str) -> None:
+def test_a_log_of_another_schema_is_refused(tmp_path: Path, key: str, value: object, error: type,
+                                            needle: str) -> None:
     db = _log(tmp_path / "log")
     with sqlite3.connect(db) as c:
-        c.execute("UPDATE meta SET value=? WHERE key='schema_version'", (version,))
+        c.execute("UPDATE meta SET value=? WHERE key=?", (value, key))
     c.close()
     _refused_everywhere(db.parent, error, needle)
 
