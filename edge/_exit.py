@@ -8,6 +8,7 @@ docs/exit-status.md lists them for operators; a test keeps that table equal to t
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 import broker
@@ -23,7 +24,7 @@ EX_USAGE = 2         # a bad command line (argparse's own status)
 EX_DATAERR = 65      # the log holds what this version cannot use: corrupt, or a newer schema
 EX_UNAVAILABLE = 69  # the health address cannot be listened on (in use, not this host's)
 EX_IOERR = 74        # the data directory cannot be created or written (read-only disk, owner, mode)
-EX_TEMPFAIL = 75     # another `edge run` uses the log, or its write lock is held: may clear
+EX_TEMPFAIL = 75     # another `edge run` uses the log, its write lock is held, the disk is full: may clear
 EX_CONFIG = 78       # the config file is missing, unreadable or does not validate
 
 #: What a restart cannot mend: systemd/edge.service's RestartPreventExitStatus= (a test
@@ -40,13 +41,25 @@ EXIT_STATUSES: dict[int, tuple[str, str]] = {
     EX_UNAVAILABLE: ("EX_UNAVAILABLE", "the health address is in use or not an address of "
                      "this host"),
     EX_IOERR: ("EX_IOERR", "the data directory or log cannot be created or written"),
-    EX_TEMPFAIL: ("EX_TEMPFAIL", "another `edge run` uses the log, or another process holds "
-                  "its write lock"),
+    EX_TEMPFAIL: ("EX_TEMPFAIL", "another `edge run` uses the log, another process holds "
+                  "its write lock, or the disk is full"),
     EX_CONFIG: ("EX_CONFIG", "the config file is missing, unreadable or invalid"),
 }
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def _free_bytes(path: Path) -> int | None:
+    """Bytes an unprivileged user may still write on the filesystem holding ``path`` (or its
+    nearest existing parent); None if it cannot be told."""
+    for p in (path, *path.parents):
+        try:
+            st = os.statvfs(p)
+        except OSError:
+            continue
+        return st.f_bavail * st.f_frsize
+    return None
 
 
 def log_open_error(exc: BaseException, data_dir: Path) -> StartupError:
@@ -56,10 +69,17 @@ def log_open_error(exc: BaseException, data_dir: Path) -> StartupError:
     where = str(data_dir)
     if where not in text:
         text = f"{data_dir / 'log.db'}: {text}"
+    free = _free_bytes(data_dir)
     if isinstance(exc, broker.CorruptLogError | broker.LogVersionError):
         status = EX_DATAERR
     elif isinstance(exc, broker.BrokerError) and exc.retriable:
         status = EX_TEMPFAIL
+    elif free is not None and free < broker.MIN_QUOTA_BYTES:
+        # SQLite reports a disk with no room for the WAL or its index as "disk I/O error",
+        # not "disk full": without this, a start on a full disk was 74 and systemd never
+        # tried again, also once logrotate or retention had made room.
+        status = EX_TEMPFAIL
+        text = f"{text} (the disk holding it has {free} bytes free; the log needs room to open)"
     elif isinstance(exc, broker.BrokerError | OSError):
         status = EX_IOERR
     else:

@@ -10,15 +10,16 @@ Every option can also come from an EDGE_* environment variable; --help names it.
 Exit statuses (sysexits.h; docs/exit-status.md, edge/_exit.py): 0 ok, 1 a crash (or
 unhealthy, for status), 2 bad usage, 78 a config that is missing or does not validate;
 `edge run` that cannot start: 65 the log is corrupt or newer, 74 it cannot be written,
-75 it is locked, 69 the health address is in use. Each is one line on stderr.
+75 it is locked or the disk is full, 69 the health address is in use. Each is one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 
 from edge._config import DEFAULT_HEALTH_ADDRESS, load_config
@@ -46,6 +47,21 @@ def _opt(parser: argparse.ArgumentParser, *flags: str, env: str, **kw):  # type:
     return parser.add_argument(*flags, **kw)
 
 
+def _seconds(minimum: float) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds of at least ``minimum`` (0: more than 0)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (minimum == 0 and value == 0):
+            bound = "more than 0" if minimum == 0 else f"at least {minimum:g}"
+            raise argparse.ArgumentTypeError(f"expected {bound} seconds, got {text!r}")
+        return value
+    parse.__name__ = "seconds"
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `edge`."""
     p = argparse.ArgumentParser(prog="edge", description="The IoT edge appliance: devices into a "
@@ -58,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
          help="the TOML config file")
     _opt(r, "--log-level", env="EDGE_LOG_LEVEL", default="INFO",
          choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
-    _opt(r, "--shutdown-timeout", env="EDGE_SHUTDOWN_TIMEOUT", type=float, default=10.0,
+    _opt(r, "--shutdown-timeout", env="EDGE_SHUTDOWN_TIMEOUT", type=_seconds(0), default=10.0,
          metavar="S", help="on SIGTERM, flush and exit within S seconds")
 
     c = sub.add_parser("config", help="check a config or print an example")
@@ -83,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(s, "--json", env="EDGE_STATUS_JSON", action="store_true", help="print the raw JSON")
     _opt(s, "--watch", env="EDGE_STATUS_WATCH", action="store_true",
          help="refresh every --interval seconds until Ctrl-C")
-    _opt(s, "--interval", env="EDGE_STATUS_INTERVAL", type=float, default=1.0, metavar="S",
+    # At least 0.1 s: 0 asked /health in a busy loop, -1 and nan ended in a traceback.
+    _opt(s, "--interval", env="EDGE_STATUS_INTERVAL", type=_seconds(0.1), default=1.0, metavar="S",
          help="refresh period of --watch")
     return p
 

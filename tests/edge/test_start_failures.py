@@ -7,6 +7,7 @@ line naming the file or address.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import sqlite3
@@ -57,11 +58,14 @@ def test_log_of_a_newer_version(tmp_path: Path) -> None:
     config, _ = write_config(tmp_path, "")
     KafkaProducer(data_dir=str(tmp_path / "data")).close()
     with sqlite3.connect(tmp_path / "data" / "log.db") as conn:
-        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+        # An integer, as a newer version writes it ('99', a string, is no log's version).
+        conn.execute("UPDATE meta SET value = 99 WHERE key = 'schema_version'")
     conn.close()
     rc, err = run_edge(config)
     assert rc == EX_DATAERR and len(err) == 1, err
-    assert str(tmp_path / "data") in err[0] and "newer" in err[0]
+    # The message's own words: tmp_path (.../test_log_of_a_newer_version0/) says "newer" too.
+    assert str(tmp_path / "data") in err[0]
+    assert "written by a newer version of this software (log schema 99" in err[0]
 
 
 @pytest.fixture
@@ -86,6 +90,41 @@ def test_read_only_data_dir(tmp_path: Path, read_only_dir: Path) -> None:
         rc, err = run_edge(config)
         assert rc == EX_IOERR and len(err) == 1, err
         assert str(read_only_dir) in err[0]
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (the tests run as root), unmounted afterwards."""
+    path = tmp_path / "disk"
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def test_a_full_disk_is_a_status_that_restarts(tmp_path: Path, full_disk: Path) -> None:
+    # With 12-28 kB left SQLite fails the new log's WAL index with "disk I/O error", not
+    # "disk full"; that was 74, which the unit never restarts: the box stayed down after
+    # room was made. Whatever SQLite says, a full disk is 75 and the next start works.
+    config, port = tmp_path / "edge.toml", free_port()
+    config.write_text(f'edge_id = "e"\ndata_dir = "{full_disk / "log"}"\n'
+                      f'[health]\naddress = "127.0.0.1:{port}"\n')
+    filler = full_disk / "filler"
+    st = os.statvfs(full_disk)
+    filler.write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 16384))
+    rc, err = run_edge(config)
+    assert rc == EX_TEMPFAIL and rc not in NO_RESTART_STATUSES and len(err) == 1, err
+    assert str(full_disk / "log") in err[0] and "bytes free" in err[0]
+    filler.unlink()
+    edge_log = tmp_path / "edge.log"
+    edge = start_edge(config, edge_log)
+    try:
+        wait_for(lambda: edge.poll() is not None or health(port), 30, "edge run")
+        assert edge.poll() is None, edge_log.read_text()
+    finally:
+        assert stop_edge(edge, edge_log) == 0, edge_log.read_text()
 
 
 def test_health_address_in_use(tmp_path: Path) -> None:
