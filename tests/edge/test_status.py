@@ -164,6 +164,20 @@ def test_status_when_nothing_runs() -> None:
     assert "is `edge run` running?" in proc.stderr
 
 
+@pytest.mark.parametrize("argv", [["status", "--watch", "--interval", "0"],
+                                  ["status", "--watch", "--interval", "-1"],
+                                  ["status", "--watch", "--interval", "nan"],
+                                  ["run", "--config", "edge.toml", "--shutdown-timeout", "nan"],
+                                  ["run", "--config", "edge.toml", "--shutdown-timeout", "-5"]])
+def test_a_period_that_is_no_period_is_a_usage_error(argv: list[str]) -> None:
+    # --interval 0 asked /health in a busy loop; -1 and nan ended in a sleep() traceback.
+    proc = subprocess.run([sys.executable, "-m", "edge", *argv], capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"argument {argv[-2]}: expected" in proc.stderr.splitlines()[-1]
+
+
 def test_a_device_whose_port_cannot_be_opened_says_why(tmp_path: Path) -> None:
     # Not a failure to start (a USB adapter may come later): the device is disconnected,
     # its last_error says why, in /health and `edge status`, and clears once it opens.
