@@ -296,6 +296,8 @@ class EspHomeConvention:
                 return []
             raise DecodeError(payload, f"topic {topic!r} is not <node>/sensor/<name>/state", self.name)
         node, object_id = parts[0], parts[2]
+        if not node:
+            raise DecodeError(payload, f"topic {topic!r} has no node name before /sensor/", self.name)
         if not any(w in object_id.lower() for w in self.temperature_words):
             return []
         text = bytes(payload).decode("ascii", "replace").strip()

@@ -189,6 +189,10 @@ def test_json_mapping_refuses_an_object_true_or_empty_text_as_a_temperature():
     assert checked_event_value(r) == {"temperature_c": 21.5, "note": {"x": [1, "y"]}}
 
 
+def test_a_topic_without_a_device_name_is_a_decode_error_with_a_reason():
+    refused(EspHomeConvention().decode, "/sensor/temperature/state", b"21", match="no node name")
+
+
 def test_a_message_that_yields_nothing_is_a_dead_letter():
     refused(Zigbee2MqttConvention().decode, "zigbee2mqtt/aqara", b'{"humidity":40}',
             match="aqara: no 'temperature'")
