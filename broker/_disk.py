@@ -36,6 +36,7 @@ _FRAME_HEADER = 24
 _TXN_PAGES_MIN = 4
 _TXN_PAGES_MAX = 1000  # SQLite's own default checkpoint threshold: no point going beyond it
 _WAL_SLACK_PAGES = 8  # what a transaction writes beside its records: drops, partitions, meta
+_HEADROOM_MAX = 1 << 20
 _ROW_BYTES = 24  # a row's columns beside key, value and headers: its header, offsets, times
 
 
@@ -64,7 +65,9 @@ def shares(quota: int, page_size: int) -> QuotaShares:
     return QuotaShares(
         quota=quota, page_size=page_size, txn_pages=txn, wal_bytes=wal, db_pages=db_pages,
         ledger_bytes=max(quota // 32, 4096),
-        headroom_pages=max(txn, db_pages // 32),
+        # A 32nd of the database, at most 1 MiB: dropped early, unreplicated records are
+        # lost although the uplink might have come back before they had to go.
+        headroom_pages=max(_TXN_PAGES_MIN, min(db_pages // 32, _HEADROOM_MAX // page_size)),
     )
 
 
