@@ -42,10 +42,23 @@ FAULT_KINDS = (
     "mosquitto-restart",
     "serial-unplug",
     "disk-quota",
+    "second-uplink-eos",
+    "second-uplink-alo",
 )
 #: Faults that mean something to the bridge (it has no serial ports and no disk quota of
-#: its own; the disk-quota fault is a long network cut, which it does feel).
-BRIDGE_FAULTS = tuple(k for k in FAULT_KINDS if k != "serial-unplug")
+#: its own; the disk-quota fault is a long network cut, which it does feel; refused records
+#: and a second uplink are the appliance's own).
+BRIDGE_FAULTS = tuple(
+    k for k in FAULT_KINDS
+    if k not in ("serial-unplug", "refused-record", "second-uplink-eos", "second-uplink-alo")
+)
+#: The upstream blood-pressure topic refuses a record stamped more than this far ahead of
+#: the broker's clock; the refused-record fault sends readings REFUSED_AHEAD_MS ahead, which
+#: the appliance itself takes (its own limit is a day ahead of a trusted clock).
+TIMESTAMP_AFTER_MAX_MS = 3_600_000
+REFUSED_AHEAD_MS = 2 * 3_600_000
+#: Where the uplink keeps records the cluster refused (edge/uplink's dlq_topic default).
+LOCAL_REFUSED_TOPIC = "uplink.dlq"
 
 # Thermometers send one reading a second: their frames carry whole seconds and two decimals,
 # so two readings of one room in one second could be told apart by position only.
@@ -132,6 +145,9 @@ class Profile:
     warmup_s: float = 5.0
     tail_s: float = 6.0
     drain_timeout_s: float = 90.0
+    hostile_rate: float = 0.02  # edge-sim --hostile: per reading, on every simulator
+    refused_records: int = 3  # per refused-record fault
+    second_uplink_s: float = 6.0  # how long a second uplink runs beside the service's
 
 
 PROFILES = {
@@ -192,6 +208,16 @@ def build_schedule(seed: int, profile: Profile) -> list[Fault]:
             elif kind == "service-sigterm":
                 f.detail = "SIGTERM, restart at exit"
                 t += 2.0
+            elif kind == "refused-record":
+                f.detail = (
+                    f"{profile.refused_records} cuff readings {REFUSED_AHEAD_MS // 3_600_000} h "
+                    f"ahead; upstream takes {TIMESTAMP_AFTER_MAX_MS // 3_600_000} h"
+                )
+            elif kind.startswith("second-uplink"):
+                mode = "exactly-once" if kind.endswith("eos") else "at-least-once"
+                f.params["delivery"] = mode
+                f.detail = f"python -m edge.uplink ({mode}) on the same log {profile.second_uplink_s:.0f} s"
+                t += profile.second_uplink_s
             else:
                 f.detail = "graceful restart (persistence kept)"
                 t += 1.0
@@ -255,6 +281,9 @@ class Soak:
         self.started_ms = 0
         self.health_port = free_port()
         self.crashes = {"appliance": 0, "bridge": 0}  # exits nobody asked for
+        self.refused_path = workdir / "refused.jsonl"
+        self.refused_seq = 0
+        self.second_uplinks: list[dict[str, Any]] = []  # how each second uplink ended
         self.sampler = ProcessSampler(self._edge_pid, extra=self._uplink_lag)
 
     # -- the parts ---------------------------------------------------------------------
@@ -348,6 +377,16 @@ class Soak:
         admin = KafkaAdminClient(bootstrap_servers=self.proxied.direct_bootstrap_servers)
         try:
             admin.create_topics([NewTopic(t, 2, 3) for t in self.bridge_topics.values()])
+            # The appliance's upstream blood-pressure topic, made before its uplink would,
+            # with a limit on how far ahead a record's time may be (the refused-record fault).
+            admin.create_topics([
+                NewTopic(
+                    self.edge_topics["blood_pressure"], 2, 3,
+                    topic_configs={
+                        "message.timestamp.after.max.ms": str(TIMESTAMP_AFTER_MAX_MS)
+                    },
+                )
+            ])
         finally:
             admin.close()
 
@@ -378,6 +417,8 @@ class Soak:
                     "1",
                     "--truth",
                     str(self.dir / f"truth-{dev}.jsonl"),
+                    "--hostile",
+                    str(p.hostile_rate),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -410,6 +451,8 @@ class Soak:
                     str(self.dir / f"truth-{name}.jsonl"),
                     "--acks",
                     str(self.dir / f"acks-{name}.txt"),
+                    "--hostile",
+                    str(p.hostile_rate),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -499,12 +542,86 @@ class Soak:
             self.proxied.cluster.restart_broker(f.params["broker"])
         elif f.kind == "mosquitto-restart":
             self.mosquitto.restart()
+        elif f.kind == "refused-record":
+            self._send_refused()
+        elif f.kind.startswith("second-uplink"):
+            self._second_uplink(f.params["delivery"])
         elif f.kind == "serial-unplug":
             self.sims[f.params["device"]].send_signal(signal.SIGUSR1)
             self._sleep(1.0)
             wait_for(self._devices_connected, 120, "the serial device reopened")
         else:
             raise ValueError(f"unknown fault kind {f.kind!r}")
+
+    def _send_refused(self) -> None:
+        """Cuff readings stamped REFUSED_AHEAD_MS ahead, each under a key of its own: the
+        appliance stores them, the upstream topic refuses them."""
+        from devices.simulator._outputs import MqttPublisher
+
+        pub = MqttPublisher("127.0.0.1", self.mosquitto.port, client_id=f"refuser-{self.prefix}")
+        rows = []
+        try:
+            for _ in range(self.profile.refused_records):
+                self.refused_seq += 1
+                n = self.refused_seq
+                values = {"systolic": 150 + n % 40, "diastolic": 90, "pulse": 61}
+                payload = {**values, "unit": "mmHg",
+                           "time": int(time.time() * 1000) + REFUSED_AHEAD_MS + n}
+                pub.publish(f"bp/refused-{n}", json.dumps(payload).encode(), tag=n)
+                rows.append({"device": f"mq-refused-{n}", "kind": "blood_pressure",
+                             "values": {"systolic_mmhg": values["systolic"],
+                                        "diastolic_mmhg": values["diastolic"],
+                                        "pulse_bpm": values["pulse"]}})
+        finally:
+            pub.close(timeout=30)
+        acked = set(pub.acked())
+        with self.refused_path.open("a") as out:
+            for n, row in enumerate(rows, self.refused_seq - len(rows) + 1):
+                if n in acked:  # the appliance owes only what Mosquitto acknowledged
+                    out.write(json.dumps(row) + "\n")
+
+    def _second_uplink(self, delivery: str) -> None:
+        """A second uplink on the service's log and upstream topics, as an operator who
+        starts ``python -m edge.uplink`` by hand beside the running service would; it runs
+        `second_uplink_s` (unless it refuses sooner), then gets SIGTERM."""
+        cmd = [sys.executable, "-m", "edge.uplink", "--edge-id", self.prefix,
+               "--bootstrap-servers", self.proxied.bootstrap_servers,
+               "--data-dir", str(self.dir / "data"), "--delivery", delivery]
+        for local, up in {**self.edge_topics, **self.stream_topics}.items():
+            cmd += ["--topic", f"{local}={up}"]
+        log_path = self.dir / f"second-uplink-{len(self.second_uplinks) + 1}.log"
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+        end = time.monotonic() + self.profile.second_uplink_s
+        while time.monotonic() < end and proc.poll() is None:
+            self._sleep(0.2)
+        ran_s = round(self.profile.second_uplink_s - max(0.0, end - time.monotonic()), 1)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        self.second_uplinks.append({"delivery": delivery, "exit": proc.returncode,
+                                    "ran_s": ran_s, "last_line": tail[0][:300]})
+
+    def _dump_local_refused(self) -> Path:
+        """The local topic of records the cluster refused, as the checker reads arrivals."""
+        from tests.edge._helpers import read_topic
+
+        out = self.dir / "local-refused.jsonl"
+        with out.open("w") as f:
+            for rec in read_topic(self.dir / "data", LOCAL_REFUSED_TOPIC):
+                f.write(json.dumps({
+                    "t": LOCAL_REFUSED_TOPIC, "k": None if rec.key is None else rec.key.decode(
+                        "utf-8", "replace"),
+                    "v": None if rec.value is None else bytes(rec.value).decode("latin-1"),
+                    "ts": rec.timestamp,
+                    "h": {k: (v or b"").decode("utf-8", "replace") for k, v in rec.headers or []},
+                }) + "\n")
+        return out
 
     # -- the run -----------------------------------------------------------------------
 
@@ -572,6 +689,8 @@ class Soak:
         finally:
             self.sampler.stop()
             self._stop_all()
+        self.refused_path.touch()
+        self.local_refused = self._dump_local_refused()
         manifest = self._manifest(load_s)
         (self.dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
         result = checker.check_run(manifest)
@@ -675,6 +794,7 @@ class Soak:
             "duration_s": round(load_s),
             "started_ms": self.started_ms,
             "crashes": self.crashes,
+            "second_uplinks": self.second_uplinks,
             "arrivals": str(d / "arrivals.jsonl"),
             "faults": str(self.fault_log),
             "sources": sources,
@@ -685,6 +805,8 @@ class Soak:
                     "sources": [s["name"] for s in sources],
                     "topics": {**self.edge_topics, **self.stream_topics},
                     "drop_ledger_topic": self.ledger_topic,
+                    "refused": str(self.refused_path),
+                    "local_dead_letters": str(self.local_refused),
                 },
                 *(
                     [

@@ -802,6 +802,7 @@ def check_run(manifest: dict[str, Any]) -> dict[str, Any]:
         "duration_s": manifest.get("duration_s"),
         "started_ms": manifest.get("started_ms"),
         "crashes": manifest.get("crashes", {}),
+        "second_uplinks": manifest.get("second_uplinks", []),
         "faults": faults,
         "systems": [vars(s) for s in systems],
     }
@@ -854,6 +855,13 @@ def format_table(result: dict[str, Any]) -> str:
         + (f"; restarted after exiting on their own: {crashes}" if crashes else ""),
         "",
     ]
+    for u in result.get("second_uplinks") or []:
+        lines.append(
+            f"second uplink ({u['delivery']}): exit {u['exit']} after {u['ran_s']} s; "
+            f"last line: {u['last_line']}"
+        )
+    if result.get("second_uplinks"):
+        lines.append("")
     lines.append("| measure | " + " | ".join(s["name"] for s in systems) + " |")
     lines.append("|---|" + "---:|" * len(systems))
     for label, attr in _ROWS:

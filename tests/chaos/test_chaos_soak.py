@@ -51,6 +51,27 @@ def _assert_appliance(result: dict, profile: Profile) -> None:
     assert edge["duplicates"] == 0, "a reading twice upstream"
     for d in edge["drain_s"]:
         assert not d["applies"] or d["readings"] == 0 or d["drain_s"] is not None, d
+    # Hostile frames (edge-sim --hostile on every simulator): each a dead letter upstream,
+    # but those sent to a serial port nobody was reading, or dropped under the quota.
+    assert edge["hostile_sent"] > 0
+    assert edge["hostile_missing"] <= edge["dead_letters_dropped_by_quota"], (
+        "hostile frames neither dead letters upstream nor explained"
+    )
+    # Records the cluster refuses (a time beyond the topic's message.timestamp.after.max.ms):
+    # never upstream, named in the drop ledger, kept in the local topic for them.
+    refused = any(f["kind"] == "refused-record" for f in result["faults"])
+    if refused:
+        assert edge["refused_sent"] > 0
+        assert edge["refused_upstream"] == 0, "a record the cluster refuses went upstream"
+        assert edge["refused_in_ledger"] >= edge["refused_sent"], "refused, not in the ledger"
+        assert edge["refused_in_local_dead_letters"] == edge["refused_sent"], (
+            "refused records not kept in the local topic for them"
+        )
+    # A second uplink beside the service's (each delivery mode): the checker's 0 uplink
+    # duplicates, 0 order violations and 0 acknowledged lost above hold through it.
+    assert len(result["second_uplinks"]) == sum(
+        f["kind"].startswith("second-uplink") for f in result["faults"]
+    )
     # The stream processor (gps_track) wrote each fix it read once, in order, through
     # every crash
     assert stream["arrived"] > 0
