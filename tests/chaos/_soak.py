@@ -86,7 +86,11 @@ MQTT = (  # (service device name, kind, convention, MQTT topic level)
 DEDUPE_WINDOW_S = {"gps-mqtt": 300, "rooms-mqtt": 300, "beds-mqtt": 300}
 #: The simulator processes publishing over MQTT (cuffs; GPS units; thermometers).
 MQTT_SIMS = ("mqtt", "mqtt-gps", "mqtt-rooms")
-LOCAL_TOPICS = ("gps", "temperature", "blood_pressure", "dead-letters")
+LOCAL_TOPICS = ("gps", "temperature", "blood_pressure", "dead-letters", "idle")
+#: A topic written only at the start of the load (IDLE_READINGS readings of one thermometer),
+#: then idle through every fault and the restarts: a checkpoint the cluster lets expire
+#: (offsets.retention.minutes) would have a restarted uplink send them again.
+IDLE_TOPIC, IDLE_READINGS = "idle", 5
 #: Stream processors on the box (edge/streams built-ins), exactly once over the local log;
 #: their outputs are replicated like the readings.
 STREAMS = """
@@ -307,6 +311,11 @@ class Soak:
                 f'qos = 1\ndevice_id_prefix = "mq-"\n'
                 f"dedupe_window = {DEDUPE_WINDOW_S.get(name, 0)}\n"
             )
+        devices += (
+            f'[[devices]]\nname = "idle-mqtt"\nkind = "temperature"\ntransport = "mqtt"\n'
+            f'host = "127.0.0.1"\nport = {self.mosquitto.port}\ncodec = "zigbee2mqtt"\n'
+            f'qos = 1\ndevice_id_prefix = "idle-"\ntopic = "{IDLE_TOPIC}"\n'
+        )
         path = self.dir / "edge.toml"
         path.write_text(
             f'edge_id = "{self.prefix}"\ndata_dir = "{self.dir / "data"}"\n'
@@ -553,6 +562,19 @@ class Soak:
         else:
             raise ValueError(f"unknown fault kind {f.kind!r}")
 
+    def _send_idle(self) -> None:
+        """The idle topic's only readings."""
+        from devices.simulator._outputs import MqttPublisher
+
+        pub = MqttPublisher("127.0.0.1", self.mosquitto.port, client_id=f"idle-{self.prefix}")
+        try:
+            for i in range(IDLE_READINGS):
+                pub.publish("zigbee2mqtt/sensor-1", json.dumps({"temperature": 20 + i}).encode(),
+                            tag=i)
+        finally:
+            pub.close(timeout=30)
+        assert len(pub.acked()) == IDLE_READINGS, "Mosquitto did not take the idle topic's readings"
+
     def _send_refused(self) -> None:
         """Cuff readings stamped REFUSED_AHEAD_MS ahead, each under a key of its own: the
         appliance stores them, the upstream topic refuses them."""
@@ -649,6 +671,7 @@ class Soak:
             self.started_ms = int(time.time() * 1000)
             self.sampler.start()
             self._start_sims(load_s)
+            self._send_idle()
             t0 = time.monotonic()
             with self.fault_log.open("w") as log:
                 for f in self.schedule:
@@ -806,6 +829,7 @@ class Soak:
                     "topics": {**self.edge_topics, **self.stream_topics},
                     "drop_ledger_topic": self.ledger_topic,
                     "refused": str(self.refused_path),
+                    "idle_topic": {"topic": self.edge_topics[IDLE_TOPIC], "sent": IDLE_READINGS},
                     "local_dead_letters": str(self.local_refused),
                 },
                 *(

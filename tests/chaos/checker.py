@@ -24,6 +24,9 @@ appliance's codecs or log cannot hide itself here. Two commands:
 - hostile frames (``edge-sim --hostile``): each must be a dead letter upstream, raw bytes
   and all; a serial one may be lost while nobody could read it, any other missing one
   counts (beside the dead letters the quota dropped, which may explain as many);
+- a topic written once, then idle past the cluster's offset retention: its records
+  upstream, as many as were sent (a restarted uplink whose checkpoint expired sends them
+  again);
 - records the cluster refuses (the soak's, listed in the manifest): never upstream, each
   named in the drop ledger (an entry with a ``dead_letter_topic``, not a quota drop: it
   explains no missing reading) and kept in the local dead-letter topic (the soak dumps it).
@@ -303,6 +306,8 @@ class SystemResult:
     refused_upstream: int | None = None
     refused_in_ledger: int | None = None
     refused_in_local_dead_letters: int | None = None
+    idle_topic_sent: int | None = None
+    idle_topic_upstream: int | None = None
     missing_by_topic: dict[str, int] = field(default_factory=dict)
     drain_s: list[dict[str, Any]] = field(default_factory=list)
 
@@ -753,6 +758,10 @@ def check_run(manifest: dict[str, Any]) -> dict[str, Any]:
                 dl_local,
                 ledger,
             )
+            idle = sysdef.get("idle_topic")
+            if idle:
+                res.idle_topic_sent = idle["sent"]
+                res.idle_topic_upstream = sum(1 for r in records if r["t"] == idle["topic"])
             if sysdef.get("refused"):
                 local_dl = sysdef.get("local_dead_letters")
                 check_refused(
@@ -842,6 +851,8 @@ _ROWS = [
     ("  of which upstream anyway (must be 0)", "refused_upstream"),
     ("  named in the drop ledger", "refused_in_ledger"),
     ("  kept in the local dead-letter topic", "refused_in_local_dead_letters"),
+    ("records sent to a topic then left idle", "idle_topic_sent"),
+    ("  upstream (must be as many: none sent again)", "idle_topic_upstream"),
 ]
 
 

@@ -67,6 +67,8 @@ def _assert_appliance(result: dict, profile: Profile) -> None:
         assert edge["refused_in_local_dead_letters"] == edge["refused_sent"], (
             "refused records not kept in the local topic for them"
         )
+    # The idle topic's records, once each, through every restart.
+    assert edge["idle_topic_upstream"] == edge["idle_topic_sent"] > 0
     # A second uplink beside the service's (each delivery mode): the checker's 0 uplink
     # duplicates, 0 order violations and 0 acknowledged lost above hold through it.
     assert len(result["second_uplinks"]) == sum(

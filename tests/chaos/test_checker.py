@@ -280,3 +280,17 @@ def test_refused_records_must_stay_local_and_explain_no_missing_reading(tmp_path
     assert res["refused_in_ledger"] == 1 and res["refused_in_local_dead_letters"] == 1
     assert res["lost_acked"] == 1 and res["quota_dropped_readings"] == 0
     assert res["ledger_dropped_unreplicated"] == 0
+
+
+def test_an_idle_topic_sent_again_after_a_restart_is_seen(tmp_path: Path) -> None:
+    rows = _truth(tmp_path / "truth.jsonl", 3)
+    up = [_record("up.temperature", r, i, T0) for i, r in enumerate(rows)]
+    idle = [{"t": "up.idle", "p": 0, "o": o, "k": "idle-sensor-1", "a": T0, "ts": T0,
+             "v": json.dumps({"temperature_c": 20}), "h": {"edge.partition": "0",
+                                                         "edge.offset": str(o % 2)}}
+            for o in range(3)]  # two records, the first sent again by a restarted uplink
+    res = _run(tmp_path, rows, up + idle, [r["seq"] for r in rows],
+               system={"idle_topic": {"topic": "up.idle", "sent": 2},
+                       "topics": {"temperature": "up.temperature", "idle": "up.idle"}})
+    assert (res["idle_topic_sent"], res["idle_topic_upstream"]) == (2, 3)
+    assert res["uplink_duplicates"] == 1 and res["unknown_upstream"] == 0
