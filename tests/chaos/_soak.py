@@ -631,11 +631,14 @@ class Soak:
 
     def _dump_local_refused(self) -> Path:
         """The local topic of records the cluster refused, as the checker reads arrivals."""
+        from broker import KafkaAdminClient
         from tests.edge._helpers import read_topic
 
         out = self.dir / "local-refused.jsonl"
+        with KafkaAdminClient(data_dir=str(self.dir / "data")) as admin:
+            present = LOCAL_REFUSED_TOPIC in admin.list_topics()
         with out.open("w") as f:
-            for rec in read_topic(self.dir / "data", LOCAL_REFUSED_TOPIC):
+            for rec in read_topic(self.dir / "data", LOCAL_REFUSED_TOPIC) if present else []:
                 f.write(json.dumps({
                     "t": LOCAL_REFUSED_TOPIC, "k": None if rec.key is None else rec.key.decode(
                         "utf-8", "replace"),
