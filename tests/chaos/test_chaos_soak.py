@@ -69,11 +69,14 @@ def _assert_appliance(result: dict, profile: Profile) -> None:
         )
     # The idle topic's records, once each, through every restart.
     assert edge["idle_topic_upstream"] == edge["idle_topic_sent"] > 0
-    # A second uplink beside the service's (each delivery mode): the checker's 0 uplink
-    # duplicates, 0 order violations and 0 acknowledged lost above hold through it.
+    # A second uplink on the service's log (each delivery mode) is refused by the log's
+    # uplink lock (exit 75, EX_TEMPFAIL), and the checker's 0 uplink duplicates, 0 order
+    # violations and 0 acknowledged lost above hold through it.
     assert len(result["second_uplinks"]) == sum(
         f["kind"].startswith("second-uplink") for f in result["faults"]
     )
+    for u in result["second_uplinks"]:
+        assert u["exit"] == 75, f"a second uplink on the same log was not refused: {u}"
     # The stream processor (gps_track) wrote each fix it read once, in order, through
     # every crash
     assert stream["arrived"] > 0
