@@ -283,50 +283,40 @@ class Adapter(abc.ABC, Generic[T]):
             except Exception as exc:
                 if reading is None or not self.refused(exc):
                     raise
-                await self._write_again(item, pending, exc)
-                break
+                written = await self._write_again(item, reading, exc)
+            else:
+                written = reading is not None
             pending.pop(0)
-            if reading is not None:
+            if written:
                 self.stats.readings += 1
         if not self._done_now(item):
             await self._done(item)
 
-    async def _write_again(self, item: T, pending: Pending, first: BaseException) -> None:
-        """The log refused a reading of ``item``: write the item's rest once more, alone.
+    async def _write_again(self, item: T, reading: Reading, first: BaseException) -> bool:
+        """The log refused ``reading`` of ``item``: write it once more, alone; True if written.
 
         The first refusal may be a neighbour's in the same group commit. A second one is
         the data's: the item is dead-lettered with the reason (and then acknowledged), so
-        neither a restart nor the broker's redelivery brings it back for ever.
+        neither a restart nor the broker's redelivery brings it back for ever. Only this
+        reading is written again: the item's others have writes of their own in flight.
         """
-        readings = [r for _, r in pending if r is not None]
-        _discard([(item, pending)])
         log.warning("%s: the log refused a reading of %s (%s: %s); writing it once more",
                     self.id, self._source(item), type(first).__name__, first)
-        again: Pending = []
         try:
-            for reading in readings:
-                try:
-                    again.append((self.sink(reading), reading))
-                except DecodeError as exc:
-                    again.append(self._dead_letter(item, exc, None))
-            while again:
-                awaitable, reading = again[0]
-                try:
-                    await awaitable
-                except Exception as exc:
-                    if reading is None or not self.refused(exc):
-                        raise
-                    _discard([(item, again)])
-                    reason = (f"the log refused it twice ({type(exc).__name__}: {exc}); "
-                              "dead-lettered so that its redelivery cannot loop")
-                    letter = self._dead_letter(item, DecodeError(b"", reason, reading.schema), None)
-                    again = [letter]
-                    continue
-                again.pop(0)
-                if reading is not None:
-                    self.stats.readings += 1
-        finally:
-            _discard([(item, again)])
+            again = self.sink(reading)
+        except DecodeError as exc:
+            await self._dead_letter(item, exc, None)[0]
+            return False
+        try:
+            await again
+            return True
+        except Exception as exc:
+            if not self.refused(exc):
+                raise
+            reason = (f"the log refused it twice ({type(exc).__name__}: {exc}); "
+                      "dead-lettered so that its redelivery cannot loop")
+        await self._dead_letter(item, DecodeError(b"", reason, reading.schema), None)[0]
+        return False
 
     async def close(self) -> None:
         """Stop intake, let in-flight items finish (bounded), close the transport. Safe to call twice."""
