@@ -171,7 +171,8 @@ class BufferedClient(Client):
                 break
             end = i + length
             if command & 0xF0 == paho.PUBLISH:
-                if length > self.max_payload:  # maybe over: a payload is most of a packet
+                # Maybe over (a payload is most of its packet); without on_oversize, paho's way.
+                if length > self.max_payload and self.on_oversize is not None:
                     over = self._check_oversize(command, buf, i, end, size)
                     if over is None:
                         recheck = True
@@ -236,7 +237,7 @@ class BufferedClient(Client):
             plen, shift = 0, 0
             while True:
                 if pos >= size:
-                    return None
+                    return None if end > size else False  # (malformed: paho's to refuse)
                 byte = buf[pos]
                 pos += 1
                 plen |= (byte & 0x7F) << shift
@@ -259,9 +260,7 @@ class BufferedClient(Client):
         head = bytes(buf[pos:min(pos + OVERSIZE_HEAD, end)])
         notice = (topic, head, payload_size, qos, bool(command & 0x01), bool(command & 0x08), mid)
         if end <= size:
-            rc = self._oversize(*notice)
-            if rc > 0:
-                self._drop_buffer()
+            self._oversize(*notice)
         else:
             self._skip, self._skipped = end - size, notice
         return True
@@ -269,10 +268,9 @@ class BufferedClient(Client):
     def _oversize(self, topic: str, head: bytes, payload_size: int, qos: int, retain: bool,
                   dup: bool, mid: int) -> int:
         callback = self.on_oversize
+        assert callback is not None  # checked before a packet is refused
         self._easy_log(paho.MQTT_LOG_WARNING, "PUBLISH on %s with %d bytes over max_payload %d",
                        topic, payload_size, self.max_payload)
-        if callback is None:
-            return paho.MQTT_ERR_PROTOCOL  # nobody to tell: drop the connection, not memory
         with self._in_callback_mutex:
             callback(topic, head, payload_size, qos, retain, dup, mid)
         return _MQTT_ERR_SUCCESS

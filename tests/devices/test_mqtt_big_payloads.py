@@ -140,3 +140,17 @@ async def test_an_oversize_message_is_dead_lettered_with_its_size_and_acked(mosq
             m = await anext(again)
         await m.ack()
     assert m.topic == "zigbee2mqtt/marker"
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1000])
+def test_an_oversize_payload_cut_anywhere_is_refused_with_its_head(chunk: int) -> None:
+    # Its command, length, topic or head may arrive a byte at a time: it is looked at again
+    # until its head is in, then the rest is dropped as it comes.
+    c, got, refused = client(max_payload=2000)
+    payload = bytes(range(256)) * 20  # 5,120 bytes
+    stream = (_publish_packet("t" * 300, payload, 1, True, True, 77)
+              + _publish_packet("next", b"n", 1, False, False, 78))
+    for i in range(0, len(stream), chunk):
+        assert c.feed(stream[i:i + chunk]) == 0
+    assert refused == [("t" * 300, payload[:OVERSIZE_HEAD], len(payload), 1, True, True, 77)]
+    assert got == [("next", b"n", 1, False, False, 78)] and not c._parts
