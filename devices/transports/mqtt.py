@@ -18,6 +18,12 @@ Per message, the network thread is kept light (``_paho_client.BufferedClient``: 
 ``recv`` for many packets, no ``MQTTMessage`` for MQTT 3.1.1) and the loop wakes once per
 batch; acks made with ``ack_nowait()`` in one turn of the event loop leave as one write.
 
+Every message carries its session's epoch (``_session.py``): packet ids start over in a
+new session, so a redelivery is recognised only within the session it belongs to. A
+payload over ``max_payload`` is refused as it arrives (``MqttMessage.oversize``). Why
+the broker cannot be used (a refused CONNACK, TLS, TCP) is ``last_error``, logged once
+per cause while paho retries with backoff. TLS checks the CA and the hostname (``_tls.py``).
+
 The password is never logged and never appears in a repr.
 """
 
