@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -504,11 +505,34 @@ def parse_config(text: str, file: str = "edge.toml", env: Mapping[str, str] | No
     return config_from_dict(data, file, env)
 
 
+#: The largest config file read: a real one is a few kB.
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
     """Read, parse and validate the config file; secrets may come from ``env`` (default os.environ)."""
     name = os.fspath(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # A regular file of a sane size: `-c /dev/ttyUSB0` or a FIFO blocked edge run (and a
+        # SIGHUP reload, with the whole service) for ever, and /dev/zero ended in MemoryError.
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(ConfigProblem(name, "", "a regular file", _file_kind(st.st_mode)))
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(ConfigProblem(name, "", f"a config of at most {MAX_CONFIG_BYTES} bytes",
+                                            f"{st.st_size} bytes"))
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise ConfigError(ConfigProblem(name, "", "a readable file", exc.strerror or str(exc))) from exc
     except UnicodeDecodeError as exc:

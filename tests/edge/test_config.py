@@ -194,6 +194,26 @@ def test_cli_run_with_bad_config_exits_non_zero(tmp_path) -> None:  # type: igno
     assert missing.returncode == EX_CONFIG and "expected a readable file" in missing.stderr
 
 
+@pytest.mark.parametrize("kind", ["fifo", "char device", "too big"])
+def test_a_config_that_is_no_regular_file_is_refused_at_once(tmp_path, kind: str) -> None:  # type: ignore[no-untyped-def]
+    # `-c /dev/ttyUSB0` or a FIFO blocked edge run for ever (a SIGHUP reload too);
+    # /dev/zero read until MemoryError.
+    import os
+
+    path = tmp_path / "edge.toml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "too big":
+        path.write_text("#" * (2 << 20))
+    what = {"fifo": 'expected a regular file, got "a FIFO"',
+            "char device": 'expected a regular file, got "a character device"',
+            "too big": "expected a config of at most 1048576 bytes"}[kind]
+    config = "/dev/zero" if kind == "char device" else str(path)
+    for argv in (("config", "check", config), ("run", "--config", config)):
+        proc = run_edge(*argv)
+        assert proc.returncode == EX_CONFIG and what in proc.stderr, proc.stderr
+
+
 def test_public_face() -> None:
     import edge
 
