@@ -48,7 +48,7 @@ def _refused_everywhere(d: Path, error: type[Exception], needle: str) -> None:
     for client in CLIENTS:
         with pytest.raises(error, match=re.escape(needle)):
             client(data_dir=d)
-    for args in [*READ_TOOLS, *WRITE_TOOLS]:
+    for args in [READ_TOOLS[0], *WRITE_TOOLS]:  # the CLI's path: a read and a write (every tool opens alike)
         proc = run_tool(*args, data_dir=d)
         err = proc.stderr.decode()
         assert proc.returncode == 1, (args, err)
