@@ -496,7 +496,11 @@ class MqttTransport(AsyncTransport):
         self._call(self._set_state, ConnectionState.CONNECTED)
 
     def _on_unsubscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # type: ignore[no-untyped-def]
-        barrier = self._barrier
+        # Under the lock that _ack_barrier holds from sending the UNSUBSCRIBE until it has
+        # noted its mid: paho may write it from the loop's thread, and on loopback the
+        # UNSUBACK came back before the mid was noted, so the barrier waited out its 2 s.
+        with self._lock:
+            barrier = self._barrier
         if barrier is not None and barrier[0] == mid:
             self._call(_resolve, barrier[1])
 
