@@ -6,12 +6,15 @@ a send costs a small object rather than a lock and a condition of its own.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from ._errors import BrokerError, ConfigError, KafkaTimeoutError
 from ._records import RecordMetadata
+
+log = logging.getLogger("broker")
 
 
 class _Round:
@@ -105,6 +108,8 @@ class FutureRecordMetadata:
         return self._add(None, fn, args)  # one entry and one lock, not one of each per outcome
 
     def _add(self, on_success: bool | None, fn: Callable[..., Any], args: tuple[Any, ...]) -> FutureRecordMetadata:
+        if not callable(fn):
+            raise ConfigError(f"a callback must be callable, got {fn!r:.80}")
         rnd = self._round
         with rnd.lock:
             if not rnd.event.is_set():
@@ -122,9 +127,14 @@ class FutureRecordMetadata:
         self._callbacks = None
 
     def _call(self, on_success: bool | None, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        if on_success is None:  # add_both
-            fn(*args, self._metadata() if self._error is None else self._error)
-        elif on_success and self._error is None:
-            fn(*args, self._metadata())
-        elif not on_success and self._error is not None:
-            fn(*args, self._error)
+        # Callbacks run in the log's writer thread: one that raises must not end that
+        # thread (every later send() would wait forever), so it is logged, as kafka-python does.
+        try:
+            if on_success is None:  # add_both
+                fn(*args, self._metadata() if self._error is None else self._error)
+            elif on_success and self._error is None:
+                fn(*args, self._metadata())
+            elif not on_success and self._error is not None:
+                fn(*args, self._error)
+        except Exception:
+            log.exception("a callback of a record sent to %r raised; the log goes on", self.topic)

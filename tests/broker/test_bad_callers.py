@@ -7,6 +7,7 @@ databases; this file walks the rest of the public API and every CLI flag.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sqlite3
@@ -413,3 +414,22 @@ def test_any_options_give_a_config_error_or_an_object(log_dir: Path, data: st.Da
         return
     if hasattr(made, "close"):
         made.close()
+
+
+def test_a_callback_that_raises_is_logged_and_the_log_goes_on(log_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Callbacks run in the writer thread: one that raised ended it, and every later send waited forever.
+    def boom(*_: object) -> None:
+        raise ZeroDivisionError("a bug in the caller's callback")
+    seen: list[int] = []
+    with KafkaProducer(data_dir=log_dir) as producer:
+        with pytest.raises(ConfigError, match="a callback must be callable, got 'log it'"):
+            producer.send("keep", b"x").add_callback("log it")
+        with caplog.at_level(logging.ERROR, logger="broker"):
+            fut = producer.send("keep", b"a", partition=0)
+            fut.add_callback(boom).add_both(boom).add_callback(lambda m: seen.append(m.offset))
+            producer.send("keep", b"b", partition=1, key=b"k").add_errback(boom)
+            assert producer.send("keep", b"c", partition=0).get(10).offset == 3
+            fut.add_callback(boom)  # added after it completed: runs in the caller's thread, logged too
+    assert seen == [2]
+    raised = [r for r in caplog.records if "a callback of a record sent to 'keep' raised" in r.getMessage()]
+    assert len(raised) == 3 and all(r.exc_info[0] is ZeroDivisionError for r in raised)
