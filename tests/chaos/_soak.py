@@ -600,10 +600,27 @@ class Soak:
         finally:
             pub.close(timeout=30)
         acked = set(pub.acked())
+        first = self.refused_seq - len(rows) + 1
+        owed = [row for n, row in enumerate(rows, first) if n in acked]  # what Mosquitto took
+        # Where each landed in the local log, so the checker can find it in the drop ledger
+        # (named as refused, or dropped under the quota before the uplink reached it).
+        from tests.edge._helpers import read_topic
+
+        def located() -> dict[str, tuple[int, int]]:
+            keys = {row["device"].encode() for row in owed}
+            return {r.key.decode(): (r.partition, r.offset)
+                    for r in read_topic(self.dir / "data", "blood_pressure") if r.key in keys}
+
+        def all_located() -> dict[str, tuple[int, int]] | None:
+            found = located()
+            return found if len(found) == len(owed) else None
+
+        where = wait_for(all_located, 30, "the refused-record fault's readings in the local log"
+                         ) if owed else {}
         with self.refused_path.open("a") as out:
-            for n, row in enumerate(rows, self.refused_seq - len(rows) + 1):
-                if n in acked:  # the appliance owes only what Mosquitto acknowledged
-                    out.write(json.dumps(row) + "\n")
+            for row in owed:
+                part, off = where[row["device"]]
+                out.write(json.dumps({**row, "partition": part, "offset": off}) + "\n")
 
     def _second_uplink(self, delivery: str) -> None:
         """A second uplink on the service's log and upstream topics, as an operator who

@@ -306,6 +306,8 @@ class SystemResult:
     refused_upstream: int | None = None
     refused_in_ledger: int | None = None
     refused_in_local_dead_letters: int | None = None
+    refused_dropped_by_quota: int | None = None
+    refused_local_copies_dropped: int | None = None
     idle_topic_sent: int | None = None
     idle_topic_upstream: int | None = None
     missing_by_topic: dict[str, int] = field(default_factory=dict)
@@ -534,9 +536,27 @@ def check_refused(
     upstream_records: list[dict],
     topic_of: dict[str, str],
     local_dead_letters: list[dict] | None,
+    ledger: list[dict] | None = None,
 ) -> None:
     """Refused readings: never upstream in their topic; each kept in the local dead-letter
-    topic (its value, under its key; the ledger's count is set in check_system)."""
+    topic (its value, under its key). With their local offsets (``partition``/``offset`` in
+    a row) and the ledger: each named by a refusal entry, or dropped under the quota before
+    the uplink reached it (an unreplicated drop: the same account, by another cause)."""
+    if ledger is not None and all("offset" in r for r in refused):
+        refusals = _ledger_ranges([e for e in ledger if _is_refusal(e)])
+        drops = _ledger_ranges(_quota_entries(ledger), unreplicated=True)
+
+        def named(ranges: dict, r: dict) -> bool:
+            return any(a <= r["offset"] <= b for a, b in ranges.get((r["kind"], r["partition"]), []))
+
+        res.refused_in_ledger = sum(1 for r in refused if named(refusals, r))
+        res.refused_dropped_by_quota = sum(
+            1 for r in refused if not named(refusals, r) and named(drops, r)
+        )
+        kept_in = {e["dead_letter_topic"] for e in ledger if _is_refusal(e)}
+        res.refused_local_copies_dropped = sum(
+            e.get("count", 0) for e in _quota_entries(ledger) if e.get("topic") in kept_in
+        )
 
     def ident(kind: str, key: str | None, value: Any) -> tuple | None:
         if kind not in _FIELDS or not isinstance(value, dict):
@@ -770,6 +790,7 @@ def check_run(manifest: dict[str, Any]) -> dict[str, Any]:
                     mine,
                     topic_of,
                     read_arrivals(Path(local_dl)) if local_dl else None,
+                    ledger,
                 )
         elif sysdef["mode"] == "derived":
             # A stream processor's output: one record per input reading it saw, each once, in
@@ -849,7 +870,9 @@ _ROWS = [
     ("dead letters dropped under the quota, named by the ledger", "dead_letters_dropped_by_quota"),
     ("records the cluster refuses, sent", "refused_sent"),
     ("  of which upstream anyway (must be 0)", "refused_upstream"),
-    ("  named in the drop ledger", "refused_in_ledger"),
+    ("  named in the drop ledger as refused", "refused_in_ledger"),
+    ("  dropped under the quota before the uplink reached them", "refused_dropped_by_quota"),
+    ("  their kept copies dropped under the quota later", "refused_local_copies_dropped"),
     ("  kept in the local dead-letter topic", "refused_in_local_dead_letters"),
     ("records sent to a topic then left idle", "idle_topic_sent"),
     ("  upstream (must be as many: none sent again)", "idle_topic_upstream"),

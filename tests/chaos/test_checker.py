@@ -294,3 +294,31 @@ def test_an_idle_topic_sent_again_after_a_restart_is_seen(tmp_path: Path) -> Non
                        "topics": {"temperature": "up.temperature", "idle": "up.idle"}})
     assert (res["idle_topic_sent"], res["idle_topic_upstream"]) == (2, 3)
     assert res["uplink_duplicates"] == 1 and res["unknown_upstream"] == 0
+
+
+def test_refused_records_are_each_named_as_refused_or_as_dropped_by_the_quota(
+        tmp_path: Path) -> None:
+    rows = _truth(tmp_path / "truth.jsonl", 3)
+    up = [_record("up.temperature", r, i, T0) for i, r in enumerate(rows)]
+    refused = [{"device": f"mq-refused-{n}", "kind": "temperature", "partition": 1,
+                "offset": 10 + n, "values": {"temperature_c": 40 + n}} for n in range(3)]
+    (tmp_path / "refused.jsonl").write_text("".join(json.dumps(r) + "\n" for r in refused))
+    local = [{"t": "uplink.dlq", "k": "mq-refused-0", "v": json.dumps({"temperature_c": 40}),
+              "ts": T0, "h": {}}]
+    (tmp_path / "local-dl.jsonl").write_text("".join(json.dumps(r) + "\n" for r in local))
+
+    def entry(topic: str, offset: int, **kw: Any) -> dict:
+        return {"topic": topic, "ranges": [{"partition": 1, "from_offset": offset,
+                "to_offset": offset}], "count": 1, "unreplicated": True, "wall_ms": T0, **kw}
+
+    ledger = [entry("temperature", 10, dead_letter_topic="uplink.dlq"),  # refused, kept
+              entry("temperature", 11, dead_letter_topic="uplink.dlq"),  # refused ...
+              entry("uplink.dlq", 0),  # ... and its kept copy dropped later
+              entry("temperature", 12)]  # dropped under the quota before the uplink got to it
+    res = _run(tmp_path, rows, up, [r["seq"] for r in rows], ledger,
+               system={"refused": str(tmp_path / "refused.jsonl"),
+                       "local_dead_letters": str(tmp_path / "local-dl.jsonl")})
+    assert (res["refused_sent"], res["refused_in_ledger"], res["refused_dropped_by_quota"]) == (
+        3, 2, 1)
+    assert res["refused_in_local_dead_letters"] == 1 and res["refused_local_copies_dropped"] == 1
+    assert res["refused_upstream"] == 0 and res["lost_acked"] == 0
