@@ -21,7 +21,13 @@ from ._checks import (
 )
 from ._client import open_log
 from ._config import LogConfig, validate_topic_name
-from ._errors import ClosedError, ConfigError, OffsetOutOfRangeError, UnknownTopicOrPartitionError
+from ._errors import (
+    ClosedError,
+    ConfigError,
+    OffsetOutOfRangeError,
+    SerializationError,
+    UnknownTopicOrPartitionError,
+)
 from ._log import decode_headers
 from ._notify import CommitWatcher
 from ._records import (
@@ -352,6 +358,7 @@ class KafkaConsumer:
         parts = [tp for tp in self._assigned if tp not in self._paused]
         if not parts:
             return []
+        moved: list[tuple[TopicPartition, int]] = []  # positions this fetch advanced, to undo on an error
         try:
             meta = {}
             for topic in {tp.topic for tp in parts}:
@@ -381,15 +388,37 @@ class KafkaConsumer:
                     (tp.topic, tp.partition, pos, limit - len(out)),
                 ).fetchall()
                 if rows:
-                    out.extend(convert(tp, rows))
-                    self._positions[tp] = rows[-1][0] + 1
+                    recs = convert(tp, rows)
+                    out.extend(recs)
+                    moved.append((tp, pos))
+                    self._positions[tp] = rows[len(recs) - 1][0] + 1 if recs else pos
+                    if len(recs) < len(rows):  # a record the deserializer refuses: the next poll raises
+                        break
             self._next_rr = (self._next_rr + 1) % n
             return out
         except Exception as exc:
+            # The records converted before the error are dropped with it: had their
+            # partitions kept the new positions, they would never be handed out.
+            for tp, pos in moved:
+                self._positions[tp] = pos
             raise translate(exc, "reading the log") from exc
 
     def _records(self, tp: TopicPartition, rows: list[tuple[Any, ...]]) -> list[ConsumerRecord]:
-        return [self._record(tp, *row) for row in rows]
+        if self._key_des is None and self._value_des is None:
+            return [self._record(tp, *row) for row in rows]
+        out = []
+        for row in rows:
+            try:
+                out.append(self._record(tp, *row))
+            except Exception as exc:  # the caller's deserializer: say which record, stay before it
+                if out:  # hand out the records before it first, as Kafka's consumer does
+                    return out
+                raise SerializationError(
+                    f"a deserializer failed on {tp.topic}[{tp.partition}] offset {row[0]}: "
+                    f"{type(exc).__name__}: {exc}; the consumer stays before that record "
+                    f"(seek to {row[0] + 1} to skip it)"
+                ) from exc
+        return out
 
     def _record(self, tp: TopicPartition, off: int, ts: int, key: bytes | None, value: bytes | None,
                 hdr: str | None) -> ConsumerRecord:

@@ -7,6 +7,7 @@ databases; this file walks the rest of the public API and every CLI flag.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -433,3 +434,25 @@ def test_a_callback_that_raises_is_logged_and_the_log_goes_on(log_dir: Path, cap
     assert seen == [2]
     raised = [r for r in caplog.records if "a callback of a record sent to 'keep' raised" in r.getMessage()]
     assert len(raised) == 3 and all(r.exc_info[0] is ZeroDivisionError for r in raised)
+
+
+def test_a_deserializer_that_fails_stops_at_its_record_and_skips_nothing(log_dir: Path) -> None:
+    with KafkaAdminClient(data_dir=log_dir) as admin:
+        admin.create_topics([NewTopic("js", 2)])
+    with KafkaProducer(data_dir=log_dir) as producer:
+        for v in (b"2", b"3", b"not json", b"5"):
+            producer.send("js", v, partition=0)
+        producer.send("js", b"7", partition=1).get(10)
+    with KafkaConsumer(data_dir=log_dir, value_deserializer=json.loads) as consumer:
+        tps = [TopicPartition("js", 1), TopicPartition("js", 0)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        got = [r.value for recs in consumer.poll(0).values() for r in recs]
+        assert sorted(got) == [2, 3, 7]  # the records before the bad one, and the other partition's
+        for _ in range(2):  # it stays at the bad record: each poll says so, nothing is skipped
+            with pytest.raises(SerializationError, match=re.escape(
+                    "a deserializer failed on js[0] offset 2: JSONDecodeError")) as info:
+                consumer.poll(0)
+            assert "seek to 3 to skip it" in str(info.value)
+        consumer.seek(tps[1], 3)
+        assert [r.value for recs in consumer.poll(0).values() for r in recs] == [5]
