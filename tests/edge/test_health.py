@@ -91,6 +91,42 @@ def test_probes_and_oversized_requests_log_no_error(tmp_path: Path) -> None:
     assert "ERROR" not in text and "Traceback" not in text, text
 
 
+def test_a_flood_of_idle_connections_costs_no_descriptors_and_no_errors(tmp_path: Path) -> None:
+    # 500 connections that never send a request, against an edge run with 256 descriptors
+    # (systemd's default soft limit is 1,024): each one was held for the request timeout,
+    # the process ran out of descriptors (a device could not have reconnected), asyncio
+    # logged an ERROR traceback for every accept() that failed, and /health did not answer.
+    # Now at most MAX_CONNECTIONS are held, the oldest idle one making room for the next.
+    import resource
+    import sys
+
+    config, port = write_config(tmp_path, "")
+    edge_log = tmp_path / "edge.log"
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    with edge_log.open("ab") as stderr:
+        edge = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config)],
+                                stdout=subprocess.DEVNULL, stderr=stderr,
+                                preexec_fn=few_descriptors)
+    flood: list[socket.socket] = []
+    try:
+        wait_for(lambda: health(port), 30, "health")
+        for _ in range(500):
+            flood.append(socket.create_connection(("127.0.0.1", port)))
+        # While all 500 are still open on this side: a scraper's request is answered.
+        h = wait_for(lambda: health(port), 30, "/health during the flood")
+        assert h["ok"] is True
+    finally:
+        for s in flood:
+            s.close()
+        rc = stop_edge(edge, edge_log)
+    text = edge_log.read_text()
+    assert rc == 0, text
+    assert "ERROR" not in text and "Traceback" not in text, text
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs: filled by a test, a real full disk the log's writes fail on."""
