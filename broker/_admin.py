@@ -352,8 +352,10 @@ class KafkaAdminClient:
         if to not in ("earliest", "latest", "timestamp", "offset"):
             raise ConfigError(f"reset to {to!r}: expected earliest, latest, timestamp or offset")
         check_group_id(group_id, "reset_consumer_group_offsets")
-        if to in ("timestamp", "offset"):
-            check_offset(value, f"reset to {to}: value")
+        if to == "offset":
+            check_offset(value, "reset to offset: value")
+        elif to == "timestamp" and not (is_int(value) and 0 <= value < 2**63):  # type: ignore[operator]
+            raise ConfigError(f"reset to timestamp: value: expected ms since the epoch (>= 0), got {value!r:.80}")
         topics = check_names(topics, "reset_consumer_group_offsets: topics")
         conn = self._conn()
         plan: dict[TopicPartition, int] = {}

@@ -359,6 +359,9 @@ def _consumer_groups(args: argparse.Namespace) -> int:
         topics = args.topic or []
         if args.all_topics:
             topics = sorted({tp.topic for tp in admin.list_consumer_group_offsets(args.group)})
+            if not topics:
+                raise GroupIdNotFoundError(f"consumer group {args.group!r} has committed no offsets: "
+                                           "--all-topics names no topic; pass --topic T")
         if not topics:
             raise ConfigError("--reset-offsets needs --topic T (repeatable) or --all-topics")
         if args.to_earliest:

@@ -376,7 +376,11 @@ BAD_CLI = [
     (("consumer-groups", "--reset-offsets", "--group", "g", "--topic", "keep", "--to-offset", "-5", "--execute"),
      "reset to offset: value: expected an offset (a non-negative integer), got -5"),
     (("consumer-groups", "--reset-offsets", "--group", "g", "--topic", "keep", "--to-timestamp", "-1", "--execute"),
-     "got -1"),
+     "reset to timestamp: value: expected ms since the epoch (>= 0), got -1"),
+    (("consumer-groups", "--reset-offsets", "--group", "g", "--topic", "keep", "--to-datetime", "1960-01-01",
+      "--execute"), "reset to timestamp: value: expected ms since the epoch (>= 0), got -315619200000"),
+    (("consumer-groups", "--reset-offsets", "--group", "nope", "--all-topics", "--to-earliest", "--execute"),
+     "consumer group 'nope' has committed no offsets: --all-topics names no topic"),
 ]
 
 
