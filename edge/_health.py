@@ -43,7 +43,10 @@ class HealthServer:
         self._conns: dict[asyncio.StreamWriter, bool] = {}
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        # backlog: also how many connections asyncio accepts at once, before any is served
+        # (or refused by _serve): a burst of 100 took 100 descriptors together.
+        self._server = await asyncio.start_server(self._serve, self.host, self.port,
+                                                  backlog=MAX_CONNECTIONS)
         sock = self._server.sockets[0].getsockname()
         self.port = sock[1]
         log.info("health and metrics on http://%s:%d/health and /metrics", self.host, self.port)

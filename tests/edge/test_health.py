@@ -92,7 +92,7 @@ def test_probes_and_oversized_requests_log_no_error(tmp_path: Path) -> None:
 
 
 def test_a_flood_of_idle_connections_costs_no_descriptors_and_no_errors(tmp_path: Path) -> None:
-    # 500 connections that never send a request, against an edge run with 256 descriptors
+    # 600 connections that never send a request, against an edge run with 384 descriptors
     # (systemd's default soft limit is 1,024): each one was held for the request timeout,
     # the process ran out of descriptors (a device could not have reconnected), asyncio
     # logged an ERROR traceback for every accept() that failed, and /health did not answer.
@@ -104,7 +104,7 @@ def test_a_flood_of_idle_connections_costs_no_descriptors_and_no_errors(tmp_path
     edge_log = tmp_path / "edge.log"
 
     def few_descriptors() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (384, 384))
 
     with edge_log.open("ab") as stderr:
         edge = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config)],
@@ -113,9 +113,9 @@ def test_a_flood_of_idle_connections_costs_no_descriptors_and_no_errors(tmp_path
     flood: list[socket.socket] = []
     try:
         wait_for(lambda: health(port), 30, "health")
-        for _ in range(500):
+        for _ in range(600):
             flood.append(socket.create_connection(("127.0.0.1", port)))
-        # While all 500 are still open on this side: a scraper's request is answered.
+        # While all 600 are still open on this side: a scraper's request is answered.
         h = wait_for(lambda: health(port), 30, "/health during the flood")
         assert h["ok"] is True
     finally:
