@@ -104,6 +104,7 @@ class RssSampler:
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
         self.peak_kb = 0
+        self.samples: list[tuple[float, int]] = []  # (monotonic s, VmRSS kB)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -118,7 +119,17 @@ class RssSampler:
                 continue
             for line in status.splitlines():
                 if line.startswith(("VmRSS:", "VmHWM:")):
-                    self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+                    kb = int(line.split()[1])
+                    self.peak_kb = max(self.peak_kb, kb)
+                    if line.startswith("VmRSS:"):
+                        self.samples.append((time.monotonic(), kb))
+
+    def profile(self) -> str:
+        """RSS at each tenth of the run (MiB): whether it grew or peaked once."""
+        if not self.samples:
+            return "no samples"
+        n = len(self.samples)
+        return " ".join(f"{self.samples[min(n - 1, i * n // 10)][1] // 1024}" for i in range(11))
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
@@ -318,9 +329,11 @@ def _verdict(tmp_path: Path, edge_log: Path, rss: RssSampler, after: dict[str, A
     hostile_total = _check_dead_letters(tmp_path, json_sent, context)
     assert rss.peak_kb > 0
     assert rss.peak_kb < RSS_LIMIT_MB * 1024, (
-        f"service RSS peaked at {rss.peak_kb / 1024:.0f} MiB, limit {RSS_LIMIT_MB} ({context})")
+        f"service RSS peaked at {rss.peak_kb / 1024:.0f} MiB, limit {RSS_LIMIT_MB}; by tenths "
+        f"of the run: {rss.profile()} MiB ({context})")
     print(f"field fuzz: {context}: {hostile_total} hostile frames dead-lettered, "
-          f"{_readings_in_log(tmp_path)} readings, service RSS peak {rss.peak_kb / 1024:.0f} MiB")
+          f"{_readings_in_log(tmp_path)} readings, service RSS peak {rss.peak_kb / 1024:.0f} MiB "
+          f"(by tenths of the run: {rss.profile()})")
 
 
 def _connected(port: int, only: tuple[str, ...] | None = None) -> bool:
