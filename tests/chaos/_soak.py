@@ -604,12 +604,10 @@ class Soak:
         owed = [row for n, row in enumerate(rows, first) if n in acked]  # what Mosquitto took
         # Where each landed in the local log, so the checker can find it in the drop ledger
         # (named as refused, or dropped under the quota before the uplink reached it).
-        from tests.edge._helpers import read_topic
-
         def located() -> dict[str, tuple[int, int]]:
             keys = {row["device"].encode() for row in owed}
             return {r.key.decode(): (r.partition, r.offset)
-                    for r in read_topic(self.dir / "data", "blood_pressure") if r.key in keys}
+                    for r in _snapshot(self.dir / "data", "blood_pressure") if r.key in keys}
 
         def all_located() -> dict[str, tuple[int, int]] | None:
             found = located()
@@ -877,6 +875,25 @@ class Soak:
                 },
             ],
         }
+
+
+def _snapshot(data_dir: Path, topic: str) -> list[Any]:
+    """The records of a local topic up to its end offsets now (the service keeps writing:
+    a consumer that stops after a quiet spell would never stop)."""
+    from broker import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(data_dir=str(data_dir), auto_offset_reset="earliest")
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(parts)
+        end = consumer.end_offsets(parts)
+        out: list[Any] = []
+        while any(consumer.position(tp) < end[tp] for tp in parts):
+            for recs in consumer.poll(timeout_ms=200, max_records=1000).values():
+                out += [r for r in recs if r.offset < end[TopicPartition(r.topic, r.partition)]]
+        return out
+    finally:
+        consumer.close()
 
 
 def _kind_of(device: str) -> str:
