@@ -310,6 +310,7 @@ class SystemResult:
     refused_local_copies_dropped: int | None = None
     idle_topic_sent: int | None = None
     idle_topic_upstream: int | None = None
+    idle_topic_dropped: int | None = None
     missing_by_topic: dict[str, int] = field(default_factory=dict)
     drain_s: list[dict[str, Any]] = field(default_factory=list)
 
@@ -782,6 +783,13 @@ def check_run(manifest: dict[str, Any]) -> dict[str, Any]:
             if idle:
                 res.idle_topic_sent = idle["sent"]
                 res.idle_topic_upstream = sum(1 for r in records if r["t"] == idle["topic"])
+                # Dropped under the quota before they were replicated: the ledger's account.
+                local_idle = topic_of.get(idle["topic"])
+                res.idle_topic_dropped = sum(
+                    e.get("count", 0)
+                    for e in _quota_entries(ledger)
+                    if e.get("topic") == local_idle and e.get("unreplicated")
+                )
             if sysdef.get("refused"):
                 local_dl = sysdef.get("local_dead_letters")
                 check_refused(
@@ -875,7 +883,8 @@ _ROWS = [
     ("  their kept copies dropped under the quota later", "refused_local_copies_dropped"),
     ("  kept in the local dead-letter topic", "refused_in_local_dead_letters"),
     ("records sent to a topic then left idle", "idle_topic_sent"),
-    ("  upstream (must be as many: none sent again)", "idle_topic_upstream"),
+    ("  upstream (with those dropped: as many, none sent again)", "idle_topic_upstream"),
+    ("  dropped under the quota before they were replicated", "idle_topic_dropped"),
 ]
 
 

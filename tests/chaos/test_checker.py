@@ -293,6 +293,7 @@ def test_an_idle_topic_sent_again_after_a_restart_is_seen(tmp_path: Path) -> Non
                system={"idle_topic": {"topic": "up.idle", "sent": 2},
                        "topics": {"temperature": "up.temperature", "idle": "up.idle"}})
     assert (res["idle_topic_sent"], res["idle_topic_upstream"]) == (2, 3)
+    assert res["idle_topic_dropped"] == 0
     assert res["uplink_duplicates"] == 1 and res["unknown_upstream"] == 0
 
 
@@ -322,3 +323,18 @@ def test_refused_records_are_each_named_as_refused_or_as_dropped_by_the_quota(
         3, 2, 1)
     assert res["refused_in_local_dead_letters"] == 1 and res["refused_local_copies_dropped"] == 1
     assert res["refused_upstream"] == 0 and res["lost_acked"] == 0
+
+
+def test_idle_records_dropped_before_replication_are_the_ledgers_account(tmp_path: Path) -> None:
+    rows = _truth(tmp_path / "truth.jsonl", 3)
+    up = [_record("up.temperature", r, i, T0) for i, r in enumerate(rows)]
+    up.append({"t": "up.idle", "p": 0, "o": 0, "k": "idle-sensor-1", "a": T0, "ts": T0,
+               "v": json.dumps({"temperature_c": 20}),
+               "h": {"edge.partition": "0", "edge.offset": "3"}})
+    ledger = [{"topic": "idle", "ranges": [{"partition": 0, "from_offset": 0, "to_offset": 2}],
+               "count": 3, "unreplicated": True, "wall_ms": T0}]
+    res = _run(tmp_path, rows, up, [r["seq"] for r in rows], ledger,
+               system={"idle_topic": {"topic": "up.idle", "sent": 4},
+                       "topics": {"temperature": "up.temperature", "idle": "up.idle"}})
+    assert (res["idle_topic_upstream"], res["idle_topic_dropped"]) == (1, 3)
+    assert res["unledgered_gaps"] == 0 and res["uplink_duplicates"] == 0
