@@ -17,6 +17,7 @@ from edge._exit import EX_TEMPFAIL
 
 from ._config import UplinkConfig
 from ._errors import EdgeError, UplinkLockedError
+from ._local import check_local_topics
 from ._uplink import Uplink
 
 
@@ -53,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     pairs = args.topic or [t for t in os.environ.get("EDGE_UPLINK_TOPICS", "").split(",") if t]
+    if not pairs:
+        print("edge.uplink: --topic: expected at least one LOCAL=UPSTREAM (or EDGE_UPLINK_TOPICS)",
+              file=sys.stderr)
+        return 2
     try:
         topics = dict(pair.split("=", 1) for pair in pairs)
     except ValueError:
@@ -65,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             compression=None if args.compression == "none" else args.compression,
             batch_records=args.batch_records, security_protocol=args.security_protocol,
             sasl_mechanism=args.sasl_mechanism, ssl_cafile=args.ssl_cafile)
+        check_local_topics(config)
     except EdgeError as exc:
         print(f"edge.uplink: {exc}", file=sys.stderr)
         return 2

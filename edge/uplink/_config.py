@@ -77,6 +77,7 @@ class UplinkConfig:
     compression: str | None = "lz4"
     linger_s: float = 0.005
     batch_records: int = 1000          # records per upstream transaction (or ack round)
+    batch_bytes: int = 4 * 1024 * 1024  # and at most about this many bytes (see README: memory)
     producer_batch_bytes: int = 256 * 1024   # aiokafka max_batch_size, per partition
     max_request_bytes: int = 1024 * 1024     # larger records go to the dead-letter topic
     max_bytes_per_s: int | None = None
@@ -97,6 +98,7 @@ class UplinkConfig:
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
     request_timeout_s: float = 30.0
+    stop_timeout_s: float = 5.0        # stop() abandons a batch the cluster holds longer
 
     def __post_init__(self) -> None:
         if not isinstance(self.edge_id, str) or not _EDGE_ID_RE.match(self.edge_id):
@@ -114,6 +116,7 @@ class UplinkConfig:
         if not isinstance(self.linger_s, int | float) or not 0 <= self.linger_s <= 60:
             raise UplinkConfigError("linger_s", "seconds between 0 and 60", self.linger_s)
         _check_int("batch_records", self.batch_records, 1)
+        _check_int("batch_bytes", self.batch_bytes, 1024)
         _check_int("producer_batch_bytes", self.producer_batch_bytes, 1024)
         _check_int("max_request_bytes", self.max_request_bytes, 1024)
         if self.max_bytes_per_s is not None:
@@ -124,7 +127,7 @@ class UplinkConfig:
         _check_int("resume_scan_records", self.resume_scan_records, 0)
         _check_topic("dlq_topic", self.dlq_topic)
         _check_topic("drop_ledger_upstream", self.drop_ledger_upstream)
-        for key in ("backoff_initial_s", "backoff_max_s", "request_timeout_s"):
+        for key in ("backoff_initial_s", "backoff_max_s", "request_timeout_s", "stop_timeout_s"):
             value = getattr(self, key)
             if not isinstance(value, int | float) or value <= 0:
                 raise UplinkConfigError(key, "a positive number of seconds", value)
@@ -138,6 +141,8 @@ class UplinkConfig:
             items = [(m.local, m) for m in raw]
         else:
             raise UplinkConfigError("topics", "a table of local topic = upstream topic", raw)
+        if not items:
+            raise UplinkConfigError("topics", "at least one local topic to replicate", raw)
         out: list[TopicMapping] = []
         for local, target in items:
             _check_topic(f"topics.{local}", local)

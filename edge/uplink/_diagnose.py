@@ -16,10 +16,13 @@ from typing import Any
 
 from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.errors import (
+    IncompatibleBrokerVersion,
+    KafkaConnectionError,
     KafkaError,
     SaslAuthenticationFailed,
     UnsupportedSaslMechanismError,
 )
+from aiokafka.protocol.metadata import MetadataRequest
 
 from ._config import ENV_SASL_PASSWORD, UplinkConfig
 from ._secrets import mask
@@ -27,9 +30,25 @@ from ._secrets import mask
 __all__ = ["diagnose_connect"]
 
 
-def explain(exc: BaseException, config: UplinkConfig, where: str) -> str | None:
-    """A sentence for a connect failure at ``where`` (host:port); None if there is nothing to add."""
+def explain(exc: BaseException, config: UplinkConfig, where: str,
+            after_connect: bool = False) -> str | None:
+    """A sentence for a connect failure at ``where`` (host:port); None if there is nothing to
+    add. ``after_connect``: the connection was made and the first request (Metadata) failed."""
     c = config
+    if isinstance(exc, IncompatibleBrokerVersion):
+        return (f"{where} answers, but not as a broker (it offers no Metadata request): is it"
+                f" a KRaft controller port? bootstrap_servers must name the brokers' client"
+                f" listeners")
+    if after_connect and not c.security_protocol.startswith("SASL") and isinstance(
+            exc, KafkaConnectionError | ConnectionError | EOFError):
+        return (f"{where} accepted the connection but closed it at the first request: a"
+                f" listener that expects SASL authentication? set security_protocol"
+                f" SASL_PLAINTEXT or SASL_SSL and sasl_mechanism (now {c.security_protocol})")
+    if after_connect and isinstance(exc, TimeoutError):
+        return (f"{where} accepted the connection but did not answer a metadata request within"
+                f" {c.request_timeout_s:g} s: the broker is overloaded or stopped (SIGSTOP, a"
+                f" long GC pause), or the listener speaks another protocol than"
+                f" {c.security_protocol}")
     if isinstance(exc, SaslAuthenticationFailed):
         detail = str(exc).split(":", 1)[-1].strip() or "authentication failed"
         return (f"authentication failed at {where}: SASL {c.sasl_mechanism} user {c.sasl_username!r}"
@@ -72,18 +91,30 @@ async def diagnose_connect(config: UplinkConfig, options: dict[str, Any]) -> str
     where = f"{host}:{port}"
     keys = ("client_id", "request_timeout_ms", "ssl_context", "security_protocol",
             "sasl_mechanism", "sasl_plain_username", "sasl_plain_password")
+    conn = None
     try:
         async with asyncio.timeout(config.request_timeout_s):
             conn = await create_conn(host, port, **{k: options[k] for k in keys if k in options})
+            # Connected is not served: a SASL listener spoken to in PLAINTEXT, or a KRaft
+            # controller port, accepts the connection and fails the first real request.
+            await conn.send(MetadataRequest([]))
     except BaseException as exc:  # noqa: BLE001 - any failure is what we want to describe
         if isinstance(exc, asyncio.CancelledError) and asyncio.current_task().cancelling():
             raise
-        cause = exc
-        # aiokafka wraps the socket layer's error; the cause says what really happened.
-        while cause.__cause__ is not None and not isinstance(
-                cause, SaslAuthenticationFailed | UnsupportedSaslMechanismError | ssl.SSLError):
-            cause = cause.__cause__
-        text = explain(cause, config, where)
+        text = explain(_cause(exc), config, where, after_connect=conn is not None)
         return mask(text) if text else None
-    conn.close()
+    finally:
+        if conn is not None:
+            conn.close()
     return None
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """What really happened: aiokafka wraps the socket layer's error. The walk stops at a
+    TimeoutError, whose cause is only the CancelledError that ``asyncio.timeout`` used."""
+    cause = exc
+    while cause.__cause__ is not None and not isinstance(
+            cause, SaslAuthenticationFailed | UnsupportedSaslMechanismError | ssl.SSLError
+            | TimeoutError) and not isinstance(cause.__cause__, asyncio.CancelledError):
+        cause = cause.__cause__
+    return cause

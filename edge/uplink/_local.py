@@ -5,6 +5,7 @@ Every method blocks (SQLite) and is called from the uplink's one dedicated threa
 
 from __future__ import annotations
 
+import json
 import time
 
 from broker import (
@@ -12,22 +13,58 @@ from broker import (
     KafkaAdminClient,
     KafkaConsumer,
     KafkaProducer,
+    NewTopic,
     RawRecord,
+    TopicAlreadyExistsError,
     TopicPartition,
     UnknownTopicOrPartitionError,
 )
 
 from ._config import UplinkConfig
+from ._errors import UplinkConfigError
 from ._status import PartitionLag
 
 _ASSIGN_REFRESH_S = 1.0
 _PRIORITY_REFRESH_S = 10.0   # a topic's priority changes by an operator's hand, rarely
+_CHUNK_MAX = 256             # records read at once while filling a batch up to batch_bytes
+# The drop ledger's own settings when the uplink is first to write it (as broker/ makes it).
+_LEDGER_CONFIG = {"retention.ms": "-1", "priority": "1000"}
+
+
+def check_data_dir(config: UplinkConfig) -> None:
+    """Raise ``UplinkConfigError`` unless ``data_dir`` holds a local log: opening a path
+    that does not exist would create an empty log and replicate nothing, saying all is well."""
+    d = config.data_dir
+    if not d.is_dir():
+        raise UplinkConfigError("data_dir", "the directory of the local log (the appliance's"
+                                " data_dir)", f"{d} (no such directory)")
+    if not any(d.iterdir()):
+        raise UplinkConfigError("data_dir", "the directory of the local log (the appliance's"
+                                " data_dir)", f"{d} (an empty directory)")
+
+
+def check_local_topics(config: UplinkConfig) -> None:
+    """Raise ``UplinkConfigError`` unless ``data_dir`` holds a log with every configured
+    local topic (the drop ledger aside). For ``python -m edge.uplink``, where the operator
+    names the topics; the appliance's topics appear with their first record."""
+    check_data_dir(config)
+    with KafkaAdminClient(config.data_dir) as admin:
+        existing = sorted(t for t in admin.list_topics() if not t.startswith("__"))
+    missing = [m.local for m in config.topics if m.local not in existing
+               and m.local != DROP_LEDGER_TOPIC]
+    if missing:
+        raise UplinkConfigError(
+            "topics", f"local topics that exist in {config.data_dir} (it has:"
+            f" {', '.join(existing) or 'none'})", ", ".join(missing))
 
 
 class LocalSide:
     def __init__(self, config: UplinkConfig) -> None:
+        check_data_dir(config)
         self._cfg = config
         self._locals = [m.local for m in config.topics]
+        self._excluded: set[str] = set()
+        self._largest = config.max_request_bytes   # of the records last read; guessed high
         self._admin = KafkaAdminClient(config.data_dir)
         try:
             # Scoped to the replicated topics: the group never commits on the others, and a
@@ -41,6 +78,7 @@ class LocalSide:
             self._admin.close()
             raise
         self._dlq: KafkaProducer | None = None
+        self._committed: dict[TopicPartition, int] = {}
         self._priority: dict[str, float] = {}
         self._assigned: set[TopicPartition] = set()
         self._start: dict[TopicPartition, int] = {}   # where to begin a newly seen partition
@@ -61,7 +99,7 @@ class LocalSide:
             return
         self._last_assign = time.monotonic()
         existing = set(self._admin.list_topics())
-        present = [t for t in self._locals if t in existing]
+        present = [t for t in self._locals if t in existing and t not in self._excluded]
         if force or time.monotonic() - self._last_priority >= _PRIORITY_REFRESH_S or any(
                 t not in self._priority for t in present):
             # describe_topics counts every partition's records: too dear for every second.
@@ -99,6 +137,18 @@ class LocalSide:
             if committed is not None:
                 out[tp] = committed
         return out
+    def exclude(self, topics: set[str]) -> None:
+        """Read none of these local topics (their upstream topic cannot be created) until
+        called again without them."""
+        if topics != self._excluded:
+            self._excluded = set(topics)
+            self._sync_assignment(force=True)
+
+    def missing_topics(self) -> list[str]:
+        """Configured local topics that do not exist in the log (the drop ledger aside: the
+        log makes it at its first drop)."""
+        existing = set(self._admin.list_topics())
+        return [t for t in self._locals if t not in existing and t != DROP_LEDGER_TOPIC]
 
     def end_offsets(self) -> dict[TopicPartition, int]:
         """The log end offset of each replicated partition."""
@@ -149,8 +199,34 @@ class LocalSide:
             self._consumer.resume(*top)
         else:
             self._consumer.resume(*self._assigned)
-        return self._consumer.poll_raw(timeout_ms=0 if backlog else timeout_s * 1000,
-                                       max_records=self._cfg.batch_records)
+        return self._poll_bounded(0 if backlog else timeout_s * 1000)
+
+    def _poll_bounded(self, timeout_ms: float) -> list[RawRecord]:
+        """Up to ``batch_records`` records and about ``batch_bytes`` bytes (at least one).
+
+        The log's poll is bounded by records only, so the batch is read in chunks sized
+        from the largest record of the previous chunk (the first guess: a record as large
+        as max_request_bytes), so 200 KB records are not read 1,000 at a time. A chunk
+        whose records grew overshoots by at most one chunk of the new size.
+        """
+        c = self._cfg
+        out: list[RawRecord] = []
+        nbytes = 0
+        largest = self._largest
+        while len(out) < c.batch_records and nbytes < c.batch_bytes:
+            room = (c.batch_bytes - nbytes) // max(largest, 1)
+            if out and room < 1:
+                break
+            chunk = max(1, min(room, c.batch_records - len(out), _CHUNK_MAX))
+            got = self._consumer.poll_raw(timeout_ms=0 if out else timeout_ms, max_records=chunk)
+            if not got:
+                break
+            sizes = [record_bytes(r) for r in got]
+            largest = max(sizes)
+            nbytes += sum(sizes)
+            out.extend(got)
+        self._largest = largest
+        return out
 
     def commit(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit the local group (frees local retention) after the upstream has the records."""
@@ -158,10 +234,19 @@ class LocalSide:
             self._consumer.commit(dict(offsets))
 
     def dead_letter(self, items: list[tuple[RawRecord, str]]) -> None:
-        """Write records the cluster refuses to the local dead-letter topic, with the reason."""
+        """Write records the cluster refuses to the local dead-letter topic, with the reason,
+        and name each in the drop ledger (replicated first: the cluster learns what it
+        refused and where the record is kept)."""
         if self._dlq is None:
             self._dlq = KafkaProducer(self._cfg.data_dir)
+            if DROP_LEDGER_TOPIC not in self._admin.list_topics():
+                try:
+                    self._admin.create_topics([NewTopic(DROP_LEDGER_TOPIC, 1,
+                                                        topic_configs=_LEDGER_CONFIG)])
+                except TopicAlreadyExistsError:
+                    pass
         futures = []
+        wall_ms = int(time.time() * 1000)
         for r, reason in items:
             headers = r.decoded_headers() + [
                 ("uplink.reason", reason.encode()),
@@ -169,6 +254,15 @@ class LocalSide:
             ]
             futures.append(self._dlq.send(self._cfg.dlq_topic, r.value, key=r.key, headers=headers,
                                           timestamp_ms=r.timestamp))
+            # The ledger's own shape (broker/_retention.py), one entry per record.
+            entry = {"topic": r.topic, "ranges": [{"partition": r.partition, "from_offset": r.offset,
+                                                   "to_offset": r.offset}],
+                     "count": 1, "bytes": record_bytes(r),
+                     "reason": f"not replicated: {reason}; kept in local topic {self._cfg.dlq_topic}",
+                     "unreplicated": True, "dead_letter_topic": self._cfg.dlq_topic,
+                     "wall_ms": wall_ms}
+            futures.append(self._dlq.send(DROP_LEDGER_TOPIC, json.dumps(
+                entry, separators=(",", ":")).encode(), timestamp_ms=wall_ms))
         for f in futures:
             f.get(timeout=30)
 
@@ -177,13 +271,23 @@ class LocalSide:
     def lag(self, replicated: dict[TopicPartition, int], now_ms: int) -> list[PartitionLag]:
         self._sync_assignment()  # also before the first connect: lag is known offline
         out = []
-        for tp in sorted(self._assigned):
+        waiting = {TopicPartition(t, p) for t in self._excluded   # not replicated: lag all the same
+                   for p in (self._consumer.partitions_for_topic(t) or ())}
+        for tp in sorted(self._assigned | waiting):
             try:
                 end = self._consumer.highwater(tp)
                 start = self._consumer.beginning_offsets([tp])[tp]
             except UnknownTopicOrPartitionError:
                 continue
-            done = max(replicated.get(tp, start), start)
+            known = replicated.get(tp)
+            if known is None:
+                # Before the first connect: where the local group stands (at least once
+                # the resume point; exactly once a little behind the upstream checkpoint),
+                # not the whole log.
+                known = self._committed.get(tp)
+                if known is None:
+                    known = self._committed[tp] = self._consumer.committed(tp) or start
+            done = max(known, start)
             seconds = 0.0
             if done < end:
                 self._peek.assign([tp])
@@ -193,3 +297,8 @@ class LocalSide:
                     seconds = max(0.0, (now_ms - recs[0].timestamp) / 1000)
             out.append(PartitionLag(tp.topic, tp.partition, done, end, end - done, seconds))
         return out
+
+
+def record_bytes(r: RawRecord) -> int:
+    """Bytes of a record as the local log stores it (key, value, header text)."""
+    return len(r.key or b"") + len(r.value or b"") + len(r.header_text or "")

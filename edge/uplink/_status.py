@@ -62,6 +62,10 @@ class UplinkStatus:
     states_seen: list[UplinkState] = field(default_factory=list)
     # Upstream topics whose partition count is not the local one (found at connect).
     partition_mismatches: list[PartitionMismatch] = field(default_factory=list)
+    #: upstream topic -> why the cluster would not create it (its local topic waits)
+    refused_topics: dict[str, str] = field(default_factory=dict)
+    #: configured local topics that do not exist in the local log
+    missing_topics: list[str] = field(default_factory=list)
 
     @property
     def lag_records(self) -> int:

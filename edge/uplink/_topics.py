@@ -16,7 +16,6 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from ._config import TopicMapping
-from ._errors import UpstreamError
 from ._status import PartitionMismatch
 
 __all__ = ["UpstreamTopics"]
@@ -37,6 +36,9 @@ class UpstreamTopics:
         self._mappings = {m.local: m for m in mappings}
         self._ensured: set[str] = set()   # local topics whose upstream topic exists (this connection)
         self.mismatches: dict[str, PartitionMismatch] = {}
+        # Upstream topic -> why the cluster refused to create it (a replication factor it
+        # cannot meet, a policy); the uplink replicates the other topics meanwhile.
+        self.refused: dict[str, str] = {}
 
     def reset(self) -> None:
         """Forget what was ensured: a new connection looks again (the topic may be gone)."""
@@ -47,11 +49,15 @@ class UpstreamTopics:
 
     async def ensure(self, admin: AIOKafkaAdminClient, local_counts: dict[str, int]) -> None:
         """Create the missing upstream topics of ``local_counts`` (local topic -> its partition
-        count), check the existing ones' counts. Raises ``UpstreamError``."""
+        count), check the existing ones' counts; one the cluster refuses to create is
+        kept in ``refused``."""
         todo = {t: n for t, n in local_counts.items() if t not in self._ensured}
         if not todo:
             return
         existing = set(await admin.list_topics())
+        for t in todo:
+            if self._mappings[t].upstream in existing:   # made meanwhile, by someone else
+                self.refused.pop(self._mappings[t].upstream, None)
         wanted = {t: self._mappings[t].partitions or n for t, n in todo.items()}
         new = [NewTopic(self._mappings[t].upstream, wanted[t], self._mappings[t].replication_factor)
                for t in todo if self._mappings[t].upstream not in existing]
@@ -59,8 +65,10 @@ class UpstreamTopics:
             response = await admin.create_topics(new)
             for topic, code, *rest in response.topic_errors:
                 if code and for_code(code) is not TopicAlreadyExistsError:
-                    raise UpstreamError(f"creating upstream topic {topic!r}:"
-                                        f" {for_code(code).__name__} {rest[0] if rest else ''}")
+                    self.refused[topic] = (f"creating upstream topic {topic!r} was refused:"
+                                           f" {for_code(code).__name__}: {rest[0] if rest else ''}")
+                else:
+                    self.refused.pop(topic, None)
         counts = await self._upstream_counts(admin, [self._mappings[t].upstream for t in todo])
         for local, n in todo.items():
             m = self._mappings[local]

@@ -8,7 +8,7 @@ import ssl
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NoReturn
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -16,9 +16,7 @@ from aiokafka.errors import (
     InvalidProducerEpoch,
     KafkaConnectionError,
     KafkaError,
-    MessageSizeTooLargeError,
     ProducerFenced,
-    RecordTooLargeError,
 )
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
@@ -27,13 +25,16 @@ from aiokafka.structs import TopicPartition as UpTP
 
 from broker import RawRecord, TopicPartition, default_partition
 
+from ._backoff import Backoff
 from ._checkpoint import CheckpointClock, checkpoint_offsets, read_checkpoint, refresh_interval_s
 from ._config import UplinkConfig
 from ._diagnose import diagnose_connect
 from ._errors import FencedError, UplinkConfigError, UplinkError, UplinkLockedError, UpstreamError
 from ._fence import FenceLease, LocalLock
-from ._local import LocalSide
+from ._local import LocalSide, record_bytes
 from ._pacing import TransactionPacer
+from ._quiet import quiet_aiokafka
+from ._refusal import RecordRefusals
 from ._resume import scan_upstream
 from ._secrets import mask, register_secrets
 from ._status import PartitionLag, Rate, UplinkState, UplinkStatus
@@ -44,6 +45,9 @@ __all__ = ["Uplink"]
 log = logging.getLogger("edge.uplink")
 
 _POLL_S = 0.5
+_PROBE_EVERY_S = 1.0
+_PROBE_TIMEOUT_S = 3.0    # metadata on a healthy cluster takes milliseconds
+_TOPIC_RETRY_S = 30.0     # creating an upstream topic the cluster refused, again
 _LAG_REFRESH_S = 1.0
 _LOCAL_COMMIT_S = 0.5
 _WINDOW = 4
@@ -74,7 +78,11 @@ class _InFlight:
         self.checkpointed: set[str] = set()   # local topics whose checkpoint it writes
 
     async def cancel(self) -> None:
-        """Settle the checkpoint write of a failed batch, so its error is not left unseen."""
+        """Settle a failed batch: its checkpoint write is cancelled and the errors its record
+        batches end with (now or when the producer is closed) are seen, not left to be
+        reported as "Future exception was never retrieved"."""
+        for future, _ in self.futures:
+            future.add_done_callback(_seen)
         if self.offsets is not None:
             self.offsets.cancel()
             await asyncio.gather(self.offsets, return_exceptions=True)
@@ -92,8 +100,12 @@ class _Prepared:
         self.nbytes = 0
 
 
-_TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
 _FENCED = (ProducerFenced, InvalidProducerEpoch)
+
+
+class _Isolating(UpstreamError):
+    """The cluster refused a record batch for good: start again from the checkpoint, with
+    the batch's records sent alone or the refused one dead-lettered (``RecordRefusals``)."""
 
 
 def _translate(exc: BaseException, what: str) -> UplinkError:
@@ -130,9 +142,10 @@ class Uplink:
         self._dead = 0
         self._replicated: dict[TopicPartition, int] = {}
         self._lag: list[PartitionLag] = []
-        self._too_large: dict[tuple[str, int, int], str] = {}
-        # Records of a batch the broker refused as too large: resent one per batch, to find it.
-        self._solo: set[tuple[str, int, int]] = set()
+        self._refusals = RecordRefusals()
+        self._topic_refusals: dict[str, str] = {}   # upstream topic -> why it cannot be created
+        self._topics_tried_at = 0.0
+        self._missing_topics: list[str] = []
         self._key_partition: dict[tuple[bytes, int], int] = {}
         self._keyless_next = 0
         self._edge_header = ("edge.id", config.edge_id.encode())
@@ -178,9 +191,13 @@ class Uplink:
         if self._task is not None:
             await self._task
 
-    def _set_state(self, state: UplinkState) -> None:
+    def _set_state(self, state: UplinkState, why: str | None = None) -> None:
+        """Change state with one log line (the cause, if any); the same state again logs
+        nothing: the line is per change, not per failed attempt."""
         if state != self._state:
-            log.info("uplink %s: %s -> %s", self.config.edge_id, self._state.value, state.value)
+            level = logging.WARNING if state == UplinkState.OFFLINE else logging.INFO
+            log.log(level, "uplink %s: %s -> %s%s", self.config.edge_id, self._state.value,
+                    state.value, f": {why}" if why else "")
             self._state = state
             self._states_seen.append(state)
 
@@ -188,10 +205,12 @@ class Uplink:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def run(self) -> None:
-        """Replicate until ``stop()`` (or until fenced). Raises only for local-log failures."""
+        """Replicate until ``stop()`` (or until fenced). Raises only for local-log failures
+        (``UplinkConfigError`` for a data dir that holds no log)."""
         if self._running:
             raise UplinkError("this Uplink is already running")
         self._running = True
+        quiet_aiokafka()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"uplink-{self.config.edge_id}")
         try:
             self._local = await self._in_thread(LocalSide, self.config)
@@ -202,10 +221,8 @@ class Uplink:
                 raise
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._lag_loop())
-                try:
-                    await self._connect_loop()
-                finally:
-                    self._stop.set()
+                replicating = tg.create_task(self._replicate())
+                tg.create_task(self._stop_watch(replicating))
         finally:
             if self._local is not None:
                 await self._in_thread(self._local.close)
@@ -215,44 +232,90 @@ class Uplink:
                 self._set_state(UplinkState.STOPPED)
             self._running = False
 
+    async def _replicate(self) -> None:
+        try:
+            await self._connect_loop()
+        finally:
+            self._stop.set()
+
+    async def _stop_watch(self, replicating: asyncio.Task[None]) -> None:
+        """After ``stop()``, give the current batch ``stop_timeout_s`` to finish, then
+        abandon it: a frozen cluster would hold it for ``request_timeout_s`` and more.
+        Nothing is lost: exactly once, the open transaction is aborted when the next
+        uplink fences this one; at least once, the records are sent again."""
+        await self._stop.wait()
+        done, _ = await asyncio.wait([replicating], timeout=self.config.stop_timeout_s)
+        if not done:
+            log.warning("uplink %s: stopping: the batch upstream did not finish within %.1f s"
+                        " (stop_timeout_s); abandoned, it is sent again on the next start",
+                        self.config.edge_id, self.config.stop_timeout_s)
+            replicating.cancel()
+
     async def _connect_loop(self) -> None:
-        backoff = self.config.backoff_initial_s
+        c = self.config
+        backoff = Backoff(c.backoff_initial_s, c.backoff_max_s)
         while not self._stop.is_set():
             clean = connected = False
+            delay = c.backoff_initial_s
+            records_before = self._records_total
+            online_since: float | None = None
             try:
-                async with asyncio.timeout(self.config.request_timeout_s * 2):
+                async with asyncio.timeout(c.request_timeout_s * 2):
                     await self._connect()
                 connected = True
-                self._set_state(UplinkState.ONLINE)
-                backoff = self.config.backoff_initial_s
-                await self._pump()
+                online_since = time.monotonic()
+                self._online()
+                await self._run_online()
                 clean = True
             except FencedError as exc:
                 self._last_error = str(exc)
-                log.error("uplink %s: %s; stopping", self.config.edge_id, exc)
+                log.error("uplink %s: %s; stopping", c.edge_id, exc)
                 self._set_state(UplinkState.FENCED)
                 return
+            except _Isolating as exc:
+                # Progress, not a fault: the next attempt sends without what was refused.
+                log.info("uplink %s: %s", c.edge_id, exc)
+                continue
             except (TimeoutError, UpstreamError, KafkaError, OSError) as exc:
-                err = _translate(exc, "upstream")
-                if not connected and isinstance(exc, KafkaConnectionError):
-                    # aiokafka only logs why the bootstrap failed; find out and say it.
-                    why = await diagnose_connect(self.config, self._client_options())
-                    if why is not None:
-                        err = UpstreamError(f"upstream: {why}")
-                err = UpstreamError(mask(str(err)))
-                self._last_error = str(err)
-                log.warning("uplink %s: offline, retrying in %.1f s: %s",
-                            self.config.edge_id, backoff, err)
-                self._set_state(UplinkState.OFFLINE)
+                delay = backoff.failed(self._records_total > records_before, None if online_since
+                                       is None else time.monotonic() - online_since)
+                await self._offline(exc, connected, delay)
             finally:
                 await self._close_upstream(clean)
             if self._stop.is_set():
                 return
             try:
-                await asyncio.wait_for(self._stop.wait(), backoff)
+                await asyncio.wait_for(self._stop.wait(), delay)
             except TimeoutError:
                 pass
-            backoff = min(backoff * 2, self.config.backoff_max_s)
+
+    def _online(self) -> None:
+        """Connected: the error that kept the uplink offline is no longer the state of things."""
+        was = self._last_error
+        self._last_error = None
+        self._set_state(UplinkState.ONLINE, f"recovered from: {was}" if was else None)
+
+    async def _offline(self, exc: BaseException, connected: bool, retry_s: float) -> None:
+        c = self.config
+        if isinstance(exc, TimeoutError) and not str(exc):
+            err: UplinkError = UpstreamError(
+                f"upstream did not answer within {c.request_timeout_s * 2:g} s while connecting")
+        else:
+            err = _translate(exc, "upstream")
+        if not connected and isinstance(exc, KafkaConnectionError | TimeoutError):
+            # aiokafka only logs why the bootstrap failed; find out and say it.
+            why = await diagnose_connect(c, self._client_options())
+            if why is not None:
+                err = UpstreamError(f"upstream: {why}")
+        text = mask(str(err))
+        changed = text != self._last_error
+        self._last_error = text
+        if self._state == UplinkState.OFFLINE and changed:
+            log.warning("uplink %s: still offline, now: %s (retrying in %g s)", c.edge_id, text,
+                        retry_s)
+        elif self._state == UplinkState.OFFLINE:
+            log.debug("uplink %s: still offline, retrying in %.1f s: %s", c.edge_id, retry_s, text)
+        self._set_state(UplinkState.OFFLINE, f"{text} (retrying in {retry_s:g} s)")
 
     # -- upstream connection ------------------------------------------------------------------
 
@@ -277,7 +340,7 @@ class Uplink:
         self._admin = AIOKafkaAdminClient(**opts)
         await self._admin.start()
         self._topics.reset()
-        await self._topics.ensure(self._admin, await self._in_thread(self._local.partition_counts))
+        await self._ensure_topics()
         self._producer = AIOKafkaProducer(
             **opts, acks="all", enable_idempotence=True,
             transactional_id=c.transactional_id if c.exactly_once else None,
@@ -294,7 +357,8 @@ class Uplink:
             await self._producer.commit_transaction()
             self._committed_at = time.monotonic()
             checkpoint = await self._resume_positions(
-                await read_checkpoint(self._admin, c.group_id))
+                await _patiently(lambda: read_checkpoint(self._admin, c.group_id),
+                                 c.request_timeout_s))
             self._checkpoints.reset(await refresh_interval_s(self._admin))
         self._replicated = await self._in_thread(self._local.rewind, checkpoint)
         if not c.exactly_once:   # transactions fence exactly once; at least once, a lease
@@ -307,6 +371,29 @@ class Uplink:
         # a switch to exactly once resumes there, and `kafka-consumer-groups` shows progress.
         return checkpoint_offsets(self._replicated, {tp.topic for tp in self._replicated},
                                   self._upstream)
+
+    async def _ensure_topics(self, local: list[str] | None = None) -> None:
+        """Create the upstream topics of these local topics (all: None) if missing
+        (``UpstreamTopics``), and stop replicating those the cluster refuses."""
+        await self._topics.ensure(self._admin, await self._in_thread(self._local.partition_counts,
+                                                                     local))
+        await self._refuse_topics(dict(self._topics.refused))
+
+    async def _refuse_topics(self, refused: dict[str, str]) -> None:
+        """Stop replicating the local topics whose upstream topic the cluster will not create
+        (a replication factor it cannot meet, a policy): the others go on. Tried again at
+        each connect and every ``_TOPIC_RETRY_S`` while online."""
+        for topic in refused.keys() - self._topic_refusals.keys():
+            log.warning("uplink %s: %s; its local topic is not replicated until the topic can"
+                        " be created (tried again every %g s)", self.config.edge_id,
+                        refused[topic], _TOPIC_RETRY_S)
+        for topic in self._topic_refusals.keys() - refused.keys():
+            log.info("uplink %s: upstream topic %r created; replicating it", self.config.edge_id,
+                     topic)
+        self._topic_refusals = refused
+        self._topics_tried_at = time.monotonic()
+        await self._in_thread(self._local.exclude,
+                              {m.local for m in self.config.topics if m.upstream in refused})
 
     async def _resume_positions(self, checkpoint: dict[TopicPartition, int]
                                 ) -> dict[TopicPartition, int]:
@@ -353,22 +440,63 @@ class Uplink:
         lease, self._lease = self._lease, None
         if lease is not None:
             await lease.close()
+        # Also when cancelled (stop_timeout_s ran out while a clean close flushed): both
+        # clients are closed before the cancellation goes on, so nothing is left open.
+        cancelled: BaseException | None = None
         if producer is not None:
             try:
                 if clean:
                     await asyncio.wait_for(producer.stop(), self.config.request_timeout_s)
                 else:
                     await _abandon(producer)
-            except Exception as exc:  # closing a broken producer: nothing left to save
+            except BaseException as exc:  # closing a broken producer: nothing left to save
                 log.debug("closing producer: %r", exc)
+                cancelled = exc if isinstance(exc, asyncio.CancelledError) else None
                 await _abandon(producer)
         if admin is not None:
             try:
                 await asyncio.wait_for(admin.close(), self.config.request_timeout_s)
-            except Exception as exc:
+            except BaseException as exc:
                 log.debug("closing admin client: %r", exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    cancelled = exc
+                    await admin.close()
+        if cancelled is not None:
+            raise cancelled
 
     # -- replicating --------------------------------------------------------------------------
+
+    async def _run_online(self) -> None:
+        """Replicate (``_pump``) while a probe asks the cluster for metadata each second: a
+        cluster that went away is noticed within ``_PROBE_TIMEOUT_S`` + 1 s, not after
+        ``request_timeout_s`` (aiokafka waits that long, or for ever inside a transaction,
+        and an idle uplink would not notice at all)."""
+        pump = asyncio.create_task(self._pump(), name="uplink-pump")
+        probe = asyncio.create_task(self._probe(), name="uplink-probe")
+        try:
+            done, _ = await asyncio.wait([pump, probe], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (probe, pump):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(probe, pump, return_exceptions=True)
+        (pump if pump in done else probe).result()   # the pump's end, or the probe's error
+
+    async def _probe(self) -> None:
+        timeout = min(_PROBE_TIMEOUT_S, self.config.request_timeout_s)
+        while True:
+            await asyncio.sleep(_PROBE_EVERY_S)
+            if self._topic_refusals and time.monotonic() - self._topics_tried_at >= _TOPIC_RETRY_S:
+                await self._ensure_topics([m.local for m in self.config.topics
+                                           if m.upstream in self._topic_refusals])
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._admin.describe_cluster()
+            except TimeoutError as exc:
+                raise UpstreamError(f"upstream did not answer a metadata request within"
+                                    f" {timeout:g} s") from exc
+            except (KafkaError, OSError) as exc:
+                raise _translate(exc, "upstream (metadata request)") from exc
 
     async def _pump(self) -> None:
         # The next batch is read from the local log and encoded into record batches while
@@ -497,8 +625,11 @@ class Uplink:
         counts: dict[str, int] = {}
         new = [t for t in {r.topic for r in batch} if not self._topics.ensured(t)]
         if new:   # a local topic made since the connect: its upstream topic first
-            await self._bounded(self._topics.ensure(
-                self._admin, await self._in_thread(self._local.partition_counts, new)))
+            await self._bounded(self._ensure_topics(new))
+            refused = [t for t in new if self._upstream[t] in self._topic_refusals]
+            if refused:   # read before it was excluded: start again without it
+                raise _Isolating(f"upstream topic of {', '.join(refused)} cannot be created;"
+                                 f" replicating the other topics")
         for local in {r.topic for r in batch}:
             upstream = self._upstream[local]
             counts[local] = len(await self._bounded(self._producer.partitions_for(upstream)))
@@ -510,10 +641,9 @@ class Uplink:
         for i, r in enumerate(batch):
             if i and not i % _ENCODE_SLICE:
                 await asyncio.sleep(0)  # let the producer's responses in between
-            where = (r.topic, r.partition, r.offset)
-            reason = self._too_large.get(where) if self._too_large else None
+            reason = self._refusals.reason(r)
             headers = self._headers(r)
-            size = _size(r)
+            size = record_bytes(r)
             nbytes += size
             if reason is None and size > self._measure_above:
                 # Only a record near the limit is measured exactly: that costs per record.
@@ -527,7 +657,7 @@ class Uplink:
             topic, n = self._upstream[r.topic], counts[r.topic]
             part = keyless % n if r.key is None else self._partition_of(r.key, n)
             slot = (topic, part)
-            if self._solo and where in self._solo:
+            if self._refusals.solo(r):
                 if slot in open_batches:   # what came before it goes first: order per key
                     shipments.append((topic, part, *open_batches.pop(slot)))
                 shipments.append((topic, part, self._batch_of(r, headers), [r]))
@@ -604,18 +734,8 @@ class Uplink:
             results = await asyncio.gather(*(f for f, _ in flight.futures), return_exceptions=True)
             failed = [(members, e) for (_, members), e in zip(flight.futures, results, strict=True)
                       if isinstance(e, BaseException)]
-            for members, e in failed:
-                if not isinstance(e, _TOO_LARGE):
-                    continue
-                # The broker refused the batch as too large: alone, a record is dead-lettered
-                # on the retry; in company, each is sent alone on the retry to find which.
-                if len(members) == 1:
-                    r = members[0]
-                    self._too_large[(r.topic, r.partition, r.offset)] = f"{type(e).__name__}: {e}"
-                else:
-                    self._solo.update((r.topic, r.partition, r.offset) for r in members)
             if failed:
-                raise failed[0][1]
+                await self._refused(flight, failed)
             if dead:
                 # Before the upstream commit: a crash here may dead-letter a record twice
                 # locally, never lose it.
@@ -636,14 +756,58 @@ class Uplink:
             raise
         self._replicated = nxt
         self._uncommitted.update(flight.updates)
-        for r, _ in dead:
-            self._too_large.pop((r.topic, r.partition, r.offset), None)
-        if self._solo:
-            self._solo.difference_update((r.topic, r.partition, r.offset) for r in batch)
+        if self._refusals:
+            self._refusals.settled(batch, dead)
         self._dead += len(dead)
         self._records_total += len(batch)
         self._bytes_total += flight.nbytes
         self._rate.add(len(batch), flight.nbytes)
+
+    async def _refused(self, flight: _InFlight,
+                       failed: list[tuple[list[RawRecord], BaseException]]) -> NoReturn:
+        """Some record batches of a batch failed. If the cluster refused records for good,
+        abort the transaction and start again from the checkpoint without them
+        (``_Isolating``; ``RecordRefusals`` finds which); else raise the first failure."""
+        refused = [(members, e) for members, e in failed if self._refusals.observe(members, e)]
+        if not refused:
+            raise failed[0][1]
+        if not self.config.exactly_once:
+            self._keep_acked_prefix(flight, failed)
+        if self.config.exactly_once:
+            # Aborted now, so no record of it lingers in an open transaction: the producer is
+            # replaced next anyway (after a refused batch, aiokafka's sequence numbers for its
+            # partition no longer match the broker's).
+            await flight.cancel()
+            try:
+                async with asyncio.timeout(self.config.request_timeout_s):
+                    await self._producer.abort_transaction()
+            except (TimeoutError, KafkaError, OSError) as exc:
+                log.debug("aborting the refused transaction: %r", exc)
+        members, exc = refused[0]
+        where = ", ".join(sorted({f"{r.topic}/{r.partition}" for m, _ in refused for r in m}))
+        what = (f"record {members[0].topic}/{members[0].partition}/{members[0].offset}"
+                if len(members) == 1 else f"a batch of {len(members)} records")
+        raise _Isolating(f"{what} refused upstream ({type(exc).__name__}; local {where});"
+                         f" sending again without it")
+
+    def _keep_acked_prefix(self, flight: _InFlight,
+                           failed: list[tuple[list[RawRecord], BaseException]]) -> None:
+        """At least once, what the cluster acked of a failed batch stays replicated: per local
+        partition, every record below the first one in a failed record batch was in a record
+        batch that succeeded. The restart from the local group then re-sends only the rest."""
+        first: dict[tuple[str, int], int] = {}
+        for members, _ in failed:
+            for r in members:
+                key = (r.topic, r.partition)
+                first[key] = min(first.get(key, r.offset), r.offset)
+        acked: dict[TopicPartition, int] = {}
+        for r in flight.batch:
+            if r.offset < first.get((r.topic, r.partition), r.offset + 1):
+                tp = TopicPartition(r.topic, r.partition)
+                acked[tp] = max(acked.get(tp, 0), r.offset + 1)
+                self._records_total += 1
+        self._replicated = {**self._replicated, **acked}
+        self._uncommitted.update(acked)
 
     def _headers(self, r: RawRecord) -> list[tuple[str, bytes | None]]:
         # The stored header text is decoded once per distinct text: decoding it for every
@@ -667,6 +831,11 @@ class Uplink:
             if self._local is not None:
                 self._lag = await self._in_thread(self._local.lag, dict(self._replicated),
                                                   int(time.time() * 1000))
+                missing = await self._in_thread(self._local.missing_topics)
+                if missing != self._missing_topics:
+                    self._missing_topics = missing
+                    if missing:
+                        log.warning("uplink %s: %s", self.config.edge_id, self._missing_text())
             try:
                 await asyncio.wait_for(self._stop.wait(), _LAG_REFRESH_S)
             except TimeoutError:
@@ -679,9 +848,20 @@ class Uplink:
     def status(self) -> UplinkStatus:
         """A snapshot: state, lag per partition (refreshed each second), rates, last error."""
         rps, bps = self._rate.rates()
+        error = self._last_error
+        if error is None and self._topic_refusals:
+            error = "; ".join(self._topic_refusals.values())
+        if error is None and self._missing_topics:
+            error = self._missing_text()
         return UplinkStatus(self._state, list(self._lag), rps, bps, self._records_total,
-                            self._bytes_total, self._dead, self._last_error, list(self._states_seen),
-                            partition_mismatches=list(self._topics.mismatches.values()))
+                            self._bytes_total, self._dead, error, list(self._states_seen),
+                            partition_mismatches=list(self._topics.mismatches.values()),
+                            refused_topics=dict(self._topic_refusals),
+                            missing_topics=list(self._missing_topics))
+
+    def _missing_text(self) -> str:
+        return (f"local topic(s) {', '.join(map(repr, self._missing_topics))} do not exist in"
+                f" {self.config.data_dir}; replicated once created (check the names in topics)")
 
 
 def _ssl_context(config: UplinkConfig) -> ssl.SSLContext | None:
@@ -703,6 +883,20 @@ def _ssl_context(config: UplinkConfig) -> ssl.SSLContext | None:
     return ctx
 
 
+async def _patiently(step: Any, timeout_s: float) -> Any:
+    """``await step()``, again while it fails with a retriable Kafka error, up to
+    ``timeout_s``: a new consumer group's coordinator is "not available" for a moment on a
+    fresh cluster, which is no reason to report the cluster offline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return await step()
+        except KafkaError as exc:
+            if not getattr(exc, "retriable", False) or time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
 async def _abandon(producer: AIOKafkaProducer) -> None:
     """Close a producer without flushing: after a fault its batches belong to a transaction
     the next producer aborts (or, at least once, to offsets not committed locally), and
@@ -710,9 +904,15 @@ async def _abandon(producer: AIOKafkaProducer) -> None:
     producer._closed = True  # aiokafka has no public close-without-flush
     await producer._sender.close()
     await producer.client.close()
+    # A fenced or failed transaction leaves its error on the transaction manager's waiter,
+    # which only commit or abort would read: seen here, else asyncio prints "Future
+    # exception was never retrieved" with a traceback after our clear message.
+    txn = getattr(producer, "_txn_manager", None)
+    waiter = getattr(txn, "_transaction_waiter", None)
+    if isinstance(waiter, asyncio.Future) and waiter.done():
+        _seen(waiter)
 
 
-def _size(r: RawRecord) -> int:
-    """Bytes of a record as the local log stores it (key, value, header text), for rates
-    and the bytes/s cap: sizes of what was read, no per-header work."""
-    return len(r.key or b"") + len(r.value or b"") + len(r.header_text or "")
+def _seen(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
