@@ -6,7 +6,8 @@
 
 Options: --records N (throughput, default 50,000), --value-bytes B (100), --brokers 1,3,
 --runs R (3), --latency-rate (2,000 records/s), --latency-seconds (10),
---drain-records N (1,000,000; 0 skips), --drain-delivery (exactly-once; or both).
+--drain-records N (1,000,000; 0 skips), --drain-delivery (exactly-once; or both),
+--big-records N (1,000; 0 skips) of --big-value-bytes B (200,000).
 
 Starts its own Kafka clusters (deploy.kafka; 3 brokers: replication factor 3,
 min.insync.replicas 2; every topic here is created with replication factor
@@ -39,6 +40,13 @@ for each cluster, R times (runs interleaved), for exactly-once and at-least-once
               start, connect, topic creation, init of the transactional producer)
               timed from start to the last record committed upstream.
 
+  large       N records of 200 KB: the uplink (`python -m edge.uplink`, its own process,
+              timed from "online" to the last record committed upstream) beside the
+              send() peer in a process of its own (values made as it sends, one
+              transaction per 1,000 records exactly once); records/s and each process's
+              peak RSS (VmHWM / ru_maxrss). aiokafka bounds neither by bytes: the peer
+              holds a whole transaction; the uplink reads about batch_bytes at a time.
+
 Cells are "median [min-max]" over the runs. Floor: the uplink reaches 70% of the
 plain producer's records/s. The uplink, the consumer and the local producer share
 one Python process (and the 2 cores with the brokers), as they would not in the field.
@@ -48,9 +56,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -64,7 +75,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition as UpTP
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from broker import KafkaConsumer, KafkaProducer, default_partition  # noqa: E402
 from deploy.kafka import KafkaCluster  # noqa: E402
@@ -73,7 +85,7 @@ from edge.uplink import Uplink, UplinkConfig, UplinkState  # noqa: E402
 
 BATCH = 1000
 DELIVERIES = ("exactly-once", "at-least-once")
-TOPIC, DRAIN_TOPIC = "bench", "drain"
+TOPIC, DRAIN_TOPIC, BIG_TOPIC = "bench", "drain", "big"
 
 
 def _rid() -> str:
@@ -297,6 +309,88 @@ async def drain(servers: str, data_dir: Path, n: int, delivery: str, brokers: in
         return time.perf_counter() - t0
 
 
+# -- large records: records/s and peak RSS, each side in a process of its own -------------------
+
+PEER_CHILD = "--peer-child"
+
+
+async def _peer_child(servers: str, topic: str, n: int, value_bytes: int, eos: bool) -> None:
+    """The send() peer for large records; prints {"seconds", "peak_rss_mb"} as JSON."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=servers, acks="all", enable_idempotence=True, compression_type="lz4",
+        linger_ms=5, max_batch_size=256 * 1024, max_request_size=1024 * 1024, retry_backoff_ms=20,
+        transactional_id=f"bench-{_rid()}" if eos else None)
+    await producer.start()
+    try:
+        t0 = time.perf_counter()
+        for start in range(0, n, BATCH):
+            if eos:
+                await producer.begin_transaction()
+            futures = [await producer.send(topic, _value(i, value_bytes), f"dev-{i % 100}".encode(),
+                                           headers=[("source", b"bench")])
+                       for i in range(start, min(n, start + BATCH))]
+            await asyncio.gather(*futures)
+            if eos:
+                await producer.commit_transaction()
+        seconds = time.perf_counter() - t0
+    finally:
+        await producer.stop()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak}), flush=True)
+
+
+def _child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+async def big_peer(servers: str, n: int, value_bytes: int, eos: bool, brokers: int
+                   ) -> tuple[float, float]:
+    topic = f"big-plain-{_rid()}"
+    await warm_topic(servers, topic, brokers)
+    out = await asyncio.to_thread(subprocess.run, [
+        sys.executable, __file__, PEER_CHILD, servers, topic, str(n), str(value_bytes),
+        "1" if eos else "0"], capture_output=True, text=True, env=_child_env(), cwd=ROOT,
+        check=True, timeout=1800)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    return n / res["seconds"], res["peak_rss_mb"]
+
+
+def _big_uplink_child(servers: str, data_dir: Path, topic: str, upstream: str, n: int,
+                      delivery: str) -> tuple[float, float]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.uplink", "--edge-id", f"bench-{_rid()}", "--bootstrap-servers",
+         servers, "--data-dir", str(data_dir), "--topic", f"{topic}={upstream}", "--delivery",
+         delivery, "--batch-records", str(BATCH), "--status-interval", "0.02"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_child_env(), cwd=ROOT)
+    try:
+        t0 = None
+        for line in proc.stdout:
+            status = json.loads(line)
+            if t0 is None and status["state"] == "online":
+                t0 = time.perf_counter()
+            if status["records_total"] >= n:
+                seconds = time.perf_counter() - (t0 or time.perf_counter())
+                break
+        else:
+            raise RuntimeError("big: the uplink ended before replicating everything")
+        with open(f"/proc/{proc.pid}/status") as f:
+            peak = next(int(x.split()[1]) for x in f if x.startswith("VmHWM")) / 1024
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    return n / seconds, peak
+
+
+async def big_uplink(servers: str, data_dir: Path, n: int, delivery: str, brokers: int
+                     ) -> tuple[float, float]:
+    upstream = f"up-big-{_rid()}"
+    await warm_topic(servers, upstream, brokers)
+    return await asyncio.to_thread(_big_uplink_child, servers, data_dir, BIG_TOPIC, upstream, n,
+                                   delivery)
+
+
 # -- report ------------------------------------------------------------------------------------
 
 def machine() -> str:
@@ -348,6 +442,8 @@ async def main() -> None:
     ap.add_argument("--latency-seconds", type=float, default=10.0)
     ap.add_argument("--drain-records", type=int, default=1_000_000, help="0 skips the drain")
     ap.add_argument("--drain-delivery", default="exactly-once", choices=(*DELIVERIES, "both"))
+    ap.add_argument("--big-records", type=int, default=1000, help="0 skips the large records")
+    ap.add_argument("--big-value-bytes", type=int, default=200_000)
     args = ap.parse_args()
     sizes = [int(b) for b in args.brokers.split(",")]
     if any(b not in (1, 3) for b in sizes) or args.runs < 1:
@@ -359,6 +455,9 @@ async def main() -> None:
             "uplink MB/s", "uplink / send()", "uplink / batch", "latency p50 ms",
             "latency p99 ms", "drain s", "drain rec/s"]
     rows: list[list[str]] = []
+    big_cols = ["brokers", "delivery", "value B", "records", "plain send() rec/s",
+                "plain peak RSS MB", "uplink rec/s", "uplink peak RSS MB", "uplink / send()"]
+    big_rows: list[list[str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "log"
         t = time.perf_counter()
@@ -367,6 +466,9 @@ async def main() -> None:
         if args.drain_records:
             await asyncio.to_thread(write_local, data_dir, DRAIN_TOPIC, args.drain_records,
                                     args.value_bytes, False)
+        if args.big_records:
+            await asyncio.to_thread(write_local, data_dir, BIG_TOPIC, args.big_records,
+                                    args.big_value_bytes, False)
         print(f"# local log written: {args.records:,} + {args.drain_records:,} records in "
               f"{time.perf_counter() - t:.0f} s", file=sys.stderr)
         nbytes = sum(len(r.key) + len(r.value) for r in records)
@@ -398,6 +500,16 @@ async def main() -> None:
                             s = await drain(servers, data_dir, args.drain_records, d, brokers)
                             r.setdefault("drain", []).append(s)
                             r.setdefault("drain_rate", []).append(args.drain_records / s)
+                        if args.big_records:
+                            rate, peak = await big_peer(servers, args.big_records,
+                                                        args.big_value_bytes, eos, brokers)
+                            r.setdefault("big_plain", []).append(rate)
+                            r.setdefault("big_plain_rss", []).append(peak)
+                            rate, peak = await big_uplink(servers, data_dir, args.big_records,
+                                                          d, brokers)
+                            r.setdefault("big_uplink", []).append(rate)
+                            r.setdefault("big_uplink_rss", []).append(peak)
+                            r.setdefault("big_ratio", []).append(rate / r["big_plain"][-1])
                         print(f"# {brokers} broker(s), run {run + 1}/{args.runs}, {d}: "
                               f"{ {k: round(v[-1], 3) for k, v in r.items()} }", file=sys.stderr)
             for d in DELIVERIES:
@@ -407,6 +519,11 @@ async def main() -> None:
                              cell(r["ratio_batch"], _pct),
                              cell(r.get("p50", []), _n), cell(r.get("p99", []), _n),
                              cell(r.get("drain", []), _f1), cell(r.get("drain_rate", []), _n)])
+                if args.big_records:
+                    big_rows.append([str(brokers), d, _n(args.big_value_bytes), _n(args.big_records),
+                                     cell(r["big_plain"], _n), cell(r["big_plain_rss"], _n),
+                                     cell(r["big_uplink"], _n), cell(r["big_uplink_rss"], _n),
+                                     cell(r["big_ratio"], _pct)])
     print(f"Machine: {header}")
     print(f"Throughput: {args.records:,} records of {args.value_bytes} B (100 keys), lz4, batches of"
           f" {BATCH}; latency: {args.latency_rate:,} records/s for {args.latency_seconds:g} s;"
@@ -417,7 +534,17 @@ async def main() -> None:
     print("| " + " | ".join("---" for _ in cols) + " |")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+    if big_rows:
+        print()
+        print("| " + " | ".join(big_cols) + " |")
+        print("| " + " | ".join("---" for _ in big_cols) + " |")
+        for row in big_rows:
+            print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if len(sys.argv) > 1 and sys.argv[1] == PEER_CHILD:
+        servers, topic, n, value_bytes, eos = sys.argv[2:7]
+        asyncio.run(_peer_child(servers, topic, int(n), int(value_bytes), eos == "1"))
+    else:
+        asyncio.run(main())

@@ -5,7 +5,6 @@ Every method blocks (SQLite) and is called from the uplink's one dedicated threa
 
 from __future__ import annotations
 
-import json
 import time
 
 from broker import (
@@ -13,9 +12,7 @@ from broker import (
     KafkaAdminClient,
     KafkaConsumer,
     KafkaProducer,
-    NewTopic,
     RawRecord,
-    TopicAlreadyExistsError,
     TopicPartition,
     UnknownTopicOrPartitionError,
 )
@@ -27,8 +24,6 @@ from ._status import PartitionLag
 _ASSIGN_REFRESH_S = 1.0
 _PRIORITY_REFRESH_S = 10.0   # a topic's priority changes by an operator's hand, rarely
 _CHUNK_MAX = 256             # records read at once while filling a batch up to batch_bytes
-# The drop ledger's own settings when the uplink is first to write it (as broker/ makes it).
-_LEDGER_CONFIG = {"retention.ms": "-1", "priority": "1000"}
 
 
 def check_data_dir(config: UplinkConfig) -> None:
@@ -239,14 +234,7 @@ class LocalSide:
         refused and where the record is kept)."""
         if self._dlq is None:
             self._dlq = KafkaProducer(self._cfg.data_dir)
-            if DROP_LEDGER_TOPIC not in self._admin.list_topics():
-                try:
-                    self._admin.create_topics([NewTopic(DROP_LEDGER_TOPIC, 1,
-                                                        topic_configs=_LEDGER_CONFIG)])
-                except TopicAlreadyExistsError:
-                    pass
         futures = []
-        wall_ms = int(time.time() * 1000)
         for r, reason in items:
             headers = r.decoded_headers() + [
                 ("uplink.reason", reason.encode()),
@@ -254,17 +242,13 @@ class LocalSide:
             ]
             futures.append(self._dlq.send(self._cfg.dlq_topic, r.value, key=r.key, headers=headers,
                                           timestamp_ms=r.timestamp))
-            # The ledger's own shape (broker/_retention.py), one entry per record.
-            entry = {"topic": r.topic, "ranges": [{"partition": r.partition, "from_offset": r.offset,
-                                                   "to_offset": r.offset}],
-                     "count": 1, "bytes": record_bytes(r),
-                     "reason": f"not replicated: {reason}; kept in local topic {self._cfg.dlq_topic}",
-                     "unreplicated": True, "dead_letter_topic": self._cfg.dlq_topic,
-                     "wall_ms": wall_ms}
-            futures.append(self._dlq.send(DROP_LEDGER_TOPIC, json.dumps(
-                entry, separators=(",", ":")).encode(), timestamp_ms=wall_ms))
         for f in futures:
             f.get(timeout=30)
+        for r, reason in items:   # named once it is kept
+            self._admin.record_drops(
+                r.topic, [(r.partition, r.offset, r.offset)],
+                f"not replicated: {reason}; kept in local topic {self._cfg.dlq_topic}",
+                bytes=record_bytes(r), unreplicated=True, dead_letter_topic=self._cfg.dlq_topic)
 
     # -- lag ----------------------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ log = logging.getLogger("edge.uplink")
 
 _POLL_S = 0.5
 _PROBE_EVERY_S = 1.0
+_ABANDON_GRACE_S = 0.5    # for a producer's sender to stop before its connections are closed
 _PROBE_TIMEOUT_S = 3.0    # metadata on a healthy cluster takes milliseconds
 _TOPIC_RETRY_S = 30.0     # creating an upstream topic the cluster refused, again
 _LAG_REFRESH_S = 1.0
@@ -67,8 +68,9 @@ class _InFlight:
     """A batch handed to the producer: its per-partition batch futures (with the records in
     each), the checkpoint write (exactly once), dead letters and next local offsets."""
 
-    def __init__(self, batch: list[RawRecord]) -> None:
+    def __init__(self, batch: list[RawRecord], orphans: list[asyncio.Task[None]]) -> None:
         self.batch = batch
+        self._orphans = orphans
         self.futures: list[tuple[asyncio.Future[Any], list[RawRecord]]] = []
         self.offsets: asyncio.Task[None] | None = None
         self.dead: list[tuple[RawRecord, str]] = []
@@ -78,14 +80,19 @@ class _InFlight:
         self.checkpointed: set[str] = set()   # local topics whose checkpoint it writes
 
     async def cancel(self) -> None:
-        """Settle a failed batch: its checkpoint write is cancelled and the errors its record
-        batches end with (now or when the producer is closed) are seen, not left to be
-        reported as "Future exception was never retrieved"."""
+        """Settle a failed batch: the errors its record batches and checkpoint write end with
+        (now or when the producer is closed) are seen, not left to be reported as "Future
+        exception was never retrieved". The checkpoint write is not cancelled here but once
+        its producer is closed (``Uplink._close_upstream``): aiokafka awaits its own future
+        under ``asyncio.shield``, and a cancelled shield leaves that future's later error
+        (a fenced producer's) unread."""
         for future, _ in self.futures:
             future.add_done_callback(_seen)
         if self.offsets is not None:
-            self.offsets.cancel()
-            await asyncio.gather(self.offsets, return_exceptions=True)
+            self.offsets.add_done_callback(_seen)
+            if not self.offsets.done():
+                self._orphans.append(self.offsets)
+            self.offsets = None
 
 
 class _Prepared:
@@ -143,6 +150,7 @@ class Uplink:
         self._replicated: dict[TopicPartition, int] = {}
         self._lag: list[PartitionLag] = []
         self._refusals = RecordRefusals()
+        self._orphans: list[asyncio.Task[None]] = []   # checkpoint writes of failed batches
         self._topic_refusals: dict[str, str] = {}   # upstream topic -> why it cannot be created
         self._topics_tried_at = 0.0
         self._missing_topics: list[str] = []
@@ -453,6 +461,11 @@ class Uplink:
                 log.debug("closing producer: %r", exc)
                 cancelled = exc if isinstance(exc, asyncio.CancelledError) else None
                 await _abandon(producer)
+        # The producer is closed: nothing will settle these checkpoint writes any more.
+        orphans, self._orphans[:] = list(self._orphans), []
+        for task in orphans:
+            task.cancel()
+        await asyncio.gather(*orphans, return_exceptions=True)
         if admin is not None:
             try:
                 await asyncio.wait_for(admin.close(), self.config.request_timeout_s)
@@ -684,7 +697,7 @@ class Uplink:
         yet acked. Exactly once, the checkpoint write starts at once, beside the records."""
         producer = self._producer
         c = self.config
-        flight = _InFlight(prepared.batch)
+        flight = _InFlight(prepared.batch, self._orphans)
         flight.dead, flight.updates, flight.nbytes = prepared.dead, prepared.updates, prepared.nbytes
         try:
             if c.exactly_once:
@@ -834,8 +847,8 @@ class Uplink:
                 missing = await self._in_thread(self._local.missing_topics)
                 if missing != self._missing_topics:
                     self._missing_topics = missing
-                    if missing:
-                        log.warning("uplink %s: %s", self.config.edge_id, self._missing_text())
+                    if missing:   # the appliance makes a topic at its first record: not an error
+                        log.info("uplink %s: %s", self.config.edge_id, self._missing_text())
             try:
                 await asyncio.wait_for(self._stop.wait(), _LAG_REFRESH_S)
             except TimeoutError:
@@ -851,8 +864,6 @@ class Uplink:
         error = self._last_error
         if error is None and self._topic_refusals:
             error = "; ".join(self._topic_refusals.values())
-        if error is None and self._missing_topics:
-            error = self._missing_text()
         return UplinkStatus(self._state, list(self._lag), rps, bps, self._records_total,
                             self._bytes_total, self._dead, error, list(self._states_seen),
                             partition_mismatches=list(self._topics.mismatches.values()),
@@ -860,8 +871,8 @@ class Uplink:
                             missing_topics=list(self._missing_topics))
 
     def _missing_text(self) -> str:
-        return (f"local topic(s) {', '.join(map(repr, self._missing_topics))} do not exist in"
-                f" {self.config.data_dir}; replicated once created (check the names in topics)")
+        return (f"local topic(s) {', '.join(map(repr, self._missing_topics))} do not exist (yet)"
+                f" in {self.config.data_dir}; replicated once created (check the names in topics)")
 
 
 def _ssl_context(config: UplinkConfig) -> ssl.SSLContext | None:
@@ -902,15 +913,27 @@ async def _abandon(producer: AIOKafkaProducer) -> None:
     the next producer aborts (or, at least once, to offsets not committed locally), and
     ``stop()`` would wait for them forever while the cluster is away."""
     producer._closed = True  # aiokafka has no public close-without-flush
-    await producer._sender.close()
+    # The sender, cancelled, still waits for its requests in flight, which a frozen cluster
+    # holds for request_timeout_s: closing the connections fails them at once.
+    closing = asyncio.ensure_future(producer._sender.close())
+    await asyncio.wait([closing], timeout=_ABANDON_GRACE_S)
     await producer.client.close()
+    try:
+        await asyncio.wait_for(closing, _ABANDON_GRACE_S)
+    except Exception as exc:  # noqa: BLE001 - a sender that failed: nothing left to save
+        log.debug("closing the producer's sender: %r", exc)
     # A fenced or failed transaction leaves its error on the transaction manager's waiter,
     # which only commit or abort would read: seen here, else asyncio prints "Future
     # exception was never retrieved" with a traceback after our clear message.
+    # So does each record batch still queued when the producer failed (its drain waiter).
     txn = getattr(producer, "_txn_manager", None)
-    waiter = getattr(txn, "_transaction_waiter", None)
-    if isinstance(waiter, asyncio.Future) and waiter.done():
-        _seen(waiter)
+    waiters = [getattr(txn, "_transaction_waiter", None)]
+    accumulator = getattr(producer, "_message_accumulator", None)
+    waiters += [getattr(batch, "_drain_waiter", None)
+                for queue in list(getattr(accumulator, "_batches", {}).values()) for batch in queue]
+    for waiter in waiters:
+        if isinstance(waiter, asyncio.Future):
+            waiter.add_done_callback(_seen)
 
 
 def _seen(future: asyncio.Future[Any]) -> None:

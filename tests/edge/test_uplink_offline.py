@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from broker import DROP_LEDGER_TOPIC
+from broker import DROP_LEDGER_TOPIC, KafkaAdminClient
 from edge.uplink import Uplink, UplinkConfig, UplinkState
 from edge.uplink._local import LocalSide
 
@@ -47,10 +47,12 @@ async def test_cluster_down_then_back_everything_arrives_once(tmp_path, kafka_cl
 def test_backlog_drains_drop_ledger_first_then_by_topic_priority(tmp_path):
     data = tmp_path / "log"
     low, high = unique("low"), unique("high")
-    create_local_topics(data, {low: 2, high: 1, DROP_LEDGER_TOPIC: 1}, priority={high: 5})
+    create_local_topics(data, {low: 2, high: 1}, priority={high: 5})
     produce_local(data, low, 300, keys=3)
     produce_local(data, high, 300, keys=3)
-    produce_local(data, DROP_LEDGER_TOPIC, 50, keys=1)
+    with KafkaAdminClient(data) as admin:   # clients cannot send to the ledger: the log writes it
+        for i in range(5):
+            admin.record_drops(low, [(0, i, i)], "test")
     cfg = UplinkConfig(edge_id="e", bootstrap_servers="127.0.0.1:9", data_dir=data,
                        topics={low: "up." + low, high: "up." + high}, batch_records=100)
     side = LocalSide(cfg)
@@ -68,8 +70,6 @@ def test_backlog_drains_drop_ledger_first_then_by_topic_priority(tmp_path):
 
 
 async def test_unreachable_cluster_offline_with_error_and_local_records_protected(tmp_path):
-    from broker import KafkaAdminClient
-
     data = tmp_path / "log"
     t, local_only = unique("kept"), unique("alerts")
     create_local_topics(data, {t: 1, local_only: 1})

@@ -161,4 +161,3 @@ async def test_a_missing_local_topic_is_reported(tmp_path, kafka_cluster):
         await wait_for(lambda: uplink.status().missing_topics, 30, "the missing topic", uplink)
         status = uplink.status()
         assert status.missing_topics == ["readngs"]
-        assert "'readngs'" in status.last_error and "do not exist" in status.last_error
