@@ -43,6 +43,7 @@ FAULT_KINDS = (
     "mosquitto-restart",
     "serial-unplug",
     "disk-quota",
+    "refused-record",
     "second-uplink-eos",
     "second-uplink-alo",
 )
