@@ -10,6 +10,7 @@ import pytest
 
 from edge import ConfigError, parse_config
 from edge._example import EXAMPLE_CONFIG
+from edge._exit import EX_CONFIG
 from edge.streams import Topology
 from edge.streams._config import TopologyConfig, build_topology
 
@@ -265,7 +266,7 @@ def test_edge_config_check_names_the_key(tmp_path):
                    'steps = [{ builtin = "fever", clear_at = 39 }]\n')
     r = subprocess.run([sys.executable, "-m", "edge", "config", "check", str(bad)],
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2
+    assert r.returncode == EX_CONFIG
     assert "edge.toml: streams[0].steps[0].clear_at: expected a number <= raise_at (38)" \
         in r.stderr
 
@@ -301,7 +302,7 @@ def test_edge_streams_describe_custom_and_none_and_bad(tmp_path):
     assert r.returncode == 0 and r.stdout.startswith("no [[streams]] topologies configured")
     path.write_text(HEAD + '[[streams]]\nname = "v"\nsource = "t"\n')
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "streams[0].steps: expected" in r.stderr
+    assert r.returncode == EX_CONFIG and "streams[0].steps: expected" in r.stderr
 
 
 def test_edge_config_check_counts_the_topologies(tmp_path):
