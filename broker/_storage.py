@@ -43,6 +43,8 @@ FILE_MODE = 0o600
 
 # The tables of schema 1: a database that lacks one of them is not a log of ours.
 _LOG_TABLES = frozenset({"meta", "topics", "partitions", "records", "group_offsets", "protected_groups"})
+# Every table a log of this schema may hold (_LOG_TABLES: those it must hold).
+_OUR_TABLES = _LOG_TABLES | {"protected_group_topics", "state"}
 
 log = logging.getLogger("broker")
 
@@ -306,6 +308,10 @@ def _identify(conn: sqlite3.Connection, path: Path) -> bool:
         except sqlite3.OperationalError:  # a table called meta, but not ours
             row = None
         version = row[0] if row else None
+    if version is None and tables <= _OUR_TABLES and _all_empty(conn, tables):
+        # A creation cut short (a full disk) by a version that created the tables one by one:
+        # nothing was ever written, so finishing the creation loses nothing.
+        return True
     if type(version) is not int or version < 1:
         shown = ", ".join(sorted(tables)[:6]) + (", ..." if len(tables) > 6 else "")
         why = (f"its schema_version is {version!r}, not a number" if version is not None
@@ -350,12 +356,24 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
                     if "readonly" not in str(exc):
                         raise
             return
-    conn.executescript(_SCHEMA)  # idempotent: every statement is IF NOT EXISTS
-    with transaction(conn):
-        conn.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
-        )
-        conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('log_clock_ms', 0)")
+    # One transaction for the tables and the version row: a creation cut short (a full disk)
+    # must leave no half-made log, which the next start would take for another program's file.
+    script = (
+        "BEGIN IMMEDIATE;\n" + _SCHEMA  # idempotent: every statement is IF NOT EXISTS
+        + f"INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', {int(SCHEMA_VERSION)});\n"
+        "INSERT OR IGNORE INTO meta(key, value) VALUES ('log_clock_ms', 0);\n"
+        "COMMIT;"
+    )
+    try:
+        conn.executescript(script)
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _all_empty(conn: sqlite3.Connection, tables: set[str]) -> bool:
+    return all(conn.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone() is None for t in tables)
 
 
 @contextlib.contextmanager
