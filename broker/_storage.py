@@ -184,6 +184,23 @@ def db_path(data_dir: Path) -> Path:
     return Path(data_dir) / DB_NAME
 
 
+def _make_parents(path: Path) -> None:
+    """Make the missing directories above the data dir, none writable by others whatever the umask.
+
+    Under umask 000 they came out 0777, and anyone could swap the data dir for one of theirs.
+    """
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for p in reversed(missing):
+        try:
+            p.mkdir()
+        except FileExistsError:
+            continue  # another process made it just now
+        os.chmod(p, p.stat().st_mode & 0o755)
+
+
 def check_data_dir(data_dir: Path, *, create: bool) -> Path:
     """Make sure ``data_dir`` exists (if ``create``) and is usable; return the db path.
 
@@ -194,7 +211,7 @@ def check_data_dir(data_dir: Path, *, create: bool) -> Path:
     data_dir = Path(data_dir)
     if create and not data_dir.exists():
         try:
-            data_dir.parent.mkdir(parents=True, exist_ok=True)
+            _make_parents(data_dir.parent)
         except OSError as exc:
             raise StorageError(f"cannot create the data directory {data_dir}: {exc.strerror}") from exc
         try:

@@ -122,6 +122,8 @@ def test_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
             modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in d.iterdir()}
             assert modes == {n: 0o600 for n in ("log.db", "log.db-wal", "log.db-shm", "log.notify")}
         assert stat.S_IMODE(d.stat().st_mode) == 0o700
+        # the directory made above it is no one else's to write in (it was 0777 here)
+        assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o755
     finally:
         os.umask(old)
 
