@@ -19,7 +19,10 @@ in a 200 kB quota).  It is bounded instead:
 Ranges stay exact unless one partition would need more than ``_MAX_RANGES``
 ranges in a summary (gaps left by age retention between drops): then the
 closest ranges are joined across their gap, the entry says ``approximate``,
-and ``count`` stays the exact number of records dropped.
+and ``count`` stays the exact number of records dropped.  When even one summary
+per topic would not fit (a log of many topics), the summaries are folded into
+one per kind with ``topic`` ``"*"``: the counts, bytes and the topics with most
+records dropped (``topics``), no offsets, ``approximate``.
 
 Functions here run inside the writer's transaction.
 """
@@ -42,6 +45,9 @@ log = logging.getLogger("broker.retention")
 
 QUOTA_REASON = "disk quota reached, policy drop-oldest"
 _MAX_RANGES = 16
+# A coarse summary (see _coarse) names the topics with most records dropped, up to this many.
+_MAX_TOPICS_NAMED = 20
+COARSE_TOPIC = "*"
 
 
 def entry_value(topic: str, unreplicated: bool, entry: dict[str, Any], wall_ms: int) -> dict[str, Any]:
@@ -146,12 +152,47 @@ def bound(lg: Log, conn: sqlite3.Connection, share: int, floor: int | None) -> i
     conn.execute("UPDATE partitions SET log_start_offset=?, bytes=max(0, bytes-?) WHERE topic=? AND partition=0",
                  (end, freed, DROP_LEDGER_TOPIC))
     summarised = end - start - upstream
-    for value in _summaries(groups):
+    summaries = _summaries(groups)
+    if sum(len(json.dumps(v, separators=(",", ":"))) + RECORD_OVERHEAD for v in summaries) > target:
+        # One summary per topic is itself past the share (a log of many topics): keep the
+        # counts and which topics, not the offsets, rather than refuse new data.
+        summaries = _coarse(summaries)
+    for value in summaries:
         lg.append_internal(conn, DROP_LEDGER_TOPIC, value)
     _bump(conn, "ledger_summarised_entries", end - start)
     log.warning("drop ledger over its share of %d bytes: %d entries summarised in %d, %d upstream ones deleted",
-                share, summarised, len(groups), upstream)
+                share, summarised, len(summaries), upstream)
     return end - start
+
+
+def _coarse(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The summaries folded into one per kind, naming topics and counts but no offsets."""
+    kinds: dict[tuple[bool, str], dict[str, Any]] = {}
+    for v in summaries:
+        key = (bool(v["unreplicated"]), str(v.get("dead_letter_topic", "")))
+        k = kinds.setdefault(key, {
+            "topic": COARSE_TOPIC, "ranges": [], "count": 0, "bytes": 0, "reason": v["reason"],
+            "unreplicated": key[0], "wall_ms": 0, "from_wall_ms": 0, "summary_of": 0,
+            "approximate": True, "topics": {}})
+        k["count"] += v["count"]
+        k["bytes"] += v["bytes"]
+        k["summary_of"] += v["summary_of"]
+        k["wall_ms"] = max(k["wall_ms"], v["wall_ms"])
+        k["from_wall_ms"] = min(k["from_wall_ms"] or v["from_wall_ms"], v["from_wall_ms"])
+        if k["reason"] != v["reason"]:
+            k["reason"] = QUOTA_REASON
+        for t, n in (v.get("topics") or {v["topic"]: v["count"]}).items():
+            k["topics"][t] = k["topics"].get(t, 0) + n
+        if v.get("unread_by"):
+            k["unread_by"] = sorted(set(k.get("unread_by", [])) | set(v["unread_by"]))
+        if key[1]:
+            k["dead_letter_topic"] = key[1]
+    for k in kinds.values():
+        named = sorted(k["topics"].items(), key=lambda tn: -tn[1])
+        k["topics"] = dict(named[:_MAX_TOPICS_NAMED])
+        if len(named) > _MAX_TOPICS_NAMED:
+            k["other_topics"] = len(named) - _MAX_TOPICS_NAMED
+    return list(kinds.values())
 
 
 def _absorb(groups: dict[tuple[str, bool, str], dict[str, Any]], off: int, raw: bytes | None) -> None:
@@ -174,6 +215,8 @@ def _absorb(groups: dict[tuple[str, bool, str], dict[str, Any]], off: int, raw: 
         g["unreadable"].append(off)
         return
     g["count"] += count
+    for t, n in (e.get("topics") or {}).items():  # a coarse summary's per-topic counts
+        g.setdefault("topics", {})[t] = g.get("topics", {}).get(t, 0) + int(n)
     g["bytes"] += int(e.get("bytes", 0) or 0)
     g["entries"] += int(e.get("summary_of", 1) or 1)
     g["unread_by"].update(e.get("unread_by", ()))
@@ -230,6 +273,8 @@ def _summaries(groups: dict[tuple[str, bool, str], dict[str, Any]]) -> list[dict
             value["approximate"] = True  # ranges joined across gaps; count is exact
         if g["unreadable"]:
             value["unreadable_entries"] = len(g["unreadable"])
+        if g.get("topics"):
+            value["topics"] = g["topics"]
         out.append(value)
     return out
 

@@ -119,6 +119,34 @@ def test_hundreds_of_thousands_of_sends_under_drop_oldest_all_succeed(data_dir: 
     assert sum(e["count"] for e in entries) == info["dropped_records"]
 
 
+def test_a_log_of_many_topics_keeps_its_ledger_within_its_share(data_dir: Path) -> None:
+    # One summary per topic was itself past the share beyond ~26 topics: the ledger grew
+    # to 4x its share and drop-oldest refused 2,784 of 3,000 sends.  Folded into one
+    # coarse summary (counts and topics, no offsets) instead.
+    clock = ManualClock()
+    cfg = _cfg(data_dir, clock, quota=200_000)
+    share = max(200_000 // 32, 4096)
+    with clients(cfg) as (admin, producer):
+        for t in range(100):
+            create(admin, f"t{t}")
+        sent = 0
+        for _burst in range(60):
+            futs = [producer.send(f"t{(sent + j) % 100}", b"%05d" % (sent + j) * 40) for j in range(50)]
+            producer.flush()
+            assert all(f.succeeded() for f in futs), next(f.exception() for f in futs if f.failed())
+            sent += len(futs)
+            clock.advance(1)
+            assert _ledger_bytes(admin) <= share
+        info = admin.describe_log()
+        kept = sum(len(offsets(cfg, f"t{t}")) for t in range(100))
+    entries = ledger(cfg)
+    coarse = [e for e in entries if e["topic"] == "*"]
+    assert coarse and all(e["approximate"] and e["ranges"] == [] for e in coarse)
+    # Counts stay exact: every record sent is kept or counted in the ledger.
+    assert sum(e["count"] for e in entries) == info["dropped_records"] == sent - kept
+    assert sum(n for e in coarse for n in e["topics"].values()) <= sum(e["count"] for e in coarse)
+
+
 def test_drops_a_client_records_are_kept_apart_through_summaries(data_dir: Path) -> None:
     clock = ManualClock()
     cfg = _cfg(data_dir, clock)
