@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING
 from . import _disk, _retention
 from ._config import FullPolicy
 from ._errors import LogFullError
+from ._quietlog import QuietWarning
 from ._storage import db_path
 
 if TYPE_CHECKING:
     from ._log import Log, _Pending
 
 log = logging.getLogger("broker")
+_reject_warning = QuietWarning(log)
 
 _DROP_ROUNDS = 8
 
@@ -129,7 +131,7 @@ class Quota:
         rejected = len(records) - len(accepted)
         if rejected:
             lg.stats["rejected"] += rejected
-            log.warning("disk quota reached: rejected %d record(s)", rejected)
+            _reject_warning.warn("disk quota reached: rejected %d record(s)", rejected)
         return accepted
 
     def check(self, conn: sqlite3.Connection, topic: str) -> None:

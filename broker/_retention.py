@@ -30,12 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 from . import _ledger
 from ._config import DROP_LEDGER_TOPIC
+from ._quietlog import QuietWarning
 from ._storage import RECORD_OVERHEAD
 
 if TYPE_CHECKING:
     from ._log import Log
 
 log = logging.getLogger("broker.retention")
+_drop_warning = QuietWarning(log)
 
 _SIZE_SQL = f"coalesce(length(key),0)+coalesce(length(value),0)+coalesce(length(headers),0)+{RECORD_OVERHEAD}"
 _CHUNK = 1000
@@ -231,7 +233,7 @@ def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int, ledger_share: i
             continue
         total += entry["count"]
         value = _ledger.entry_value(topic, unreplicated, entry, wall_ms)
-        log.warning("dropped %d record(s) of %s: %s", entry["count"], topic, value["reason"])
+        _drop_warning.warn("dropped %d record(s) of %s: %s", entry["count"], topic, value["reason"])
         lg.append_internal(conn, DROP_LEDGER_TOPIC, value)
     if total:
         lg.stats["dropped"] += total
