@@ -49,6 +49,26 @@ DEFAULT_HEALTH_ADDRESS = "127.0.0.1:9108"
 TRANSPORTS = ("serial", "mqtt", "w1")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 _TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+_TOPIC_EXPECTED = "a topic name (letters, digits, '.', '_', '-'; not starting with '__', the log's own)"
+
+
+def _writable_topic(name: str) -> bool:
+    # '__' names are internal (the drop ledger, as Kafka's __consumer_offsets): the log
+    # refuses every send to them, so a device writing there would only make dead letters.
+    return bool(_TOPIC_RE.match(name)) and not name.startswith("__")
+
+
+def _valid_mqtt_filter(f: str) -> bool:
+    """MQTT 3.1.1 4.7: '+' and '#' fill a whole level, '#' only the last; no NUL; <= 65535 bytes."""
+    if not f or "\0" in f or len(f.encode("utf-8", "surrogatepass")) > 65535:
+        return False
+    levels = f.split("/")
+    for i, level in enumerate(levels):
+        if ("+" in level or "#" in level) and level not in ("+", "#"):
+            return False
+        if level == "#" and i != len(levels) - 1:
+            return False
+    return True
 
 #: Environment variables that override secrets in the file.
 SECRET_ENV = {
@@ -236,7 +256,9 @@ def config_from_dict(data: Mapping[str, Any], file: str = "edge.toml",
                      "clock"}, "")
     edge_id = c.get(data, "edge_id", "edge_id", "str", check=lambda v: bool(_ID_RE.match(v)),
                     expected="an id of letters, digits, '.', '_', ':', '/' or '-' (e.g. \"edge-1\")")
-    data_dir = c.get(data, "data_dir", "data_dir", "str", expected="a directory path")
+    # "" would be the current directory of whoever starts the service.
+    data_dir = c.get(data, "data_dir", "data_dir", "str", check=lambda v: bool(v.strip()),
+                     expected="a directory path")
 
     log = LogSettings()
     raw_log = c.get(data, "log", "log", "table", {})
@@ -262,8 +284,8 @@ def config_from_dict(data: Mapping[str, Any], file: str = "edge.toml",
                              check=lambda v: v in ("fsync", "no-fsync"),
                              expected='"fsync" or "no-fsync"') or "fsync",
             dead_letter_topic=c.get(raw_log, "dead_letter_topic", "log.dead_letter_topic", "str",
-                                    log.dead_letter_topic, check=lambda v: bool(_TOPIC_RE.match(v)),
-                                    expected="a topic name (letters, digits, '.', '_', '-')")
+                                    log.dead_letter_topic, check=_writable_topic,
+                                    expected=_TOPIC_EXPECTED)
             or "dead-letters",
         )
 
@@ -416,8 +438,7 @@ def _device(c: _Check, raw: Mapping[str, Any], p: str, edge_id: str,
                   expected=f"{what}: " + ", ".join(f'"{n}"' for n in sorted(registry)))
     options = c.get(raw, "codec_options", f"{p}.codec_options", "table", {})
     topic = c.get(raw, "topic", f"{p}.topic", "str", kind or "readings",
-                  check=lambda v: bool(_TOPIC_RE.match(v)),
-                  expected="a topic name (letters, digits, '.', '_', '-')")
+                  check=_writable_topic, expected=_TOPIC_EXPECTED)
     instance = None
     if codec and options is not None:  # try the options now: a typo fails `config check`, not `run`
         try:
@@ -446,7 +467,9 @@ def _device(c: _Check, raw: Mapping[str, Any], p: str, edge_id: str,
             default_filters = [tf] if isinstance(tf, str) else None
         filters = c.get(raw, "filters", f"{p}.filters", "strlist",
                         default_filters if default_filters else _Check._MISSING,
-                        expected='a non-empty array of MQTT topic filters (e.g. ["zigbee2mqtt/#"])')
+                        check=lambda v: all(_valid_mqtt_filter(f) for f in v),
+                        expected='a non-empty array of MQTT topic filters (e.g. ["zigbee2mqtt/#"]; '
+                                 "'+' and '#' only as a whole level, '#' last)")
         kw["filters"] = tuple(filters or ())
         kw["qos"] = c.get(raw, "qos", f"{p}.qos", "int", 1, check=lambda v: v in (0, 1),
                           expected="0 or 1")

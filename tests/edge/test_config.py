@@ -73,6 +73,28 @@ def test_each_kind_of_mistake(snippet: str, expected: str) -> None:
     assert expected in msg
 
 
+@pytest.mark.parametrize(("change", "expected"), [
+    (('data_dir = "/tmp/edge"', 'data_dir = ""'), 'edge.toml: data_dir: expected a directory path, got ""'),
+    (('codec = "zigbee2mqtt"', 'codec = "zigbee2mqtt"\ntopic = "__drop_ledger"'),
+     "devices[1].topic: expected a topic name"),
+    (('codec = "zigbee2mqtt"', 'codec = "zigbee2mqtt"\nfilters = ["zigbee2mqtt/A-+"]'),
+     "devices[1].filters: expected a non-empty array of MQTT topic filters"),
+    (('codec = "zigbee2mqtt"', 'codec = "zigbee2mqtt"\nfilters = ["a/#/b"]'),
+     "devices[1].filters: expected"),
+])
+def test_what_edge_run_could_not_use_is_a_config_error(change: tuple[str, str], expected: str) -> None:
+    # Each passed the check before: "" became the current directory, a device writing
+    # to the log's own __drop_ledger had every reading refused, and paho's thread died on
+    # the filter ("Invalid subscription filter") so the device never connected.
+    (msg,) = errors_of(GOOD.replace(*change))
+    assert expected in msg
+
+
+def test_mqtt_filters_with_whole_level_wildcards_are_fine() -> None:
+    text = GOOD.replace('codec = "zigbee2mqtt"', 'codec = "zigbee2mqtt"\nfilters = ["a/+/b", "#", "+/x/#"]')
+    assert parse_config(text).devices[1].filters == ("a/+/b", "#", "+/x/#")
+
+
 def test_every_error_is_reported_at_once() -> None:
     text = """
 edge_id = "edge 1"
