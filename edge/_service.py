@@ -448,7 +448,7 @@ class EventWriter:
             return
         durable: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         durable.set_result(None)
-        deliveries = runner.redeliveries.prime(tail, durable)
+        deliveries = runner.redeliveries.prime(tail, durable, f"mqtt:{d.client_id}:".encode())
         content = runner.content  # (an empty index is falsy: compare with None)
         readings = content.prime(tail, durable, self.trust.now_ms()) if content is not None else 0
         log.info("device %s: %d records of %s read back: %d MQTT deliveries, %d readings within "

@@ -101,6 +101,17 @@ async def test_redelivery_index_primes_from_delivery_headers() -> None:
     assert index.prior(b"mqtt:x:1:0:ab") is not None
 
 
+async def test_a_device_primes_only_its_own_clients_deliveries() -> None:
+    # Devices sharing a topic each read the same tail back; each keeps its own identities.
+    tail = [TailRecord(b"k", 1, b"{}", {DELIVERY_HEADER: b"mqtt:edge-a:e1:7:0:ab"}),
+            TailRecord(b"k", 2, b"{}", {DELIVERY_HEADER: b"mqtt:edge-ab:e1:8:0:cd"}),
+            TailRecord(b"k", 3, b"{}", {DELIVERY_HEADER: b"mqtt:edge-b:e1:9:0:ef"})]
+    index = RedeliveryIndex()
+    assert index.prime(tail, await _resolved(), b"mqtt:edge-a:") == 1
+    assert index.prior(b"mqtt:edge-a:e1:7:0:ab") is not None
+    assert index.prior(b"mqtt:edge-ab:e1:8:0:cd") is None and len(index) == 1
+
+
 async def test_content_index_drops_within_the_window_only() -> None:
     now = [100.0]
     index = ContentIndex(60, clock=lambda: now[0])
