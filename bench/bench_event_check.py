@@ -49,7 +49,8 @@ def child(events: int, repeat: int) -> dict[str, dict[str, float]]:
     from devices import CONVENTIONS
     from edge import config_from_dict
     from edge._metrics import Metrics
-    from edge._service import DeviceRunner, EventWriter
+    from edge._runner import DeviceRunner
+    from edge._writer import EventWriter
 
     class _Record:
         def add_both(self, *args: Any) -> None: ...

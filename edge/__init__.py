@@ -17,7 +17,8 @@ from edge._config import (
     parse_config,
 )
 from edge._errors import ConfigError, ConfigProblem, EdgeError, StartupError
-from edge._service import DeviceRunner, Service, run_service
+from edge._runner import DeviceRunner
+from edge._service import Service, run_service
 
 __all__ = [
     "Config",

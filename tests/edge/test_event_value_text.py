@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devices import Reading, SpecialValue
-from edge._service import _encode_value
+from edge._writer import _encode_value
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),
                     st.text(max_size=12), st.sampled_from(list(SpecialValue)))

@@ -6,7 +6,7 @@ import asyncio
 
 from edge._config import DeviceConfig
 from edge._metrics import Metrics
-from edge._service import DeviceRunner
+from edge._runner import DeviceRunner
 
 
 class FlakyWriter:

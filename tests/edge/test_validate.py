@@ -12,8 +12,10 @@ from devices import EARLIEST_TIMESTAMP_MS, MAX_AHEAD_MS, DeadLetter, Reading, Re
 from devices.adapters._base import MAX_REASONS
 from edge import ConfigError, config_from_dict
 from edge._metrics import Metrics
-from edge._service import DeviceRunner, EventWriter, log_config_of
+from edge._runner import DeviceRunner
+from edge._service import log_config_of
 from edge._validate import EventCheck
+from edge._writer import EventWriter
 from tests.edge._helpers import read_topic
 
 NOW = 1_750_000_000_000

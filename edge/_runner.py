@@ -1,0 +1,233 @@
+"""Device runners: one per configured device, owning its transport, adapter and restarts.
+
+A ``DeviceRunner`` builds its device's transport and adapter, runs it, and
+restarts it with backoff when it fails (the transports already reconnect by
+themselves after a fault; a restart is for what escapes them: the log refusing
+a write, a bug). A failing device never takes the others down. Every reading is
+appended to the log and only then does the adapter acknowledge it (MQTT QoS 1
+PUBACK), so what the device side saw acknowledged is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+from broker import ClosedError, StorageError
+from devices import (
+    CODECS,
+    CONVENTIONS,
+    ConnectionState,
+    FixedLengthFraming,
+    LineFraming,
+    MqttAdapter,
+    MqttTransport,
+    SerialAdapter,
+    SerialConfig,
+    SerialTransport,
+    W1Adapter,
+    W1Config,
+    W1Transport,
+)
+from devices.adapters import Adapter
+from edge._clock import ClockStatus, ClockTrust
+from edge._config import DeviceConfig
+from edge._dedupe import ContentIndex, RedeliveryIndex
+from edge._metrics import Metrics
+from edge._mqtt import mqtt_config
+from edge._rates import EventRate
+
+if TYPE_CHECKING:
+    from edge._writer import EventWriter
+
+log = logging.getLogger("edge")
+
+__all__ = ["DeviceRunner"]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether a failed write may be the record's own fault (the adapter writes it once more,
+    then dead-letters it): not when the log is full or busy (retriable), closed by us, or
+    broken (a storage or OS error fails every record alike: the item stays unacknowledged
+    and the device restarts, to be redelivered once the log is well)."""
+    return not (getattr(exc, "retriable", False)
+                or isinstance(exc, ClosedError | StorageError | OSError))
+
+
+class DeviceRunner:
+    """One device: builds its transport and adapter, runs it, restarts it with backoff."""
+
+    def __init__(self, cfg: DeviceConfig, writer: EventWriter, metrics: Metrics,
+                 backoff_initial: float = 0.5, backoff_max: float = 30.0) -> None:
+        self.cfg = cfg
+        self.writer = writer
+        self.metrics = metrics
+        self.state = "starting"
+        self.last_reading_ms: int | None = None
+        self.readings = 0
+        self.dead_letters = 0
+        self.dead_letter_logged_at = -1e9
+        self.restarts = 0
+        self.last_error: str | None = None
+        self._adapter: Adapter[Any] | None = None
+        self._stopping = False
+        self._backoff = (backoff_initial, backoff_max)
+        #: The last arrival time this runner's adapter stamped (see ``_arrival``).
+        self.last_arrival_ms: int | None = None
+        trust = getattr(writer, "trust", None)
+        self._trust: ClockTrust | None = trust
+        #: The whole stamp (time, status) of the last arrival, until one sink call takes it.
+        self.arrival_stamp: tuple[int, ClockStatus] | None = None
+        mono = (lambda: trust.clock.monotonic_ms() / 1000) if trust is not None else time.monotonic
+        self.rate = EventRate(60.0, mono)
+        #: The last reading written: its key, timestamp and value, for `edge status`.
+        self.last_reading: dict[str, Any] | None = None
+        #: Deliveries and readings already written, so a copy is acked, not written again.
+        self.redeliveries = RedeliveryIndex()
+        self.content = ContentIndex(cfg.dedupe_window) if cfg.dedupe_window > 0 else None
+        self.deduplicated = 0
+        metrics.device_connected.labels(cfg.name).set(0)
+
+    def _arrival(self) -> int:
+        """The adapter's clock: the best-known UTC (GPS-corrected), remembered so the
+        sink can tell a box-stamped reading from one the device stamped itself.
+
+        The adapter calls it for each item just before it decodes the item and calls the
+        sinks (in one go, no await between), so the first sink call of the item takes this
+        stamp (``take_arrival_stamp``) as its ingest time instead of reading the clocks
+        again: one stamp per event, not two.
+        """
+        trust = self._trust
+        if trust is None:
+            self.last_arrival_ms = _now_ms()
+            return self.last_arrival_ms
+        stamp = self.arrival_stamp = trust.stamp()
+        self.last_arrival_ms = stamp[0]
+        return stamp[0]
+
+    def take_arrival_stamp(self) -> tuple[int, ClockStatus] | None:
+        """The stamp of the last arrival, once: a later sink call (another reading of the
+        same item) gets None and takes a fresh stamp. ``stop()`` drops a stamp no sink
+        took, so what a codec hands on at close (NMEA's last fix) is stamped anew."""
+        stamp, self.arrival_stamp = self.arrival_stamp, None
+        return stamp
+
+    @property
+    def connected(self) -> bool:
+        return self.state == ConnectionState.CONNECTED.value
+
+    def _on_state(self, state: ConnectionState) -> None:
+        # Log the edges an operator cares about, not every reconnect attempt of a missing device.
+        if not self._stopping:
+            if state is ConnectionState.CONNECTED and self.state != state.value:
+                log.info("device %s: connected", self.cfg.name)
+            elif state is ConnectionState.DISCONNECTED and self.state in ("connected", "starting"):
+                log.warning("device %s: disconnected (the transport keeps retrying)", self.cfg.name)
+        self.state = state.value
+        self.metrics.device_connected.labels(self.cfg.name).set(1 if self.connected else 0)
+
+    def _build(self) -> Adapter[Any]:
+        d = self.cfg
+        sink, dead = self.writer.sink_for(self), self.writer.dead_letter_sink_for(self)
+        if d.transport == "serial":
+            framing = (LineFraming() if d.framing == "line"
+                       else FixedLengthFraming(int(d.framing.split(":", 1)[1])))
+            st = SerialTransport(SerialConfig(port=d.port or "", baudrate=d.baudrate, framing=framing),
+                                 on_state=self._on_state)
+            options = dict(d.codec_options)
+            trust = getattr(self.writer, "trust", None)
+            if d.codec == "nmea0183" and trust is not None:
+                # A fix is handed on when the next epoch starts: GPS time needs its first arrival.
+                options["clock"] = trust.clock.monotonic_ms
+            return SerialAdapter(d.device_id or d.name, st, CODECS[d.codec](**options), sink, dead,
+                                 clock=self._arrival, refused=_refused)
+        if d.transport == "mqtt":
+            mt = MqttTransport(mqtt_config(d, getattr(self.writer, "data_dir", None)),
+                               on_state=self._on_state)
+            return MqttAdapter(d.name, mt, CONVENTIONS[d.codec](**d.codec_options), sink, dead,
+                               clock=self._arrival, refused=_refused)
+        wt = W1Transport(W1Config(base_dir=d.w1_dir, interval=d.interval), on_state=self._on_state)
+        return W1Adapter(d.name, wt, CODECS[d.codec](**d.codec_options), sink, dead,
+                         names=d.names, clock=self._arrival, refused=_refused)
+
+    async def run(self) -> None:
+        """Run until stop(); failures are logged, counted and retried with backoff."""
+        attempt = 0
+        prime = getattr(self.writer, "prime", None)
+        if prime is not None:
+            await prime(self)  # before the first message: a redelivery comes first
+        while not self._stopping:
+            started = time.monotonic()
+            try:
+                self._adapter = self._build()
+                async with self._adapter as adapter:
+                    if self._stopping:
+                        break
+                    await adapter.run()
+                if self._stopping:
+                    break
+                raise RuntimeError("transport ended without being closed")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a failing device is reported, never fatal to the others
+                if self._stopping:
+                    break
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.restarts += 1
+                self.state = "failed"
+                self.metrics.device_connected.labels(self.cfg.name).set(0)
+                self.metrics.device_restarts.labels(self.cfg.name).inc()
+                if time.monotonic() - started > 60:
+                    attempt = 0  # it ran well for a while: start the backoff over
+                first, cap = self._backoff
+                delay = random.uniform(0.5, 1.0) * min(cap, first * 2**attempt)
+                attempt += 1
+                log.error("device %s failed (%s); restart %d in %.1fs",
+                          self.cfg.name, self.last_error, self.restarts, delay)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        while not self._stopping:
+                            await asyncio.sleep(0.05)
+        self.state = "stopped"
+        self.metrics.device_connected.labels(self.cfg.name).set(0)
+
+    async def stop(self) -> None:
+        """Stop intake: close the transport (an adapter then hands on what it holds). Idempotent."""
+        self._stopping = True
+        self.arrival_stamp = None  # intake ends: nothing after this is the last item's reading
+        if self._adapter is not None:
+            await self._adapter.close()
+
+    def health(self, now_ms: int) -> dict[str, Any]:
+        stats = self._adapter.stats if self._adapter is not None else None
+        return {
+            "connected": self.connected,
+            "state": self.state,
+            "kind": self.cfg.kind,
+            "transport": self.cfg.transport,
+            "topic": self.cfg.topic,
+            "last_reading_ms": self.last_reading_ms,
+            "last_reading_age_s": (None if self.last_reading_ms is None
+                                   else round((now_ms - self.last_reading_ms) / 1000, 3)),
+            "readings": self.readings,
+            "rate_per_s": round(self.rate.per_second(), 3),
+            "rate_window_s": round(self.rate.span_s(), 3),
+            "last_reading": self.last_reading,
+            "dead_letters": self.dead_letters,
+            "deduplicated": self.deduplicated,
+            "decode_errors": stats.decode_error_total if stats else 0,
+            "restarts": self.restarts,
+            # What is wrong now, if the transport says (a port that cannot be opened, a
+            # refused CONNACK: it keeps retrying), else the last failure of the adapter.
+            "last_error": getattr(getattr(self._adapter, "transport", None), "last_error", None)
+            or self.last_error,
+        }
+
