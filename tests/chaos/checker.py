@@ -311,6 +311,7 @@ class SystemResult:
     idle_topic_sent: int | None = None
     idle_topic_upstream: int | None = None
     idle_topic_dropped: int | None = None
+    hostile_missing_frames: list[dict[str, Any]] = field(default_factory=list)
     missing_by_topic: dict[str, int] = field(default_factory=dict)
     drain_s: list[dict[str, Any]] = field(default_factory=list)
 
@@ -479,7 +480,11 @@ def load_hostile(path: Path, transport: str) -> list[dict]:
         if line.strip():
             row = json.loads(line)
             if row.get("type") == "hostile":
+                # Where the dead letter upstream says it came from: the MQTT topic (in
+                # its source header) or the serial device's name (its device header).
+                where = f"#{row['topic']}" if row.get("topic") else row.get("device_id") or ""
                 out.append({"raw": bytes.fromhex(row["raw_hex"]).strip(b"\r\n"),
+                            "where": where,
                             "ts": row.get("timestamp_ms"), "transport": transport,
                             "name": f"{row.get('codec')}/{row.get('name')}"})
     return out
@@ -503,14 +508,37 @@ def check_hostile(
         for f in faults
         if f["kind"] in ("service-sigkill", "service-sigterm", "serial-unplug")
     ]
-    have = collections.Counter(
-        (rec.get("v") or "").encode("latin-1").strip(b"\r\n") for rec in dead_letters
+    # Upstream dead letters by raw bytes, each with where it came from: the same hostile
+    # payload goes to several devices (and again to one in its next round), and matching by
+    # bytes alone let a later copy stand in for a dropped one, so the frames listed missing
+    # were not the ones missing. The copy from the same place nearest in time is taken.
+    have: dict[bytes, list[tuple[str, int]]] = collections.defaultdict(list)
+    for rec in dead_letters:
+        h = rec.get("h") or {}
+        try:
+            ingest = int(h.get("ingest_ms") or 0)
+        except ValueError:
+            ingest = 0
+        have[(rec.get("v") or "").encode("latin-1").strip(b"\r\n")].append(
+            (f"{h.get('device', '')} {h.get('source', '')}", ingest)
+        )
+    # Pairs closest first (same place, then nearest in time), not in the order sent: an
+    # earlier dropped frame must not take the copy of a later one.
+    pairs = sorted(
+        (h["where"] == "" or h["where"] not in c[0], abs(c[1] - (h["ts"] or 0)), i, j)
+        for i, h in enumerate(hostile)
+        for j, c in enumerate(have.get(h["raw"], ()))
     )
+    matched: set[int] = set()
+    taken: set[tuple[bytes, int]] = set()
+    for _, _, i, j in pairs:
+        if i not in matched and (hostile[i]["raw"], j) not in taken:
+            matched.add(i)
+            taken.add((hostile[i]["raw"], j))
     res.hostile_sent = len(hostile)
     res.hostile_dead_lettered = res.hostile_lost_in_windows = res.hostile_missing = 0
-    for h in hostile:
-        if have[h["raw"]] > 0:
-            have[h["raw"]] -= 1
+    for i, h in enumerate(hostile):
+        if i in matched:
             res.hostile_dead_lettered += 1
         elif h["transport"] == "serial" and any(
             a <= (h["ts"] or 0) <= b for a, b in windows
@@ -518,11 +546,29 @@ def check_hostile(
             res.hostile_lost_in_windows += 1
         else:
             res.hostile_missing += 1
+            # Named with the fault nearest in time: a count alone left a failed run
+            # (25 missing, 23 dropped) with nothing to say which frames and when.
+            res.hostile_missing_frames.append(
+                {"frame": h["name"], "device": h["where"], "transport": h["transport"],
+                 "ts": h["ts"], "near": _nearest_fault(faults, h["ts"] or 0)}
+            )
     res.dead_letters_dropped_by_quota = sum(
         e.get("count", 0)
         for e in _quota_entries(ledger)
         if e.get("topic") == dead_letter_topic and e.get("unreplicated")
     )
+
+
+def _nearest_fault(faults: list[dict], ts: int) -> str:
+    """'<kind> <s> s after its start' or 'before it', for a reader of a failed run."""
+    if not faults:
+        return "no fault"
+    f = min(faults, key=lambda f: min(abs(ts - f["start_ms"]), abs(ts - f["end_ms"])))
+    if ts < f["start_ms"]:
+        return f"{f['kind']}, {(f['start_ms'] - ts) / 1000:.1f} s before it"
+    if ts <= f["end_ms"]:
+        return f"{f['kind']}, during it"
+    return f"{f['kind']}, {(ts - f['end_ms']) / 1000:.1f} s after it"
 
 
 def load_refused(path: Path) -> list[dict]:

@@ -55,7 +55,8 @@ def _assert_appliance(result: dict, profile: Profile) -> None:
     # but those sent to a serial port nobody was reading, or dropped under the quota.
     assert edge["hostile_sent"] > 0
     assert edge["hostile_missing"] <= edge["dead_letters_dropped_by_quota"], (
-        "hostile frames neither dead letters upstream nor explained"
+        "hostile frames neither dead letters upstream nor explained: "
+        f"{edge['hostile_missing_frames']}"
     )
     # Records the cluster refuses (a time beyond the topic's message.timestamp.after.max.ms):
     # never upstream, named in the drop ledger, kept in the local topic for them.

@@ -223,18 +223,22 @@ def test_twins_in_one_second_are_told_apart_by_finer_device_time() -> None:
     assert set(m.arrived) == {0, 1} and m.ambiguous == 2 and m.duplicates == 0
 
 
-def _hostile_rows(path: Path, raws: list[bytes]) -> None:
+def _hostile_rows(path: Path, raws: list[bytes], rooms: list[str] | None = None,
+                  step_ms: int = 1) -> None:
     with path.open("a") as f:
         for i, raw in enumerate(raws):
-            row = {"type": "hostile", "device_id": "room-1", "codec": "zigbee2mqtt",
-                   "name": f"h{i}", "topic": "zigbee2mqtt/room-1", "field": None,
-                   "raw_hex": raw.hex(), "timestamp_ms": T0 + i}
+            room = rooms[i] if rooms else "room-1"
+            row = {"type": "hostile", "device_id": room, "codec": "zigbee2mqtt",
+                   "name": f"h{i}", "topic": f"zigbee2mqtt/{room}", "field": None,
+                   "raw_hex": raw.hex(), "timestamp_ms": T0 + i * step_ms}
             f.write(json.dumps(row) + "\n")
 
 
-def _dead_letter(raw: bytes, offset: int) -> dict:
+def _dead_letter(raw: bytes, offset: int, room: str = "room-1", ingest_ms: int = T0) -> dict:
     return {"t": "up.dead-letters", "p": 0, "o": offset, "k": "rooms", "a": T0, "ts": T0,
-            "v": raw.decode("latin-1"), "h": {"reason": "humidity_pct 250 outside 0..100"}}
+            "v": raw.decode("latin-1"),
+            "h": {"reason": "humidity_pct 250 outside 0..100", "ingest_ms": str(ingest_ms),
+                  "source": f"mqtt://127.0.0.1:1883/edge-rooms#zigbee2mqtt/{room}"}}
 
 
 def test_hostile_frames_are_counted_as_dead_letters_or_missing(tmp_path: Path) -> None:
@@ -252,6 +256,23 @@ def test_hostile_frames_are_counted_as_dead_letters_or_missing(tmp_path: Path) -
     assert res["dead_letters_dropped_by_quota"] == 1
     assert res["lost_acked"] == 0 and res["unknown_upstream"] == 0
     assert res["refused_sent"] is None, "no refusal fault in this run"
+
+
+def test_a_hostile_frame_is_paired_with_its_own_dead_letter(tmp_path: Path) -> None:
+    # The same bytes sent to room-1 at T0 (dropped under the quota) and T0+60 s, and to
+    # room-2 at T0+30 s: the one missing is room-1's first, named with its time, not the
+    # one whose copy happens to come first upstream.
+    rows = _truth(tmp_path / "truth.jsonl", 2)
+    raw = b'{"temperature":21.5,"humidity":250}'
+    _hostile_rows(tmp_path / "truth.jsonl", [raw] * 3, ["room-1", "room-2", "room-1"], 30_000)
+    up = [_record("up.temperature", r, i, T0) for i, r in enumerate(rows)]
+    up += [_dead_letter(raw, 0, "room-2", T0 + 30_001), _dead_letter(raw, 1, "room-1", T0 + 60_001)]
+    ledger = [{"topic": "dead-letters", "ranges": [{"partition": 0, "from_offset": 0,
+               "to_offset": 0}], "count": 1, "unreplicated": True, "wall_ms": T0}]
+    res = _run(tmp_path, rows, up, [r["seq"] for r in rows], ledger)
+    assert res["hostile_dead_lettered"] == 2 and res["hostile_missing"] == 1
+    [missing] = res["hostile_missing_frames"]
+    assert missing["device"] == "#zigbee2mqtt/room-1" and missing["ts"] == T0
 
 
 def test_refused_records_must_stay_local_and_explain_no_missing_reading(tmp_path: Path) -> None:
