@@ -55,6 +55,7 @@ from ._records import (
     TopicDescription,
     TopicPartition,
 )
+from ._topic_names import TOPIC_NAME_RULE, is_internal_topic, is_topic_name
 from ._transaction import LogTransaction
 
 __version__ = "0.1.0"
@@ -63,6 +64,7 @@ __all__ = [
     "DROP_LEDGER_TOPIC",
     "MAX_PARTITIONS",
     "MIN_QUOTA_BYTES",
+    "TOPIC_NAME_RULE",
     "BrokerError",
     "Clock",
     "ClosedError",
@@ -108,5 +110,7 @@ __all__ = [
     "TopicPartition",
     "UnknownTopicOrPartitionError",
     "default_partition",
+    "is_internal_topic",
+    "is_topic_name",
     "murmur2",
 ]

@@ -11,6 +11,7 @@ from pathlib import Path
 from ._clock import Clock, SystemClock
 from ._disk import min_quota
 from ._errors import ConfigError, InvalidTopicError
+from ._topic_names import TOPIC_NAME_RULE, is_topic_name
 
 
 class Durability(StrEnum):
@@ -47,7 +48,6 @@ MAX_PARTITIONS = 10_000
 #: The smallest disk quota a log accepts (see ``_disk``).
 MIN_QUOTA_BYTES = min_quota()
 
-_TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 _INT_RE = re.compile(r"^[+-]?[0-9]+$")
 
 
@@ -65,12 +65,9 @@ def check_data_dir_arg(value: object, what: str) -> Path:
 
 def validate_topic_name(name: object) -> str:
     """Return ``name`` if Kafka would accept it as a topic name, else raise."""
-    if not isinstance(name, str) or not _TOPIC_RE.match(name) or name in (".", ".."):
-        raise InvalidTopicError(
-            f"invalid topic name {name!r}: expected 1 to 249 characters of "
-            "ASCII letters, digits, '.', '_' or '-'"
-        )
-    return name
+    if not is_topic_name(name):
+        raise InvalidTopicError(f"invalid topic name {name!r}: expected {TOPIC_NAME_RULE}")
+    return name  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

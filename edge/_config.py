@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from broker import MIN_QUOTA_BYTES
+from broker import MIN_QUOTA_BYTES, is_internal_topic, is_topic_name
 from devices import CODECS, CONVENTIONS, EARLIEST_TIMESTAMP_MS, KINDS
 from devices.transports.mqtt import DEFAULT_MAX_PAYLOAD
 from edge._errors import ConfigError, ConfigProblem
@@ -48,14 +48,13 @@ __all__ = [
 DEFAULT_HEALTH_ADDRESS = "127.0.0.1:9108"
 TRANSPORTS = ("serial", "mqtt", "w1")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
-_TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 _TOPIC_EXPECTED = "a topic name (letters, digits, '.', '_', '-'; not starting with '__', the log's own)"
 
 
 def _writable_topic(name: str) -> bool:
     # '__' names are internal (the drop ledger, as Kafka's __consumer_offsets): the log
     # refuses every send to them, so a device writing there would only make dead letters.
-    return bool(_TOPIC_RE.match(name)) and not name.startswith("__")
+    return is_topic_name(name) and not is_internal_topic(name)
 
 
 def _valid_mqtt_filter(f: str) -> bool:

@@ -39,6 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from broker import is_topic_name
 from edge._errors import ConfigProblem
 
 if TYPE_CHECKING:
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["StepConfig", "TopologyConfig", "build_topology", "describe_streams", "parse_streams"]
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9._-]{1,200}$")
-_TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 _MODULE_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 _TOPIC_WORDS = "a topic name (letters, digits, '.', '_', '-')"
 _KEYS_BUILTIN = {"name", "source", "steps", "sink", "enabled", "late_topic"}
@@ -179,7 +179,7 @@ def _one(t: Mapping[str, Any], p: str, bad: Any) -> TopologyConfig | None:
     if not isinstance(enabled, bool):
         bad(f"{p}.enabled", "true or false", enabled)
     late = t.get("late_topic")
-    if late is not None and (not isinstance(late, str) or not _TOPIC_RE.match(late)):
+    if late is not None and (not isinstance(late, str) or not is_topic_name(late)):
         bad(f"{p}.late_topic", _TOPIC_WORDS, late)
     if custom:
         module = t["module"]
@@ -197,13 +197,13 @@ def _one(t: Mapping[str, Any], p: str, bad: Any) -> TopologyConfig | None:
     if isinstance(source, str):
         source = [source]
     if (not isinstance(source, list) or not source
-            or not all(isinstance(s, str) and _TOPIC_RE.match(s) for s in source)):
+            or not all(isinstance(s, str) and is_topic_name(s) for s in source)):
         bad(f"{p}.source", "a topic name or an array of topic names (or module = "
             '"package.module:function" for a custom topology)',
             *(() if t.get("source") is None else (t.get("source"),)))
         source = []
     sink = t.get("sink")
-    if sink is not None and (not isinstance(sink, str) or not _TOPIC_RE.match(sink)):
+    if sink is not None and (not isinstance(sink, str) or not is_topic_name(sink)):
         bad(f"{p}.sink", _TOPIC_WORDS, sink)
     raw_steps = t.get("steps", [])
     steps: list[StepConfig] = []

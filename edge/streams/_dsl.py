@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from broker import TOPIC_NAME_RULE, is_topic_name
+
 from ._errors import StreamsError, TopologyError
 from ._record import Record
 from ._step import KeyedStep
@@ -22,7 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["GroupedStream", "Stream", "Table", "Topology", "WindowedStream"]
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9._-]{1,200}$")
-_TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
 # Kinds of node, and how describe() shows them.
 SOURCE, SINK = "SOURCE", "SINK"
@@ -42,12 +43,9 @@ class Node:
 
 
 def _check_topic(what: str, topic: object) -> str:
-    if not isinstance(topic, str) or not _TOPIC_RE.match(topic) or topic in (".", ".."):
-        raise TopologyError(
-            f"{what}: invalid topic name {topic!r}: expected 1 to 249 characters of "
-            "ASCII letters, digits, '.', '_' or '-'"
-        )
-    return topic
+    if not is_topic_name(topic):
+        raise TopologyError(f"{what}: invalid topic name {topic!r}: expected {TOPIC_NAME_RULE}")
+    return topic  # type: ignore[return-value]
 
 
 def _check_callable(what: str, fn: object) -> None:

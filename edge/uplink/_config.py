@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker import DROP_LEDGER_TOPIC
+from broker import DROP_LEDGER_TOPIC, is_topic_name
 
 from ._errors import UplinkConfigError
 
@@ -21,12 +21,11 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 ENV_SASL_USERNAME = "EDGE_UPSTREAM_SASL_USERNAME"
 ENV_SASL_PASSWORD = "EDGE_UPSTREAM_SASL_PASSWORD"
 
-_TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 _EDGE_ID_RE = re.compile(r"^[a-zA-Z0-9._-]{1,200}$")
 
 
 def _check_topic(key: str, name: object) -> str:
-    if not isinstance(name, str) or not _TOPIC_RE.match(name) or name in (".", ".."):
+    if not is_topic_name(name):
         raise UplinkConfigError(
             key, "a Kafka topic name: 1 to 249 of ASCII letters, digits, '.', '_', '-'", name)
     return name

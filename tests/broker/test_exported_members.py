@@ -21,6 +21,8 @@ EXPECTED = {
     "LogConfig", "TopicConfig", "Durability", "FullPolicy", "DROP_LEDGER_TOPIC", "MAX_PARTITIONS",
     "MIN_QUOTA_BYTES",
     "Clock", "SystemClock", "ManualClock",
+    # Kafka's topic-name rule, shared with edge/ (config, streams, uplink)
+    "TOPIC_NAME_RULE", "is_topic_name", "is_internal_topic",
     # Kafka's partitioner
     "murmur2", "default_partition",
     # errors: one root, leaves chosen by how a caller reacts

@@ -8,15 +8,14 @@ under ``streams[i].steps[j].<key>``) and code gets the same message.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
+from broker import is_topic_name
 from edge._errors import ConfigProblem, EdgeError
 
 __all__ = ["ParamError"]
 
 _MISSING: Any = ConfigProblem._MISSING
-_TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
 
 class ParamError(EdgeError, ValueError):
@@ -54,7 +53,7 @@ def text(key: str, value: object) -> str:
 
 
 def topic(key: str, value: object) -> str:
-    if not isinstance(value, str) or not _TOPIC_RE.match(value):
+    if not is_topic_name(value):
         raise ParamError(key, "a topic name (letters, digits, '.', '_', '-')", value)
     return value
 
