@@ -19,24 +19,32 @@ a third of the process's CPU, most of it per-message overhead rather than work:
 Nothing else changes: paho still owns connecting, keepalive, reconnecting and the
 session, and a PUBACK still goes out only when the caller asks for it.
 
-These hooks use paho's private methods (checked against paho-mqtt 2.1 and 2.2);
-``FAST_PATH`` is False when a paho release lacks them, and the transport then uses the
-plain ``paho.Client``.
+Every private name of paho these hooks need is used through ``_paho_private``, whose
+probe checks their behaviour on a real client before the first transport uses them
+(``fast_path_problem``). When it fails, or ``EDGE_MQTT_FAST_PATH=0`` is set, the
+transport uses ``Client`` (plain paho): the same guarantees, more CPU per message.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import os
 import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.exception import MalformedPacket
+
+from devices.transports import _paho_private as _private
+
+log = logging.getLogger(__name__)
 
 READ_SIZE = 65536  # bytes asked of the socket at once; a QoS 1 reading is ~150
 
-FAST_PATH = hasattr(paho, "time_func") and all(hasattr(paho.Client, name) for name in (
-    "_sock_recv", "_sock_close", "_packet_handle", "_packet_queue", "_loop_rc_handle", "_easy_log"))
+#: ``0`` turns the fast path off (plain paho), e.g. if a paho upgrade misbehaves in a way
+#: the probe does not catch; anything else, or unset, lets the probe decide.
+ENV_FAST_PATH = "EDGE_MQTT_FAST_PATH"
 
 _PUBACK = struct.Struct("!BBH")
 _PUBACK_COMMAND = int(paho.PUBACK)
@@ -74,7 +82,40 @@ class Client(paho.Client):
         return rc
 
 
-class BufferedClient(Client):
+@functools.cache
+def fast_path_problem() -> str | None:
+    """Why ``BufferedClient`` cannot be used with this paho (its probe, run once per
+    process), or None when it can."""
+    return _private.probe()
+
+
+def use_fast_path() -> bool:
+    """Whether transports should make a ``BufferedClient`` (else a ``Client``); the first
+    call that says no logs why, once."""
+    if os.environ.get(ENV_FAST_PATH, "").strip() == "0":
+        _say_once(f"{ENV_FAST_PATH}=0")
+        return False
+    problem = fast_path_problem()
+    if problem is not None:
+        _say_once(f"paho-mqtt {paho_version()} failed the fast path's probe: {problem}")
+        return False
+    return True
+
+
+@functools.cache
+def _say_once(why: str) -> None:
+    log.warning("MQTT fast path off (%s): using plain paho, the same guarantees with more CPU "
+                "per message", why)
+
+
+def paho_version() -> str:
+    """The installed paho-mqtt's version, for messages."""
+    import paho.mqtt
+
+    return str(getattr(paho.mqtt, "__version__", "?"))
+
+
+class BufferedClient(_private.SocketCloseHook, Client):
     """``paho.Client`` with buffered reads, a direct PUBLISH path and batched PUBACKs.
 
     Set ``on_publish_fast`` to receive MQTT 3.1.1 QoS 0/1 messages without an
@@ -103,25 +144,24 @@ class BufferedClient(Client):
         # paho's loop_read reads one packet per select() with three or more recv calls;
         # this one reads what the socket has (up to READ_SIZE) and handles every complete
         # packet in it. A packet's head or tail that has not arrived yet waits in _parts.
-        if self._sock is None:
+        if _private.socket_of(self) is None:
             return paho.MQTT_ERR_NO_CONN
         try:
-            data = self._sock_recv(READ_SIZE)  # paho's: an SSL "want read" is BlockingIOError
+            data = _private.recv(self, READ_SIZE)  # an SSL "want read" is BlockingIOError
         except BlockingIOError:
             return _MQTT_ERR_SUCCESS
         except OSError as err:
             # Kept: a TLS alert after the handshake (the broker wanted a client
             # certificate) arrives here, on the first read, not in reconnect().
             self.connect_error = err
-            self._easy_log(paho.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
-            return self._loop_rc_handle(paho.MQTT_ERR_CONN_LOST)
+            _private.log(self, paho.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+            return _private.connection_lost(self, paho.MQTT_ERR_CONN_LOST)
         if not data:
-            return self._loop_rc_handle(paho.MQTT_ERR_CONN_LOST)
-        with self._msgtime_mutex:
-            self._last_bytes_received = paho.time_func()
+            return _private.connection_lost(self, paho.MQTT_ERR_CONN_LOST)
+        _private.mark_received(self)
         rc = self.feed(data)
         if rc > 0:
-            return self._loop_rc_handle(rc)
+            return _private.connection_lost(self, rc)
         return _MQTT_ERR_SUCCESS
 
     def feed(self, data: bytes) -> int:
@@ -179,11 +219,11 @@ class BufferedClient(Client):
                         break  # its topic or head has not arrived yet: look again next read
                     if over:
                         pos = min(end, size)
-                        if self._sock is None:
+                        if _private.socket_of(self) is None:
                             return _MQTT_ERR_SUCCESS
                         continue
             elif length > MAX_CONTROL_PACKET:
-                self._easy_log(paho.MQTT_LOG_ERR, "control packet of %d bytes refused", length)
+                _private.log(self, paho.MQTT_LOG_ERR, "control packet of %d bytes refused", length)
                 self._drop_buffer()
                 return paho.MQTT_ERR_PROTOCOL
             if end > size:
@@ -200,7 +240,7 @@ class BufferedClient(Client):
             else:
                 rc = self._handle_one(command, length, packet)
             pos = end
-            if rc > 0 or self._sock is None:
+            if rc > 0 or _private.socket_of(self) is None:
                 self._drop_buffer()
                 return rc
         if pos < size:
@@ -233,7 +273,7 @@ class BufferedClient(Client):
             return None
         start = i + 2 + ((buf[i] << 8) | buf[i + 1])  # after the topic
         pos = start + (2 if qos else 0)
-        if self._protocol == paho.MQTTv5:  # properties: a variable byte length, then them
+        if _private.protocol(self) == paho.MQTTv5:  # properties: a variable byte length, then them
             plen, shift = 0, 0
             while True:
                 if pos >= size:
@@ -269,26 +309,14 @@ class BufferedClient(Client):
                   dup: bool, mid: int) -> int:
         callback = self.on_oversize
         assert callback is not None  # checked before a packet is refused
-        self._easy_log(paho.MQTT_LOG_WARNING, "PUBLISH on %s with %d bytes over max_payload %d",
-                       topic, payload_size, self.max_payload)
-        with self._in_callback_mutex:
+        _private.log(self, paho.MQTT_LOG_WARNING, "PUBLISH on %s with %d bytes over max_payload %d",
+                     topic, payload_size, self.max_payload)
+        with _private.callback_lock(self):
             callback(topic, head, payload_size, qos, retain, dup, mid)
         return _MQTT_ERR_SUCCESS
 
     def _handle_one(self, command: int, length: int, packet: bytes | bytearray | memoryview) -> int:
-        # paho's handlers read the packet from _in_packet, as its _packet_read leaves it.
-        self._in_packet = {"command": command, "have_remaining": 1, "remaining_count": [],
-                           "remaining_mult": 1, "remaining_length": length,
-                           "packet": bytearray(packet), "to_process": 0, "pos": 0}
-        try:
-            rc = self._packet_handle()
-        except MalformedPacket as exc:
-            self._easy_log(paho.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
-            rc = paho.MQTT_ERR_PROTOCOL
-        self._in_packet = {"command": 0, "have_remaining": 0, "remaining_count": [],
-                           "remaining_mult": 1, "remaining_length": 0, "packet": bytearray(b""),
-                           "to_process": 0, "pos": 0}
-        return rc
+        return _private.handle_packet(self, command, length, packet)  # paho's own handlers
 
     def _drop_buffer(self) -> None:
         self._parts: list[bytes] = []  # a packet's start and the reads after it
@@ -297,10 +325,9 @@ class BufferedClient(Client):
         self._skip = 0  # bytes of an oversize PUBLISH still to drop
         self._skipped: tuple[str, bytes, int, int, bool, bool, int] | None = None
 
-    def _sock_close(self) -> None:
+    def socket_closing(self) -> None:
         # Bytes of a dead connection must never be parsed as the start of the next one.
         self._drop_buffer()
-        super()._sock_close()
 
     def reconnect(self) -> paho.MQTTErrorCode:
         self._drop_buffer()
@@ -309,12 +336,12 @@ class BufferedClient(Client):
     def _publish(self, command: int, packet: bytes | bytearray | memoryview) -> int:
         callback = self.on_publish_fast
         qos = (command & 0x06) >> 1
-        if callback is None or qos == 2 or self._protocol != paho.MQTTv311:
+        if callback is None or qos == 2 or _private.protocol(self) != paho.MQTTv311:
             return self._handle_one(command, len(packet), packet)  # paho's own path
         start = 2 + ((packet[0] << 8) | packet[1]) if len(packet) >= 2 else 2
         pos = start + 2 if qos else start
         if len(packet) < pos:
-            self._easy_log(paho.MQTT_LOG_DEBUG, "Received malformed packet: PUBLISH too short")
+            _private.log(self, paho.MQTT_LOG_DEBUG, "Received malformed packet: PUBLISH too short")
             return paho.MQTT_ERR_PROTOCOL
         try:
             topic = bytes(packet[2:start]).decode()
@@ -322,12 +349,12 @@ class BufferedClient(Client):
             return self._handle_one(command, len(packet), packet)  # paho's handling of a bad topic
         mid = ((packet[start] << 8) | packet[start + 1]) if qos else 0
         # For QoS 1 with manual_ack paho sends nothing here either: ack() does, later.
-        with self._in_callback_mutex:
+        with _private.callback_lock(self):
             try:
                 callback(topic, bytes(packet[pos:]), qos, bool(command & 0x01), bool(command & 0x08),
                          mid)
             except Exception as err:
-                self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                _private.log(self, paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
                 if not self.suppress_exceptions:
                     raise
         return _MQTT_ERR_SUCCESS
@@ -344,4 +371,4 @@ class BufferedClient(Client):
         packet = b"".join([pack(_PUBACK_COMMAND, 2, mid) for mid in mids])
         if not packet:
             return _MQTT_ERR_SUCCESS
-        return self._packet_queue(paho.PUBACK, packet, 0, 1)
+        return _private.queue_packet(self, paho.PUBACK, packet)

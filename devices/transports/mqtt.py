@@ -15,8 +15,8 @@ the broker's window (mosquitto's ``max_inflight_messages``, or our MQTT 5
 ``receive_maximum``), which also bounds this transport's queue for QoS 1.
 
 Per message, the network thread is kept light (``_paho_client.BufferedClient``: one
-``recv`` for many packets, no ``MQTTMessage`` for MQTT 3.1.1) and the loop wakes once per
-batch; acks made with ``ack_nowait()`` in one turn of the event loop leave as one write.
+``recv`` for many packets, no ``MQTTMessage`` for MQTT 3.1.1; plain paho when its probe of
+paho's internals fails or ``EDGE_MQTT_FAST_PATH=0``) and the loop wakes once per batch; acks made with ``ack_nowait()`` in one turn of the event loop leave as one write.
 
 Every message carries its session's epoch (``_session.py``): packet ids start over in a
 new session, so a redelivery is recognised only within the session it belongs to. A
@@ -48,10 +48,10 @@ from devices.transports._errors import DeviceUnavailable, TransportClosed, Trans
 from devices.transports._mqtt_errors import connect_error_text, refusal_text
 from devices.transports._paho_client import (
     DEFAULT_MAX_PAYLOAD,
-    FAST_PATH,
     OVERSIZE_HEAD,
     BufferedClient,
     Client,
+    use_fast_path,
 )
 from devices.transports._session import SessionFile, new_epoch
 from devices.transports._state import AsyncTransport, Backoff, ConnectionState, StateCallback
@@ -279,7 +279,7 @@ class MqttTransport(AsyncTransport):
         kwargs: dict[str, Any] = {}
         if c.protocol == "3.1.1":
             kwargs["clean_session"] = not c.persistent
-        client = (BufferedClient if FAST_PATH else Client)(
+        client = (BufferedClient if use_fast_path() else Client)(
             CallbackAPIVersion.VERSION2,
             client_id=c.client_id,
             protocol=PROTOCOLS[c.protocol],

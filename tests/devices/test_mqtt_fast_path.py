@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.transports import Backoff, ConnectionState, MqttConfig, MqttMessage, MqttTransport
 from devices.transports._paho_client import READ_SIZE, BufferedClient
+from devices.transports._paho_private import attach_socket, socket_of
 from tests.devices.test_mqtt import publish
 
 pytestmark = pytest.mark.mqtt
@@ -149,7 +150,7 @@ def test_packets_split_anywhere_across_reads_come_out_whole(chunk):
     client.on_publish_fast = lambda *args: got.append(args)
     ours, broker = socket.socketpair()
     ours.setblocking(False)
-    client._sock = ours
+    attach_socket(client, ours)
     # (topic, payload, qos, retain, dup, mid): as on_publish_fast gets them
     sent = [("a/b", b"", 0, False, False, 0), ("ü/x", b"1" * 200, 1, False, True, 7),
             ("big", bytes(range(256)) * 80, 1, True, False, 65535), ("c", b"last", 1, False, False, 1)]
@@ -161,7 +162,7 @@ def test_packets_split_anywhere_across_reads_come_out_whole(chunk):
             assert client.loop_read() == paho.MQTT_ERR_SUCCESS
         assert client.loop_read() == paho.MQTT_ERR_SUCCESS  # nothing more to read: no error
     finally:
-        client._sock = None
+        attach_socket(client, None)
         ours.close()
         broker.close()
     assert got == sent
@@ -177,7 +178,7 @@ def test_a_length_of_more_than_four_bytes_or_a_closed_socket_ends_the_connection
         client.on_publish_fast = lambda *args, got=got: got.append(args)
         ours, broker = socket.socketpair()
         ours.setblocking(False)
-        client._sock = ours
+        attach_socket(client, ours)
         try:
             broker.sendall(_publish_packet("ok", b"1", 1, False, False, 5) + stream)
             if not stream:
@@ -188,4 +189,4 @@ def test_a_length_of_more_than_four_bytes_or_a_closed_socket_ends_the_connection
             ours.close()
             broker.close()
         assert got == [("ok", b"1", 1, False, False, 5)]  # what came before is handed on
-        assert client._sock is None and not client._parts  # paho closed it; nothing kept
+        assert socket_of(client) is None and not client._parts  # paho closed it; nothing kept

@@ -1,4 +1,5 @@
-"""edge-sim into a real Mosquitto into MqttAdapter; and redelivery after SIGKILL."""
+"""edge-sim into a real Mosquitto into MqttAdapter; and redelivery after SIGKILL (fast path and
+plain paho)."""
 
 from __future__ import annotations
 
@@ -100,8 +101,14 @@ def _lines(path: Path) -> list[float]:
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_sigkilled_adapter_gets_unacked_qos1_messages_again(mosquitto, tmp_path):
+@pytest.mark.parametrize("fast_path", ["1", "0"], ids=["fast-path", "plain-paho"])
+def test_sigkilled_adapter_gets_unacked_qos1_messages_again(mosquitto, tmp_path, fast_path,
+                                                            monkeypatch):
+    # A message is acked only once the child's sink has made it durable (fsync), with the
+    # fast path and with plain paho (its fallback, EDGE_MQTT_FAST_PATH=0 in the children).
     from tests.devices.test_mqtt import publish
+
+    monkeypatch.setenv("EDGE_MQTT_FAST_PATH", fast_path)
 
     script = tmp_path / "child.py"
     script.write_text(CHILD)

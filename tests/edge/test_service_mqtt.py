@@ -48,10 +48,13 @@ def all_connected(port: int) -> bool:
     return bool(h) and all(d["connected"] for d in h["devices"].values())
 
 
-def test_sigterm_under_load_loses_nothing_acknowledged(tmp_path: Path, mosquitto) -> None:  # type: ignore[no-untyped-def]
+# plain-paho: the transport's fallback when its probe of paho's internals fails, forced.
+@pytest.mark.parametrize("fast_path", ["1", "0"], ids=["fast-path", "plain-paho"])
+def test_sigterm_under_load_loses_nothing_acknowledged(tmp_path: Path, mosquitto, fast_path) -> None:  # type: ignore[no-untyped-def]
     config, port = write_config(tmp_path, mqtt_devices(mosquitto.port))
     edge_log = tmp_path / "edge.log"
-    edge = start_edge(config, edge_log)
+    env = {"EDGE_MQTT_FAST_PATH": fast_path}
+    edge = start_edge(config, edge_log, env)
     wait_for(lambda: all_connected(port), 30, "MQTT devices connected")
     truth = tmp_path / "truth.jsonl"
     sim = subprocess.Popen(
@@ -74,13 +77,14 @@ def test_sigterm_under_load_loses_nothing_acknowledged(tmp_path: Path, mosquitto
     assert sum(expected.values()) == 1800
     assert 300 <= first_run < 1800, "the stop should have come mid-stream"
 
-    edge = start_edge(config, edge_log)
+    edge = start_edge(config, edge_log, env)
     try:
         wait_for(lambda: sum(len(read_topic(tmp_path / "data", t)) for _, t, _ in CONVENTIONS) >= 1800,
                  90, "the broker's redelivery after the restart")
     finally:
         rc = stop_edge(edge, edge_log)
     assert rc == 0, edge_log.read_text()
+    assert ("MQTT fast path off" in edge_log.read_text()) == (fast_path == "0")
     got = {t: len(read_topic(tmp_path / "data", t)) for _, t, _ in CONVENTIONS}
     for _, kind, _ in CONVENTIONS:
         # Nothing lost; at most the few messages in flight at the SIGTERM come twice.
