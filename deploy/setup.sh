@@ -11,6 +11,9 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+# Debian's python3 has no venv module's ensurepip until python3-venv is installed,
+# and without it `python3 -m venv` stops with "ensurepip is not available".
+[ -x .venv/bin/python ] || python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
