@@ -70,7 +70,7 @@ def child(events: int, repeat: int) -> dict[str, dict[str, float]]:
                 {"name": "d", "kind": kind, "transport": "mqtt", "host": "x", "codec": codec}]})
             writer = EventWriter(_Producer(), cfg, Metrics())  # type: ignore[arg-type]
             writer._completions = _Completions()  # type: ignore[assignment]
-            runner = DeviceRunner(cfg.devices[0], writer, writer.metrics)
+            runner = DeviceRunner(cfg.devices[0], writer, writer.metrics, trust=writer.trust)
             sink, conv = writer.sink_for(runner), CONVENTIONS[codec]()
             payloads = [json.dumps(make(i)).encode() for i in range(events)]
             readings = [r.with_timestamp(r.timestamp_ms or int(time.time() * 1000))

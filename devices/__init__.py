@@ -23,6 +23,14 @@ from devices._ranges import (
     with_overrides,
 )
 from devices._reading import KINDS, DeadLetter, Delivery, Reading, SpecialValue
+from devices._supervise import (
+    DEVICE_RESTART,
+    STREAMS_RESTART,
+    UPLINK_RESTART,
+    Failure,
+    stop_child,
+    supervise,
+)
 from devices.adapters import ADAPTERS, Adapter, MqttAdapter, SerialAdapter, W1Adapter
 from devices.codecs import CODECS, CONVENTIONS, Codec, Convention
 from devices.codecs.ds18b20 import decode_temperature_file, decode_w1_slave
@@ -60,10 +68,13 @@ __all__ = [
     "ADAPTERS",
     "CODECS",
     "CONVENTIONS",
+    "DEVICE_RESTART",
     "EARLIEST_TIMESTAMP_MS",
     "KINDS",
     "MAX_AHEAD_MS",
     "RANGES",
+    "STREAMS_RESTART",
+    "UPLINK_RESTART",
     "Adapter",
     "Backoff",
     "Codec",
@@ -76,6 +87,7 @@ __all__ = [
     "DeviceError",
     "DeviceUnavailable",
     "EncodeError",
+    "Failure",
     "FixedLengthFraming",
     "LineFraming",
     "MqttAdapter",
@@ -112,5 +124,7 @@ __all__ = [
     "encode_sfloat",
     "encode_temperature_measurement",
     "ranges_markdown",
+    "stop_child",
+    "supervise",
     "with_overrides",
 ]

@@ -11,17 +11,18 @@ PUBACK), so what the device side saw acknowledged is durable.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from broker import ClosedError, StorageError
 from devices import (
     CODECS,
     CONVENTIONS,
+    DEVICE_RESTART,
+    Backoff,
     ConnectionState,
+    Failure,
     FixedLengthFraming,
     LineFraming,
     MqttAdapter,
@@ -32,8 +33,9 @@ from devices import (
     W1Adapter,
     W1Config,
     W1Transport,
+    supervise,
 )
-from devices.adapters import Adapter
+from devices.adapters import Adapter, DeadLetterSink, Sink
 from edge._clock import ClockStatus, ClockTrust
 from edge._config import DeviceConfig
 from edge._dedupe import ContentIndex, RedeliveryIndex
@@ -41,12 +43,9 @@ from edge._metrics import Metrics
 from edge._mqtt import mqtt_config
 from edge._rates import EventRate
 
-if TYPE_CHECKING:
-    from edge._writer import EventWriter
-
 log = logging.getLogger("edge")
 
-__all__ = ["DeviceRunner"]
+__all__ = ["DeviceRunner", "EventSinks"]
 
 
 def _now_ms() -> int:
@@ -62,11 +61,28 @@ def _refused(exc: BaseException) -> bool:
                 or isinstance(exc, ClosedError | StorageError | OSError))
 
 
-class DeviceRunner:
-    """One device: builds its transport and adapter, runs it, restarts it with backoff."""
+class EventSinks(Protocol):
+    """Where a runner's readings go: the service's ``EventWriter`` (edge/_writer.py), or a
+    test's stand-in. A sink is made per runner, so it can count and stamp for its device."""
 
-    def __init__(self, cfg: DeviceConfig, writer: EventWriter, metrics: Metrics,
-                 backoff_initial: float = 0.5, backoff_max: float = 30.0) -> None:
+    def sink_for(self, runner: DeviceRunner) -> Sink: ...
+
+    def dead_letter_sink_for(self, runner: DeviceRunner) -> DeadLetterSink: ...
+
+    async def prime(self, runner: DeviceRunner) -> None:
+        """Called once before the device starts (teach its dedupe what the log holds)."""
+
+
+class DeviceRunner:
+    """One device: builds its transport and adapter, runs it, restarts it with backoff.
+
+    ``trust``: the service's clock (arrival stamps, GPS time for NMEA); ``data_dir``:
+    where MQTT devices keep their session epochs (None: not kept).
+    """
+
+    def __init__(self, cfg: DeviceConfig, writer: EventSinks, metrics: Metrics, *,
+                 trust: ClockTrust | None = None, data_dir: str | None = None,
+                 backoff: Backoff = DEVICE_RESTART) -> None:
         self.cfg = cfg
         self.writer = writer
         self.metrics = metrics
@@ -78,12 +94,12 @@ class DeviceRunner:
         self.restarts = 0
         self.last_error: str | None = None
         self._adapter: Adapter[Any] | None = None
-        self._stopping = False
-        self._backoff = (backoff_initial, backoff_max)
+        self._stop = asyncio.Event()
+        self._backoff = backoff
+        self._data_dir = data_dir
         #: The last arrival time this runner's adapter stamped (see ``_arrival``).
         self.last_arrival_ms: int | None = None
-        trust = getattr(writer, "trust", None)
-        self._trust: ClockTrust | None = trust
+        self._trust = trust
         #: The whole stamp (time, status) of the last arrival, until one sink call takes it.
         self.arrival_stamp: tuple[int, ClockStatus] | None = None
         mono = (lambda: trust.clock.monotonic_ms() / 1000) if trust is not None else time.monotonic
@@ -126,7 +142,7 @@ class DeviceRunner:
 
     def _on_state(self, state: ConnectionState) -> None:
         # Log the edges an operator cares about, not every reconnect attempt of a missing device.
-        if not self._stopping:
+        if not self._stop.is_set():
             if state is ConnectionState.CONNECTED and self.state != state.value:
                 log.info("device %s: connected", self.cfg.name)
             elif state is ConnectionState.DISCONNECTED and self.state in ("connected", "starting"):
@@ -143,14 +159,14 @@ class DeviceRunner:
             st = SerialTransport(SerialConfig(port=d.port or "", baudrate=d.baudrate, framing=framing),
                                  on_state=self._on_state)
             options = dict(d.codec_options)
-            trust = getattr(self.writer, "trust", None)
+            trust = self._trust
             if d.codec == "nmea0183" and trust is not None:
                 # A fix is handed on when the next epoch starts: GPS time needs its first arrival.
                 options["clock"] = trust.clock.monotonic_ms
             return SerialAdapter(d.device_id or d.name, st, CODECS[d.codec](**options), sink, dead,
                                  clock=self._arrival, refused=_refused)
         if d.transport == "mqtt":
-            mt = MqttTransport(mqtt_config(d, getattr(self.writer, "data_dir", None)),
+            mt = MqttTransport(mqtt_config(d, self._data_dir),
                                on_state=self._on_state)
             return MqttAdapter(d.name, mt, CONVENTIONS[d.codec](**d.codec_options), sink, dead,
                                clock=self._arrival, refused=_refused)
@@ -160,48 +176,31 @@ class DeviceRunner:
 
     async def run(self) -> None:
         """Run until stop(); failures are logged, counted and retried with backoff."""
-        attempt = 0
-        prime = getattr(self.writer, "prime", None)
-        if prime is not None:
-            await prime(self)  # before the first message: a redelivery comes first
-        while not self._stopping:
-            started = time.monotonic()
-            try:
-                self._adapter = self._build()
-                async with self._adapter as adapter:
-                    if self._stopping:
-                        break
-                    await adapter.run()
-                if self._stopping:
-                    break
-                raise RuntimeError("transport ended without being closed")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a failing device is reported, never fatal to the others
-                if self._stopping:
-                    break
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                self.restarts += 1
-                self.state = "failed"
-                self.metrics.device_connected.labels(self.cfg.name).set(0)
-                self.metrics.device_restarts.labels(self.cfg.name).inc()
-                if time.monotonic() - started > 60:
-                    attempt = 0  # it ran well for a while: start the backoff over
-                first, cap = self._backoff
-                delay = random.uniform(0.5, 1.0) * min(cap, first * 2**attempt)
-                attempt += 1
-                log.error("device %s failed (%s); restart %d in %.1fs",
-                          self.cfg.name, self.last_error, self.restarts, delay)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        while not self._stopping:
-                            await asyncio.sleep(0.05)
+        await self.writer.prime(self)  # before the first message: a redelivery comes first
+        await supervise(self._run_once, name=f"device {self.cfg.name}", stop=self._stop,
+                        backoff=self._backoff, on_failure=self._failed)
         self.state = "stopped"
         self.metrics.device_connected.labels(self.cfg.name).set(0)
 
+    async def _run_once(self) -> None:
+        self._adapter = self._build()
+        async with self._adapter as adapter:
+            if self._stop.is_set():
+                return
+            await adapter.run()
+        if not self._stop.is_set():
+            raise RuntimeError("transport ended without being closed")
+
+    def _failed(self, failure: Failure) -> None:
+        self.last_error = failure.error
+        self.restarts += 1
+        self.state = "failed"
+        self.metrics.device_connected.labels(self.cfg.name).set(0)
+        self.metrics.device_restarts.labels(self.cfg.name).inc()
+
     async def stop(self) -> None:
         """Stop intake: close the transport (an adapter then hands on what it holds). Idempotent."""
-        self._stopping = True
+        self._stop.set()
         self.arrival_stamp = None  # intake ends: nothing after this is the last item's reading
         if self._adapter is not None:
             await self._adapter.close()

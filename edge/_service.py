@@ -35,6 +35,7 @@ from broker import (
     SystemClock,
     TopicConfig,
 )
+from devices import UPLINK_RESTART, Failure, stop_child, supervise
 from edge._clock import ClockJump, ClockStatus, ClockTrust
 from edge._config import Config, DeviceConfig, HealthConfig, load_config
 from edge._errors import ConfigError, StartupError
@@ -122,6 +123,9 @@ class Service:
         self.log_info: dict[str, Any] = {}
         self.log_ok = True
         self.uplink: Any = None
+        self.uplink_error: str | None = None  # the last failure of the uplink's run()
+        self._uplink_task: asyncio.Task[None] | None = None
+        self._streams_collected = False
         self.started_ms = time.time_ns() // 1_000_000
         self._started_mono = self.clock.monotonic_ms()
         self._stop = asyncio.Event()
@@ -188,11 +192,12 @@ class Service:
                 "records_per_s": round(st.records_per_s, 1), "records_total": st.records_total,
                 "dead_lettered": st.dead_lettered,
                 "partition_mismatches": [str(m) for m in st.partition_mismatches],
-                "last_error": st.last_error or getattr(self, "uplink_error", None)}
+                "last_error": st.last_error or self.uplink_error}
 
     def _start_device(self, d: DeviceConfig) -> None:
         assert self._tg is not None and self.writer is not None
-        runner = DeviceRunner(d, self.writer, self.metrics)
+        runner = DeviceRunner(d, self.writer, self.metrics, trust=self.trust,
+                              data_dir=self.cfg.data_dir)
         task = self._tg.create_task(runner.run(), name=f"device:{d.name}")
         self.runners[d.name] = (runner, task)
         log.info("device %s: starting (%s %s, codec %s, topic %s)", d.name, d.transport,
@@ -200,13 +205,7 @@ class Service:
 
     async def _stop_device(self, name: str) -> None:
         runner, task = self.runners.pop(name)
-        await runner.stop()
-        try:
-            async with asyncio.timeout(self.shutdown_timeout):
-                await task
-        except TimeoutError:
-            log.error("device %s: did not stop within %.0fs; cancelled", name, self.shutdown_timeout)
-            task.cancel()
+        await stop_child(task, runner.stop, name=f"device {name}", timeout=self.shutdown_timeout)
 
     async def _reload_loop(self) -> None:
         while True:
@@ -393,7 +392,7 @@ class Service:
         assert self._tg is not None
         from edge._streams import StreamsCollector, TopologySupervisor
 
-        if not getattr(self, "_streams_collected", False):
+        if not self._streams_collected:
             self.metrics.registry.register(StreamsCollector(
                 lambda: {name: sup for name, (sup, _) in self.streams.items()}))
             self._streams_collected = True
@@ -405,14 +404,7 @@ class Service:
         if name not in self.streams:
             return  # already stopped (a SIGHUP and a SIGTERM can cross)
         sup, task = self.streams.pop(name)
-        sup.stop()
-        try:
-            async with asyncio.timeout(self.shutdown_timeout):
-                await task
-        except TimeoutError:
-            log.error("streams %s: did not stop within %.0fs; cancelled", name,
-                      self.shutdown_timeout)
-            task.cancel()
+        await stop_child(task, sup.stop, name=f"streams {name}", timeout=self.shutdown_timeout)
 
     async def _stop_streams(self) -> None:
         for sup, _ in self.streams.values():
@@ -456,30 +448,22 @@ class Service:
 
     async def _run_uplink(self, uplink_cls: Any, uplink_cfg: Any) -> None:
         """Run the uplink; if it fails (a local-log error), report it and start it again."""
-        while not self._stop.is_set():
+
+        async def run_once() -> None:
             self.uplink = uplink_cls(uplink_cfg)
-            try:
-                await self.uplink.run()
-            except Exception as exc:  # noqa: BLE001 - reported in /health; devices keep flowing
-                self.uplink_error = f"{type(exc).__name__}: {exc}"
-                log.error("uplink failed (%s); restarting in 5s", self.uplink_error)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(5):
-                        await self._stop.wait()
-            else:
-                return
+            await self.uplink.run()
+
+        def failed(failure: Failure) -> None:
+            self.uplink_error = failure.error  # reported in /health; devices keep flowing
+
+        await supervise(run_once, name="uplink", stop=self._stop, backoff=UPLINK_RESTART,
+                        on_failure=failed)
 
     async def _stop_uplink(self) -> None:
-        task = getattr(self, "_uplink_task", None)
+        task = self._uplink_task
         if task is None or self.uplink is None:
             return
-        self.uplink.stop()
-        try:
-            async with asyncio.timeout(self.shutdown_timeout):
-                await task
-        except TimeoutError:
-            log.error("uplink did not stop within %.0fs; cancelled", self.shutdown_timeout)
-            task.cancel()
+        await stop_child(task, self.uplink.stop, name="uplink", timeout=self.shutdown_timeout)
 
 
 def run_service(cfg: Config, *, log_level: str = "INFO", shutdown_timeout: float = 10.0,

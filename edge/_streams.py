@@ -16,16 +16,14 @@ hold their input topics' retention for ever.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from broker import KafkaAdminClient, LogConfig
+from devices import STREAMS_RESTART, Backoff, Failure, supervise
 from edge.streams import StreamsRunner, Topology
 from edge.streams._config import TopologyConfig, build_topology
 
@@ -59,7 +57,7 @@ class TopologySupervisor:
     """Runs one configured topology until ``stop()``, restarting it with backoff on failure."""
 
     def __init__(self, cfg: TopologyConfig, log_config: LogConfig, dead_letter_topic: str,
-                 backoff_initial: float = 0.5, backoff_max: float = 30.0) -> None:
+                 backoff: Backoff = STREAMS_RESTART) -> None:
         self.cfg = cfg
         self.log_config = log_config
         self.dead_letter_topic = dead_letter_topic
@@ -68,7 +66,7 @@ class TopologySupervisor:
         self.last_error: str | None = None
         self.runner: StreamsRunner | None = None
         self._stopping = asyncio.Event()
-        self._backoff = (backoff_initial, backoff_max)
+        self._backoff = backoff
 
     def _open(self) -> StreamsRunner:
         return StreamsRunner(build_topology(self.cfg), self.log_config,
@@ -77,43 +75,30 @@ class TopologySupervisor:
 
     async def run(self) -> None:
         """Run until ``stop()``; failures are logged, counted and retried with backoff."""
-        attempt = 0
-        while not self._stopping.is_set():
-            started = time.monotonic()
-            runner: StreamsRunner | None = None
-            try:
-                # Opening reads committed state and offsets from SQLite: not on the loop.
-                runner = self.runner = await asyncio.to_thread(self._open)
-                if self._stopping.is_set():
-                    break
-                self.state = "running"
-                log.info("streams %s: running (group %s)", self.cfg.name, runner.group_id)
-                await runner.run()
-                if self._stopping.is_set():
-                    break
-                raise RuntimeError("the runner returned without being stopped")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a failing topology is reported, never fatal to the rest
-                if self._stopping.is_set():
-                    break
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                self.restarts += 1
-                self.state = "failed"
-                if time.monotonic() - started > 60:
-                    attempt = 0  # it ran well for a while: start the backoff over
-                first, cap = self._backoff
-                delay = random.uniform(0.5, 1.0) * min(cap, first * 2**attempt)
-                attempt += 1
-                log.error("streams %s failed (%s); restart %d in %.1fs", self.cfg.name,
-                          self.last_error, self.restarts, delay)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._stopping.wait()
-            finally:
-                if runner is not None:
-                    await asyncio.to_thread(runner.close)
+        await supervise(self._run_once, name=f"streams {self.cfg.name}", stop=self._stopping,
+                        backoff=self._backoff, on_failure=self._failed)
         self.state = "stopped"
+
+    async def _run_once(self) -> None:
+        runner: StreamsRunner | None = None
+        try:
+            # Opening reads committed state and offsets from SQLite: not on the loop.
+            runner = self.runner = await asyncio.to_thread(self._open)
+            if self._stopping.is_set():
+                return
+            self.state = "running"
+            log.info("streams %s: running (group %s)", self.cfg.name, runner.group_id)
+            await runner.run()
+            if not self._stopping.is_set():
+                raise RuntimeError("the runner returned without being stopped")
+        finally:
+            if runner is not None:
+                await asyncio.to_thread(runner.close)
+
+    def _failed(self, failure: Failure) -> None:
+        self.last_error = failure.error
+        self.restarts += 1
+        self.state = "failed"
 
     def stop(self) -> None:
         """Ask ``run()`` to return once the current batch is committed. Idempotent."""

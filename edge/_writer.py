@@ -94,8 +94,6 @@ class EventWriter:
         #: grows, writes have resumed (``Service.health``).
         self.records_at_failure: int | None = None
         self._edge = cfg.edge_id.encode()
-        #: Where MQTT devices keep their session epochs (edge/_mqtt.py).
-        self.data_dir = cfg.data_dir
         self._completions: Completions | None = None
         self._bytes = _Bytes()
 

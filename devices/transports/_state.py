@@ -1,14 +1,16 @@
-"""Connection lifecycle shared by the transports, and the reconnect backoff."""
+"""Connection lifecycle shared by the transports (their backoff is devices/_supervise.py's)."""
 
 from __future__ import annotations
 
 import asyncio
 import enum
-import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
+
+from devices._supervise import Backoff
+
+__all__ = ["AsyncTransport", "Backoff", "ConnectionState", "StateCallback"]
 
 
 class ConnectionState(enum.Enum):
@@ -69,28 +71,3 @@ def _retrieve(future: asyncio.Future[None]) -> None:
     # Its callers see the error; this keeps "exception never retrieved" away when none waits.
     if not future.cancelled():
         future.exception()
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff with full jitter; times in seconds."""
-
-    initial: float = 0.05
-    maximum: float = 10.0
-    factor: float = 2.0
-
-    def __post_init__(self) -> None:
-        if not self.initial > 0:
-            raise ValueError(f"backoff initial must be > 0 seconds, got {self.initial!r}")
-        if self.maximum < self.initial:
-            raise ValueError(
-                f"backoff maximum must be >= initial ({self.initial}), got {self.maximum!r}"
-            )
-        if self.factor < 1:
-            raise ValueError(f"backoff factor must be >= 1, got {self.factor!r}")
-
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Delay before retry number `attempt` (0-based): jittered, capped at `maximum`."""
-        ceiling = min(self.maximum, self.initial * self.factor**attempt)
-        # Jitter keeps a fleet of appliances from reconnecting in lockstep.
-        return (rng or random).uniform(ceiling / 2, ceiling)

@@ -44,6 +44,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from devices._supervise import MQTT_RECONNECT, Backoff
 from devices.transports._errors import DeviceUnavailable, TransportClosed, TransportError
 from devices.transports._mqtt_errors import connect_error_text, refusal_text
 from devices.transports._paho_client import (
@@ -54,7 +55,7 @@ from devices.transports._paho_client import (
     use_fast_path,
 )
 from devices.transports._session import SessionFile, new_epoch
-from devices.transports._state import AsyncTransport, Backoff, ConnectionState, StateCallback
+from devices.transports._state import AsyncTransport, ConnectionState, StateCallback
 from devices.transports._tls import client_context
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class MqttConfig:
     # redeliveries of a resumed session carry the epoch their first copies were written
     # with. None: in memory only (a new transport's redeliveries are then new messages).
     session_dir: str | None = None
-    backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.5, maximum=30.0))
+    backoff: Backoff = MQTT_RECONNECT
 
     def __post_init__(self) -> None:
         if not self.host:

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 
 import serial as pyserial
 
+from devices._supervise import SERIAL_REOPEN, Backoff
 from devices.transports._errors import TransportClosed
 from devices.transports._framing import Framer, Framing, LineFraming
-from devices.transports._state import AsyncTransport, Backoff, ConnectionState, StateCallback
+from devices.transports._state import AsyncTransport, ConnectionState, StateCallback
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class SerialConfig:
     port: str
     baudrate: int = 9600
     framing: Framing = field(default_factory=LineFraming)
-    backoff: Backoff = field(default_factory=Backoff)
+    backoff: Backoff = SERIAL_REOPEN
     poll_interval: float = 0.1  # how often the reader thread notices close()
     max_pending_batches: int = 256
     exclusive: bool = True  # flock the port: a second reader is a bug, not a feature

@@ -36,3 +36,9 @@ def test_decode_error_is_a_device_error_and_not_retriable():
     assert isinstance(err, devices.DeviceError)
     assert err.retriable is False
     assert devices.TransportError.retriable is True
+
+
+def test_supervision_is_exported():
+    expected = {"Backoff", "DEVICE_RESTART", "STREAMS_RESTART", "UPLINK_RESTART", "Failure",
+                "stop_child", "supervise"}
+    assert expected <= set(devices.__all__)

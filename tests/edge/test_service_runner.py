@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from devices import Backoff
 from edge._config import DeviceConfig
 from edge._metrics import Metrics
 from edge._runner import DeviceRunner
@@ -26,6 +27,9 @@ class FlakyWriter:
 
         return sink
 
+    async def prime(self, runner: DeviceRunner) -> None:
+        pass  # nothing to read back: no log behind this writer
+
     def dead_letter_sink_for(self, runner: DeviceRunner):  # type: ignore[no-untyped-def]
         async def dead(letter) -> None:  # type: ignore[no-untyped-def]
             runner.dead_letters += 1
@@ -43,10 +47,10 @@ async def test_failing_device_is_restarted_and_never_stops_the_others(pty_device
 
     other = PtyDevice(tmp_path / "other")
     writer, metrics = FlakyWriter(fail=2), Metrics()
-    bad = DeviceRunner(device("bad", str(pty_device.link)), writer, metrics,  # type: ignore[arg-type]
-                       backoff_initial=0.05, backoff_max=0.1)
-    good = DeviceRunner(device("good", str(other.link)), writer, metrics,  # type: ignore[arg-type]
-                        backoff_initial=0.05, backoff_max=0.1)
+    bad = DeviceRunner(device("bad", str(pty_device.link)), writer, metrics,
+                       backoff=Backoff(0.05, 0.1))
+    good = DeviceRunner(device("good", str(other.link)), writer, metrics,
+                        backoff=Backoff(0.05, 0.1))
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(bad.run())

@@ -33,7 +33,7 @@ def _setup(tmp_path: Path, ntp_synced: bool = True) -> tuple[Any, ...]:
     producer = KafkaProducer(log_config=log_config_of(cfg, clock))
     metrics = Metrics()
     writer = EventWriter(producer, cfg, metrics, trust)
-    runner = DeviceRunner(cfg.devices[0], writer, metrics)
+    runner = DeviceRunner(cfg.devices[0], writer, metrics, trust=trust)
     return cfg, clock, producer, writer, runner
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 
 from broker import KafkaConsumer, KafkaProducer, LogConfig
+from devices import Backoff
 from edge._streams import StreamsCollector, TopologySupervisor
 from edge.streams._config import StepConfig, TopologyConfig
 from tests.streams import _custom_topology
@@ -67,7 +68,7 @@ async def test_a_failing_topology_is_restarted_with_backoff_and_reported(tmp_pat
     cfg = LogConfig(data_dir=tmp_path)
     _custom_topology.FAILURES_LEFT["flaky"] = 2
     topo = TopologyConfig("flaky", module="tests.streams._custom_topology:flaky")
-    sup = TopologySupervisor(topo, cfg, "dead-letters", backoff_initial=0.05, backoff_max=0.1)
+    sup = TopologySupervisor(topo, cfg, "dead-letters", backoff=Backoff(0.05, 0.1))
     producer = KafkaProducer(log_config=cfg)
     producer.send("temperature", b'{"temperature_c": 36.6}', key=b"bed-1").get(timeout=10)
     task = asyncio.create_task(sup.run())
@@ -89,7 +90,7 @@ async def test_stop_while_failing_ends_the_backoff_at_once(tmp_path: Path) -> No
     _custom_topology.FAILURES_LEFT["flaky"] = 10**6
     topo = TopologyConfig("flaky", module="tests.streams._custom_topology:flaky")
     sup = TopologySupervisor(topo, LogConfig(data_dir=tmp_path), "dead-letters",
-                             backoff_initial=30, backoff_max=30)
+                             backoff=Backoff(30, 30))
     task = asyncio.create_task(sup.run())
     try:
         await until(lambda: sup.state == "failed")
