@@ -14,6 +14,12 @@ command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 # Debian's python3 has no venv module's ensurepip until python3-venv is installed,
 # and without it `python3 -m venv` stops with "ensurepip is not available".
 [ -x .venv/bin/python ] || python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+# The power-cut tests' filesystem (tests/fixtures/lazyfs.py): fusermount3, and libfuse3's
+# headers, pkg-config and a C compiler, since pyfuse3 is built from source (PyPI has no wheel).
+command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
+[ -f /usr/include/fuse3/fuse_lowlevel.h ] || need_apt+=(libfuse3-dev)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive

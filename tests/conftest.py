@@ -6,6 +6,7 @@ pytest_plugins = [
     "tests.fixtures.tcp_proxy",  # before kafka, which imports it
     "tests.fixtures.kafka",
     "tests.fixtures.pty",
+    "tests.fixtures.lazyfs_mount",
 ]
 
 
