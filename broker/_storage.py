@@ -184,6 +184,16 @@ def db_path(data_dir: Path) -> Path:
     return Path(data_dir) / DB_NAME
 
 
+def fsync_dir(path: Path) -> None:
+    """Make the names in directory ``path`` durable (a new file's or directory's name is not,
+    until its directory is fsynced: a power cut may undo the mkdir, and all below it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _make_parents(path: Path) -> None:
     """Make the missing directories above the data dir, none writable by others whatever the umask.
 
@@ -197,8 +207,10 @@ def _make_parents(path: Path) -> None:
         try:
             p.mkdir()
         except FileExistsError:
-            continue  # another process made it just now
-        os.chmod(p, p.stat().st_mode & 0o755)
+            pass  # another process made it just now, and may not have fsynced it yet
+        else:
+            os.chmod(p, p.stat().st_mode & 0o755)
+        fsync_dir(p.parent)
 
 
 def check_data_dir(data_dir: Path, *, create: bool) -> Path:
@@ -215,10 +227,14 @@ def check_data_dir(data_dir: Path, *, create: bool) -> Path:
         except OSError as exc:
             raise StorageError(f"cannot create the data directory {data_dir}: {exc.strerror}") from exc
         try:
-            data_dir.mkdir(mode=DIR_MODE)
-            os.chmod(data_dir, DIR_MODE)  # mkdir's mode is filtered by the umask
-        except FileExistsError:
-            pass  # another process made it just now
+            try:
+                data_dir.mkdir(mode=DIR_MODE)
+                os.chmod(data_dir, DIR_MODE)  # mkdir's mode is filtered by the umask
+            except FileExistsError:
+                pass  # another process made it just now, and may not have fsynced it yet
+            # SQLite fsyncs the data dir for its WAL's name, never the dir above it: without
+            # this a power cut after the first acknowledged commit could take the whole log.
+            fsync_dir(data_dir.parent)
         except OSError as exc:
             raise StorageError(f"cannot create the data directory {data_dir}: {exc.strerror}") from exc
     if not data_dir.is_dir():
@@ -255,13 +271,17 @@ def _create_private(path: Path) -> None:
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, FILE_MODE)
     except FileExistsError:
-        return
+        return  # made by another process, which fsyncs its name before it uses it
     except OSError as exc:
         raise translate(exc, f"creating {path}") from exc
     try:
         os.fchmod(fd, FILE_MODE)
     finally:
         os.close(fd)
+    try:
+        fsync_dir(path.parent)  # the name log.db, before anything is acknowledged in it
+    except OSError as exc:
+        raise translate(exc, f"creating {path}") from exc
 
 
 _warned_modes: set[Path] = set()
