@@ -11,6 +11,8 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+# ps: the Kafka cluster's tests look for stray brokers with it; minimal Debian images lack procps.
+command -v ps >/dev/null 2>&1 || need_apt+=(procps)
 # Debian's python3 has no venv module's ensurepip until python3-venv is installed,
 # and without it `python3 -m venv` stops with "ensurepip is not available".
 [ -x .venv/bin/python ] || python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
