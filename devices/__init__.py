@@ -22,7 +22,15 @@ from devices._ranges import (
     ranges_markdown,
     with_overrides,
 )
-from devices._reading import KINDS, DeadLetter, Delivery, Reading, SpecialValue
+from devices._reading import (
+    KINDS,
+    Arrival,
+    DeadLetter,
+    Delivery,
+    Reading,
+    SpecialValue,
+    TimeSource,
+)
 from devices._supervise import (
     DEVICE_RESTART,
     STREAMS_RESTART,
@@ -31,7 +39,7 @@ from devices._supervise import (
     stop_child,
     supervise,
 )
-from devices.adapters import ADAPTERS, Adapter, MqttAdapter, SerialAdapter, W1Adapter
+from devices.adapters import Adapter, MqttAdapter, SerialAdapter, W1Adapter
 from devices.codecs import CODECS, CONVENTIONS, Codec, Convention
 from devices.codecs.ds18b20 import decode_temperature_file, decode_w1_slave
 from devices.codecs.gatt import (
@@ -65,7 +73,6 @@ from devices.transports import (
 )
 
 __all__ = [
-    "ADAPTERS",
     "CODECS",
     "CONVENTIONS",
     "DEVICE_RESTART",
@@ -76,6 +83,7 @@ __all__ = [
     "STREAMS_RESTART",
     "UPLINK_RESTART",
     "Adapter",
+    "Arrival",
     "Backoff",
     "Codec",
     "CodecConfigError",
@@ -103,6 +111,7 @@ __all__ = [
     "SerialTransport",
     "SpecialValue",
     "TextTemperatureCodec",
+    "TimeSource",
     "TlsConfig",
     "TransportClosed",
     "TransportError",

@@ -14,11 +14,11 @@ import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from devices._errors import DecodeError
 
-__all__ = ["KINDS", "DeadLetter", "Delivery", "Reading", "SpecialValue"]
+__all__ = ["KINDS", "Arrival", "DeadLetter", "Delivery", "Reading", "SpecialValue", "TimeSource"]
 
 #: The kinds of device the appliance knows.
 KINDS = frozenset({"gps", "temperature", "blood_pressure"})
@@ -35,6 +35,28 @@ class SpecialValue(enum.StrEnum):
     POSITIVE_INFINITY = "+INF"
     NEGATIVE_INFINITY = "-INF"
     RESERVED = "reserved"  # a reserved code point: not a value at all
+
+
+class TimeSource(enum.StrEnum):
+    """Where a reading's ``timestamp_ms`` came from."""
+
+    DEVICE = "device"  # the device's own clock (an NMEA fix with a date, a cuff's time stamp)
+    ARRIVAL = "arrival"  # the box's best clock when the frame arrived (``Reading.arrival``)
+    POLL = "poll"  # the system wall clock when the box read the sensor (1-wire sysfs)
+
+
+class Arrival(NamedTuple):
+    """When a frame arrived at the box: handed to a codec and carried by its readings.
+
+    ``wall_ms``: the box's best-known UTC in ms since the epoch. ``monotonic_ms``: the
+    same moment on the monotonic clock (None: not read). ``clock``: how far the box
+    trusts ``wall_ms``, in the words of whoever made the stamp (edge's clock status,
+    e.g. ``"synced"``); None when nobody said. ``devices`` only carries it.
+    """
+
+    wall_ms: int
+    monotonic_ms: int | None = None
+    clock: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +90,17 @@ class Reading:
     """One measurement of one device, in normalised units.
 
     ``values`` holds JSON-able primitives only (str, int, float, bool, None,
-    lists, dicts, ``SpecialValue``). ``timestamp_ms`` is the device's own clock
-    in ms since the epoch (UTC) when the frame carried one, else ``None`` and
-    the adapter stamps the arrival time. ``delivery`` is set by an adapter whose
-    transport can redeliver (MQTT QoS 1); it is not part of the reading's value.
-    ``arrival_monotonic_ms`` is when the reading's first frame arrived, on the
-    monotonic clock of the codec's ``clock``, for a codec that holds frames back
-    (NMEA hands on a fix when the next epoch starts, up to a fix interval later);
-    ``None`` when the codec has no clock. Not part of the value either.
+    lists, dicts, ``SpecialValue``). ``timestamp_ms`` is in ms since the epoch
+    (UTC), and ``time_source`` says whose clock it is: the device's own when the
+    frame carried one (a codec's readings), else the adapter stamps the arrival
+    (``arrived``) or, for a polled sensor, the poll's time. ``arrival`` is when
+    the frame that handed the reading on arrived, with how far that time can be
+    trusted: the service takes its ingest time from it. ``delivery`` is set by an
+    adapter whose transport can redeliver (MQTT QoS 1). ``arrival_monotonic_ms``
+    is when the reading's *first* frame arrived, for a codec that holds frames
+    back (NMEA hands on a fix when the next epoch starts, up to a fix interval
+    later): the ``monotonic_ms`` of the ``Arrival`` that codec was given with
+    that frame. None of these four is part of the value or of equality.
     """
 
     device_id: str
@@ -85,6 +110,8 @@ class Reading:
     timestamp_ms: int | None = None
     delivery: Delivery | None = field(default=None, compare=False, hash=False)
     arrival_monotonic_ms: int | None = field(default=None, compare=False, hash=False)
+    time_source: TimeSource = field(default=TimeSource.DEVICE, compare=False, hash=False)
+    arrival: Arrival | None = field(default=None, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.device_id, str) or not self.device_id:
@@ -116,15 +143,27 @@ class Reading:
                 out[k] = _jsonable(v)
         return out
 
-    def with_timestamp(self, timestamp_ms: int) -> Reading:
-        """A copy stamped with ``timestamp_ms`` (adapters use it for arrival time)."""
+    def with_timestamp(self, timestamp_ms: int, source: TimeSource | None = None) -> Reading:
+        """A copy stamped with ``timestamp_ms`` from ``source`` (None: this reading's)."""
         return Reading(self.device_id, self.kind, self.schema, self.values, timestamp_ms,
-                       self.delivery, self.arrival_monotonic_ms)
+                       self.delivery, self.arrival_monotonic_ms,
+                       self.time_source if source is None else source, self.arrival)
 
     def with_delivery(self, delivery: Delivery) -> Reading:
         """A copy that says which broker delivery it came from."""
         return Reading(self.device_id, self.kind, self.schema, self.values, self.timestamp_ms,
-                       delivery, self.arrival_monotonic_ms)
+                       delivery, self.arrival_monotonic_ms, self.time_source, self.arrival)
+
+    def arrived(self, arrival: Arrival, delivery: Delivery | None = None) -> Reading:
+        """A copy that carries its frame's ``arrival`` (and ``delivery``, when given); a
+        reading without a time of its own is stamped with the arrival's. One copy for
+        both: adapters call it once per reading."""
+        ts, source = self.timestamp_ms, self.time_source
+        if ts is None:
+            ts, source = arrival.wall_ms, TimeSource.ARRIVAL
+        return Reading(self.device_id, self.kind, self.schema, self.values, ts,
+                       self.delivery if delivery is None else delivery,
+                       self.arrival_monotonic_ms, source, arrival)
 
 
 # Values that are JSON as they are, by exact type (a SpecialValue is a str subclass, and a
@@ -151,7 +190,8 @@ def _jsonable(value: Any) -> Any:
 class DeadLetter:
     """A frame that did not decode, as it goes to the dead-letter topic.
 
-    ``source`` names where it came from (a port, an MQTT topic, a file).
+    ``source`` names where it came from (a port, an MQTT topic, a file);
+    ``arrived_ms`` is ``arrival.wall_ms`` when it has an arrival.
     """
 
     raw: bytes
@@ -159,13 +199,16 @@ class DeadLetter:
     codec: str
     source: str
     arrived_ms: int | None = None
+    #: When the frame arrived and how far that time can be trusted (``Reading.arrival``).
+    arrival: Arrival | None = field(default=None, compare=False, hash=False)
 
     @classmethod
     def from_error(
-        cls, error: DecodeError, source: str, arrived_ms: int | None = None
+        cls, error: DecodeError, source: str, arrival: Arrival | None = None
     ) -> DeadLetter:
         """Make a dead letter from a ``DecodeError`` raised for a frame from ``source``."""
-        return cls(error.raw, error.reason, error.codec, source, arrived_ms)
+        return cls(error.raw, error.reason, error.codec, source,
+                   None if arrival is None else arrival.wall_ms, arrival)
 
     def to_event_value(self) -> dict[str, Any]:
         """The JSON object for the dead-letter topic (raw bytes as hex, exact)."""

@@ -17,8 +17,9 @@ A Raspberry Pi has no real-time clock: it boots at its last saved time (or in
   ``ProtectClock=yes``); to discipline the system clock from GPS, run gpsd with
   chrony, and the status becomes ``synced``.
   The offset is taken at the *arrival* of the epoch's first sentence, which
-  the NMEA assembler carries with the fix (``Reading.arrival_monotonic_ms``,
-  read from the same monotonic clock the service hands it): the assembler
+  the NMEA assembler carries with the fix (``Reading.arrival_monotonic_ms``:
+  the monotonic part of the ``Arrival`` the adapter stamped with this
+  object's ``arrival()`` and handed to the codec with the sentence): the assembler
   hands a fix on only when the next epoch's first sentence arrives, up to one
   fix interval (1 s at 1 Hz) later, and an offset taken at that moment would
   put GPS-corrected times that far behind UTC. What remains is the receiver's
@@ -51,14 +52,13 @@ import ctypes.util
 import enum
 import logging
 import os
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from broker import Clock, SystemClock
-from devices import Reading
+from devices import Arrival, Reading
 
 log = logging.getLogger("edge.clock")
 
@@ -68,7 +68,6 @@ __all__ = [
     "ClockStatus",
     "ClockTrust",
     "KeyStamps",
-    "clock_status",
     "gps_fix_utc_ms",
     "ntp_synced",
 ]
@@ -112,19 +111,6 @@ def _kernel_synced() -> bool | None:
 def ntp_synced() -> bool:
     """True when systemd-timesyncd or the kernel (adjtimex) says the system clock is synced."""
     return os.path.exists(_SYNC_FLAG) or bool(_kernel_synced())
-
-
-def clock_status(now_ms: int | None = None) -> str:
-    """"synced", "unsynced" (the time cannot be right) or "unknown", from the system alone.
-
-    ``ClockTrust.status()`` adds GPS; this is what is known without it.
-    """
-    now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    if now_ms < PLAUSIBLE_AFTER_MS:
-        return ClockStatus.UNSYNCED.value
-    if ntp_synced():
-        return ClockStatus.SYNCED.value
-    return ClockStatus.UNKNOWN.value
 
 
 def gps_fix_utc_ms(reading: Reading) -> int | None:
@@ -277,7 +263,18 @@ class ClockTrust:
         monotonic + the last trusted offset if there was one (holdover), else the
         wall clock, whatever it says (the status tells a reader not to trust it).
         """
+        return self._stamp(self.clock.wall_ms(), self.clock.monotonic_ms())
+
+    def arrival(self) -> Arrival:
+        """``stamp()`` as a frame's arrival: best-known UTC, the monotonic clock, the status.
+
+        The device adapters' clock: a reading carries it, so the sink takes its ingest
+        time and status from the reading instead of reading the clocks again."""
         wall, mono = self.clock.wall_ms(), self.clock.monotonic_ms()
+        ts, status = self._stamp(wall, mono)
+        return Arrival(ts, mono, status)
+
+    def _stamp(self, wall: int, mono: int) -> tuple[int, ClockStatus]:
         self._check(wall, mono)
         status = self._status(wall, mono)
         if status is ClockStatus.SYNCED:

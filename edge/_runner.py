@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from broker import ClosedError, StorageError
@@ -35,8 +36,8 @@ from devices import (
     W1Transport,
     supervise,
 )
-from devices.adapters import Adapter, DeadLetterSink, Sink
-from edge._clock import ClockStatus, ClockTrust
+from devices.adapters import Adapter, Clock, DeadLetterSink, Sink, system_arrival
+from edge._clock import ClockTrust
 from edge._config import DeviceConfig
 from edge._dedupe import ContentIndex, RedeliveryIndex
 from edge._metrics import Metrics
@@ -45,11 +46,7 @@ from edge._rates import EventRate
 
 log = logging.getLogger("edge")
 
-__all__ = ["DeviceRunner", "EventSinks"]
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+__all__ = ["ADAPTERS", "DeviceRunner", "EventSinks"]
 
 
 def _refused(exc: BaseException) -> bool:
@@ -96,12 +93,9 @@ class DeviceRunner:
         self._adapter: Adapter[Any] | None = None
         self._stop = asyncio.Event()
         self._backoff = backoff
-        self._data_dir = data_dir
-        #: The last arrival time this runner's adapter stamped (see ``_arrival``).
-        self.last_arrival_ms: int | None = None
-        self._trust = trust
-        #: The whole stamp (time, status) of the last arrival, until one sink call takes it.
-        self.arrival_stamp: tuple[int, ClockStatus] | None = None
+        self.data_dir = data_dir
+        #: Stamps each frame's arrival; the readings carry it to the sink (``Reading.arrival``).
+        self.clock: Clock = trust.arrival if trust is not None else system_arrival
         mono = (lambda: trust.clock.monotonic_ms() / 1000) if trust is not None else time.monotonic
         self.rate = EventRate(60.0, mono)
         #: The last reading written: its key, timestamp and value, for `edge status`.
@@ -111,30 +105,6 @@ class DeviceRunner:
         self.content = ContentIndex(cfg.dedupe_window) if cfg.dedupe_window > 0 else None
         self.deduplicated = 0
         metrics.device_connected.labels(cfg.name).set(0)
-
-    def _arrival(self) -> int:
-        """The adapter's clock: the best-known UTC (GPS-corrected), remembered so the
-        sink can tell a box-stamped reading from one the device stamped itself.
-
-        The adapter calls it for each item just before it decodes the item and calls the
-        sinks (in one go, no await between), so the first sink call of the item takes this
-        stamp (``take_arrival_stamp``) as its ingest time instead of reading the clocks
-        again: one stamp per event, not two.
-        """
-        trust = self._trust
-        if trust is None:
-            self.last_arrival_ms = _now_ms()
-            return self.last_arrival_ms
-        stamp = self.arrival_stamp = trust.stamp()
-        self.last_arrival_ms = stamp[0]
-        return stamp[0]
-
-    def take_arrival_stamp(self) -> tuple[int, ClockStatus] | None:
-        """The stamp of the last arrival, once: a later sink call (another reading of the
-        same item) gets None and takes a fresh stamp. ``stop()`` drops a stamp no sink
-        took, so what a codec hands on at close (NMEA's last fix) is stamped anew."""
-        stamp, self.arrival_stamp = self.arrival_stamp, None
-        return stamp
 
     @property
     def connected(self) -> bool:
@@ -151,28 +121,8 @@ class DeviceRunner:
         self.metrics.device_connected.labels(self.cfg.name).set(1 if self.connected else 0)
 
     def _build(self) -> Adapter[Any]:
-        d = self.cfg
         sink, dead = self.writer.sink_for(self), self.writer.dead_letter_sink_for(self)
-        if d.transport == "serial":
-            framing = (LineFraming() if d.framing == "line"
-                       else FixedLengthFraming(int(d.framing.split(":", 1)[1])))
-            st = SerialTransport(SerialConfig(port=d.port or "", baudrate=d.baudrate, framing=framing),
-                                 on_state=self._on_state)
-            options = dict(d.codec_options)
-            trust = self._trust
-            if d.codec == "nmea0183" and trust is not None:
-                # A fix is handed on when the next epoch starts: GPS time needs its first arrival.
-                options["clock"] = trust.clock.monotonic_ms
-            return SerialAdapter(d.device_id or d.name, st, CODECS[d.codec](**options), sink, dead,
-                                 clock=self._arrival, refused=_refused)
-        if d.transport == "mqtt":
-            mt = MqttTransport(mqtt_config(d, self._data_dir),
-                               on_state=self._on_state)
-            return MqttAdapter(d.name, mt, CONVENTIONS[d.codec](**d.codec_options), sink, dead,
-                               clock=self._arrival, refused=_refused)
-        wt = W1Transport(W1Config(base_dir=d.w1_dir, interval=d.interval), on_state=self._on_state)
-        return W1Adapter(d.name, wt, CODECS[d.codec](**d.codec_options), sink, dead,
-                         names=d.names, clock=self._arrival, refused=_refused)
+        return ADAPTERS[self.cfg.transport](self, sink, dead)
 
     async def run(self) -> None:
         """Run until stop(); failures are logged, counted and retried with backoff."""
@@ -201,7 +151,6 @@ class DeviceRunner:
     async def stop(self) -> None:
         """Stop intake: close the transport (an adapter then hands on what it holds). Idempotent."""
         self._stop.set()
-        self.arrival_stamp = None  # intake ends: nothing after this is the last item's reading
         if self._adapter is not None:
             await self._adapter.close()
 
@@ -230,3 +179,36 @@ class DeviceRunner:
             or self.last_error,
         }
 
+
+
+def _serial(runner: DeviceRunner, sink: Sink, dead: DeadLetterSink) -> Adapter[Any]:
+    d = runner.cfg
+    framing = (LineFraming() if d.framing == "line"
+               else FixedLengthFraming(int(d.framing.split(":", 1)[1])))
+    st = SerialTransport(SerialConfig(port=d.port or "", baudrate=d.baudrate, framing=framing),
+                         on_state=runner._on_state)
+    return SerialAdapter(d.device_id or d.name, st, CODECS[d.codec](**d.codec_options), sink, dead,
+                         clock=runner.clock, refused=_refused)
+
+
+def _mqtt(runner: DeviceRunner, sink: Sink, dead: DeadLetterSink) -> Adapter[Any]:
+    d = runner.cfg
+    mt = MqttTransport(mqtt_config(d, runner.data_dir), on_state=runner._on_state)
+    return MqttAdapter(d.name, mt, CONVENTIONS[d.codec](**d.codec_options), sink, dead,
+                       clock=runner.clock, refused=_refused)
+
+
+def _w1(runner: DeviceRunner, sink: Sink, dead: DeadLetterSink) -> Adapter[Any]:
+    d = runner.cfg
+    wt = W1Transport(W1Config(base_dir=d.w1_dir, interval=d.interval), on_state=runner._on_state)
+    return W1Adapter(d.name, wt, CODECS[d.codec](**d.codec_options), sink, dead,
+                     names=d.names, clock=runner.clock, refused=_refused)
+
+
+#: A device's adapter by its transport: a new kind of device is its adapter (and transport)
+#: in devices/ and one line here.
+ADAPTERS: dict[str, Callable[[DeviceRunner, Sink, DeadLetterSink], Adapter[Any]]] = {
+    "serial": _serial,
+    "mqtt": _mqtt,
+    "w1": _w1,
+}

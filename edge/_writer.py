@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from broker import ConfigError as BrokerConfigError
 from broker import KafkaProducer
-from devices import DeadLetter, Reading, ReadingRejected, checked_event_value
+from devices import DeadLetter, Reading, ReadingRejected, TimeSource, checked_event_value
 from devices.adapters._base import MAX_REASONS
 from edge._clock import ClockStatus, ClockTrust, KeyStamps, gps_fix_utc_ms
 from edge._completions import Completions
@@ -60,6 +60,7 @@ class _Bytes(dict[str, bytes]):
 _CLOCK_BYTES = {status: status.value.encode() for status in ClockStatus}
 MAX_REASON_CHARS = 1000  # of a dead letter's reason header
 _TRUSTED = frozenset(s for s in ClockStatus if s.trusted)  # not .trusted per event: a property
+_DEVICE, _POLL = TimeSource.DEVICE, TimeSource.POLL  # module globals: read per event
 
 
 class _Written:
@@ -161,7 +162,6 @@ class EventWriter:
         prefix = d.device_id_prefix
         as_bytes = self._bytes
         edge_id = self._edge
-        w1 = d.transport == "w1"
         failed = functools.partial(self._failed, runner)
         key_of = _Bytes()  # device id -> event key (prefix + id, encoded)
         # The transport's id, encoded once per adapter (a property that formats a string).
@@ -199,25 +199,31 @@ class EventWriter:
             # log's group commit, where one bad record would take the others down with it.
             event_value = checked(reading, ranges)
             device_ts = reading.timestamp_ms
-            box_made = w1 or device_ts is None or device_ts == runner.last_arrival_ms
+            source = reading.time_source
+            polled = source is _POLL
+            box_made = source is not _DEVICE or device_ts is None
             if not box_made and (type(device_ts) is not int or device_ts < earliest):
                 check.earliest(reading, device_ts)  # type: ignore[arg-type]  # raises
             fix_utc = (gps_fix_utc_ms(reading)
                        if reading.kind == "gps" and self.cfg.clock.gps_time else None)
-            stamp = runner.take_arrival_stamp()
+            arrival = reading.arrival
             if fix_utc is not None:
                 trust.observe_gps(fix_utc, reading.arrival_monotonic_ms)
-                stamp = None  # the fix may have changed the time and status: stamp anew
-            elif w1:
-                stamp = None  # its offset below is taken against a wall clock read now
-            ingest, status = stamp if stamp is not None else trust.stamp()
+                # The fix may have changed the time and status: stamped anew.
+                ingest, status = trust.stamp()
+            elif polled or arrival is None or arrival.clock is None:
+                # A poll's offset below is taken against a wall clock read now; a reading
+                # without an arrival of ours (a test's, a plain adapter's) is stamped here.
+                ingest, status = trust.stamp()
+            else:
+                ingest, status = arrival.wall_ms, arrival.clock
             try:
                 key = key_of[prefix + reading.device_id]
             except UnicodeEncodeError:
                 raise ReadingRejected(f"device id {reading.device_id!r} is not Unicode text "
                                       "(a lone surrogate): no event key", reading.schema) from None
             ts = ingest if device_ts is None else device_ts
-            if w1:
+            if polled:
                 # The bus poll was stamped by the system clock: move it onto the trusted one.
                 ts += ingest - trust.clock.wall_ms()
             elif not box_made and ts > ingest + max_ahead and status in _TRUSTED:
@@ -278,8 +284,9 @@ class EventWriter:
         labels: set[str] = set()  # the reasons this device's counter is labelled with
 
         def dead_letter(letter: DeadLetter) -> asyncio.Future[None]:
-            stamp = runner.take_arrival_stamp()
-            ingest, status = stamp if stamp is not None else self.trust.stamp()
+            arrival = letter.arrival
+            ingest, status = (self.trust.stamp() if arrival is None or arrival.clock is None
+                              else (arrival.wall_ms, arrival.clock))
             reason = letter.reason
             if len(reason) > MAX_REASON_CHARS:  # a reason may quote what the device sent
                 reason = reason[:MAX_REASON_CHARS] + f"... ({len(reason)} characters)"
@@ -291,7 +298,7 @@ class EventWriter:
                 ("device_kind", d.kind.encode()),
                 ("edge_id", self._edge),
                 ("ingest_ms", str(ingest).encode()),
-                ("clock", status.value.encode()),
+                ("clock", _CLOCK_BYTES[status]),
             ]
 
             def durable() -> None:

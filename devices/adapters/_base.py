@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from devices._errors import DecodeError
-from devices._reading import DeadLetter, Reading
+from devices._reading import Arrival, DeadLetter, Reading
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,13 @@ awaited, so its readings are handled one at a time, in order, as before.
 DeadLetterSink = Callable[[DeadLetter], Awaitable[None]]
 """Receives each frame that did not decode; like ``Sink``, completes once durably accepted."""
 
-Clock = Callable[[], int]
-"""Wall-clock time in ms since the epoch (injectable for tests)."""
+Clock = Callable[[], Arrival]
+"""Stamps a frame's arrival (the service passes its trusted clock; injectable for tests)."""
 
 
-def wall_clock_ms() -> int:
-    """Now, in integer ms since the epoch."""
-    return time.time_ns() // 1_000_000
+def system_arrival() -> Arrival:
+    """Now by the system clocks, wall and monotonic, in integer ms; trust unsaid."""
+    return Arrival(time.time_ns() // 1_000_000, time.monotonic_ns() // 1_000_000)
 
 
 MAX_REASONS = 64  # distinct reasons counted by name; the rest go under "other"
@@ -117,7 +117,7 @@ class Adapter(abc.ABC, Generic[T]):
         sink: Sink,
         dead_letters: DeadLetterSink | None = None,
         *,
-        clock: Clock = wall_clock_ms,
+        clock: Clock = system_arrival,
         max_in_flight: int = MAX_IN_FLIGHT,
         refused: Callable[[BaseException], bool] = refused_by_default,
     ) -> None:
@@ -135,8 +135,11 @@ class Adapter(abc.ABC, Generic[T]):
         self._drained: asyncio.Event | None = None
 
     @abc.abstractmethod
-    def _decode(self, item: T) -> list[Reading]:
-        """Readings in `item`; raises DecodeError (only) for bad input."""
+    def _decode(self, item: T, arrival: Arrival) -> list[Reading]:
+        """Readings in `item`, which arrived at `arrival`; raises DecodeError (only) for bad input.
+
+        A reading returned without an ``arrival`` is given this one (``Reading.arrived``);
+        an adapter that copies its readings anyway sets it in the same copy."""
 
     @abc.abstractmethod
     def _raw(self, item: T) -> bytes:
@@ -232,46 +235,38 @@ class Adapter(abc.ABC, Generic[T]):
 
     def _submit(self, item: T) -> Pending:
         """Decode one item and call the sinks; the awaitables, each with its reading."""
-        arrived = self.clock()
+        arrival = self.clock()
         self.stats.frames += 1
         try:
-            readings = self._decode(item)
+            readings = self._decode(item, arrival)
         except DecodeError as exc:
-            return [self._dead_letter(item, exc, arrived)]
+            return [self._dead_letter(item, exc, arrival)]
         except Exception as exc:  # a codec bug meeting odd input is still bad input
             log.exception("%s: codec raised outside DecodeError", self.id)
             err = DecodeError(self._raw(item), f"unexpected {type(exc).__name__}: {exc}",
                               type(exc).__module__)
-            return [self._dead_letter(item, err, arrived)]
+            return [self._dead_letter(item, err, arrival)]
         pending: Pending = []
         try:
             for reading in readings:
-                if reading.timestamp_ms is None:
-                    reading = reading.with_timestamp(arrived)
+                if reading.arrival is None:
+                    reading = reading.arrived(arrival)
                 try:
                     pending.append((self.sink(reading), reading))
                 except DecodeError as exc:  # the sink refused the reading for its data
-                    pending.append(self._dead_letter(item, exc, arrived))
+                    pending.append(self._dead_letter(item, exc, arrival))
         except BaseException:
             _discard([(item, pending)])
             raise
         return pending
 
-    def _dead_letter(self, item: T, exc: DecodeError, arrived: int | None
+    def _dead_letter(self, item: T, exc: DecodeError, arrival: Arrival | None
                      ) -> tuple[Awaitable[None], None]:
         """Count the reason and hand the item's own bytes to the dead-letter sink."""
         self.stats.count_error(exc.reason)
         if not exc.raw:  # a check that saw only the reading: the frame's bytes are the item's
             exc = DecodeError(self._raw(item), exc.reason, exc.codec)
-        return self.dead_letters(DeadLetter.from_error(exc, self._source(item), arrived)), None
-
-    async def handle(self, item: T) -> None:
-        """Decode one item, hand its readings or dead letter on, await them, then acknowledge it."""
-        pending = self._submit(item)
-        try:
-            await self._settle(item, pending)
-        finally:
-            _discard([(item, pending)])
+        return self.dead_letters(DeadLetter.from_error(exc, self._source(item), arrival)), None
 
     async def _settle(self, item: T, pending: Pending) -> None:
         # Await the item's sink calls in order, popping each as it completes (so a failure

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from paho.mqtt.client import topic_matches_sub
 
 from devices._errors import DecodeError
-from devices._reading import Delivery, Reading
+from devices._reading import Arrival, Delivery, Reading
 from devices.adapters._base import (
     MAX_IN_FLIGHT,
     Adapter,
@@ -26,7 +26,7 @@ from devices.adapters._base import (
     DeadLetterSink,
     Sink,
     refused_by_default,
-    wall_clock_ms,
+    system_arrival,
 )
 from devices.codecs._base import Convention
 from devices.transports.mqtt import MqttMessage, MqttTransport
@@ -49,7 +49,7 @@ class MqttAdapter(Adapter[MqttMessage]):
         sink: Sink,
         dead_letters: DeadLetterSink | None = None,
         *,
-        clock: Clock = wall_clock_ms,
+        clock: Clock = system_arrival,
         max_in_flight: int = MAX_IN_FLIGHT,
         refused: Callable[[BaseException], bool] = refused_by_default,
     ) -> None:
@@ -58,7 +58,7 @@ class MqttAdapter(Adapter[MqttMessage]):
         self.convention = convention
         self._client_id: str = getattr(getattr(transport, "config", None), "client_id", "") or ""
 
-    def _decode(self, item: MqttMessage) -> list[Reading]:
+    def _decode(self, item: MqttMessage, arrival: Arrival) -> list[Reading]:
         if item.oversize:
             # Refused by the transport as it arrived; only its head is here. Dead-lettered
             # (and so acknowledged: a redelivery would be refused the same way).
@@ -70,8 +70,10 @@ class MqttAdapter(Adapter[MqttMessage]):
         if item.qos == 0 or not readings:
             return readings  # QoS 0 is never redelivered
         client_id = self._client_id
-        return [r.with_delivery(Delivery.mqtt(client_id, item.mid, item.payload, i, item.duplicate,
-                                              session=item.session, topic=item.topic))
+        # One copy per reading for its arrival and its delivery both.
+        return [r.arrived(arrival, Delivery.mqtt(client_id, item.mid, item.payload, i,
+                                                 item.duplicate, session=item.session,
+                                                 topic=item.topic))
                 for i, r in enumerate(readings)]
 
     def _convention_decode(self, item: MqttMessage) -> list[Reading]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from devices._errors import DecodeError
-from devices._reading import Reading
+from devices._reading import Arrival, Reading
 from devices.adapters._base import (
     MAX_IN_FLIGHT,
     Adapter,
@@ -13,7 +13,7 @@ from devices.adapters._base import (
     DeadLetterSink,
     Sink,
     refused_by_default,
-    wall_clock_ms,
+    system_arrival,
 )
 from devices.codecs._base import Codec
 from devices.transports.serial import SerialTransport
@@ -32,7 +32,7 @@ class SerialAdapter(Adapter[bytes]):
         sink: Sink,
         dead_letters: DeadLetterSink | None = None,
         *,
-        clock: Clock = wall_clock_ms,
+        clock: Clock = system_arrival,
         max_in_flight: int = MAX_IN_FLIGHT,
         refused: Callable[[BaseException], bool] = refused_by_default,
     ) -> None:
@@ -41,8 +41,8 @@ class SerialAdapter(Adapter[bytes]):
         self.device_id = device_id
         self.codec = codec
 
-    def _decode(self, item: bytes) -> list[Reading]:
-        return self.codec.decode(item, self.device_id)
+    def _decode(self, item: bytes, arrival: Arrival) -> list[Reading]:
+        return self.codec.decode(item, self.device_id, arrival)
 
     def _raw(self, item: bytes) -> bytes:
         return item
@@ -57,19 +57,18 @@ class SerialAdapter(Adapter[bytes]):
         flush = getattr(self.codec, "flush", None)
         if flush is None:
             return
-        arrived = self.clock()
+        arrival = self.clock()
         try:
             readings = flush()
         except DecodeError as exc:  # the held epoch cannot become a fix: a dead letter, no crash
-            await self._dead_letter(b"", exc, arrived)[0]
+            await self._dead_letter(b"", exc, arrival)[0]
             return
         for reading in readings:
-            if reading.timestamp_ms is None:
-                reading = reading.with_timestamp(self.clock())
+            reading = reading.arrived(arrival)
             try:
                 written = self.sink(reading)
             except DecodeError as exc:  # refused for its data, as in run()
-                await self._dead_letter(b"", exc, arrived)[0]
+                await self._dead_letter(b"", exc, arrival)[0]
                 continue
             await written
             self.stats.readings += 1

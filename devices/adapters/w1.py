@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from devices._reading import Reading
+from devices._reading import Arrival, Reading, TimeSource
 from devices.adapters._base import (
     MAX_IN_FLIGHT,
     Adapter,
@@ -12,7 +12,7 @@ from devices.adapters._base import (
     DeadLetterSink,
     Sink,
     refused_by_default,
-    wall_clock_ms,
+    system_arrival,
 )
 from devices.codecs._base import Codec
 from devices.transports.w1 import W1Sample, W1Transport
@@ -32,7 +32,7 @@ class W1Adapter(Adapter[W1Sample]):
         dead_letters: DeadLetterSink | None = None,
         *,
         names: Mapping[str, str] | None = None,
-        clock: Clock = wall_clock_ms,
+        clock: Clock = system_arrival,
         max_in_flight: int = MAX_IN_FLIGHT,
         refused: Callable[[BaseException], bool] = refused_by_default,
     ) -> None:
@@ -41,11 +41,13 @@ class W1Adapter(Adapter[W1Sample]):
         self.codec = codec
         self.names = dict(names or {})
 
-    def _decode(self, item: W1Sample) -> list[Reading]:
+    def _decode(self, item: W1Sample, arrival: Arrival) -> list[Reading]:
         device_id = self.names.get(item.sensor_id, item.sensor_id)
-        readings = self.codec.decode(item.raw, device_id)
+        readings = self.codec.decode(item.raw, device_id, arrival)
         # sysfs has no device clock; the poll time is closer than the arrival in the loop.
-        return [r if r.timestamp_ms is not None else r.with_timestamp(item.read_at_ms) for r in readings]
+        return [r if r.timestamp_ms is not None
+                else r.with_timestamp(item.read_at_ms, TimeSource.POLL).arrived(arrival)
+                for r in readings]
 
     def _raw(self, item: W1Sample) -> bytes:
         return item.raw

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar, runtime_checkable
 
 from devices._errors import DecodeError
-from devices._reading import Reading
+from devices._reading import Arrival, Reading
 
 __all__ = ["Codec", "Convention", "guard_decode"]
 
@@ -19,13 +19,16 @@ class Codec(Protocol):
 
     ``decode`` may return several readings or none (a stateful codec such as
     NMEA returns a fix only when an epoch is complete) and raises only
-    ``DecodeError``. ``encode`` gives the bytes of one frame (NMEA: the lines
+    ``DecodeError``. ``arrival`` is when the frame arrived, an argument like the
+    frame: a codec that holds frames back (NMEA) keeps it with them; the others
+    ignore it. ``encode`` gives the bytes of one frame (NMEA: the lines
     of one epoch) including any line ending the format uses.
     """
 
     name: str
 
-    def decode(self, frame: bytes, device_id: str) -> list[Reading]: ...
+    def decode(self, frame: bytes, device_id: str,
+               arrival: Arrival | None = None) -> list[Reading]: ...
 
     def encode(self, reading: Reading) -> bytes: ...
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from devices._errors import DecodeError, EncodeError
-from devices._reading import Reading
+from devices._reading import Arrival, Reading
 from devices.codecs._base import guard_decode
 
 __all__ = [
@@ -155,7 +155,7 @@ class Ds18b20W1SlaveCodec:
 
     name = W1_SLAVE_SCHEMA
 
-    def decode(self, frame: bytes, device_id: str) -> list[Reading]:
+    def decode(self, frame: bytes, device_id: str, arrival: Arrival | None = None) -> list[Reading]:
         return [decode_w1_slave(frame, device_id)]
 
     def encode(self, reading: Reading) -> bytes:
@@ -167,7 +167,7 @@ class Ds18b20TemperatureFileCodec:
 
     name = TEMPERATURE_FILE_SCHEMA
 
-    def decode(self, frame: bytes, device_id: str) -> list[Reading]:
+    def decode(self, frame: bytes, device_id: str, arrival: Arrival | None = None) -> list[Reading]:
         return [decode_temperature_file(frame, device_id)]
 
     def encode(self, reading: Reading) -> bytes:

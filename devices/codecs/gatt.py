@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from devices._errors import DecodeError, EncodeError
-from devices._reading import Reading, SpecialValue
+from devices._reading import Arrival, Reading, SpecialValue
 from devices.codecs._base import guard_decode
 
 __all__ = [
@@ -477,7 +477,7 @@ class _GattCodec:
             raise ValueError(f"framing must be 'raw' or 'hex', got {framing!r}")
         self.framing = framing
 
-    def decode(self, frame: bytes, device_id: str) -> list[Reading]:
+    def decode(self, frame: bytes, device_id: str, arrival: Arrival | None = None) -> list[Reading]:
         """Decode one frame (raw bytes, or a hex text line if ``framing='hex'``)."""
         data = _unhex(frame, self.name) if self.framing == "hex" else frame
         try:

@@ -21,7 +21,7 @@ from pynmeagps import VALNONE, NMEAReader, calc_checksum
 
 from devices._errors import DecodeError, EncodeError
 from devices._ranges import RANGES
-from devices._reading import Reading
+from devices._reading import Arrival, Reading
 from devices.codecs._base import guard_decode
 
 __all__ = [
@@ -70,21 +70,18 @@ class NmeaFixAssembler:
     ``date``, ``talkers``; each only when some sentence gave it.
     ``timestamp_ms`` is set once a date is known.
 
-    ``clock`` (a monotonic clock in ms, e.g. ``time.monotonic_ns() // 10**6``):
-    read when each epoch's first sentence is decoded, and handed on as the fix's
-    ``arrival_monotonic_ms``. A fix comes out up to one fix interval after its
-    epoch began, so its UTC belongs with that first arrival, not with the
-    moment it is returned (``edge``'s GPS time uses it). Without a clock the
-    assembler stays a pure function of its input and fixes carry ``None``.
+    ``decode``'s ``arrival`` (when the sentence arrived): the ``monotonic_ms`` of
+    each epoch's first sentence is handed on as the fix's ``arrival_monotonic_ms``.
+    A fix comes out up to one fix interval after its epoch began, so its UTC
+    belongs with that first arrival, not with the moment it is returned
+    (``edge``'s GPS time uses it). Sentences given no arrival make fixes that
+    carry ``None``.
     """
 
     name = NMEA_SCHEMA
 
-    def __init__(self, device_id: str = "gps", clock: Callable[[], int] | None = None) -> None:
-        if clock is not None and not callable(clock):
-            raise TypeError(f"clock: expected a function returning monotonic ms, got {clock!r}")
+    def __init__(self, device_id: str = "gps") -> None:
         self.device_id = device_id
-        self.clock = clock
         self.sentences = 0
         self.proprietary_skipped = 0
         self.unhandled_skipped = 0
@@ -96,7 +93,8 @@ class NmeaFixAssembler:
     # -- decoding ------------------------------------------------------------
 
     @guard_decode(NMEA_SCHEMA)
-    def decode(self, frame: bytes, device_id: str | None = None) -> list[Reading]:
+    def decode(self, frame: bytes, device_id: str | None = None,
+               arrival: Arrival | None = None) -> list[Reading]:
         """Feed one sentence (with or without CRLF); returns 0 or 1 finished fixes.
 
         Raises ``DecodeError`` for a sentence that is malformed, fails its
@@ -105,8 +103,7 @@ class NmeaFixAssembler:
         """
         if device_id is not None:
             self.device_id = device_id
-        # Read first: what is measured is the sentence's arrival, not the parsing after it.
-        arrived = self.clock() if self.clock is not None else None
+        arrived = None if arrival is None else arrival.monotonic_ms
         line = bytes(frame).strip(b"\r\n\x00 ")
         body = self._check(frame, line)
         if body is None:

@@ -12,7 +12,7 @@ import math
 import re
 
 from devices._errors import CodecConfigError, DecodeError, EncodeError
-from devices._reading import Reading
+from devices._reading import Arrival, Reading
 from devices.codecs._base import guard_decode
 
 __all__ = ["DEFAULT_PATTERN", "TEXT_SCHEMA", "TextTemperatureCodec"]
@@ -97,7 +97,7 @@ class TextTemperatureCodec:
         return cls(column=column, device_column=device_column, delimiter=delimiter)
 
     @guard_decode(TEXT_SCHEMA)
-    def decode(self, frame: bytes, device_id: str) -> list[Reading]:
+    def decode(self, frame: bytes, device_id: str, arrival: Arrival | None = None) -> list[Reading]:
         """Decode one text line into a °C reading; raises ``DecodeError``."""
         try:
             text = bytes(frame).decode(self.encoding).strip("\r\n")

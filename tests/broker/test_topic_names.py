@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from broker import TOPIC_NAME_RULE, InvalidTopicError, KafkaProducer, is_internal_topic, is_topic_name
+from broker import (
+    TOPIC_NAME_RULE,
+    InvalidTopicError,
+    KafkaProducer,
+    is_internal_topic,
+    is_topic_name,
+)
 
 
 @pytest.mark.parametrize("name", ["readings", "a", "alerts.blood_pressure", "x-1_y.z", "a" * 249,

@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from devices import DeadLetter, Reading, ReadingRejected, TextTemperatureCodec
+from devices import Arrival, DeadLetter, Reading, ReadingRejected, TextTemperatureCodec
 from devices.adapters import SerialAdapter
 
 
@@ -80,7 +80,7 @@ class Log:
 
 def adapter(log: Log, frames: list[bytes]) -> Acked:
     return Acked("room", Frames(frames), TextTemperatureCodec(), log.sink, log.dead_letters,  # type: ignore[arg-type]
-                 clock=lambda: 1_750_000_000_000, refused=lambda e: isinstance(e, Refused))
+                 clock=lambda: Arrival(1_750_000_000_000), refused=lambda e: isinstance(e, Refused))
 
 
 FRAMES = [b"1", b"13", b"-1", b"2"]
@@ -122,7 +122,7 @@ async def test_a_failure_that_is_not_the_datas_raises_and_acknowledges_nothing_a
 class Pairs(TextTemperatureCodec):
     """Two readings per line (t, then t + 100), as a Tasmota message carries several sensors."""
 
-    def decode(self, frame: bytes, device_id: str) -> list[Reading]:
+    def decode(self, frame: bytes, device_id: str, arrival: Arrival | None = None) -> list[Reading]:
         [r] = super().decode(frame, device_id)
         return [r, Reading(device_id, "temperature", "text", {"temperature_c": r.values["temperature_c"] + 100})]
 
@@ -130,7 +130,7 @@ class Pairs(TextTemperatureCodec):
 async def test_only_the_refused_reading_of_an_item_is_written_again():
     log = Log(bad=13.0, times=2)
     a = Acked("room", Frames([b"1", b"13", b"2"]), Pairs(), log.sink, log.dead_letters,  # type: ignore[arg-type]
-              clock=lambda: 1_750_000_000_000, refused=lambda e: isinstance(e, Refused))
+              clock=lambda: Arrival(1_750_000_000_000), refused=lambda e: isinstance(e, Refused))
     await a.run()
     assert log.written == [1.0, 101.0, 113.0, 2.0, 102.0]  # 113 once: it was not refused
     assert [d.raw for d in log.dead] == [b"13"]

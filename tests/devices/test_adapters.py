@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from devices._errors import DecodeError
-from devices._reading import DeadLetter, Reading
-from devices.adapters import ADAPTERS, MqttAdapter, SerialAdapter, W1Adapter
+from devices._reading import Arrival, DeadLetter, Reading, TimeSource
+from devices.adapters import MqttAdapter, SerialAdapter, W1Adapter
 from devices.codecs.ds18b20 import Ds18b20W1SlaveCodec
 from devices.codecs.gatt import GattBloodPressureCodec
 from devices.transports import Backoff, ConnectionState, MqttConfig, MqttTransport
@@ -16,6 +16,7 @@ from devices.transports.serial import SerialConfig, SerialTransport
 from devices.transports.w1 import W1Config, W1Transport
 
 FAST = Backoff(initial=0.01, maximum=0.05)
+ARRIVAL = Arrival(1_700_000_000_000, 5_000, "synced")
 
 
 class Collect:
@@ -45,16 +46,12 @@ def bp(sys_: float, dia: float) -> Reading:
     return Reading("ward3-bed2", "blood_pressure", "gatt.0x2A35", values)
 
 
-def test_registry_names_every_adapter_kind():
-    assert ADAPTERS == {"serial": SerialAdapter, "mqtt": MqttAdapter, "w1": W1Adapter}
-
-
 async def test_serial_adapter_readings_and_dead_letters(pty_device):
     codec = GattBloodPressureCodec(framing="hex")
     out = Collect()
     transport = SerialTransport(SerialConfig(str(pty_device.link), backoff=FAST))
     adapter = SerialAdapter("ward3-bed2", transport, codec, out.sink, out.dead_letters,
-                            clock=lambda: 1_700_000_000_000)
+                            clock=lambda: ARRIVAL)
     async with adapter, asyncio.TaskGroup() as tg:
         tg.create_task(adapter.run())
         await transport.wait_state(ConnectionState.CONNECTED, timeout=5)
@@ -62,9 +59,12 @@ async def test_serial_adapter_readings_and_dead_letters(pty_device):
         await out.until(3)
         await adapter.close()
     assert [r.values["systolic_mmhg"] for r in out.readings] == [120, 150]
-    assert all(r.timestamp_ms == 1_700_000_000_000 for r in out.readings)
+    # No time in the frames: stamped with the arrival, and saying so.
+    assert all(r.timestamp_ms == ARRIVAL.wall_ms and r.time_source is TimeSource.ARRIVAL
+               and r.arrival == ARRIVAL for r in out.readings)
     [dead] = out.dead
     assert dead.raw == b"zz not hex" and dead.source.startswith("serial:")
+    assert (dead.arrived_ms, dead.arrival) == (ARRIVAL.wall_ms, ARRIVAL)
     assert adapter.stats.frames == 3 and adapter.stats.readings == 2
     assert adapter.stats.decode_error_total == 1
 
@@ -73,7 +73,7 @@ async def test_codec_bug_is_dead_lettered_not_raised():
     class Broken:
         name = "broken"
 
-        def decode(self, frame: bytes, device_id: str) -> list[Reading]:
+        def decode(self, frame: bytes, device_id: str, arrival: object = None) -> list[Reading]:
             raise ZeroDivisionError("oops")
 
     class OneFrame:
@@ -125,6 +125,7 @@ async def test_w1_adapter_names_sensors_and_dead_letters_power_on_value(tmp_path
         await adapter.close()
     [r] = out.readings
     assert r.device_id == "room-1" and r.values["temperature_c"] == pytest.approx(23.125)
+    assert r.time_source is TimeSource.POLL and r.arrival is not None  # sysfs: the poll's time
     assert out.dead[0].source.endswith("/28-bbb")
 
 

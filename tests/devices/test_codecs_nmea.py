@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pynmeagps import calc_checksum
 
-from devices import DecodeError, NmeaFixAssembler, Reading, encode_fix
+from devices import Arrival, DecodeError, NmeaFixAssembler, Reading, encode_fix
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -90,28 +90,30 @@ def test_bad_checksum_is_a_decode_error_and_keeps_state():
 
 
 def test_a_fix_carries_the_arrival_of_its_epochs_first_sentence():
-    now = [1000]
-    asm = NmeaFixAssembler("car-1", clock=lambda: now[0])
+    # The arrival is an argument, like the sentence: the assembler reads no clock.
+    asm = NmeaFixAssembler("car-1")
+
+    def at(mono: int) -> Arrival:
+        return Arrival(1_750_000_000_000 + mono, mono)
+
     lines = [mk("GPRMC,120000,A,4807.038,N,01131.000,E,1.0,1.0,020315,,"),
              mk("GPGGA,120000,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,"),
              mk("GPGSA,A,3,,,,,,,,,,,,,1.5,0.9,1.2")]
     with pytest.raises(DecodeError):  # a bad line first: it starts nothing
-        asm.decode(b"$GPRMC,115959,A,4807.038,N,01131.000,E,1.0,1.0,020315,,*00\r\n")
-    now[0] = 1100
-    for line in lines:
-        assert asm.decode(line) == []
-        now[0] += 40  # the rest of the burst at 9600 baud
-    now[0] = 2100  # the next epoch, a second later, releases the first
-    [fix] = asm.decode(mk("GPRMC,120001,A,4807.038,N,01131.000,E,1.0,1.0,020315,,"))
+        asm.decode(b"$GPRMC,115959,A,4807.038,N,01131.000,E,1.0,1.0,020315,,*00\r\n", "car-1",
+                   at(1000))
+    for i, line in enumerate(lines):  # the burst at 9600 baud, 40 ms a sentence
+        assert asm.decode(line, "car-1", at(1100 + 40 * i)) == []
+    # The next epoch, a second later, releases the first.
+    [fix] = asm.decode(mk("GPRMC,120001,A,4807.038,N,01131.000,E,1.0,1.0,020315,,"), "car-1",
+                       at(2100))
     assert (fix.values["time_utc"], fix.arrival_monotonic_ms) == ("12:00:00", 1100)
-    now[0] = 2500
     [last] = asm.flush()
     assert (last.values["time_utc"], last.arrival_monotonic_ms) == ("12:00:01", 2100)
-    # Carried through the copies adapters make; no clock, no arrival.
+    # Carried through the copies adapters make; no arrival given, none carried.
     assert fix.with_timestamp(5).arrival_monotonic_ms == 1100
+    assert fix.arrived(at(2100)).arrival_monotonic_ms == 1100
     assert run(lines)[1][0].arrival_monotonic_ms is None
-    with pytest.raises(TypeError, match="clock: expected a function"):
-        NmeaFixAssembler(clock=5)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -157,18 +157,18 @@ def test_gps_prefers_the_fix_that_arrived_soonest() -> None:
 
 def test_a_fix_released_a_second_late_still_gives_the_offset_at_its_arrival() -> None:
     clock, t, _ = trust_at(BOOT_2020)
-    asm = NmeaFixAssembler("car-1", clock=clock.monotonic_ms)
+    asm = NmeaFixAssembler("car-1")  # the adapter hands it each sentence's arrival (t.arrival())
     arrived = clock.monotonic_ms()  # the epoch's first sentence, at TRUE_NOW on the wire
     lines = encode_fix(Reading("car-1", "gps", "nmea0183", {"lat": 52.5, "lon": 13.4},
                                TRUE_NOW)).splitlines()
     for line in lines:
-        assert asm.decode(line) == []
+        assert asm.decode(line, "car-1", t.arrival()) == []
         clock.advance(0.03)  # 30 ms a sentence
     clock.advance(1.0 - 0.03 * len(lines))
     # The next epoch starts a second later; only now is the first fix handed on.
     nxt = encode_fix(Reading("car-1", "gps", "nmea0183", {"lat": 52.5, "lon": 13.4},
                              TRUE_NOW + 1000)).splitlines()
-    [fix] = asm.decode(nxt[0])
+    [fix] = asm.decode(nxt[0], "car-1", t.arrival())
     released = clock.monotonic_ms()
     assert released - arrived == 1000
     assert t.observe_reading(fix)

@@ -77,3 +77,10 @@ async def test_failing_device_is_restarted_and_never_stops_the_others(pty_device
     assert good.restarts == 0 and good.readings == 40
     assert bad.readings >= 1 and bad.state == good.state == "stopped"
     assert metrics.device_restarts.labels("bad")._value.get() == 2
+
+
+def test_every_transport_the_config_accepts_has_an_adapter_builder() -> None:
+    from edge._config import TRANSPORTS
+    from edge._runner import ADAPTERS
+
+    assert set(ADAPTERS) == set(TRANSPORTS)

@@ -1,4 +1,4 @@
-"""One clock stamp per event: the sink takes the adapter's arrival stamp, once.
+"""Time as data: a reading carries its arrival stamp, and the sink takes its ingest time from it.
 
 The writer runs against the real log in a temporary directory, with a ManualClock
 so that "later" is a clock step, not a sleep; the headers are read back from the log.
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from broker import KafkaProducer, ManualClock
-from devices import DeadLetter, Reading
+from devices import DeadLetter, DecodeError, Reading, TimeSource
 from edge import config_from_dict
 from edge._clock import ClockTrust
 from edge._metrics import Metrics
@@ -45,32 +45,50 @@ def _reading(ts: int | None, values: dict[str, Any] | None = None) -> Reading:
     return Reading("car-1", "gps", "nmea0183", values or {"lat": 52.5, "lon": 13.4}, ts)
 
 
-async def test_the_first_reading_of_an_item_takes_the_arrival_stamp_the_next_a_fresh_one(
-        tmp_path: Path) -> None:
+async def test_every_reading_of_an_item_takes_the_arrival_it_carries(tmp_path: Path) -> None:
     cfg, clock, producer, writer, runner = _setup(tmp_path)
     sink = writer.sink_for(runner)
     try:
-        arrived = runner._arrival()
-        clock.advance(0.5)  # decoding took a while: the first reading still gets the arrival
-        first = sink(_reading(arrived))
-        second = sink(_reading(TRUE_NOW - 5000))  # the same item's second reading
+        arrival = runner.clock()
+        clock.advance(0.5)  # decoding took a while: the readings still carry the arrival
+        first = sink(_reading(None).arrived(arrival))
+        second = sink(_reading(TRUE_NOW - 5000).arrived(arrival))  # the same item's second
         await first
         await second
     finally:
         producer.close()
     records = read_topic(cfg.data_dir, "gps")
-    assert [_ingest(r) for r in records] == [arrived, arrived + 500]
-    assert records[0].timestamp == arrived  # box-made: stamped with the arrival
+    assert [_ingest(r) for r in records] == [arrival.wall_ms, arrival.wall_ms]
+    assert [dict(r.headers)["clock"] for r in records] == [b"synced", b"synced"]
+    assert records[0].timestamp == arrival.wall_ms  # box-made: stamped with the arrival
     assert records[1].timestamp == TRUE_NOW - 5000  # the device's own
+
+
+async def test_a_device_time_equal_to_the_arrival_is_still_the_devices(tmp_path: Path) -> None:
+    # The sink used to call a reading box-made when its time equalled the last arrival's;
+    # now the reading says whose time it is, and a device's time is checked as one.
+    cfg, clock, producer, writer, runner = _setup(tmp_path)
+    sink = writer.sink_for(runner)
+    try:
+        arrival = runner.clock()
+        own = _reading(arrival.wall_ms).arrived(arrival)
+        assert own.time_source is TimeSource.DEVICE
+        stamped = _reading(None).arrived(arrival)
+        assert stamped.time_source is TimeSource.ARRIVAL
+        await sink(own)
+        await sink(stamped)
+    finally:
+        producer.close()
+    assert [r.timestamp for r in read_topic(cfg.data_dir, "gps")] == [arrival.wall_ms] * 2
 
 
 async def test_a_gps_fix_is_stamped_after_the_fix_is_learned(tmp_path: Path) -> None:
     cfg, clock, producer, writer, runner = _setup(tmp_path, ntp_synced=False)  # GPS gives the time
     sink = writer.sink_for(runner)
     try:
-        runner._arrival()
+        arrival = runner.clock()
         fix = _reading(TRUE_NOW + 60_000, {"lat": 52.5, "lon": 13.4, "valid": True,
-                                           "date": "2026-11-27"})
+                                           "date": "2026-11-27"}).arrived(arrival)
         await sink(fix)
     finally:
         producer.close()
@@ -80,20 +98,24 @@ async def test_a_gps_fix_is_stamped_after_the_fix_is_learned(tmp_path: Path) -> 
     assert _ingest(record) == TRUE_NOW + 60_000
 
 
-async def test_a_stamp_left_by_an_item_without_readings_is_dropped_at_stop(tmp_path: Path) -> None:
+async def test_a_reading_and_a_dead_letter_are_stamped_with_their_own_arrival(
+        tmp_path: Path) -> None:
     cfg, clock, producer, writer, runner = _setup(tmp_path)
     sink, dead = writer.sink_for(runner), writer.dead_letter_sink_for(runner)
     try:
-        runner._arrival()  # an NMEA sentence that completes no fix: no sink call
+        runner.clock()  # an NMEA sentence that completes no fix: no sink call, nothing left
         clock.advance(30)
-        await runner.stop()
-        await sink(_reading(TRUE_NOW + 10))  # what the codec hands on at close
-        arrived = runner._arrival()
+        last = runner.clock()  # what the codec hands on at close is stamped at close
+        await sink(_reading(TRUE_NOW + 10).arrived(last))
+        arrival = runner.clock()
         clock.advance(1)
-        await dead(DeadLetter(b"$GPXXX*00", "bad checksum", "nmea0183", "pty", arrived))
+        await dead(DeadLetter.from_error(DecodeError(b"$GPXXX*00", "bad checksum", "nmea0183"),
+                                         "pty", arrival))
+        await sink(_reading(None))  # no arrival of ours (a plain caller): stamped when written
     finally:
         producer.close()
-    [record] = read_topic(cfg.data_dir, "gps")
-    assert _ingest(record) == TRUE_NOW + 30_000  # stamped when written, not 30 s earlier
+    first, plain = read_topic(cfg.data_dir, "gps")
+    assert _ingest(first) == TRUE_NOW + 30_000  # stamped at close, not 30 s earlier
+    assert _ingest(plain) == plain.timestamp == TRUE_NOW + 31_000
     [letter] = read_topic(cfg.data_dir, cfg.log.dead_letter_topic)
-    assert _ingest(letter) == arrived  # a dead letter takes its item's stamp too
+    assert _ingest(letter) == letter.timestamp == arrival.wall_ms
