@@ -37,6 +37,7 @@ from ._errors import (
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
+from ._group_offsets import upsert_group_offsets
 from ._log import Log, create_topic_rows
 from ._records import (
     ConsumerGroupDescription,
@@ -331,15 +332,10 @@ class KafkaAdminClient:
         checked = check_commit_offsets(offsets, f"alter_consumer_group_offsets {group_id!r}")
         now = self._log.clock.wall_ms()
         with self._write(f"setting offsets of group {group_id!r}") as conn:
-            for tp, off, meta in checked:
+            for tp, _off, _meta in checked:
                 if conn.execute("SELECT 1 FROM partitions WHERE topic=? AND partition=?", tuple(tp)).fetchone() is None:
                     raise UnknownTopicOrPartitionError(f"no partition {tp[1]} of topic {tp[0]!r}")
-                conn.execute(
-                    "INSERT INTO group_offsets(group_id, topic, partition, offset, metadata, commit_ms)"
-                    " VALUES (?,?,?,?,?,?) ON CONFLICT(group_id, topic, partition) DO UPDATE SET"
-                    " offset=excluded.offset, metadata=excluded.metadata, commit_ms=excluded.commit_ms",
-                    (group_id, tp[0], tp[1], off, meta, now),
-                )
+            upsert_group_offsets(conn, [(group_id, tp[0], tp[1], off, meta, now) for tp, off, meta in checked])
 
     @translated("planning an offset reset")
     def reset_consumer_group_offsets(self, group_id: str, topics: Iterable[str], to: str,

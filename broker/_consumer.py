@@ -28,7 +28,8 @@ from ._errors import (
     SerializationError,
     UnknownTopicOrPartitionError,
 )
-from ._log import decode_headers
+from ._group_offsets import upsert_group_offsets
+from ._headers import decode_headers
 from ._notify import CommitWatcher
 from ._records import (
     ConsumerRecord,
@@ -487,12 +488,7 @@ class KafkaConsumer:
                                 f"commit: no partition {row[2]} of topic {row[1]!r} in this log; "
                                 "nothing was committed")
                         rows.remove(row)
-                self._conn.executemany(
-                    "INSERT INTO group_offsets(group_id, topic, partition, offset, metadata, commit_ms)"
-                    " VALUES (?,?,?,?,?,?) ON CONFLICT(group_id, topic, partition) DO UPDATE SET"
-                    " offset=excluded.offset, metadata=excluded.metadata, commit_ms=excluded.commit_ms",
-                    rows,
-                )
+                upsert_group_offsets(self._conn, rows)
         except Exception as exc:
             raise translate(exc, f"committing offsets of group {self.group_id!r}") from exc
         for _g, t, p, off, _m, _n in rows:

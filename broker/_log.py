@@ -31,8 +31,10 @@ from ._errors import (
     UnknownTopicOrPartitionError,
 )
 from ._future import FutureRecordMetadata, _Round
+from ._headers import encode_headers
 from ._murmur2 import default_partition
 from ._notify import CommitNotifier
+from ._pending import Pending
 from ._storage import (
     NOTIFY_NAME,
     RECORD_OVERHEAD,
@@ -42,6 +44,7 @@ from ._storage import (
     translate,
     warn_if_open_to_others,
 )
+from ._transaction_write import write_transaction
 
 log = logging.getLogger("broker")
 
@@ -53,38 +56,6 @@ _registry_lock = threading.Lock()
 def _partition_for_key(key: bytes, num_partitions: int) -> int:
     # Device keys repeat endlessly; murmur2 in pure Python is worth caching.
     return default_partition(key, num_partitions)
-
-
-# Built once: json.dumps with options builds a new encoder on every call, which showed
-# in profiles of stream processing (a header list per output record).
-# ensure_ascii: lone surrogates (non-UTF-8 bytes) must survive as \u escapes.
-_encode_json = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
-_quote = json.encoder.encode_basestring_ascii  # a JSON string literal, ASCII-only
-
-
-def encode_headers(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
-    """Headers as JSON text, readable in SQL and lossless for any bytes."""
-    if not headers:
-        return None
-    try:
-        # The same text as _encode_json of the pairs (the encoder quotes strings with this
-        # very function), without building a list per pair and an encoder per call: this
-        # runs once per appended record.
-        return "[" + ",".join([
-            f"[{_quote(k)},{_quote(v.decode('utf-8', 'surrogateescape')) if v is not None else 'null'}]"
-            for k, v in headers
-        ]) + "]"
-    except TypeError:  # a key that is not a str: let the encoder say what it makes of it
-        pass
-    return _encode_json(
-        [[k, v.decode("utf-8", "surrogateescape") if v is not None else None] for k, v in headers]
-    )
-
-
-def decode_headers(text: str | None) -> list[tuple[str, bytes]]:
-    if not text:
-        return []
-    return [(k, v.encode("utf-8", "surrogateescape") if v is not None else None) for k, v in json.loads(text)]
 
 
 # Errors that come from one record's content rather than from the database as a whole:
@@ -103,21 +74,6 @@ def _record_error(exc: BaseException) -> StorageError:
     )
 
 
-class _Pending:
-    __slots__ = ("topic", "partition", "key", "value", "headers", "timestamp", "size", "future")
-
-    def __init__(self, topic: str, partition: int | None, key: bytes | None, value: bytes | None,
-                 headers: str | None, timestamp: int, size: int, future: FutureRecordMetadata) -> None:
-        self.topic = topic
-        self.partition = partition
-        self.key = key
-        self.value = value
-        self.headers = headers
-        self.timestamp = timestamp
-        self.size = size
-        self.future = future
-
-
 class Log:
     """The shared handle on one data directory inside this process.
 
@@ -133,7 +89,7 @@ class Log:
         self._refs = 0
         self._mutex = threading.Lock()  # taken directly on the hot path: Condition's own enter is Python code
         self._lock = threading.Condition(self._mutex)
-        self._pending: list[_Pending] = []
+        self._pending: list[Pending] = []
         self._round = _Round()
         self._inflight: _Round | None = None  # the round the writer is committing now
         self._conn_lock = threading.Lock()  # the writer connection, shared with run_retention callers
@@ -232,7 +188,7 @@ class Log:
             if self._closing:
                 raise ClosedError("the log is closed; open a new producer")
             fut = FutureRecordMetadata(self._round, topic, partition, ts, ksize, vsize, hsize)
-            self._pending.append(_Pending(topic, partition, key, value, hdr, ts, size, fut))
+            self._pending.append(Pending(topic, partition, key, value, hdr, ts, size, fut))
             if len(self._pending) == 1:
                 self._lock.notify()
             if self._writer is None:
@@ -280,7 +236,7 @@ class Log:
                 except Exception:  # noqa: BLE001 - a dead writer would leave every later send hanging
                     log.exception("retention pass failed")
 
-    def _commit(self, batch: list[_Pending], rnd: _Round) -> None:
+    def _commit(self, batch: list[Pending], rnd: _Round) -> None:
         todo = batch  # what is not committed yet: under a quota a batch may take several transactions
         try:
             with self._conn_lock:
@@ -313,12 +269,12 @@ class Log:
             log.warning("could not wake readers after a commit: %s", exc)
 
     @staticmethod
-    def _void(records: list[_Pending]) -> None:
+    def _void(records: list[Pending]) -> None:
         """Forget the offsets a rolled-back transaction gave ``records``."""
         for p in records:
             p.future.offset = -1
 
-    def _isolate(self, batch: list[_Pending]) -> None:
+    def _isolate(self, batch: list[Pending]) -> None:
         """Commit ``batch`` in halves, and halves of those that fail, down to single records.
 
         A record the database refuses (a value SQLite cannot store, a constraint) fails
@@ -343,7 +299,7 @@ class Log:
                     mid = len(part) // 2
                     todo += [part[mid:], part[:mid]]  # the first half is popped first: order kept
 
-    def _write_or_make_room(self, batch: list[_Pending]) -> list[_Pending]:
+    def _write_or_make_room(self, batch: list[Pending]) -> list[Pending]:
         """``_write``; on a real full disk under ``drop-oldest``, fit the disk and try once more."""
         try:
             return self._write(batch)
@@ -357,7 +313,7 @@ class Log:
             self._quota.disk_full(self._conn)
             return self._write(batch)
 
-    def _write(self, batch: list[_Pending]) -> list[_Pending]:
+    def _write(self, batch: list[Pending]) -> list[Pending]:
         """Write what of ``batch`` one transaction may take (the quota's WAL share); return the rest.
 
         On any error the transaction is rolled back and its offsets voided.
@@ -368,14 +324,14 @@ class Log:
             self._void(batch)
             raise
 
-    def _write_tx(self, batch: list[_Pending]) -> list[_Pending]:
+    def _write_tx(self, batch: list[Pending]) -> list[Pending]:
         conn = self._conn
-        later: list[_Pending] = []
+        later: list[Pending] = []
         if self._quota is not None:
             batch, later = self._quota.split(batch)
         with transaction(conn):
             counts = self._topic_partitions(conn, {p.topic for p in batch})
-            accepted: list[_Pending] = []
+            accepted: list[Pending] = []
             for p in batch:
                 err = self._place(p, counts)
                 if err is not None:
@@ -395,7 +351,7 @@ class Log:
         self.stats["records"] += len(accepted)
         return later
 
-    def _place(self, p: _Pending, counts: dict[str, int]) -> BrokerError | None:
+    def _place(self, p: Pending, counts: dict[str, int]) -> BrokerError | None:
         """Choose ``p``'s partition (murmur2 of the key, else round robin); the error if none fits."""
         n = counts.get(p.topic)
         if n is None:
@@ -418,7 +374,7 @@ class Log:
 
     # -- transactions (see _transaction) ---------------------------------------------------------
 
-    def commit_transaction(self, records: list[_Pending],
+    def commit_transaction(self, records: list[Pending],
                            offsets: dict[tuple[str, str, int], tuple[int, str]],
                            expected: dict[tuple[str, str, int], int | None],
                            state: dict[tuple[str, bytes], bytes | None]) -> None:
@@ -427,8 +383,6 @@ class Log:
         Blocks until committed (and fsynced with ``Durability.FSYNC``); on any
         error everything is rolled back and the error raised.
         """
-        from ._transaction import write_transaction
-
         if self._closing:
             raise ClosedError("the log is closed; open a new producer")
         try:
@@ -450,7 +404,7 @@ class Log:
             self.stats["records"] += len(records)
         self._notifier.notify()
 
-    def assign_partitions(self, conn: sqlite3.Connection, records: list[_Pending]) -> None:
+    def assign_partitions(self, conn: sqlite3.Connection, records: list[Pending]) -> None:
         """Place every record of a transaction, or raise for the first that has no place."""
         counts = self._topic_partitions(conn, {p.topic for p in records})
         for p in records:
@@ -458,7 +412,7 @@ class Log:
             if err is not None:
                 raise err
 
-    def insert_records(self, conn: sqlite3.Connection, records: list[_Pending]) -> None:
+    def insert_records(self, conn: sqlite3.Connection, records: list[Pending]) -> None:
         """Quota, then offsets and rows, for records of a transaction: all of them or an error."""
         if self._quota is not None:
             accepted = self._quota.admit(conn, records, atomic=True)
@@ -468,7 +422,7 @@ class Log:
         if self._quota is not None and records:
             self._quota.check(conn, records[0].topic)
 
-    def _insert(self, conn: sqlite3.Connection, records: list[_Pending]) -> None:
+    def _insert(self, conn: sqlite3.Connection, records: list[Pending]) -> None:
         """Assign offsets and write ``records``; the caller owns the transaction."""
         now = self._persist_clock(conn)
         next_off: dict[tuple[str, int], list[int]] = {}
@@ -530,7 +484,7 @@ class Log:
         body = json.dumps(value, separators=(",", ":")).encode()
         rnd = _Round()
         fut = FutureRecordMetadata(rnd, topic, 0, self.clock.wall_ms(), -1, len(body), 0)
-        self._insert(conn, [_Pending(topic, 0, None, body, None, fut.timestamp, len(body) + RECORD_OVERHEAD, fut)])
+        self._insert(conn, [Pending(topic, 0, None, body, None, fut.timestamp, len(body) + RECORD_OVERHEAD, fut)])
         rnd.done()
 
     def record_drops(self, value: dict[str, Any]) -> None:
@@ -586,4 +540,4 @@ def create_topic_rows(conn: sqlite3.Connection, name: str, partitions: int, conf
     )
 
 
-__all__ = ["Log", "create_topic_rows", "decode_headers", "encode_headers", "DROP_LEDGER_TOPIC"]
+__all__ = ["Log", "create_topic_rows"]

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from ._admin import known_partition_count, topic_partition_count
 from ._checks import check_record, check_topic_for_write
 from ._client import open_log
 from ._config import LogConfig, validate_topic_name
-from ._errors import ClosedError, ConfigError, SerializationError, UnknownTopicOrPartitionError
+from ._errors import ClosedError, ConfigError, UnknownTopicOrPartitionError
 from ._future import FutureRecordMetadata
 from ._records import RecordMetadata
+from ._serializer import Serializer, serialize
 from ._transaction import LogTransaction
 
 
@@ -29,8 +31,8 @@ class KafkaProducer:
     """
 
     def __init__(self, data_dir: str | os.PathLike[str] | None = None, *,
-                 key_serializer: Callable[[Any], bytes] | None = None,
-                 value_serializer: Callable[[Any], bytes] | None = None,
+                 key_serializer: Serializer | None = None,
+                 value_serializer: Serializer | None = None,
                  log_config: LogConfig | None = None, **kafka_options: Any) -> None:
         for name, fn in (("key_serializer", key_serializer), ("value_serializer", value_serializer)):
             if fn is not None and not callable(fn):
@@ -59,8 +61,8 @@ class KafkaProducer:
             self._topics_ok.add(topic)
         if value is None and key is None:
             raise ConfigError("send() needs a value or a key (both were None)")
-        k = self._serialize(key, self._key_serializer, "key", topic)
-        v = self._serialize(value, self._value_serializer, "value", topic)
+        k = serialize(key, self._key_serializer, "key", topic)
+        v = serialize(value, self._value_serializer, "value", topic)
         if partition is not None or timestamp_ms is not None or headers is not None:
             check_record(partition, timestamp_ms, headers)
             if partition is not None and partition >= self._partition_counts.get(topic, 0):
@@ -74,8 +76,6 @@ class KafkaProducer:
         asked for (a topic may grow); the writer checks again at commit, where a topic
         that shrank by being re-created is caught.
         """
-        from ._admin import known_partition_count
-
         n = known_partition_count(self._log, topic)
         if n is None:  # not created yet: the writer creates it (auto-create) or fails the future
             return
@@ -102,28 +102,6 @@ class KafkaProducer:
         fut.add_both(lambda r: loop.call_soon_threadsafe(done, r))
         return await waiter
 
-    @staticmethod
-    def _serialize(obj: Any, serializer: Callable[[Any], bytes] | None, what: str, topic: str) -> bytes | None:
-        if obj is None:
-            return None
-        if serializer is None and type(obj) is bytes:
-            return obj
-        if serializer is not None:
-            try:
-                obj = serializer(obj)
-            except Exception as exc:
-                raise SerializationError(
-                    f"{what}_serializer failed for a {what} of topic {topic!r}: {type(exc).__name__}: {exc}"
-                ) from exc
-        if isinstance(obj, bytes):
-            return obj
-        if isinstance(obj, bytearray | memoryview):
-            return bytes(obj)
-        raise SerializationError(
-            f"{what} for topic {topic!r} is {type(obj).__name__}, not bytes: pass "
-            f"{what}_serializer= (e.g. lambda v: json.dumps(v).encode()) or send bytes"
-        )
-
     def begin_transaction(self) -> LogTransaction:
         """A transaction: records, consumer-group offsets and state rows committed as one.
 
@@ -142,8 +120,6 @@ class KafkaProducer:
 
     def partitions_for(self, topic: str) -> set[int]:
         """The partition numbers of ``topic``."""
-        from ._admin import topic_partition_count
-
         validate_topic_name(topic)
         return set(range(topic_partition_count(self._log, topic)))
 

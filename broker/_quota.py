@@ -25,7 +25,8 @@ from ._quietlog import QuietWarning
 from ._storage import db_path
 
 if TYPE_CHECKING:
-    from ._log import Log, _Pending
+    from ._log import Log
+    from ._pending import Pending
 
 log = logging.getLogger("broker")
 _reject_warning = QuietWarning(log)
@@ -89,7 +90,7 @@ class Quota:
     def configure(self, conn: sqlite3.Connection) -> None:
         _disk.configure(conn, self.shares)
 
-    def split(self, records: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
+    def split(self, records: list[Pending]) -> tuple[list[Pending], list[Pending]]:
         """(what one append transaction may take, the rest): each within the WAL's share.
 
         Looks at no more records than it takes (a group commit of thousands is
@@ -103,7 +104,7 @@ class Quota:
                 return records[:i], records[i:]
         return records, []
 
-    def admit(self, conn: sqlite3.Connection, records: list[_Pending], *, atomic: bool) -> list[_Pending]:
+    def admit(self, conn: sqlite3.Connection, records: list[Pending], *, atomic: bool) -> list[Pending]:
         """The records to write now; the rest get ``LogFullError``.
 
         ``atomic`` (a ``LogTransaction``): all of them, or errors; the estimate
@@ -120,7 +121,7 @@ class Quota:
             return records
         if lg.config.full_policy is FullPolicy.DROP_OLDEST and need > room and any(fits):
             room = self._drop(conn, need - room)
-        accepted: list[_Pending] = []
+        accepted: list[Pending] = []
         used = est.fixed(partitions)
         for p, n, ok in zip(records, pages, fits, strict=True):
             if ok and (used + n <= room or atomic):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from ._headers import decode_headers
+
 
 class TopicPartition(NamedTuple):
     """One partition of one topic."""
@@ -80,8 +82,6 @@ class RawRecord(NamedTuple):
 
     def decoded_headers(self) -> list[tuple[str, bytes | None]]:
         """The headers as ``ConsumerRecord.headers`` has them: ``[(key, value bytes or None)]``."""
-        from ._log import decode_headers  # _log imports this module (via _future): import late
-
         return decode_headers(self.header_text)
 
 

@@ -28,7 +28,6 @@ plain SQL or ``KafkaAdminClient.read_state_store``.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -41,24 +40,19 @@ from ._checks import (
 )
 from ._errors import (
     ClosedError,
-    CommitFailedError,
     ConfigError,
     SerializationError,
-    UnknownTopicOrPartitionError,
 )
 from ._future import FutureRecordMetadata, _Round
-from ._log import _Pending, encode_headers
+from ._headers import encode_headers
+from ._pending import Pending
 from ._records import OffsetAndMetadata, RecordMetadata, TopicPartition
+from ._serializer import Serializer, serialize
 from ._storage import record_sizes
 
 if TYPE_CHECKING:
     from ._log import Log
 
-
-def _serialize(obj: Any, serializer: Any, what: str, topic: str) -> bytes | None:
-    from ._producer import KafkaProducer  # the producer imports this module
-
-    return KafkaProducer._serialize(obj, serializer, what, topic)
 
 __all__ = ["LogTransaction"]
 
@@ -70,12 +64,13 @@ class LogTransaction:
     use each transaction once: after ``commit()`` or ``abort()`` it is spent.
     """
 
-    def __init__(self, log: Log, key_serializer: Any = None, value_serializer: Any = None) -> None:
+    def __init__(self, log: Log, key_serializer: Serializer | None = None,
+                 value_serializer: Serializer | None = None) -> None:
         self._log = log
         self._key_ser = key_serializer
         self._value_ser = value_serializer
         self._round = _Round()
-        self._records: list[_Pending] = []
+        self._records: list[Pending] = []
         self._offsets: dict[tuple[str, str, int], tuple[int, str]] = {}
         self._expected: dict[tuple[str, str, int], int | None] = {}
         self._state: dict[tuple[str, bytes], bytes | None] = {}
@@ -104,15 +99,15 @@ class LogTransaction:
             raise ConfigError("send() needs a value or a key (both were None)")
         # bytes without a serializer (stream processing's case) skip the general path
         k = key if (self._key_ser is None and (key is None or type(key) is bytes)) else \
-            _serialize(key, self._key_ser, "key", topic)
+            serialize(key, self._key_ser, "key", topic)
         v = value if (self._value_ser is None and (value is None or type(value) is bytes)) else \
-            _serialize(value, self._value_ser, "value", topic)
+            serialize(value, self._value_ser, "value", topic)
         check_record(partition, timestamp_ms, headers)
         ts = self._log.clock.wall_ms() if timestamp_ms is None else timestamp_ms
         hdr = encode_headers(headers) if headers else None
         size, ksize, vsize, hsize = record_sizes(k, v, hdr)
         fut = FutureRecordMetadata(self._round, topic, partition, ts, ksize, vsize, hsize)
-        self._records.append(_Pending(topic, partition, k, v, hdr, ts, size, fut))
+        self._records.append(Pending(topic, partition, k, v, hdr, ts, size, fut))
 
     def commit_offsets(self, group_id: str, offsets: Mapping[TopicPartition, int | OffsetAndMetadata],
                        *, expected: Mapping[TopicPartition, int | None] | None = None) -> None:
@@ -179,50 +174,3 @@ class LogTransaction:
     def _check_open(self) -> None:
         if self._done:
             raise ClosedError("this transaction was already committed or aborted; begin a new one")
-
-
-def write_transaction(log: Log, conn: sqlite3.Connection, records: list[_Pending],
-                      offsets: dict[tuple[str, str, int], tuple[int, str]],
-                      expected: dict[tuple[str, str, int], int | None],
-                      state: dict[tuple[str, bytes], bytes | None]) -> None:
-    """The body of a transaction; the caller owns ``BEGIN``/``COMMIT`` and the connection."""
-    for (group, topic, part), want in expected.items():
-        row = conn.execute(
-            "SELECT offset FROM group_offsets WHERE group_id=? AND topic=? AND partition=?",
-            (group, topic, part),
-        ).fetchone()
-        have = row[0] if row else None
-        if have != want:
-            raise CommitFailedError(
-                f"group {group!r} has committed offset {have} for {topic}[{part}], not {want} as "
-                "this transaction expected: another member of the group moved it (two runners of "
-                "one group?); nothing was written"
-            )
-    if records:
-        log.assign_partitions(conn, records)
-        log.insert_records(conn, records)
-    if offsets:
-        # Kafka answers UNKNOWN_TOPIC_OR_PARTITION too: an offset kept for a partition that
-        # does not exist would apply to a topic created later under that name.
-        for topic, part in {(t, p) for (_g, t, p) in offsets}:
-            if conn.execute("SELECT 1 FROM partitions WHERE topic=? AND partition=?", (topic, part)).fetchone() is None:
-                raise UnknownTopicOrPartitionError(
-                    f"commit_offsets: no partition {part} of topic {topic!r} in this log; nothing was written")
-        now = log.clock.wall_ms()
-        conn.executemany(
-            "INSERT INTO group_offsets(group_id, topic, partition, offset, metadata, commit_ms)"
-            " VALUES (?,?,?,?,?,?) ON CONFLICT(group_id, topic, partition) DO UPDATE SET"
-            " offset=excluded.offset, metadata=excluded.metadata, commit_ms=excluded.commit_ms",
-            [(g, t, p, off, meta, now) for (g, t, p), (off, meta) in offsets.items()],
-        )
-    if state:
-        puts = [(s, k, v) for (s, k), v in state.items() if v is not None]
-        dels = [(s, k) for (s, k), v in state.items() if v is None]
-        if puts:
-            conn.executemany(
-                "INSERT INTO state(store, key, value) VALUES (?,?,?)"
-                " ON CONFLICT(store, key) DO UPDATE SET value=excluded.value",
-                puts,
-            )
-        if dels:
-            conn.executemany("DELETE FROM state WHERE store=? AND key=?", dels)

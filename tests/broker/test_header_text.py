@@ -11,7 +11,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker._log import decode_headers, encode_headers
+from broker._headers import decode_headers, encode_headers
 
 
 def _reference(headers: list[tuple[str, bytes | None]]) -> str:
