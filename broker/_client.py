@@ -35,6 +35,7 @@ def open_log(data_dir: str | os.PathLike[str] | None, log_config: LogConfig | No
         raise ConfigError(
             f"{client}: this is the local log: pass data_dir='/path/to/log' instead of bootstrap_servers"
         )
+    as_open = log_config is None  # only a directory: take the log as this process has it open
     if log_config is None:
         if data_dir is None:
             data_dir = os.environ.get(ENV_DATA_DIR)
@@ -45,4 +46,4 @@ def open_log(data_dir: str | os.PathLike[str] | None, log_config: LogConfig | No
         raise ConfigError(f"{client}: log_config: expected a LogConfig, got {log_config!r}")
     elif data_dir is not None and check_data_dir_arg(data_dir, f"{client}: data_dir") != Path(log_config.data_dir):
         raise ConfigError(f"{client}: data_dir {data_dir} differs from log_config.data_dir {log_config.data_dir}")
-    return Log.acquire(log_config)
+    return Log.acquire(log_config, as_open=as_open)

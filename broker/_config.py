@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 
@@ -190,3 +190,30 @@ class LogConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < 1e10:  # finite: it becomes integer ms
                 raise ConfigError(f"{name}: expected a positive number of seconds, got {value!r}")
+
+    def differences(self, other: LogConfig) -> list[str]:
+        """The fields in which ``other`` would run the log differently, as ``name: A vs B``.
+
+        ``data_dir`` is not compared (the caller compares resolved paths); clocks
+        differ unless both are the system clock or they are the same object.
+        """
+        out = []
+        for f in fields(self):
+            if f.name == "data_dir":
+                continue
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if f.name == "clock":
+                same = mine is theirs or (type(mine) is SystemClock and type(theirs) is SystemClock)
+            else:
+                same = mine == theirs
+            if not same:
+                out.append(f"{f.name}: {_shown(mine)} vs {_shown(theirs)}")
+        return out
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, StrEnum):
+        return repr(value.value)
+    if isinstance(value, SystemClock):
+        return "SystemClock()"
+    return f"{value!r:.120}"

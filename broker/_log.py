@@ -87,6 +87,7 @@ class Log:
         self._fsync = config.durability.value == "fsync"
         self._conn = connect(config.data_dir, busy_timeout_s=config.busy_timeout_s, fsync=self._fsync)
         self._refs = 0
+        self._chosen = True  # opened with a config chosen by its caller, not LogConfig's defaults
         self._mutex = threading.Lock()  # taken directly on the hot path: Condition's own enter is Python code
         self._lock = threading.Condition(self._mutex)
         self._pending: list[Pending] = []
@@ -116,15 +117,39 @@ class Log:
     # -- lifetime ---------------------------------------------------------------------------
 
     @classmethod
-    def acquire(cls, config: LogConfig) -> Log:
+    def acquire(cls, config: LogConfig, *, as_open: bool = False) -> Log:
+        """The process's open log of ``config.data_dir``, opened with ``config`` if it is not open.
+
+        A log runs with one config per process (one writer thread, one quota).  A caller
+        whose ``config`` differs from the open log's gets ``ConfigError`` naming the
+        fields, rather than a log silently running with another caller's settings.
+        ``as_open``: the caller named only a directory (a client given ``data_dir=``)
+        and takes the log as it is open; ``config`` then applies only if it is not.
+        """
         key = Path(os.path.realpath(config.data_dir))
         with _registry_lock:
             lg = _registry.get(key)
             if lg is None or lg._closing:
                 lg = cls(config)
+                lg._chosen = not as_open
                 _registry[key] = lg
+            elif not as_open:
+                lg._check_same_config(config)
             lg._refs += 1
             return lg
+
+    def _check_same_config(self, config: LogConfig) -> None:
+        differ = self.config.differences(config)
+        if not differ:
+            return
+        opener = ("a client given only data_dir= (so LogConfig's defaults)" if not self._chosen
+                  else "another LogConfig")
+        raise ConfigError(
+            f"the log in {config.data_dir} is already open in this process with {opener}, which "
+            f"differs from this one in {'; '.join(differ)} (open vs this caller's): a log runs with "
+            "one config per process, so pass the same LogConfig to every client of it, or only "
+            "data_dir= to take the open log's"
+        )
 
     def release(self) -> None:
         with _registry_lock:
