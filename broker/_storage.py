@@ -2,9 +2,11 @@
 
 Everything else in ``broker`` goes through ``connect`` and ``translate``, so
 this is the one place that knows about ``sqlite3`` errors.  The schema is
-meant to be read with plain SQL too (``sqlite-utils``, Datasette)::
+meant to be read with plain SQL too, read-only (docs/log-schema.md)::
 
     SELECT topic, partition, offset, timestamp, key, value FROM records
+
+``connect`` upgrades a log of an older schema in place (``_migrations``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import _migrations
 from ._errors import (
     BrokerError,
     CorruptLogError,
@@ -32,7 +35,7 @@ from ._errors import (
 
 DB_NAME = "log.db"
 NOTIFY_NAME = "log.notify"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = _migrations.SCHEMA_VERSION
 
 # The log holds every reading of the box: only its owner may read it, whatever the
 # umask (outside systemd it is usually 022, which made the files world-readable).
@@ -41,7 +44,7 @@ SCHEMA_VERSION = 1
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 
-# The tables of schema 1: a database that lacks one of them is not a log of ours.
+# The tables every schema has had: a database that lacks one of them is not a log of ours.
 _LOG_TABLES = frozenset({"meta", "topics", "partitions", "records", "group_offsets", "protected_groups"})
 # Every table a log of this schema may hold (_LOG_TABLES: those it must hold).
 _OUR_TABLES = _LOG_TABLES | {"protected_group_topics", "state"}
@@ -63,10 +66,7 @@ def record_sizes(key: bytes | None, value: bytes | None, headers: str | None) ->
     hsize = 0 if headers is None else len(headers)
     return RECORD_OVERHEAD + max(ksize, 0) + max(vsize, 0) + hsize, ksize, vsize, hsize
 
-# Key-value state written with records and offsets in one transaction (LogTransaction):
-# the state stores of stream processing.  Added after schema 1 shipped, so it is also
-# created for logs that already exist (IF NOT EXISTS costs a schema lookup at connect).
-_STATE_SCHEMA = """
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (
     store TEXT NOT NULL,                -- e.g. streams.vitals/KSTREAM-AGGREGATE-0000000003-STORE
     key BLOB NOT NULL,
@@ -120,14 +120,21 @@ CREATE TABLE IF NOT EXISTS protected_groups (
     group_id TEXT PRIMARY KEY
 ) WITHOUT ROWID;
 -- A protected group with rows here protects only these topics (a stream topology's
--- inputs); without rows, every topic (the uplink's).  Older code ignores the table and
--- so protects more, never less.
+-- inputs); without rows, every topic (the uplink's).
 CREATE TABLE IF NOT EXISTS protected_group_topics (
     group_id TEXT NOT NULL,
     topic TEXT NOT NULL,
     PRIMARY KEY (group_id, topic)
 ) WITHOUT ROWID;
-""" + _STATE_SCHEMA
+-- Key-value state written with records and offsets in one transaction (LogTransaction):
+-- the state stores of stream processing.
+CREATE TABLE IF NOT EXISTS state (
+    store TEXT NOT NULL,                -- e.g. streams.vitals/KSTREAM-AGGREGATE-0000000003-STORE
+    key BLOB NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (store, key)
+) WITHOUT ROWID;
+"""
 
 
 def translate(exc: BaseException, what: str) -> BrokerError:
@@ -324,7 +331,7 @@ def connect(data_dir: Path, *, busy_timeout_s: float, fsync: bool = True, create
         conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
         conn.execute("PRAGMA foreign_keys=OFF")
         if create:
-            _ensure_schema(conn)
+            _ensure_schema(conn, path)
     except BaseException as exc:
         conn.close()
         if isinstance(exc, sqlite3.Error):
@@ -377,21 +384,14 @@ def _identify(conn: sqlite3.Connection, path: Path) -> bool:
     return False
 
 
-def _ensure_schema(conn: sqlite3.Connection) -> None:
+def _ensure_schema(conn: sqlite3.Connection, path: Path) -> None:
     # _identify has checked the schema version (and that the tables are ours).
     have = conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
     if have:
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row:
-            has_state = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='state'").fetchone()
-            if not has_state:
-                try:
-                    conn.executescript(_STATE_SCHEMA)
-                except sqlite3.OperationalError as exc:
-                    # A reader of an older log on a read-only disk has no use for the table.
-                    if "readonly" not in str(exc):
-                        raise
+            if row[0] < SCHEMA_VERSION:
+                _migrate(conn, path, row[0])
             return
     # One transaction for the tables and the version row: a creation cut short (a full disk)
     # must leave no half-made log, which the next start would take for another program's file.
@@ -407,6 +407,33 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _migrate(conn: sqlite3.Connection, path: Path, version: int) -> None:
+    """Run the steps from ``version`` up to ``SCHEMA_VERSION``, each in its own transaction.
+
+    Raises ``StorageError`` naming the step that failed; the log is then at the last
+    version that committed, whole, and opens as that again next time.
+    """
+    start = version
+    while version < SCHEMA_VERSION:
+        step = _migrations.STEPS[version - 1]
+        try:
+            with transaction(conn):
+                # Another process may have migrated since _identify read the version.
+                now = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+                if now == version:
+                    step(conn)
+                    conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (version + 1,))
+        except (sqlite3.Error, OSError) as exc:
+            err = translate(exc, f"upgrading {path} from log schema {version} to {version + 1}")
+            if isinstance(err, ReadOnlyLogError):
+                # A reader on a read-only disk reads the older schema as it is (what the
+                # writer will migrate); nothing to tell.
+                return
+            raise type(err)(f"{err}; the log was left whole at schema {version}") from exc
+        version += 1
+    log.info("upgraded %s from log schema %d to %d; its records were kept", path, start, SCHEMA_VERSION)
 
 
 def _all_empty(conn: sqlite3.Connection, tables: set[str]) -> bool:

@@ -30,6 +30,7 @@ from broker import (
     ReadOnlyLogError,
     StorageError,
 )
+from broker._storage import SCHEMA_VERSION
 
 from ._helpers import run_tool
 
@@ -73,7 +74,8 @@ def test_another_programs_sqlite_file_is_refused_and_left_alone(tmp_path: Path) 
 
 
 @pytest.mark.parametrize(("key", "value", "error", "needle"), [
-    ("schema_version", 2, LogVersionError, "written by a newer version of this software (log schema 2"),
+    ("schema_version", SCHEMA_VERSION + 1, LogVersionError,
+     f"written by a newer version of this software (log schema {SCHEMA_VERSION + 1}"),
     ("schema_version", "abc", CorruptLogError, "its schema_version is 'abc', not a number"),
     ("log_clock_ms", "abc", CorruptLogError, "meta.log_clock_ms is 'abc', not a number"),
 ])
