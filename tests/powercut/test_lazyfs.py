@@ -172,3 +172,18 @@ def test_a_failing_test_leaves_no_mount_behind(tmp_path: Path) -> None:
     fs.cut()  # a dead connection is unmounted too
     assert not is_mounted(fs.mountpoint)
     fs.stop()  # twice is fine
+
+
+def test_a_torn_cut_lets_some_unsynced_pages_through_in_no_order(lazyfs: LazyFs) -> None:
+    path = lazyfs.mountpoint / "f"
+    _write(path, b"o" * (64 * 4096), sync=True)
+    _sync_dir(lazyfs.mountpoint)
+    _write(path, b"n" * (64 * 4096), sync=False, create=False)
+    lost = lazyfs.cut(keep=0.5, seed=7)
+    assert lost["torn"] == {"keep": 0.5, "seed": 7}
+    lazyfs.mount()
+    data = path.read_bytes()
+    pages = [data[i:i + 4096] for i in range(0, len(data), 4096)]
+    assert len(data) == 64 * 4096 and set(pages) == {b"o" * 4096, b"n" * 4096}
+    new = [i for i, p in enumerate(pages) if p == b"n" * 4096]
+    assert 10 < len(new) < 54 and new != list(range(len(new))), "not a random part: a prefix or all"
