@@ -22,6 +22,11 @@ command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
 [ -f /usr/include/fuse3/fuse_lowlevel.h ] || need_apt+=(libfuse3-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
+# The arm64 root of tests/pi (deploy/pi/arm64-root.sh): debootstrap, and qemu-aarch64
+# registered with binfmt_misc to run it.
+[ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
+[ -x /usr/bin/qemu-aarch64-static ] || need_apt+=(qemu-user-static)
+[ -x /usr/sbin/update-binfmts ] || need_apt+=(binfmt-support)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
