@@ -22,6 +22,9 @@ command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
 [ -f /usr/include/fuse3/fuse_lowlevel.h ] || need_apt+=(libfuse3-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
+# ...and Python's own headers for that build (Python.h: python3-dev; a fresh Debian has none).
+python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || need_apt+=(python3-dev)
 # The arm64 root of tests/pi (deploy/pi/arm64-root.sh): debootstrap, and qemu-aarch64
 # registered with binfmt_misc to run it.
 [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
