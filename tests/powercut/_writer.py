@@ -8,6 +8,9 @@ outside world, so the log must still hold each of them after the cut.
     topic NAME                       create_topics returned
     rec TOPIC PARTITION OFFSET VALUE a send's future resolved (get or flush)
     group GROUP TOPIC PARTITION OFF  consumer.commit returned
+    eos OFFSET                       a transaction's commit() returned: "out" holds o-0 ..
+                                     o-(OFFSET-1), group "eos" committed OFFSET on t/1 and
+                                     the state store "eos/count" says OFFSET, all or none
 
 The log is opened after "go", so a cut may fall in its creation too.
 """
@@ -29,6 +32,9 @@ from broker import (
 TOPIC = "t"
 PARTITIONS = 3
 GROUP = "g"
+OUT = "out"
+EOS_GROUP = "eos"
+EOS_STORE = "eos/count"
 
 
 def say(line: str) -> None:
@@ -42,7 +48,7 @@ def main() -> None:
     say("ready")
     sys.stdin.readline()  # go
     with KafkaAdminClient(data_dir=data_dir) as admin:
-        for name, parts in ((TOPIC, PARTITIONS), (f"c{cycle}", 1)):  # one topic made per cycle
+        for name, parts in ((TOPIC, PARTITIONS), (OUT, 1), (f"c{cycle}", 1)):  # one topic made per cycle
             try:
                 admin.create_topics([NewTopic(name, parts, 1)])
             except TopicAlreadyExistsError:
@@ -52,8 +58,23 @@ def main() -> None:
     consumer = KafkaConsumer(data_dir=data_dir, group_id=GROUP, auto_offset_reset="earliest")
     tp = TopicPartition(TOPIC, 0)
     consumer.assign([tp])
+    eos_tp = TopicPartition(TOPIC, 1)
+    with KafkaConsumer(data_dir=data_dir, group_id=EOS_GROUP) as reader:
+        eos_at = reader.committed(eos_tp)
     n = 0
     while True:
+        if rng.random() < 0.3:  # a consume-process-produce step, exactly once
+            start = eos_at or 0
+            k = min(consumer.end_offsets([eos_tp])[eos_tp] - start, rng.randint(1, 20))
+            if k > 0:
+                txn = producer.begin_transaction()
+                for off in range(start, start + k):
+                    txn.send(OUT, f"o-{off}".encode(), key=b"eos")
+                txn.commit_offsets(EOS_GROUP, {eos_tp: start + k}, expected={eos_tp: eos_at})
+                txn.put_state(EOS_STORE, b"n", str(start + k).encode())
+                txn.commit()
+                eos_at = start + k
+                say(f"eos {eos_at}")
         topic = TOPIC if rng.random() < 0.8 else f"c{cycle}"
         if rng.random() < 0.5:  # one send, waited for
             value = f"{cycle}-{n}"

@@ -5,7 +5,8 @@ filesystem; at a random moment it is frozen (what it printed is what the
 outside world was told), the power is cut (everything not fsynced is
 gone), it is killed, and the filesystem comes back with the durable state
 alone.  Then the log must open, pass SQLite's integrity check, hold every
-acknowledged record, topic and group commit, and number each partition's
+acknowledged record, topic, group commit and transaction (whole: its
+records, offsets and state row together), and number each partition's
 offsets without a gap; and the next writer carries on from there.  The
 first cut of each seed may fall while the log is being created; half the
 cuts are torn (a random part of the unsynced writes reaches the disk).
@@ -62,6 +63,7 @@ class Acked:
         self.records: dict[tuple[str, int, int], str] = {}
         self.topics: set[str] = set()
         self.group: dict[tuple[str, int], int] = {}
+        self.eos = 0  # the last transaction's input offset
 
     def add(self, lines: list[str]) -> int:
         n = 0
@@ -76,6 +78,8 @@ class Acked:
                 self.topics.add(f[0])
             elif kind == "group":
                 self.group[(f[1], int(f[2]))] = int(f[3])
+            elif kind == "eos":
+                self.eos = int(f[0])
         return n
 
 
@@ -122,6 +126,15 @@ def _check(data_dir: Path, acked: Acked, where: str) -> int:
             for (t, p), off in acked.group.items():
                 got = consumer.committed(TopicPartition(t, p))
                 assert got is not None and got >= off, f"{where}: group g committed {off} on {t}/{p}, has {got}"
+    # A transaction is there whole or not at all: outputs, the group's offset and the state row.
+    with KafkaConsumer(data_dir=data_dir, group_id="eos") as consumer:
+        eos = consumer.committed(TopicPartition("t", 1)) or 0
+    with KafkaAdminClient(data_dir=data_dir) as admin:
+        state = admin.read_state_store("eos/count") if eos else {}
+    assert eos >= acked.eos, f"{where}: transaction up to {acked.eos} acknowledged, group eos at {eos}"
+    outs = [v for (t, _p, _o), v in sorted(stored.items()) if t == "out"]
+    assert outs == [f"o-{i}" for i in range(eos)], f"{where}: group eos at {eos}, out holds {outs[-5:]}"
+    assert state == ({b"n": str(eos).encode()} if eos else {}), f"{where}: eos at {eos}, state {state}"
     return len(stored)
 
 
@@ -152,6 +165,7 @@ def test_every_acknowledged_record_survives_power_cuts(lazyfs: LazyFs, seed: int
     # The cuts threw real work away (else this tested nothing) and the log took acks between them.
     assert sum(dropped) > 0, f"no cut dropped anything: {dropped}"
     assert len(acked.records) > 100, f"only {len(acked.records)} records acknowledged in {CUTS_PER_SEED} runs"
+    assert acked.eos > 0, "no transaction was acknowledged"
     # After the last cut the log goes on where it stopped.
     with KafkaProducer(data_dir=data_dir) as producer:
         md = producer.send("t", b"after", partition=0).get(10)
