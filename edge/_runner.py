@@ -90,7 +90,7 @@ class DeviceRunner:
         self.dead_letter_logged_at = -1e9
         self.restarts = 0
         self.last_error: str | None = None
-        self._adapter: Adapter[Any] | None = None
+        self.adapter: Adapter[Any] | None = None
         self._stop = asyncio.Event()
         self._backoff = backoff
         self.data_dir = data_dir
@@ -110,7 +110,7 @@ class DeviceRunner:
     def connected(self) -> bool:
         return self.state == ConnectionState.CONNECTED.value
 
-    def _on_state(self, state: ConnectionState) -> None:
+    def on_state(self, state: ConnectionState) -> None:
         # Log the edges an operator cares about, not every reconnect attempt of a missing device.
         if not self._stop.is_set():
             if state is ConnectionState.CONNECTED and self.state != state.value:
@@ -133,8 +133,8 @@ class DeviceRunner:
         self.metrics.device_connected.labels(self.cfg.name).set(0)
 
     async def _run_once(self) -> None:
-        self._adapter = self._build()
-        async with self._adapter as adapter:
+        self.adapter = self._build()
+        async with self.adapter as adapter:
             if self._stop.is_set():
                 return
             await adapter.run()
@@ -151,11 +151,11 @@ class DeviceRunner:
     async def stop(self) -> None:
         """Stop intake: close the transport (an adapter then hands on what it holds). Idempotent."""
         self._stop.set()
-        if self._adapter is not None:
-            await self._adapter.close()
+        if self.adapter is not None:
+            await self.adapter.close()
 
     def health(self, now_ms: int) -> dict[str, Any]:
-        stats = self._adapter.stats if self._adapter is not None else None
+        stats = self.adapter.stats if self.adapter is not None else None
         return {
             "connected": self.connected,
             "state": self.state,
@@ -175,7 +175,7 @@ class DeviceRunner:
             "restarts": self.restarts,
             # What is wrong now, if the transport says (a port that cannot be opened, a
             # refused CONNACK: it keeps retrying), else the last failure of the adapter.
-            "last_error": getattr(getattr(self._adapter, "transport", None), "last_error", None)
+            "last_error": getattr(getattr(self.adapter, "transport", None), "last_error", None)
             or self.last_error,
         }
 
@@ -186,21 +186,21 @@ def _serial(runner: DeviceRunner, sink: Sink, dead: DeadLetterSink) -> Adapter[A
     framing = (LineFraming() if d.framing == "line"
                else FixedLengthFraming(int(d.framing.split(":", 1)[1])))
     st = SerialTransport(SerialConfig(port=d.port or "", baudrate=d.baudrate, framing=framing),
-                         on_state=runner._on_state)
+                         on_state=runner.on_state)
     return SerialAdapter(d.device_id or d.name, st, CODECS[d.codec](**d.codec_options), sink, dead,
                          clock=runner.clock, refused=_refused)
 
 
 def _mqtt(runner: DeviceRunner, sink: Sink, dead: DeadLetterSink) -> Adapter[Any]:
     d = runner.cfg
-    mt = MqttTransport(mqtt_config(d, runner.data_dir), on_state=runner._on_state)
+    mt = MqttTransport(mqtt_config(d, runner.data_dir), on_state=runner.on_state)
     return MqttAdapter(d.name, mt, CONVENTIONS[d.codec](**d.codec_options), sink, dead,
                        clock=runner.clock, refused=_refused)
 
 
 def _w1(runner: DeviceRunner, sink: Sink, dead: DeadLetterSink) -> Adapter[Any]:
     d = runner.cfg
-    wt = W1Transport(W1Config(base_dir=d.w1_dir, interval=d.interval), on_state=runner._on_state)
+    wt = W1Transport(W1Config(base_dir=d.w1_dir, interval=d.interval), on_state=runner.on_state)
     return W1Adapter(d.name, wt, CODECS[d.codec](**d.codec_options), sink, dead,
                      names=d.names, clock=runner.clock, refused=_refused)
 

@@ -2,8 +2,11 @@
 
 One asyncio process; its rooms, each in its own module: device runners
 (``_runner.py``), the event writer (``_writer.py``, its completions in
-``_completions.py``), the stream topologies' supervisors (``_streams.py``),
-logging (``_logging.py``). This module starts and stops them.
+``_completions.py``), the stream topologies (``_topologies.py``, each
+supervised by ``_streams.py``), the uplink (``_upstream.py``), what SIGHUP
+cannot apply (``_reload.py``), logging (``_logging.py``). Restarts and stops
+go through one primitive (``devices.supervise``, ``devices.stop_child``).
+This module opens the log, starts and stops them, and answers /health.
 
 Signals: SIGTERM/SIGINT stop intake, flush and close within the shutdown
 bound and exit 0; SIGHUP re-reads the config file and starts, stops or
@@ -31,64 +34,28 @@ from broker import (
     Clock,
     KafkaAdminClient,
     KafkaProducer,
-    LogConfig,
     SystemClock,
-    TopicConfig,
 )
-from devices import UPLINK_RESTART, Failure, stop_child, supervise
+from devices import stop_child
 from edge._clock import ClockJump, ClockStatus, ClockTrust
 from edge._config import Config, DeviceConfig, HealthConfig, load_config
 from edge._errors import ConfigError, StartupError
 from edge._exit import health_bind_error, log_open_error
 from edge._health import HealthServer
+from edge._logconfig import log_config_of
 from edge._logging import setup_logging
 from edge._metrics import Metrics
 from edge._notify import sd_notify, watchdog_interval
+from edge._reload import RESTART_FIELDS, restart_needed
 from edge._runlock import RunLock
 from edge._runner import DeviceRunner
+from edge._topologies import Topologies
+from edge._upstream import UplinkRunner
 from edge._writer import EventWriter
 
 log = logging.getLogger("edge")
 
-__all__ = ["Service", "log_config_of", "restart_needed", "run_service"]
-
-
-def log_config_of(cfg: Config, clock: Clock | None = None) -> LogConfig:
-    """The broker's LogConfig for the appliance config (``clock``: for tests of time)."""
-    retention_ms = -1 if cfg.log.retention_seconds == -1 else cfg.log.retention_seconds * 1000
-    return LogConfig(
-        data_dir=cfg.data_dir, durability=cfg.log.durability, quota_bytes=cfg.log.quota_bytes,
-        full_policy=cfg.log.full_policy, default_partitions=cfg.log.partitions,
-        default_topic_config=TopicConfig(retention_ms=retention_ms,
-                                         retention_bytes=cfg.log.retention_bytes),
-        clock=clock if clock is not None else SystemClock(),
-    )
-
-
-#: Config sections a running service cannot take on: the log and its writer are opened
-#: with them, the uplink and the clock built from them. SIGHUP names what changed there.
-_RESTART_FIELDS = ("edge_id", "data_dir", "log", "upstream", "clock")
-
-
-def restart_needed(old: Config, new: Config) -> list[str]:
-    """The keys (``log.quota_bytes``, ``upstream.sasl_password``) that differ in sections
-    SIGHUP cannot apply; names only, never values (some are secrets)."""
-    changed = []
-    for name in _RESTART_FIELDS:
-        a, b = getattr(old, name), getattr(new, name)
-        if a == b:
-            continue
-        if name == "upstream":
-            keys = sorted(k for k in {*a.settings, *b.settings}
-                          if a.settings.get(k) != b.settings.get(k))
-            changed += [f"upstream.{k}" for k in keys] + (
-                ["upstream.enabled"] if a.enabled != b.enabled else [])
-        elif dataclasses.is_dataclass(a):
-            changed += [f"{name}.{f.name}" for f in dataclasses.fields(a)
-                        if getattr(a, f.name) != getattr(b, f.name)]
-        else:
-            changed.append(name)
-    return changed
+__all__ = ["Service", "run_service"]
 
 
 def _withhold_values(devices: dict[str, dict[str, Any]]) -> None:
@@ -119,16 +86,14 @@ class Service:
                                 gps_max_age_s=cfg.clock.gps_max_age,
                                 **({"ntp": ntp} if ntp is not None else {}))
         self.runners: dict[str, tuple[DeviceRunner, asyncio.Task[None]]] = {}
-        self.streams: dict[str, tuple[Any, asyncio.Task[None]]] = {}  # name: (TopologySupervisor, task)
+        self.topologies = Topologies(log_config_of(cfg, self.clock), cfg.log.dead_letter_topic,
+                                     self.metrics.registry, shutdown_timeout)
         self.log_info: dict[str, Any] = {}
         self.log_ok = True
-        self.uplink: Any = None
-        self.uplink_error: str | None = None  # the last failure of the uplink's run()
-        self._uplink_task: asyncio.Task[None] | None = None
-        self._streams_collected = False
+        self._stop = asyncio.Event()
+        self.uplink = UplinkRunner(cfg, self._stop, shutdown_timeout)
         self.started_ms = time.time_ns() // 1_000_000
         self._started_mono = self.clock.monotonic_ms()
-        self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
         self.producer: KafkaProducer | None = None
@@ -161,8 +126,8 @@ class Service:
         log_ok = self.log_ok and not failing
         info = dict(self.log_info, ok=log_ok,
                     last_write_error=w.last_failure if failing else None)  # type: ignore[union-attr]
-        uplink = self._uplink_health()
-        streams = {name: sup.health() for name, (sup, _) in self.streams.items()}
+        uplink = self.uplink.health()
+        streams = self.topologies.health()
         ok = log_ok and all(d["connected"] for d in devices.values()) and (
             uplink is None or bool(uplink.get("ok", True))) and all(
             st["ok"] for st in streams.values())
@@ -177,22 +142,6 @@ class Service:
 
     def _on_clock_jump(self, jump: ClockJump) -> None:
         self.metrics.clock_jumps.labels(jump.direction).inc()
-
-    def _uplink_health(self) -> dict[str, Any] | None:
-        if self.uplink is None:
-            if self.cfg.upstream.enabled:
-                return {"ok": False, "state": "not available in this build"}
-            return None
-        try:
-            st = self.uplink.status()
-        except Exception as exc:  # noqa: BLE001 - health must answer whatever the uplink does
-            return {"ok": False, "state": f"error: {exc}"}
-        state = str(getattr(st.state, "value", st.state))
-        return {"ok": state == "online", "state": state, "lag_records": st.lag_records,
-                "records_per_s": round(st.records_per_s, 1), "records_total": st.records_total,
-                "dead_lettered": st.dead_lettered,
-                "partition_mismatches": [str(m) for m in st.partition_mismatches],
-                "last_error": st.last_error or self.uplink_error}
 
     def _start_device(self, d: DeviceConfig) -> None:
         assert self._tg is not None and self.writer is not None
@@ -233,16 +182,16 @@ class Service:
         for name, d in wanted.items():
             if name not in self.runners:
                 self._start_device(d)
-        await self._reload_streams(new.streams)
+        await self.topologies.reload(new.streams, self._stop.is_set)
         health = await self._reload_health(old, new)
         pending = restart_needed(old, new)
         if pending:
             log.warning("SIGHUP: %s changed: applied at the next restart (systemctl restart "
                         "edge); running with the values it started with", ", ".join(pending))
         self.cfg = dataclasses.replace(new, health=health,
-                                       **{f: getattr(old, f) for f in _RESTART_FIELDS})
+                                       **{f: getattr(old, f) for f in RESTART_FIELDS})
         log.info("SIGHUP: config reloaded: %d devices, %d stream topologies",
-                 len(self.runners), len(self.streams))
+                 len(self.runners), len(self.topologies))
 
     async def _reload_health(self, old: Config, new: Config) -> HealthConfig:
         """Move /health to a new address (listening there first); returns what now runs."""
@@ -287,9 +236,10 @@ class Service:
                 m.log_disk_bytes.set(info["disk_bytes"])
                 m.log_dropped.set(info["dropped_records"])
                 m.log_expired.set(info["expired_records"])
-                if self.uplink is not None:
-                    m.uplink_up.set(1 if str(self.uplink.state.value) == "online" else 0)
-                    for mm in self.uplink.status().partition_mismatches:
+                uplink = self.uplink.uplink
+                if uplink is not None:
+                    m.uplink_up.set(1 if str(uplink.state.value) == "online" else 0)
+                    for mm in uplink.status().partition_mismatches:
                         m.uplink_partition_mismatch.labels(mm.local).set(1)
                 # Also looks for clock jumps while no events flow.
                 status = self.trust.status()
@@ -327,8 +277,8 @@ class Service:
                     self._start_device(d)
                 helpers = [tg.create_task(self._housekeeping(admin), name="housekeeping"),
                            tg.create_task(self._reload_loop(), name="reload")]
-                self._start_streams(tg)
-                self._start_uplink(tg, helpers)
+                self.topologies.start_all(tg, cfg.streams)
+                self.uplink.start(tg)
                 sd_notify(f"READY=1\nSTATUS=running {len(cfg.devices)} devices")
                 log.info("edge %s running: %d devices, log in %s", cfg.edge_id, len(cfg.devices),
                          cfg.data_dir)
@@ -337,11 +287,11 @@ class Service:
                 log.info("stopping: intake first, then flush")
                 t0 = time.monotonic()
                 await asyncio.gather(*(self._stop_device(n) for n in list(self.runners)))
-                await self._stop_streams()  # after intake: each commits its current batch
+                await self.topologies.stop_all()  # after intake: each commits its current batch
                 # The uplink finishes its current transaction and stops; what is not yet
                 # upstream stays in the log (its group is protected) and goes at the
                 # next start, so shutdown stays bounded while offline.
-                await self._stop_uplink()
+                await self.uplink.stop()
                 for t in helpers:
                     t.cancel()
                 # Wait for the cancellations to land: housekeeping may be inside
@@ -377,93 +327,6 @@ class Service:
             producer.close(1.0)
             raise
         return producer, admin
-
-    def _start_streams(self, tg: asyncio.TaskGroup) -> None:
-        """One supervised StreamsRunner per [[streams]] topology (edge/_streams.py)."""
-        from edge._streams import release_removed_topologies
-
-        # Topologies gone from the config would keep their inputs from retention for ever.
-        release_removed_topologies(log_config_of(self.cfg, self.clock),
-                                   [t.name for t in self.cfg.streams])
-        for t in self.cfg.streams:
-            self._start_topology(t)
-
-    def _start_topology(self, t: Any) -> None:
-        assert self._tg is not None
-        from edge._streams import StreamsCollector, TopologySupervisor
-
-        if not self._streams_collected:
-            self.metrics.registry.register(StreamsCollector(
-                lambda: {name: sup for name, (sup, _) in self.streams.items()}))
-            self._streams_collected = True
-        sup = TopologySupervisor(t, log_config_of(self.cfg, self.clock),
-                                 self.cfg.log.dead_letter_topic)
-        self.streams[t.name] = (sup, self._tg.create_task(sup.run(), name=f"streams:{t.name}"))
-
-    async def _stop_topology(self, name: str) -> None:
-        if name not in self.streams:
-            return  # already stopped (a SIGHUP and a SIGTERM can cross)
-        sup, task = self.streams.pop(name)
-        await stop_child(task, sup.stop, name=f"streams {name}", timeout=self.shutdown_timeout)
-
-    async def _stop_streams(self) -> None:
-        for sup, _ in self.streams.values():
-            sup.stop()  # all at once: each commits its current batch
-        await asyncio.gather(*(self._stop_topology(n) for n in list(self.streams)))
-
-    async def _reload_streams(self, topologies: tuple[Any, ...]) -> None:
-        """SIGHUP: stop the topologies that went or changed, start the new or changed ones."""
-        wanted = {t.name: t for t in topologies}
-        for name in list(self.streams):
-            running = self.streams.get(name)  # a SIGTERM meanwhile may have stopped it
-            if running is not None and (name not in wanted or wanted[name] != running[0].cfg):
-                log.info("SIGHUP: stopping topology %s", name)
-                await self._stop_topology(name)
-        from edge._streams import release_removed_topologies
-
-        await asyncio.to_thread(release_removed_topologies, log_config_of(self.cfg, self.clock),
-                                list(wanted))
-        for name, t in wanted.items():
-            if self._stop.is_set():
-                return  # shutting down: start nothing the shutdown would not stop
-            if name not in self.streams:
-                log.info("SIGHUP: starting topology %s", name)
-                self._start_topology(t)
-
-    def _start_uplink(self, tg: asyncio.TaskGroup, helpers: list[asyncio.Task[None]]) -> None:
-        """Start the uplink (edge.uplink) when [upstream] is enabled and this build has it."""
-        if not self.cfg.upstream.enabled:
-            return
-        try:
-            from edge.uplink import Uplink, UplinkConfig
-        except ImportError:
-            log.warning("[upstream] is configured but this build has no uplink; events stay local")
-            return
-        from edge._config import uplink_topics
-
-        settings = dict(self.cfg.upstream.settings)
-        settings.setdefault("topics", uplink_topics(self.cfg.devices, self.cfg.log.dead_letter_topic))
-        uplink_cfg = UplinkConfig(edge_id=self.cfg.edge_id, data_dir=self.cfg.data_dir, **settings)
-        self._uplink_task = tg.create_task(self._run_uplink(Uplink, uplink_cfg), name="uplink")
-
-    async def _run_uplink(self, uplink_cls: Any, uplink_cfg: Any) -> None:
-        """Run the uplink; if it fails (a local-log error), report it and start it again."""
-
-        async def run_once() -> None:
-            self.uplink = uplink_cls(uplink_cfg)
-            await self.uplink.run()
-
-        def failed(failure: Failure) -> None:
-            self.uplink_error = failure.error  # reported in /health; devices keep flowing
-
-        await supervise(run_once, name="uplink", stop=self._stop, backoff=UPLINK_RESTART,
-                        on_failure=failed)
-
-    async def _stop_uplink(self) -> None:
-        task = self._uplink_task
-        if task is None or self.uplink is None:
-            return
-        await stop_child(task, self.uplink.stop, name="uplink", timeout=self.shutdown_timeout)
 
 
 def run_service(cfg: Config, *, log_level: str = "INFO", shutdown_timeout: float = 10.0,

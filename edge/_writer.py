@@ -230,7 +230,7 @@ class EventWriter:
                 check.ahead(reading, ts, ingest)  # raises
             if box_made:
                 ts = self.stamps.stamp(key, ts)  # box-made: never back because of a jump
-            adapter = runner._adapter
+            adapter = runner.adapter
             if adapter is not source_of[0]:
                 source_of[0] = adapter
                 source_of[1] = (adapter.transport.id if adapter is not None else d.name).encode()

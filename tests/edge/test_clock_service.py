@@ -19,7 +19,7 @@ from broker import KafkaAdminClient, ManualClock
 from devices import Reading
 from devices.codecs.nmea import encode_fix
 from edge import Service, config_from_dict
-from edge._service import log_config_of
+from edge._logconfig import log_config_of
 from tests.edge._helpers import read_topic
 from tests.edge.test_clock import BOOT_2020, TRUE_NOW, Ntp
 from tests.fixtures.mosquitto import free_port
@@ -174,7 +174,7 @@ async def test_gps_time_is_taken_at_the_epochs_arrival_not_at_its_release(tmp_pa
         first = encode_fix(Reading("car-1", "gps", "nmea0183", {"lat": 52.5, "lon": 13.4}, TRUE_NOW))
         arrived = clock.monotonic_ms()
         gps.write(first)
-        codec = car._adapter.codec  # type: ignore[union-attr]
+        codec = car.adapter.codec  # type: ignore[union-attr]
         await until(lambda: codec.sentences == len(first.splitlines()), "the first epoch read")
         clock.advance(1.0)  # the receiver's next epoch, a second later, hands the first on
         gps.write(encode_fix(Reading("car-1", "gps", "nmea0183", {"lat": 52.5, "lon": 13.4},

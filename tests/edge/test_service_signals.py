@@ -134,7 +134,7 @@ def test_sd_notify_without_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_restart_needed_names_keys_never_values() -> None:
     from edge import parse_config
-    from edge._service import restart_needed
+    from edge._reload import restart_needed
 
     base = 'edge_id = "e"\ndata_dir = "/d"\n[upstream]\nbootstrap_servers = "k:9092"\n'
     old = parse_config(base + 'sasl_password = "old-secret"\n[health]\naddress = "127.0.0.1:1"\n')

@@ -13,9 +13,9 @@ from broker import KafkaProducer, ManualClock
 from devices import DeadLetter, DecodeError, Reading, TimeSource
 from edge import config_from_dict
 from edge._clock import ClockTrust
+from edge._logconfig import log_config_of
 from edge._metrics import Metrics
 from edge._runner import DeviceRunner
-from edge._service import log_config_of
 from edge._writer import EventWriter
 from tests.edge._helpers import read_topic
 from tests.edge.test_clock import TRUE_NOW, Ntp

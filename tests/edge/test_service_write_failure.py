@@ -12,9 +12,9 @@ import pytest
 from broker import MIN_QUOTA_BYTES, KafkaProducer, LogFullError
 from devices import DeadLetter, Reading
 from edge import config_from_dict
+from edge._logconfig import log_config_of
 from edge._metrics import Metrics
 from edge._runner import DeviceRunner
-from edge._service import log_config_of
 from edge._writer import EventWriter
 
 T0 = 1_750_000_000_000  # device-stamped times must lie after 2000 (edge/_validate.py)

@@ -11,9 +11,9 @@ from broker import KafkaProducer
 from devices import EARLIEST_TIMESTAMP_MS, MAX_AHEAD_MS, DeadLetter, Reading, ReadingRejected
 from devices.adapters._base import MAX_REASONS
 from edge import ConfigError, config_from_dict
+from edge._logconfig import log_config_of
 from edge._metrics import Metrics
 from edge._runner import DeviceRunner
-from edge._service import log_config_of
 from edge._validate import EventCheck
 from edge._writer import EventWriter
 from tests.edge._helpers import read_topic

@@ -1,0 +1,79 @@
+"""The uplink (edge.uplink) under the service: started when ``[upstream]`` is enabled,
+started again by ``supervise()`` when it fails (a local-log error), stopped within the
+shutdown bound. What is not yet upstream at a stop stays in the log (its group is
+protected) and goes at the next start."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from devices import UPLINK_RESTART, Failure, stop_child, supervise
+from edge._config import Config
+
+log = logging.getLogger("edge")
+
+__all__ = ["UplinkRunner"]
+
+
+class UplinkRunner:
+    """Runs the uplink until the service stops; ``health()`` is its part of /health."""
+
+    def __init__(self, cfg: Config, stop: asyncio.Event, shutdown_timeout: float) -> None:
+        self.cfg = cfg
+        self.shutdown_timeout = shutdown_timeout
+        self.uplink: Any = None  # an edge.uplink.Uplink while one runs
+        self.error: str | None = None  # the last failure of the uplink's run()
+        self._stop = stop
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, tg: asyncio.TaskGroup) -> None:
+        """Start the uplink in ``tg`` when [upstream] is enabled and this build has it."""
+        if not self.cfg.upstream.enabled:
+            return
+        try:
+            from edge.uplink import Uplink, UplinkConfig
+        except ImportError:
+            log.warning("[upstream] is configured but this build has no uplink; events stay local")
+            return
+        from edge._config import uplink_topics
+
+        c = self.cfg
+        settings = dict(c.upstream.settings)
+        settings.setdefault("topics", uplink_topics(c.devices, c.log.dead_letter_topic))
+        uplink_cfg = UplinkConfig(edge_id=c.edge_id, data_dir=c.data_dir, **settings)
+
+        async def run_once() -> None:
+            self.uplink = Uplink(uplink_cfg)
+            await self.uplink.run()
+
+        self._task = tg.create_task(
+            supervise(run_once, name="uplink", stop=self._stop, backoff=UPLINK_RESTART,
+                      on_failure=self._failed), name="uplink")
+
+    def _failed(self, failure: Failure) -> None:
+        self.error = failure.error  # reported in /health; devices keep flowing
+
+    async def stop(self) -> None:
+        """Let the uplink finish its current transaction and stop, within the shutdown bound."""
+        if self._task is None or self.uplink is None:
+            return
+        await stop_child(self._task, self.uplink.stop, name="uplink", timeout=self.shutdown_timeout)
+
+    def health(self) -> dict[str, Any] | None:
+        """State, lag, throughput and the last error; None when [upstream] is off."""
+        if self.uplink is None:
+            if self.cfg.upstream.enabled:
+                return {"ok": False, "state": "not available in this build"}
+            return None
+        try:
+            st = self.uplink.status()
+        except Exception as exc:  # health must answer whatever the uplink does
+            return {"ok": False, "state": f"error: {exc}"}
+        state = str(getattr(st.state, "value", st.state))
+        return {"ok": state == "online", "state": state, "lag_records": st.lag_records,
+                "records_per_s": round(st.records_per_s, 1), "records_total": st.records_total,
+                "dead_lettered": st.dead_lettered,
+                "partition_mismatches": [str(m) for m in st.partition_mismatches],
+                "last_error": st.last_error or self.error}
