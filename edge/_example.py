@@ -1,173 +1,189 @@
-"""The commented example config that ``edge config example`` prints (a test validates it)."""
+"""The commented example config that ``edge config example`` prints, rendered from the schema.
 
-EXAMPLE_CONFIG = '''\
-# edge.toml: the config of one edge appliance. Check it with `edge config check FILE`.
-# Times are in seconds. Secrets can come from the environment instead of this file:
-#   EDGE_UPSTREAM_SASL_PASSWORD, EDGE_UPSTREAM_SSL_KEY_PASSWORD,
-#   EDGE_DEVICE_<NAME>_PASSWORD (device name upper-cased, other characters as _).
+Every key, default and comment comes from the dataclasses of edge/_config.py,
+edge/_devices and the streams' built-ins; this module adds only the example's own
+values (which devices and topologies it shows) and the words between the tables.
+A test validates the result, and one checks that it is what this module renders.
+"""
 
-edge_id = "edge-1"                 # stamped on every event (header "edge_id")
-data_dir = "/var/lib/edge"         # the local log lives here (log.db)
+from __future__ import annotations
 
-[log]
-partitions = 3                     # partitions of topics the appliance creates
-retention_seconds = 604800         # 7 days; -1 keeps forever
-retention_bytes = -1               # per partition; -1: no size limit
-quota_bytes = 0                    # what the log's files may take on disk (docs/quota.md); 0: none
-full_policy = "reject"             # at the quota: "reject" new events or "drop-oldest"
-durability = "fsync"               # "fsync" (survives power loss) or "no-fsync"
-dead_letter_topic = "dead-letters" # frames that did not decode, with raw bytes and reason
+import dataclasses
+import inspect
+import textwrap
+from collections.abc import Iterator, Mapping
+from typing import Any
 
-[health]
-address = "127.0.0.1:9108"         # GET /health (JSON) and /metrics (Prometheus)
-show_values = false                # true: /health shows each device's last reading's values
-                                   # (any local user can read it: a patient's blood pressure)
-# token = "a long random string"   # or: values for `Authorization: Bearer <token>` only;
-                                   # `sudo edge status -c /etc/edge/edge.toml` sends it
+from edge._config import SECRET_ENV, ClockSettings, Config, HealthConfig, LogSettings
+from edge._devices import DEVICE_TYPES
+from edge._schema import _UNSET, REQUIRED, Setting, default_of, settings_of, toml_value
 
-# Time. Every event's "clock" header says how far its time can be trusted: "synced"
-# (NTP set the system clock), "gps" (it has not, but a GPS fix gave UTC: times are then
-# the monotonic clock plus the fix's offset), "unknown", or "unsynced" (before 2025).
-[clock]
-gps_time = true                    # learn UTC from valid NMEA fixes while NTP has not synced
-gps_max_age = 3600.0               # use a fix's time for this long after it arrived
-jump_threshold = 2.0               # a wall-clock step larger than this is a jump (logged, counted)
+__all__ = ["EXAMPLE_CONFIG", "example_config"]
 
-# One [[devices]] table per serial device, MQTT subscription or 1-wire bus.
-# kind: "gps", "temperature" or "blood_pressure"; transport: "serial", "mqtt" or "w1".
-# codec: for serial and w1 one of "nmea0183", "text", "gatt.0x2A35", "gatt.0x2A1C",
-# "ds18b20.w1", "ds18b20.w1.temperature"; for mqtt a convention: "owntracks",
-# "zigbee2mqtt", "tasmota", "esphome", "bp.json", "gatt.hex", "json".
-# topic: the log topic the readings go to (default: the kind).
+_COMMENT_AT = 35  # the column the comments start at
+_WIDTH = 100
 
-[[devices]]
-name = "car-1"                     # also the device id (event key) unless device_id is set
-kind = "gps"
-transport = "serial"
-port = "/dev/ttyUSB0"              # a path (symlinks followed on every reconnect) or pyserial URL
-baudrate = 9600
-framing = "line"                   # "line" or "fixed:<bytes>"
-codec = "nmea0183"
-topic = "gps"
+# The example's topologies: the built-ins' parameters not given here are shown with
+# the defaults of their signatures (edge/streams/builtins/_registry.py).
+_STREAMS: tuple[Mapping[str, Any], ...] = (
+    {"name": "ward-temperature", "source": "temperature", "steps": (
+        {"builtin": "normalise_units"},
+        {"builtin": "fever", "topic": "alerts"},
+        {"builtin": "downsample", "fields": ["temperature_c"], "topic": "temperature.1m"})},
+    {"name": "ward-blood-pressure", "source": "blood_pressure", "steps": (
+        {"builtin": "blood_pressure", "topic": "alerts.blood_pressure"},)},
+    {"name": "fleet", "source": "gps", "sink": "gps.track", "steps": (
+        {"builtin": "gps_track"},
+        {"builtin": "geofence", "topic": "alerts.geofence", "exit_margin_m": 10.0, "fences": [
+            {"name": "depot", "lat": 52.52, "lon": 13.405, "radius_m": 250.0},
+            {"name": "yard", "polygon": [[52.51, 13.4], [52.51, 13.41], [52.52, 13.41],
+                                         [52.52, 13.4]]}]})},
+)
 
-[[devices]]
-name = "bed-1"
-kind = "blood_pressure"
-transport = "serial"
-port = "/dev/ttyUSB1"
-codec = "gatt.0x2A35"
-codec_options = { framing = "hex" } # one hex line per measurement
-topic = "blood_pressure"
+_UPSTREAM = {"bootstrap_servers": "kafka.example.com:9093"}
 
-[[devices]]
-name = "ward-sensors"
-kind = "temperature"
-transport = "mqtt"
-host = "127.0.0.1"
-port = 1883
-codec = "zigbee2mqtt"              # the device id comes from the MQTT topic
-filters = ["zigbee2mqtt/#"]        # default: the convention's own filter
-qos = 1                            # QoS 1 messages are acked only once in the log
-# client_id = "edge-edge-1-ward-sensors"   # default; fixed, for a persistent session
-# username = "edge"                # password: EDGE_DEVICE_WARD_SENSORS_PASSWORD
-# tls = true                       # TLS to the broker, its hostname checked (port: 8883)
-# ca_file = "/etc/edge/mqtt-ca.pem"  # default: the system's CAs
-# cert_file = "/etc/edge/mqtt-client.pem"  # and key_file: for a broker that wants a client certificate
-device_id_prefix = ""              # prepended to the id the convention gives
-max_payload = 1048576              # bytes; a larger message is dead-lettered (its first KiB, its size)
-topic = "temperature"
-# A QoS 1 message redelivered (DUP) after a crash is never written twice. A publisher that
-# resends after a broker restart sends a new message, though: for devices that stamp each
-# reading with their own clock, drop a reading whose device, device time and value were
-# seen within this many seconds (counted in edge_events_deduplicated_total). 0: off.
-dedupe_window = 300
 
-[[devices]]
-name = "boiler-room"
-kind = "temperature"
-transport = "w1"
-enabled = false                    # a device can stay in the file, switched off
-directory = "/sys/bus/w1/devices"
-interval = 10.0
-codec = "ds18b20.w1"
-names = { "28-0316a2797aff" = "boiler-in" }
-topic = "temperature"
-# Any device: a reading outside its quantity's physical range (docs/ranges.md) is a dead
-# letter naming the field; `ranges` narrows a quantity to the device's own measuring range.
-ranges = { temperature_c = [-55, 125] }   # the DS18B20's datasheet range, in the table's unit
-# earliest_time = 2000-01-01       # a device-stamped time before this is a dead letter
+def _line(key: str, value: Any, doc: str = "", *, commented: bool = False) -> str:
+    text = f"{'# ' if commented else ''}{key} = {toml_value(value)}"
+    if not doc:
+        return text
+    beside = f"{text:<{_COMMENT_AT - 1}} # {doc}"
+    if len(beside) <= _WIDTH:
+        return beside
+    # Too long for one line: the comment goes above the key, wrapped.
+    return "\n".join([*textwrap.wrap(doc, _WIDTH - 2, initial_indent="# ", subsequent_indent="# "),
+                      text])
 
-# Stream processing on the box: each [[streams]] table is one topology, run exactly once
-# over the local log (its progress is consumer group "streams.<name>"). Steps run in order:
-# normalise_units and gps_track change the records and pass them on; fever, threshold,
-# blood_pressure, geofence and downsample write what they derive to their own topic and pass
-# their input on unchanged. `edge streams describe --config FILE` prints what will run.
 
-[[streams]]
-name = "ward-temperature"
-source = "temperature"             # a topic, or an array of topics
-# sink = "temperature.normalised"  # optional: write the records at the end of the chain
-# late_topic = "ward-temperature.late"   # default: "<name>.late" (records past a window's grace)
+def _comment(text: str) -> Iterator[str]:
+    for line in inspect.cleandoc(text).splitlines():
+        if len(line) > _WIDTH - 2:
+            yield from textwrap.wrap(line, _WIDTH - 2, initial_indent="# ", subsequent_indent="# ")
+        else:
+            yield f"# {line}".rstrip()
 
-[[streams.steps]]
-builtin = "normalise_units"        # fields named *_f, *_kpa, *_kmh, *_mph, *_knots, *_ft, *_km, *_mi
-# fields = { speed = "km/h" }      # fields whose name does not say their unit
 
-[[streams.steps]]
-builtin = "fever"                  # raise/clear events, with hysteresis: no flapping
-raise_at = 38.0                    # °C, raise at or above
-clear_at = 37.5                    # °C, clear below
-field = "temperature_c"
-topic = "alerts"
+def _doc(s: Setting) -> str:
+    return s.doc + (f" (default: {s.default_doc})" if s.default_doc else "")
 
-[[streams.steps]]
-builtin = "downsample"             # one averaged reading per device per window
-fields = ["temperature_c"]
-window_s = 60
-grace_s = 5                        # wait this long for late readings before a window is final
-topic = "temperature.1m"           # replicate this upstream and keep "temperature" local
 
-[[streams]]
-name = "ward-blood-pressure"
-source = "blood_pressure"
+def _keys(cls: type, given: Mapping[str, Any] | None = None, *, all_keys: bool = True
+          ) -> Iterator[str]:
+    """One line per key of ``cls``: the value the example gives, else the key's example
+    or default, commented out for a key a config seldom sets (``in_example=False``).
+    ``all_keys=False``: only the keys given."""
+    given = given or {}
+    for f, s in settings_of(cls):
+        if f.name in given:
+            yield _line(f.name, given[f.name], _doc(s))
+        elif not all_keys or f.name == "transport":
+            continue
+        elif s.default_doc and s.example is _UNSET:  # computed from other keys: say so
+            yield from _comment(f"{f.name}: {_doc(s)}")
+        else:
+            value = s.example if s.example is not _UNSET else default_of(f)
+            if value is None or value is REQUIRED:
+                yield from _comment(f"{f.name}: {_doc(s)}")
+            else:
+                yield _line(f.name, value, _doc(s), commented=not s.in_example)
 
-[[streams.steps]]
-builtin = "blood_pressure"         # ACC/AHA 2017 category: normal .. hypertensive_crisis
-repeat_at = "hypertensive_crisis"  # also alert on every reading at or above this ("never": off)
-topic = "alerts.blood_pressure"    # an alert when a patient's category changes
 
-[[streams]]
-name = "fleet"
-source = "gps"
-sink = "gps.track"                 # fixes with distance_m, distance_total_m, speed_derived_mps
+def _devices() -> Iterator[str]:
+    yield "# One [[devices]] table per serial device, MQTT subscription or 1-wire bus; its"
+    yield "# transport decides its other keys (docs/configuration.md lists them all)."
+    for transport, cls in DEVICE_TYPES.items():
+        codecs = ", ".join(f'"{n}"' for n in sorted(cls.codecs))
+        for i, example in enumerate(cls.examples):
+            yield ""
+            if i == 0:
+                yield from _comment(f'[[devices]] with transport = "{transport}": {cls.__doc__}')
+                yield f"# codec: {codecs}."
+            yield "[[devices]]"
+            yield _line("transport", transport)
+            yield from _keys(cls, example, all_keys=i == 0)
 
-[[streams.steps]]
-builtin = "gps_track"
-max_speed_mps = 100.0              # faster than this between two fixes: a jump, not counted
-min_distance_m = 0.0               # moves shorter than this (jitter) are not counted
 
-[[streams.steps]]
-builtin = "geofence"               # enter/leave events
-topic = "alerts.geofence"
-exit_margin_m = 10.0               # leave only this far outside: no flapping on the edge
-fences = [
-  { name = "depot", lat = 52.5200, lon = 13.4050, radius_m = 250.0 },
-  { name = "yard", polygon = [[52.510, 13.400], [52.510, 13.410], [52.520, 13.410], [52.520, 13.400]] },
-]
+def _steps(step: Mapping[str, Any]) -> Iterator[str]:
+    from edge.streams.builtins import BUILTINS
 
-# A custom topology: a function that returns an edge.streams.Topology (it must be importable,
-# e.g. installed in the appliance's virtual environment; `edge config check` calls it).
-# [[streams]]
-# name = "custom"
-# module = "my_streams.topology:build"
-# params = { threshold = 40.0 }    # keyword arguments of the function
+    spec = BUILTINS[step["builtin"]]
+    yield _line("builtin", spec.name, f"{spec.kind}: {spec.summary}")
+    for name, p in inspect.signature(spec.make).parameters.items():
+        if name in step:
+            yield _line(name, step[name])
+        elif p.default is not inspect.Parameter.empty and p.default is not None:
+            yield _line(name, p.default)
 
-# Replication to a central Kafka cluster (handled by the uplink).
-[upstream]
-enabled = false
-bootstrap_servers = "kafka.example.com:9093"
-# security_protocol = "SASL_SSL"
-# sasl_mechanism = "SCRAM-SHA-512"
-# sasl_username = "edge-1"         # password: EDGE_UPSTREAM_SASL_PASSWORD
-# topics = { "temperature.1m" = "temperature.1m", alerts = "alerts" }   # default: device topics
-'''
+
+def _streams() -> Iterator[str]:
+    yield from _comment("""
+        Stream processing on the box: each [[streams]] table is one topology, run exactly once
+        over the local log (its progress is consumer group "streams.<name>"). Steps run in order:
+        a transform changes the records and passes them on; a tap writes what it derives to its
+        own topic and passes its input on unchanged. `edge streams describe --config FILE`
+        prints what will run.""")
+    for topology in _STREAMS:
+        yield ""
+        yield "[[streams]]"
+        for key in ("name", "source", "sink"):
+            if key in topology:
+                yield _line(key, topology[key])
+        for step in topology["steps"]:
+            yield ""
+            yield "[[streams.steps]]"
+            yield from _steps(step)
+    yield ""
+    yield from _comment("""
+        A custom topology: a function that returns an edge.streams.Topology (it must be
+        importable, e.g. installed in the appliance's virtual environment; `edge config
+        check` calls it).
+        [[streams]]
+        name = "custom"
+        module = "my_streams.topology:build"
+        params = { threshold = 40.0 }    # keyword arguments of the function""")
+
+
+def _upstream() -> Iterator[str]:
+    yield "# Replication to a central Kafka cluster: the uplink (edge/uplink/README.md)."
+    yield "[upstream]"
+    from edge._config import UpstreamSettings
+
+    yield from _keys(UpstreamSettings)
+    try:
+        from edge.uplink import UplinkConfig
+        from edge.uplink._config import FROM_EDGE
+    except ImportError:  # a build without the uplink
+        return
+    yield _line("bootstrap_servers", _UPSTREAM["bootstrap_servers"])
+    for f in dataclasses.fields(UplinkConfig):
+        s = f.metadata.get("setting")
+        if s is None or f.name in _UPSTREAM or f.name in FROM_EDGE:
+            continue
+        value = default_of(f)
+        if s.example is not _UNSET:
+            value = s.example
+        if value is None or value is REQUIRED:
+            yield from _comment(f"{f.name}: {_doc(s)}")
+        else:
+            yield _line(f.name, value, _doc(s), commented=True)
+
+
+def example_config() -> str:
+    """The example config as TOML text."""
+    env = ", ".join(k for k in SECRET_ENV)
+    lines = [
+        "# edge.toml: the config of one edge appliance. Check it with `edge config check FILE`.",
+        "# Every key is in docs/configuration.md. Times are in seconds. Secrets can come from",
+        *textwrap.wrap(f"the environment instead of this file: {env}.", _WIDTH - 2,
+                       initial_indent="# ", subsequent_indent="#   "),
+        "",
+        *_keys(Config, {"edge_id": "edge-1", "data_dir": "/var/lib/edge"}, all_keys=False),
+    ]
+    for name, cls in (("log", LogSettings), ("health", HealthConfig), ("clock", ClockSettings)):
+        lines += ["", *_comment(cls.__doc__ or ""), f"[{name}]", *_keys(cls)]
+    lines += ["", *_devices(), "", *_streams(), "", *_upstream()]
+    return "\n".join(lines) + "\n"
+
+
+EXAMPLE_CONFIG = example_config()
+

@@ -185,7 +185,7 @@ def _serial(runner: DeviceRunner, sink: Sink, dead: DeadLetterSink) -> Adapter[A
     d = runner.cfg
     framing = (LineFraming() if d.framing == "line"
                else FixedLengthFraming(int(d.framing.split(":", 1)[1])))
-    st = SerialTransport(SerialConfig(port=d.port or "", baudrate=d.baudrate, framing=framing),
+    st = SerialTransport(SerialConfig(port=d.port, baudrate=d.baudrate, framing=framing),
                          on_state=runner.on_state)
     return SerialAdapter(d.device_id or d.name, st, CODECS[d.codec](**d.codec_options), sink, dead,
                          clock=runner.clock, refused=_refused)
@@ -200,7 +200,7 @@ def _mqtt(runner: DeviceRunner, sink: Sink, dead: DeadLetterSink) -> Adapter[Any
 
 def _w1(runner: DeviceRunner, sink: Sink, dead: DeadLetterSink) -> Adapter[Any]:
     d = runner.cfg
-    wt = W1Transport(W1Config(base_dir=d.w1_dir, interval=d.interval), on_state=runner.on_state)
+    wt = W1Transport(W1Config(base_dir=d.directory, interval=d.interval), on_state=runner.on_state)
     return W1Adapter(d.name, wt, CODECS[d.codec](**d.codec_options), sink, dead,
                      names=d.names, clock=runner.clock, refused=_refused)
 

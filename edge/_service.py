@@ -150,7 +150,7 @@ class Service:
         task = self._tg.create_task(runner.run(), name=f"device:{d.name}")
         self.runners[d.name] = (runner, task)
         log.info("device %s: starting (%s %s, codec %s, topic %s)", d.name, d.transport,
-                 d.port or d.host or d.w1_dir, d.codec, d.topic)
+                 d.where, d.codec, d.topic)
 
     async def _stop_device(self, name: str) -> None:
         runner, task = self.runners.pop(name)
@@ -204,7 +204,7 @@ class Service:
         except OSError as exc:
             log.error("SIGHUP: %s; /health stays on %s",
                       health_bind_error(exc, new.health.address, new.file), old.health.address)
-            return dataclasses.replace(new.health, host=old.health.host, port=old.health.port)
+            return dataclasses.replace(new.health, address=old.health.address)
         previous, self.health_server = self.health_server, server
         if previous is not None:
             await previous.close()

@@ -168,7 +168,7 @@ class EventWriter:
         source_of: list[Any] = [None, b""]  # [adapter, its transport id as bytes]
         written = _Written()
         redeliveries, content = runner.redeliveries, runner.content
-        check = EventCheck(d.ranges, d.earliest_time_ms)
+        check = EventCheck(d.ranges, d.earliest_time)
         # Bound here: the checks run for every event (the methods only to say why).
         checked, ranges = checked_event_value, check.ranges
         earliest, max_ahead = check.earliest_ms, check.max_ahead_ms

@@ -41,14 +41,15 @@ from typing import TYPE_CHECKING, Any
 
 from broker import is_topic_name
 from edge._errors import ConfigProblem
+from edge._schema import SKIP, Problems, read_table, setting
 
 if TYPE_CHECKING:
     from edge.streams import Topology
 
 __all__ = ["StepConfig", "TopologyConfig", "build_topology", "describe_streams", "parse_streams"]
 
-_NAME_RE = re.compile(r"^[a-zA-Z0-9._-]{1,200}$")
-_MODULE_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
+_NAME_RE = re.compile(r"[a-zA-Z0-9._-]{1,200}")
+_MODULE_RE = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
 _TOPIC_WORDS = "a topic name (letters, digits, '.', '_', '-')"
 _KEYS_BUILTIN = {"name", "source", "steps", "sink", "enabled", "late_topic"}
 _KEYS_MODULE = {"name", "module", "params", "enabled", "late_topic"}
@@ -64,15 +65,29 @@ class StepConfig:
 
 @dataclass(frozen=True)
 class TopologyConfig:
-    """One ``[[streams]]`` table, validated. Either ``source``+``steps`` or ``module``."""
+    """One ``[[streams]]`` table, validated: built-ins (``source`` and ``steps``) or custom
+    (``module``). Its keys are read by ``parse_streams``; the rest is the module docstring."""
 
-    name: str
-    source: tuple[str, ...] = ()
-    steps: tuple[StepConfig, ...] = ()
-    sink: str | None = None
-    module: str | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
-    late_topic: str | None = None
+    name: str = setting(
+        kind="any", custom=True, doc='the topology\'s name; its consumer group is "streams.<name>"')
+    enabled: bool = setting(True, kind="bool", doc="false: the topology stays in the file, "
+                            "switched off")
+    late_topic: str | None = setting(
+        None, kind="any", check=is_topic_name, expected=_TOPIC_WORDS, default_doc='"<name>.late"',
+        doc="where records past a window's grace go")
+    module: str | None = setting(
+        None, kind="any", custom=True,
+        doc='custom: "package.module:function", a function that returns an edge.streams.Topology')
+    params: Mapping[str, Any] = setting(
+        kind="table", factory=dict, custom=True, doc="custom: keyword arguments of the function")
+    source: tuple[str, ...] = setting(
+        (), kind="any", custom=True, doc="built-ins: the topic, or array of topics, read")
+    sink: str | None = setting(
+        None, kind="any", custom=True, doc="built-ins: where the records are written at the end "
+        "of the chain (optional)")
+    steps: tuple[StepConfig, ...] = setting(
+        (), kind="any", custom=True,
+        doc='built-ins: the steps in order, { builtin = "<name>", <parameter> = <value> ... }')
 
     @property
     def is_custom(self) -> bool:
@@ -112,30 +127,19 @@ def _resolve(spec: str) -> Any:
     return fn
 
 
-class _Problems:
-    """Collects problems; ``bad`` has the signature of edge._config's checker."""
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.problems: list[ConfigProblem] = []
-
-    def bad(self, key: str, expected: str, got: object = ConfigProblem._MISSING) -> None:
-        self.problems.append(ConfigProblem(self.file, key, expected, got))
-
-
 def parse_streams(raw: Any, file: str) -> tuple[tuple[TopologyConfig, ...], list[ConfigProblem]]:
     """Validate the ``streams`` array of a parsed config: (topologies, problems)."""
-    found = _Problems(file)
-    bad, problems = found.bad, found.problems
+    problems = Problems(file)
+    bad = problems.bad
     if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
         bad("streams", "an array of tables ([[streams]])", raw)
-        return (), problems
+        return (), problems.problems
     out: list[TopologyConfig] = []
     names: dict[str, int] = {}
     groups: dict[str, int] = {}
     for i, table in enumerate(raw):
         before = len(problems)
-        cfg = _one(table, f"streams[{i}]", bad)
+        cfg = _one(table, f"streams[{i}]", problems)
         if cfg is None or len(problems) > before:
             continue
         if cfg.name in names:
@@ -157,72 +161,89 @@ def parse_streams(raw: Any, file: str) -> tuple[tuple[TopologyConfig, ...], list
             bad(f"streams[{i}]", "output topics other than its own sources (it would read its "
                 "own output)", sorted(loops)[0])
             continue
-        if table.get("enabled", True) is not False:
+        if cfg.enabled:
             out.append(cfg)
-    return tuple(out), problems
+    return tuple(out), problems.problems
 
 
-def _one(t: Mapping[str, Any], p: str, bad: Any) -> TopologyConfig | None:
+def _one(t: Mapping[str, Any], p: str, problems: Problems) -> TopologyConfig | None:
+    """One table as a ``TopologyConfig`` (its problems reported), either form."""
     custom = "module" in t
     known = _KEYS_MODULE if custom else _KEYS_BUILTIN
     for k in t:
         if k not in known:
             hint = (" (a topology with module = ... takes no source, steps or sink)" if custom
                     and k in _KEYS_BUILTIN else "")
-            bad(f"{p}.{k}", "one of the keys " + ", ".join(sorted(known)) + hint, k)
-    name = t.get("name")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        bad(f"{p}.name", "a topology name of letters, digits, '.', '_' or '-' (it names the "
-            'consumer group "streams.<name>")', *(() if name is None else (name,)))
-        name = None
-    enabled = t.get("enabled", True)
-    if not isinstance(enabled, bool):
-        bad(f"{p}.enabled", "true or false", enabled)
-    late = t.get("late_topic")
-    if late is not None and (not isinstance(late, str) or not is_topic_name(late)):
-        bad(f"{p}.late_topic", _TOPIC_WORDS, late)
-    if custom:
-        module = t["module"]
-        if not isinstance(module, str) or not _MODULE_RE.match(module):
-            bad(f"{p}.module", '"package.module:function" naming a function that returns a '
-                "Topology", module)
-            return None
-        params = t.get("params", {})
-        if not isinstance(params, dict):
-            bad(f"{p}.params", "a table of keyword arguments for the function", params)
-            return None
-        return TopologyConfig(name=name or "?", module=module, params=dict(params),
-                              late_topic=late)
-    source = t.get("source")
-    if isinstance(source, str):
-        source = [source]
-    if (not isinstance(source, list) or not source
-            or not all(isinstance(s, str) and is_topic_name(s) for s in source)):
-        bad(f"{p}.source", "a topic name or an array of topic names (or module = "
-            '"package.module:function" for a custom topology)',
-            *(() if t.get("source") is None else (t.get("source"),)))
-        source = []
-    sink = t.get("sink")
-    if sink is not None and (not isinstance(sink, str) or not is_topic_name(sink)):
-        bad(f"{p}.sink", _TOPIC_WORDS, sink)
-    raw_steps = t.get("steps", [])
-    steps: list[StepConfig] = []
-    if not isinstance(raw_steps, list) or not all(isinstance(s, dict) for s in raw_steps):
-        bad(f"{p}.steps", 'an array of tables (e.g. [{ builtin = "fever" }])', raw_steps)
-        raw_steps = []
-    if not raw_steps and sink is None:
-        bad(f"{p}.steps", 'an array of built-in steps (e.g. [{ builtin = "fever" }]), or a sink')
-    for j, s in enumerate(raw_steps):
-        builtin = s.get("builtin")
-        if not isinstance(builtin, str) or not builtin:
-            from edge.streams.builtins import BUILTINS
+            problems.bad(f"{p}.{k}", "one of the keys " + ", ".join(sorted(known)) + hint, k)
+    bad = problems.bad
 
-            bad(f"{p}.steps[{j}].builtin", "a built-in: " + ", ".join(f'"{n}"' for n in BUILTINS),
-                *(() if builtin is None else (builtin,)))
-            continue
-        steps.append(StepConfig(builtin, {k: v for k, v in s.items() if k != "builtin"}))
-    return TopologyConfig(name=name or "?", source=tuple(source), steps=tuple(steps), sink=sink,
-                          late_topic=late)
+    def name(t: Mapping[str, Any], key: str, out: dict[str, Any]) -> Any:
+        v = t.get("name")
+        if not isinstance(v, str) or not _NAME_RE.fullmatch(v):
+            bad(key, "a topology name of letters, digits, '.', '_' or '-' (it names the "
+                'consumer group "streams.<name>")', *(() if v is None else (v,)))
+            return "?"
+        return v
+
+    def module(t: Mapping[str, Any], key: str, out: dict[str, Any]) -> Any:
+        if not custom:
+            return None
+        v = t["module"]
+        if not isinstance(v, str) or not _MODULE_RE.fullmatch(v):
+            bad(key, '"package.module:function" naming a function that returns a Topology', v)
+            return SKIP
+        return v
+
+    def params(t: Mapping[str, Any], key: str, out: dict[str, Any]) -> Any:
+        v = t.get("params", {}) if custom else {}
+        if not isinstance(v, dict):
+            bad(key, "a table of keyword arguments for the function", v)
+            return SKIP
+        return dict(v)
+
+    def source(t: Mapping[str, Any], key: str, out: dict[str, Any]) -> Any:
+        if custom:
+            return ()
+        v = t.get("source")
+        topics = [v] if isinstance(v, str) else v
+        if not isinstance(topics, list) or not topics or not all(map(is_topic_name, topics)):
+            bad(key, "a topic name or an array of topic names (or module = "
+                '"package.module:function" for a custom topology)', *(() if v is None else (v,)))
+            return SKIP
+        return tuple(topics)
+
+    def sink(t: Mapping[str, Any], key: str, out: dict[str, Any]) -> Any:
+        v = None if custom else t.get("sink")
+        if v is not None and not is_topic_name(v):
+            bad(key, _TOPIC_WORDS, v)
+            return SKIP
+        return v
+
+    def steps(t: Mapping[str, Any], key: str, out: dict[str, Any]) -> Any:
+        if custom:
+            return ()
+        v = t.get("steps", [])
+        if not isinstance(v, list) or not all(isinstance(s, dict) for s in v):
+            bad(key, 'an array of tables (e.g. [{ builtin = "fever" }])', v)
+            return SKIP
+        if not v and t.get("sink") is None:
+            bad(key, 'an array of built-in steps (e.g. [{ builtin = "fever" }]), or a sink')
+        found: list[StepConfig] = []
+        for j, s in enumerate(v):
+            builtin = s.get("builtin")
+            if not isinstance(builtin, str) or not builtin:
+                from edge.streams.builtins import BUILTINS
+
+                bad(f"{key}[{j}].builtin", "a built-in: " + ", ".join(f'"{n}"' for n in BUILTINS),
+                    *(() if builtin is None else (builtin,)))
+                continue
+            found.append(StepConfig(builtin, {k: x for k, x in s.items() if k != "builtin"}))
+        return tuple(found)
+
+    readers = {"name": name, "module": module, "params": params, "source": source, "sink": sink,
+               "steps": steps}
+    values = read_table(TopologyConfig, t, f"{p}.", problems, readers=readers, check_unknown=False)
+    return TopologyConfig(**values)
 
 
 def _try_build(cfg: TopologyConfig, p: str, bad: Any) -> Topology | None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from broker import DROP_LEDGER_TOPIC, is_topic_name
+from broker import DROP_LEDGER_TOPIC, TOPIC_NAME_RULE, is_topic_name
+from edge._schema import Problems, check_values, setting
 
 from ._errors import UplinkConfigError
 
@@ -21,20 +23,29 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 ENV_SASL_USERNAME = "EDGE_UPSTREAM_SASL_USERNAME"
 ENV_SASL_PASSWORD = "EDGE_UPSTREAM_SASL_PASSWORD"
 
+#: UplinkConfig's fields that the appliance fills in from its own config, not [upstream] keys.
+FROM_EDGE = frozenset({"edge_id", "data_dir"})
+
 _EDGE_ID_RE = re.compile(r"^[a-zA-Z0-9._-]{1,200}$")
 
 
-def _check_topic(key: str, name: object) -> str:
-    if not is_topic_name(name):
-        raise UplinkConfigError(
-            key, "a Kafka topic name: 1 to 249 of ASCII letters, digits, '.', '_', '-'", name)
-    return name
+def _int_at_least(value: object, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
-def _check_int(key: str, value: object, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise UplinkConfigError(key, f"an integer >= {minimum}", value)
-    return value
+_TOPIC_RULE = f"a Kafka topic name: {TOPIC_NAME_RULE}"
+
+
+def _at_least(minimum: int) -> dict[str, Any]:
+    return {"kind": "int", "check": lambda v: v >= minimum, "expected": f"an integer >= {minimum}"}
+
+
+def _seconds() -> dict[str, Any]:
+    return {"kind": "num", "check": lambda v: v > 0, "expected": "a positive number of seconds"}
+
+
+def _topic(default: str, doc: str) -> Any:
+    return setting(default, kind="any", check=is_topic_name, expected=_TOPIC_RULE, doc=doc)
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,7 @@ class TopicMapping:
 
 @dataclass(frozen=True)
 class UplinkConfig:
-    """Settings of one uplink; times in seconds, sizes in bytes.
+    """Settings of one uplink; times in seconds, sizes in bytes (the ``[upstream]`` table).
 
     ``topics`` maps local topic names to upstream names (``str``) or to
     ``TopicMapping``; it is normalised to a tuple of ``TopicMapping``.
@@ -65,155 +76,175 @@ class UplinkConfig:
     ``$EDGE_UPSTREAM_SASL_PASSWORD`` and never appear in ``repr``; nor does
     ``ssl_key_password`` (for an encrypted ``ssl_keyfile``). The ``ssl_*`` files must
     exist, and only with SSL or SASL_SSL.
-    Raises ``UplinkConfigError`` naming the key and the bad value.
+    Raises ``UplinkConfigError`` naming every bad key and value (``key`` is the first's).
     """
 
-    edge_id: str
-    bootstrap_servers: str
-    data_dir: Path
-    topics: Mapping[str, str | TopicMapping] | tuple[TopicMapping, ...]
-    delivery: str = "exactly-once"
-    compression: str | None = "lz4"
-    linger_s: float = 0.005
-    batch_records: int = 1000          # records per upstream transaction (or ack round)
-    batch_bytes: int = 4 * 1024 * 1024  # and at most about this many bytes (see README: memory)
-    producer_batch_bytes: int = 256 * 1024   # aiokafka max_batch_size, per partition
-    max_request_bytes: int = 1024 * 1024     # larger records go to the dead-letter topic
-    max_bytes_per_s: int | None = None
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = field(default=None, repr=False)
-    sasl_password: str | None = field(default=None, repr=False)
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    ssl_key_password: str | None = field(default=None, repr=False)
-    default_partitions: int | None = None   # None: the local topic's count
-    default_replication_factor: int = 1
-    replicate_drop_ledger: bool = True
-    drop_ledger_upstream: str = "edge.drop-ledger"
-    dlq_topic: str = "uplink.dlq"
-    resume_scan_records: int = 50_000   # per upstream partition, when a checkpoint is gone
-    backoff_initial_s: float = 0.2
-    backoff_max_s: float = 10.0
-    request_timeout_s: float = 30.0
-    stop_timeout_s: float = 5.0        # stop() abandons a batch the cluster holds longer
+    edge_id: str = setting(kind="any", custom=True, doc="the appliance's edge_id")
+    bootstrap_servers: str = setting(
+        kind="any", custom=True, expected="host:port[,host:port...]",
+        doc="the cluster's brokers, host:port[,host:port...]")
+    data_dir: Path = setting(kind="any", custom=True, doc="the appliance's data_dir")
+    topics: Mapping[str, str | TopicMapping] | tuple[TopicMapping, ...] = setting(
+        kind="any", custom=True, default_doc="every device topic and the dead letters, under "
+        "their own names", doc="local topic = upstream topic")
+    delivery: str = setting("exactly-once", kind="any", check=lambda v: v in DELIVERY_MODES,
+                            expected=" or ".join(map(repr, DELIVERY_MODES)),
+                            doc='"exactly-once" (Kafka transactions) or "at-least-once"')
+    compression: str | None = setting("lz4", kind="any", check=lambda v: v in COMPRESSIONS,
+                                      expected="'lz4', 'zstd' or None", doc='"lz4" or "zstd"')
+    linger_s: float = setting(0.005, kind="num", check=lambda v: 0 <= v <= 60,
+                              expected="seconds between 0 and 60",
+                              doc="how long a batch waits for more records")
+    batch_records: int = setting(1000, **_at_least(1),
+                                 doc="records per upstream transaction (or ack round)")
+    batch_bytes: int = setting(4 * 1024 * 1024, **_at_least(1024),
+                               doc="and at most about this many bytes (edge/uplink/README.md: memory)")
+    producer_batch_bytes: int = setting(256 * 1024, **_at_least(1024),
+                                        doc="aiokafka's max_batch_size, per partition")
+    max_request_bytes: int = setting(1024 * 1024, **_at_least(1024),
+                                     doc="larger records go to the dead-letter topic")
+    max_bytes_per_s: int | None = setting(None, **_at_least(1), example=1_000_000,
+                                          in_example=False, doc="a bandwidth cap; none by default")
+    security_protocol: str = setting(
+        "PLAINTEXT", kind="any", custom=True, expected=", ".join(SECURITY_PROTOCOLS),
+        example="SASL_SSL", in_example=False, doc=" or ".join(f'"{p}"' for p in SECURITY_PROTOCOLS))
+    sasl_mechanism: str | None = setting(
+        None, kind="any", custom=True, example="SCRAM-SHA-512", in_example=False,
+        doc=" or ".join(f'"{m}"' for m in SASL_MECHANISMS) + " (with SASL_*)")
+    sasl_username: str | None = setting(None, kind="any", custom=True, repr=False,
+                                        example="edge-1", in_example=False,
+                                        doc=f"or ${ENV_SASL_USERNAME}")
+    sasl_password: str | None = setting(None, kind="any", custom=True, repr=False,
+                                        doc=f"or ${ENV_SASL_PASSWORD} (a secret: never shown)")
+    ssl_cafile: str | None = setting(None, kind="any", custom=True,
+                                     doc="CA certificates (PEM); default: the system's")
+    ssl_certfile: str | None = setting(None, kind="any", custom=True,
+                                       doc="a client certificate (PEM), with ssl_keyfile")
+    ssl_keyfile: str | None = setting(None, kind="any", custom=True, doc="its key (PEM)")
+    ssl_key_password: str | None = setting(
+        None, kind="any", custom=True, repr=False,
+        doc="for an encrypted ssl_keyfile, or EDGE_UPSTREAM_SSL_KEY_PASSWORD")
+    default_partitions: int | None = setting(
+        None, **_at_least(1), default_doc="the local topic's count",
+        doc="partitions of an upstream topic the uplink creates")
+    default_replication_factor: int = setting(1, **_at_least(1),
+                                              doc="replication factor of a topic it creates")
+    replicate_drop_ledger: bool = setting(True, kind="bool",
+                                          doc="replicate the log's drop ledger too")
+    drop_ledger_upstream: str = _topic("edge.drop-ledger", "the drop ledger's upstream topic")
+    dlq_topic: str = _topic("uplink.dlq", "local topic for records the cluster refuses for good")
+    resume_scan_records: int = setting(
+        50_000, **_at_least(0),
+        doc="records scanned per upstream partition to resume when a checkpoint is gone")
+    backoff_initial_s: float = setting(0.2, **_seconds(), doc="first wait before a reconnect")
+    backoff_max_s: float = setting(10.0, **_seconds(), doc="longest wait between reconnects")
+    request_timeout_s: float = setting(30.0, **_seconds(), doc="aiokafka's request timeout")
+    stop_timeout_s: float = setting(5.0, **_seconds(),
+                                    doc="stop() abandons a batch the cluster holds longer")
 
     def __post_init__(self) -> None:
+        problems = Problems("uplink")
         if not isinstance(self.edge_id, str) or not _EDGE_ID_RE.match(self.edge_id):
-            raise UplinkConfigError("edge_id", "1 to 200 of ASCII letters, digits, '.', '_', '-'",
-                                    self.edge_id)
+            problems.bad("edge_id", "1 to 200 of ASCII letters, digits, '.', '_', '-'", self.edge_id)
         if not isinstance(self.bootstrap_servers, str) or not self.bootstrap_servers.strip():
-            raise UplinkConfigError("bootstrap_servers", "host:port[,host:port...]",
-                                    self.bootstrap_servers)
+            problems.bad("bootstrap_servers", "host:port[,host:port...]", self.bootstrap_servers)
         object.__setattr__(self, "data_dir", Path(self.data_dir))
-        object.__setattr__(self, "topics", self._mappings())
-        if self.delivery not in DELIVERY_MODES:
-            raise UplinkConfigError("delivery", " or ".join(map(repr, DELIVERY_MODES)), self.delivery)
-        if self.compression not in COMPRESSIONS:
-            raise UplinkConfigError("compression", "'lz4', 'zstd' or None", self.compression)
-        if not isinstance(self.linger_s, int | float) or not 0 <= self.linger_s <= 60:
-            raise UplinkConfigError("linger_s", "seconds between 0 and 60", self.linger_s)
-        _check_int("batch_records", self.batch_records, 1)
-        _check_int("batch_bytes", self.batch_bytes, 1024)
-        _check_int("producer_batch_bytes", self.producer_batch_bytes, 1024)
-        _check_int("max_request_bytes", self.max_request_bytes, 1024)
-        if self.max_bytes_per_s is not None:
-            _check_int("max_bytes_per_s", self.max_bytes_per_s, 1)
-        if self.default_partitions is not None:
-            _check_int("default_partitions", self.default_partitions, 1)
-        _check_int("default_replication_factor", self.default_replication_factor, 1)
-        _check_int("resume_scan_records", self.resume_scan_records, 0)
-        _check_topic("dlq_topic", self.dlq_topic)
-        _check_topic("drop_ledger_upstream", self.drop_ledger_upstream)
-        for key in ("backoff_initial_s", "backoff_max_s", "request_timeout_s", "stop_timeout_s"):
-            value = getattr(self, key)
-            if not isinstance(value, int | float) or value <= 0:
-                raise UplinkConfigError(key, "a positive number of seconds", value)
-        self._check_security()
+        check_values(self, problems)
+        if not problems.problems:  # the mappings read default_partitions and the like
+            object.__setattr__(self, "topics", self._mappings(problems))
+        self._check_security(problems)
+        if problems.problems:
+            raise UplinkConfigError.of(problems.problems)
 
-    def _mappings(self) -> tuple[TopicMapping, ...]:
+    def _mappings(self, problems: Problems) -> tuple[TopicMapping, ...]:
         raw = self.topics
         if isinstance(raw, Mapping):
             items = list(raw.items())
         elif isinstance(raw, tuple | list) and all(isinstance(m, TopicMapping) for m in raw):
             items = [(m.local, m) for m in raw]
         else:
-            raise UplinkConfigError("topics", "a table of local topic = upstream topic", raw)
+            problems.bad("topics", "a table of local topic = upstream topic", raw)
+            return ()
         if not items:
-            raise UplinkConfigError("topics", "at least one local topic to replicate", raw)
+            problems.bad("topics", "at least one local topic to replicate", raw)
+            return ()
         out: list[TopicMapping] = []
         for local, target in items:
-            _check_topic(f"topics.{local}", local)
+            key = f"topics.{local}"
             if isinstance(target, str):
                 target = TopicMapping(local, target, self.default_partitions,
                                       self.default_replication_factor)
             elif not isinstance(target, TopicMapping):
-                raise UplinkConfigError(f"topics.{local}", "an upstream topic name", target)
+                problems.bad(key, "an upstream topic name", target)
+                continue
             elif target.local != local:
                 target = TopicMapping(local, target.upstream, target.partitions,
                                       target.replication_factor)
-            _check_topic(f"topics.{local}", target.upstream)
-            if target.partitions is not None:
-                _check_int(f"topics.{local}.partitions", target.partitions, 1)
-            _check_int(f"topics.{local}.replication_factor", target.replication_factor, 1)
-            out.append(target)
+            before = len(problems)
+            for name in (local, target.upstream):
+                if not is_topic_name(name):
+                    problems.bad(key, _TOPIC_RULE, name)
+                    break
+            if target.partitions is not None and not _int_at_least(target.partitions, 1):
+                problems.bad(f"{key}.partitions", "an integer >= 1", target.partitions)
+            if not _int_at_least(target.replication_factor, 1):
+                problems.bad(f"{key}.replication_factor", "an integer >= 1", target.replication_factor)
+            if len(problems) == before:
+                out.append(target)
         if self.replicate_drop_ledger and not any(m.local == DROP_LEDGER_TOPIC for m in out):
             out.insert(0, TopicMapping(DROP_LEDGER_TOPIC, self.drop_ledger_upstream, None,
                                        self.default_replication_factor))
         upstream = [m.upstream for m in out]
-        for name in upstream:
+        for name in dict.fromkeys(upstream):
             if upstream.count(name) > 1:
-                raise UplinkConfigError("topics", "each local topic mapped to its own upstream topic",
-                                        name)
-        if not out:
-            raise UplinkConfigError("topics", "at least one local topic to replicate", raw)
+                problems.bad("topics", "each local topic mapped to its own upstream topic", name)
         return tuple(out)
 
-    def _check_security(self) -> None:
+    def _check_security(self, problems: Problems) -> None:
         # Credentials and key files are strings, checked before anything uses them: a
         # password of 12345 or ["..."] passed `edge config check` and then failed in
         # aiokafka at every connect. The error shows the kind, never the value.
+        bad = False
         for key, env in (("sasl_username", f" (or ${ENV_SASL_USERNAME})"),
                          ("sasl_password", f" (or ${ENV_SASL_PASSWORD})"),
                          ("ssl_key_password", ""), ("ssl_cafile", ""), ("ssl_certfile", ""),
                          ("ssl_keyfile", "")):
             value = getattr(self, key)
             if value is not None and not isinstance(value, str):
-                raise UplinkConfigError(key, f"a string{env}", value)
+                problems.bad(key, f"a string{env}", value)
+                bad = True
         if self.security_protocol not in SECURITY_PROTOCOLS:
-            raise UplinkConfigError("security_protocol", ", ".join(SECURITY_PROTOCOLS),
-                                    self.security_protocol)
+            problems.bad("security_protocol", ", ".join(SECURITY_PROTOCOLS), self.security_protocol)
+            return
+        if bad:
+            return
         if self.security_protocol.startswith("SASL"):
             if self.sasl_mechanism not in SASL_MECHANISMS:
-                raise UplinkConfigError("sasl_mechanism", ", ".join(SASL_MECHANISMS),
-                                        self.sasl_mechanism)
+                problems.bad("sasl_mechanism", ", ".join(SASL_MECHANISMS), self.sasl_mechanism)
             if self.sasl_username is None:
                 object.__setattr__(self, "sasl_username", os.environ.get(ENV_SASL_USERNAME))
             if self.sasl_password is None:
                 object.__setattr__(self, "sasl_password", os.environ.get(ENV_SASL_PASSWORD))
             if not self.sasl_username:
-                raise UplinkConfigError(
-                    "sasl_username", f"a user name (or ${ENV_SASL_USERNAME}) for {self.sasl_mechanism}")
+                problems.bad("sasl_username",
+                             f"a user name (or ${ENV_SASL_USERNAME}) for {self.sasl_mechanism}")
             if not self.sasl_password:
-                raise UplinkConfigError(
-                    "sasl_password", f"a password (or ${ENV_SASL_PASSWORD}) for {self.sasl_mechanism}")
+                problems.bad("sasl_password",
+                             f"a password (or ${ENV_SASL_PASSWORD}) for {self.sasl_mechanism}")
         elif self.sasl_mechanism is not None:
-            raise UplinkConfigError("sasl_mechanism",
-                                    f"nothing with security_protocol {self.security_protocol}",
-                                    self.sasl_mechanism)
+            problems.bad("sasl_mechanism", f"nothing with security_protocol {self.security_protocol}",
+                         self.sasl_mechanism)
         for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
             value = getattr(self, key)
             if value is None:
                 continue
             if self.security_protocol not in ("SSL", "SASL_SSL"):
-                raise UplinkConfigError(
-                    key, f"nothing with security_protocol {self.security_protocol} (TLS is off)",
-                    value)
-            if not os.path.isfile(value):
-                raise UplinkConfigError(key, "the path of a readable PEM file", value)
+                problems.bad(key, f"nothing with security_protocol {self.security_protocol} "
+                             "(TLS is off)", value)
+            elif not os.path.isfile(value):
+                problems.bad(key, "the path of a readable PEM file", value)
         if self.ssl_keyfile is not None and self.ssl_certfile is None:
-            raise UplinkConfigError("ssl_certfile", "the client certificate for ssl_keyfile")
+            problems.bad("ssl_certfile", "the client certificate for ssl_keyfile")
 
     @property
     def exactly_once(self) -> bool:

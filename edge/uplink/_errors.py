@@ -48,3 +48,10 @@ class UplinkConfigError(ConfigError):
 
     def __init__(self, key: str, expected: str, got: object = ConfigProblem._MISSING) -> None:
         super().__init__(ConfigProblem("uplink", key, expected, got))
+
+    @classmethod
+    def of(cls, problems: list[ConfigProblem]) -> UplinkConfigError:
+        """One error for several problems: ``key``, ``got`` are the first's, ``errors`` all."""
+        error = cls.__new__(cls)
+        ConfigError.__init__(error, problems)
+        return error

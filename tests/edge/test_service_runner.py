@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from devices import Backoff
-from edge._config import DeviceConfig
+from edge._devices import SerialDevice
 from edge._metrics import Metrics
 from edge._runner import DeviceRunner
 
@@ -37,8 +37,8 @@ class FlakyWriter:
         return dead
 
 
-def device(name: str, port: str) -> DeviceConfig:
-    return DeviceConfig(name=name, kind="temperature", transport="serial", codec="text",
+def device(name: str, port: str) -> SerialDevice:
+    return SerialDevice(name=name, kind="temperature", codec="text",
                         topic="temperature", port=port, device_id=name)
 
 
@@ -80,7 +80,7 @@ async def test_failing_device_is_restarted_and_never_stops_the_others(pty_device
 
 
 def test_every_transport_the_config_accepts_has_an_adapter_builder() -> None:
-    from edge._config import TRANSPORTS
+    from edge._devices import DEVICE_TYPES
     from edge._runner import ADAPTERS
 
-    assert set(ADAPTERS) == set(TRANSPORTS)
+    assert set(ADAPTERS) == set(DEVICE_TYPES)

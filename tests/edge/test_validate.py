@@ -50,7 +50,7 @@ def test_config_ranges_and_earliest_time(tmp_path: Path):
     cfg = config_from_dict(config(tmp_path, ranges={"temperature_c": [-55, 125]},
                                   earliest_time=dt.date(1990, 1, 1)))
     d = cfg.devices[0]
-    assert d.ranges == {"temperature_c": (-55, 125)} and d.earliest_time_ms == 631_152_000_000
+    assert d.ranges == {"temperature_c": (-55, 125)} and d.earliest_time == 631_152_000_000
     with pytest.raises(ConfigError) as info:
         config_from_dict(config(tmp_path, ranges={"temprature_c": [0, 1], "humidity_pct": [5, 1]},
                                 earliest_time=dt.datetime(1990, 1, 1)))
