@@ -203,3 +203,16 @@ def test_a_new_data_dir_survives_a_cut_after_its_first_acknowledged_record(lazyf
     acked = Acked()
     acked.add([line.strip(), *lines])
     assert _check(data_dir, acked, "after the first record") == 1
+
+
+def test_a_log_is_made_where_directories_cannot_be_fsynced(tmp_path: Path) -> None:
+    # The directory fsyncs above are the log's own; where a filesystem refuses them (EINVAL),
+    # SQLite carries on, and so must the log rather than refuse to start.
+    fs = LazyFs(tmp_path / "fs", dir_fsync_einval=True)
+    try:
+        fs.mount()
+        data_dir = fs.mountpoint / "var" / "edge"
+        with KafkaProducer(data_dir=data_dir) as producer:
+            assert producer.send("t", b"x").get(10).offset == 0
+    finally:
+        fs.stop()
