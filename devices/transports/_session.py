@@ -66,7 +66,13 @@ class SessionFile:
         """Make ``epoch`` durable (write, fsync, rename, fsync the directory); raises OSError."""
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        directory = self.path.parent
+        if not directory.is_dir():
+            directory.mkdir(parents=True, exist_ok=True)
+            # The new directory's own name is durable only once its parent is fsynced: without
+            # this a power cut took every session file, and the resumed sessions' redeliveries
+            # were written again under new epochs.
+            _fsync_dir(directory.parent)
         tmp = self.path.with_suffix(".tmp")
         body = json.dumps({"broker": self.broker, "client_id": self.client_id, "epoch": epoch})
         with open(tmp, "w", encoding="utf-8") as f:
@@ -74,8 +80,12 @@ class SessionFile:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
-        fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync_dir(directory)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

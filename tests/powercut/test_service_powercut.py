@@ -8,9 +8,10 @@ persistent MQTT sessions: Mosquitto redelivers what it never saw
 acknowledged, and never what was PUBACKed.  So if every reading the
 simulator sent is in the log in the end, nothing the service PUBACKed before
 the cut was lost; Mosquitto's debug log says how many PUBACKs that was.
-Copies are allowed (at least once: a reading durable but not yet PUBACKed
-comes again); offsets must run without a gap and the database must pass
-SQLite's integrity check.
+And none is there twice: a reading durable but not yet PUBACKed comes again
+and must be recognised (its session's epoch file must have survived the cut
+too); offsets must run without a gap and the database must pass SQLite's
+integrity check.
 """
 
 from __future__ import annotations
@@ -148,8 +149,14 @@ def _run(tmp_path: Path, lazyfs: LazyFs, mosq: Mosquitto, rng: random.Random, ke
     finally:
         conn.close()
     for _, topic, _ in CONVENTIONS:
+        records = read_topic(data_dir, topic)
+        # Exactly once: what was durable but not yet PUBACKed comes again and is recognised
+        # by its delivery identity, which needs the session's epoch to have survived too.
+        copies = collections.Counter(_identity(r.key.decode(), topic, json.loads(r.value))
+                                     for r in records) - expected[topic]
+        assert not copies, f"{topic}: {sum(copies.values())} readings written twice, e.g. {list(copies)[:3]}"
         by_partition = collections.defaultdict(list)
-        for r in read_topic(data_dir, topic):
+        for r in records:
             by_partition[r.partition].append(r.offset)
         for p, offs in by_partition.items():
             assert offs == list(range(len(offs))), f"{topic}/{p}: offsets have a gap"
