@@ -16,11 +16,6 @@ TOP = Path(__file__).resolve().parents[2]
 PAGES = [TOP / "README.md", *sorted((TOP / "docs").glob("*.md"))]
 README_MAX_LINES = 200  # STYLE.md: the README stays a README; the rest goes to docs/
 
-# Written by another branch and linked before it lands (the configuration reference is
-# generated from the config schema, issue #13). Missing is allowed for these alone; once
-# the file exists, its links and headings are checked like any other.
-PENDING = {TOP / "docs" / "configuration.md"}
-
 # [text](target) and [text](target "title"), not images' data or code spans' brackets.
 LINK = re.compile(r"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 FENCE = re.compile(r"^(```|~~~)")
@@ -74,8 +69,7 @@ def test_relative_links_resolve(page: Path) -> None:
         path, _, anchor = target.partition("#")
         dest = (page.parent / path).resolve() if path else page
         if not dest.exists():
-            if dest not in PENDING:
-                broken.append(f"line {lineno}: {target}: no such file")
+            broken.append(f"line {lineno}: {target}: no such file")
             continue
         if anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
             broken.append(f"line {lineno}: {target}: {dest.name} has no heading #{anchor}")
