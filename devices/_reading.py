@@ -1,7 +1,7 @@
 """The common data model: what every codec produces and every encoder takes.
 
 A ``Reading`` is one measurement of one device, already in the units the
-event log uses (DESIGN.md "Events"): degrees for lat/lon, m/s, metres, °C,
+event log uses (docs/design.md, "Events"): degrees for lat/lon, m/s, metres, °C,
 mmHg, beats/min. The device's own fields are kept under standard names, and
 where a device sent another unit the original unit (and value) is kept too,
 e.g. ``"unit_original": "kPa"``.

@@ -1,6 +1,6 @@
 """Unit normalisation: readings into the units of the event log (°C, mmHg, m/s, metres).
 
-The codecs already normalise what they decode (DESIGN.md "Events"), so this
+The codecs already normalise what they decode (docs/design.md, "Events"), so this
 step is for what they cannot know: a generic MQTT JSON mapping that yields
 ``speed_kmh`` or ``alt_ft``, a vendor field in °F, a console producer.
 
