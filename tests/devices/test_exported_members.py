@@ -14,6 +14,7 @@ def test_all_is_sorted_and_unique():
 
 def test_codec_api_is_exported():
     expected = {
+        "Arrival",
         "CODECS",
         "CONVENTIONS",
         "Codec",
@@ -24,6 +25,7 @@ def test_codec_api_is_exported():
         "NmeaFixAssembler",
         "Reading",
         "SpecialValue",
+        "TimeSource",
         "decode_blood_pressure",
         "encode_blood_pressure",
         "encode_fix",
