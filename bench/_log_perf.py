@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from broker import KafkaAdminClient, KafkaProducer, NewTopic  # noqa: E402
+from broker import KafkaAdminClient, KafkaProducer, NewTopic
 
 TOPIC = "perf"
 

@@ -180,7 +180,7 @@ def load_chaos(path: Path, origin: Path | None = None) -> Chaos:
         from tests.chaos.checker import format_table
 
         table_md = format_table(result)
-    except Exception:  # noqa: BLE001 - any failure: fall back to a plain rendering
+    except Exception:  # any failure: fall back to a plain rendering
         table_md = _plain_chaos_table(result)
     when = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return Chaos(table_md=table_md, source=f"`{origin or path}`, written {when}",

@@ -28,16 +28,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from devices.adapters import MqttAdapter, SerialAdapter  # noqa: E402
-from devices.codecs import CODECS, CONVENTIONS  # noqa: E402
-from devices.transports import (  # noqa: E402
+from devices.adapters import MqttAdapter, SerialAdapter
+from devices.codecs import CODECS, CONVENTIONS
+from devices.transports import (
     ConnectionState,
     MqttConfig,
     MqttTransport,
     SerialConfig,
     SerialTransport,
 )
-from tests.fixtures.mosquitto import Mosquitto  # noqa: E402
+from tests.fixtures.mosquitto import Mosquitto
 
 LINE = b"21.53\n"
 

@@ -64,7 +64,7 @@ class BrokerWriter:
     def send(self, i: int) -> None:
         self.p.send("bench", VALUES[i % 1000], key=KEYS[i % DEVICES]).get()
 
-    def send_async(self, i: int, done) -> None:  # noqa: ANN001
+    def send_async(self, i: int, done) -> None:
         self.p.send("bench", VALUES[i % 1000], key=KEYS[i % DEVICES]).add_callback(lambda _m: done())
 
     def batch(self, n: int) -> None:

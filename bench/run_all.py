@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                                    kafka_dir=args.kafka_dir)
         try:
             res.tables.append(_part_log.run(plan, args.runs, progress))
-        except Exception:  # noqa: BLE001 - reported on the page; the other parts still run
+        except Exception:  # reported on the page; the other parts still run
             res.errors["log"] = traceback.format_exc()
             progress("log part FAILED; see the page")
 
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                                              args.parts & {"uplink", "drain"}, progress)
             res.tables.append(table)
             raw["drains"] = [d.__dict__ for d in drains]
-        except Exception:  # noqa: BLE001
+        except Exception:
             res.errors["uplink"] = traceback.format_exc()
             progress("uplink part FAILED; see the page")
 
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             table, appliance_rows = _part_appliance.run(plan, args.runs, progress)
             res.tables.append(table)
             raw["appliance_rows"] = appliance_rows
-        except Exception:  # noqa: BLE001
+        except Exception:
             res.errors["appliance"] = traceback.format_exc()
             progress("appliance part FAILED; see the page")
 
@@ -269,22 +269,22 @@ def main(argv: list[str] | None = None) -> int:
         try:
             res.tables.append(_part_streams.run(
                 dataclasses.replace(plans["streams"], tmp=args.tmp), args.runs, progress))
-        except Exception:  # noqa: BLE001
+        except Exception:
             res.errors["streams"] = traceback.format_exc()
             progress("streams part FAILED; see the page")
 
     try:
         _plots(res, out, drains, appliance_rows)
-    except Exception:  # noqa: BLE001 - the tables are worth writing without the plots
+    except Exception:  # the tables are worth writing without the plots
         res.errors["plots"] = traceback.format_exc()
     try:
         _chaos(args, res, progress)
-    except Exception:  # noqa: BLE001
+    except Exception:
         res.errors["chaos soak"] = traceback.format_exc()
     try:
         _soak(args, res)
         _soak_plots(res, out)
-    except Exception:  # noqa: BLE001
+    except Exception:
         res.errors["soak plots"] = traceback.format_exc()
     res.finished = dt.datetime.now(dt.UTC)
 

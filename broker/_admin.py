@@ -135,12 +135,12 @@ class KafkaAdminClient:
         self._log = open_log(data_dir, log_config, kafka_options, "KafkaAdminClient")
         self._closed = False
 
-    def _conn(self):  # noqa: ANN202 - sqlite3.Connection
+    def _conn(self):  # sqlite3.Connection
         if self._closed:
             raise ClosedError("this KafkaAdminClient was closed")
         return self._log.reader()
 
-    def _write(self, what: str):  # noqa: ANN202 - context manager
+    def _write(self, what: str):  # context manager
         return _Write(self, what)
 
     # -- topics -------------------------------------------------------------------------------
@@ -534,13 +534,13 @@ class _Write:
         self._log = admin._log
         self._tx = transaction(self._conn)
 
-    def __enter__(self):  # noqa: ANN204
+    def __enter__(self):
         try:
             return self._tx.__enter__()
         except Exception as exc:
             raise translate(exc, self._what) from exc
 
-    def __exit__(self, et, ev, tb):  # noqa: ANN001, ANN204
+    def __exit__(self, et, ev, tb):
         try:
             self._tx.__exit__(et, ev, tb)
         except Exception as exc:

@@ -258,7 +258,7 @@ class Log:
                 self._next_retention = self.clock.monotonic_ms() + int(self.config.retention_check_interval_s * 1000)
                 try:
                     self.run_retention()
-                except Exception:  # noqa: BLE001 - a dead writer would leave every later send hanging
+                except Exception:  # a dead writer would leave every later send hanging
                     log.exception("retention pass failed")
 
     def _commit(self, batch: list[Pending], rnd: _Round) -> None:
@@ -275,7 +275,7 @@ class Log:
                                     "find the record the log refuses", len(todo), type(exc).__name__, exc)
                         self._isolate(todo)
                         todo = []
-        except BaseException as exc:  # noqa: BLE001 - every failure must reach the futures
+        except BaseException as exc:  # every failure must reach the futures
             err = _record_error(exc) if isinstance(exc, _RECORD_ERRORS) and len(todo) == 1 else \
                 translate(exc, f"appending to {self.config.data_dir}")
             if not isinstance(exc, BrokerError):

@@ -66,7 +66,7 @@ class Completions:
                         on_failed(outcome)
                     else:
                         on_durable()
-                except Exception:  # noqa: BLE001 - bookkeeping must not lose the outcome
+                except Exception:  # bookkeeping must not lose the outcome
                     log.exception("bookkeeping after a write failed")
                 if waiter.done():
                     continue
@@ -79,6 +79,6 @@ class Completions:
             for flush in flushes.values():
                 try:
                     flush()
-                except Exception:  # noqa: BLE001 - a counter must not stop the others
+                except Exception:  # a counter must not stop the others
                     log.exception("counting written events failed")
 

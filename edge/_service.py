@@ -246,7 +246,7 @@ class Service:
                 for s in ClockStatus:
                     m.clock_status.labels(s.value).set(1 if s is status else 0)
                 self.log_ok = True
-            except Exception as exc:  # noqa: BLE001 - reported in /health, then retried
+            except Exception as exc:  # reported in /health, then retried
                 if self.log_ok:
                     log.error("log: cannot describe the log: %s", exc)
                 self.log_ok = False

@@ -30,8 +30,8 @@ def fetch_health(address: str, timeout: float = 3.0, token: str | None = None) -
     url = f"http://{address}/health"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        request = urllib.request.Request(url, headers=headers)  # noqa: S310 - our own URL
-        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310
+        request = urllib.request.Request(url, headers=headers)  # our own URL
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         if exc.code == 503:

@@ -63,7 +63,7 @@ def guard_decode(codec: str, raw_arg: int = 0) -> Callable[[F], F]:
                 return fn(*args, **kwargs)
             except DecodeError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - translating is the point
+            except Exception as exc:  # translating is the point
                 raw = _find_raw(args, raw_arg)
                 raise DecodeError(raw, f"unexpected {type(exc).__name__}: {exc}", codec) from exc
 

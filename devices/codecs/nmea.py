@@ -187,7 +187,7 @@ class NmeaFixAssembler:
             return self._finish()
         except DecodeError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the last line, as guard_decode is for decode()
+        except Exception as exc:  # the last line, as guard_decode is for decode()
             raise DecodeError(b"", f"the last fix cannot be finished: unexpected "
                               f"{type(exc).__name__}: {exc}", NMEA_SCHEMA) from exc
 

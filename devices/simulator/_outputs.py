@@ -216,7 +216,7 @@ class StreamOutput:
 
     def __init__(self, path: str) -> None:
         self._own = path != "-"
-        self.stream: BinaryIO = open(path, "wb") if self._own else sys.stdout.buffer  # noqa: SIM115
+        self.stream: BinaryIO = open(path, "wb") if self._own else sys.stdout.buffer
 
     def write(self, data: bytes) -> None:
         """Write and flush (a reader on the other end of a pipe sees frames at once)."""

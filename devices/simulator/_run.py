@@ -143,9 +143,9 @@ class Simulator:
         """Create the outputs (ptys are announced, then wait for readers if so configured)."""
         cfg = self.cfg
         if cfg.truth:
-            self._truth = open(cfg.truth, "w", encoding="utf-8")  # noqa: SIM115
+            self._truth = open(cfg.truth, "w", encoding="utf-8")
         if cfg.acks:
-            self._acks = open(cfg.acks, "w", encoding="utf-8")  # noqa: SIM115
+            self._acks = open(cfg.acks, "w", encoding="utf-8")
         for m in self.fleet:
             if cfg.output == "mqtt":
                 self._encoders[m.device_id] = CONVENTIONS[cfg.conventions[_kind(m)]]()

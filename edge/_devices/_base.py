@@ -102,7 +102,7 @@ class DeviceConfig:
                 # Try the options now: a typo fails `config check`, not `run`.
                 try:
                     out["_codec"] = cls.codecs[out["codec"]](**out["codec_options"])
-                except Exception as exc:  # noqa: BLE001 - any refusal is a config mistake
+                except Exception as exc:  # any refusal is a config mistake
                     problems.bad(path.rpartition(".")[0] + ".codec_options",
                                  f"options that {out['codec']} accepts ({exc})", out["codec_options"])
             if "topic" not in raw:

@@ -253,13 +253,13 @@ def _try_build(cfg: TopologyConfig, p: str, bad: Any) -> Topology | None:
     if cfg.module is not None:
         try:
             _resolve(cfg.module)
-        except Exception as exc:  # noqa: BLE001 - any failure to import is the config's problem
+        except Exception as exc:  # any failure to import is the config's problem
             bad(f"{p}.module", '"package.module:function" naming an importable function '
                 f"({type(exc).__name__}: {exc})", cfg.module)
             return None
         try:
             return build_topology(cfg)
-        except Exception as exc:  # noqa: BLE001 - the user's function refused its params
+        except Exception as exc:  # the user's function refused its params
             bad(f"{p}.params" if cfg.params else f"{p}.module", "a function that builds a "
                 f"Topology from these params ({type(exc).__name__}: {exc})",
                 dict(cfg.params) if cfg.params else cfg.module)

@@ -260,7 +260,7 @@ class StreamsRunner:
                     out = fn(rec)
                     if not isinstance(out, Record):
                         raise TypeError(f"map must return a Record, got {type(out).__name__}")
-                except Exception as exc:  # noqa: BLE001 - a processor bug goes to the dead letters
+                except Exception as exc:  # a processor bug goes to the dead letters
                     fail(rec, exc)
                     return
                 forward(out)
@@ -271,7 +271,7 @@ class StreamsRunner:
             def filter_(rec: Record) -> None:
                 try:
                     keep = pred(rec)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     fail(rec, exc)
                     return
                 if keep:
@@ -286,7 +286,7 @@ class StreamsRunner:
                     for out in outs:
                         if not isinstance(out, Record):
                             raise TypeError(f"flat_map must yield Records, got {type(out).__name__}")
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     fail(rec, exc)
                     return
                 for out in outs:
@@ -300,7 +300,7 @@ class StreamsRunner:
                     key = fn(rec)
                     if key is not None and type(key) is not bytes:
                         raise TypeError(f"select_key must return bytes or None, got {type(key).__name__}")
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     fail(rec, exc)
                     return
                 forward(Record(key, rec.value, rec.timestamp_ms, rec.headers))
@@ -315,7 +315,7 @@ class StreamsRunner:
                         if pred(rec):
                             target = kid
                             break
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     fail(rec, exc)
                     return
                 if target is not None:
@@ -351,7 +351,7 @@ class StreamsRunner:
                     if not isinstance(out, Record):
                         raise TypeError(f"KeyedStep.apply must emit Records, got {type(out).__name__}")
                 new_raw = None if new_state is None else _dumps(new_state).encode()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 fail(rec, exc)
                 return
             if new_raw is None:
@@ -406,7 +406,7 @@ class StreamsRunner:
                 try:
                     try:
                         result = agg.result(acc)
-                    except Exception as exc:  # noqa: BLE001
+                    except Exception as exc:
                         fail(Record(text_key(key), {"start": start, "end": end, "aggregate": acc},
                                     max_ts), exc)
                         continue
@@ -440,7 +440,7 @@ class StreamsRunner:
                     if custom:
                         _dumps(acc)
                     updates.append((pk, entry, acc))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 fail(rec, exc)
                 return
             src = ctx.src.decode()
@@ -470,7 +470,7 @@ class StreamsRunner:
             task = ctx.task
             try:
                 ident = _dumps_sorted(id_fn(rec))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 fail(rec, exc)
                 return
             pk = (task, key_text(rec.key), ident)
@@ -715,7 +715,7 @@ class StreamsRunner:
         def work() -> None:
             try:
                 self._loop()
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            except BaseException as exc:  # handed to the awaiting task
                 loop.call_soon_threadsafe(settle, exc)
             else:
                 loop.call_soon_threadsafe(settle, None)
@@ -868,7 +868,7 @@ def _guarded(fn: Forward, fail: Callable[[Record, BaseException], None]) -> Forw
     def guarded(rec: Record) -> None:
         try:
             fn(rec)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             fail(rec, exc)
     return guarded
 

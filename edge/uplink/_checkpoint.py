@@ -88,7 +88,7 @@ async def refresh_interval_s(admin: AIOKafkaAdminClient) -> float:
                         minutes = float(entry[1])
                         return max(1.0, min(MAX_REFRESH_S,
                                             minutes * 60 / REFRESHES_PER_RETENTION))
-    except Exception as exc:  # noqa: BLE001 - an ACL or an old broker: fall back, say so
+    except Exception as exc:  # an ACL or an old broker: fall back, say so
         log.info("uplink: cannot read the cluster's %s (%r); checkpoints are rewritten every"
                  " %.0f s", key, exc, MAX_REFRESH_S)
     return MAX_REFRESH_S

@@ -98,7 +98,7 @@ async def diagnose_connect(config: UplinkConfig, options: dict[str, Any]) -> str
             # Connected is not served: a SASL listener spoken to in PLAINTEXT, or a KRaft
             # controller port, accepts the connection and fails the first real request.
             await conn.send(MetadataRequest([]))
-    except BaseException as exc:  # noqa: BLE001 - any failure is what we want to describe
+    except BaseException as exc:  # any failure is what we want to describe
         if isinstance(exc, asyncio.CancelledError) and asyncio.current_task().cancelling():
             raise
         text = explain(_cause(exc), config, where, after_connect=conn is not None)

@@ -168,7 +168,7 @@ class FenceLease:
         if producer is not None:
             try:
                 await asyncio.wait_for(producer.stop(), 5)
-            except Exception as exc:  # noqa: BLE001 - closing a broken producer
+            except Exception as exc:  # closing a broken producer
                 log.debug("closing the fencing producer: %r", exc)
 
     async def _beat(self) -> None:

@@ -920,7 +920,7 @@ async def _abandon(producer: AIOKafkaProducer) -> None:
     await producer.client.close()
     try:
         await asyncio.wait_for(closing, _ABANDON_GRACE_S)
-    except Exception as exc:  # noqa: BLE001 - a sender that failed: nothing left to save
+    except Exception as exc:  # a sender that failed: nothing left to save
         log.debug("closing the producer's sender: %r", exc)
     # A fenced or failed transaction leaves its error on the transaction manager's waiter,
     # which only commit or abort would read: seen here, else asyncio prints "Future

@@ -37,7 +37,7 @@ def _disk(admin: KafkaAdminClient) -> int:
     return admin.describe_log()["disk_bytes"]
 
 
-def _until_dropped(admin: KafkaAdminClient, send, limit: int = 500) -> int:  # noqa: ANN001
+def _until_dropped(admin: KafkaAdminClient, send, limit: int = 500) -> int:
     """Call ``send(i)`` until the log has dropped something; return how many were sent."""
     for i in range(limit):
         send(i)

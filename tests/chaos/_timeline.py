@@ -65,7 +65,7 @@ class ProcessSampler:
             if self._extra is not None:
                 try:
                     sample.update(self._extra())
-                except Exception as exc:  # noqa: BLE001 - a sample is never worth the soak
+                except Exception as exc:  # a sample is never worth the soak
                     sample["extra_error"] = repr(exc)
             self.samples.append(sample)
 

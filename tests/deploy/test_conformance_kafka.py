@@ -10,6 +10,7 @@ import kafka
 import pytest
 from kafka.structs import OffsetAndMetadata
 
+from deploy.kafka import KafkaCluster
 from tests.broker.conformance import *  # noqa: F403 - the shared tests are collected here
 from tests.broker.conformance import KafkaImpl
 
@@ -19,7 +20,7 @@ def _offset_and_metadata(offset: int, metadata: str = "") -> OffsetAndMetadata:
 
 
 @pytest.fixture
-def kafka_impl(kafka_cluster) -> KafkaImpl:  # noqa: ANN001 - deploy.kafka.KafkaCluster
+def kafka_impl(kafka_cluster: KafkaCluster) -> KafkaImpl:
     return KafkaImpl(
         name="Apache Kafka",
         KafkaProducer=lambda **kw: kafka.KafkaProducer(acks="all", linger_ms=0, **kw),
