@@ -48,6 +48,12 @@ from ._transaction_write import write_transaction
 
 log = logging.getLogger("broker")
 
+# How often appends store the log clock in meta.  Storing it in every commit put the meta
+# page in every commit's WAL frames: about a quarter of what a small commit writes to the
+# card (bench/bench_disk_writes.py).  What a restart loses of it is taken back from the
+# newest records (_stored_log_clock); idle running time, up to this much, is not aged.
+CLOCK_PERSIST_INTERVAL_MS = 60_000
+
 _registry: dict[Path, Log] = {}
 _registry_lock = threading.Lock()
 
@@ -105,8 +111,12 @@ class Log:
             self._conn.close()
             raise translate(exc, f"opening {config.data_dir}") from exc
         warn_if_open_to_others(config.data_dir)
-        row = self._conn.execute("SELECT value FROM meta WHERE key='log_clock_ms'").fetchone()
-        self._clock_base = int(row[0]) if row else 0
+        try:
+            self._clock_base = _stored_log_clock(self._conn)
+        except sqlite3.Error as exc:  # the first read of the records: a damaged file shows here
+            self._notifier.close()
+            self._conn.close()
+            raise translate(exc, f"opening {config.data_dir}") from exc
         self._mono_base = self.clock.monotonic_ms()
         self._next_retention = self._mono_base  # first pass soon after start
         self.stats = {"commits": 0, "records": 0, "expired": 0, "dropped": 0, "rejected": 0}
@@ -449,7 +459,7 @@ class Log:
 
     def _insert(self, conn: sqlite3.Connection, records: list[Pending]) -> None:
         """Assign offsets and write ``records``; the caller owns the transaction."""
-        now = self._persist_clock(conn)
+        now = self._persist_clock(conn, min_step_ms=CLOCK_PERSIST_INTERVAL_MS)
         next_off: dict[tuple[str, int], list[int]] = {}
         for topic in {p.topic for p in records}:
             for part, nxt in conn.execute("SELECT partition, next_offset FROM partitions WHERE topic=?", (topic,)):
@@ -477,7 +487,7 @@ class Log:
 
         Called in every write transaction (appends and retention passes), so a
         box that runs for days without new records still ages its backlog.
-        ``min_step_ms`` spares an idle SD card a write on every retention pass.
+        ``min_step_ms``: write it only if it moved that much since it was stored.
         """
         now = self.log_now()
         stored = conn.execute("SELECT value FROM meta WHERE key='log_clock_ms'").fetchone()[0]
@@ -532,7 +542,7 @@ class Log:
         """Apply age and size retention now; returns counts of what was removed."""
         try:
             with self._conn_lock, transaction(self._conn):
-                self._persist_clock(self._conn, min_step_ms=60_000)
+                self._persist_clock(self._conn, min_step_ms=CLOCK_PERSIST_INTERVAL_MS)
                 removed = _retention.apply_retention(self, self._conn)
         except BrokerError as exc:
             log.warning("retention pass failed: %s", exc)
@@ -543,6 +553,22 @@ class Log:
         if removed:
             self._notifier.notify()
         return removed
+
+
+def _stored_log_clock(conn: sqlite3.Connection) -> int:
+    """The log clock as the last run left it: meta's, or the newest record's if that is later.
+
+    meta.log_clock_ms is written at most every CLOCK_PERSIST_INTERVAL_MS, so a run that
+    ended in between appended records stamped later than it; the clock must not go back
+    behind them.  The newest record of each partition is its last offset (a key lookup).
+    """
+    row = conn.execute("SELECT value FROM meta WHERE key='log_clock_ms'").fetchone()
+    stored = int(row[0]) if row else 0
+    newest = conn.execute(
+        "SELECT max(r.log_time) FROM partitions p JOIN records r"
+        " ON r.topic = p.topic AND r.partition = p.partition AND r.offset = p.next_offset - 1"
+    ).fetchone()[0]
+    return max(stored, newest or 0)
 
 
 def _is_disk_full(exc: sqlite3.OperationalError) -> bool:

@@ -283,3 +283,26 @@ def test_the_admin_used_by_retention_is_closed_cleanly(cfg: LogConfig) -> None:
     admin.close()  # safe twice
     with pytest.raises(broker.ClosedError):
         admin.run_retention()
+
+
+def test_the_log_clock_never_goes_back_behind_its_records(tmp_path: Path) -> None:
+    # Appends store the log clock at most once a minute (a page less in every commit);
+    # a run that ended in between stamped records later than what meta holds, and the
+    # next run's clock starts from the newest of them.
+    path = tmp_path / "log"
+    clock1 = ManualClock(monotonic_ms=0)
+    with clients(_cfg(path, clock1)) as (admin, producer):
+        create(admin, "t", retention_ms=HOUR_MS)
+        producer.send("t", b"a").get(10)
+        clock1.advance(30)
+        producer.send("t", b"b").get(10)
+        assert admin.describe_log()["log_clock_ms"] < 30_000  # not stored: under a minute on
+    clock2 = ManualClock(wall_ms=0, monotonic_ms=7)
+    with clients(_cfg(path, clock2)) as (admin, producer):
+        assert producer._log.log_now() >= 30_000
+        # Two sends: the writer's first retention pass, after its first commit, is over.
+        producer.send("t", b"c").get(10)
+        producer.send("t", b"d").get(10)
+        clock2.advance(3600 - 30 + 1)  # "a" is an hour and a second old; "b" not yet an hour
+        assert admin.run_retention() == {"t": 1}
+        assert [r.value for r in read_all(_cfg(path, clock2), "t")] == [b"b", b"c", b"d"]
