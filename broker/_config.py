@@ -45,6 +45,10 @@ INTERNAL_TOPICS = frozenset({DROP_LEDGER_TOPIC})
 # 10,000 is far beyond what one box's devices need and still cheap.
 MAX_PARTITIONS = 10_000
 
+# The longest commit interval: an acknowledgement held longer would outlast the timeouts
+# of the clients waiting for it (an MQTT publisher's, a send().get(timeout=10)).
+MAX_COMMIT_INTERVAL_MS = 5_000
+
 #: The smallest disk quota a log accepts (see ``_disk``).
 MIN_QUOTA_BYTES = min_quota()
 
@@ -141,7 +145,17 @@ class LogConfig:
 
     ``quota_bytes``: the most the log's files may take on disk, its database
     (free pages included), WAL and drop ledger (None: no quota; at least
-    ``MIN_QUOTA_BYTES``).  Reaching it triggers ``full_policy``.  Times are in seconds.
+    ``MIN_QUOTA_BYTES``).  Reaching it triggers ``full_policy``.  Times are in seconds,
+    but ``commit_interval_ms``.
+
+    ``commit_interval_ms``: how long appends may wait for more to share their commit
+    (0: commit at once, as Kafka's ``linger.ms=0``).  Each commit writes a few pages to
+    the WAL whatever it carries (about 16 KB on the card), so at a few records a second
+    an interval divides what the card wears by the records per commit.  A send is still
+    acknowledged only once its commit is durable: the interval delays acknowledgements
+    (by at most the interval; at once when ``EARLY_COMMIT_RECORDS`` wait, or on
+    ``flush()``), it never acknowledges anything a power cut could take.  What a power
+    cut can take are records not yet acknowledged, as without an interval.
     """
 
     data_dir: Path
@@ -153,6 +167,7 @@ class LogConfig:
     auto_create_topics: bool = True
     retention_check_interval_s: float = 5.0
     busy_timeout_s: float = 10.0
+    commit_interval_ms: int = 0
     clock: Clock = field(default_factory=SystemClock, compare=False)
 
     def __post_init__(self) -> None:
@@ -186,6 +201,9 @@ class LogConfig:
             raise ConfigError(f"default_topic_config: expected a TopicConfig, got {self.default_topic_config!r}")
         if type(self.auto_create_topics) is not bool:
             raise ConfigError(f"auto_create_topics: expected True or False, got {self.auto_create_topics!r}")
+        if not is_int(self.commit_interval_ms) or not 0 <= self.commit_interval_ms <= MAX_COMMIT_INTERVAL_MS:
+            raise ConfigError(f"commit_interval_ms: expected an integer from 0 to {MAX_COMMIT_INTERVAL_MS}, "
+                              f"got {self.commit_interval_ms!r}")
         for name in ("retention_check_interval_s", "busy_timeout_s"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < 1e10:  # finite: it becomes integer ms

@@ -16,6 +16,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,12 @@ log = logging.getLogger("broker")
 # card (bench/bench_disk_writes.py).  What a restart loses of it is taken back from the
 # newest records (_stored_log_clock); idle running time, up to this much, is not aged.
 CLOCK_PERSIST_INTERVAL_MS = 60_000
+
+# With a commit interval, a commit starts at once when this many records wait, whatever
+# the interval: an MQTT QoS 1 delivery is PUBACKed only after its commit, and Mosquitto
+# sends a client at most max_inflight_messages (20 by default) unacknowledged messages,
+# so holding more than that would stall the publisher until the interval ran out.
+EARLY_COMMIT_RECORDS = 16
 
 _registry: dict[Path, Log] = {}
 _registry_lock = threading.Lock()
@@ -101,6 +108,9 @@ class Log:
         self._inflight: _Round | None = None  # the round the writer is committing now
         self._conn_lock = threading.Lock()  # the writer connection, shared with run_retention callers
         self._closing = False
+        self._linger_s = config.commit_interval_ms / 1000
+        self._first_pending = 0.0  # time.monotonic() when the oldest pending record came
+        self._flush_now = False  # flush() asked: commit without waiting out the interval
         self._writer: threading.Thread | None = None
         self._rr: dict[str, int] = {}
         self._readers = threading.local()
@@ -224,7 +234,11 @@ class Log:
                 raise ClosedError("the log is closed; open a new producer")
             fut = FutureRecordMetadata(self._round, topic, partition, ts, ksize, vsize, hsize)
             self._pending.append(Pending(topic, partition, key, value, hdr, ts, size, fut))
-            if len(self._pending) == 1:
+            n = len(self._pending)
+            if n == 1:
+                self._first_pending = time.monotonic()
+                self._lock.notify()
+            elif n == EARLY_COMMIT_RECORDS and self._linger_s:
                 self._lock.notify()
             if self._writer is None:
                 self._start_writer()
@@ -238,6 +252,9 @@ class Log:
         # Rounds commit in order, so the newest one covers everything before it.
         with self._lock:
             rnd = self._round if self._pending else self._inflight
+            if self._pending and self._linger_s:
+                self._flush_now = True  # as Kafka's flush() makes linger.ms moot
+                self._lock.notify()
         if rnd is not None and not rnd.event.wait(timeout):
             raise KafkaTimeoutError(f"flush did not complete within {timeout} s")
 
@@ -253,6 +270,8 @@ class Log:
                     if wait <= 0:
                         break
                     self._lock.wait(min(wait, 1.0))
+                if self._linger_s:
+                    self._linger()
                 batch, rnd = self._pending, self._round
                 if batch:
                     self._pending, self._round = [], _Round()
@@ -270,6 +289,20 @@ class Log:
                     self.run_retention()
                 except Exception:  # a dead writer would leave every later send hanging
                     log.exception("retention pass failed")
+
+    def _linger(self) -> None:
+        """Hold the pending records until ``commit_interval_ms`` after the oldest came, so that a
+        commit at a low rate carries many records; sooner for flush(), close() or
+        ``EARLY_COMMIT_RECORDS`` waiting.  Called with the lock held; nothing is acknowledged
+        before its commit, so this delays acknowledgements, never weakens them."""
+        deadline = self._first_pending + self._linger_s
+        while (self._pending and not self._closing and not self._flush_now
+               and len(self._pending) < EARLY_COMMIT_RECORDS):
+            left = deadline - time.monotonic()  # real time: it bounds a latency, not the log's ages
+            if left <= 0:
+                break
+            self._lock.wait(left)
+        self._flush_now = False
 
     def _commit(self, batch: list[Pending], rnd: _Round) -> None:
         todo = batch  # what is not committed yet: under a quota a batch may take several transactions

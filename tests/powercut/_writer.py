@@ -13,17 +13,22 @@ outside world, so the log must still hold each of them after the cut.
                                      the state store "eos/count" says OFFSET, all or none
 
 The log is opened after "go", so a cut may fall in its creation too.
+``POWERCUT_COMMIT_INTERVAL_MS`` in the environment opens it with that
+``LogConfig.commit_interval_ms`` (acknowledgements wait for company).
 """
 
 from __future__ import annotations
 
+import os
 import random
 import sys
+from pathlib import Path
 
 from broker import (
     KafkaAdminClient,
     KafkaConsumer,
     KafkaProducer,
+    LogConfig,
     NewTopic,
     TopicAlreadyExistsError,
     TopicPartition,
@@ -47,19 +52,21 @@ def main() -> None:
     rng = random.Random(seed * 1000 + cycle)
     say("ready")
     sys.stdin.readline()  # go
-    with KafkaAdminClient(data_dir=data_dir) as admin:
+    cfg = LogConfig(data_dir=Path(data_dir),
+                    commit_interval_ms=int(os.environ.get("POWERCUT_COMMIT_INTERVAL_MS", "0")))
+    with KafkaAdminClient(log_config=cfg) as admin:
         for name, parts in ((TOPIC, PARTITIONS), (OUT, 1), (f"c{cycle}", 1)):  # one topic made per cycle
             try:
                 admin.create_topics([NewTopic(name, parts, 1)])
             except TopicAlreadyExistsError:
                 pass
             say(f"topic {name}")
-    producer = KafkaProducer(data_dir=data_dir)
-    consumer = KafkaConsumer(data_dir=data_dir, group_id=GROUP, auto_offset_reset="earliest")
+    producer = KafkaProducer(log_config=cfg)
+    consumer = KafkaConsumer(log_config=cfg, group_id=GROUP, auto_offset_reset="earliest")
     tp = TopicPartition(TOPIC, 0)
     consumer.assign([tp])
     eos_tp = TopicPartition(TOPIC, 1)
-    with KafkaConsumer(data_dir=data_dir, group_id=EOS_GROUP) as reader:
+    with KafkaConsumer(log_config=cfg, group_id=EOS_GROUP) as reader:
         eos_at = reader.committed(eos_tp)
     n = 0
     while True:

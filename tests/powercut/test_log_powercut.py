@@ -33,11 +33,11 @@ CUTS_PER_SEED = 4
 LONGEST_RUN_S = 1.5
 
 
-def _start_writer(data_dir: Path, cycle: int, seed: int) -> subprocess.Popen:
+def _start_writer(data_dir: Path, cycle: int, seed: int, commit_interval_ms: int = 0) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.powercut._writer", str(data_dir), str(cycle), str(seed)],
         cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO), "POWERCUT_COMMIT_INTERVAL_MS": str(commit_interval_ms)},
     )
     line = proc.stdout.readline()
     if line != "ready\n":
@@ -138,19 +138,23 @@ def _check(data_dir: Path, acked: Acked, where: str) -> int:
     return len(stored)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_every_acknowledged_record_survives_power_cuts(lazyfs: LazyFs, seed: int) -> None:
+# The last: appends wait up to 200 ms for company (LogConfig.commit_interval_ms), and
+# still nothing is acknowledged before its commit is durable.
+@pytest.mark.parametrize("seed,commit_interval_ms", [(1, 0), (2, 0), (3, 0), (4, 200)])
+def test_every_acknowledged_record_survives_power_cuts(lazyfs: LazyFs, seed: int,
+                                                       commit_interval_ms: int) -> None:
     rng = random.Random(seed)
     data_dir = lazyfs.mountpoint / "var" / "edge"  # made by the log itself, as on a fresh card
     acked = Acked()
     dropped = []
     for cycle in range(CUTS_PER_SEED):
-        proc = _start_writer(data_dir, cycle, seed)
+        proc = _start_writer(data_dir, cycle, seed, commit_interval_ms)
         try:
             proc.stdin.write("go\n")
             proc.stdin.flush()
             # The first cut of a seed falls early, often inside the log's creation.
-            time.sleep(rng.uniform(0, 0.3 if cycle == 0 else LONGEST_RUN_S))
+            # A writer whose sends wait for a commit interval gets through less in that time.
+            time.sleep(rng.uniform(0, 0.3 if cycle == 0 else LONGEST_RUN_S) * (3 if commit_interval_ms else 1))
             # Some cuts are torn: part of what was not synced gets through, in no order.
             lines, lost, err = _power_cut(lazyfs, proc, keep=rng.choice([0.0, 0.0, 0.5, 0.9]),
                                           seed=rng.randint(0, 1 << 30))
