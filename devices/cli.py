@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from importlib import metadata
+from typing import Any
 
 from devices._errors import DeviceError
 from devices.simulator import DEFAULT_CONVENTIONS, Faults, SimConfig, Simulator
@@ -32,7 +33,7 @@ class _Group:
     def __init__(self, group: argparse._ArgumentGroup) -> None:
         self._group = group
 
-    def add(self, *flags: str, **kw):  # type: ignore[no-untyped-def]
+    def add(self, *flags: str, **kw: Any) -> argparse.Action:
         """add_argument with a default from EDGE_SIM_<NAME>, named in the help."""
         dest = kw.get("dest") or flags[-1].lstrip("-").replace("-", "_")
         env = ENV_PREFIX + dest.upper()

@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from devices._errors import DecodeError
 from devices._reading import Arrival, DeadLetter, Reading
@@ -189,8 +189,8 @@ class Adapter(abc.ABC, Generic[T]):
                     return
                 window.append((item, self._submit(item)))
                 if take is not None:
-                    while len(window) < limit and (item := take()) is not None:
-                        window.append((item, self._submit(item)))
+                    while len(window) < limit and (more := take()) is not None:
+                        window.append((more, self._submit(more)))
                 ready.set()
 
         async def acknowledge() -> None:
@@ -324,7 +324,7 @@ class Adapter(abc.ABC, Generic[T]):
                     await drained.wait()
         await self.transport.close()
 
-    async def __aenter__(self):  # type: ignore[no-untyped-def]
+    async def __aenter__(self) -> Self:
         await self.transport.start()
         return self
 

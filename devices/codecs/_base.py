@@ -44,7 +44,8 @@ class Convention(Protocol):
     def encode(self, reading: Reading) -> tuple[str, bytes]: ...
 
 
-F = TypeVar("F", bound=Callable[..., list[Reading]])
+# A decoder returns one reading (a GATT or w1 value) or a list (an MQTT payload).
+F = TypeVar("F", bound=Callable[..., list[Reading] | Reading])
 
 
 def guard_decode(codec: str, raw_arg: int = 0) -> Callable[[F], F]:

@@ -40,7 +40,7 @@ _CRC_LINE = re.compile(rb"^((?:[0-9a-f]{2} ){9}): crc=([0-9a-f]{2}) (YES|NO)$")
 _T_LINE = re.compile(rb"^((?:[0-9a-f]{2} ){9})t=(-?\d+)$")
 
 
-def crc8_maxim(data: bytes) -> int:
+def crc8_maxim(data: bytes | bytearray) -> int:
     """Dallas/Maxim 1-wire CRC-8 (polynomial x^8+x^5+x^4+1, reflected 0x8C)."""
     crc = 0
     for byte in data:

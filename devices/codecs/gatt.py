@@ -21,7 +21,7 @@ import math
 import struct
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from devices._errors import DecodeError, EncodeError
 from devices._reading import Arrival, Reading, SpecialValue
@@ -132,7 +132,9 @@ def _encode_11073(
     m_max = (1 << (mant_bits - 1)) - 1
     e_min, e_max = -(1 << (exp_bits - 1)), (1 << (exp_bits - 1)) - 1
     # The shortest decimal that reads back as this float, so 23.5 -> 235e-1.
-    sign, digits, exponent = Decimal(repr(float(value))).normalize().as_tuple()
+    sign, digits, exp = Decimal(repr(float(value))).normalize().as_tuple()
+    # NaN and the infinities returned above, so the exponent is a number, never 'n'/'N'/'F'.
+    exponent = cast(int, exp)
     mantissa = int("".join(map(str, digits)))
     if exponent < e_min:  # finer than the format resolves: round to e_min
         mantissa = _round_div(mantissa, 10 ** (e_min - exponent))

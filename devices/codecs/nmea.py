@@ -407,13 +407,17 @@ def encode_fix(reading: Reading, talker: str = "GP", corrupt_checksum: bool = Fa
     when = datetime.fromtimestamp(reading.timestamp_ms / 1000, UTC)
     hms = when.strftime("%H%M%S") + f".{when.microsecond // 10000:02d}"
     dmy = when.strftime("%d%m%y")
-    lat, lon = v.get("lat"), v.get("lon")
-    has_pos = _num(lat) is not None and _num(lon) is not None
-    if has_pos and not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise EncodeError(f"NMEA: position {lat}, {lon} is off the globe")
-    pos = _lat(lat) + _lon(lon) if has_pos else ["", "", "", ""]
-    speed, course = v.get("speed_mps"), v.get("course_deg")
-    knots = None if _num(speed) is None else speed / KNOTS_TO_MPS
+    lat, lon = _num(v.get("lat")), _num(v.get("lon"))
+    has_pos = lat is not None and lon is not None
+    pos = ["", "", "", ""]
+    if lat is not None and lon is not None:
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise EncodeError(f"NMEA: position {lat}, {lon} is off the globe")
+        pos = _lat(lat) + _lon(lon)
+    # A speed that is not a number is left out, as knots already was: the
+    # km/h field multiplied whatever it was given.
+    speed, course = _num(v.get("speed_mps")), v.get("course_deg")
+    knots = None if speed is None else speed / KNOTS_TO_MPS
     valid = v.get("valid", has_pos)
     quality = v.get("fix_quality", 1 if has_pos else 0)
     mode = "A" if valid and has_pos else "N"

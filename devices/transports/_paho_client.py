@@ -130,6 +130,13 @@ class BufferedClient(_private.SocketCloseHook, Client):
     packet within one read is sliced and copied out, a bounded cost not counted.)
     """
 
+    # The read buffer, declared here because _drop_buffer() sets it (in __init__ too).
+    _parts: list[bytes]  # a packet's start and the reads after it
+    _have: int  # bytes in _parts
+    _need: int  # the whole packet's size, once its length is known (else 0)
+    _skip: int  # bytes of an oversize PUBLISH still to drop
+    _skipped: tuple[str, bytes, int, int, bool, bool, int] | None  # its notice, sent once dropped
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.on_publish_fast: PublishCallback | None = None
@@ -164,14 +171,15 @@ class BufferedClient(_private.SocketCloseHook, Client):
             return _private.connection_lost(self, rc)
         return _MQTT_ERR_SUCCESS
 
-    def feed(self, data: bytes) -> int:
+    def feed(self, data: bytes) -> paho.MQTTErrorCode:
         """Handle the bytes of one read: what completes a packet, the rest kept; an rc."""
         if self._skip:  # the tail of an oversize PUBLISH: dropped as it comes
             n = min(self._skip, len(data))
             self._skip -= n
             if self._skip:
                 return _MQTT_ERR_SUCCESS
-            rc = self._oversize(*self._skipped)  # type: ignore[misc]
+            assert self._skipped is not None  # set together with _skip
+            rc = self._oversize(*self._skipped)
             self._skipped = None
             data = data[n:]  # what follows it: at most one read
             self.copied_bytes += len(data)
@@ -187,10 +195,10 @@ class BufferedClient(_private.SocketCloseHook, Client):
             self._parts, self._have, self._need = [], 0, 0
         return self._handle_packets(data)
 
-    def _handle_packets(self, buf: bytes) -> int:
+    def _handle_packets(self, buf: bytes) -> paho.MQTTErrorCode:
         """Handle every complete packet in `buf`; keep the incomplete rest."""
         pos, size = 0, len(buf)
-        rc = 0
+        rc = _MQTT_ERR_SUCCESS
         recheck = False  # an oversize PUBLISH whose head is still on the way
         while size - pos >= 2:
             command = buf[pos]
@@ -306,7 +314,7 @@ class BufferedClient(_private.SocketCloseHook, Client):
         return True
 
     def _oversize(self, topic: str, head: bytes, payload_size: int, qos: int, retain: bool,
-                  dup: bool, mid: int) -> int:
+                  dup: bool, mid: int) -> paho.MQTTErrorCode:
         callback = self.on_oversize
         assert callback is not None  # checked before a packet is refused
         _private.log(self, paho.MQTT_LOG_WARNING, "PUBLISH on %s with %d bytes over max_payload %d",
@@ -315,15 +323,16 @@ class BufferedClient(_private.SocketCloseHook, Client):
             callback(topic, head, payload_size, qos, retain, dup, mid)
         return _MQTT_ERR_SUCCESS
 
-    def _handle_one(self, command: int, length: int, packet: bytes | bytearray | memoryview) -> int:
+    def _handle_one(self, command: int, length: int,
+                    packet: bytes | bytearray | memoryview) -> paho.MQTTErrorCode:
         return _private.handle_packet(self, command, length, packet)  # paho's own handlers
 
     def _drop_buffer(self) -> None:
-        self._parts: list[bytes] = []  # a packet's start and the reads after it
-        self._have = 0  # bytes in _parts
-        self._need = 0  # the whole packet's size, once its length is known (else 0)
-        self._skip = 0  # bytes of an oversize PUBLISH still to drop
-        self._skipped: tuple[str, bytes, int, int, bool, bool, int] | None = None
+        self._parts = []
+        self._have = 0
+        self._need = 0
+        self._skip = 0
+        self._skipped = None
 
     def socket_closing(self) -> None:
         # Bytes of a dead connection must never be parsed as the start of the next one.
@@ -333,7 +342,7 @@ class BufferedClient(_private.SocketCloseHook, Client):
         self._drop_buffer()
         return super().reconnect()
 
-    def _publish(self, command: int, packet: bytes | bytearray | memoryview) -> int:
+    def _publish(self, command: int, packet: bytes | bytearray | memoryview) -> paho.MQTTErrorCode:
         callback = self.on_publish_fast
         qos = (command & 0x06) >> 1
         if callback is None or qos == 2 or _private.protocol(self) != paho.MQTTv311:

@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, LogLevel, MQTTErrorCode
 from paho.mqtt.exception import MalformedPacket
 
 __all__ = ["SocketCloseHook", "attach_socket", "callback_lock", "connection_lost",
@@ -30,7 +30,7 @@ __all__ = ["SocketCloseHook", "attach_socket", "callback_lock", "connection_lost
            "socket_of"]
 
 
-def _idle_packet() -> dict[str, Any]:
+def _idle_packet() -> paho._InPacket:
     # paho's reader state between packets, as its _packet_read and reconnect() leave it.
     return {"command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1,
             "remaining_length": 0, "packet": bytearray(b""), "to_process": 0, "pos": 0}
@@ -51,10 +51,10 @@ class SocketCloseHook(paho.Client):
         super()._sock_close()
 
 
-def socket_of(client: paho.Client) -> socket.socket | None:
+def socket_of(client: paho.Client) -> paho.SocketLike | None:
     """The connection's socket (None while not connected); unlike ``client.socket()`` it
     is read without paho's own checks, once per read."""
-    return client._sock  # type: ignore[no-any-return]
+    return client._sock
 
 
 def attach_socket(client: paho.Client, sock: socket.socket | None) -> None:
@@ -65,7 +65,7 @@ def attach_socket(client: paho.Client, sock: socket.socket | None) -> None:
 def recv(client: paho.Client, size: int) -> bytes:
     """Up to `size` bytes from the connection; ``BlockingIOError`` when none are there
     (also TLS's "want read"), ``OSError`` when it broke."""
-    return client._sock_recv(size)  # type: ignore[no-any-return]
+    return client._sock_recv(size)
 
 
 def mark_received(client: paho.Client) -> None:
@@ -74,36 +74,36 @@ def mark_received(client: paho.Client) -> None:
         client._last_bytes_received = paho.time_func()
 
 
-def connection_lost(client: paho.Client, rc: int) -> int:
+def connection_lost(client: paho.Client, rc: MQTTErrorCode) -> MQTTErrorCode:
     """End the connection as paho's own reader does on error `rc`: close the socket, run
     on_disconnect, leave the reconnecting to paho's loop. Returns the rc paho's loop reads."""
-    return client._loop_rc_handle(rc)  # type: ignore[no-any-return]
+    return client._loop_rc_handle(rc)
 
 
-def log(client: paho.Client, level: int, fmt: str, *args: Any) -> None:
+def log(client: paho.Client, level: LogLevel, fmt: str, *args: Any) -> None:
     """Log through paho's own channels (``on_log``, ``enable_logger``)."""
     client._easy_log(level, fmt, *args)
 
 
 def protocol(client: paho.Client) -> int:
     """The MQTT protocol version the client was made with."""
-    return client._protocol  # type: ignore[no-any-return]
+    return client._protocol
 
 
 def callback_lock(client: paho.Client) -> AbstractContextManager[Any]:
     """The lock paho holds while it runs a user callback (``loop_stop`` and
     ``disconnect`` from a callback know by it that they are inside one)."""
-    return client._in_callback_mutex  # type: ignore[no-any-return]
+    return client._in_callback_mutex
 
 
 def handle_packet(client: paho.Client, command: int, length: int,
-                  packet: bytes | bytearray | memoryview) -> int:
+                  packet: bytes | bytearray | memoryview) -> MQTTErrorCode:
     """Hand one whole packet (its body after the fixed header) to paho's handlers, as
     paho's own reader would; an rc (MQTT_ERR_PROTOCOL for a malformed packet)."""
     # paho's handlers read the packet from _in_packet, as its _packet_read leaves it.
     state = _idle_packet()
-    state.update(command=command, have_remaining=1, remaining_length=length,
-                 packet=bytearray(packet))
+    state["command"], state["have_remaining"] = command, 1
+    state["remaining_length"], state["packet"] = length, bytearray(packet)
     client._in_packet = state
     try:
         rc = client._packet_handle()
@@ -111,12 +111,12 @@ def handle_packet(client: paho.Client, command: int, length: int,
         client._easy_log(paho.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
         rc = paho.MQTT_ERR_PROTOCOL
     client._in_packet = _idle_packet()
-    return rc  # type: ignore[no-any-return]
+    return rc
 
 
-def queue_packet(client: paho.Client, command: int, packet: bytes) -> int:
+def queue_packet(client: paho.Client, command: int, packet: bytes) -> MQTTErrorCode:
     """Queue `packet` (whole, header included) for paho's thread to write; any thread."""
-    return client._packet_queue(command, packet, 0, 1)  # type: ignore[no-any-return]
+    return client._packet_queue(command, packet, 0, 1)
 
 
 # -- the probe ------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from devices._supervise import MQTT_RECONNECT, Backoff
 from devices.transports._errors import DeviceUnavailable, TransportClosed, TransportError
@@ -341,7 +342,7 @@ class MqttTransport(AsyncTransport):
         done: asyncio.Future[None] = self._loop.create_future()
         with self._lock:
             result, mid = client.unsubscribe(f"$edge-ack-barrier/{id(self):x}")
-            if result != paho.MQTT_ERR_SUCCESS:
+            if result != paho.MQTT_ERR_SUCCESS or mid is None:  # no mid without a connection
                 return
             self._barrier = (mid, done)
         try:
@@ -443,14 +444,15 @@ class MqttTransport(AsyncTransport):
 
     # -- paho's thread --------------------------------------------------------------------
 
-    def _call(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+    def _call(self, fn: Callable[..., object], *args: Any) -> None:
         assert self._loop is not None
         try:
             self._loop.call_soon_threadsafe(fn, *args)
         except RuntimeError:
             pass  # the loop is gone; close() was not awaited, nothing left to tell
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: paho.ConnectFlags,
+                    reason_code: ReasonCode, properties: Properties | None) -> None:
         if reason_code.is_failure:
             self._refused = True
             self._report(refusal_text(reason_code))
@@ -488,7 +490,8 @@ class MqttTransport(AsyncTransport):
             return
         self._pending_sub = mid
 
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # type: ignore[no-untyped-def]
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int,
+                      reason_codes: list[ReasonCode], properties: Properties | None) -> None:
         if mid != self._pending_sub:
             return
         for topic, rc in zip(self.config.topics, reason_codes, strict=False):
@@ -496,7 +499,8 @@ class MqttTransport(AsyncTransport):
                 log.error("%s: subscription to %r refused: %s", self.id, topic, rc)
         self._call(self._set_state, ConnectionState.CONNECTED)
 
-    def _on_unsubscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # type: ignore[no-untyped-def]
+    def _on_unsubscribe(self, client: paho.Client, userdata: Any, mid: int,
+                        reason_codes: list[ReasonCode], properties: Properties | None) -> None:
         # Under the lock that _ack_barrier holds from sending the UNSUBSCRIBE until it has
         # noted its mid: paho may write it from the loop's thread, and on loopback the
         # UNSUBACK came back before the mid was noted, so the barrier waited out its 2 s.
@@ -505,7 +509,7 @@ class MqttTransport(AsyncTransport):
         if barrier is not None and barrier[0] == mid:
             self._call(_resolve, barrier[1])
 
-    def _on_connect_fail(self, client, userdata) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         error = getattr(client, "connect_error", None)
         c = self.config
         if self._closed:
@@ -525,7 +529,8 @@ class MqttTransport(AsyncTransport):
             log.warning("%s: %s; retrying with backoff", self.id, text)
             self.last_error = text
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: paho.DisconnectFlags,
+                       reason_code: ReasonCode, properties: Properties | None) -> None:
         if self._closed:
             return
         up, self._up = self._up, False
@@ -540,7 +545,7 @@ class MqttTransport(AsyncTransport):
             self._generation += 1  # acks of what we hold now would hit the wrong packet ids
         self._call(self._set_state, ConnectionState.DISCONNECTED)
 
-    def _on_message(self, client, userdata, msg: paho.MQTTMessage) -> None:  # type: ignore[no-untyped-def]
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         # paho's own path: MQTT 5, or a client without BufferedClient's.
         if len(msg.payload) > self.config.max_payload:  # without BufferedClient: too late
             self._on_oversize(msg.topic, bytes(msg.payload[:OVERSIZE_HEAD]), len(msg.payload),

@@ -16,7 +16,9 @@ import collections
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import serial as pyserial
 
@@ -174,7 +176,7 @@ class SerialTransport(AsyncTransport):
 
     # -- reader thread --------------------------------------------------------------------
 
-    def _call(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+    def _call(self, fn: Callable[..., object], *args: Any) -> None:
         assert self._loop is not None
         try:
             self._loop.call_soon_threadsafe(fn, *args)
@@ -234,7 +236,9 @@ class SerialTransport(AsyncTransport):
         framer = Framer(self.config.framing)
         while not self._stop.is_set():
             try:
-                data = port.read(port.in_waiting or 1)
+                # Every backend serial_for_url makes (posix, loop://, socket://, rfc2217://)
+                # has in_waiting; only the SerialBase it is declared to return lacks it.
+                data = port.read(port.in_waiting or 1)  # type: ignore[attr-defined]
             except (pyserial.SerialException, OSError) as exc:
                 log.warning("%s: disconnected (%s)", self.id, exc)
                 self.last_error = f"lost {self.config.port}: {exc}"
