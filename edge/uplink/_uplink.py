@@ -25,6 +25,7 @@ from aiokafka.structs import TopicPartition as UpTP
 
 from broker import RawRecord, TopicPartition, default_partition
 
+from . import _aiokafka_private as _private
 from ._backoff import Backoff
 from ._checkpoint import CheckpointClock, checkpoint_offsets, read_checkpoint, refresh_interval_s
 from ._config import UplinkConfig
@@ -219,6 +220,7 @@ class Uplink:
             raise UplinkError("this Uplink is already running")
         self._running = True
         quiet_aiokafka()
+        await _private.can_abandon()  # probed now: an aiokafka that fails it is said at start
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"uplink-{self.config.edge_id}")
         try:
             self._local = await self._in_thread(LocalSide, self.config)
@@ -911,29 +913,19 @@ async def _patiently(step: Any, timeout_s: float) -> Any:
 async def _abandon(producer: AIOKafkaProducer) -> None:
     """Close a producer without flushing: after a fault its batches belong to a transaction
     the next producer aborts (or, at least once, to offsets not committed locally), and
-    ``stop()`` would wait for them forever while the cluster is away."""
-    producer._closed = True  # aiokafka has no public close-without-flush
-    # The sender, cancelled, still waits for its requests in flight, which a frozen cluster
-    # holds for request_timeout_s: closing the connections fails them at once.
-    closing = asyncio.ensure_future(producer._sender.close())
-    await asyncio.wait([closing], timeout=_ABANDON_GRACE_S)
-    await producer.client.close()
-    try:
-        await asyncio.wait_for(closing, _ABANDON_GRACE_S)
-    except Exception as exc:  # a sender that failed: nothing left to save
-        log.debug("closing the producer's sender: %r", exc)
+    ``stop()`` would wait for them forever while the cluster is away. aiokafka has no
+    public way: ``_aiokafka_private`` holds the private one and its probe; without it,
+    ``stop()`` gets ``_ABANDON_GRACE_S`` (then stop_timeout_s bounds the uplink's stop)."""
+    if not await _private.can_abandon():
+        await _private.close_plainly(producer, _ABANDON_GRACE_S)
+        return
+    await _private.abandon(producer, _ABANDON_GRACE_S)
     # A fenced or failed transaction leaves its error on the transaction manager's waiter,
     # which only commit or abort would read: seen here, else asyncio prints "Future
     # exception was never retrieved" with a traceback after our clear message.
     # So does each record batch still queued when the producer failed (its drain waiter).
-    txn = getattr(producer, "_txn_manager", None)
-    waiters = [getattr(txn, "_transaction_waiter", None)]
-    accumulator = getattr(producer, "_message_accumulator", None)
-    waiters += [getattr(batch, "_drain_waiter", None)
-                for queue in list(getattr(accumulator, "_batches", {}).values()) for batch in queue]
-    for waiter in waiters:
-        if isinstance(waiter, asyncio.Future):
-            waiter.add_done_callback(_seen)
+    for waiter in _private.pending_waiters(producer):
+        waiter.add_done_callback(_seen)
 
 
 def _seen(future: asyncio.Future[Any]) -> None:
