@@ -1,7 +1,7 @@
 """The topology builder: ``Topology``, ``Stream`` and friends, and ``describe()``.
 
-Building a topology only records nodes; ``StreamsRunner`` compiles and runs
-them.  Names follow Kafka Streams (``KSTREAM-MAP-0000000001``) unless given.
+Building a topology only records nodes; ``_compile`` turns them into callables
+and ``StreamsRunner`` runs those (neither is imported here).  Names follow Kafka Streams (``KSTREAM-MAP-0000000001``) unless given.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from broker import TOPIC_NAME_RULE, is_topic_name
 
@@ -17,9 +17,6 @@ from ._errors import StreamsError, TopologyError
 from ._record import Record
 from ._step import KeyedStep
 from ._windows import Aggregator, HoppingWindows, TumblingWindows, aggregator_for
-
-if TYPE_CHECKING:
-    from ._runner import StreamsRunner
 
 __all__ = ["GroupedStream", "Stream", "Table", "Topology", "WindowedStream"]
 
@@ -335,6 +332,12 @@ def _whole_value(record: Record) -> Any:
     return record.value
 
 
+class TableOwner(Protocol):
+    """What serves a ``Table``'s reads: the ``StreamsRunner`` of its topology, once open."""
+
+    def _table_view(self, table: Table) -> Any: ...
+
+
 class Table:
     """The latest value per key written by ``Stream.to_table``.
 
@@ -346,7 +349,7 @@ class Table:
         self.name = name
         self.topology = topology
         self.node = node
-        self._runner: StreamsRunner | None = None
+        self._runner: TableOwner | None = None
 
     def _store(self) -> Any:
         if self._runner is None:

@@ -2,7 +2,8 @@
 
 One batch at a time: read up to ``max_batch_records`` input records (a fixed
 share per partition, in partition order, so a batch depends only on the
-committed offsets and the log), push each through the compiled processors,
+committed offsets and the log), push each through the processors that
+``_compile.compile_topology`` made of the topology,
 then commit the batch's output records, state changes and input offsets in
 one ``LogTransaction``.  Nothing of a batch is visible before its commit, and
 a batch that failed to commit is forgotten: state is reloaded and the input
@@ -12,13 +13,10 @@ read again.
 from __future__ import annotations
 
 import asyncio
-import heapq
-import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,27 +36,20 @@ from broker import (
     TopicPartition,
 )
 
-from ._dsl import SINK, SOURCE, Node, Table, Topology
+from ._compile import Context, Counters, compile_topology
+from ._dsl import SOURCE, Table, Topology
 from ._errors import FencedError, StreamsError, TopologyError
-from ._record import Record, decode_value, encode_value
+from ._record import Record, decode_value
 from ._status import PartitionProgress, StreamsStatus
 from ._store import StateStore, key_text, text_key
-from ._windows import AGGREGATORS, HoppingWindows, TumblingWindows
 
 __all__ = ["StreamsRunner"]
 
 log = logging.getLogger("edge.streams")
 
 DEFAULT_BATCH_RECORDS = 5000
-#: The header naming the input record an output came from: ``topic/partition/offset``.
-SOURCE_HEADER = "streams.source"
 _ASSIGN_REFRESH_S = 1.0
 _RETRY_S = (0.1, 0.5, 1.0, 2.0, 5.0)
-
-Forward = Callable[[Record], None]
-# Built once: json.dumps with options builds an encoder per call.
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
-_dumps_sorted = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 class _Context:
@@ -136,8 +127,8 @@ class StreamsRunner:
         self.clock = clock or SystemClock()
         self.max_batch_records = max_batch_records
         self.group_id = topology.group_id
-        self._counters = _Counters()
-        self._ctx = _Context()
+        self._counters = Counters()
+        self._ctx = Context()
         self._state = "created"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None  # run()'s worker
@@ -159,18 +150,16 @@ class StreamsRunner:
             self._stores: list[StateStore] = []
             self._watermarks = StateStore(f"{self.group_id}/__watermarks")
             self._stores.append(self._watermarks)
-            self._closers: list[Callable[[], None]] = []  # per aggregate: close due windows
             self._node_stores: dict[str, StateStore] = {}
-            self._entries: dict[str, Forward] = {}
-            self._heaps: list[Callable[[], None]] = []   # rebuild window indexes after a load
-            self._expirers: list[Callable[[], None]] = []  # forget dedupe ids past their time
             for node in topology.nodes:
                 for store in node.stores:
                     self._node_stores[node.name] = StateStore(
                         f"{self.group_id}/{store}", raw=node.kind in ("PROCESSOR", "TOTABLE"))
                     self._stores.append(self._node_stores[node.name])
-            self._sources: dict[str, list[Forward]] = {}
-            self._compile()
+            self._compiled = compile_topology(
+                topology, ctx=self._ctx, counters=self._counters, stores=self._node_stores,
+                watermarks=self._watermarks, partitions=self._partitions,
+                dead_letter_topic=dead_letter_topic, late_topic=self.late_topic)
             self._assigned: list[TopicPartition] = []
             self._positions: dict[TopicPartition, int] = {}
             self._committed: dict[TopicPartition, int] = {}
@@ -206,7 +195,7 @@ class StreamsRunner:
         self._positions = dict(self._committed)
         for store in self._stores:
             store.load(self._admin)
-        for rebuild in self._heaps:
+        for rebuild in self._compiled.rebuilders:
             rebuild()
         self._sync_assignment(force=True)
 
@@ -229,370 +218,6 @@ class StreamsRunner:
                 self._positions[tp] = pos
                 self._consumer.seek(tp, pos)
             self._assigned = wanted
-
-    # -- compiling the topology -----------------------------------------------------------------
-
-    def _compile(self) -> None:
-        compiled: dict[str, Forward] = {}
-
-        def build(node: Node) -> Forward:
-            if node.name not in compiled:
-                kids = [build(c) for c in node.children]
-                compiled[node.name] = self._make(node, kids)
-            return compiled[node.name]
-
-        for node in self.topology.nodes:
-            if node.kind == SOURCE:
-                fwd = _fan_out([build(c) for c in node.children])
-                for topic in node.params["topics"]:
-                    self._sources.setdefault(topic, []).append(fwd)
-        self._source_fwd = {t: _fan_out(fs) for t, fs in self._sources.items()}
-
-    def _make(self, node: Node, kids: list[Forward]) -> Forward:
-        forward = _fan_out(kids)
-        fail = self._failure_handler(node)
-        kind, p = node.kind, node.params
-        if kind == "MAP":
-            fn = p["fn"]
-
-            def map_(rec: Record) -> None:
-                try:
-                    out = fn(rec)
-                    if not isinstance(out, Record):
-                        raise TypeError(f"map must return a Record, got {type(out).__name__}")
-                except Exception as exc:  # a processor bug goes to the dead letters
-                    fail(rec, exc)
-                    return
-                forward(out)
-            return map_
-        if kind == "FILTER":
-            pred = p["fn"]
-
-            def filter_(rec: Record) -> None:
-                try:
-                    keep = pred(rec)
-                except Exception as exc:
-                    fail(rec, exc)
-                    return
-                if keep:
-                    forward(rec)
-            return filter_
-        if kind == "FLATMAP":
-            fn = p["fn"]
-
-            def flat_map(rec: Record) -> None:
-                try:
-                    outs = list(fn(rec))
-                    for out in outs:
-                        if not isinstance(out, Record):
-                            raise TypeError(f"flat_map must yield Records, got {type(out).__name__}")
-                except Exception as exc:
-                    fail(rec, exc)
-                    return
-                for out in outs:
-                    forward(out)
-            return flat_map
-        if kind == "KEY-SELECT":
-            fn = p["fn"]
-
-            def select_key(rec: Record) -> None:
-                try:
-                    key = fn(rec)
-                    if key is not None and type(key) is not bytes:
-                        raise TypeError(f"select_key must return bytes or None, got {type(key).__name__}")
-                except Exception as exc:
-                    fail(rec, exc)
-                    return
-                forward(Record(key, rec.value, rec.timestamp_ms, rec.headers))
-            return select_key
-        if kind == "BRANCH":
-            preds = list(zip(p["preds"], kids, strict=True))
-
-            def branch(rec: Record) -> None:
-                target = None
-                try:
-                    for pred, kid in preds:
-                        if pred(rec):
-                            target = kid
-                            break
-                except Exception as exc:
-                    fail(rec, exc)
-                    return
-                if target is not None:
-                    target(rec)
-            return branch
-        if kind == "BRANCHCHILD":
-            return forward
-        if kind == "PROCESSOR":
-            return self._make_keyed_step(node, forward, fail)
-        if kind == "AGGREGATE":
-            return self._make_aggregate(node, forward, fail)
-        if kind == "DEDUPE":
-            return self._make_dedupe(node, forward, fail)
-        if kind == "TOTABLE":
-            return self._make_table(node)
-        if kind == SINK:
-            return self._make_sink(node, fail)
-        raise TopologyError(f"processor {node.name!r}: unknown kind {kind!r}")
-
-    def _make_keyed_step(self, node: Node, forward: Forward, fail: Callable[..., None]) -> Forward:
-        step = node.params["step"]
-        store = self._node_stores[node.name]
-        data, dirty = store.data, store.dirty
-
-        def keyed_step(rec: Record) -> None:
-            k = (key_text(rec.key),)
-            try:
-                raw = data.get(k)
-                state = json.loads(raw) if raw is not None else step.initial_state()
-                new_state, outs = step.apply(state, rec)
-                outs = list(outs or ())
-                for out in outs:
-                    if not isinstance(out, Record):
-                        raise TypeError(f"KeyedStep.apply must emit Records, got {type(out).__name__}")
-                new_raw = None if new_state is None else _dumps(new_state).encode()
-            except Exception as exc:
-                fail(rec, exc)
-                return
-            if new_raw is None:
-                data.pop(k, None)
-            else:
-                data[k] = new_raw
-            dirty.add(k)
-            for out in outs:
-                forward(out)
-        return keyed_step
-
-    def _make_aggregate(self, node: Node, forward: Forward, fail: Callable[..., None]) -> Forward:
-        windows: TumblingWindows | HoppingWindows = node.params["windows"]
-        agg = node.params["aggregator"]
-        value_fn = node.params["value"]
-        # A custom aggregate that JSON cannot hold would fail the batch's commit again and
-        # again; checked per record, it sends that record to the dead letters instead.
-        custom = agg not in AGGREGATORS.values()
-        size, grace = windows.size_ms, windows.grace_ms
-        store = self._node_stores[node.name]
-        data, dirty = store.data, store.dirty
-        # Open windows per task, by end: (end, key, start), so the oldest closes first.
-        heaps: dict[int, list[tuple[int, str | None, int]]] = {}
-        ctx = self._ctx
-        wms = self._watermarks.data
-        late = self._late_sender(node)
-
-        def rebuild() -> None:
-            heaps.clear()
-            for task, key, start in data:
-                heaps.setdefault(task, []).append((start + size, key, start))
-            for h in heaps.values():
-                heapq.heapify(h)
-        self._heaps.append(rebuild)
-
-        def close_due() -> None:
-            task = ctx.task
-            h = heaps.get(task)
-            if not h:
-                return
-            wm = wms.get((task,))
-            if wm is None:
-                return
-            while h and h[0][0] + grace <= wm:
-                end, key, start = heapq.heappop(h)
-                pk = (task, key, start)
-                entry = data.pop(pk)
-                dirty.add(pk)
-                acc, count, max_ts, src = entry
-                saved, saved_raw = ctx.src, ctx.raw
-                ctx.src, ctx.raw = src.encode(), None  # results link to the window's last record
-                try:
-                    try:
-                        result = agg.result(acc)
-                    except Exception as exc:
-                        fail(Record(text_key(key), {"start": start, "end": end, "aggregate": acc},
-                                    max_ts), exc)
-                        continue
-                    forward(Record(text_key(key),
-                                   {"start": start, "end": end, "value": result, "count": count},
-                                   max_ts))
-                finally:
-                    ctx.src, ctx.raw = saved, saved_raw
-        self._closers.append(close_due)
-
-        def aggregate(rec: Record) -> None:
-            task = ctx.task
-            wm = wms.get((task,))
-            ts = rec.timestamp_ms
-            starts = windows.starts_for(ts)
-            if wm is not None:
-                missed = [s for s in starts if s + size + grace <= wm]
-                if missed:
-                    late(rec, missed, size, grace, wm)
-                    if len(missed) == len(starts):
-                        return
-                    starts = starts[len(missed):]  # starts are oldest first: the missed lead
-            try:
-                v = value_fn(rec)
-                key = key_text(rec.key)
-                updates = []
-                for s in starts:
-                    pk = (task, key, s)
-                    entry = data.get(pk)
-                    acc = agg.add(agg.initial() if entry is None else entry[0], v)
-                    if custom:
-                        _dumps(acc)
-                    updates.append((pk, entry, acc))
-            except Exception as exc:
-                fail(rec, exc)
-                return
-            src = ctx.src.decode()
-            for pk, entry, acc in updates:
-                if entry is None:
-                    data[pk] = [acc, 1, ts, src]
-                    heapq.heappush(heaps.setdefault(task, []), (pk[2] + size, pk[1], pk[2]))
-                else:
-                    entry[0] = acc
-                    entry[1] += 1
-                    if ts > entry[2]:
-                        entry[2] = ts
-                    entry[3] = src
-                dirty.add(pk)
-        return aggregate
-
-    def _make_dedupe(self, node: Node, forward: Forward, fail: Callable[..., None]) -> Forward:
-        within = node.params["within_ms"]
-        id_fn = node.params["id"]
-        store = self._node_stores[node.name]
-        data, dirty = store.data, store.dirty
-        ctx = self._ctx
-        wms = self._watermarks.data
-        counters = self._counters
-
-        def dedupe(rec: Record) -> None:
-            task = ctx.task
-            try:
-                ident = _dumps_sorted(id_fn(rec))
-            except Exception as exc:
-                fail(rec, exc)
-                return
-            pk = (task, key_text(rec.key), ident)
-            seen = data.get(pk)
-            ts = rec.timestamp_ms
-            wm = wms.get((task,), ts)
-            # An id is forgotten once the watermark is `within` past it; decided by
-            # timestamps, not by when the entry is removed, so batches do not matter.
-            if seen is not None and seen + within > wm and abs(ts - seen) < within:
-                counters.deduplicated += 1
-                return
-            data[pk] = ts
-            dirty.add(pk)
-            forward(rec)
-
-        def expire() -> None:
-            for pk in [pk for pk, seen in data.items()
-                       if seen + within <= wms.get((pk[0],), seen)]:
-                del data[pk]
-                dirty.add(pk)
-        self._expirers.append(expire)
-        return dedupe
-
-    def _make_table(self, node: Node) -> Forward:
-        store = self._node_stores[node.name]
-        data, dirty = store.data, store.dirty
-
-        def to_table(rec: Record) -> None:
-            k = (key_text(rec.key),)
-            v = encode_value(rec.value) if rec.value is not None else None
-            if v is None:
-                data.pop(k, None)
-            else:
-                data[k] = v
-            dirty.add(k)
-        return _guarded(to_table, self._failure_handler(node))
-
-    def _make_sink(self, node: Node, fail: Callable[..., None]) -> Forward:
-        topic = node.params["topic"]
-        nparts = self._partitions[topic]
-        ctx = self._ctx
-        counters = self._counters
-
-        def sink(rec: Record) -> None:
-            try:
-                value = encode_value(rec.value)
-            except (TypeError, ValueError) as exc:
-                fail(rec, exc)
-                return
-            hs = rec.headers
-            if hs and hs[-1][0] == SOURCE_HEADER:  # our own link from an earlier topology
-                hs = hs[:-1]
-            key = rec.key
-            assert ctx.txn is not None
-            ctx.txn.send(topic, value, key, [*hs, (SOURCE_HEADER, ctx.src)],
-                         None if key is not None else ctx.task % nparts, rec.timestamp_ms)
-            counters.records_out += 1
-        return sink
-
-    # -- dead letters and late records -----------------------------------------------------------
-
-    def _failure_handler(self, node: Node) -> Callable[[Record, BaseException], None]:
-        topology = self.topology.name.encode()
-        name = node.name.encode()
-        ctx = self._ctx
-        counters = self._counters
-        dlq = self.dead_letter_topic
-
-        def fail(rec: Record, exc: BaseException) -> None:
-            what = f"{type(exc).__name__}: {exc}"
-            counters.errors[node.name] = counters.errors.get(node.name, 0) + 1
-            counters.last_error = f"{node.name}: {what}"
-            counters.dead_lettered += 1
-            if counters.errors[node.name] in (1, 10, 100, 1000) or counters.errors[node.name] % 10000 == 0:
-                log.warning("topology %s: processor %s failed on %s (%s); %d so far, record "
-                            "dead-lettered", self.topology.name, node.name, ctx.src.decode(), what,
-                            counters.errors[node.name])
-            raw = ctx.raw
-            # The input record as it was read: what an operator replays after a fix.
-            key, value = (raw.key, raw.value) if raw is not None else (rec.key, _json_or_none(rec.value))
-            headers = [*(raw.headers if raw is not None else rec.headers),
-                       ("reason", what.encode()),
-                       ("streams.error.type", type(exc).__name__.encode()),
-                       ("streams.error.message", str(exc).encode()),
-                       ("streams.processor", name),
-                       ("streams.topology", topology),
-                       (SOURCE_HEADER, ctx.src)]
-            assert ctx.txn is not None
-            ctx.txn.send(dlq, value if value is not None or key is not None else b"", key,
-                         headers, None if key is not None else ctx.task % self._partitions[dlq],
-                         rec.timestamp_ms)
-        return fail
-
-    def _late_sender(self, node: Node) -> Callable[..., None]:
-        topic = self.late_topic
-        ctx = self._ctx
-        counters = self._counters
-        topology, name = self.topology.name.encode(), node.name.encode()
-        fail = self._failure_handler(node)
-
-        def late(rec: Record, missed: list[int], size: int, grace: int, wm: int) -> None:
-            try:
-                value = encode_value(rec.value)
-            except (TypeError, ValueError) as exc:
-                fail(rec, exc)
-                return
-            counters.late += 1
-            windows = ",".join(f"{s}-{s + size}" for s in missed)
-            headers = [*rec.headers,
-                       ("reason", f"late: window(s) {windows} closed at watermark {wm} "
-                                  f"(grace {grace} ms)".encode()),
-                       ("streams.late.windows", windows.encode()),
-                       ("streams.watermark", str(wm).encode()),
-                       ("streams.grace_ms", str(grace).encode()),
-                       ("streams.processor", name),
-                       ("streams.topology", topology),
-                       (SOURCE_HEADER, ctx.src)]
-            assert ctx.txn is not None
-            ctx.txn.send(topic, value if value is not None or rec.key is not None else b"", rec.key,
-                         headers, None if rec.key is not None else ctx.task % self._partitions[topic],
-                         rec.timestamp_ms)
-        return late
 
     # -- running --------------------------------------------------------------------------------
 
@@ -647,8 +272,8 @@ class StreamsRunner:
         txn = ctx.txn = self._producer.begin_transaction()
         wms = self._watermarks.data
         wm_dirty = self._watermarks.dirty
-        closers = self._closers
-        sources = self._source_fwd
+        closers = self._compiled.closers
+        sources = self._compiled.sources
         try:
             for r in batch:
                 task = r.partition
@@ -665,7 +290,7 @@ class StreamsRunner:
                         close()
                 rec = Record(r.key, decode_value(r.value), ts, r.headers, r.topic, task, r.offset)
                 sources[r.topic](rec)
-            for expire in self._expirers:
+            for expire in self._compiled.expirers:
                 expire()
             for store in self._stores:
                 store.write(txn)
@@ -846,35 +471,3 @@ class _TableView:
 
     def __len__(self) -> int:
         return len(self._data)
-
-
-def _fan_out(kids: list[Forward]) -> Forward:
-    if len(kids) == 1:
-        return kids[0]
-    if not kids:
-        return _drop
-
-    def fan_out(rec: Record) -> None:
-        for kid in kids:
-            kid(rec)
-    return fan_out
-
-
-def _drop(rec: Record) -> None:
-    return None
-
-
-def _guarded(fn: Forward, fail: Callable[[Record, BaseException], None]) -> Forward:
-    def guarded(rec: Record) -> None:
-        try:
-            fn(rec)
-        except Exception as exc:
-            fail(rec, exc)
-    return guarded
-
-
-def _json_or_none(value: Any) -> bytes | None:
-    try:
-        return encode_value(value)
-    except (TypeError, ValueError):
-        return repr(value).encode()
