@@ -206,7 +206,7 @@ class StreamsRunner:
         self._last_assign = now
         assert self._consumer is not None
         existing = set(self._admin.list_topics())
-        wanted = []
+        wanted: list[TopicPartition] = []
         for desc in self._admin.describe_topics([t for t in self.topology.source_topics if t in existing]):
             wanted.extend(TopicPartition(desc.name, p.partition) for p in desc.partitions)
         wanted.sort()
