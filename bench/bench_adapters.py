@@ -7,7 +7,7 @@ peer = a plain pyserial read-and-split loop; ours = SerialTransport alone and
 SerialAdapter (text codec, no-op sink). MQTT: N QoS 1 messages (Zigbee2MQTT
 JSON) queued at a real Mosquitto for a persistent session, then drained;
 peer = a bare paho subscriber acking each message; ours = MqttAdapter acking
-after its (no-op) sink. Under a minute on a small machine.
+after its (no-op) sink, with the fast path and on plain paho (its fallback). Under a minute on a small machine.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from devices.transports import (
     SerialConfig,
     SerialTransport,
 )
+from devices.transports._paho_client import ENV_FAST_PATH
 from tests.fixtures.mosquitto import Mosquitto
 
 LINE = b"21.53\n"
@@ -207,6 +208,14 @@ def main() -> None:
             rows.append(("mqtt", "peer: raw paho, manual ack", mraw))
             rows.append(("mqtt", "MqttAdapter + zigbee2mqtt, ack after sink",
                          asyncio.run(bench_mqtt_adapter(broker, args.messages, "bench-adapter"))))
+            # The same adapter on plain paho: what a paho release that fails the fast
+            # path's probe (or EDGE_MQTT_FAST_PATH=0) costs.
+            os.environ[ENV_FAST_PATH] = "0"
+            try:
+                rows.append(("mqtt", "  the same on plain paho (fast path off)",
+                             asyncio.run(bench_mqtt_adapter(broker, args.messages, "bench-plain"))))
+            finally:
+                del os.environ[ENV_FAST_PATH]
         finally:
             broker.stop()
     peers = {"pty": raw, "mqtt": mraw}
