@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, overload
 
 from . import _ledger
 from ._checks import (
@@ -93,7 +93,7 @@ def _not_internal(name: str, done: str) -> None:
 
 
 def _check_partition_count(count: object, what: str) -> None:
-    if not is_int(count) or not 1 <= count <= MAX_PARTITIONS:  # type: ignore[operator]
+    if not is_int(count) or not 1 <= count <= MAX_PARTITIONS:
         raise InvalidPartitionsError(
             f"{what} must be an integer from 1 to {MAX_PARTITIONS} (the most a topic may have here), "
             f"got {count!r:.80}"
@@ -350,7 +350,7 @@ class KafkaAdminClient:
         check_group_id(group_id, "reset_consumer_group_offsets")
         if to == "offset":
             check_offset(value, "reset to offset: value")
-        elif to == "timestamp" and not (is_int(value) and 0 <= value < 2**63):  # type: ignore[operator]
+        elif to == "timestamp" and not (is_int(value) and 0 <= value < 2**63):
             raise ConfigError(f"reset to timestamp: value: expected ms since the epoch (>= 0), got {value!r:.80}")
         topics = check_names(topics, "reset_consumer_group_offsets: topics")
         conn = self._conn()
@@ -431,8 +431,14 @@ class KafkaAdminClient:
         """The names of the state stores that hold at least one key."""
         return [s for (s,) in self._conn().execute("SELECT DISTINCT store FROM state ORDER BY store")]
 
+    @overload
+    def read_state_store(self, store: str, prefix: None = None) -> dict[bytes, bytes]: ...
+    @overload
+    def read_state_store(self, store: str, prefix: str) -> dict[tuple[str, bytes], bytes]: ...
+
     @translated("reading a state store")
-    def read_state_store(self, store: str, prefix: str | None = None) -> dict[bytes, bytes]:
+    def read_state_store(self, store: str, prefix: str | None = None
+                         ) -> dict[bytes, bytes] | dict[tuple[str, bytes], bytes]:
         """Every committed key and value of ``store`` (or of every store named ``prefix``...).
 
         With ``prefix``, keys are ``(store name, key)`` pairs of each store whose
@@ -447,7 +453,7 @@ class KafkaAdminClient:
                 "SELECT store, key, value FROM state WHERE store >= ? AND store < ?",
                 (prefix, prefix + "\U0010ffff"),
             )
-            return {(s, k): v for s, k, v in rows}  # type: ignore[misc]
+            return {(s, k): v for s, k, v in rows}
         return dict(conn.execute("SELECT key, value FROM state WHERE store=?", (store,)))
 
     def delete_state_stores(self, stores: Iterable[str]) -> None:

@@ -22,13 +22,13 @@ MAX_TIMESTAMP_MS = 2**63 - 1
 
 def check_topic_for_write(topic: object) -> str:
     """``topic`` if a client may append to it: a valid name, not one the log writes itself."""
-    validate_topic_name(topic)
-    if topic in INTERNAL_TOPICS:
+    name = validate_topic_name(topic)
+    if name in INTERNAL_TOPICS:
         raise InvalidTopicError(
-            f"topic {topic!r} is written by the log itself (it records what the log dropped); "
+            f"topic {name!r} is written by the log itself (it records what the log dropped); "
             "read it, but send to a topic of your own"
         )
-    return topic  # type: ignore[return-value]
+    return name
 
 
 def check_partition(partition: object) -> None:
@@ -37,7 +37,7 @@ def check_partition(partition: object) -> None:
         return
     if type(partition) is not int and (not isinstance(partition, int) or isinstance(partition, bool)):
         raise ConfigError(f"partition: expected an integer or None, got {partition!r}")
-    if not 0 <= partition < MAX_PARTITIONS:  # type: ignore[operator]
+    if not 0 <= partition < MAX_PARTITIONS:
         raise ConfigError(f"partition: expected 0 to {MAX_PARTITIONS - 1} (or None), got {partition!r}")
 
 
@@ -50,7 +50,7 @@ def check_timestamp(timestamp_ms: object) -> None:
             f"timestamp_ms: expected an integer of ms since the epoch, got {timestamp_ms!r} "
             f"({type(timestamp_ms).__name__})"
         )
-    if not 0 <= timestamp_ms <= MAX_TIMESTAMP_MS:  # type: ignore[operator]
+    if not 0 <= timestamp_ms <= MAX_TIMESTAMP_MS:
         raise ConfigError(
             f"timestamp_ms: expected 0 to 2**63-1 ms since the epoch (as Kafka), got {timestamp_ms!r}"
         )
@@ -103,8 +103,8 @@ def check_topic_partition(tp: object, what: str) -> TopicPartition:
 
 def check_offset(value: object, what: str) -> int:
     """``value`` if it is an offset (an int >= 0 that SQLite can hold)."""
-    if is_int(value) and 0 <= value <= MAX_TIMESTAMP_MS:  # type: ignore[operator]
-        return value  # type: ignore[return-value]
+    if is_int(value) and 0 <= value <= MAX_TIMESTAMP_MS:
+        return value
     raise ConfigError(f"{what}: expected an offset (a non-negative integer), got {value!r:.80}")
 
 

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeGuard
 
 from ._clock import Clock, SystemClock
 from ._disk import min_quota
@@ -55,7 +56,7 @@ MIN_QUOTA_BYTES = min_quota()
 _INT_RE = re.compile(r"^[+-]?[0-9]+$")
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     """An int that is not a bool (True is an int to Python, never a count or an offset to us)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -71,7 +72,7 @@ def validate_topic_name(name: object) -> str:
     """Return ``name`` if Kafka would accept it as a topic name, else raise."""
     if not is_topic_name(name):
         raise InvalidTopicError(f"invalid topic name {name!r}: expected {TOPIC_NAME_RULE}")
-    return name  # type: ignore[return-value]
+    return name
 
 
 @dataclass(frozen=True)

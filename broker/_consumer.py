@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from ._checks import (
     check_commit_offsets,
@@ -180,7 +180,7 @@ class KafkaConsumer:
         if self._manual or (not force and time.monotonic() - self._last_refresh < _METADATA_REFRESH_S):
             return
         self._last_refresh = time.monotonic()
-        wanted = []
+        wanted: list[TopicPartition] = []
         try:
             topics = self._conn.execute("SELECT name, partitions FROM topics ORDER BY name").fetchall()
         except Exception as exc:
@@ -361,7 +361,7 @@ class KafkaConsumer:
             return []
         moved: list[tuple[TopicPartition, int]] = []  # positions this fetch advanced, to undo on an error
         try:
-            meta = {}
+            meta: dict[tuple[str, int], tuple[int, int]] = {}
             for topic in {tp.topic for tp in parts}:
                 for part, start, end in self._conn.execute(
                     "SELECT partition, log_start_offset, next_offset FROM partitions WHERE topic=?", (topic,)
@@ -373,9 +373,10 @@ class KafkaConsumer:
                 if len(out) >= limit:
                     break
                 tp = parts[(self._next_rr + i) % n]
-                if tp not in meta:
+                bounds = meta.get(tp)
+                if bounds is None:
                     continue
-                start, end = meta[tp]
+                start, end = bounds
                 pos = self._positions.get(tp)
                 if pos is None:
                     pos = self._positions[tp] = self._initial_position(tp, start, end)
@@ -449,6 +450,13 @@ class KafkaConsumer:
     # -- committing ---------------------------------------------------------------------------
 
     @translated("reading a committed offset")
+    @overload
+    def committed(self, partition: TopicPartition, metadata: Literal[False] = False) -> int | None: ...
+    @overload
+    def committed(self, partition: TopicPartition, metadata: Literal[True]) -> OffsetAndMetadata | None: ...
+    @overload
+    def committed(self, partition: TopicPartition, metadata: bool) -> int | OffsetAndMetadata | None: ...
+
     def committed(self, partition: TopicPartition, metadata: bool = False) -> int | OffsetAndMetadata | None:
         """The group's committed offset for ``partition`` (None if it never committed)."""
         if self.group_id is None:
@@ -462,7 +470,7 @@ class KafkaConsumer:
             return None
         return OffsetAndMetadata(*row) if metadata else row[0]
 
-    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata | int] | None = None) -> None:
+    def commit(self, offsets: Mapping[TopicPartition, OffsetAndMetadata | int] | None = None) -> None:
         """Commit ``offsets`` (default: the current positions) for the group, durably."""
         self._check_open()
         if self.group_id is None:
@@ -503,8 +511,8 @@ class KafkaConsumer:
             pos[TopicPartition(r.topic, r.partition)] = r.offset
         return {tp: off for tp, off in pos.items() if self._committed_pos.get(tp) != off}
 
-    def commit_async(self, offsets: dict[TopicPartition, OffsetAndMetadata | int] | None = None,
-                     callback: Callable[[dict[Any, Any], Any], Any] | None = None) -> None:
+    def commit_async(self, offsets: Mapping[TopicPartition, OffsetAndMetadata | int] | None = None,
+                     callback: Callable[[Mapping[Any, Any], Any], Any] | None = None) -> None:
         """As ``commit`` (the local commit is fast); calls ``callback(offsets, error)`` after."""
         error = None
         try:

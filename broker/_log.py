@@ -224,7 +224,7 @@ class Log:
     # -- appends ----------------------------------------------------------------------------
 
     def append(self, topic: str, partition: int | None, key: bytes | None, value: bytes | None,
-               headers: Sequence[tuple[str, bytes]] | None, timestamp: int | None) -> FutureRecordMetadata:
+               headers: Sequence[tuple[str, bytes | None]] | None, timestamp: int | None) -> FutureRecordMetadata:
         """Queue one record; the returned future resolves once it is durable."""
         hdr = encode_headers(headers) if headers else None
         ts = self.clock.wall_ms() if timestamp is None else timestamp
@@ -493,7 +493,8 @@ class Log:
     def _insert(self, conn: sqlite3.Connection, records: list[Pending]) -> None:
         """Assign offsets and write ``records``; the caller owns the transaction."""
         now = self._persist_clock(conn, min_step_ms=CLOCK_PERSIST_INTERVAL_MS)
-        next_off: dict[tuple[str, int], list[int]] = {}
+        # Keyed as Pending.partition is typed; every caller has placed its records already.
+        next_off: dict[tuple[str, int | None], list[int]] = {}
         for topic in {p.topic for p in records}:
             for part, nxt in conn.execute("SELECT partition, next_offset FROM partitions WHERE topic=?", (topic,)):
                 next_off[(topic, part)] = [nxt, 0]

@@ -14,6 +14,7 @@ import ctypes.util
 import os
 import select
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ._storage import FILE_MODE
@@ -24,6 +25,7 @@ _IN_NONBLOCK = os.O_NONBLOCK
 _IN_CLOEXEC = os.O_CLOEXEC
 _FALLBACK_INTERVAL_S = 0.05
 
+_inotify_init1: Callable[..., int] | None  # None where libc has no inotify
 try:
     _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
     _inotify_init1 = _libc.inotify_init1

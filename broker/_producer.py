@@ -45,7 +45,7 @@ class KafkaProducer:
         self._closed = False
 
     def send(self, topic: str, value: Any = None, key: Any = None,
-             headers: Sequence[tuple[str, bytes]] | None = None, partition: int | None = None,
+             headers: Sequence[tuple[str, bytes | None]] | None = None, partition: int | None = None,
              timestamp_ms: int | None = None) -> FutureRecordMetadata:
         """Queue a record; return a future of its ``RecordMetadata``.
 
@@ -84,7 +84,7 @@ class KafkaProducer:
             raise UnknownTopicOrPartitionError(f"topic {topic!r} has partitions 0..{n - 1}, not {partition}")
 
     async def send_and_wait(self, topic: str, value: Any = None, key: Any = None,
-                            headers: Sequence[tuple[str, bytes]] | None = None,
+                            headers: Sequence[tuple[str, bytes | None]] | None = None,
                             partition: int | None = None, timestamp_ms: int | None = None) -> RecordMetadata:
         """``send`` for asyncio code: returns once the record is durable, without blocking the loop."""
         fut = self.send(topic, value, key, headers, partition, timestamp_ms)

@@ -97,7 +97,7 @@ class Quota:
         split into many transactions), and always takes the first.
         """
         est, limit = self._est, self.shares.txn_pages
-        total = est.fixed(1)
+        total: float = est.fixed(1)  # pages: records share leaves, so fractions add up
         for i, p in enumerate(records):
             total += est.pages(p.size, p.topic)
             if i and total > limit:
@@ -122,7 +122,7 @@ class Quota:
         if lg.config.full_policy is FullPolicy.DROP_OLDEST and need > room and any(fits):
             room = self._drop(conn, need - room)
         accepted: list[Pending] = []
-        used = est.fixed(partitions)
+        used: float = est.fixed(partitions)
         for p, n, ok in zip(records, pages, fits, strict=True):
             if ok and (used + n <= room or atomic):
                 accepted.append(p)

@@ -55,7 +55,7 @@ class ConsumerRecord(NamedTuple):
     timestamp_type: int
     key: Any
     value: Any
-    headers: list[tuple[str, bytes]]
+    headers: list[tuple[str, bytes | None]]  # a header value may be null, as in Kafka
     checksum: None
     serialized_key_size: int
     serialized_value_size: int

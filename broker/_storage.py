@@ -183,7 +183,7 @@ def translated(what: str) -> Callable[[_F], _F]:
                 return fn(*args, **kwargs)
             except (sqlite3.Error, OSError) as exc:
                 raise translate(exc, what) from exc
-        return inner  # type: ignore[return-value]
+        return inner  # type: ignore[return-value]  # it takes and returns what fn does
     return wrap
 
 

@@ -8,6 +8,7 @@ Kafka accepts 1 to 249 ASCII letters, digits, '.', '_' and '-', except '.' and '
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 __all__ = ["TOPIC_NAME_RULE", "is_internal_topic", "is_topic_name"]
 
@@ -19,7 +20,7 @@ TOPIC_NAME_RULE = "1 to 249 characters of ASCII letters, digits, '.', '_' or '-'
 _NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 
 
-def is_topic_name(name: object) -> bool:
+def is_topic_name(name: object) -> TypeGuard[str]:
     """True if Kafka would accept ``name`` as a topic name."""
     return isinstance(name, str) and _NAME.fullmatch(name) is not None and name not in (".", "..")
 

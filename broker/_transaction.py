@@ -82,7 +82,7 @@ class LogTransaction:
         return len(self._records)
 
     def send(self, topic: str, value: Any = None, key: Any = None,
-             headers: Sequence[tuple[str, bytes]] | None = None, partition: int | None = None,
+             headers: Sequence[tuple[str, bytes | None]] | None = None, partition: int | None = None,
              timestamp_ms: int | None = None) -> None:
         """Add a record to append at commit, as ``KafkaProducer.send`` would.
 
@@ -126,10 +126,10 @@ class LogTransaction:
         if expected is not None and not isinstance(expected, Mapping):
             raise ConfigError(f"commit_offsets: expected: expected a dict of TopicPartition to offset or None, "
                               f"got {expected!r:.80}")
-        for tp, off in (expected or {}).items():
+        for tp, want in (expected or {}).items():
             tp = check_topic_partition(tp, "commit_offsets: expected")
-            if off is not None:
-                check_offset(off, f"commit_offsets: expected offset for {tp.topic}[{tp.partition}]")
+            if want is not None:
+                check_offset(want, f"commit_offsets: expected offset for {tp.topic}[{tp.partition}]")
             self._expected[(group_id, tp.topic, tp.partition)] = off
 
     def put_state(self, store: str, key: bytes, value: bytes | None) -> None:

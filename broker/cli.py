@@ -202,7 +202,7 @@ def _console_producer(args: argparse.Namespace) -> int:
                 key, line = k, v
             sent.append(producer.send(args.topic, line, key=key))
         producer.flush()
-    errors = [f.exception() for f in sent if f.failed()]
+    errors = [exc for f in sent if (exc := f.exception()) is not None]
     if errors:
         raise errors[0]
     return 1 if failed and not ignore_error else 0

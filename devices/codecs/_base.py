@@ -68,7 +68,7 @@ def guard_decode(codec: str, raw_arg: int = 0) -> Callable[[F], F]:
                 raw = _find_raw(args, raw_arg)
                 raise DecodeError(raw, f"unexpected {type(exc).__name__}: {exc}", codec) from exc
 
-        return inner  # type: ignore[return-value]
+        return inner  # type: ignore[return-value]  # it takes and returns what fn does
 
     return wrap
 
