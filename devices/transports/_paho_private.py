@@ -23,7 +23,9 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, LogLevel, MQTTErrorCode
-from paho.mqtt.exception import MalformedPacket
+
+# paho.mqtt.properties, not .exception: 2.2 has it in both, 2.1 (which pyproject allows) only here.
+from paho.mqtt.properties import MalformedPacket
 
 __all__ = ["SocketCloseHook", "attach_socket", "callback_lock", "connection_lost",
            "handle_packet", "log", "mark_received", "probe", "protocol", "queue_packet", "recv",
