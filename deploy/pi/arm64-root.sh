@@ -10,8 +10,8 @@
 # them). `make` mounts binfmt_misc if it is not mounted and registers qemu-aarch64 with
 # the F flag (the kernel keeps the emulator open, so it need not exist inside the root).
 # The debootstrapped root is cached as a tarball in $EDGE_ARM64_CACHE
-# (default /var/cache/edge-arm64), keyed by what debootstrap was asked for; pip's cache
-# lives there too and is mounted into every root, so a second run fetches nothing it had.
+# (default /var/cache/edge-arm64), keyed by what debootstrap was asked for; beside it the
+# lock's aarch64 wheels, keyed by the lock's hash, and pip's cache (wheels it built).
 #
 # `run` mounts /proc, a new /dev/pts instance (the smoke's ptys), /dev/shm and the pip
 # cache in a mount namespace of its own: they are gone when CMD exits, however it exits,
@@ -56,6 +56,39 @@ binfmt() {
 echo -1 > $bm/qemu-aarch64 and run this again"
 }
 
+# The lock's aarch64 wheels, downloaded once per lock by the host's pip (natively, not
+# under emulation) and offered to pip in the root with --find-links; the index is still
+# asked, and pip checks every file against the lock's hashes as on a Pi. pip's own HTTP
+# cache would do this where PyPI's Cache-Control headers arrive, but a proxy that strips
+# them (this workplace's does) leaves it empty. A lock with a release that has no aarch64
+# wheel gets no wheelhouse: pip in the root fetches and builds it, as a Pi would.
+top=$(cd "$(dirname "$0")/../.." && pwd)
+lock=$top/deploy/pi/requirements.lock
+wheels=$cache/wheels-$(sha256sum "$lock" | cut -c1-16)
+wheelhouse() {
+    [ ! -f "$wheels/.complete" ] || return 0
+    local host_python=${EDGE_ARM64_HOST_PYTHON:-}
+    if [ -z "$host_python" ]; then
+        host_python=python3
+        [ ! -x "$top/.venv/bin/python" ] || host_python=$top/.venv/bin/python
+    fi
+    rm -rf "$wheels.tmp"
+    if PIP_FIND_LINKS= "$host_python" -m pip download -q --disable-pip-version-check --no-deps \
+            --only-binary=:all: --implementation cp --python-version 3.11 --abi cp311 \
+            --platform manylinux_2_36_aarch64 --platform manylinux_2_28_aarch64 \
+            --platform manylinux2014_aarch64 --platform linux_aarch64 \
+            --require-hashes -r "$lock" -d "$wheels.tmp" > "$cache/wheels.log" 2>&1; then
+        touch "$wheels.tmp/.complete"
+        mv "$wheels.tmp" "$wheels"
+        # Wheelhouses of an older lock are never used again.
+        find "$cache" -maxdepth 1 -name 'wheels-*' ! -path "$wheels" -exec rm -rf {} +
+        echo "arm64-root: cached the lock's aarch64 wheels in $wheels"
+    else
+        rm -rf "$wheels.tmp"
+        echo "arm64-root: no aarch64 wheelhouse (pip in the root fetches and builds): $(tail -n 1 "$cache/wheels.log")"
+    fi
+}
+
 make_root() {
     local dest=$1
     command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] \
@@ -89,8 +122,13 @@ make_root() {
         find "$cache" -maxdepth 1 -name 'root-*.tar' ! -path "$tarball" -delete
         echo "arm64-root: cached $tarball"
     fi
+    wheelhouse
     flock -u 9
     tar -C "$dest" --numeric-owner -xpf "$tarball"
+    if [ -f "$wheels/.complete" ]; then
+        mkdir -p "$dest/var/cache/edge-wheels"
+        cp "$wheels"/*.whl "$dest/var/cache/edge-wheels/"
+    fi
     # pip inside reaches PyPI through the host's network: its resolver, and the CAs it
     # trusts (a machine whose traffic passes a TLS-inspecting proxy trusts that proxy's).
     cp -L /etc/resolv.conf "$dest/etc/resolv.conf"
@@ -123,13 +161,14 @@ mounted() {
     mount --bind "$cache/pip" "$root/var/cache/edge-pip"
     # A clean environment (the host's PIP_FIND_LINKS and the like name host paths), but
     # the host's proxy, if it has one; bookworm's pip reads certifi's CAs unless told.
-    local pass=() var
+    local pass=() links=() var
+    [ ! -d "$root/var/cache/edge-wheels" ] || links=(PIP_FIND_LINKS=/var/cache/edge-wheels)
     for var in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
         [ -z "${!var:-}" ] || pass+=("$var=${!var}")
     done
     exec chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        PIP_CACHE_DIR=/var/cache/edge-pip PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        PIP_CACHE_DIR=/var/cache/edge-pip PIP_DISABLE_PIP_VERSION_CHECK=1 "${links[@]}" \
         PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
         SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt "${pass[@]}" "$@"
 }

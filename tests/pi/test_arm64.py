@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,7 +46,9 @@ def arm64_root(tmp_path: Path) -> Iterator[Path]:
         pytest.fail("the arm64 test needs root (debootstrap, chroot, mounts); CI runs as root")
     root = tmp_path / "root"
     try:
+        took(None)
         run(ROOT_SH, "make", root, timeout=900)
+        took("root")
         yield root
     finally:
         # arm64-root.sh mounts only in a namespace of its own, which dies with its
@@ -56,6 +59,18 @@ def arm64_root(tmp_path: Path) -> Iterator[Path]:
         leaked = mounts_under(root)
         assert not leaked, f"mounts left under the arm64 root: {leaked}"
         subprocess.run(["rm", "-rf", "--one-file-system", str(root)], check=False)
+
+
+_since = [time.monotonic()]
+
+
+def took(what: str | None) -> None:
+    """The time since the last call on stdout (`pytest -s` shows it), for the figures in
+    deploy/pi/README.md: printed, never asserted."""
+    now = time.monotonic()
+    if what:
+        print(f"arm64 {what}: {now - _since[0]:.0f} s")
+    _since[0] = now
 
 
 def run(*cmd: object, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -111,6 +126,7 @@ def test_install_and_run_on_arm64(arm64_root: Path) -> None:
 
     install = run(ROOT_SH, "run", root, "/usr/local/src/edge/deploy/pi/install.sh",
                   "--no-systemctl", timeout=900)
+    took("install.sh")
     assert "/opt/edge/venv" in install.stdout and "installed (" in install.stdout, install.stdout
     venv = root / "opt/edge/venv"
     assert elf_machine(in_root(root, "/opt/edge/venv/bin/python")) == EM_AARCH64
@@ -122,6 +138,7 @@ def test_install_and_run_on_arm64(arm64_root: Path) -> None:
 
     smoke = run(ROOT_SH, "run", root, "/opt/edge/venv/bin/python",
                 "/usr/local/src/smoke_inside.py", "/var/tmp/smoke", timeout=900)
+    took("smoke")
     report = json.loads(smoke.stdout.strip().splitlines()[-1])
     context = json.dumps(report, indent=1)[-8000:]
     assert report["machine"] == "aarch64", context
