@@ -18,6 +18,7 @@ from edge._clock import ClockStatus, ClockTrust, KeyStamps, gps_fix_utc_ms
 from edge._completions import Completions
 from edge._config import Config
 from edge._dedupe import DELIVERY_HEADER, read_tail
+from edge._devices import MqttDevice
 from edge._metrics import Metrics
 from edge._validate import EventCheck
 
@@ -57,7 +58,8 @@ class _Bytes(dict[str, bytes]):
         return encoded
 
 
-_CLOCK_BYTES = {status: status.value.encode() for status in ClockStatus}
+# Keyed by str: a stamp's status is a ClockStatus, or the str an Arrival carries.
+_CLOCK_BYTES: dict[str, bytes] = {status: status.value.encode() for status in ClockStatus}
 MAX_REASON_CHARS = 1000  # of a dead letter's reason header
 _TRUSTED = frozenset(s for s in ClockStatus if s.trusted)  # not .trusted per event: a property
 _DEVICE, _POLL = TimeSource.DEVICE, TimeSource.POLL  # module globals: read per event
@@ -129,7 +131,8 @@ class EventWriter:
         A failure costs only the dedupe of copies of what came before it: logged, not fatal.
         """
         d = runner.cfg
-        if not (d.transport == "mqtt" and d.qos > 0) and runner.content is None:
+        mqtt = d if isinstance(d, MqttDevice) else None  # only MQTT QoS 1 redelivers
+        if not (mqtt is not None and mqtt.qos > 0) and runner.content is None:
             return
         try:
             tail = await asyncio.to_thread(read_tail, self.cfg.data_dir, d.topic)
@@ -139,7 +142,8 @@ class EventWriter:
             return
         durable: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         durable.set_result(None)
-        deliveries = runner.redeliveries.prime(tail, durable, f"mqtt:{d.client_id}:".encode())
+        deliveries = (runner.redeliveries.prime(tail, durable, f"mqtt:{mqtt.client_id}:".encode())
+                      if mqtt is not None else 0)
         content = runner.content  # (an empty index is falsy: compare with None)
         readings = content.prime(tail, durable, self.trust.now_ms()) if content is not None else 0
         log.info("device %s: %d records of %s read back: %d MQTT deliveries, %d readings within "
@@ -207,6 +211,7 @@ class EventWriter:
             fix_utc = (gps_fix_utc_ms(reading)
                        if reading.kind == "gps" and self.cfg.clock.gps_time else None)
             arrival = reading.arrival
+            status: str  # a ClockStatus, or the word the Arrival's maker used for its clock
             if fix_utc is not None:
                 trust.observe_gps(fix_utc, reading.arrival_monotonic_ms)
                 # The fix may have changed the time and status: stamped anew.

@@ -84,6 +84,11 @@ class DeviceConfig:
         """Where the device is read from, for log lines."""
         raise NotImplementedError
 
+    @property
+    def device_id_prefix(self) -> str:
+        """Prepended to a reading's device id for its event key; a kind with the key sets it."""
+        return ""
+
     @classmethod
     def readers(cls, problems: Problems, edge_id: str, env: Mapping[str, str]) -> dict[str, Reader]:
         """The readers of this kind's custom keys; a subclass adds its own."""

@@ -43,11 +43,6 @@ class SerialDevice(DeviceConfig):
     def where(self) -> str:
         return self.port
 
-    @property
-    def device_id_prefix(self) -> str:
-        """Always "": a serial device's readings carry ``device_id`` itself."""
-        return ""
-
     @classmethod
     def readers(cls, problems: Problems, edge_id: str, env: Mapping[str, str]) -> dict[str, Reader]:
         def device_id(raw: Mapping[str, Any], path: str, out: dict[str, Any]) -> Any:
