@@ -82,7 +82,8 @@ async def _run(config: UplinkConfig, status_interval: float) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, uplink.stop)
-    locked: UplinkLockedError | None = None
+    # run() raises it itself, so it is a direct member of the TaskGroup's group.
+    locked: BaseException | None = None
     try:
         async with asyncio.TaskGroup() as tg:
             task = tg.create_task(uplink.run())

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from broker import DROP_LEDGER_TOPIC, TOPIC_NAME_RULE, is_topic_name
 from edge._schema import Problems, check_values, setting
@@ -155,6 +155,11 @@ class UplinkConfig:
         self._check_security(problems)
         if problems.problems:
             raise UplinkConfigError.of(problems.problems)
+
+    @property
+    def topic_mappings(self) -> tuple[TopicMapping, ...]:
+        """``topics`` as ``__post_init__`` normalised it: one ``TopicMapping`` per local topic."""
+        return cast(tuple[TopicMapping, ...], self.topics)  # the field's type is what it accepts
 
     def _mappings(self, problems: Problems) -> tuple[TopicMapping, ...]:
         raw = self.topics

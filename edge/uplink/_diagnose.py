@@ -99,7 +99,8 @@ async def diagnose_connect(config: UplinkConfig, options: dict[str, Any]) -> str
             # controller port, accepts the connection and fails the first real request.
             await conn.send(MetadataRequest([]))
     except BaseException as exc:  # any failure is what we want to describe
-        if isinstance(exc, asyncio.CancelledError) and asyncio.current_task().cancelling():
+        task = asyncio.current_task()  # never None in a coroutine
+        if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
             raise
         text = explain(_cause(exc), config, where, after_connect=conn is not None)
         return mask(text) if text else None

@@ -181,6 +181,8 @@ class FenceLease:
 
     async def _heartbeat(self) -> None:
         producer = self._producer
+        if producer is None:  # close() cancels the heartbeats before it drops the producer
+            raise UpstreamError("upstream: a fencing heartbeat after the lease was closed")
         started = time.monotonic()
         offsets = self._checkpoint()
         try:

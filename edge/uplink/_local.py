@@ -45,7 +45,7 @@ def check_local_topics(config: UplinkConfig) -> None:
     check_data_dir(config)
     with KafkaAdminClient(config.data_dir) as admin:
         existing = sorted(t for t in admin.list_topics() if not t.startswith("__"))
-    missing = [m.local for m in config.topics if m.local not in existing
+    missing = [m.local for m in config.topic_mappings if m.local not in existing
                and m.local != DROP_LEDGER_TOPIC]
     if missing:
         raise UplinkConfigError(
@@ -57,7 +57,7 @@ class LocalSide:
     def __init__(self, config: UplinkConfig) -> None:
         check_data_dir(config)
         self._cfg = config
-        self._locals = [m.local for m in config.topics]
+        self._locals = [m.local for m in config.topic_mappings]
         self._excluded: set[str] = set()
         self._largest = config.max_request_bytes   # of the records last read; guessed high
         self._admin = KafkaAdminClient(config.data_dir)
@@ -184,7 +184,7 @@ class LocalSide:
         if not self._assigned:
             time.sleep(min(timeout_s, _ASSIGN_REFRESH_S))
             return []
-        backlog = {}
+        backlog: dict[float, list[TopicPartition]] = {}  # by priority
         for tp in self._assigned:
             if self._consumer.position(tp) < self._consumer.highwater(tp):
                 backlog.setdefault(self._priority.get(tp.topic, 0), []).append(tp)

@@ -163,8 +163,8 @@ class Uplink:
         self._measure_above = config.max_request_bytes - _SIZE_MARGIN - len(self._edge_header[1])
         self._partition_headers: dict[int, tuple[str, bytes]] = {}
         self._header_lists: dict[str | None, tuple[tuple[str, bytes | None], ...]] = {}
-        self._upstream = {m.local: m.upstream for m in config.topics}
-        self._topics = UpstreamTopics(config.topics)
+        self._upstream = {m.local: m.upstream for m in config.topic_mappings}
+        self._topics = UpstreamTopics(config.topic_mappings)
         self._checkpoints = CheckpointClock()
         self._lock = LocalLock(config.data_dir, config.edge_id)
         self._lease: FenceLease | None = None
@@ -209,6 +209,26 @@ class Uplink:
                     state.value, f": {why}" if why else "")
             self._state = state
             self._states_seen.append(state)
+
+    # The producer and admin client live from _connect() to _close_upstream(), the local
+    # side for run(); every step that uses them runs in between, so None is a bug of ours.
+    @property
+    def _connected_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise UplinkError("the uplink has no upstream producer: it is not connected")
+        return self._producer
+
+    @property
+    def _connected_admin(self) -> AIOKafkaAdminClient:
+        if self._admin is None:
+            raise UplinkError("the uplink has no upstream admin client: it is not connected")
+        return self._admin
+
+    @property
+    def _open_local(self) -> LocalSide:
+        if self._local is None:
+            raise UplinkError("the uplink's local side is not open: it is not running")
+        return self._local
 
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -370,7 +390,7 @@ class Uplink:
                 await _patiently(lambda: read_checkpoint(self._admin, c.group_id),
                                  c.request_timeout_s))
             self._checkpoints.reset(await refresh_interval_s(self._admin))
-        self._replicated = await self._in_thread(self._local.rewind, checkpoint)
+        self._replicated = await self._in_thread(self._open_local.rewind, checkpoint)
         if not c.exactly_once:   # transactions fence exactly once; at least once, a lease
             self._lease = FenceLease(opts, c.transactional_id, c.group_id,
                                      self._lease_checkpoint, c.request_timeout_s)
@@ -385,7 +405,7 @@ class Uplink:
     async def _ensure_topics(self, local: list[str] | None = None) -> None:
         """Create the upstream topics of these local topics (all: None) if missing
         (``UpstreamTopics``), and stop replicating those the cluster refuses."""
-        await self._topics.ensure(self._admin, await self._in_thread(self._local.partition_counts,
+        await self._topics.ensure(self._admin, await self._in_thread(self._open_local.partition_counts,
                                                                      local))
         await self._refuse_topics(dict(self._topics.refused))
 
@@ -402,8 +422,8 @@ class Uplink:
                      topic)
         self._topic_refusals = refused
         self._topics_tried_at = time.monotonic()
-        await self._in_thread(self._local.exclude,
-                              {m.local for m in self.config.topics if m.upstream in refused})
+        await self._in_thread(self._open_local.exclude,
+                              {m.local for m in self.config.topic_mappings if m.upstream in refused})
 
     async def _resume_positions(self, checkpoint: dict[TopicPartition, int]
                                 ) -> dict[TopicPartition, int]:
@@ -411,7 +431,7 @@ class Uplink:
         what is known to be upstream (the local group's commits, what this process saw
         committed); a topic whose checkpoint is gone (expired while the box was away) is
         looked up in the upstream topic's headers (``_resume.py``)."""
-        floor = await self._in_thread(self._local.committed_positions)
+        floor = await self._in_thread(self._open_local.committed_positions)
         for tp, off in self._replicated.items():
             floor[tp] = max(off, floor.get(tp, 0))
         out = dict(floor)
@@ -422,7 +442,7 @@ class Uplink:
             parts = {tp.partition: off for tp, off in floor.items() if tp.topic == topic}
             upstream = self._upstream[topic]
             found = await scan_upstream(self._client_options(), self.config.edge_id, upstream,
-                                        len(await self._producer.partitions_for(upstream)), parts,
+                                        len(await self._connected_producer.partitions_for(upstream)), parts,
                                         self.config.resume_scan_records)
             log.info("uplink %s: no checkpoint upstream for %r; resuming after the last records"
                      " found upstream %s (local commits %s)", self.config.edge_id, topic,
@@ -435,7 +455,7 @@ class Uplink:
         # Upstream says more was sent than this log ever held: it was another log under our
         # edge id (a box re-imaged or its topic recreated), whose offsets say nothing here;
         # trusting them would skip this log's records silently.
-        ends = await self._in_thread(self._local.end_offsets)
+        ends = await self._in_thread(self._open_local.end_offsets)
         for tp, off in out.items():
             if tp in ends and off > ends[tp]:
                 log.warning("uplink %s: upstream has %s up to offset %d but this log ends at %d:"
@@ -502,11 +522,11 @@ class Uplink:
         while True:
             await asyncio.sleep(_PROBE_EVERY_S)
             if self._topic_refusals and time.monotonic() - self._topics_tried_at >= _TOPIC_RETRY_S:
-                await self._ensure_topics([m.local for m in self.config.topics
+                await self._ensure_topics([m.local for m in self.config.topic_mappings
                                            if m.upstream in self._topic_refusals])
             try:
                 async with asyncio.timeout(timeout):
-                    await self._admin.describe_cluster()
+                    await self._connected_admin.describe_cluster()
             except TimeoutError as exc:
                 raise UpstreamError(f"upstream did not answer a metadata request within"
                                     f" {timeout:g} s") from exc
@@ -558,7 +578,7 @@ class Uplink:
         due = self._checkpoints.due({tp.topic for tp in self._replicated})
         if not due:
             return
-        producer = self._producer
+        producer = self._connected_producer
         try:
             await producer.begin_transaction()
             await producer.send_offsets_to_transaction(
@@ -578,7 +598,7 @@ class Uplink:
 
     async def _read(self, timeout_s: float) -> _Prepared:
         """The next batch from the local log, encoded (``_prepare``)."""
-        return await self._prepare(await self._in_thread(self._local.poll, timeout_s))
+        return await self._prepare(await self._in_thread(self._open_local.poll, timeout_s))
 
     async def _bounded(self, step: Any) -> Any:
         # aiokafka waits for an unreachable cluster forever inside a transaction; a step
@@ -607,7 +627,7 @@ class Uplink:
             return
         done, self._uncommitted = self._uncommitted, {}
         self._last_local_commit = time.monotonic()
-        commit = asyncio.ensure_future(self._in_thread(self._local.commit, done))
+        commit = asyncio.ensure_future(self._in_thread(self._open_local.commit, done))
         if force:
             await commit
         else:
@@ -647,7 +667,7 @@ class Uplink:
                                  f" replicating the other topics")
         for local in {r.topic for r in batch}:
             upstream = self._upstream[local]
-            counts[local] = len(await self._bounded(self._producer.partitions_for(upstream)))
+            counts[local] = len(await self._bounded(self._connected_producer.partitions_for(upstream)))
         keyless = self._keyless_next
         self._keyless_next += 1
         open_batches: dict[tuple[str, int], tuple[BatchBuilder, list[RawRecord]]] = {}
@@ -677,14 +697,13 @@ class Uplink:
                     shipments.append((topic, part, *open_batches.pop(slot)))
                 shipments.append((topic, part, self._batch_of(r, headers), [r]))
                 continue
-            builder, members = open_batches.get(slot) or (None, None)
-            if builder is None or builder.append(
+            entry = open_batches.get(slot)
+            if entry is None or entry[0].append(
                     timestamp=r.timestamp, key=r.key, value=r.value, headers=headers) is None:
-                if builder is not None:   # full: it goes first, start the next one
-                    shipments.append((topic, part, builder, members))
-                builder, members = self._batch_of(r, headers), []
-                open_batches[slot] = (builder, members)
-            members.append(r)
+                if entry is not None:   # full: it goes first, start the next one
+                    shipments.append((topic, part, *entry))
+                entry = open_batches[slot] = (self._batch_of(r, headers), [])
+            entry[1].append(r)
         shipments.extend((topic, part, builder, members)
                          for (topic, part), (builder, members) in open_batches.items())
         last: dict[tuple[str, int], int] = {}
@@ -697,7 +716,7 @@ class Uplink:
     async def _send(self, prepared: _Prepared) -> _InFlight:
         """Hand a prepared batch to the producer (in a new transaction, exactly once); not
         yet acked. Exactly once, the checkpoint write starts at once, beside the records."""
-        producer = self._producer
+        producer = self._connected_producer
         c = self.config
         flight = _InFlight(prepared.batch, self._orphans)
         flight.dead, flight.updates, flight.nbytes = prepared.dead, prepared.updates, prepared.nbytes
@@ -721,14 +740,14 @@ class Uplink:
 
     def _batch_of(self, r: RawRecord, headers: list[tuple[str, bytes | None]]) -> BatchBuilder:
         """A new record batch holding ``r`` (a first record always fits)."""
-        builder = self._producer.create_batch()
+        builder = self._connected_producer.create_batch()
         builder.append(timestamp=r.timestamp, key=r.key, value=r.value, headers=headers)
         return builder
 
     async def _ship(self, flight: _InFlight, topic: str, partition: int, builder: BatchBuilder,
                     members: list[RawRecord]) -> None:
         builder.close()
-        future = await self._producer.send_batch(builder, topic, partition=partition)
+        future = await self._connected_producer.send_batch(builder, topic, partition=partition)
         flight.futures.append((future, members))
 
     def _partition_of(self, key: bytes, partitions: int) -> int:
@@ -742,7 +761,7 @@ class Uplink:
 
     async def _finish(self, flight: _InFlight) -> None:
         """Wait for a batch's acks (and commit its transaction with the checkpoint)."""
-        producer, batch, dead = self._producer, flight.batch, flight.dead
+        producer, batch, dead = self._connected_producer, flight.batch, flight.dead
         previous_commit = self._committed_at
         nxt = {**self._replicated, **flight.updates}
         try:
@@ -754,7 +773,7 @@ class Uplink:
             if dead:
                 # Before the upstream commit: a crash here may dead-letter a record twice
                 # locally, never lose it.
-                await self._in_thread(self._local.dead_letter, dead)
+                await self._in_thread(self._open_local.dead_letter, dead)
             if self.config.exactly_once:
                 offsets, flight.offsets = flight.offsets, None
                 if offsets is not None:
@@ -795,14 +814,14 @@ class Uplink:
             await flight.cancel()
             try:
                 async with asyncio.timeout(self.config.request_timeout_s):
-                    await self._producer.abort_transaction()
+                    await self._connected_producer.abort_transaction()
             except (TimeoutError, KafkaError, OSError) as exc:
                 log.debug("aborting the refused transaction: %r", exc)
-        members, exc = refused[0]
+        members, first = refused[0]
         where = ", ".join(sorted({f"{r.topic}/{r.partition}" for m, _ in refused for r in m}))
         what = (f"record {members[0].topic}/{members[0].partition}/{members[0].offset}"
                 if len(members) == 1 else f"a batch of {len(members)} records")
-        raise _Isolating(f"{what} refused upstream ({type(exc).__name__}; local {where});"
+        raise _Isolating(f"{what} refused upstream ({type(first).__name__}; local {where});"
                          f" sending again without it")
 
     def _keep_acked_prefix(self, flight: _InFlight,
