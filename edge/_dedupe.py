@@ -70,7 +70,7 @@ class TailRecord:
     key: bytes | None
     timestamp_ms: int
     value: bytes | None
-    headers: dict[str, bytes]
+    headers: dict[str, bytes | None]  # a header value may be null, as in Kafka
 
 
 def read_tail(data_dir: str | os.PathLike[str], topic: str,

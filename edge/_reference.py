@@ -114,10 +114,10 @@ def reference_markdown() -> str:
             "`transport` decides which kind it is, and so its other keys. Every kind has these:",
             "", *_table(DeviceConfig)]
     common = frozenset(f.name for f, _ in settings_of(DeviceConfig))
-    for transport, cls in DEVICE_TYPES.items():
-        codecs = ", ".join(f"`{n}`" for n in sorted(cls.codecs))
-        out += ["", f'### transport = "{transport}"', "", _doc(cls), "",
-                f"`codec`: {cls.codecs_are}: {codecs}.", "", *_table(cls, skip=common)]
+    for transport, kind in DEVICE_TYPES.items():
+        codecs = ", ".join(f"`{n}`" for n in sorted(kind.codecs))
+        out += ["", f'### transport = "{transport}"', "", _doc(kind), "",
+                f"`codec`: {kind.codecs_are}: {codecs}.", "", *_table(kind, skip=common)]
     out += ["", "## [[streams]]", "", "Each table is one topology run exactly once over the local log:",
             "built-ins (`source`, `steps`, `sink`) or custom (`module`, `params`).", "",
             *_table(TopologyConfig), "", "### Built-in steps", "",

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from broker import ClosedError, StorageError
 from devices import (
@@ -40,6 +41,7 @@ from devices.adapters import Adapter, Clock, DeadLetterSink, Sink, system_arriva
 from edge._clock import ClockTrust
 from edge._config import DeviceConfig
 from edge._dedupe import ContentIndex, RedeliveryIndex
+from edge._devices import MqttDevice, SerialDevice, W1Device
 from edge._metrics import Metrics
 from edge._mqtt import mqtt_config
 from edge._rates import EventRate
@@ -78,7 +80,7 @@ class DeviceRunner:
     """
 
     def __init__(self, cfg: DeviceConfig, writer: EventSinks, metrics: Metrics, *,
-                 trust: ClockTrust | None = None, data_dir: str | None = None,
+                 trust: ClockTrust | None = None, data_dir: str | os.PathLike[str] | None = None,
                  backoff: Backoff = DEVICE_RESTART) -> None:
         self.cfg = cfg
         self.writer = writer
@@ -181,8 +183,19 @@ class DeviceRunner:
 
 
 
-def _serial(runner: DeviceRunner, sink: Sink, dead: DeadLetterSink) -> Adapter[Any]:
+_D = TypeVar("_D", bound=DeviceConfig)
+
+
+def _config_of(runner: DeviceRunner, kind: type[_D]) -> _D:
+    """The runner's device config as the kind ADAPTERS chose the builder for."""
     d = runner.cfg
+    if not isinstance(d, kind):  # ADAPTERS and DEVICE_TYPES are keyed by the same transports
+        raise TypeError(f"device {d.name}: a {type(d).__name__} given to the {kind.__name__} adapter")
+    return d
+
+
+def _serial(runner: DeviceRunner, sink: Sink, dead: DeadLetterSink) -> Adapter[Any]:
+    d = _config_of(runner, SerialDevice)
     framing = (LineFraming() if d.framing == "line"
                else FixedLengthFraming(int(d.framing.split(":", 1)[1])))
     st = SerialTransport(SerialConfig(port=d.port, baudrate=d.baudrate, framing=framing),
@@ -192,14 +205,14 @@ def _serial(runner: DeviceRunner, sink: Sink, dead: DeadLetterSink) -> Adapter[A
 
 
 def _mqtt(runner: DeviceRunner, sink: Sink, dead: DeadLetterSink) -> Adapter[Any]:
-    d = runner.cfg
+    d = _config_of(runner, MqttDevice)
     mt = MqttTransport(mqtt_config(d, runner.data_dir), on_state=runner.on_state)
     return MqttAdapter(d.name, mt, CONVENTIONS[d.codec](**d.codec_options), sink, dead,
                        clock=runner.clock, refused=_refused)
 
 
 def _w1(runner: DeviceRunner, sink: Sink, dead: DeadLetterSink) -> Adapter[Any]:
-    d = runner.cfg
+    d = _config_of(runner, W1Device)
     wt = W1Transport(W1Config(base_dir=d.directory, interval=d.interval), on_state=runner.on_state)
     return W1Adapter(d.name, wt, CODECS[d.codec](**d.codec_options), sink, dead,
                      names=d.names, clock=runner.clock, refused=_refused)

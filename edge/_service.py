@@ -37,7 +37,7 @@ from broker import (
     SystemClock,
 )
 from devices import stop_child
-from edge._clock import ClockJump, ClockStatus, ClockTrust
+from edge._clock import ClockJump, ClockStatus, ClockTrust, ntp_synced
 from edge._config import Config, DeviceConfig, HealthConfig, load_config
 from edge._errors import ConfigError, StartupError
 from edge._exit import health_bind_error, log_open_error
@@ -84,7 +84,7 @@ class Service:
         self.trust = ClockTrust(self.clock, on_jump=self._on_clock_jump,
                                 jump_threshold_s=cfg.clock.jump_threshold,
                                 gps_max_age_s=cfg.clock.gps_max_age,
-                                **({"ntp": ntp} if ntp is not None else {}))
+                                ntp=ntp if ntp is not None else ntp_synced)
         self.runners: dict[str, tuple[DeviceRunner, asyncio.Task[None]]] = {}
         self.topologies = Topologies(log_config_of(cfg, self.clock), cfg.log.dead_letter_topic,
                                      self.metrics.registry, shutdown_timeout)
@@ -262,8 +262,9 @@ class Service:
 
         Raises StartupError when the log, its run lock or the health address cannot be had."""
         cfg = self.cfg
-        self.producer, admin = await asyncio.to_thread(self._open_log)
-        self.writer = EventWriter(self.producer, cfg, self.metrics, self.trust)
+        producer, admin = await asyncio.to_thread(self._open_log)
+        self.producer = producer
+        self.writer = EventWriter(producer, cfg, self.metrics, self.trust)
         self.health_server = HealthServer(cfg.health.host, cfg.health.port, self.health,
                                           self.metrics.registry, token=self._health_token)
         try:
@@ -304,7 +305,7 @@ class Service:
                 await self.health_server.close()
             left = max(1.0, self.shutdown_timeout - (time.monotonic() - t0)) if "t0" in locals() \
                 else self.shutdown_timeout
-            await asyncio.to_thread(self.producer.close, left)
+            await asyncio.to_thread(producer.close, left)
             admin.close()
             self._run_lock.release()
         log.info("stopped cleanly in %.2fs", time.monotonic() - t0)

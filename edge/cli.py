@@ -21,6 +21,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
+from typing import Any
 
 from edge._config import DEFAULT_HEALTH_ADDRESS, load_config
 from edge._errors import ConfigError, EdgeError, StartupError
@@ -34,7 +35,7 @@ def _version() -> str:
         return "0.1.0"
 
 
-def _opt(parser: argparse.ArgumentParser, *flags: str, env: str, **kw):  # type: ignore[no-untyped-def]
+def _opt(parser: argparse.ArgumentParser, *flags: str, env: str, **kw: Any) -> argparse.Action:
     """add_argument whose default comes from `env` when set; --help names the variable."""
     kw["help"] = f"{kw.get('help', '')} [env: {env}]".strip()
     if env in os.environ:

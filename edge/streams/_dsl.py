@@ -42,7 +42,7 @@ class Node:
 def _check_topic(what: str, topic: object) -> str:
     if not is_topic_name(topic):
         raise TopologyError(f"{what}: invalid topic name {topic!r}: expected {TOPIC_NAME_RULE}")
-    return topic  # type: ignore[return-value]
+    return topic
 
 
 def _check_callable(what: str, fn: object) -> None:

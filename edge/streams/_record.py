@@ -16,7 +16,7 @@ class Record:
     ``key``: bytes or None.  ``value``: the JSON-decoded event value when the
     stored bytes are JSON, else the bytes themselves (None for a tombstone).
     ``timestamp_ms``: event time in ms since the epoch; windows and watermarks
-    use it, and output records keep it.  ``headers``: (name, bytes) pairs,
+    use it, and output records keep it.  ``headers``: (name, bytes or None) pairs,
     carried to the output.  ``topic``/``partition``/``offset``: where the
     record was read, for a record straight from a source topic; None for one
     a processor made (``with_value``, ``with_key``, a ``KeyedStep``).
@@ -25,7 +25,7 @@ class Record:
     key: bytes | None
     value: Any
     timestamp_ms: int
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None

@@ -74,17 +74,18 @@ def fence_from_params(p: Mapping[str, Any], where: str) -> Fence:
             raise ParamError(f"{where}.polygon", "an array of at least 3 [lat, lon] points", raw)
         points = []
         for i, pt in enumerate(raw):
-            ok = isinstance(pt, list) and len(pt) == 2
-            lat = number(f"{where}.polygon[{i}]", pt[0]) if ok else None
-            lon = number(f"{where}.polygon[{i}]", pt[1]) if ok else None
-            if not ok or not -90 <= lat <= 90 or not -180 <= lon <= 180:  # type: ignore[operator]
+            if not isinstance(pt, list) or len(pt) != 2:
+                raise ParamError(f"{where}.polygon[{i}]", "a [lat, lon] pair in degrees", pt)
+            lat = number(f"{where}.polygon[{i}]", pt[0])
+            lon = number(f"{where}.polygon[{i}]", pt[1])
+            if not -90 <= lat <= 90 or not -180 <= lon <= 180:
                 raise ParamError(f"{where}.polygon[{i}]", "a [lat, lon] pair in degrees", pt)
             points.append((lat, lon))
         lons = [q[1] for q in points]
         if max(lons) - min(lons) > 180:
             raise ParamError(f"{where}.polygon", "a polygon that does not cross the antimeridian "
                              "(split it in two)", raw)
-        return Polygon(name, tuple(points))  # type: ignore[arg-type]
+        return Polygon(name, tuple(points))
     extra = set(p) - {"name", "lat", "lon", "radius_m"}
     if extra:
         raise ParamError(f"{where}.{sorted(extra)[0]}", "one of the keys lat, lon, name, "

@@ -59,9 +59,9 @@ def topic(key: str, value: object) -> str:
 
 
 def choice(key: str, value: object, choices: tuple[str, ...]) -> str:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ParamError(key, " or ".join(f'"{c}"' for c in choices), value)
-    return value  # type: ignore[return-value]
+    return value
 
 
 def numeric_field(value: Any, field: str) -> float | None:

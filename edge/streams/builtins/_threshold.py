@@ -65,7 +65,7 @@ class ThresholdAlert(KeyedBuiltin):
             return state, []
         if not state["active"] and self._raises(v):
             edge, threshold = "raise", self.raise_at
-            new = {"active": True, "since_ms": timestamp_ms}
+            new: dict[str, Any] = {"active": True, "since_ms": timestamp_ms}
         elif state["active"] and self._clears(v):
             edge, threshold = "clear", self.clear_at
             new = {"active": False, "since_ms": None}
