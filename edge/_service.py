@@ -39,6 +39,7 @@ from broker import (
 from devices import stop_child
 from edge._clock import ClockJump, ClockStatus, ClockTrust, ntp_synced
 from edge._config import Config, DeviceConfig, HealthConfig, load_config
+from edge._early_signals import EarlySignals
 from edge._errors import ConfigError, StartupError
 from edge._exit import health_bind_error, log_open_error
 from edge._health import HealthServer
@@ -332,8 +333,12 @@ class Service:
 
 def run_service(cfg: Config, *, log_level: str = "INFO", shutdown_timeout: float = 10.0,
                 config_path: str | os.PathLike[str] | None = None,
-                warnings: list[str] | None = None) -> int:
+                warnings: list[str] | None = None,
+                early_signals: EarlySignals | None = None) -> int:
     """Run the appliance in this process until SIGTERM/SIGINT; returns the exit code (0).
+
+    ``early_signals``: what the caller held since its start (a SIGTERM during start-up then
+    stops the service cleanly once it runs, instead of killing the process).
 
     Raises StartupError (one line, and the ``exit_status`` to exit with) when the log or
     the health address cannot be used. ``warnings``: lines to log at WARNING once logging is set up (the CLI's findings)."""
@@ -344,10 +349,9 @@ def run_service(cfg: Config, *, log_level: str = "INFO", shutdown_timeout: float
     async def main() -> None:
         service = Service(cfg, config_path=None if config_path is None else str(Path(config_path)),
                           shutdown_timeout=shutdown_timeout)
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, service.request_stop)
-        loop.add_signal_handler(signal.SIGINT, service.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, service.request_reload)
+        handlers = {signal.SIGTERM: service.request_stop, signal.SIGINT: service.request_stop,
+                    signal.SIGHUP: service.request_reload}
+        (early_signals or EarlySignals()).hand_over(asyncio.get_running_loop(), handlers)
         await service.run()
 
     asyncio.run(main())

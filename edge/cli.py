@@ -24,6 +24,7 @@ from importlib import metadata
 from typing import Any
 
 from edge._config import DEFAULT_HEALTH_ADDRESS, load_config
+from edge._early_signals import EarlySignals
 from edge._errors import ConfigError, EdgeError, StartupError
 from edge._exit import EX_CONFIG, EX_FAILURE
 
@@ -113,13 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "config":
             return _config(args)
         if args.command == "run":
+            early = EarlySignals()  # before the config and the heavy imports: see the module
             cfg = load_config(args.config)
             from edge._exposure import exposed_secrets_warning
             from edge._service import run_service
 
             return run_service(cfg, log_level=args.log_level,
                                shutdown_timeout=args.shutdown_timeout, config_path=args.config,
-                               warnings=[w for w in [exposed_secrets_warning(args.config)] if w])
+                               warnings=[w for w in [exposed_secrets_warning(args.config)] if w],
+                               early_signals=early)
         if args.command == "streams":
             from edge.streams._config import describe_streams
 

@@ -151,6 +151,8 @@ async def test_every_simulated_reading_is_upstream_exactly_once(
     n_local = sum(map(len, local.values()))
     edge = start_edge(config, edge_log)
     try:
+        # Up before it is stopped: what is checked is the replication, not a stop mid-start.
+        wait_for(lambda: health(port), 30, "the service's /health")
         upstream = await read_upstream(servers, [f"{prefix}.{t}" for t in LOCAL_TOPICS], n_local,
                                        timeout_s=30)
     finally:
