@@ -130,7 +130,7 @@ class LogTransaction:
             tp = check_topic_partition(tp, "commit_offsets: expected")
             if want is not None:
                 check_offset(want, f"commit_offsets: expected offset for {tp.topic}[{tp.partition}]")
-            self._expected[(group_id, tp.topic, tp.partition)] = off
+            self._expected[(group_id, tp.topic, tp.partition)] = want
 
     def put_state(self, store: str, key: bytes, value: bytes | None) -> None:
         """Set ``key`` of state store ``store`` to ``value`` at commit (None deletes the key)."""
