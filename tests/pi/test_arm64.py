@@ -168,3 +168,29 @@ def test_install_and_run_on_arm64(arm64_root: Path) -> None:
         finally:
             consumer.close()
     assert host == expected, (host, sys.platform)
+
+
+def test_mounts_inside_the_root_go_with_the_command(arm64_root: Path) -> None:
+    root = arm64_root
+    # A command that fails: its status comes back, and /proc, /dev/pts, /dev/shm and the
+    # pip cache were mounted for it and for it alone.
+    proc = subprocess.run([str(ROOT_SH), "run", str(root), "/bin/sh", "-c",
+                           "grep -cE ' (/proc|/dev/pts|/dev/shm|/var/cache/edge-pip) ' "
+                           "/proc/self/mountinfo; exit 3"],
+                          capture_output=True, text=True, timeout=300)
+    assert (proc.returncode, proc.stdout.strip()) == (3, "4"), proc
+    assert mounts_under(root) == []
+    # A command killed outright (SIGKILL: no trap, no finally runs): its mounts were never
+    # the host's, and they are gone with it.
+    sleeper = subprocess.Popen([str(ROOT_SH), "run", str(root), "/bin/sleep", "600"])
+    try:
+        mine = Path(f"/proc/{sleeper.pid}/mountinfo")
+        deadline = time.monotonic() + 120
+        while " /dev/pts " not in mine.read_text():
+            assert time.monotonic() < deadline, "the root's mounts never appeared"
+            time.sleep(0.2)
+        assert mounts_under(root) == []  # not visible here while it runs
+    finally:
+        sleeper.kill()
+        sleeper.wait(60)
+    assert mounts_under(root) == []
