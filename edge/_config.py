@@ -124,6 +124,7 @@ class HealthConfig:
         expected=_TOKEN, repr=False, in_example=False, example="a long random string",
         doc="or: the values for `Authorization: Bearer <token>` only (or EDGE_HEALTH_TOKEN)")
 
+    # The address was checked to split when the config was read, so neither is None.
     @property
     def host(self) -> str:
         return split_address(self.address)[0]  # type: ignore[index]

@@ -232,17 +232,16 @@ class ContentIndex:
 
         A record's arrival is its ``ingest_ms`` header; records without one are skipped.
         """
-        arrived: list[tuple[int, TailRecord]] = []
+        arrived: list[tuple[int, bytes, int, bytes]] = []  # (ingest_ms, key, timestamp, value)
         for r in records:
             ingest = r.headers.get("ingest_ms")
             if r.key is not None and r.value is not None and ingest is not None and ingest.isdigit():
-                arrived.append((int(ingest), r))
-        arrived.sort(key=lambda pair: pair[0])  # oldest first, as _expire expects
+                arrived.append((int(ingest), r.key, r.timestamp_ms, r.value))
+        arrived.sort(key=lambda entry: entry[0])  # oldest first, as _expire expects
         now, n = self._clock(), 0
-        for ingest_ms, r in arrived:
+        for ingest_ms, key, timestamp_ms, value in arrived:
             age_s = (now_ms - ingest_ms) / 1000
             if age_s < self.window_s:
-                self.add(self.key(r.key, r.timestamp_ms, r.value), durable,  # type: ignore[arg-type]
-                         now - max(age_s, 0.0))
+                self.add(self.key(key, timestamp_ms, value), durable, now - max(age_s, 0.0))
                 n += 1
         return n

@@ -113,9 +113,10 @@ class HealthServer:
 
     def _authorized(self, authorization: bytes) -> bool:
         token = self._token()
+        if not token:
+            return False
         scheme, _, given = authorization.partition(b" ")
-        return bool(token) and scheme.lower() == b"bearer" and hmac.compare_digest(
-            given.strip(), token.encode())  # type: ignore[union-attr]
+        return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token.encode())
 
     def _answer(self, request: bytes, authorized: bool = False) -> tuple[int, str, bytes]:
         """(status, content type, body) for one request line."""

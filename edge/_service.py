@@ -126,7 +126,7 @@ class Service:
                    and self.producer.metrics()["records"] == w.records_at_failure)
         log_ok = self.log_ok and not failing
         info = dict(self.log_info, ok=log_ok,
-                    last_write_error=w.last_failure if failing else None)  # type: ignore[union-attr]
+                    last_write_error=w.last_failure if failing and w is not None else None)
         uplink = self.uplink.health()
         streams = self.topologies.health()
         ok = log_ok and all(d["connected"] for d in devices.values()) and (

@@ -53,7 +53,7 @@ class EventCheck:
         """The event's JSON object, every quantity within its range."""
         return checked_event_value(reading, self.ranges)
 
-    def earliest(self, reading: Reading, ts: int) -> None:
+    def earliest(self, reading: Reading, ts: object) -> None:
         """Refuse a device-stamped time that is not an int ms at or after ``earliest_ms``."""
         if type(ts) is not int or ts < self.earliest_ms:
             raise ReadingRejected(

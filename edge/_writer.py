@@ -207,7 +207,7 @@ class EventWriter:
             polled = source is _POLL
             box_made = source is not _DEVICE or device_ts is None
             if not box_made and (type(device_ts) is not int or device_ts < earliest):
-                check.earliest(reading, device_ts)  # type: ignore[arg-type]  # raises
+                check.earliest(reading, device_ts)  # raises
             fix_utc = (gps_fix_utc_ms(reading)
                        if reading.kind == "gps" and self.cfg.clock.gps_time else None)
             arrival = reading.arrival
@@ -265,6 +265,7 @@ class EventWriter:
             def durable() -> None:
                 observe(time.perf_counter() - t0)
                 if not written.count:  # the first since the last drain: count at its end
+                    # _append made the completions before any record can be durable.
                     self._completions.after_drain[written] = flush  # type: ignore[union-attr]
                 written.count += 1
                 written.last = (reading, ts, ingest, event_value)
@@ -276,8 +277,8 @@ class EventWriter:
                                       f"({type(exc).__name__}: {exc})", reading.schema) from None
             if delivery is not None:
                 redeliveries.add(delivery.identity, write)
-            if content_key is not None:
-                content.add(content_key, write)  # type: ignore[union-attr]
+            if content is not None and content_key is not None:
+                content.add(content_key, write)
             return write
 
         return sink

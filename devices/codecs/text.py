@@ -103,8 +103,9 @@ class TextTemperatureCodec:
             text = bytes(frame).decode(self.encoding).strip("\r\n")
         except (UnicodeDecodeError, LookupError) as exc:
             raise DecodeError(frame, f"not {self.encoding} text ({exc.__class__.__name__})", self.name) from None
-        if not text.isprintable() and _CONTROL.search(text):  # isprintable: the cheap usual case
-            c = _CONTROL.search(text).group()  # type: ignore[union-attr]
+        # isprintable: the cheap usual case
+        if not text.isprintable() and (control := _CONTROL.search(text)) is not None:
+            c = control.group()
             raise DecodeError(frame, f"line holds the control character {c!r} (noise on the line, "
                               "or a device that frames its records otherwise?)", self.name)
         unit = self.unit

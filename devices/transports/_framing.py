@@ -62,7 +62,7 @@ class Framer:
             end = self._buf.find(term, start)
             if end < 0:
                 break
-            frames.append(self._line(self._buf[start:end]))
+            frames.append(self._line(self._buf[start:end], f.strip_cr))
             start = end + len(term)
         del self._buf[:start]
         while len(self._buf) >= f.max_length:
@@ -76,7 +76,8 @@ class Framer:
         self._buf.clear()
         return tail
 
-    def _line(self, raw: bytearray) -> bytes:
-        if self._framing.strip_cr and raw.endswith(b"\r"):  # type: ignore[union-attr]
+    @staticmethod
+    def _line(raw: bytearray, strip_cr: bool) -> bytes:
+        if strip_cr and raw.endswith(b"\r"):
             raw = raw[:-1]
         return bytes(raw)

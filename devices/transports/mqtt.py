@@ -294,6 +294,7 @@ class MqttTransport(AsyncTransport):
             client.tls_set_context(client_context(c.tls.ca_file, c.tls.cert_file, c.tls.key_file,
                                                   check_hostname=not c.tls.insecure))
             client.tls_insecure_set(c.tls.insecure)
+        # paho annotates whole seconds but waits any float it is given (its time.sleep).
         client.reconnect_delay_set(c.backoff.initial, c.backoff.maximum)  # type: ignore[arg-type]
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail

@@ -34,16 +34,12 @@ class ParamError(EdgeError, ValueError):
 def number(key: str, value: object, *, positive: bool = False, at_least: float | None = None
            ) -> float:
     """``value`` as a finite float (TOML integers welcome), else ParamError."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and positive and value <= 0:  # type: ignore[operator]
-        ok = False
-    if ok and at_least is not None and value < at_least:  # type: ignore[operator]
-        ok = False
-    if not ok:
+    if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+            or (positive and value <= 0) or (at_least is not None and value < at_least)):
         what = ("a number > 0" if positive else
                 f"a number >= {at_least:g}" if at_least is not None else "a number")
         raise ParamError(key, what, value)
-    return float(value)  # type: ignore[arg-type]
+    return float(value)
 
 
 def text(key: str, value: object) -> str:
