@@ -35,6 +35,6 @@ class EarlySignals:
             loop.add_signal_handler(signum, handler)
         seen, self.seen = self.seen, []
         for signum in seen:
-            handler = handlers.get(signum)
-            if handler is not None:
-                handler()
+            noted = handlers.get(signum)
+            if noted is not None:
+                noted()

@@ -349,8 +349,9 @@ def run_service(cfg: Config, *, log_level: str = "INFO", shutdown_timeout: float
     async def main() -> None:
         service = Service(cfg, config_path=None if config_path is None else str(Path(config_path)),
                           shutdown_timeout=shutdown_timeout)
-        handlers = {signal.SIGTERM: service.request_stop, signal.SIGINT: service.request_stop,
-                    signal.SIGHUP: service.request_reload}
+        handlers: dict[int, Callable[[], None]] = {
+            signal.SIGTERM: service.request_stop, signal.SIGINT: service.request_stop,
+            signal.SIGHUP: service.request_reload}
         (early_signals or EarlySignals()).hand_over(asyncio.get_running_loop(), handlers)
         await service.run()
 
