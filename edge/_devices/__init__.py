@@ -1,8 +1,10 @@
 """The ``[[devices]]`` tables: one device kind per transport, chosen by the ``transport`` key.
 
-A new transport is a module here (a ``DeviceConfig`` subclass whose fields are its
-keys, declared with ``edge._schema.setting``) and one line in ``DEVICE_TYPES``; the
-example config and docs/configuration.md pick it up from there.
+A new transport's config is a module here (a ``DeviceConfig`` subclass whose fields
+are its keys, declared with ``edge._schema.setting``) and one line in ``DEVICE_TYPES``;
+the example config and docs/configuration.md pick it up from there. What runs it is
+its adapter builder, one line in ``edge._runner.ADAPTERS`` (a test keeps the two
+tables' transports equal).
 """
 
 from __future__ import annotations
