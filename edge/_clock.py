@@ -50,6 +50,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import enum
+import functools
 import logging
 import os
 from collections import deque
@@ -96,9 +97,17 @@ class _Timex(ctypes.Structure):
     _fields_ = [("modes", ctypes.c_uint), ("_rest", ctypes.c_byte * 256)]
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    # Once per process: find_library runs `ldconfig -p` in a child process, which the
+    # NTP probe did every 5 s on a box whose clock is not synced (a fork and exec on the
+    # event loop, the idle service's one process start every 5 s).
+    return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
 def _kernel_synced() -> bool | None:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        libc = _libc()
         tx = _Timex()
         state = libc.adjtimex(ctypes.byref(tx))
     except (OSError, AttributeError):
