@@ -36,6 +36,13 @@ class Metrics:
                                     " its index): what the disk quota bounds", registry=r)
         self.log_dropped = Gauge("edge_log_dropped_records", "Records dropped under the disk quota",
                                  registry=r)
+        # A Counter named without _total: prometheus_client adds it on exposition.
+        self.disk_written = Counter(
+            "edge_disk_bytes_written", "Bytes the service wrote to disk (write_bytes of "
+            "/proc/self/io): what wears the SD card", registry=r)
+        self.disk_per_day = Gauge(
+            "edge_disk_bytes_written_per_day", "Bytes a day of the last window's load would write "
+            "(bytes written over the window x 86,400 / the window's seconds)", registry=r)
         self.log_expired = Gauge("edge_log_expired_records", "Records removed by retention", registry=r)
         self.commit_latency = Histogram(
             "edge_commit_latency_seconds", "From a reading's arrival to its durable append",

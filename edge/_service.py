@@ -39,6 +39,7 @@ from broker import (
 from devices import stop_child
 from edge._clock import ClockJump, ClockStatus, ClockTrust, ntp_synced
 from edge._config import Config, DeviceConfig, HealthConfig, load_config
+from edge._disk import DiskWrites, process_write_bytes
 from edge._early_signals import EarlySignals
 from edge._errors import ConfigError, StartupError
 from edge._exit import health_bind_error, log_open_error
@@ -90,6 +91,7 @@ class Service:
         self.topologies = Topologies(log_config_of(cfg, self.clock), cfg.log.dead_letter_topic,
                                      self.metrics.registry, shutdown_timeout)
         self.log_info: dict[str, Any] = {}
+        self.disk = DiskWrites()
         self.log_ok = True
         self._stop = asyncio.Event()
         self.uplink = UplinkRunner(cfg, self._stop, shutdown_timeout)
@@ -138,8 +140,14 @@ class Service:
         return {"ok": ok, "edge_id": self.cfg.edge_id,
                 "uptime_s": round((mono - self._started_mono) / 1000, 1),
                 "clock": clock["status"], "time": clock,
-                "devices": devices, "log": info, "uplink": uplink,
+                "devices": devices, "log": info, "uplink": uplink, "disk": self._disk_health(),
                 **({"streams": streams} if streams else {})}
+
+    def _disk_health(self) -> dict[str, Any]:
+        """Bytes written (None until two housekeeping passes) beside the log's file sizes."""
+        return {**(self.disk.describe() or {"bytes_written": None}),
+                "log_file_bytes": self.log_info.get("file_bytes"),
+                "log_disk_bytes": self.log_info.get("disk_bytes")}
 
     def _on_clock_jump(self, jump: ClockJump) -> None:
         self.metrics.clock_jumps.labels(jump.direction).inc()
@@ -219,9 +227,10 @@ class Service:
             try:
                 # Shielded: a cancel at shutdown waits for the thread's read to end,
                 # so admin.close() never runs under a describe_log in flight.
-                read = asyncio.ensure_future(asyncio.to_thread(admin.describe_log))
+                read = asyncio.ensure_future(asyncio.to_thread(
+                    lambda: (admin.describe_log(), process_write_bytes())))
                 try:
-                    info = await asyncio.shield(read)
+                    info, written = await asyncio.shield(read)
                 except asyncio.CancelledError:
                     await asyncio.wait([read])
                     if not read.cancelled():
@@ -237,6 +246,10 @@ class Service:
                 m.log_disk_bytes.set(info["disk_bytes"])
                 m.log_dropped.set(info["dropped_records"])
                 m.log_expired.set(info["expired_records"])
+                if written is not None and self.producer is not None:
+                    m.disk_written.inc(self.disk.sample(time.monotonic(), written,
+                                                        self.producer.metrics()["records"]))
+                    m.disk_per_day.set((self.disk.describe() or {}).get("projected_bytes_per_day", 0))
                 uplink = self.uplink.uplink
                 if uplink is not None:
                     m.uplink_up.set(1 if str(uplink.state.value) == "online" else 0)

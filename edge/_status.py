@@ -3,7 +3,8 @@
 Per device: state, readings, events/s over the last minute (``rate_per_s``, taken
 over ``rate_window_s``: the minute, or the uptime when shorter), the last reading
 (key, timestamp, value) and how long ago it arrived; then the clock (status and
-jumps), the log and the uplink. ``--json`` prints the /health document as is.
+jumps), the log, the bytes written to disk (per record, and a day at the current
+rate) and the uplink. ``--json`` prints the /health document as is.
 """
 
 from __future__ import annotations
@@ -55,6 +56,30 @@ def _rate(per_s: float | None) -> str:
     return f"{per_s:.0f}" if per_s >= 100 else f"{per_s:.2f}"
 
 
+def _size(n: float | None) -> str:
+    """Bytes in decimal units, as SD cards state their endurance (TB written)."""
+    if n is None:
+        return "?"
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _disk_lines(disk: dict[str, Any]) -> list[str]:
+    """Bytes written, per record and projected per day, and the log's files: within 80 columns."""
+    files = f"log files {_size(disk.get('log_disk_bytes'))}"
+    if disk.get("bytes_written") is None:
+        return [f"  disk: written bytes not known yet; {files}"]
+    per = disk.get("bytes_per_record")
+    window = disk.get("window_s") or 0
+    span = f"{window / 60:.0f}m" if window >= 120 else f"{window:.0f}s"
+    return [f"  disk: {_size(disk['bytes_written'])} written"
+            + (f", {_size(per)}/record" if per is not None else "") + f"; {files}",
+            f"  disk writes: {_size(disk.get('projected_bytes_per_day'))}/day at the last {span}'s rate"]
+
+
 def summarize(last: dict[str, Any] | None, width: int = 60) -> str:
     """One line of a last reading: ``key: field=value ...``, cut at ``width`` characters."""
     if not last:
@@ -96,6 +121,8 @@ def render(h: dict[str, Any]) -> str:
                     if lg.get("quota_bytes") else "")
                  + (f", {lg['dropped_records']} dropped" if lg.get("dropped_records") else "")
                  + (f"  (last error: {lg['last_write_error']})" if lg.get("last_write_error") else ""))
+    if h.get("disk"):
+        lines.extend(_disk_lines(h["disk"]))
     topics = lg.get("topics") or {}
     if topics:
         lines.append(f"  {'TOPIC':<28} {'PARTITIONS':>10} {'RECORDS':>10} {'BYTES':>12}")
