@@ -11,6 +11,7 @@ from ._admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPar
 from ._clock import Clock, ManualClock, SystemClock
 from ._config import (
     DROP_LEDGER_TOPIC,
+    MAX_COMMIT_INTERVAL_MS,
     MAX_PARTITIONS,
     MIN_QUOTA_BYTES,
     Durability,
@@ -63,6 +64,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DROP_LEDGER_TOPIC",
     "MAX_PARTITIONS",
+    "MAX_COMMIT_INTERVAL_MS",
     "MIN_QUOTA_BYTES",
     "TOPIC_NAME_RULE",
     "BrokerError",

@@ -16,5 +16,6 @@ def log_config_of(cfg: Config, clock: Clock | None = None) -> LogConfig:
         quota_bytes=cfg.log.quota_bytes, full_policy=FullPolicy(cfg.log.full_policy), default_partitions=cfg.log.partitions,
         default_topic_config=TopicConfig(retention_ms=retention_ms,
                                          retention_bytes=cfg.log.retention_bytes),
+        commit_interval_ms=cfg.log.commit_interval_ms,
         clock=clock if clock is not None else SystemClock(),
     )

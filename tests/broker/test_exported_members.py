@@ -19,6 +19,7 @@ EXPECTED = {
     "TopicDescription", "PartitionDescription", "ConsumerGroupDescription", "GroupOffset",
     # settings and clocks
     "LogConfig", "TopicConfig", "Durability", "FullPolicy", "DROP_LEDGER_TOPIC", "MAX_PARTITIONS",
+    "MAX_COMMIT_INTERVAL_MS",
     "MIN_QUOTA_BYTES",
     "Clock", "SystemClock", "ManualClock",
     # Kafka's topic-name rule, shared with edge/ (config, streams, uplink)

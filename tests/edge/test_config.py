@@ -267,3 +267,14 @@ def parse_config_dict(path):  # type: ignore[no-untyped-def]
     import tomllib
 
     return tomllib.loads(path.read_text())
+
+
+def test_the_commit_interval_reaches_the_log(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from edge._logconfig import log_config_of
+
+    assert log_config_of(parse_config(GOOD)).commit_interval_ms == 0  # commit at once
+    cfg = parse_config(GOOD.replace('data_dir = "/tmp/edge"', f'data_dir = "{tmp_path}"')
+                       + "\n[log]\ncommit_interval_ms = 250\n")
+    assert log_config_of(cfg).commit_interval_ms == 250
+    [error] = errors_of(GOOD + "\n[log]\ncommit_interval_ms = 60000\n")
+    assert "log.commit_interval_ms" in error and "0..5000" in error and "60000" in error

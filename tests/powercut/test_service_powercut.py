@@ -46,14 +46,16 @@ CONVENTIONS = [("gps-mqtt", "gps", "owntracks"), ("rooms-mqtt", "temperature", "
 TOTAL = 6 * 200  # 2 devices of each kind, 200 readings each
 
 
-def _config(tmp: Path, data_dir: Path, mqtt_port: int) -> tuple[Path, int]:
+def _config(tmp: Path, data_dir: Path, mqtt_port: int, interval_ms: int = 0) -> tuple[Path, int]:
     health_port = free_port()
     devices = "".join(f'[[devices]]\nname = "{n}"\nkind = "{k}"\ntransport = "mqtt"\n'
                       f'host = "127.0.0.1"\nport = {mqtt_port}\ncodec = "{c}"\nqos = 1\n'
                       for n, k, c in CONVENTIONS)
     path = tmp / "edge.toml"
-    # No durability key: the default is what must survive a power cut.
-    path.write_text(f'edge_id = "test-edge"\ndata_dir = "{data_dir}"\n[log]\npartitions = 2\n'
+    # No durability key: the default is what must survive a power cut (with a commit
+    # interval too: it delays PUBACKs, it must never send one before the commit is durable).
+    interval = f"commit_interval_ms = {interval_ms}\n" if interval_ms else ""
+    path.write_text(f'edge_id = "test-edge"\ndata_dir = "{data_dir}"\n[log]\npartitions = 2\n{interval}'
                     f'[health]\naddress = "127.0.0.1:{health_port}"\n{devices}')
     return path, health_port
 
@@ -74,20 +76,22 @@ def _pubacks_from_service(mosq: Mosquitto) -> int:
 
 
 # The second cut is torn: half of what was not synced gets through, in no order.
-@pytest.mark.parametrize(("seed", "keep"), [(1, 0.0), (2, 0.5)], ids=["clean-cut", "torn-cut"])
+@pytest.mark.parametrize(("seed", "keep", "interval_ms"), [(1, 0.0, 0), (2, 0.5, 0), (3, 0.0, 300)],
+                         ids=["clean-cut", "torn-cut", "commit-interval-300ms"])
 def test_nothing_the_service_pubacked_is_lost_in_a_power_cut(
-        tmp_path: Path, lazyfs: LazyFs, seed: int, keep: float) -> None:
+        tmp_path: Path, lazyfs: LazyFs, seed: int, keep: float, interval_ms: int) -> None:
     mosq = Mosquitto(tmp_path / "mosquitto", debug=True)
     mosq.start()
     try:
-        _run(tmp_path, lazyfs, mosq, random.Random(seed), keep)
+        _run(tmp_path, lazyfs, mosq, random.Random(seed), keep, interval_ms)
     finally:
         mosq.stop()
 
 
-def _run(tmp_path: Path, lazyfs: LazyFs, mosq: Mosquitto, rng: random.Random, keep: float) -> None:
+def _run(tmp_path: Path, lazyfs: LazyFs, mosq: Mosquitto, rng: random.Random, keep: float,
+         interval_ms: int) -> None:
     data_dir = lazyfs.mountpoint / "data"
-    config, port = _config(tmp_path, data_dir, mosq.port)
+    config, port = _config(tmp_path, data_dir, mosq.port, interval_ms)
     edge_log = tmp_path / "edge.log"
     edge = start_edge(config, edge_log)
     truth = tmp_path / "truth.jsonl"
