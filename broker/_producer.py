@@ -98,7 +98,7 @@ class KafkaProducer:
                 self._check_partition_exists(topic, partition)
         size = RECORD_OVERHEAD + (len(k) if k else 0) + (len(v) if v else 0)
         if headers:
-            size += sum(len(name) + len(hv) for name, hv in headers)
+            size += sum(len(name) + (len(hv) if hv is not None else 0) for name, hv in headers)
         with self._room:
             if self._queued + size > self._buffer_memory and self._queued:
                 self._wait_for_room(size, topic)
