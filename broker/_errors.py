@@ -22,7 +22,8 @@ The tree, with leaves chosen by how a caller reacts::
     │                                owner, a read-only mount)
     ├── CommitFailedError            a transaction's expected group offsets were moved by
     │                                another member: nothing was written (not retriable)
-    ├── KafkaTimeoutError            a wait (flush, future.get) ran out of time (retriable)
+    ├── KafkaTimeoutError            a wait (flush, future.get, send() on a full buffer_memory)
+    │                                ran out of time (retriable)
     └── ClosedError                  the producer/consumer/admin was closed by its owner
 
 Retry loops read ``retriable`` instead of matching types.  Foreign errors
