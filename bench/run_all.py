@@ -14,6 +14,8 @@ Parts (``--parts``, default all):
   appliance  the whole appliance at a fixed rate (bench/bench_appliance.py's run())
   streams    stream processing (edge.streams) beside a hand-written loop on the same log
              (bench/bench_streams.py's cells)
+  cpu        the service's CPU idle and at 5, 50 and 500 events/s beside the hand-written
+             peer, projected onto a Raspberry Pi 4 and a Pi Zero 2 W (bench/bench_cpu_budget.py)
 
 Writes ``OUT/results.md`` (default docs/), its plots ``OUT/results-*.png``, the raw
 values ``OUT/results.json``, and prints the tables. A part that fails is reported on the
@@ -56,12 +58,13 @@ for p in (str(ROOT), str(BENCH)):
 
 import _page  # noqa: E402
 import _part_appliance  # noqa: E402
+import _part_cpu  # noqa: E402
 import _part_log  # noqa: E402
 import _part_streams  # noqa: E402
 import _part_uplink  # noqa: E402
 from _machine import describe  # noqa: E402
 
-PARTS = ("log", "kafka", "uplink", "drain", "appliance", "streams")
+PARTS = ("log", "kafka", "uplink", "drain", "appliance", "streams", "cpu")
 
 FULL = {
     "log": _part_log.LogPlan(records=200_000, rate_seconds=5.0, pq_records=3200),
@@ -69,6 +72,7 @@ FULL = {
                                       drain_records=200_000),
     "appliance": _part_appliance.AppliancePlan(rate=2000, seconds=30, devices=30),
     "streams": _part_streams.StreamsPlan(records=200_000),
+    "cpu": _part_cpu.CpuPlan(seconds=20, idle_seconds=20),
 }
 QUICK = {
     # One shared broker per Kafka variant and no fsync variant: the slowest parts, made small.
@@ -78,6 +82,7 @@ QUICK = {
                                       drain_records=20_000),
     "appliance": _part_appliance.AppliancePlan(rate=1000, seconds=5, devices=9),
     "streams": _part_streams.StreamsPlan(records=20_000),
+    "cpu": _part_cpu.CpuPlan(seconds=5, idle_seconds=5, nbody_steps=50_000),
 }
 
 
@@ -272,6 +277,14 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:
             res.errors["streams"] = traceback.format_exc()
             progress("streams part FAILED; see the page")
+
+    if "cpu" in args.parts:
+        try:
+            tables, raw["cpu"] = _part_cpu.run(plans["cpu"], args.runs, progress)
+            res.tables.extend(tables)
+        except Exception:
+            res.errors["cpu"] = traceback.format_exc()
+            progress("cpu part FAILED; see the page")
 
     try:
         _plots(res, out, drains, appliance_rows)

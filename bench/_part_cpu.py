@@ -1,0 +1,101 @@
+"""Part "cpu": the service's CPU budget, idle and at 5, 50 and 500 events/s, beside the
+hand-written peer, and projected onto a Raspberry Pi 4 and a Pi Zero 2 W.
+
+bench/bench_cpu_budget.py does the measuring (it reuses bench_appliance's service, peer and
+load); this module turns its result into the results page's two tables.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from _table import Table
+
+SERVICE, PEER = "edge run", "hand-written peer"
+HERE, PI4, ZERO = "this machine", "Raspberry Pi 4", "Pi Zero 2 W"
+_SIDES = {"service": SERVICE, "peer": PEER}
+
+
+@dataclass(frozen=True)
+class CpuPlan:
+    seconds: float = 20
+    idle_seconds: float = 20
+    nbody_steps: int = 500_000
+
+
+def run(plan: CpuPlan, runs: int, progress: Callable[[str], None]) -> tuple[list[Table], dict[str, Any]]:
+    """Measure ``runs`` times; returns the two tables and bench_cpu_budget's raw result."""
+    import bench_cpu_budget
+
+    progress(f"cpu: {runs} run(s) of idle and {', '.join(map(str, bench_cpu_budget.RATES))} events/s, "
+             f"{plan.seconds:g} s cells")
+    result = bench_cpu_budget.run(runs, plan.seconds, plan.idle_seconds, plan.nbody_steps)
+    return tables(result, plan), result
+
+
+def tables(result: dict[str, Any], plan: CpuPlan) -> list[Table]:
+    import bench_cpu_budget as b
+
+    rows = result["rows"]
+    t = Table("cpu", "CPU budget: idle and at 5, 50 and 500 events/s", [SERVICE, PEER])
+    t.notes += [
+        f"{b.DEVICES} devices (GPS, temperature, blood pressure: one of each on a pseudo-terminal, one "
+        "of each MQTT QoS 1 through a real Mosquitto), by bench/bench_cpu_budget.py (bench_appliance's "
+        f"service, peer and load); loaded cells {plan.seconds:g} s, sides and cells interleaved.",
+        "Idle: every device connected, nothing arriving (ptys nobody writes to, MQTT subscriptions "
+        f"with no publisher), {plan.idle_seconds:g} s after 2 s to settle. Wake-ups: voluntary + "
+        "nonvoluntary context switches of every thread (/proc/PID/task/*/status).",
+        "CPU: utime + stime of the process, all threads, from /proc/PID/stat; per 1,000 events/s at "
+        "a low rate it is mostly the fixed cost of being up.",
+    ]
+    for r in rows:
+        col = _SIDES[r["side"]]
+        if r["cell"] == "idle":
+            t.add("idle: CPU % of one core", col, r["idle_cpu_pct"], higher_is_better=False)
+            t.add("idle: wake-ups per second", col, r["idle_wakeups_per_s"], higher_is_better=False)
+    for rate in b.RATES:
+        for r in rows:
+            if r["cell"] != rate:
+                continue
+            col = _SIDES[r["side"]]
+            t.add(f"{rate} events/s: sustained into the log", col, r["achieved_rate"], compare=False)
+            t.add(f"{rate} events/s: CPU % of one core", col, 100 * r["cpu_share"], higher_is_better=False)
+            t.add(f"{rate} events/s: CPU % of one core per 1,000 events/s", col, r["cpu_pct_per_1k"],
+                  higher_is_better=False)
+
+    pi4, zero = b.pi_ratio(result)
+    p = Table("cpu_pi", "CPU budget projected onto a Raspberry Pi (edge run)", [HERE, PI4, ZERO])
+    here = result["nbody_s"]
+    p.notes += [
+        "A Pi's core time = this machine's × the ratio in the first row; the ratio is single-core "
+        f"Python speed. n-body here: {', '.join(f'{s:.2f}' for s in here)} s for "
+        f"{result['nbody_steps']:,} steps (before and after the cells), scaled to 5,000,000.",
+        *(f"Source — {s}" for s in b.PI_SOURCES),
+        "Events/s one core sustains: 100 % of a core over the cost per event at 500 events/s. A Pi "
+        "at that load runs at this machine's 500/s batching or better (slower commits carry more "
+        "records each), so the figure errs low.",
+    ]
+
+    def add(measure: str, value_here: float | None) -> None:
+        if value_here is None:
+            return
+        for col, k in ((HERE, 1.0), (PI4, pi4), (ZERO, zero)):
+            p.add(measure, col, value_here * k, higher_is_better=False, compare=False)
+
+    def med(side: str, cell: object, key: str, scale: float = 1.0) -> float | None:
+        vals = [r[key] * scale for r in rows if r["side"] == side and r["cell"] == cell and r.get(key) is not None]
+        return statistics.median(vals) if vals else None
+
+    for col, k in ((HERE, 1.0), (PI4, pi4), (ZERO, zero)):
+        p.add("core time ÷ this machine's", col, k, compare=False)
+    add("idle: CPU % of one core", med("service", "idle", "idle_cpu_pct"))
+    for rate in b.RATES:
+        add(f"{rate} events/s: CPU % of one core", med("service", rate, "cpu_share", 100.0))
+    per_1k = med("service", max(b.RATES), "cpu_pct_per_1k")
+    if per_1k:
+        for col, k in ((HERE, 1.0), (PI4, pi4), (ZERO, zero)):
+            p.add("events/s one core sustains", col, 100_000 / (per_1k * k), compare=False)
+    return [t, p]
