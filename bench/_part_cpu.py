@@ -67,16 +67,17 @@ def tables(result: dict[str, Any], plan: CpuPlan) -> list[Table]:
                   higher_is_better=False)
 
     pi4, zero = b.pi_ratio(result)
-    p = Table("cpu_pi", "CPU budget projected onto a Raspberry Pi (edge run)", [HERE, PI4, ZERO])
+    p = Table("cpu_pi", "CPU budget projected onto a Raspberry Pi (edge run)", [HERE, PI4, ZERO],
+              ratios=False)
     here = result["nbody_s"]
     p.notes += [
         "A Pi's core time = this machine's × the ratio in the first row; the ratio is single-core "
         f"Python speed. n-body here: {', '.join(f'{s:.2f}' for s in here)} s for "
         f"{result['nbody_steps']:,} steps (before and after the cells), scaled to 5,000,000.",
         *(f"Source — {s}" for s in b.PI_SOURCES),
-        "Events/s one core sustains: 100 % of a core over the cost per event at 500 events/s. A Pi "
-        "at that load runs at this machine's 500/s batching or better (slower commits carry more "
-        "records each), so the figure errs low.",
+        "Events/s one core sustains: 100 % of a core over the cost per event at 500 events/s, a "
+        "lower bound: the cost per event falls as the rate grows (more records per commit and per "
+        "wake-up), and a slower core batches more at the same rate.",
     ]
 
     def add(measure: str, value_here: float | None) -> None:

@@ -77,6 +77,8 @@ class Table:
     columns: list[str]
     notes: list[str] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
+    #: False for a table whose columns are not peers but projections (the Pi's CPU budget).
+    ratios: bool = True
 
     @property
     def ours(self) -> str:
@@ -105,14 +107,15 @@ class Table:
             row.values.setdefault(column, []).append(float(value))
 
     def markdown(self) -> str:
-        ratio_heads = [f"{self.ours} ÷ {p}" for p in self.peers]
+        peers = self.peers if self.ratios else []
+        ratio_heads = [f"{self.ours} ÷ {p}" for p in peers]
         head = ["measure", *self.columns, *ratio_heads]
         lines = ["| " + " | ".join(head) + " |",
                  "|---|" + "---:|" * (len(head) - 1)]
         for r in self.rows:
             arrow = "" if not r.compare else " ↑" if r.higher_is_better else " ↓"
             cells = [fmt_cell(r.values.get(c, [])) for c in self.columns]
-            ratios = [fmt_ratio(r.ratio(self.ours, p)) for p in self.peers]
+            ratios = [fmt_ratio(r.ratio(self.ours, p)) for p in peers]
             lines.append(f"| {r.measure}{arrow} | " + " | ".join(cells + ratios) + " |")
         return "\n".join(lines)
 
