@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,8 +102,9 @@ def test_a_record_larger_than_the_buffer_is_sent_alone(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("option", "value"), [("buffer_memory", 0), ("buffer_memory", "32m"),
                                                 ("max_block_ms", -1), ("max_block_ms", 1.5)])
 def test_bad_bounds_are_refused_with_the_value(tmp_path: Path, option: str, value: object) -> None:
+    bad: dict[str, Any] = {option: value}  # the wrong types are the point
     with pytest.raises(ConfigError, match=f"{option}: expected an integer.*got {value!r}"):
-        KafkaProducer(data_dir=tmp_path, **{option: value})
+        KafkaProducer(data_dir=tmp_path, **bad)
 
 
 _QUEUE_200K = """
