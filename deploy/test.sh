@@ -6,6 +6,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 deploy/setup.sh
 .venv/bin/ruff check broker devices edge deploy tests bench
+# mypy over broker/, devices/ and edge/, as pyproject.toml's [tool.mypy] says.
+.venv/bin/mypy
 .venv/bin/python -m pytest -p no:cacheprovider "$@"
 # The arm64 install and smoke (deploy/pi/README.md) is a run of its own, when no
 # arguments chose the tests: minutes under emulation that the default run leaves out.
