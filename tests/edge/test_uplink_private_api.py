@@ -165,3 +165,35 @@ async def test_a_stop_against_a_frozen_cluster_is_bounded_both_ways(
                        "the rest after the restart", again)
     got = await read_upstream(kafka_cluster_proxied.direct_bootstrap_servers, ["up." + t], 3100)
     check_exactly_once(got, {t: 3100})
+
+
+def test_errors_left_in_an_abandoned_senders_tasks_are_read_others_still_reported() -> None:
+    import asyncio
+    import gc
+
+    from edge.uplink._aiokafka_private import _read_leftover_sender_errors
+
+    # Stands for aiokafka's sender (its file is aiokafka's): a request task nobody awaits
+    # after the abandon.
+    scope: dict[str, object] = {}
+    exec(compile("class Sender:\n    async def _send_produce_req(self):\n"
+                 "        raise KeyError('batch')\n", "/x/aiokafka/producer/sender.py", "exec"), scope)
+    sender = scope["Sender"]()  # type: ignore[operator]
+
+    async def other() -> None:
+        raise KeyError("ours")
+
+    reported: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, ctx: reported.append(repr(ctx.get("exception"))))
+        _read_leftover_sender_errors(loop)
+        for coro in (sender._send_produce_req(), other()):
+            task = asyncio.ensure_future(coro)
+            await asyncio.sleep(0)
+            del task
+        gc.collect()
+
+    asyncio.run(main())
+    assert reported == ["KeyError('ours')"]
