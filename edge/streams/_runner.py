@@ -29,7 +29,6 @@ from broker import (
     KafkaConsumer,
     KafkaProducer,
     LogConfig,
-    LogTransaction,
     NewTopic,
     SystemClock,
     TopicAlreadyExistsError,
@@ -50,30 +49,6 @@ log = logging.getLogger("edge.streams")
 DEFAULT_BATCH_RECORDS = 5000
 _ASSIGN_REFRESH_S = 1.0
 _RETRY_S = (0.1, 0.5, 1.0, 2.0, 5.0)
-
-
-class _Context:
-    """What the processors of one input record share: where it came from, where the batch goes."""
-
-    __slots__ = ("task", "src", "raw", "txn")
-
-    def __init__(self) -> None:
-        self.task = 0                  # the input partition number (a Kafka Streams task)
-        self.src = b""                 # SOURCE_HEADER value of the input record
-        self.raw: ConsumerRecord | None = None
-        self.txn: LogTransaction | None = None
-
-
-class _Counters:
-    __slots__ = ("records_in", "records_out", "late", "dead_lettered", "deduplicated",
-                 "transactions", "errors", "last_error", "skipped", "last_commit_ms")
-
-    def __init__(self) -> None:
-        self.records_in = self.records_out = self.late = self.dead_lettered = 0
-        self.deduplicated = self.transactions = self.skipped = 0
-        self.errors: dict[str, int] = {}
-        self.last_error: str | None = None
-        self.last_commit_ms: int | None = None
 
 
 class StreamsRunner:
