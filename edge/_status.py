@@ -4,12 +4,14 @@ Per device: state, readings, events/s over the last minute (``rate_per_s``, take
 over ``rate_window_s``: the minute, or the uptime when shorter), the last reading
 (key, timestamp, value) and how long ago it arrived; then the clock (status and
 jumps), the log, the bytes written to disk (per record, and a day at the current
-rate) and the uplink. ``--json`` prints the /health document as is.
+rate) and the uplink. ``--json`` prints the /health document as is. On a terminal
+the view fits its size (edge/_status_screen.py); ``--wide`` prints every row whole.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 import urllib.error
@@ -96,14 +98,20 @@ def summarize(last: dict[str, Any] | None, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def render(h: dict[str, Any]) -> str:
-    """The plain-text view of a /health document."""
+def header_line(h: dict[str, Any]) -> str:
+    """``edge ID: OK|DEGRADED  (up Ns, clock STATUS[, N jumps])``."""
     clock = h.get("clock")
     t = h.get("time") or {}
     if t.get("jumps"):
         clock = f"{clock}, {t['jumps']} jump{'s' if t['jumps'] != 1 else ''}"
-    lines = [f"edge {h.get('edge_id')}: {'OK' if h.get('ok') else 'DEGRADED'}  "
-             f"(up {h.get('uptime_s', 0):.0f}s, clock {clock})"]
+    return (f"edge {h.get('edge_id')}: {'OK' if h.get('ok') else 'DEGRADED'}  "
+            f"(up {h.get('uptime_s', 0):.0f}s, clock {clock})")
+
+
+def render(h: dict[str, Any]) -> str:
+    """The full plain-text view of a /health document: every row, whole (``--wide``, and
+    any output that is not a terminal)."""
+    lines = [header_line(h)]
     lines.append(f"  {'DEVICE':<14} {'STATE':<13} {'KIND':<15} {'TOPIC':<15} {'READINGS':>8} "
                  f"{'RATE/s':>7} {'DEAD':>5} {'RESTARTS':>8}  LAST READING")
     for name, d in h.get("devices", {}).items():
@@ -143,19 +151,30 @@ def render(h: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _view(h: dict[str, Any], wide: bool) -> str:
+    """On a terminal, the screen that fits it (read each time: it may have been resized)."""
+    if wide or not sys.stdout.isatty():
+        return render(h)
+    from edge._status_screen import render_screen
+
+    size = shutil.get_terminal_size()
+    return render_screen(h, size.columns, size.lines)
+
+
 def status_main(address: str, *, as_json: bool = False, watch: bool = False,
-                interval: float = 1.0, token: str | None = None) -> int:
-    """Print the status once (exit 0 healthy, 1 degraded) or every `interval` s until Ctrl-C."""
+                interval: float = 1.0, token: str | None = None, wide: bool = False) -> int:
+    """Print the status once (exit 0 healthy, 1 degraded) or every `interval` s until Ctrl-C.
+    On a terminal it fits the terminal unless ``wide``."""
     if not watch:
         h = fetch_health(address, token=token)
-        print(json.dumps(h, indent=2) if as_json else render(h))
+        print(json.dumps(h, indent=2) if as_json else _view(h, wide))
         return 0 if h.get("ok") else 1
     clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
     try:
         while True:
             try:
                 h = fetch_health(address, token=token)
-                text = json.dumps(h) if as_json else render(h)
+                text = json.dumps(h) if as_json else _view(h, wide)
             except StatusUnavailable as exc:
                 text = f"edge status: {exc}"
             print(clear + text, flush=True)

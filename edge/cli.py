@@ -3,7 +3,7 @@
     edge run --config edge.toml        run the appliance (until SIGTERM / Ctrl-C)
     edge config check edge.toml        validate a config, listing every error
     edge config example                print a commented config that validates
-    edge status [--json] [--watch]     ask a running appliance's /health
+    edge status [--watch] [--wide]     ask a running appliance's /health (or --json)
     edge streams describe -c edge.toml print the stream topologies the config will run
 
 Every option can also come from an EDGE_* environment variable; --help names it.
@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
          help="read the health address, and the token that shows the readings' values, "
          "from this config (the token also from $EDGE_HEALTH_TOKEN)")
     _opt(s, "--json", env="EDGE_STATUS_JSON", action="store_true", help="print the raw JSON")
+    _opt(s, "--wide", env="EDGE_STATUS_WIDE", action="store_true",
+         help="every row whole; on a terminal the default view fits its width and height")
     _opt(s, "--watch", env="EDGE_STATUS_WATCH", action="store_true",
          help="refresh every --interval seconds until Ctrl-C")
     # At least 0.1 s: 0 asked /health in a busy loop, -1 and nan ended in a traceback.
@@ -136,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 health = load_config(args.config).health
                 address, token = address or health.address, health.token
             return status_main(address or DEFAULT_HEALTH_ADDRESS, as_json=args.json,
-                               watch=args.watch, interval=args.interval, token=token)
+                               watch=args.watch, interval=args.interval, token=token,
+                               wide=args.wide)
     except ConfigError as exc:
         # One line (journald keeps one entry); `edge config check` lists them one a line.
         print(f"edge: config error: {'; '.join(str(p) for p in exc.errors)}", file=sys.stderr)
