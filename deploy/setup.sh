@@ -30,6 +30,10 @@ python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(
 [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
 [ -x /usr/bin/qemu-aarch64-static ] || need_apt+=(qemu-user-static)
 [ -x /usr/sbin/update-binfmts ] || need_apt+=(binfmt-support)
+# The console's browser tests (tests/console/test_browser*.py): Debian's headless Chromium
+# and its driver; a browser downloaded at run time does not run on these machines.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing Debian packages: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
