@@ -80,6 +80,11 @@ class CommitWatcher:
         """True when inotify works here; False means 50 ms checks."""
         return self._fd >= 0
 
+    def fileno(self) -> int:
+        """The inotify descriptor (readable after a commit) for an event loop to watch
+        (``loop.add_reader``; ``drain`` once woken); -1 when not ``event_driven``."""
+        return self._fd
+
     def wait(self, timeout_s: float) -> None:
         """Sleep until a commit anywhere, or ``timeout_s``; never longer."""
         if timeout_s <= 0:

@@ -48,6 +48,7 @@ __all__ = [
     "SECRET_ENV",
     "ClockSettings",
     "Config",
+    "ConsoleConfig",
     "DeviceConfig",
     "HealthConfig",
     "LogSettings",
@@ -64,6 +65,9 @@ SECRET_ENV = {
     "EDGE_UPSTREAM_SASL_PASSWORD": "upstream.sasl_password",
     "EDGE_UPSTREAM_SSL_KEY_PASSWORD": "upstream.ssl_key_password",
     "EDGE_HEALTH_TOKEN": "health.token",
+    "EDGE_CONSOLE_TOKEN": "console.token",
+    "EDGE_CONSOLE_USER": "console.user",
+    "EDGE_CONSOLE_PASSWORD": "console.password",
     "EDGE_DEVICE_<NAME>_PASSWORD": "devices[name=<name>].password (name upper-cased, "
     "other characters as _)",
 }
@@ -141,6 +145,39 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class ConsoleConfig:
+    """The web console (docs/console.md): read-only pages of the devices, the log and the uplink.
+
+    By default it shares the [health] address (loopback). Bound to any other address,
+    every page and API request needs ``token`` (Bearer, or ``?token=``) or ``user`` and
+    ``password`` (Basic); without them such a request gets 401.
+    """
+
+    enabled: bool = setting(True, kind="bool", doc="serve the web console")
+    address: str | None = setting(
+        None, kind="str", check=lambda v: split_address(v) is not None,
+        expected='"host:port" with a port in 1..65535 (e.g. "0.0.0.0:8080")',
+        default_doc="the [health] address", example="127.0.0.1:9108",
+        doc="where the console is served; /health and /metrics are served there too")
+    token: str | None = setting(
+        None, kind="str", check=lambda v: len(v) >= 16 and v.isprintable() and " " not in v,
+        expected=_TOKEN, repr=False, in_example=False, example="a long random string",
+        doc="`Authorization: Bearer <token>` or `?token=` (or EDGE_CONSOLE_TOKEN)")
+    user: str | None = setting(
+        None, kind="str", check=lambda v: v.isprintable() and ":" not in v,
+        expected="a user name without ':'", in_example=False, example="operator",
+        doc="with password: HTTP Basic auth (or EDGE_CONSOLE_USER)")
+    password: str | None = setting(
+        None, kind="str", check=lambda v: len(v) >= 8 and v.isprintable(),
+        expected="a string of 8 or more printable characters", repr=False, in_example=False,
+        example="a long passphrase", doc="with user (or EDGE_CONSOLE_PASSWORD)")
+    tls_cert: str | None = setting(None, kind="str", in_example=False, example="/etc/edge/console.pem",
+                                   doc="with tls_key: serve HTTPS with this PEM certificate chain")
+    tls_key: str | None = setting(None, kind="str", in_example=False, example="/etc/edge/console.key",
+                                  doc="the certificate's private key (PEM)")
+
+
+@dataclass(frozen=True)
 class ClockSettings:
     """How the service judges its clock (edge/_clock.py).
 
@@ -181,6 +218,8 @@ class Config:
                              doc="the local log lives here (log.db)")
     log: LogSettings = setting(kind="table", custom=True, factory=LogSettings, doc="[log]")
     health: HealthConfig = setting(kind="table", custom=True, factory=HealthConfig, doc="[health]")
+    console: ConsoleConfig = setting(kind="table", custom=True, factory=ConsoleConfig,
+                                     doc="[console]")
     devices: tuple[DeviceConfig, ...] = setting((), kind="any", custom=True, doc="[[devices]]")
     upstream: UpstreamSettings = setting(kind="table", custom=True, factory=UpstreamSettings,
                                          doc="[upstream]")
@@ -213,6 +252,16 @@ def config_from_dict(data: Mapping[str, Any], file: str = "edge.toml",
         token = env.get("EDGE_HEALTH_TOKEN")
         return table(HealthConfig, "health", {"token": token} if token else None)(raw, path, out)
 
+    def console(raw: Mapping[str, Any], path: str, out: dict[str, Any]) -> Any:
+        secrets = {key: env[var] for var, key in (("EDGE_CONSOLE_TOKEN", "token"),
+                                                  ("EDGE_CONSOLE_USER", "user"),
+                                                  ("EDGE_CONSOLE_PASSWORD", "password"))
+                   if env.get(var)}
+        got = table(ConsoleConfig, "console", secrets)(raw, path, out)
+        if isinstance(got, ConsoleConfig):
+            _check_console(got, problems)
+        return got
+
     def devices(raw: Mapping[str, Any], path: str, out: dict[str, Any]) -> Any:
         given = raw.get("devices", [])
         if not isinstance(given, list) or not all(isinstance(d, dict) for d in given):
@@ -243,12 +292,23 @@ def config_from_dict(data: Mapping[str, Any], file: str = "edge.toml",
         problems.problems.extend(more)
         return found
 
-    readers = {"log": table(LogSettings, "log"), "health": health, "devices": devices,
+    readers = {"log": table(LogSettings, "log"), "health": health, "console": console,
+               "devices": devices,
                "upstream": upstream, "clock": table(ClockSettings, "clock"), "streams": streams}
     values = read_table(Config, data, "", problems, readers=readers)
     if problems.problems:
         raise ConfigError(problems.problems)
     return Config(**values, file=file)
+
+
+def _check_console(c: ConsoleConfig, problems: Problems) -> None:
+    """Settings that only make sense together."""
+    if (c.user is None) != (c.password is None):
+        problems.bad("console.user" if c.user is None else "console.password",
+                     "user and password together (HTTP Basic auth needs both)")
+    if (c.tls_cert is None) != (c.tls_key is None):
+        problems.bad("console.tls_cert" if c.tls_cert is None else "console.tls_key",
+                     "tls_cert and tls_key together (HTTPS needs both)")
 
 
 def uplink_topics(devices: list[DeviceConfig] | tuple[DeviceConfig, ...], dead_letter_topic: str

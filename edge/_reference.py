@@ -14,6 +14,7 @@ from edge._config import (
     SECRET_ENV,
     ClockSettings,
     Config,
+    ConsoleConfig,
     HealthConfig,
     LogSettings,
     UpstreamSettings,
@@ -108,7 +109,8 @@ def reference_markdown() -> str:
         "",
         *_table(Config, only=frozenset({"edge_id", "data_dir"})),
     ]
-    for name, cls in (("log", LogSettings), ("health", HealthConfig), ("clock", ClockSettings)):
+    for name, cls in (("log", LogSettings), ("health", HealthConfig), ("console", ConsoleConfig),
+                      ("clock", ClockSettings)):
         out += ["", f"## [{name}]", "", _doc(cls), "", *_table(cls)]
     out += ["", "## [[devices]]", "", "One table per serial device, MQTT subscription or 1-wire bus.",
             "`transport` decides which kind it is, and so its other keys. Every kind has these:",

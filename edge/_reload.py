@@ -10,8 +10,9 @@ __all__ = ["RESTART_FIELDS", "restart_needed"]
 
 
 #: Config sections a running service cannot take on: the log and its writer are opened
-#: with them, the uplink and the clock built from them. SIGHUP names what changed there.
-RESTART_FIELDS = ("edge_id", "data_dir", "log", "upstream", "clock")
+#: with them, the uplink and the clock built from them; the console's listener and its
+#: credentials are set up once. SIGHUP names what changed there.
+RESTART_FIELDS = ("edge_id", "data_dir", "log", "upstream", "clock", "console")
 
 
 def restart_needed(old: Config, new: Config) -> list[str]:

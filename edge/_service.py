@@ -6,13 +6,14 @@ One asyncio process; its rooms, each in its own module: device runners
 supervised by ``_streams.py``), the uplink (``_upstream.py``), what SIGHUP
 cannot apply (``_reload.py``), logging (``_logging.py``). Restarts and stops
 go through one primitive (``devices.supervise``, ``devices.stop_child``).
-This module opens the log, starts and stops them, and answers /health.
+This module opens the log, starts and stops them, and answers /health (served, with
+the web console, by ``edge.console``).
 
 Signals: SIGTERM/SIGINT stop intake, flush and close within the shutdown
 bound and exit 0; SIGHUP re-reads the config file and starts, stops or
 restarts only the devices and stream topologies whose settings changed, moves
 /health to a new [health] address and applies show_values; a change to
-edge_id, data_dir, [log], [upstream] or [clock] is logged by key as needing a
+edge_id, data_dir, [log], [upstream], [clock] or [console] is logged by key as needing a
 restart (docs/operations.md).
 """
 
@@ -43,7 +44,6 @@ from edge._disk import DiskWrites, process_write_bytes
 from edge._early_signals import EarlySignals
 from edge._errors import ConfigError, StartupError
 from edge._exit import health_bind_error, log_open_error
-from edge._health import HealthServer
 from edge._logconfig import log_config_of
 from edge._logging import setup_logging
 from edge._metrics import Metrics
@@ -54,6 +54,8 @@ from edge._runner import DeviceRunner
 from edge._topologies import Topologies
 from edge._upstream import UplinkRunner
 from edge._writer import EventWriter
+from edge.console import Console, HttpServer
+from edge.console._listeners import console_server, health_server
 
 log = logging.getLogger("edge")
 
@@ -101,11 +103,27 @@ class Service:
         self._tg: asyncio.TaskGroup | None = None
         self.producer: KafkaProducer | None = None
         self.writer: EventWriter | None = None
-        self.health_server: HealthServer | None = None
+        self.health_server: HttpServer | None = None
+        self.console_server: HttpServer | None = None
+        self.console: Console | None = None
         self._run_lock = RunLock(cfg.data_dir)
 
     def _health_token(self) -> str | None:
         return self.cfg.health.token  # read per request: SIGHUP may change it
+
+    # -- what the console reads (edge.console.ConsoleSource) --
+
+    def metrics_registry(self) -> Any:
+        return self.metrics.registry
+
+    def uplink_health(self) -> dict[str, Any] | None:
+        return self.uplink.health()
+
+    def streams_health(self) -> dict[str, dict[str, Any]]:
+        return self.topologies.health()
+
+    def clock_status(self) -> str:
+        return str(self.trust.describe()["status"])
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -206,8 +224,8 @@ class Service:
         """Move /health to a new address (listening there first); returns what now runs."""
         if (new.health.host, new.health.port) == (old.health.host, old.health.port):
             return new.health
-        server = HealthServer(new.health.host, new.health.port, self.health, self.metrics.registry,
-                              token=self._health_token)
+        assert self.console is not None
+        server = health_server(self.console, dataclasses.replace(new, console=old.console))
         try:
             await server.start()
         except OSError as exc:
@@ -279,13 +297,22 @@ class Service:
         producer, admin = await asyncio.to_thread(self._open_log)
         self.producer = producer
         self.writer = EventWriter(producer, cfg, self.metrics, self.trust)
-        self.health_server = HealthServer(cfg.health.host, cfg.health.port, self.health,
-                                          self.metrics.registry, token=self._health_token)
+        self.console = Console(self, log_config_of(cfg, self.clock), self._health_token)
+        self.health_server = health_server(self.console, cfg)
+        self.console_server = console_server(self.console, cfg)
         try:
+            await self.console.start()
             try:
                 await self.health_server.start()
             except OSError as exc:
                 raise health_bind_error(exc, cfg.health.address, cfg.file) from exc
+            if self.console_server is not None:
+                try:
+                    await self.console_server.start()
+                except OSError as exc:
+                    err = health_bind_error(exc, str(cfg.console.address), cfg.file)
+                    raise type(err)(str(err).replace("health.address", "console.address")
+                                    .replace("[health]", "[console]"), err.exit_status) from exc
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 for d in cfg.devices:
@@ -315,8 +342,11 @@ class Service:
                     with contextlib.suppress(asyncio.CancelledError):
                         await t
         finally:
-            if self.health_server is not None:
-                await self.health_server.close()
+            if self.console is not None:
+                await self.console.close()  # ends open pages' streams first
+            for server in (self.console_server, self.health_server):
+                if server is not None:
+                    await server.close()
             left = max(1.0, self.shutdown_timeout - (time.monotonic() - t0)) if "t0" in locals() \
                 else self.shutdown_timeout
             await asyncio.to_thread(producer.close, left)

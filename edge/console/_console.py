@@ -1,0 +1,121 @@
+"""The console's shared state: the log reads, live updates, sparklines and cached figures.
+
+One ``Console`` per service, whatever listeners serve it (``HttpServer``): started
+with the service, closed after its listeners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from broker import LogConfig
+from edge.console._live import LiveHub, sse_event
+from edge.console._overview import SPARK_BUCKET_S, ConsoleSource, Sparklines, build_overview
+from edge.console._reads import LogReads
+from edge.console._streamsinfo import alert_topics
+
+log = logging.getLogger("edge.console")
+
+__all__ = ["Console"]
+
+_T = TypeVar("_T")
+#: How long the topics' figures (oldest record per topic: one query per partition) are reused.
+TOPICS_CACHE_S = 10.0
+#: How often open pages get the overview.
+OVERVIEW_EVERY_S = 1.0
+
+
+class Console:
+    """``await start()``, serve, ``await close()``."""
+
+    def __init__(self, source: ConsoleSource, log_config: LogConfig,
+                 health_token: Callable[[], str | None]) -> None:
+        self.source = source
+        self.reads = LogReads(log_config)
+        self.spark = Sparklines()
+        self.hub = LiveHub(self.reads, Path(log_config.data_dir) / "log.notify", self._live_topics)
+        self._health_token = health_token
+        self._topics: list[dict[str, Any]] = []
+        self._topics_at = float("-inf")
+        self._topics_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._overview_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(self._sample(), name="console-spark"))
+
+    async def close(self) -> None:
+        await self.hub.close()
+        for t in [*self._tasks, *([self._overview_task] if self._overview_task else [])]:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        await asyncio.to_thread(self.reads.close)
+
+    async def in_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)`` in the reads' pool (bounded like the log reads)."""
+        return await self.reads.run(lambda _consumer: fn(*args))
+
+    # -- cached figures -----------------------------------------------------------------------
+
+    async def topics(self) -> list[dict[str, Any]]:
+        async with self._topics_lock:
+            if time.monotonic() - self._topics_at > TOPICS_CACHE_S:
+                self._topics = await self.reads.run(self.reads.topics)
+                self._topics_at = time.monotonic()
+            return self._topics
+
+    async def overview(self) -> dict[str, Any]:
+        topics = await self.topics()
+        oldest = {t["name"]: t["oldest_ms"] for t in topics}
+        # In a thread: the topologies' lag is read from the log.
+        return await self.in_thread(build_overview, self.source, self.spark, oldest)
+
+    async def health(self, show_values: bool | None) -> dict[str, Any]:
+        # In a thread: the topologies' status reads the log (a cost that grows with it).
+        return await self.in_thread(self.source.health, show_values)
+
+    def health_token_shown(self, request: web.Request) -> bool | None:
+        """True when the request carries the [health] token (values shown), else None."""
+        token = self._health_token()
+        if not token:
+            return None
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        ok = scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
+                                                                token.encode())
+        return True if ok else None
+
+    # -- live -----------------------------------------------------------------------------------
+
+    def _live_topics(self) -> tuple[dict[str, str], list[str]]:
+        cfg = self.source.cfg
+        return {d.topic: d.kind for d in cfg.devices}, alert_topics(cfg.streams)
+
+    def overview_wanted(self) -> None:
+        """A page opened the stream: send it the overview each second while any is open."""
+        if self._overview_task is None or self._overview_task.done():
+            self._overview_task = asyncio.get_running_loop().create_task(
+                self._send_overview(), name="console-overview")
+
+    async def _send_overview(self) -> None:
+        while self.hub.subscribers:
+            t0 = time.monotonic()
+            try:
+                self.hub.publish(sse_event("overview", await self.overview()))
+            except Exception as exc:  # the next second tries again
+                log.warning("console: overview failed: %s", exc)
+            await asyncio.sleep(max(0.0, OVERVIEW_EVERY_S - (time.monotonic() - t0)))
+
+    async def _sample(self) -> None:
+        while True:
+            self.spark.sample({name: r.readings for name, (r, _) in self.source.runners.items()})
+            await asyncio.sleep(SPARK_BUCKET_S)

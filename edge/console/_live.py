@@ -1,0 +1,192 @@
+"""Live updates for open pages: new readings and alerts as server-sent events.
+
+Woken by the log's commit notification (the writer touches ``log.notify`` after
+every commit; ``broker``'s ``CommitWatcher`` turns that into a readable inotify
+descriptor, which the event loop watches with ``add_reader``), never by polling the
+database. Only while a page is open: with no subscriber nothing is watched or read.
+The new records are read in ``LogReads``' worker threads; each subscriber has a
+bounded queue, and one that falls ``QUEUE_EVENTS`` behind is dropped (its page's
+EventSource reconnects), so a slow client costs neither the loop nor memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from broker import KafkaConsumer, TopicPartition
+from broker._notify import CommitWatcher
+from edge.console._reads import LogReads, alert_item, decode_value
+
+log = logging.getLogger("edge.console")
+
+__all__ = ["QUEUE_EVENTS", "LiveHub", "sse_event"]
+
+#: Events a subscriber may be behind before it is dropped.
+QUEUE_EVENTS = 1000
+#: Where inotify is missing, how often the hub looks for new records instead.
+_FALLBACK_S = 0.2
+#: How often the topics read are looked up again (a device's topic appears with its
+#: first reading, an alert topic with its first alert).
+_REFRESH_TOPICS_S = 5.0
+
+
+def sse_event(event: str, data: Any) -> bytes:
+    """One server-sent event; ``data`` as compact JSON on one line."""
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+class Subscriber:
+    """One open stream: its queue of encoded events, and whether it fell too far behind."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_EVENTS)
+        self.overflowed = False
+
+    def put(self, event: bytes) -> None:
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+
+class LiveHub:
+    """Fans new readings and alerts out to subscribers; ``overview`` to those who want it."""
+
+    def __init__(self, reads: LogReads, notify_path: Path,
+                 topics: Callable[[], tuple[dict[str, str], list[str]]]) -> None:
+        """``topics()``: ({device topic: kind}, [alert topics]) of the current config."""
+        self._reads = reads
+        self._notify_path = notify_path
+        self._topics = topics
+        self.subscribers: set[Subscriber] = set()
+        self._watcher: CommitWatcher | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._positions: dict[TopicPartition, int] = {}
+        self._last_refresh = 0.0
+
+    def subscribe(self) -> Subscriber:
+        sub = Subscriber()
+        self.subscribers.add(sub)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._tail(), name="console-live")
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+
+    def publish(self, event: bytes) -> None:
+        for sub in list(self.subscribers):
+            sub.put(event)
+
+    async def close(self) -> None:
+        """End every open stream (their handlers return) and the tailing task."""
+        for sub in list(self.subscribers):
+            sub.overflowed = True
+            with contextlib.suppress(asyncio.QueueFull):
+                sub.queue.put_nowait(b"")  # wakes its handler
+        self.subscribers.clear()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _tail(self) -> None:
+        loop = asyncio.get_running_loop()
+        watcher = await asyncio.to_thread(CommitWatcher, self._notify_path)
+        event_driven = watcher.event_driven
+        if event_driven:
+            loop.add_reader(watcher.fileno(), self._wake.set)
+        self._positions = {}
+        try:
+            await self._reads.run(self._start_at_end)
+            while self.subscribers:
+                if event_driven:
+                    with contextlib.suppress(TimeoutError):
+                        # The timeout also ends the task soon after the last page closed.
+                        await asyncio.wait_for(self._wake.wait(), 5.0)
+                    self._wake.clear()
+                    watcher.drain()
+                else:
+                    await asyncio.sleep(_FALLBACK_S)
+                events = await self._reads.run(self._read_new)
+                for e in events:
+                    self.publish(e)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a page must not take the service down: it reconnects
+            log.exception("console: live updates stopped; open pages reconnect")
+            for sub in list(self.subscribers):
+                sub.overflowed = True
+        finally:
+            if event_driven:
+                loop.remove_reader(watcher.fileno())
+            watcher.close()
+            self._task = None
+
+    def _start_at_end(self, consumer: KafkaConsumer) -> None:
+        self._refresh(consumer, at_end=True)
+
+    def _refresh(self, consumer: KafkaConsumer, at_end: bool) -> None:
+        """Follow the topics of the current config; a partition new to us starts at its end
+        (at the start) or its beginning (a topic created since: its first records are new)."""
+        import time
+
+        self._last_refresh = time.monotonic()
+        devices, alerts = self._topics()
+        tps = []
+        for topic in [*devices, *alerts]:
+            parts = consumer.partitions_for_topic(topic)
+            tps += [TopicPartition(topic, p) for p in sorted(parts or ())]
+        new = [tp for tp in tps if tp not in self._positions]
+        if new:
+            start = consumer.end_offsets(new) if at_end else consumer.beginning_offsets(new)
+            self._positions.update(start)
+        self._positions = {tp: self._positions[tp] for tp in tps}
+
+    def _read_new(self, consumer: KafkaConsumer) -> list[bytes]:
+        """Events for the records committed since the last call (a worker thread)."""
+        import time
+
+        devices, alerts = self._topics()
+        known = {tp.topic for tp in self._positions}
+        if (time.monotonic() - self._last_refresh > _REFRESH_TOPICS_S
+                or any(t not in known for t in [*devices, *alerts])):
+            # A topic not in the log yet is looked for at each commit: a device's first
+            # reading (or a first alert) creates it, and is news like any other.
+            self._refresh(consumer, at_end=False)
+        if not self._positions:
+            return []
+        consumer.assign(list(self._positions))
+        for tp, off in self._positions.items():
+            consumer.seek(tp, off)
+        events: list[bytes] = []
+        while True:
+            batch = consumer.poll_raw(0, max_records=2000)
+            if not batch:
+                break
+            for r in batch:
+                self._positions[TopicPartition(r.topic, r.partition)] = r.offset + 1
+                key = None if r.key is None else r.key.decode("utf-8", "backslashreplace")
+                value = decode_value(r.value)
+                if r.topic in devices:
+                    events.append(sse_event("reading", {
+                        "device": key, "ts_ms": r.timestamp, "partition": r.partition,
+                        "offset": r.offset, "value": value}))
+                elif r.topic in alerts:
+                    schema = dict(r.decoded_headers()).get("schema")
+                    events.append(sse_event("alert", alert_item(
+                        r.topic, r.timestamp, key, value,
+                        None if schema is None else schema.decode("utf-8", "replace"))))
+            if len(events) > QUEUE_EVENTS:  # a burst: every subscriber would overflow anyway
+                break
+        return events
