@@ -28,7 +28,7 @@ log = logging.getLogger("edge.console")
 __all__ = ["Console"]
 
 _T = TypeVar("_T")
-#: How long the topics' figures (oldest record per topic: one query per partition) are reused.
+#: How long a topic's oldest record time (one query per partition) is reused.
 TOPICS_CACHE_S = 10.0
 #: How often open pages get the overview.
 OVERVIEW_EVERY_S = 1.0
@@ -44,9 +44,7 @@ class Console:
         self.spark = Sparklines()
         self.hub = LiveHub(self.reads, Path(log_config.data_dir) / "log.notify", self._live_topics)
         self._health_token = health_token
-        self._topics: list[dict[str, Any]] = []
-        self._topics_at = float("-inf")
-        self._topics_lock = asyncio.Lock()
+        self._oldest: dict[str, tuple[float, int | None]] = {}  # touched in the reads' threads
         self._tasks: list[asyncio.Task[None]] = []
         self._overview_task: asyncio.Task[None] | None = None
 
@@ -68,11 +66,7 @@ class Console:
     # -- cached figures -----------------------------------------------------------------------
 
     async def topics(self) -> list[dict[str, Any]]:
-        async with self._topics_lock:
-            if time.monotonic() - self._topics_at > TOPICS_CACHE_S:
-                self._topics = await self.reads.run(self.reads.topics)
-                self._topics_at = time.monotonic()
-            return self._topics
+        return await self.reads.run(self.reads.topics, self._oldest, TOPICS_CACHE_S)
 
     async def overview(self) -> dict[str, Any]:
         topics = await self.topics()

@@ -105,10 +105,19 @@ class LogReads:
 
     # -- the reads (each runs in a worker thread with its own consumer) -------------------------
 
-    def topics(self, consumer: KafkaConsumer) -> list[dict[str, Any]]:
-        """Every topic with partitions, records, bytes and its oldest record's time."""
+    def topics(self, consumer: KafkaConsumer, oldest_cache: dict[str, tuple[float, int | None]],
+               max_age_s: float) -> list[dict[str, Any]]:
+        """Every topic with partitions, records, bytes and its oldest record's time.
+
+        The oldest times (a query per partition) are kept in ``oldest_cache`` for
+        ``max_age_s``: retention moves them seldom, and only forward."""
         out = []
+        now = time.monotonic()
         for desc in self.admin().describe_topics():
+            cached = oldest_cache.get(desc.name)
+            if cached is not None and cached[1] is not None and now - cached[0] < max_age_s:
+                out.append(self._topic_row(desc, cached[1]))
+                continue
             oldest: int | None = None
             for p in desc.partitions:
                 if p.records == 0:
@@ -119,10 +128,15 @@ class LogReads:
                 first = consumer.poll_raw(0, max_records=1)
                 if first and (oldest is None or first[0].timestamp < oldest):
                     oldest = first[0].timestamp
-            out.append({"name": desc.name, "partitions": len(desc.partitions),
-                        "records": sum(p.records for p in desc.partitions),
-                        "bytes": sum(p.size_bytes for p in desc.partitions), "oldest_ms": oldest})
+            oldest_cache[desc.name] = (now, oldest)
+            out.append(self._topic_row(desc, oldest))
         return out
+
+    @staticmethod
+    def _topic_row(desc: Any, oldest: int | None) -> dict[str, Any]:
+        return {"name": desc.name, "partitions": len(desc.partitions),
+                "records": sum(p.records for p in desc.partitions),
+                "bytes": sum(p.size_bytes for p in desc.partitions), "oldest_ms": oldest}
 
     def partitions(self, consumer: KafkaConsumer, topic: str) -> int | None:
         """The topic's partition count, None when there is no such topic."""
