@@ -5,6 +5,7 @@
     edge config example                print a commented config that validates
     edge status [--watch] [--wide]     ask a running appliance's /health (or --json)
     edge streams describe -c edge.toml print the stream topologies the config will run
+    edge fleet set|status|command|watch steer the fleet from the cluster (docs/fleet.md)
 
 Every option can also come from an EDGE_* environment variable; --help names it.
 Exit statuses (sysexits.h; docs/exit-status.md, edge/_exit.py): 0 ok, 1 a crash (or
@@ -106,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     # At least 0.1 s: 0 asked /health in a busy loop, -1 and nan ended in a traceback.
     _opt(s, "--interval", env="EDGE_STATUS_INTERVAL", type=_seconds(0.1), default=1.0, metavar="S",
          help="refresh period of --watch")
+
+    from edge.fleet._cli import add_fleet_parser  # light: its actions import what they need
+
+    add_fleet_parser(sub, _opt)
     return p
 
 
@@ -130,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             sys.stdout.write(describe_streams(load_config(args.config).streams))
             return 0
+        if args.command == "fleet":
+            from edge.fleet._cli import fleet_main
+
+            return fleet_main(args)
         if args.command == "status":
             from edge._status import status_main
 
