@@ -49,6 +49,7 @@ __all__ = [
     "ClockSettings",
     "Config",
     "ConsoleConfig",
+    "ControlSettings",
     "DeviceConfig",
     "HealthConfig",
     "LogSettings",
@@ -196,6 +197,45 @@ class ClockSettings:
         doc="seconds the wall clock may step before it counts as a jump (logged, counted)")
 
 
+def _strs(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(s, str) and s for s in v)
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    """The fleet control channel (docs/control.md): signed desired config and commands from
+    the cluster, reported state back. It connects with [upstream]'s settings as this file
+    gives them: a desired config can change [upstream], never the channel it came by.
+    """
+
+    enabled: bool = setting(False, kind="bool",
+                            doc="take desired config and commands from the cluster")
+    public_keys: tuple[str, ...] = setting(
+        (), kind="any", check=_strs, convert=tuple, expected="an array of PEM file paths",
+        example=["/etc/edge/control.pub"],
+        doc="Ed25519 public keys (PEM) whose signatures the box accepts")
+    groups: tuple[str, ...] = setting(
+        (), kind="any", check=lambda v: _strs(v) and all(is_id(g) for g in v), convert=tuple,
+        expected=f"an array of group names of {ID_EXPECTED}", example=["ward3"],
+        doc='groups whose desired config applies to this box (keys "group:<name>"), first '
+            'to last, then its own ("edge:<edge_id>")')
+    health_deadline: float = setting(
+        60.0, kind="num", check=lambda v: v > 0, expected="a positive number of seconds",
+        doc="seconds a new config has to come up healthy (devices, streams, the uplink "
+            "online) before it is rolled back")
+    heartbeat: float = setting(300.0, kind="num", check=lambda v: v > 0,
+                               expected="a positive number of seconds",
+                               doc="seconds between reported states when nothing changed")
+    desired_topic: str = setting("edge.control.desired", kind="str", check=writable_topic,
+                                 expected=TOPIC_EXPECTED, doc="upstream: desired config (compacted)")
+    commands_topic: str = setting("edge.control.commands", kind="str", check=writable_topic,
+                                  expected=TOPIC_EXPECTED, doc="upstream: commands")
+    reported_topic: str = setting("edge.control.reported", kind="str", check=writable_topic,
+                                  expected=TOPIC_EXPECTED, doc="upstream: reported state (compacted)")
+    results_topic: str = setting("edge.control.results", kind="str", check=writable_topic,
+                                 expected=TOPIC_EXPECTED, doc="upstream: command results")
+
+
 @dataclass(frozen=True)
 class UpstreamSettings:
     """The [upstream] table, kept as given: its keys are ``edge.uplink.UplinkConfig``'s."""
@@ -226,6 +266,8 @@ class Config:
     clock: ClockSettings = setting(kind="table", custom=True, factory=ClockSettings, doc="[clock]")
     # [[streams]]: see edge/streams/_config.py
     streams: tuple[TopologyConfig, ...] = setting((), kind="any", custom=True, doc="[[streams]]")
+    control: ControlSettings = setting(kind="table", custom=True, factory=ControlSettings,
+                                       doc="[control]")
     file: str = "edge.toml"
 
 
@@ -292,9 +334,20 @@ def config_from_dict(data: Mapping[str, Any], file: str = "edge.toml",
         problems.problems.extend(more)
         return found
 
+    def control(raw: Mapping[str, Any], path: str, out: dict[str, Any]) -> Any:
+        value = table(ControlSettings, "control")(raw, path, out)
+        if value is not SKIP and value.enabled:
+            if not value.public_keys:
+                problems.bad("control.public_keys", "at least one public key file when enabled", [])
+            if not (out.get("upstream") and out["upstream"].enabled):
+                problems.bad("upstream", "an enabled [upstream] table: [control] talks to its "
+                             "cluster", raw.get("upstream", {}))
+        return value
+
     readers = {"log": table(LogSettings, "log"), "health": health, "console": console,
                "devices": devices,
-               "upstream": upstream, "clock": table(ClockSettings, "clock"), "streams": streams}
+               "upstream": upstream, "clock": table(ClockSettings, "clock"), "streams": streams,
+               "control": control}
     values = read_table(Config, data, "", problems, readers=readers)
     if problems.problems:
         raise ConfigError(problems.problems)

@@ -14,7 +14,15 @@ import textwrap
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from edge._config import SECRET_ENV, ClockSettings, Config, ConsoleConfig, HealthConfig, LogSettings
+from edge._config import (
+    SECRET_ENV,
+    ClockSettings,
+    Config,
+    ConsoleConfig,
+    ControlSettings,
+    HealthConfig,
+    LogSettings,
+)
 from edge._devices import DEVICE_TYPES
 from edge._schema import _UNSET, REQUIRED, Setting, default_of, settings_of, toml_value
 
@@ -180,7 +188,7 @@ def example_config() -> str:
         *_keys(Config, {"edge_id": "edge-1", "data_dir": "/var/lib/edge"}, all_keys=False),
     ]
     for name, cls in (("log", LogSettings), ("health", HealthConfig), ("console", ConsoleConfig),
-                      ("clock", ClockSettings)):
+                      ("clock", ClockSettings), ("control", ControlSettings)):
         lines += ["", *_comment(cls.__doc__ or ""), f"[{name}]", *_keys(cls)]
     lines += ["", *_devices(), "", *_streams(), "", *_upstream()]
     return "\n".join(lines) + "\n"

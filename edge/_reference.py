@@ -15,6 +15,7 @@ from edge._config import (
     ClockSettings,
     Config,
     ConsoleConfig,
+    ControlSettings,
     HealthConfig,
     LogSettings,
     UpstreamSettings,
@@ -110,7 +111,7 @@ def reference_markdown() -> str:
         *_table(Config, only=frozenset({"edge_id", "data_dir"})),
     ]
     for name, cls in (("log", LogSettings), ("health", HealthConfig), ("console", ConsoleConfig),
-                      ("clock", ClockSettings)):
+                      ("clock", ClockSettings), ("control", ControlSettings)):
         out += ["", f"## [{name}]", "", _doc(cls), "", *_table(cls)]
     out += ["", "## [[devices]]", "", "One table per serial device, MQTT subscription or 1-wire bus.",
             "`transport` decides which kind it is, and so its other keys. Every kind has these:",

@@ -10,9 +10,11 @@ __all__ = ["RESTART_FIELDS", "restart_needed"]
 
 
 #: Config sections a running service cannot take on: the log and its writer are opened
-#: with them, the uplink and the clock built from them; the console's listener and its
-#: credentials are set up once. SIGHUP names what changed there.
-RESTART_FIELDS = ("edge_id", "data_dir", "log", "upstream", "clock", "console")
+#: with them, the uplink, the clock and the control channel built from them; the console's
+#: listener and its credentials are set up once. SIGHUP names what changed there; a desired
+#: config from the fleet (Service.apply_config) restarts the uplink for [upstream] and leaves
+#: the rest for the next start, where it is laid over the file again (edge/control/_overlay.py).
+RESTART_FIELDS = ("edge_id", "data_dir", "log", "upstream", "clock", "console", "control")
 
 
 def restart_needed(old: Config, new: Config) -> list[str]:

@@ -107,6 +107,7 @@ class Service:
         self.console_server: HttpServer | None = None
         self.console: Console | None = None
         self._run_lock = RunLock(cfg.data_dir)
+        self.control: Any = None  # an edge.control ControlLoop while [control] is enabled
 
     def _health_token(self) -> str | None:
         return self.cfg.health.token  # read per request: SIGHUP may change it
@@ -159,7 +160,8 @@ class Service:
                 "uptime_s": round((mono - self._started_mono) / 1000, 1),
                 "clock": clock["status"], "time": clock,
                 "devices": devices, "log": info, "uplink": uplink, "disk": self._disk_health(),
-                **({"streams": streams} if streams else {})}
+                **({"streams": streams} if streams else {}),
+                **({"control": self.control.describe()} if self.control is not None else {})}
 
     def _disk_health(self) -> dict[str, Any]:
         """Bytes written (None until two housekeeping passes) beside the log's file sizes."""
@@ -196,29 +198,43 @@ class Service:
                 log.error("SIGHUP: config not reloaded, keeping the running one: %s",
                           str(exc).replace("\n", "; "))
                 continue
+            if self.control is not None:  # the fleet's desired sections stay laid over the file
+                new = await self.control.reloaded(new)
             await self._apply_reload(new)
 
-    async def _apply_reload(self, new: Config) -> None:
+    async def apply_config(self, new: Config) -> list[str]:
+        """Apply a desired config from the fleet (edge/control): SIGHUP's path, and the
+        uplink restarted when [upstream] changed; returns the keys left for a restart."""
+        old = self.cfg
+        await self._apply_reload(new, why="control")
+        if new.upstream != old.upstream and self._tg is not None:
+            log.info("control: [upstream] changed: restarting the uplink with it")
+            await self.uplink.restart(new, self._tg)
+            self.cfg = dataclasses.replace(self.cfg, upstream=new.upstream)
+        return [k for k in restart_needed(old, new) if not k.startswith("upstream")]
+
+    async def _apply_reload(self, new: Config, why: str = "SIGHUP") -> None:
         """SIGHUP: apply what can change while running; name what needs a restart."""
         old = self.cfg
         wanted = {d.name: d for d in new.devices}
         for name in list(self.runners):
             if name not in wanted or wanted[name] != self.runners[name][0].cfg:
-                log.info("SIGHUP: stopping device %s", name)
+                log.info("%s: stopping device %s", why, name)
                 await self._stop_device(name)
         for name, d in wanted.items():
             if name not in self.runners:
                 self._start_device(d)
         await self.topologies.reload(new.streams, self._stop.is_set)
         health = await self._reload_health(old, new)
-        pending = restart_needed(old, new)
+        pending = [k for k in restart_needed(old, new)
+                   if not (why == "control" and k.startswith("upstream"))]
         if pending:
-            log.warning("SIGHUP: %s changed: applied at the next restart (systemctl restart "
-                        "edge); running with the values it started with", ", ".join(pending))
+            log.warning("%s: %s changed: applied at the next restart (systemctl restart "
+                        "edge); running with the values it started with", why, ", ".join(pending))
         self.cfg = dataclasses.replace(new, health=health,
                                        **{f: getattr(old, f) for f in RESTART_FIELDS})
-        log.info("SIGHUP: config reloaded: %d devices, %d stream topologies",
-                 len(self.runners), len(self.topologies))
+        log.info("%s: config reloaded: %d devices, %d stream topologies",
+                 why, len(self.runners), len(self.topologies))
 
     async def _reload_health(self, old: Config, new: Config) -> HealthConfig:
         """Move /health to a new address (listening there first); returns what now runs."""
@@ -321,6 +337,11 @@ class Service:
                            tg.create_task(self._reload_loop(), name="reload")]
                 self.topologies.start_all(tg, cfg.streams)
                 self.uplink.start(tg)
+                if cfg.control.enabled and self.config_path is not None:
+                    from edge.control._loop import ControlLoop  # only boxes with [control] need it
+
+                    self.control = ControlLoop(self, self.config_path)
+                    helpers.append(tg.create_task(self.control.run(), name="control"))
                 sd_notify(f"READY=1\nSTATUS=running {len(cfg.devices)} devices")
                 log.info("edge %s running: %d devices, log in %s", cfg.edge_id, len(cfg.devices),
                          cfg.data_dir)
@@ -328,6 +349,8 @@ class Service:
                 sd_notify("STOPPING=1")
                 log.info("stopping: intake first, then flush")
                 t0 = time.monotonic()
+                if self.control is not None:  # no config applied while the rest stops
+                    await self.control.stop()
                 await asyncio.gather(*(self._stop_device(n) for n in list(self.runners)))
                 await self.topologies.stop_all()  # after intake: each commits its current batch
                 # The uplink finishes its current transaction and stops; what is not yet
@@ -388,6 +411,11 @@ def run_service(cfg: Config, *, log_level: str = "INFO", shutdown_timeout: float
     setup_logging(log_level)
     for warning in warnings or ():
         log.warning("%s", warning)
+
+    if cfg.control.enabled and config_path is not None:
+        from edge.control._loop import effective_at_start
+
+        cfg = effective_at_start(cfg, str(config_path))
 
     async def main() -> None:
         service = Service(cfg, config_path=None if config_path is None else str(Path(config_path)),

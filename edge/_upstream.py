@@ -61,6 +61,19 @@ class UplinkRunner:
             return
         await stop_child(self._task, self.uplink.stop, name="uplink", timeout=self.shutdown_timeout)
 
+    async def restart(self, cfg: Config, tg: asyncio.TaskGroup) -> None:
+        """Stop the running uplink (its current transaction finishes) and start one with
+        ``cfg``'s [upstream]: how a desired config from the fleet reaches the uplink."""
+        if self._task is not None:
+            task, uplink = self._task, self.uplink
+            if uplink is not None:
+                await stop_child(task, uplink.stop, name="uplink", timeout=self.shutdown_timeout)
+            if not task.done():  # waiting out a backoff: nothing to finish
+                task.cancel()
+                await asyncio.wait([task])
+        self.cfg, self.uplink, self.error, self._task = cfg, None, None, None
+        self.start(tg)
+
     def health(self) -> dict[str, Any] | None:
         """State, lag, throughput and the last error; None when [upstream] is off."""
         if self.uplink is None:

@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from edge import ConfigError, parse_config
-from edge._config import ClockSettings, HealthConfig, LogSettings, UpstreamSettings
+from edge._config import (
+    ClockSettings,
+    ControlSettings,
+    HealthConfig,
+    LogSettings,
+    UpstreamSettings,
+)
 from edge._devices import DEVICE_TYPES, DeviceConfig
 from edge._example import EXAMPLE_CONFIG, example_config
 from edge._reference import reference_markdown
@@ -30,7 +36,7 @@ def test_the_reference_in_docs_is_up_to_date() -> None:
 
 def test_every_key_is_in_the_example_and_the_reference() -> None:
     reference = reference_markdown()
-    classes = [LogSettings, HealthConfig, ClockSettings, UpstreamSettings, DeviceConfig,
+    classes = [LogSettings, HealthConfig, ClockSettings, ControlSettings, UpstreamSettings, DeviceConfig,
                *DEVICE_TYPES.values()]
     for cls in classes:
         for f, _ in settings_of(cls):
