@@ -7,6 +7,8 @@
 ...     print(record.offset, record.value)
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPartitions
 from ._clock import Clock, ManualClock, SystemClock
 from ._config import (
@@ -59,7 +61,24 @@ from ._records import (
 from ._topic_names import TOPIC_NAME_RULE, is_internal_topic, is_topic_name
 from ._transaction import LogTransaction
 
+if TYPE_CHECKING:
+    from .wire import ListenerConfig, WireServer
+
 __version__ = "0.1.0"
+
+# The wire listener's names load on first use: its schema library (kio) costs a second at
+# import where hypothesis is installed, which every CLI start would otherwise pay.
+_LAZY = {"ListenerConfig": "broker.wire", "WireServer": "broker.wire"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'broker' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "DROP_LEDGER_TOPIC",
@@ -88,6 +107,7 @@ __all__ = [
     "KafkaConsumer",
     "KafkaProducer",
     "KafkaTimeoutError",
+    "ListenerConfig",
     "LogConfig",
     "LogFullError",
     "LogLockedError",
@@ -111,6 +131,7 @@ __all__ = [
     "TopicDescription",
     "TopicPartition",
     "UnknownTopicOrPartitionError",
+    "WireServer",
     "default_partition",
     "is_internal_topic",
     "is_topic_name",

@@ -13,6 +13,7 @@ its alias so that muscle memory works.  Errors print one line and exit 1.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from ._admin import KafkaAdminClient, NewPartitions
@@ -400,6 +402,48 @@ def _parse_datetime(text: str) -> int:
     return (dt - _EPOCH) // timedelta(milliseconds=1)
 
 
+# -- serve ----------------------------------------------------------------------------------------
+
+ENV_LISTEN = "EDGE_KAFKA_LISTEN"
+
+
+def _wire() -> Any:
+    # Loaded by `serve` alone: the listener's schema library (kio) costs a second at import
+    # where hypothesis is installed, which every other tool would pay for nothing.
+    return importlib.import_module("broker.wire")
+
+
+def serve(argv: Sequence[str] | None = None) -> int:
+    """``edge-broker serve``: Kafka's wire protocol over the log, for any Kafka client."""
+    p = _parser("edge-broker serve", "Serve the local log to Kafka clients (kafka-python, aiokafka, "
+                "kcat, Kafka's tools) over Kafka's wire protocol.")
+    p.add_argument("--listen", default=os.environ.get(ENV_LISTEN, "127.0.0.1:9092"), metavar="HOST:PORT",
+                   help=f"the address to bind, loopback unless authentication is configured "
+                        f"(env ${ENV_LISTEN}; default 127.0.0.1:9092; port 0: any free port)")
+    p.add_argument("--max-request-bytes", type=int, default=None,
+                   help="close a connection that sends a larger request (default 10 MiB)")
+    p.add_argument("--auto-create-topics", action="store_true",
+                   help="create a topic a client names in Metadata or Produce (off by default)")
+    return _run(p, argv, _serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    wire = _wire()
+    host, port = wire.parse_listen(args.listen)
+    options: dict[str, Any] = {"auto_create_topics": args.auto_create_topics}
+    if args.max_request_bytes is not None:
+        options["max_request_bytes"] = args.max_request_bytes
+    config = wire.ListenerConfig(host=host, port=port, **options)
+    data_dir = _need_dir(args, create=True)
+
+    def ready(server: Any) -> None:
+        print(f"edge-broker serve: listening on {host}:{server.port} for the log in {data_dir}",
+              file=sys.stderr, flush=True)
+
+    wire.serve(config, data_dir, ready)
+    return 0
+
+
 # -- plumbing ----------------------------------------------------------------------------------------
 
 def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
@@ -420,6 +464,7 @@ TOOLS: dict[str, Callable[[Sequence[str] | None], int]] = {
     "console-producer": console_producer,
     "console-consumer": console_consumer,
     "consumer-groups": consumer_groups,
+    "serve": serve,
 }
 
 

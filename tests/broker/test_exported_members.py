@@ -32,6 +32,8 @@ EXPECTED = {
     "StorageError", "LogLockedError", "CorruptLogError", "LogVersionError", "ReadOnlyLogError",
     "KafkaTimeoutError", "ClosedError",
     "CommitFailedError",
+    # Kafka's wire protocol over the log (broker.wire has the rest: registry, context)
+    "WireServer", "ListenerConfig",
 }
 
 

@@ -1,0 +1,74 @@
+"""The listener's counters: connections, requests by API, errors by kind."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from kio.schema.index import api_key_map
+
+
+def api_name(api_key: int) -> str:
+    """Kafka's name of an API key in CamelCase ("Produce", "ApiVersions"), or "api_<key>"."""
+    name = api_key_map.get(api_key)
+    if name is None:
+        return f"api_{api_key}"
+    return "".join(part.capitalize() for part in str(name).split("_"))
+
+
+class ListenerMetrics:
+    """Counted on the event loop, read from any thread (the /health and /metrics pages)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.started = time.monotonic()
+        self.connections_open = 0
+        self.connections_total = 0
+        self.connections_refused = 0
+        self.requests: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    def opened(self) -> None:
+        with self._lock:
+            self.connections_open += 1
+            self.connections_total += 1
+
+    def closed(self) -> None:
+        with self._lock:
+            self.connections_open -= 1
+
+    def refused(self) -> None:
+        with self._lock:
+            self.connections_refused += 1
+            self.errors["too_many_connections"] += 1
+
+    def request(self, api_key: int, size_in: int) -> None:
+        with self._lock:
+            self.requests[api_name(api_key)] += 1
+            self.bytes_in += size_in
+
+    def response(self, size_out: int) -> None:
+        with self._lock:
+            self.bytes_out += size_out
+
+    def error(self, kind: str) -> None:
+        with self._lock:
+            self.errors[kind] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain numbers and dicts: connections, requests by API, errors by kind, bytes."""
+        with self._lock:
+            return {
+                "connections": self.connections_open,
+                "connections_total": self.connections_total,
+                "connections_refused": self.connections_refused,
+                "requests": dict(self.requests),
+                "requests_total": sum(self.requests.values()),
+                "errors": dict(self.errors),
+                "bytes_in": self.bytes_in,
+                "bytes_out": self.bytes_out,
+            }
