@@ -413,7 +413,7 @@ def run_service(cfg: Config, *, log_level: str = "INFO", shutdown_timeout: float
         log.warning("%s", warning)
 
     if cfg.control.enabled and config_path is not None:
-        from edge.control._loop import effective_at_start
+        from edge.control._start import effective_at_start
 
         cfg = effective_at_start(cfg, str(config_path))
 

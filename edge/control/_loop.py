@@ -22,10 +22,10 @@ their signatures, and answers:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import tomllib
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -40,38 +40,13 @@ from ._envelope import key_id, load_public_key, verify
 from ._errors import ControlError, ControlRefused
 from ._messages import Desired, encode_json, parse_command, parse_desired, result_payload
 from ._overlay import check_sections, config_hash, effective_config, overlay, targets_of
-from ._report import reported, signature
-from ._store import ControlStore, read_state
+from ._report import reported, signature, unhealthy
+from ._start import read_base
+from ._store import ControlStore
 
 log = logging.getLogger("edge.control")
 
-__all__ = ["ControlLoop", "effective_at_start"]
-
-
-def _read_base(path: str) -> tuple[dict[str, Any], str]:
-    with open(path, "rb") as f:
-        return tomllib.load(f), Path(path).name
-
-
-def effective_at_start(cfg: Config, config_path: str) -> Config:
-    """The config to start with: the file with the stored desired sections laid over.
-
-    A stored desired config that no longer validates over the file (the file changed)
-    is logged and the file runs as it is."""
-    try:
-        state = read_state(log_config_of(cfg))
-        layers = [state.desired[t]["config"] for t in targets_of(cfg.edge_id, cfg.control.groups)
-                  if t in state.desired]
-        if not layers and not state.disabled:
-            return cfg
-        raw, name = _read_base(config_path)
-        effective = effective_config(raw, layers, state.disabled, name)
-    except (ConfigError, OSError, tomllib.TOMLDecodeError, ValueError) as exc:
-        log.error("control: running %s as it is, without the stored desired config: %s",
-                  config_path, str(exc).replace("\n", "; "))
-        return cfg
-    log.info("control: starting with the stored desired config over %s", config_path)
-    return effective
+__all__ = ["ControlLoop"]
 
 
 class ControlLoop:
@@ -99,14 +74,17 @@ class ControlLoop:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def stop(self) -> None:
-        """Stop reading; a config being applied is finished or rolled back first."""
+        """Stop reading. A config still being watched is neither kept nor rolled back: it
+        is not stored, so the next start runs the last stored one and sees it again."""
         self._stop.set()
         if self.store is not None:
-            await self._done.wait()
+            with contextlib.suppress(TimeoutError):  # a connect to a dead cluster: left to cancel
+                async with asyncio.timeout(5.0):
+                    await self._done.wait()
 
     def _setup(self) -> Config:
         self.keys = {key_id(k): k for k in map(load_public_key, self.settings.public_keys)}
-        self.base_raw, self.base_name = _read_base(self.config_path)
+        self.base_raw, self.base_name = read_base(self.config_path)
         base = config_from_dict(self.base_raw, self.base_name)
         self.store = ControlStore(log_config_of(base, self.service.clock))
         return base
@@ -193,7 +171,7 @@ class ControlLoop:
         caught_up = False
         await self._report(force=True)
         while not self._stop.is_set():
-            batch = await self._consumer.getmany(timeout_ms=500)
+            batch = await self._consumer.getmany(timeout_ms=1000)
             moved: dict[str, int] = {}
             for tp, records in batch.items():
                 at = self.store.state.positions.get(f"{tp.topic}/{tp.partition}", 0)
@@ -276,6 +254,10 @@ class ControlLoop:
         log.info("control: applying desired %s v%d", main.target, main.version)
         later = await self.service.apply_config(new)
         problems = await self._wait_healthy(self.settings.health_deadline)
+        if self._stop.is_set():
+            log.info("control: stopping while desired %s v%d was watched; seen again at the "
+                     "next start", main.target, main.version)
+            return
         if not problems:
             result.update(result="applied", reason=None, errors=[], restart_needed=later)
             self.last_good = new
@@ -306,7 +288,7 @@ class ControlLoop:
                 healthy_since = now
             if healthy_since is not None and now - healthy_since >= settle:
                 return []
-            if now >= end:
+            if now >= end or self._stop.is_set():
                 return problems or ["did not stay healthy"]
             await asyncio.sleep(0.25)
 
@@ -314,7 +296,7 @@ class ControlLoop:
         """SIGHUP: the re-read file with the desired sections laid over it again."""
         assert self.store is not None
         try:
-            raw, name = await asyncio.to_thread(_read_base, self.config_path)
+            raw, name = await asyncio.to_thread(read_base, self.config_path)
             new = await asyncio.to_thread(effective_config, raw, self.layers(self.store.state.desired),
                                           self.store.state.disabled, name)
         except (ConfigError, OSError, tomllib.TOMLDecodeError) as exc:
@@ -393,17 +375,3 @@ class ControlLoop:
         await self._producer.send_and_wait(self.settings.reported_topic, encode_json(document),
                                            key=self.edge_id.encode())
         self._last_sig, self._last_report = sig, now
-
-
-def unhealthy(health: dict[str, Any]) -> list[str]:
-    """What of /health keeps a new config from counting as healthy."""
-    problems = [f"device {name} not connected ({d.get('last_error') or d.get('state')})"
-                for name, d in (health.get("devices") or {}).items() if not d.get("connected")]
-    problems += [f"stream {name} not running ({s.get('last_error') or s.get('state')})"
-                 for name, s in (health.get("streams") or {}).items() if not s.get("ok")]
-    uplink = health.get("uplink")
-    if uplink is not None and not uplink.get("ok"):
-        problems.append(f"uplink {uplink.get('state')}: {uplink.get('last_error')}")
-    return problems
-
-

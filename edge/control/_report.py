@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
-__all__ = ["reported", "signature", "software_version"]
+__all__ = ["reported", "signature", "software_version", "unhealthy"]
 
 
 def software_version() -> str:
@@ -52,3 +52,17 @@ def signature(document: dict[str, Any]) -> Any:
             {n: (d["connected"], d["state"]) for n, d in document["devices"].items()},
             document["streams"], document["uplink"]["state"], document["clock"],
             document["last_error"])
+
+
+def unhealthy(health: dict[str, Any]) -> list[str]:
+    """What of /health keeps a new config from counting as healthy."""
+    problems = [f"device {name} not connected ({d.get('last_error') or d.get('state')})"
+                for name, d in (health.get("devices") or {}).items() if not d.get("connected")]
+    problems += [f"stream {name} not running ({s.get('last_error') or s.get('state')})"
+                 for name, s in (health.get("streams") or {}).items() if not s.get("ok")]
+    uplink = health.get("uplink")
+    if uplink is not None and not uplink.get("ok"):
+        problems.append(f"uplink {uplink.get('state')}: {uplink.get('last_error')}")
+    return problems
+
+

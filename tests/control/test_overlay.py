@@ -6,8 +6,9 @@ import pytest
 
 from edge import ConfigError, load_config
 from edge._logconfig import log_config_of
-from edge.control._loop import effective_at_start, unhealthy
 from edge.control._overlay import check_sections, config_hash, effective_config, overlay, targets_of
+from edge.control._report import unhealthy
+from edge.control._start import effective_at_start
 from edge.control._store import ControlStore, read_state
 
 BASE = {"edge_id": "car-17", "data_dir": "/tmp/x",
