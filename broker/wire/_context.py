@@ -64,6 +64,11 @@ class ServerContext:
         self.extensions: dict[str, Any] = {}
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wire-io")
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._on_close: list[Callable[[], None]] = []
+
+    def on_close(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` when the server closes (after its tasks are cancelled)."""
+        self._on_close.append(fn)
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in the listener's I/O threads, awaited."""
@@ -89,6 +94,8 @@ class ServerContext:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        for fn in reversed(self._on_close):
+            fn()
         self._executor.shutdown(wait=True)
 
 

@@ -35,6 +35,11 @@ API_VERSIONS = 18
 API_MODULES = (
     "broker.wire._api_versions",
     "broker.wire._metadata",
+    "broker.wire._produce",
+    "broker.wire._fetch",
+    "broker.wire._list_offsets",
+    "broker.wire._topics_admin",
+    "broker.wire._producer_ids",
 )
 
 
