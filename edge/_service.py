@@ -42,7 +42,7 @@ from edge._clock import ClockJump, ClockStatus, ClockTrust, ntp_synced
 from edge._config import Config, DeviceConfig, HealthConfig, load_config
 from edge._disk import DiskWrites, process_write_bytes
 from edge._early_signals import EarlySignals
-from edge._errors import ConfigError, StartupError
+from edge._errors import ConfigError, EdgeError, StartupError
 from edge._exit import health_bind_error, log_open_error
 from edge._logconfig import log_config_of
 from edge._logging import setup_logging
@@ -212,6 +212,13 @@ class Service:
             await self.uplink.restart(new, self._tg)
             self.cfg = dataclasses.replace(self.cfg, upstream=new.upstream)
         return [k for k in restart_needed(old, new) if not k.startswith("upstream")]
+
+    async def rewind_uplink(self, positions: dict[Any, int]) -> None:
+        """Restart the uplink so it sends these local partitions again from these offsets
+        (the fleet's rereplicate command); EdgeError when no uplink runs."""
+        if self._tg is None or not self.cfg.upstream.enabled:
+            raise EdgeError("no uplink runs on this box ([upstream] is off)")
+        await self.uplink.restart(self.cfg, self._tg, rewind=positions)
 
     async def _apply_reload(self, new: Config, why: str = "SIGHUP") -> None:
         """SIGHUP: apply what can change while running; name what needs a restart."""

@@ -27,6 +27,7 @@ class UplinkRunner:
         self.error: str | None = None  # the last failure of the uplink's run()
         self._stop = stop
         self._task: asyncio.Task[None] | None = None
+        self._rewind: dict[Any, int] = {}  # for the next Uplink: see restart(rewind=)
 
     def start(self, tg: asyncio.TaskGroup) -> None:
         """Start the uplink in ``tg`` when [upstream] is enabled and this build has it."""
@@ -46,6 +47,7 @@ class UplinkRunner:
 
         async def run_once() -> None:
             self.uplink = Uplink(uplink_cfg)
+            self.uplink.rewind_on_connect, self._rewind = self._rewind, {}
             await self.uplink.run()
 
         self._task = tg.create_task(
@@ -61,9 +63,11 @@ class UplinkRunner:
             return
         await stop_child(self._task, self.uplink.stop, name="uplink", timeout=self.shutdown_timeout)
 
-    async def restart(self, cfg: Config, tg: asyncio.TaskGroup) -> None:
+    async def restart(self, cfg: Config, tg: asyncio.TaskGroup,
+                      rewind: dict[Any, int] | None = None) -> None:
         """Stop the running uplink (its current transaction finishes) and start one with
-        ``cfg``'s [upstream]: how a desired config from the fleet reaches the uplink."""
+        ``cfg``'s [upstream]: how a desired config from the fleet reaches the uplink.
+        ``rewind`` (local TopicPartition -> offset): partitions it sends again from there."""
         if self._task is not None:
             task, uplink = self._task, self.uplink
             if uplink is not None:
@@ -72,6 +76,7 @@ class UplinkRunner:
                 task.cancel()
                 await asyncio.wait([task])
         self.cfg, self.uplink, self.error, self._task = cfg, None, None, None
+        self._rewind = dict(rewind or {})
         self.start(tg)
 
     def health(self) -> dict[str, Any] | None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from edge._errors import ConfigError
+from broker import BrokerError, KafkaConsumer, TopicPartition
+from edge._errors import ConfigError, EdgeError
+from edge._logconfig import log_config_of
 
 from ._messages import Command
 from ._overlay import effective_config
@@ -25,9 +27,54 @@ async def execute(loop: Any, command: Command) -> tuple[str, Any]:
         return "ok", {"reported": loop.applied()}
     if command.command in ("enable_device", "disable_device"):
         return await _toggle(loop, command.args.get("device"), command.command == "disable_device")
-    # rereplicate needs the uplink to rewind its upstream checkpoint for one topic, which
-    # it cannot do yet while running (edge/uplink/_resume.py resumes only at connect).
-    return "error", "rereplicate is not supported by this box's uplink yet"
+    return await _rereplicate(loop, command.args)
+
+
+async def _rereplicate(loop: Any, args: dict[str, Any]) -> tuple[str, Any]:
+    """Send a local topic upstream again from an offset or a time (each partition)."""
+    service = loop.service
+    topic, offset, at = args.get("topic"), args.get("offset"), args.get("timestamp_ms")
+    mapped = set(service.cfg.upstream.settings.get("topics") or {}) or \
+        {d.topic for d in service.cfg.devices} | {service.cfg.log.dead_letter_topic}
+    if not isinstance(topic, str) or topic not in mapped:
+        return "error", f"args.topic: expected a topic the uplink replicates ({', '.join(sorted(mapped))}), got {topic!r}"
+    if (offset is None) == (at is None) or any(
+            v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0) for v in (offset, at)):
+        return "error", "args: expected offset or timestamp_ms, an integer >= 0 (one of them)"
+    try:
+        positions = await asyncio.to_thread(_positions, log_config_of(service.cfg, service.clock),
+                                            topic, offset, at)
+    except BrokerError as exc:
+        return "error", f"{topic}: {exc}"
+    if not positions:
+        return "error", f"no local topic {topic!r} on this box"
+    try:
+        await service.rewind_uplink(positions)
+    except EdgeError as exc:
+        return "error", str(exc)
+    return "ok", {"topic": topic, "from": {str(tp.partition): off for tp, off in positions.items()}}
+
+
+def _positions(log_config: Any, topic: str, offset: int | None, at: int | None
+               ) -> dict[TopicPartition, int]:
+    """Each local partition of ``topic``: ``offset`` (within the log), or the first offset
+    at or after ``at`` (the end where nothing is that new)."""
+    consumer = KafkaConsumer(log_config=log_config, enable_auto_commit=False)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return {}
+        first, end = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+        if offset is not None:
+            start = offset
+            return {tp: min(max(start, first[tp]), end[tp]) for tp in tps}
+        out = {}
+        for tp, hit in consumer.offsets_for_times({tp: at or 0 for tp in tps}).items():
+            out[tp] = end[tp] if hit is None else hit.offset
+        return out
+    finally:
+        consumer.close()
 
 
 async def _toggle(loop: Any, device: object, disable: bool) -> tuple[str, Any]:

@@ -294,7 +294,8 @@ class ControlLoop:
 
     async def reloaded(self, base: Config) -> Config:
         """SIGHUP: the re-read file with the desired sections laid over it again."""
-        assert self.store is not None
+        if self.store is None:  # the control channel did not start: the file as it is
+            return base
         try:
             raw, name = await asyncio.to_thread(read_base, self.config_path)
             new = await asyncio.to_thread(effective_config, raw, self.layers(self.store.state.desired),

@@ -181,6 +181,9 @@ class Uplink:
         self._local_commit: asyncio.Future[None] | None = None
         self._pacer = TransactionPacer()
         self._committed_at = 0.0
+        #: Local partitions to send again from these offsets, once, at the next connect
+        #: (the fleet's rereplicate command: edge/control): below what is known upstream.
+        self.rewind_on_connect: dict[TopicPartition, int] = {}
 
     def __repr__(self) -> str:
         return f"<Uplink edge_id={self.config.edge_id!r} state={self._state.value}>"
@@ -390,6 +393,14 @@ class Uplink:
                 await _patiently(lambda: read_checkpoint(self._admin, c.group_id),
                                  c.request_timeout_s))
             self._checkpoints.reset(await refresh_interval_s(self._admin))
+        if self.rewind_on_connect:
+            known = checkpoint if checkpoint is not None else \
+                await self._in_thread(self._open_local.committed_positions)
+            checkpoint = {**known, **self.rewind_on_connect}
+            log.info("uplink %s: sending again from %s", c.edge_id,
+                     ", ".join(f"{tp.topic}[{tp.partition}]@{off}"
+                               for tp, off in sorted(self.rewind_on_connect.items())))
+            self.rewind_on_connect = {}
         self._replicated = await self._in_thread(self._open_local.rewind, checkpoint)
         if not c.exactly_once:   # transactions fence exactly once; at least once, a lease
             self._lease = FenceLease(opts, c.transactional_id, c.group_id,

@@ -99,25 +99,27 @@ class Box:
     """One `edge run` with [upstream] at ``servers`` and the fleet's [control]."""
 
     def __init__(self, tmp: Path, fleet: Fleet, servers: str, *, devices: str = "",
-                 groups: list[str] | None = None, deadline: float = 20.0) -> None:
+                 groups: list[str] | None = None, deadline: float = 20.0,
+                 local_topics: tuple[str, ...] = ()) -> None:
         self.edge_id = f"box-{uuid.uuid4().hex[:8]}"
         self.tmp, self.port = tmp, free_port()
         self.config = tmp / "edge.toml"
         self.log = tmp / "edge.log"
-        self.upstream = {"bootstrap_servers": servers,
-                         "topics": {"dead-letters": f"{fleet.prefix}.dead-letters"}}
+        self.local_topics = ("dead-letters", *local_topics)
+        topics = {t: f"{fleet.prefix}.{t}" for t in self.local_topics}
+        self.upstream = {"bootstrap_servers": servers, "topics": topics}
         self.config.write_text(
             f'edge_id = "{self.edge_id}"\ndata_dir = "{tmp / "data"}"\n'
             f'[log]\npartitions = 1\ndurability = "no-fsync"\n'
             f'[health]\naddress = "127.0.0.1:{self.port}"\n'
             f'[upstream]\nbootstrap_servers = "{servers}"\n'
-            f'topics = {{ "dead-letters" = "{fleet.prefix}.dead-letters" }}\n'
+            f'topics = {{ {", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in topics.items())} }}\n'
             + fleet.control_toml(groups, deadline) + devices)
         self.proc: Any = None
 
     def start(self) -> None:
         if not (self.tmp / "data").exists():  # so the uplink has a topic to map upstream
-            create_local_topics(self.tmp / "data", {"dead-letters": 1})
+            create_local_topics(self.tmp / "data", dict.fromkeys(self.local_topics, 1))
         self.proc = start_edge(self.config, self.log)
 
     def health(self) -> dict[str, Any]:

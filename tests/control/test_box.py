@@ -7,7 +7,9 @@ edge.control and reads the compacted reported topic and the results back, as
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +19,8 @@ from kafka.admin import KafkaAdminClient
 
 from edge.control import desired_payload, generate_keypair, load_private_key
 from tests.control._box import Box, Fleet
-from tests.edge._helpers import serial_device
+from tests.edge._helpers import serial_device, wait_for
+from tests.edge._uplink_helpers import TS0, produce_local, read_upstream
 from tests.fixtures.mosquitto import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
@@ -59,6 +62,10 @@ def test_apply_then_refuse_invalid_then_refuse_unsigned(box, fleet, tmp_path, ka
     finally:
         admin.close()
     assert box.health()["control"]["applied"]["version"] == 1
+    # SIGHUP re-reads the file and lays the desired sections over it again: nothing changed.
+    box.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "SIGHUP: config reloaded" in box.text(), 20, "the reload")
+    assert "at the next restart" not in box.text()
 
     # v2 does not validate: refused with `edge config check`'s own messages.
     fleet.push(f"edge:{box.edge_id}", 2, {"log": {"partitions": 0, "full_policy": "never"}})
@@ -144,9 +151,31 @@ def test_commands_run_once_and_expired_ones_are_answered(tmp_path, fleet, kafka_
         box.stop()
 
 
-def fleet_results(fleet: Fleet, edge_id: str, n: int) -> list[dict]:
-    from tests.edge._helpers import wait_for
+def test_rereplicate_sends_a_topic_again_from_an_offset_or_a_time(tmp_path, fleet, kafka_cluster):
+    box = Box(tmp_path, fleet, kafka_cluster.bootstrap_servers, local_topics=("readings",))
+    box.start()
+    try:
+        produce_local(tmp_path / "data", "readings", 20, keys=3)
+        upstream = [f"{fleet.prefix}.readings"]
+        servers = kafka_cluster.bootstrap_servers
+        assert len(asyncio.run(read_upstream(servers, upstream, 20))) == 20
+        fleet.command(f"edge:{box.edge_id}", "rereplicate", {"topic": "readings", "offset": 12})
+        records = asyncio.run(read_upstream(servers, upstream, 28))
+        assert [r.value for r in records[20:]] == [f"readings:{i}".encode() for i in range(12, 20)]
+        fleet.command(f"edge:{box.edge_id}", "rereplicate",
+                      {"topic": "readings", "timestamp_ms": TS0 + 17})
+        fleet.command(f"edge:{box.edge_id}", "rereplicate", {"topic": "nope", "offset": 0})
+        records = asyncio.run(read_upstream(servers, upstream, 31))
+        assert [r.value for r in records[28:]] == [f"readings:{i}".encode() for i in range(17, 20)]
+        results = fleet_results(fleet, box.edge_id, 3)
+        assert [d["result"] for d in results] == ["ok", "ok", "error"]
+        assert results[0]["detail"] == {"topic": "readings", "from": {"0": 12}}
+        assert "args.topic" in results[2]["detail"]
+    finally:
+        box.stop()
 
+
+def fleet_results(fleet: Fleet, edge_id: str, n: int) -> list[dict]:
     wait_for(lambda: len([d for k, d in fleet.read("results") if k == edge_id]) >= n, 60,
              f"{n} results")
     time.sleep(1.0)  # a duplicate would show
