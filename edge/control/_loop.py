@@ -30,6 +30,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from broker import default_partition
 from edge._config import Config, config_from_dict
 from edge._errors import ConfigError
 from edge._logconfig import log_config_of
@@ -137,7 +138,11 @@ class ControlLoop:
             if not parts:
                 raise ControlError(f"topic {topic!r} does not exist on the cluster (the fleet's "
                                    "side creates it: docs/control.md)")
-            tps += [TopicPartition(topic, p) for p in sorted(parts)]
+            # Only the partitions this box's keys hash to (Kafka's default partitioner, as
+            # every producer of the fleet's side uses): a box reads its own few records, not
+            # the whole fleet's, at every connect.
+            mine = {default_partition(t.encode(), len(parts)) for t in self.targets}
+            tps += [TopicPartition(topic, p) for p in sorted(parts) if p in mine]
         self._consumer.assign(tps)
         assert self.store is not None
         for tp in tps:

@@ -106,11 +106,19 @@ def test_rollback_of_a_config_that_cuts_the_uplink(tmp_path, fleet, kafka_cluste
         assert "uplink" in r["desired_result"]["reason"]
         assert "within 4 s" in r["desired_result"]["reason"]
         box.wait_health(lambda h: h["uplink"]["state"] == "online", "the uplink online again")
-        # Not tried again at the next start: v1 is known bad.
+        # A device that does not come up is rolled back too.
+        ghost = {"name": "ghost", "kind": "temperature", "transport": "serial",
+                 "port": str(tmp_path / "no-such-tty"), "codec": "text"}
+        fleet.push(f"edge:{box.edge_id}", 2, {"devices": [ghost]})
+        r = fleet.wait_reported(box.edge_id, lambda r: _result(r) == "rolled_back"
+                                and r["desired_result"]["version"] == 2, "v2 rolled back")
+        assert r["desired_result"]["errors"][0].startswith("device ghost not connected")
+        box.wait_health(lambda h: "ghost" not in h["devices"], "the ghost device gone")
+        # Not tried again at the next start: v1 and v2 are known bad.
         box.stop()
         box.start()
         box.wait_health(lambda h: h["uplink"]["state"] == "online", "online after a restart")
-        assert box.text().count("applying desired") == 1
+        assert box.text().count("applying desired") == 2
     finally:
         box.stop()
 
