@@ -2,7 +2,10 @@
 const c = await import("./common.js" + new URL(import.meta.url).search);
 const { el } = c;
 
-const state = { alerts: [] }; // oldest first, as the API and the stream give them
+// Oldest first, as the API and the stream give them; the newest SHOWN only, so a page
+// left open for days (a cuff alerting on every reading) stays light.
+const SHOWN = 200;
+const state = { alerts: [] };
 c.expose("alerts", state);
 const KINDS = { fever: "fever", bp: "blood pressure", geofence: "geofence" };
 
@@ -18,26 +21,34 @@ function row(a, fresh) {
 
 function count() {
   document.getElementById("count").textContent = state.alerts.length
-    ? `${state.alerts.length} alerts; the newest ${c.ago(state.alerts[state.alerts.length - 1].ts_ms)}`
+    ? `The newest ${state.alerts.length} alerts; the last ${c.ago(state.alerts[state.alerts.length - 1].ts_ms)}`
     : "No alerts.";
 }
 
-c.header("Alerts");
-try {
-  const [o, r] = await Promise.all([c.api("/api/overview"), c.api("/api/alerts", { limit: 500 })]);
-  c.setServerNow(o.now_ms);
-  document.getElementById("edge-id").textContent = "edge " + o.edge_id;
-  state.alerts = r.alerts;
-  document.querySelector("#alerts tbody").replaceChildren(...r.alerts.slice().reverse().map((a) => row(a, false)));
-} catch (err) {
-  c.showError(err);
+async function load() {
+  try {
+    const [o, r] = await Promise.all([c.api("/api/overview"), c.api("/api/alerts", { limit: SHOWN })]);
+    c.showError(null);
+    c.setServerNow(o.now_ms);
+    document.getElementById("edge-id").textContent = "edge " + o.edge_id;
+    state.alerts = r.alerts;
+    document.querySelector("#alerts tbody").replaceChildren(...r.alerts.slice().reverse().map((a) => row(a, false)));
+  } catch (err) {
+    c.showError(err);
+  }
+  count();
 }
-count();
+
+c.header("Alerts");
+await load();
 c.stream({
   alert: (a) => {
     state.alerts.push(a);
-    document.querySelector("#alerts tbody").prepend(row(a, true));
+    if (state.alerts.length > SHOWN) state.alerts.splice(0, state.alerts.length - SHOWN);
+    const body = document.querySelector("#alerts tbody");
+    body.prepend(row(a, true));
+    while (body.rows.length > SHOWN) body.lastElementChild.remove();
     count();
   },
-});
+}, load);
 setInterval(count, 5000);

@@ -35,8 +35,10 @@ export async function api(path, query = {}) {
 }
 
 // The live stream: handlers by event name (reading, alert, overview). EventSource
-// reconnects by itself; the header's dot says whether the page is live.
-export function stream(handlers) {
+// reconnects by itself, but what was sent while it was away is gone (the server drops
+// a stream that falls behind): ``resync`` reloads the page's data after a reconnect.
+// The header's dot says whether the page is live.
+export function stream(handlers, resync = null) {
   const es = new EventSource(withToken("/api/stream"));
   const dot = document.getElementById("live");
   const mark = (live) => {
@@ -45,11 +47,19 @@ export function stream(handlers) {
     dot.textContent = live ? "live" : "reconnecting";
     dot.className = live ? "live on" : "live off";
   };
-  es.onopen = () => mark(true);
-  es.onerror = () => mark(false);
+  let lost = false;
+  es.onopen = () => {
+    mark(true);
+    if (lost && resync) resync();
+    lost = false;
+  };
+  es.onerror = () => { lost = true; mark(false); };
   for (const [name, handle] of Object.entries(handlers)) {
     es.addEventListener(name, (e) => handle(JSON.parse(e.data)));
   }
+  // Closed when the page goes: a browser holds ~6 connections to one host, and a stream
+  // left to the garbage collector kept the next pages' requests waiting in that queue.
+  window.addEventListener("pagehide", () => es.close());
   return es;
 }
 

@@ -208,7 +208,7 @@ try {
   c.showError(err);
 }
 await load();
-c.stream({ reading: onReading });
+c.stream({ reading: onReading }, load);
 window.addEventListener("resize", () => {
   for (const p of plots) p.uplot.setSize({ width: plotWidth(p.uplot.root.parentNode), height: 220 });
 });

@@ -68,7 +68,7 @@ function render(o) {
     el("td", { class: "n" }, t.partitions),
     el("td", { class: "n", "data-field": "records" }, t.records),
     el("td", { class: "n" }, bytes(t.bytes)),
-    el("td", { "data-ts": t.oldest_ms }, t.oldest_ms ? ago(t.oldest_ms) : "empty"),
+    el("td", { "data-ts": t.oldest_ms }, t.oldest_ms ? ago(t.oldest_ms) : (t.records ? "–" : "empty")),
   )));
 
   const up = o.uplink;
@@ -116,5 +116,8 @@ try {
 } catch (err) {
   c.showError(err);
 }
-c.stream({ overview: (o) => { c.showError(null); render(o); }, reading: onReading });
+const reload = async () => {
+  try { render(await c.api("/api/overview")); } catch (err) { c.showError(err); }
+};
+c.stream({ overview: (o) => { c.showError(null); render(o); }, reading: onReading }, reload);
 setInterval(tick, 1000);

@@ -209,5 +209,5 @@ try {
   c.showError(err);
 }
 await load();
-c.stream({ reading: onReading });
+c.stream({ reading: onReading }, load);
 window.addEventListener("resize", draw);
