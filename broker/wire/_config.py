@@ -26,7 +26,7 @@ class ListenerConfig:
     ``connections.max.idle.ms``).  ``request_timeout_s``: a request whose bytes do not all
     arrive within this time closes its connection (a client sending one byte a minute
     holds nothing for long).  ``max_connections``: beyond it a new connection is closed at
-    once.  ``security``: what the SASL/TLS module configured (None: no authentication, so
+    once.  ``security``: a ``_sasl_api.ListenerSecurity`` (None: no authentication, so
     only a loopback address may be bound).
     """
 
@@ -52,7 +52,7 @@ class ListenerConfig:
                 raise ConfigError(f"{name}: expected seconds > 0, got {value!r}")
         if not isinstance(self.auto_create_topics, bool):
             raise ConfigError(f"auto_create_topics: expected true or false, got {self.auto_create_topics!r}")
-        if self.security is None and not is_loopback(self.host):
+        if not getattr(self.security, "authenticates", False) and not is_loopback(self.host):
             raise ConfigError(
                 f"listen: {self.host}:{self.port} is not a loopback address, and no authentication "
                 "is configured: anyone who reaches it could read and write every topic. Bind "

@@ -117,10 +117,10 @@ class GroupCoordinator:
         mid, fx = group.join(member_id, group_instance_id, client_id, client_host,
                              session_timeout_ms, rebalance_timeout_ms, protocol_type, protocols,
                              require_known_member_id=require_known_member_id)
-        reply = fx.joins.pop(mid, None)
+        reply = fx.joins.get(mid)
         if reply is not None:
             self._apply(group, fx)
-            if reply.error == NONE or mid in group.pending:
+            if mid in group.pending:
                 self._touch(group, mid, session_timeout_ms)
             return reply
         fut: asyncio.Future[JoinReply] = asyncio.get_running_loop().create_future()
@@ -173,10 +173,11 @@ class GroupCoordinator:
             if group is None:
                 errors.append(UNKNOWN_MEMBER_ID)
                 continue
+            generation = group.generation_id
             error, fx = group.leave(member_id, instance_id)
             if error == NONE:
                 log.info("group %r: member %s left (generation %d)", group_id, member_id or instance_id,
-                         group.generation_id)
+                         generation)
             self._apply(group, fx)
             errors.append(error)
         return errors
@@ -235,7 +236,7 @@ class GroupCoordinator:
                 old.cancel()
             self._rebalance_timers[gid] = asyncio.get_running_loop().call_later(
                 delay_ms / 1000, self._rebalance_timer, group, epoch)
-        if fx.joins and group.state is GroupState.COMPLETING_REBALANCE:
+        if any(r.members for r in fx.joins.values()):
             log.info("group %r: generation %d formed: %d member(s), protocol %s, leader %s", gid,
                      group.generation_id, len(group.members), group.protocol_name, group.leader)
 

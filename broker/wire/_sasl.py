@@ -16,7 +16,6 @@ authentication answers the same words whether the user or the password was wrong
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import os
 from collections.abc import Mapping
@@ -81,24 +80,6 @@ def users_from_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return users
 
 
-def check_bind_allowed(host: str, sasl: SaslSettings | None) -> None:
-    """Refuse to serve a non-loopback address without authentication.
-
-    Anyone who reaches the port could read every reading and write into the log the
-    uplink replicates upstream; on loopback that is only this box's own programs."""
-    if sasl is not None:
-        return
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if not loopback:
-        raise ConfigError(
-            f"kafka listener: refusing to listen on {host} without authentication: any host that "
-            "reaches it could read and write the log. Configure SASL users (and TLS), or listen "
-            "on 127.0.0.1")
-
-
 class SaslExchange:
     """One connection's authentication, token by token."""
 
@@ -144,6 +125,7 @@ class _ScramExchange(SaslExchange):
         self._server = scram.make_server(self._lookup)
         self._stage = 0
         self._user = ""
+        self._client_nonce: str | None = None
 
     def _lookup(self, user: str) -> tuple[bytes, bytes, bytes, int]:
         self._user = user
@@ -157,9 +139,11 @@ class _ScramExchange(SaslExchange):
             message = token.decode("utf-8")
             if self._stage == 0:
                 self._server.set_client_first(message)
+                self._client_nonce = _attribute(message, "r")
                 self._stage = 1
                 return self._server.get_server_first().encode()
             if self._stage == 1:
+                self._tolerate_librdkafka_nonce(message)
                 self._server.set_client_final(message)
                 self._stage = 2
                 self.user, self.done = self._user, True
@@ -169,6 +153,33 @@ class _ScramExchange(SaslExchange):
             log.debug("SCRAM exchange failed: %s", exc)
             raise AuthenticationFailed(_FAILED) from None
         raise AuthenticationFailed("Authentication failed: the SCRAM exchange is already complete")
+
+
+    def _tolerate_librdkafka_nonce(self, client_final: str) -> None:
+        """Accept librdkafka's client-final nonce before 2.6.1, as Kafka 3.8.1 to 3.9 do.
+
+        librdkafka (Debian's kcat links 2.0) sends r = client nonce + the server's whole
+        nonce, which already begins with the client nonce; Kafka answered with a check
+        that the nonce *ends with* its own (KAFKA-17978's fix of CVE-2024-56128). scramp
+        checks equality against ``ScramServer.nonce``: only for exactly that doubled form,
+        and only while scramp keeps the combined nonce there, is it set to what the client
+        sent, so the proof is still checked over the message the client signed."""
+        sent = _attribute(client_final, "r")
+        ours = getattr(self._server, "nonce", None)  # a str before scramp 1.5, a Nonce since
+        if sent is None or ours is None or self._client_nonce is None:
+            return
+        combined = str(ours)
+        if combined.startswith(self._client_nonce) and sent == self._client_nonce + combined:
+            log.debug("SCRAM: the client sent librdkafka's doubled nonce (before 2.6.1); accepted")
+            self._server.nonce = type(ours)(sent)
+
+
+def _attribute(message: str, key: str) -> str | None:
+    """One ``k=v`` attribute of a SCRAM message (values never hold a comma)."""
+    for part in message.split(","):
+        if part.startswith(key + "="):
+            return part[len(key) + 1:]
+    return None
 
 
 class SaslServer:

@@ -40,6 +40,9 @@ API_MODULES = (
     "broker.wire._list_offsets",
     "broker.wire._topics_admin",
     "broker.wire._producer_ids",
+    "broker.wire._groups_api",
+    "broker.wire._coordinator_api",
+    "broker.wire._sasl_api",
 )
 
 
@@ -69,6 +72,11 @@ class WireServer:
         self._data_dir = data_dir
         self._log_config = log_config
         self.registry = registry if registry is not None else default_registry()
+        security = config.security
+        if security is not None:
+            security.install(self.registry)  # SASL: nothing but ApiVersions and SASL before it
+            if ssl is None:
+                ssl = security.ssl_context()
         self._ssl = ssl
         self.metrics = ListenerMetrics()
         self.ctx: ServerContext | None = None

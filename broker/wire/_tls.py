@@ -37,6 +37,11 @@ def server_context(settings: TlsSettings) -> ssl.SSLContext:
             raise ConfigError(f"kafka listener tls: {what} {path}: no such file")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    # No TLS 1.3 session tickets: sent unasked after the handshake, they reach a client
+    # that has no request in flight, and kafka-python closes a connection that reads
+    # bytes then ("Socket EVENT_READ without in-flight-requests"). Kafka clients do not
+    # resume sessions, so the tickets would buy nothing.
+    ctx.num_tickets = 0
     try:
         ctx.load_cert_chain(settings.certfile, settings.keyfile, password=settings.key_password)
     except ssl.SSLError as exc:

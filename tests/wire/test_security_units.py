@@ -9,13 +9,14 @@ import pytest
 from scramp import ScramClient
 
 from broker import ConfigError
+from broker.wire import ListenerConfig
 from broker.wire._sasl import (
     AuthenticationFailed,
     SaslServer,
     SaslSettings,
-    check_bind_allowed,
     users_from_env,
 )
+from broker.wire._sasl_api import ListenerSecurity
 from broker.wire._tls import TlsSettings, server_context
 from tests.fixtures.kafka import make_tls_files
 
@@ -75,12 +76,17 @@ def test_users_come_from_the_environment_and_a_bad_entry_is_named_not_shown():
     assert "secretword" not in str(info.value)
 
 
-def test_only_loopback_may_be_served_without_authentication():
+def test_only_loopback_may_be_served_without_authentication(tls_files):
+    d = tls_files.ca_cert.parent
     for host in ("127.0.0.1", "::1", "localhost"):
-        check_bind_allowed(host, None)
-    with pytest.raises(ConfigError, match="refusing to listen on 0.0.0.0 without authentication"):
-        check_bind_allowed("0.0.0.0", None)
-    check_bind_allowed("0.0.0.0", SaslSettings(users=USERS))
+        ListenerConfig(host, 0)
+    with pytest.raises(ConfigError, match="not a loopback address, and no authentication"):
+        ListenerConfig("0.0.0.0", 0)
+    with pytest.raises(ConfigError, match="no authentication"):  # TLS alone proves no client
+        ListenerConfig("0.0.0.0", 0, security=ListenerSecurity(tls=TlsSettings(d / "broker.pem", d / "broker.key")))
+    ListenerConfig("0.0.0.0", 0, security=ListenerSecurity(SaslSettings(users=USERS)))
+    ListenerConfig("0.0.0.0", 0, security=ListenerSecurity(
+        tls=TlsSettings(d / "broker.pem", d / "broker.key", cafile=tls_files.ca_cert)))
 
 
 @pytest.fixture(scope="module")
