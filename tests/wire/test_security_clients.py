@@ -115,7 +115,7 @@ def test_kcat_lists_topics_over_sasl_ssl(tmp_path, tls_files, mechanism):
                     ssl_ca_location=str(tls_files.ca_cert))
         assert out.returncode == 0, out.stderr
         assert 'topic "readings" with 2 partitions' in out.stdout
-        bad = _kcat(srv, "-L", "-m", "5", security_protocol="SASL_SSL", sasl_mechanisms=mechanism,
+        bad = _kcat(srv, "-L", "-m", "2", security_protocol="SASL_SSL", sasl_mechanisms=mechanism,
                     sasl_username="alice", sasl_password="wrong",
                     ssl_ca_location=str(tls_files.ca_cert))
         assert bad.returncode != 0 and "Authentication failed" in bad.stderr
