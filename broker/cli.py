@@ -424,6 +424,18 @@ def serve(argv: Sequence[str] | None = None) -> int:
                    help="close a connection that sends a larger request (default 10 MiB)")
     p.add_argument("--auto-create-topics", action="store_true",
                    help="create a topic a client names in Metadata or Produce (off by default)")
+    sec = p.add_argument_group("security", "SASL users come from $EDGE_KAFKA_SASL_USERS "
+                               "(user:password,...) or --sasl-users-file, never from the command line")
+    sec.add_argument("--sasl-mechanism", action="append", default=None, metavar="MECH",
+                     help="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; repeat for several "
+                          "(env $EDGE_KAFKA_SASL_MECHANISMS, comma-separated; default: all three when users are given)")
+    sec.add_argument("--sasl-users-file", default=os.environ.get("EDGE_KAFKA_SASL_USERS_FILE"), metavar="FILE",
+                     help="user:password lines, mode 600 (env $EDGE_KAFKA_SASL_USERS_FILE)")
+    for flag, what in (("cert", "the listener's certificate chain (PEM)"), ("key", "its private key (PEM)"),
+                       ("ca", "a CA whose client certificates are required (PEM)")):
+        env = f"EDGE_KAFKA_TLS_{flag.upper()}"
+        sec.add_argument(f"--tls-{flag}", default=os.environ.get(env), metavar="FILE",
+                         help=f"{what} (env ${env})")
     return _run(p, argv, _serve)
 
 
@@ -433,6 +445,11 @@ def _serve(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"auto_create_topics": args.auto_create_topics}
     if args.max_request_bytes is not None:
         options["max_request_bytes"] = args.max_request_bytes
+    mechanisms = args.sasl_mechanism or [m.strip() for m in os.environ.get(
+        "EDGE_KAFKA_SASL_MECHANISMS", "").split(",") if m.strip()]
+    options["security"] = importlib.import_module("broker.wire._sasl_api").listener_security(
+        mechanisms=mechanisms, users_file=args.sasl_users_file, tls_cert=args.tls_cert,
+        tls_key=args.tls_key, tls_ca=args.tls_ca)
     config = wire.ListenerConfig(host=host, port=port, **options)
     data_dir = _need_dir(args, create=True)
 

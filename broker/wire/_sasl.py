@@ -20,6 +20,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from scramp import ScramException, ScramMechanism
 
@@ -76,6 +77,28 @@ def users_from_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
         if not sep or not user or not password:
             # Say which entry, never what it holds: it may be a password.
             raise ConfigError(f"${ENV_USERS}: entry {n + 1}: expected user:password")
+        users[user] = password
+    return users
+
+
+def users_from_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``user:password`` lines (``#`` comments) of a file only its owner may read."""
+    try:
+        mode = os.stat(path).st_mode
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"sasl users file {path}: {exc.strerror or exc}") from exc
+    if mode & 0o077:
+        raise ConfigError(f"sasl users file {path}: readable by others (mode {mode & 0o777:o}); "
+                          f"it holds passwords: chmod 600 {path}")
+    users: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        if not sep or not user or not password:
+            raise ConfigError(f"sasl users file {path}: line {n}: expected user:password")
         users[user] = password
     return users
 

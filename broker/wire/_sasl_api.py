@@ -11,11 +11,14 @@ from __future__ import annotations
 import datetime
 import logging
 import ssl
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from .._errors import ConfigError
 from ._context import Connection, ServerContext
 from ._framing import RequestHeader
 from ._group_errors import (
@@ -25,7 +28,14 @@ from ._group_errors import (
     UNSUPPORTED_VERSION,
 )
 from ._registry import Registry
-from ._sasl import AuthenticationFailed, SaslServer, SaslSettings
+from ._sasl import (
+    MECHANISMS,
+    AuthenticationFailed,
+    SaslServer,
+    SaslSettings,
+    users_from_env,
+    users_from_file,
+)
 from ._schema import build, response_class
 from ._tls import TlsSettings, server_context
 
@@ -67,6 +77,32 @@ class ListenerSecurity:
         """Refuse every request but ApiVersions and SASL before a connection authenticated."""
         if self.sasl is not None:
             registry.add_gate(_require_authentication)
+
+
+def listener_security(*, mechanisms: Sequence[str] = (), users_file: str | None = None,
+                      tls_cert: str | None = None, tls_key: str | None = None,
+                      tls_ca: str | None = None,
+                      env: Mapping[str, str] | None = None) -> ListenerSecurity | None:
+    """The security of ``edge-broker serve``'s options (and ``[kafka]``'s keys), or None.
+
+    SASL is on when users are given (``users_file``, or ``$EDGE_KAFKA_SASL_USERS``) or
+    mechanisms are named; users from both are merged, the file's winning. TLS is on when
+    ``tls_cert`` is given; ``tls_ca`` makes client certificates required."""
+    users = users_from_env(env)
+    if users_file:
+        users.update(users_from_file(users_file))
+    sasl = None
+    if users or mechanisms:
+        sasl = SaslSettings(mechanisms=tuple(mechanisms) or MECHANISMS, users=users)
+    tls = None
+    if tls_cert or tls_key or tls_ca:
+        if not (tls_cert and tls_key):
+            raise ConfigError("kafka listener tls: a certificate and its key are both needed "
+                              f"(got certfile {tls_cert or 'none'}, keyfile {tls_key or 'none'})")
+        tls = TlsSettings(Path(tls_cert), Path(tls_key), Path(tls_ca) if tls_ca else None)
+    if sasl is None and tls is None:
+        return None
+    return ListenerSecurity(sasl, tls)
 
 
 def _require_authentication(conn: Connection, header: RequestHeader) -> str | None:

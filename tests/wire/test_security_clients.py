@@ -3,8 +3,10 @@ and kcat (librdkafka). A wrong password is refused with Kafka's error and never 
 client that skips authentication is closed before it reads anything."""
 
 import logging
+import os
 import ssl
 import subprocess
+import sys
 
 import pytest
 from kafka import KafkaAdminClient
@@ -20,6 +22,7 @@ from tests.fixtures.kafka import make_tls_files
 from ._server import ThreadedListener, raw_request
 
 USERS = {"alice": "alice-s3cret", "bob": "bob-s3cret"}
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +122,49 @@ def test_kcat_lists_topics_over_sasl_ssl(tmp_path, tls_files, mechanism):
                     sasl_username="alice", sasl_password="wrong",
                     ssl_ca_location=str(tls_files.ca_cert))
         assert bad.returncode != 0 and "Authentication failed" in bad.stderr
+
+
+def _serve(tmp_path, *args, env=None):
+    return subprocess.Popen(
+        [sys.executable, "-m", "broker", "serve", "--data-dir", str(tmp_path / "log"),
+         "--listen", "127.0.0.1:0", *args],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO, **(env or {})})
+
+
+def test_edge_broker_serve_takes_users_from_the_environment_and_tls_files(tmp_path, tls_files):
+    d = tls_files.ca_cert.parent
+    LocalAdmin(data_dir=tmp_path / "log").create_topics([NewTopic("readings", 1, 1)])
+    proc = _serve(tmp_path, "--sasl-mechanism", "SCRAM-SHA-256", "--tls-cert", str(d / "broker.pem"),
+                  "--tls-key", str(d / "broker.key"), env={"EDGE_KAFKA_SASL_USERS": "carol:c4rol-pw"})
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "listening on 127.0.0.1:" in line, line
+        port = int(line.split("listening on 127.0.0.1:")[1].split()[0])
+        admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}", security_protocol="SASL_SSL",
+                                 sasl_mechanism="SCRAM-SHA-256", sasl_plain_username="carol",
+                                 sasl_plain_password="c4rol-pw", ssl_context=_trusting(tls_files))
+        try:
+            assert admin.list_topics() == ["readings"]
+        finally:
+            admin.close()
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0
+        rest = proc.stderr.read() if proc.stderr else ""
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert "c4rol-pw" not in line + rest
+
+
+def test_edge_broker_serve_refuses_a_users_file_others_can_read(tmp_path):
+    users = tmp_path / "users"
+    users.write_text("dave:d4ve-pw\n")
+    users.chmod(0o644)
+    out = subprocess.run(
+        [sys.executable, "-m", "broker", "serve", "--data-dir", str(tmp_path / "log"),
+         "--listen", "127.0.0.1:0", "--sasl-users-file", str(users)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": REPO}, timeout=30)
+    assert out.returncode == 1
+    assert "readable by others (mode 644)" in out.stderr and f"chmod 600 {users}" in out.stderr
+    assert "d4ve-pw" not in out.stderr

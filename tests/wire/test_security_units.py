@@ -16,7 +16,7 @@ from broker.wire._sasl import (
     SaslSettings,
     users_from_env,
 )
-from broker.wire._sasl_api import ListenerSecurity
+from broker.wire._sasl_api import ListenerSecurity, listener_security
 from broker.wire._tls import TlsSettings, server_context
 from tests.fixtures.kafka import make_tls_files
 
@@ -126,3 +126,22 @@ def test_tls_files_that_cannot_serve_are_named(tls_files, tmp_path):
     garbage.write_text("not a certificate\n")
     with pytest.raises(ConfigError, match="cafile .*garbage.pem"):
         server_context(TlsSettings(d / "broker.pem", d / "broker.key", garbage))
+
+
+def test_listener_security_from_options(tmp_path):
+    assert listener_security(env={}) is None
+    sec = listener_security(env={"EDGE_KAFKA_SASL_USERS": "alice:pw"})
+    assert sec is not None and sec.sasl is not None and sec.sasl.mechanisms == ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+    users = tmp_path / "users"
+    users.write_text("# who may connect\nbob:b0b-pw\n\n")
+    users.chmod(0o600)
+    sec = listener_security(mechanisms=["PLAIN"], users_file=str(users), env={})
+    assert sec is not None and sec.sasl is not None and dict(sec.sasl.users) == {"bob": "b0b-pw"}
+    with pytest.raises(ConfigError, match="no users"):
+        listener_security(mechanisms=["PLAIN"], env={})
+    with pytest.raises(ConfigError, match="a certificate and its key are both needed"):
+        listener_security(tls_cert="cert.pem", env={})
+    users.write_text("bob b0b-pw\n")
+    with pytest.raises(ConfigError, match="line 1: expected user:password") as info:
+        listener_security(users_file=str(users), env={})
+    assert "b0b-pw" not in str(info.value)
