@@ -82,6 +82,8 @@ class UplinkRunner:
     def health(self) -> dict[str, Any] | None:
         """State, lag, throughput and the last error; None when [upstream] is off."""
         if self.uplink is None:
+            if self._task is not None:  # (re)started, its Uplink not made yet
+                return {"ok": False, "state": "starting", "lag_records": None, "last_error": None}
             if self.cfg.upstream.enabled:
                 return {"ok": False, "state": "not available in this build"}
             return None

@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from broker import BrokerError
 from edge._config import Config
 from edge._errors import ConfigError
 from edge._logconfig import log_config_of
@@ -37,7 +38,8 @@ def effective_at_start(cfg: Config, config_path: str) -> Config:
             return cfg
         raw, name = read_base(config_path)
         effective = effective_config(raw, layers, state.disabled, name)
-    except (ConfigError, OSError, tomllib.TOMLDecodeError, ValueError) as exc:
+    except (ConfigError, OSError, tomllib.TOMLDecodeError, ValueError, BrokerError) as exc:
+        # A log that cannot be opened is the service's to report, as a clean StartupError.
         log.error("control: running %s as it is, without the stored desired config: %s",
                   config_path, str(exc).replace("\n", "; "))
         return cfg
