@@ -430,10 +430,13 @@ def _create_upstream_topics(servers: str, prefix: str) -> None:
 
 
 def run_once(side: str, rate: float, seconds: float, devices: int,
-             upstream_servers: str | None = None, baseline: str | None = None) -> dict[str, Any]:
+             upstream_servers: str | None = None, baseline: str | None = None,
+             pages: int = 0) -> dict[str, Any]:
     """One run of `side` ("service", "baseline" or "peer"); returns its measured row.
 
     "baseline" is the service with its packages imported from the tree `baseline`.
+    ``pages``: console pages held open on the service during the load (bench/_console_pages.py,
+    its own process: what it receives is in the row's ``pages_received``).
     Each serial device reads at PTY_RATE, or at the total rate's fair share per device when
     that is lower (bench_cpu_budget's 5 events/s), so a low total rate stays the total.
     """
@@ -497,6 +500,16 @@ def run_once(side: str, rate: float, seconds: float, devices: int,
                 proc.stdout.readline()  # "ready"
             _wait(ready, 60, f"the {side} to connect every device")
             time.sleep(1.0)  # MQTT subscriptions granted before the first publish
+            pages_proc = None
+            if pages and service:
+                with (tmp / "pages.log").open("wb") as pages_err:
+                    pages_proc = subprocess.Popen(
+                        [sys.executable, str(Path(__file__).with_name("_console_pages.py")),
+                         str(health_port), str(pages)], stdout=subprocess.PIPE, stderr=pages_err)
+                procs.append(pages_proc)
+                assert pages_proc.stdout is not None
+                pages_proc.stdout.readline()  # "ready"
+                time.sleep(1.0)  # the streams open before the load starts
             sampler = Sampler(proc.pid, db).start()
             rss_ready, cpu_ready = sampler.sample_now()
             # One MQTT publisher per kind: one paho client at 10,000 QoS 1 messages/s is
@@ -515,6 +528,11 @@ def run_once(side: str, rate: float, seconds: float, devices: int,
             t_gen_end = max(g.ended_at or time.monotonic() for g in gens)
             offered_total = sum(g.total or 0 for g in gens)
             rss_end, cpu_end = sampler.sample_now()
+            pages_received = None
+            if pages_proc is not None:
+                pages_proc.send_signal(signal.SIGTERM)
+                out, _ = pages_proc.communicate(timeout=30)
+                pages_received = json.loads(out.decode().splitlines()[-1])
 
             # Drained: every reading in the log, or no progress for 10 s (NMEA's last fix of a
             # port is handed on only at shutdown, when the codec is flushed).
@@ -567,6 +585,7 @@ def run_once(side: str, rate: float, seconds: float, devices: int,
     gen_rates = [g.achieved_rate() for g in gens]
     return {
         "side": side, "rate": rate, "seconds": seconds, "devices": n_devices,
+        "pages": pages, "pages_received": pages_received,
         "load_avg_1m": load_at_start,
         "upstream": up is not None,
         "generator_rate": sum(r for r in gen_rates if r is not None),

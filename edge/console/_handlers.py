@@ -202,6 +202,10 @@ async def _stream(console: Console, request: web.Request) -> web.StreamResponse:
                 event = b": keepalive\n\n"
             if sub.overflowed:
                 break
+            chunks = [event]
+            while not sub.queue.empty() and len(chunks) < 256:  # one write for what is waiting
+                chunks.append(sub.queue.get_nowait())
+            event = b"".join(chunks)
             # A client that does not read: its socket buffer fills and write() waits; the
             # queue fills behind it and the stream is dropped, or this timeout ends it.
             async with asyncio.timeout(WRITE_TIMEOUT_S):

@@ -29,6 +29,13 @@ __all__ = ["QUEUE_EVENTS", "LiveHub", "sse_event"]
 
 #: Events a subscriber may be behind before it is dropped.
 QUEUE_EVENTS = 1000
+#: The stream reads the log at most this often (commits in between are read together)...
+LIVE_INTERVAL_S = 0.25
+#: ...and at most this many of each partition's newest records per read. At 10,000
+#: events/s no page can draw every reading, and reading them all would cost the box more
+#: than the pages are worth: above that rate the stream carries the newest readings (a
+#: page reads the whole history from /api/devices/{id}/readings).
+LIVE_PER_PARTITION = 10
 #: Where inotify is missing, how often the hub looks for new records instead.
 _FALLBACK_S = 0.2
 #: How often the topics read are looked up again (a device's topic appears with its
@@ -118,9 +125,11 @@ class LiveHub:
                     watcher.drain()
                 else:
                     await asyncio.sleep(_FALLBACK_S)
+                t0 = loop.time()
                 events = await self._reads.run(self._read_new)
                 for e in events:
                     self.publish(e)
+                await asyncio.sleep(max(0.0, LIVE_INTERVAL_S - (loop.time() - t0)))
         except asyncio.CancelledError:
             raise
         except Exception:  # a page must not take the service down: it reconnects
@@ -166,27 +175,31 @@ class LiveHub:
             self._refresh(consumer, at_end=False)
         if not self._positions:
             return []
-        consumer.assign(list(self._positions))
-        for tp, off in self._positions.items():
-            consumer.seek(tp, off)
+        tps = list(self._positions)
+        ends = consumer.end_offsets(tps)
         events: list[bytes] = []
-        while True:
-            batch = consumer.poll_raw(0, max_records=2000)
-            if not batch:
-                break
-            for r in batch:
-                self._positions[TopicPartition(r.topic, r.partition)] = r.offset + 1
+        for tp in tps:
+            # Each partition up to the end read above: records committed meanwhile are the
+            # next read's, so a busy log cannot keep one read going. Alerts are all sent;
+            # readings, the newest LIVE_PER_PARTITION.
+            first = self._positions[tp]
+            if tp.topic in devices:
+                first = max(first, ends[tp] - LIVE_PER_PARTITION)
+            if first >= ends[tp]:
+                continue
+            consumer.assign([tp])
+            consumer.seek(tp, first)
+            for r in consumer.poll_raw(0, max_records=ends[tp] - first):
                 key = None if r.key is None else r.key.decode("utf-8", "backslashreplace")
                 value = decode_value(r.value)
-                if r.topic in devices:
+                if tp.topic in devices:
                     events.append(sse_event("reading", {
                         "device": key, "ts_ms": r.timestamp, "partition": r.partition,
                         "offset": r.offset, "value": value}))
-                elif r.topic in alerts:
+                else:
                     schema = dict(r.decoded_headers()).get("schema")
                     events.append(sse_event("alert", alert_item(
                         r.topic, r.timestamp, key, value,
                         None if schema is None else schema.decode("utf-8", "replace"))))
-            if len(events) > QUEUE_EVENTS:  # a burst: every subscriber would overflow anyway
-                break
+            self._positions[tp] = ends[tp]
         return events
