@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -70,8 +70,12 @@ class GroupDescription:
 class GroupCoordinator:
     """Coordinates every group of one log; see the module docstring."""
 
-    def __init__(self, log_: Log, settings: CoordinatorSettings | None = None) -> None:
+    def __init__(self, log_: Log, settings: CoordinatorSettings | None = None,
+                 on_change: Callable[[dict[str, int]], None] | None = None) -> None:
+        """``on_change({group_id: members})`` is called when a group's membership changes."""
         self.settings = settings or CoordinatorSettings()
+        self._on_change = on_change
+        self._reported: dict[str, int] = {}
         self._store = GroupOffsetStore(log_)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wire-groups")
         self._groups: dict[str, Group] = {}
@@ -215,6 +219,7 @@ class GroupCoordinator:
     def _apply(self, group: Group, fx: Effects) -> None:
         """Deliver replies that a step completed, arm the timer it asked for."""
         gid = group.group_id
+        self._report(group)
         for mid, reply in fx.joins.items():
             fut = self._join_waiters.pop((gid, mid), None)
             if fut is not None and not fut.done():
@@ -315,6 +320,17 @@ class GroupCoordinator:
             log.info("group %r deleted", gid)
             out.append((gid, NONE))
         return out
+
+    def _report(self, group: Group) -> None:
+        n = len(group.members)
+        if self._reported.get(group.group_id, 0) == n:
+            return
+        if n:
+            self._reported[group.group_id] = n
+        else:
+            self._reported.pop(group.group_id, None)
+        if self._on_change is not None:
+            self._on_change(dict(self._reported))
 
     def stats(self) -> dict[str, int]:
         """Groups with members and members in total, for status and metrics."""

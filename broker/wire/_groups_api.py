@@ -48,7 +48,8 @@ def coordinator(ctx: ServerContext) -> GroupCoordinator:
     c: GroupCoordinator | None = ctx.extensions.get(EXTENSION)
     if c is None:
         settings = ctx.extensions.get(SETTINGS_EXTENSION) or getattr(ctx.config, "groups", None)
-        c = ctx.extensions[EXTENSION] = GroupCoordinator(ctx.log, settings or CoordinatorSettings())
+        c = ctx.extensions[EXTENSION] = GroupCoordinator(ctx.log, settings or CoordinatorSettings(),
+                                                         on_change=ctx.metrics.set_groups)
         ctx.start_task(_close_at_shutdown(c), "group coordinator")
     return c
 

@@ -1,4 +1,4 @@
-"""The listener's counters: connections, requests by API, errors by kind."""
+"""The listener's counters: connections, requests by API, errors by kind, groups' members."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ class ListenerMetrics:
         self.errors: Counter[str] = Counter()
         self.bytes_in = 0
         self.bytes_out = 0
+        self.groups: dict[str, int] = {}  # group id -> members, set by the group coordinator
 
     def opened(self) -> None:
         with self._lock:
@@ -59,6 +60,11 @@ class ListenerMetrics:
         with self._lock:
             self.errors[kind] += 1
 
+    def set_groups(self, groups: dict[str, int]) -> None:
+        """The groups with members now, and how many each has."""
+        with self._lock:
+            self.groups = dict(groups)
+
     def snapshot(self) -> dict[str, Any]:
         """Plain numbers and dicts: connections, requests by API, errors by kind, bytes."""
         with self._lock:
@@ -71,4 +77,6 @@ class ListenerMetrics:
                 "errors": dict(self.errors),
                 "bytes_in": self.bytes_in,
                 "bytes_out": self.bytes_out,
+                "groups": dict(self.groups),
+                "group_members": sum(self.groups.values()),
             }

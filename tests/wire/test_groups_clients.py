@@ -136,6 +136,7 @@ def test_a_group_of_three_rebalances_when_one_leaves_and_when_one_is_killed(list
     members = [_Member(listener, "meters", "billing") for _ in range(3)]
     try:
         _wait(lambda: _balanced(members, parts), "three members sharing six partitions")
+        assert listener.metrics()["groups"] == {"billing": 3}  # what status and /health show
         total = 60
         _produce(listener, "meters", 60, parts)
         _wait(lambda: sum(len(m.records) for m in members) >= total, "the first 60 records")

@@ -31,10 +31,14 @@ def log_dir(tmp_path):
     admin.close()
 
 
+reported: list[dict[str, int]] = []
+
+
 @pytest.fixture
 async def coordinator(log_dir):
+    reported.clear()
     lg = Log.acquire(LogConfig(data_dir=log_dir[0]), as_open=True)
-    c = GroupCoordinator(lg, FAST)
+    c = GroupCoordinator(lg, FAST, on_change=reported.append)
     yield c
     c.close()
     lg.release()
@@ -69,6 +73,7 @@ async def test_two_members_join_sync_and_share_one_generation(coordinator):
     d = await c.describe("g")
     assert d.state == "Stable" and {m.assignment for m in d.members} == {b"p0", b"p1"}
     assert c.stats() == {"groups": 1, "members": 2}
+    assert reported == [{"g": 1}, {"g": 2}]  # for the listener's metrics
 
 
 async def test_a_silent_member_expires_after_its_session_timeout(coordinator):
