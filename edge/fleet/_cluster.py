@@ -25,7 +25,7 @@ from ._connection import FleetConnection
 from ._errors import ClusterError
 
 __all__ = ["Record", "TopicSpec", "ensure_topics", "follow", "produce", "read_compacted",
-           "translate"]
+           "scan", "translate"]
 
 T = TypeVar("T")
 
@@ -137,12 +137,26 @@ async def read_compacted(conn: FleetConnection, topic: str) -> dict[bytes, Recor
     A key whose latest record is a tombstone is absent. A topic that does not exist reads
     as empty: no box has reported yet, or no desired state was ever set.
     """
-    consumer = _consumer(conn)
     latest: dict[bytes, Record] = {}
+
+    def keep(record: Record) -> None:
+        if record.value is None:
+            latest.pop(record.key or b"", None)
+        else:
+            latest[record.key or b""] = record
+
+    await scan(conn, topic, keep)
+    return latest
+
+
+async def scan(conn: FleetConnection, topic: str, each: Callable[[Record], None]) -> None:
+    """Call ``each`` with every keyed record of ``topic`` from its start to its end offsets
+    (as they are when the scan starts); nothing for a topic that does not exist."""
+    consumer = _consumer(conn)
     try:
         tps = await _partitions(conn, [topic])
         if not tps:
-            return latest
+            return
         await _bounded(conn, "connecting to the cluster", consumer.start)
         consumer.assign(tps)
         ends: dict[TopicPartition, int] = await _bounded(
@@ -157,13 +171,8 @@ async def read_compacted(conn: FleetConnection, topic: str) -> dict[bytes, Recor
                 raise translate(conn, f"reading {topic!r}", exc) from exc
             for tp, records in batches.items():
                 for r in records:
-                    if r.key is None:
-                        continue  # not the protocol's: every control record has a key
-                    if r.value is None:
-                        latest.pop(r.key, None)
-                    else:
-                        latest[r.key] = Record(topic, tp.partition, r.offset, r.timestamp,
-                                               r.key, r.value)
+                    if r.key is not None:  # else not the protocol's: every control record has one
+                        each(Record(topic, tp.partition, r.offset, r.timestamp, r.key, r.value))
                 deadline = time.monotonic() + conn.request_timeout_s  # progress: wait again
             # position, not the last record's offset: transaction markers and compacted
             # gaps leave the end offset with no record at end - 1
@@ -175,7 +184,6 @@ async def read_compacted(conn: FleetConnection, topic: str) -> dict[bytes, Recor
                                    f"its end offsets for {conn.request_timeout_s:g} s")
     finally:
         await consumer.stop()
-    return latest
 
 
 async def produce(conn: FleetConnection, topic: str, key: bytes, value: bytes) -> tuple[int, int]:

@@ -51,8 +51,11 @@ class BoxState:
         if not r:
             return "-"
         verb = str(r.get("result") or r.get("status") or "?").replace("_", " ")
-        version = r.get("version")
-        return f"{verb} v{version}" if version is not None else verb
+        version, reason = r.get("version"), r.get("reason")
+        if version is not None:
+            return f"{verb} v{version}"
+        # refused before its version could be trusted: say why in a word (unsigned, ...)
+        return f"{verb} {reason}" if isinstance(reason, str) and len(reason) <= 12 else verb
 
     def result_detail(self) -> str | None:
         """The errors or reason that go with a refused or rolled-back result."""

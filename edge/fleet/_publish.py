@@ -22,7 +22,7 @@ from edge.control import (
     sign,
 )
 
-from ._cluster import Record, TopicSpec, ensure_topics, now_ms, produce, read_compacted
+from ._cluster import Record, TopicSpec, ensure_topics, now_ms, produce, scan
 from ._connection import FleetConnection
 
 __all__ = ["Published", "command_results", "control_topic_specs", "latest_version",
@@ -60,10 +60,20 @@ def _version_of(value: bytes | None) -> int | None:
 
 async def latest_version(conn: FleetConnection, target: str,
                          topics: ControlTopics = DEFAULT_TOPICS) -> int:
-    """The version of ``target``'s latest desired state on the cluster (0: none yet)."""
-    latest = await read_compacted(conn, topics.desired)
-    record = latest.get(target.encode())
-    return (_version_of(record.value) or 0) if record else 0
+    """The highest version ``target`` was ever given on the desired topic (0: none yet).
+
+    The highest of every record still on the topic, not the latest record's: the latest
+    may be one no box accepted (unsigned, by a compromised producer) that says no version.
+    """
+    key, highest = target.encode(), 0
+
+    def see(record: Record) -> None:
+        nonlocal highest
+        if record.key == key:
+            highest = max(highest, _version_of(record.value) or 0)
+
+    await scan(conn, topics.desired, see)
+    return highest
 
 
 async def publish_desired(conn: FleetConnection, target: str, sections: Mapping[str, Any],

@@ -76,6 +76,11 @@ def test_set_signs_and_versions_per_target_on_a_compacted_topic(kafka_cluster3, 
         assert proc.returncode == 0, proc.stderr
     assert "group:ward3: desired version 11 published (devices)" in proc.stdout
     records = read_all(servers, f"{p}.desired", 5)
+    # The latest record of a target is unsigned (a stranger's): the next version is still
+    # above every version the target was given, not 1.
+    write(servers, f"{p}.desired", [("group:ward3", {"kind": "desired", "version": 99})])
+    proc = fleet("set", "--group", "ward3", str(desired), *common)
+    assert "group:ward3: desired version 12 published" in proc.stdout, proc.stderr
     got = [(r.key, parse_desired(verify(r.value, [public]))) for r in records]
     assert sorted((k, d.version) for k, d in got) == [
         (b"edge:b1", 1), (b"group:ward3", 1), (b"group:ward3", 2), (b"group:ward3", 10),
