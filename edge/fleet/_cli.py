@@ -109,8 +109,9 @@ def add_fleet_parser(sub: Any, opt: Opt) -> None:
 
     st = fs.add_parser("status", parents=[common], help="every box's latest reported state")
     opt(st, "--json", env="EDGE_FLEET_JSON", action="store_true", help="print JSON")
-    opt(st, "--stale", env="EDGE_FLEET_STALE", type=parse_duration, default=300.0, metavar="D",
-        help="a box not heard from for D counts as offline (default 5m)")
+    opt(st, "--stale", env="EDGE_FLEET_STALE", type=parse_duration, default=600.0, metavar="D",
+        help="a box not heard from for D counts as offline (default 10m: two of the boxes' "
+        "default 300 s heartbeats)")
 
     c = fs.add_parser("command", parents=[common], help="send a signed command; "
                       "NAME: rereplicate topic=T (offset=N | timestamp_ms=MS), "

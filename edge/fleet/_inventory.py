@@ -16,8 +16,10 @@ from typing import Any
 
 __all__ = ["BoxState", "box_state", "inventory_json", "render_status"]
 
-#: Default age after which a box whose last report is older counts as offline (s).
-DEFAULT_STALE_S = 300.0
+#: Default age after which a box whose last report is older counts as offline (s): two of
+#: the boxes' default heartbeats ([control] heartbeat = 300 s), so one late report is not
+#: an outage.
+DEFAULT_STALE_S = 600.0
 
 
 @dataclass(frozen=True)
