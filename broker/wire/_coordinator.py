@@ -241,6 +241,15 @@ class GroupCoordinator:
                 old.cancel()
             self._rebalance_timers[gid] = asyncio.get_running_loop().call_later(
                 delay_ms / 1000, self._rebalance_timer, group, epoch)
+        if group.state is GroupState.EMPTY and not group.members and not group.pending:
+            # Nobody is in it: forget it, or every console consumer's one-off group id
+            # would stay in memory for good. Its offsets stay in the log; a member of an
+            # old generation that commits now is told ILLEGAL_GENERATION and rejoins.
+            if self._groups.get(gid) is group:
+                del self._groups[gid]
+            handle = self._rebalance_timers.pop(gid, None)
+            if handle is not None:
+                handle.cancel()
         if any(r.members for r in fx.joins.values()):
             log.info("group %r: generation %d formed: %d member(s), protocol %s, leader %s", gid,
                      group.generation_id, len(group.members), group.protocol_name, group.leader)

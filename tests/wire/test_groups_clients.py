@@ -245,3 +245,36 @@ def test_kafka_consumer_groups_lists_describes_resets_and_deletes(listener, tmp_
     assert local.list_consumer_groups() == []
     assert local.list_consumer_group_offsets("shipping") == {}
     local.close()
+
+
+async def test_a_static_member_restarting_gets_its_partitions_back_without_a_rebalance(listener, tmp_path):
+    LocalAdmin(data_dir=tmp_path / "log").create_topics([NewTopic("wards", 4, 1)])
+
+    def member(instance):
+        return AIOKafkaConsumer("wards", bootstrap_servers=listener.bootstrap, group_id="monitor",
+                                group_instance_id=instance, session_timeout_ms=10_000,
+                                heartbeat_interval_ms=300, auto_offset_reset="earliest")
+
+    a, b = member("bed-1"), member("bed-2")
+    await asyncio.gather(a.start(), b.start())
+    try:
+        async def settled():
+            while len(a.assignment()) + len(b.assignment()) != 4 or not a.assignment() or not b.assignment():
+                await asyncio.gather(a.getmany(timeout_ms=100), b.getmany(timeout_ms=100))
+
+        await asyncio.wait_for(settled(), 30)
+        before = a.assignment()
+        group = listener.server.ctx.extensions["groups"]._groups["monitor"]
+        generation = group.generation_id
+        await a.stop()  # a static member does not leave on close (KIP-345)
+        a = member("bed-1")
+        await a.start()
+
+        async def back():
+            while a.assignment() != before:
+                await asyncio.gather(a.getmany(timeout_ms=100), b.getmany(timeout_ms=100))
+
+        await asyncio.wait_for(back(), 30)
+        assert group.generation_id == generation  # b was never asked to rejoin
+    finally:
+        await asyncio.gather(a.stop(), b.stop())

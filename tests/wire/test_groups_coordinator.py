@@ -134,4 +134,21 @@ async def test_list_describe_and_delete(coordinator, log_dir):
         ("live", NON_EMPTY_GROUP), ("offsets-only", NONE), ("nobody", 69)]
     assert admin.list_consumer_groups() == []
     assert c.leave("live", [(a, None), ("ghost", None)]) == [NONE, UNKNOWN_MEMBER_ID]
-    assert await c.delete(["live"]) == [("live", NONE)]
+    # It committed nothing, and nobody is in it now: it is gone already.
+    assert await c.delete(["live"]) == [("live", 69)]
+
+
+async def test_a_group_nobody_is_in_is_forgotten_and_its_offsets_kept(coordinator):
+    c = coordinator
+    a = await _member(c, group="once")
+    await _join(c, a, group="once")
+    await c.sync("once", a, None, 1, None, None, {})
+    assert await c.commit("once", a, None, 1, [("t", 0, 3, "")]) == [NONE]
+    assert c.leave("once", [(a, None)]) == [NONE]
+    assert "once" not in c._groups
+    assert await c.commit("once", a, None, 1, [("t", 0, 4, "")]) == [ILLEGAL_GENERATION]
+    assert (await c.describe("once")).state == "Empty"
+    assert await c.fetch("once", [("t", 0)]) == [("t", 0, 3, "")]
+    refused = await c.join("typo", "", None, "cli", "h", 10, 1000, "consumer", PROTOCOLS,
+                           require_known_member_id=True)
+    assert refused.error == INVALID_SESSION_TIMEOUT and "typo" not in c._groups
