@@ -257,8 +257,11 @@ class ControlLoop:
             await self._report(force=True)
             return
         log.info("control: applying desired %s v%d", main.target, main.version)
-        later = await self.service.apply_config(new)
-        problems = await self._wait_healthy(self.settings.health_deadline)
+        try:
+            later = await self.service.apply_config(new)
+            problems = await self._wait_healthy(self.settings.health_deadline)
+        except Exception as exc:  # applying failed half-way: the rollback below undoes it
+            later, problems = [], [f"applying failed: {type(exc).__name__}: {exc}"]
         if self._stop.is_set():
             log.info("control: stopping while desired %s v%d was watched; seen again at the "
                      "next start", main.target, main.version)

@@ -160,7 +160,8 @@ def test_commands_run_once_and_expired_ones_are_answered(tmp_path, fleet, kafka_
 
 
 def test_rereplicate_sends_a_topic_again_from_an_offset_or_a_time(tmp_path, fleet, kafka_cluster):
-    box = Box(tmp_path, fleet, kafka_cluster.bootstrap_servers, local_topics=("readings",))
+    box = Box(tmp_path, fleet, kafka_cluster.bootstrap_servers, local_topics=("readings",),
+              heartbeat=1.0)
     box.start()
     try:
         produce_local(tmp_path / "data", "readings", 20, keys=3)
@@ -179,6 +180,10 @@ def test_rereplicate_sends_a_topic_again_from_an_offset_or_a_time(tmp_path, flee
         assert [d["result"] for d in results] == ["ok", "ok", "error"]
         assert results[0]["detail"] == {"topic": "readings", "from": {"0": 12}}
         assert "args.topic" in results[2]["detail"]
+        # Nothing changes from here on: the heartbeat alone writes the reported state.
+        count = len([k for k, _ in fleet.read("reported") if k == box.edge_id])
+        wait_for(lambda: len([k for k, _ in fleet.read("reported") if k == box.edge_id]) >= count + 2,
+                 20, "two heartbeats")
     finally:
         box.stop()
 
