@@ -57,15 +57,32 @@ function numericFields(readings) {
   return fields;
 }
 
+// A silence longer than this (or 10 of the usual intervals, if longer) is drawn as a gap,
+// not as a line across it: a device that was away did not read in between.
+const GAP_MS = 60000;
+
 function seriesData(spec) {
-  const x = state.readings.map((r) => r.ts_ms / 1000);
-  const ys = spec.fields.map((f) => state.readings.map((r) => (r.value && typeof r.value[f] === "number") ? r.value[f] : null));
+  const rows = state.readings;
+  const ys = spec.fields.map((f) => rows.map((r) => (r.value && typeof r.value[f] === "number") ? r.value[f] : null));
+  // What was plotted, for tests and the devtools: the readings as they are, no gap markers.
   state.plots[spec.title] = {
-    fields: spec.fields, ts_ms: state.readings.map((r) => r.ts_ms),
+    fields: spec.fields, ts_ms: rows.map((r) => r.ts_ms),
     values: Object.fromEntries(spec.fields.map((f, i) => [f, ys[i]])),
     fever_c: spec.fever ?? undefined, bands: spec.bands ?? undefined,
   };
-  return [x, ...ys];
+  const steps = rows.slice(1).map((r, i) => r.ts_ms - rows[i].ts_ms).sort((a, b) => a - b);
+  const gap = Math.max(GAP_MS, 10 * (steps[steps.length >> 1] || 0));
+  const x = [];
+  const out = spec.fields.map(() => []);
+  rows.forEach((r, i) => {
+    if (i && r.ts_ms - rows[i - 1].ts_ms > gap) {
+      x.push((rows[i - 1].ts_ms + 1) / 1000); // a null point breaks the line there
+      out.forEach((o) => o.push(null));
+    }
+    x.push(r.ts_ms / 1000);
+    out.forEach((o, k) => o.push(ys[k][i]));
+  });
+  return [x, ...out];
 }
 
 // Horizontal lines and bands drawn under the series, in the y scale's units.
@@ -89,7 +106,8 @@ function overlay(spec) {
         ctx.fillRect(left, hi, width, lo - hi);
         if (lo - Math.max(hi, top) < 14 * devicePixelRatio) return; // too thin to label
         ctx.fillStyle = "#555";
-        ctx.fillText(`${b.name} (sys ≥ ${b.systolic_min}${b.diastolic_min ? `, dia ≥ ${b.diastolic_min}` : ""})`, left + 4, Math.min(lo, top + height) - 4 * devicePixelRatio);
+        const label = b.name.replace(/_/g, " ");
+        ctx.fillText(`${label} (sys ≥ ${Math.round(b.systolic_min)}${b.diastolic_min ? `, dia ≥ ${Math.round(b.diastolic_min)}` : ""})`, left + 4, Math.min(lo, top + height) - 4 * devicePixelRatio);
       });
     }
     if (spec.fever != null) {
