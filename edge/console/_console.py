@@ -75,8 +75,9 @@ class Console:
         return await self.in_thread(build_overview, self.source, self.spark, oldest)
 
     async def health(self, show_values: bool | None) -> dict[str, Any]:
-        # In a thread: the topologies' status reads the log (a cost that grows with it).
-        return await self.in_thread(self.source.health, show_values)
+        # In a thread: the topologies' status reads the log (a cost that grows with it). Not
+        # the pages' pool: a scraper's /health does not wait behind a page's long read.
+        return await asyncio.to_thread(self.source.health, show_values)
 
     def health_token_shown(self, request: web.Request) -> bool | None:
         """True when the request carries the [health] token (values shown), else None."""

@@ -56,7 +56,8 @@ def health_routes(console: Console) -> list[web.RouteDef]:
                             content_type="application/json")
 
     async def metrics(request: web.Request) -> web.Response:
-        body = await console.in_thread(generate_latest, console.source.metrics_registry())
+        # The topologies' collector reads the log: off the loop, beside /health.
+        body = await asyncio.to_thread(generate_latest, console.source.metrics_registry())
         resp = web.Response(body=body)
         resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return resp

@@ -145,3 +145,28 @@ async def test_pages_are_served_and_only_get_is_allowed(tmp_path: Path) -> None:
             assert r.status == 200 and (await r.json())["ok"] is True
         async with s.get("/metrics") as r:
             assert r.status == 200 and r.content_type == "text/plain"
+
+
+async def test_busy_page_reads_do_not_hold_up_the_loop_or_health(tmp_path: Path) -> None:
+    import asyncio
+    import threading
+
+    from edge.console._reads import MAX_READS
+
+    cfg = config(tmp_path)
+    async with serving(cfg) as (console, base), aiohttp.ClientSession(base) as s:
+        release = threading.Event()
+        # Every worker of the pages' pool held by a read that does not end yet.
+        held = [asyncio.ensure_future(console.reads.run(lambda _c: release.wait(30)))
+                for _ in range(MAX_READS)]
+        waiting = asyncio.ensure_future(get(s, "/api/topics"))
+        try:
+            async with s.get("/health") as r:
+                assert r.status == 200
+            async with s.get("/metrics") as r:
+                assert r.status == 200
+            assert not waiting.done()  # its turn in the pool has not come
+        finally:
+            release.set()
+        assert "topics" in await waiting
+        await asyncio.gather(*held)
