@@ -22,6 +22,7 @@ from .._log import Log
 from ._coordinator_store import Committed, GroupOffsetStore
 from ._group_errors import (
     GROUP_ID_NOT_FOUND,
+    GROUP_SUBSCRIBED_TO_TOPIC,
     ILLEGAL_GENERATION,
     INVALID_GROUP_ID,
     INVALID_SESSION_TIMEOUT,
@@ -280,12 +281,19 @@ class GroupCoordinator:
         result: list[Committed] = await self._in_store(self._store.fetch, group_id, partitions)
         return result
 
-    async def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]]) -> int:
+    async def delete_offsets(self, group_id: str,
+                             partitions: list[tuple[str, int]]) -> tuple[int, list[int]]:
+        """OffsetDelete: (group error, one error per partition). The topics a live member
+        subscribes to keep their offsets (GROUP_SUBSCRIBED_TO_TOPIC), as in Kafka."""
         group = self._groups.get(group_id)
         if group is None and not await self._in_store(self._store.exists, group_id):
-            return GROUP_ID_NOT_FOUND
-        await self._in_store(self._store.delete_offsets, group_id, partitions)
-        return NONE
+            return GROUP_ID_NOT_FOUND, []
+        subscribed = group.subscribed_topics() if group is not None else set()
+        errors = [GROUP_SUBSCRIBED_TO_TOPIC if t in subscribed else NONE for t, _ in partitions]
+        doomed = [tp for tp, e in zip(partitions, errors, strict=True) if e == NONE]
+        if doomed:
+            await self._in_store(self._store.delete_offsets, group_id, doomed)
+        return NONE, errors
 
     # -- admin ------------------------------------------------------------------------------
 

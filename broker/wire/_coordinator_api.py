@@ -12,7 +12,7 @@ from kio.schema.errors import ErrorCode
 
 from ._context import Connection, ServerContext
 from ._framing import RequestHeader
-from ._group_errors import GROUP_ID_NOT_FOUND, INVALID_GROUP_ID, NONE
+from ._group_errors import INVALID_GROUP_ID, NONE
 from ._groups_api import coordinator
 from ._registry import Registry
 from ._schema import build, nested, response_class
@@ -105,12 +105,13 @@ async def offset_delete(ctx: ServerContext, conn: Connection, header: RequestHea
     topic_cls = nested(cls, "OffsetDeleteResponseTopic")
     part_cls = nested(cls, "OffsetDeleteResponsePartition")
     partitions = [(t.name, p.partition_index) for t in request.topics for p in t.partitions]
-    error = (await coordinator(ctx).delete_offsets(request.group_id, partitions)
-             if request.group_id else INVALID_GROUP_ID)
-    per_partition = ErrorCode.none if error == NONE else ErrorCode(error)
-    return build(cls, throttle_time=_NO_THROTTLE,
-                 error_code=ErrorCode(error) if error == GROUP_ID_NOT_FOUND or error == INVALID_GROUP_ID
-                 else ErrorCode.none,
-                 topics=tuple(build(topic_cls, name=t.name, partitions=tuple(
-                     build(part_cls, partition_index=p.partition_index, error_code=per_partition)
-                     for p in t.partitions)) for t in request.topics))
+    errors: list[int] = []
+    if not request.group_id:
+        error = INVALID_GROUP_ID
+    else:
+        error, errors = await coordinator(ctx).delete_offsets(request.group_id, partitions)
+    results = iter(errors)
+    return build(cls, throttle_time=_NO_THROTTLE, error_code=ErrorCode(error), topics=() if error else tuple(
+        build(topic_cls, name=t.name, partitions=tuple(
+            build(part_cls, partition_index=p.partition_index, error_code=ErrorCode(next(results)))
+            for p in t.partitions)) for t in request.topics))

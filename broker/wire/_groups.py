@@ -94,6 +94,25 @@ class Effects:
     removed: list[str] = field(default_factory=list)
 
 
+def consumer_subscription(metadata: bytes) -> list[str]:
+    """The topics of a consumer's subscription (ConsumerProtocolSubscription: int16
+    version, then an array of int16-length strings; what follows is not needed here).
+    Malformed metadata yields what could be read: it is the client's, not ours to refuse."""
+    topics: list[str] = []
+    try:
+        count = int.from_bytes(metadata[2:6], "big", signed=True)
+        pos = 6
+        for _ in range(max(0, min(count, len(metadata)))):
+            size = int.from_bytes(metadata[pos:pos + 2], "big", signed=True)
+            if size < 0 or pos + 2 + size > len(metadata):
+                break
+            topics.append(metadata[pos + 2:pos + 2 + size].decode("utf-8", "replace"))
+            pos += 2 + size
+    except ValueError:
+        pass
+    return topics
+
+
 class Group:
     """Membership and generations of one group; see the module's docstring."""
 
@@ -121,6 +140,15 @@ class Group:
                 return FENCED_INSTANCE_ID, None
         member = self.members.get(member_id)
         return (NONE, member) if member is not None else (UNKNOWN_MEMBER_ID, None)
+
+    def subscribed_topics(self) -> set[str]:
+        """Topics the members subscribe to, read from their consumer-protocol metadata."""
+        if self.protocol_type != "consumer":
+            return set()
+        topics: set[str] = set()
+        for m in self.members.values():
+            topics.update(consumer_subscription(m.metadata(self.protocol_name) or m.protocols[0][1]))
+        return topics
 
     def candidate_protocols(self) -> set[str]:
         """Protocols every member supports."""

@@ -231,8 +231,9 @@ def test_kafka_consumer_groups_lists_describes_resets_and_deletes(listener, tmp_
         assert sorted((r[1], r[2], r[3], r[4], r[5]) for r in rows) == [
             ("orders", "0", "5", "5", "0"), ("orders", "1", "5", "5", "0")]
         assert all(r[6].startswith("kafka-python") for r in rows)  # CONSUMER-ID: the live member
-        state = _consumer_groups(listener, "--describe", "--group", "shipping", "--state")
-        assert "Stable" in state
+        admin = KafkaAdminClient(bootstrap_servers=listener.bootstrap)
+        assert admin.describe_consumer_groups(["shipping"])[0].state == "Stable"
+        admin.close()
     finally:
         consumer.close()
     # Offsets are reset only while no member is in the group, as Kafka requires.
@@ -278,3 +279,22 @@ async def test_a_static_member_restarting_gets_its_partitions_back_without_a_reb
         assert group.generation_id == generation  # b was never asked to rejoin
     finally:
         await asyncio.gather(a.stop(), b.stop())
+
+
+def test_kafka_console_consumer_in_a_group_then_its_offsets_deleted_by_partition(listener, tmp_path):
+    local = LocalAdmin(data_dir=tmp_path / "log")
+    local.create_topics([NewTopic("alarms", 2, 1)])
+    _produce(listener, "alarms", 10, 2)
+    # Kafka 3.9's Java consumer: JoinGroup v9, SyncGroup v5, OffsetCommit/OffsetFetch v9.
+    out = subprocess.run(tool_command("console-consumer", [
+        "--bootstrap-server", listener.bootstrap, "--topic", "alarms", "--group", "pager",
+        "--from-beginning", "--max-messages", "10", "--timeout-ms", "20000"]),
+        capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert sorted(out.stdout.split()) == sorted(f"r{i}" for i in range(10))
+    assert {tp.partition: om.offset for tp, om in local.list_consumer_group_offsets("pager").items()} == {
+        0: 5, 1: 5}
+    deleted = _consumer_groups(listener, "--delete-offsets", "--group", "pager", "--topic", "alarms:0")
+    assert "Successful" in deleted
+    assert {tp.partition for tp in local.list_consumer_group_offsets("pager")} == {1}
+    local.close()

@@ -9,6 +9,7 @@ from broker import KafkaAdminClient, LogConfig, NewTopic, OffsetAndMetadata, Top
 from broker._log import Log
 from broker.wire._coordinator import CoordinatorSettings, GroupCoordinator
 from broker.wire._group_errors import (
+    GROUP_SUBSCRIBED_TO_TOPIC,
     ILLEGAL_GENERATION,
     INVALID_SESSION_TIMEOUT,
     MEMBER_ID_REQUIRED,
@@ -152,3 +153,25 @@ async def test_a_group_nobody_is_in_is_forgotten_and_its_offsets_kept(coordinato
     refused = await c.join("typo", "", None, "cli", "h", 10, 1000, "consumer", PROTOCOLS,
                            require_known_member_id=True)
     assert refused.error == INVALID_SESSION_TIMEOUT and "typo" not in c._groups
+
+
+def _subscription(*topics):
+    """ConsumerProtocolSubscription v0 bytes, as a Kafka consumer sends them."""
+    out = (0).to_bytes(2, "big") + len(topics).to_bytes(4, "big")
+    for t in topics:
+        out += len(t).to_bytes(2, "big") + t.encode()
+    return out + (-1).to_bytes(4, "big", signed=True)  # no user data
+
+
+async def test_offsets_of_a_topic_a_member_reads_are_not_deleted(coordinator, log_dir):
+    c, (_, admin) = coordinator, log_dir
+    admin.create_topics([NewTopic("u", 1, 1)])
+    first = await c.join("g", "", None, "cli", "h", 300, 2000, "consumer",
+                         (("range", _subscription("t")),), require_known_member_id=True)
+    reply = await c.join("g", first.member_id, None, "cli", "h", 300, 2000, "consumer",
+                         (("range", _subscription("t")),), require_known_member_id=True)
+    await c.sync("g", reply.member_id, None, 1, None, None, {})
+    assert await c.commit("g", reply.member_id, None, 1, [("t", 0, 1, ""), ("u", 0, 2, "")]) == [NONE, NONE]
+    assert await c.delete_offsets("g", [("t", 0), ("u", 0)]) == (NONE, [GROUP_SUBSCRIBED_TO_TOPIC, NONE])
+    assert await c.fetch("g", None) == [("t", 0, 1, "")]
+    assert await c.delete_offsets("nobody", [("t", 0)]) == (69, [])
