@@ -28,6 +28,7 @@ from .._errors import (
     UnknownTopicOrPartitionError,
 )
 from .._producer import KafkaProducer
+from ._metrics import ListenerMetrics
 from ._recordbatch import Batch
 from ._sequences import STORE, ProducerEntry, Verdict, advanced, check, parse_state_key, state_key
 
@@ -61,7 +62,9 @@ def _error_for(exc: BrokerError) -> ErrorCode:
 class Appender:
     """Queue partition writes; one task commits whatever is queued, one transaction at a time."""
 
-    def __init__(self, producer: KafkaProducer, admin: KafkaAdminClient, run_blocking: Any) -> None:
+    def __init__(self, producer: KafkaProducer, admin: KafkaAdminClient, run_blocking: Any,
+                 metrics: ListenerMetrics) -> None:
+        self._metrics = metrics
         self._producer = producer
         self._admin = admin
         self._run_blocking = run_blocking
@@ -145,6 +148,10 @@ class Appender:
             verdict, offset = check(entry, b)
             if verdict is Verdict.DUPLICATE and len(w.batches) == 1:
                 w.base_offset = offset
+                self._metrics.duplicates += 1
+                log.info("Kafka listener: a retried batch of producer %d to %s[%d] (sequences %d..%d) "
+                         "answered with its offset %d, not written again", b.producer_id, w.topic,
+                         w.partition, b.base_sequence, b.last_sequence, offset)
                 return False
             if verdict is Verdict.FENCED:
                 w.error, w.message = ErrorCode.invalid_producer_epoch, "a newer producer epoch wrote here"

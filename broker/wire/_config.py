@@ -26,7 +26,9 @@ class ListenerConfig:
     ``connections.max.idle.ms``).  ``request_timeout_s``: a request whose bytes do not all
     arrive within this time closes its connection (a client sending one byte a minute
     holds nothing for long).  ``max_connections``: beyond it a new connection is closed at
-    once.  ``security``: a ``_sasl_api.ListenerSecurity`` (None: no authentication, so
+    once.  ``advertised_host``/``advertised_port``: the address Metadata tells clients to
+    connect to (Kafka's advertised.listeners; default: the bound one), for a proxy or NAT in
+    front of the box.  ``security``: a ``_sasl_api.ListenerSecurity`` (None: no authentication, so
     only a loopback address may be bound).
     """
 
@@ -38,6 +40,8 @@ class ListenerConfig:
     request_timeout_s: float = 30.0
     max_connections: int = 1000
     security: Any = None
+    advertised_host: str | None = None
+    advertised_port: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:

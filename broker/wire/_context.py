@@ -58,8 +58,8 @@ class ServerContext:
         self.registry = registry
         self.metrics = metrics
         self.node_id = NODE_ID
-        self.advertised_host = config.host
-        self.advertised_port = config.port
+        self.advertised_host = config.advertised_host or config.host
+        self.advertised_port = config.advertised_port or config.port
         self.cluster_id = cluster_id_for(str(log.config.data_dir))
         self.extensions: dict[str, Any] = {}
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wire-io")

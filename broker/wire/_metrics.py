@@ -32,6 +32,7 @@ class ListenerMetrics:
         self.bytes_in = 0
         self.bytes_out = 0
         self.groups: dict[str, int] = {}  # group id -> members, set by the group coordinator
+        self.duplicates = 0  # idempotent producers' retried batches answered, not written
 
     def opened(self) -> None:
         with self._lock:
@@ -79,4 +80,5 @@ class ListenerMetrics:
                 "bytes_out": self.bytes_out,
                 "groups": dict(self.groups),
                 "group_members": sum(self.groups.values()),
+                "duplicate_batches": self.duplicates,
             }

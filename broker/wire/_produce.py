@@ -37,7 +37,7 @@ def appender(ctx: ServerContext) -> Appender:
     """The server's appender, its commit loop started on first use."""
     app = ctx.extensions.get("appender")
     if app is None:
-        app = ctx.extensions["appender"] = Appender(ctx.producer, ctx.admin, ctx.run_blocking)
+        app = ctx.extensions["appender"] = Appender(ctx.producer, ctx.admin, ctx.run_blocking, ctx.metrics)
         ctx.start_task(app.run(), "wire-appender")
     return app
 

@@ -100,7 +100,7 @@ class WireServer:
             await self._close_clients()
             raise
         self.port = self._server.sockets[0].getsockname()[1]
-        self.ctx.advertised_port = self.port
+        self.ctx.advertised_port = self.config.advertised_port or self.port
         log.info("Kafka listener on %s:%d (%d APIs)", self.config.host, self.port,
                  len(self.registry.apis()))
 
