@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from broker import MAX_COMMIT_INTERVAL_MS, MIN_QUOTA_BYTES
 from edge._devices import DeviceConfig, read_device
 from edge._errors import ConfigError, ConfigProblem
+from edge._kafka_config import KafkaSettings
 from edge._schema import (
     ID_EXPECTED,
     SKIP,
@@ -268,6 +269,7 @@ class Config:
     streams: tuple[TopologyConfig, ...] = setting((), kind="any", custom=True, doc="[[streams]]")
     control: ControlSettings = setting(kind="table", custom=True, factory=ControlSettings,
                                        doc="[control]")
+    kafka: KafkaSettings = setting(kind="table", custom=True, factory=KafkaSettings, doc="[kafka]")
     file: str = "edge.toml"
 
 
@@ -347,7 +349,7 @@ def config_from_dict(data: Mapping[str, Any], file: str = "edge.toml",
     readers = {"log": table(LogSettings, "log"), "health": health, "console": console,
                "devices": devices,
                "upstream": upstream, "clock": table(ClockSettings, "clock"), "streams": streams,
-               "control": control}
+               "control": control, "kafka": table(KafkaSettings, "kafka")}
     values = read_table(Config, data, "", problems, readers=readers)
     if problems.problems:
         raise ConfigError(problems.problems)

@@ -24,6 +24,7 @@ from edge._config import (
     LogSettings,
 )
 from edge._devices import DEVICE_TYPES
+from edge._kafka_config import KafkaSettings
 from edge._schema import _UNSET, REQUIRED, Setting, default_of, settings_of, toml_value
 
 __all__ = ["EXAMPLE_CONFIG", "example_config"]
@@ -188,7 +189,7 @@ def example_config() -> str:
         *_keys(Config, {"edge_id": "edge-1", "data_dir": "/var/lib/edge"}, all_keys=False),
     ]
     for name, cls in (("log", LogSettings), ("health", HealthConfig), ("console", ConsoleConfig),
-                      ("clock", ClockSettings), ("control", ControlSettings)):
+                      ("clock", ClockSettings), ("control", ControlSettings), ("kafka", KafkaSettings)):
         lines += ["", *_comment(cls.__doc__ or ""), f"[{name}]", *_keys(cls)]
     lines += ["", *_devices(), "", *_streams(), "", *_upstream()]
     return "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ from edge._config import (
     UpstreamSettings,
 )
 from edge._devices import DEVICE_TYPES, DeviceConfig
+from edge._kafka_config import KafkaSettings
 from edge._schema import REQUIRED, default_of, settings_of, toml_value
 
 __all__ = ["reference_markdown"]
@@ -111,7 +112,7 @@ def reference_markdown() -> str:
         *_table(Config, only=frozenset({"edge_id", "data_dir"})),
     ]
     for name, cls in (("log", LogSettings), ("health", HealthConfig), ("console", ConsoleConfig),
-                      ("clock", ClockSettings), ("control", ControlSettings)):
+                      ("clock", ClockSettings), ("control", ControlSettings), ("kafka", KafkaSettings)):
         out += ["", f"## [{name}]", "", _doc(cls), "", *_table(cls)]
     out += ["", "## [[devices]]", "", "One table per serial device, MQTT subscription or 1-wire bus.",
             "`transport` decides which kind it is, and so its other keys. Every kind has these:",

@@ -106,6 +106,7 @@ class Service:
         self.health_server: HttpServer | None = None
         self.console_server: HttpServer | None = None
         self.console: Console | None = None
+        self.kafka: Any = None  # broker.wire.WireServer when [kafka] listen is set
         self._run_lock = RunLock(cfg.data_dir)
         self.control: Any = None  # an edge.control ControlLoop while [control] is enabled
 
@@ -161,7 +162,8 @@ class Service:
                 "clock": clock["status"], "time": clock,
                 "devices": devices, "log": info, "uplink": uplink, "disk": self._disk_health(),
                 **({"streams": streams} if streams else {}),
-                **({"control": self.control.describe()} if self.control is not None else {})}
+                **({"control": self.control.describe()} if self.control is not None else {}),
+                **({"kafka": self.kafka.metrics.snapshot()} if self.kafka is not None else {})}
 
     def _disk_health(self) -> dict[str, Any]:
         """Bytes written (None until two housekeeping passes) beside the log's file sizes."""
@@ -336,6 +338,11 @@ class Service:
                     err = health_bind_error(exc, str(cfg.console.address), cfg.file)
                     raise type(err)(str(err).replace("health.address", "console.address")
                                     .replace("[health]", "[console]"), err.exit_status) from exc
+            if cfg.kafka.listen is not None:
+                # Imported only by boxes with [kafka]: the listener's schemas take time to load.
+                from edge._kafka_serve import start_kafka_listener
+
+                self.kafka = await start_kafka_listener(cfg, log_config_of(cfg, self.clock))
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 for d in cfg.devices:
@@ -372,6 +379,8 @@ class Service:
                     with contextlib.suppress(asyncio.CancelledError):
                         await t
         finally:
+            if self.kafka is not None:  # before the log's clients close: it shares them
+                await self.kafka.close()
             if self.console is not None:
                 await self.console.close()  # ends open pages' streams first
             for server in (self.console_server, self.health_server):

@@ -1,0 +1,34 @@
+"""The [kafka] table: Kafka's wire protocol served by ``edge run`` over its own log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge._schema import setting, split_address
+
+__all__ = ["KafkaSettings"]
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Kafka clients (kafka-python, aiokafka, kcat, Kafka's tools) read and write the box's log
+    at this address (docs/kafka-listener.md). Off unless ``listen`` is set; a loopback
+    address unless authentication is configured (binding another one without it is refused).
+    """
+
+    listen: str | None = setting(
+        None, kind="str", check=lambda v: split_address(v) is not None,
+        expected='"host:port" with a port in 1..65535 (e.g. "127.0.0.1:9092")',
+        default_doc="off", example="127.0.0.1:9092", in_example=False,
+        doc="serve Kafka's wire protocol here (bootstrap_servers)")
+    max_request_bytes: int = setting(
+        10 * 1024 * 1024, kind="int", check=lambda v: v >= 1024, expected="an integer >= 1024",
+        doc="a larger request closes its connection (Kafka's socket.request.max.bytes)")
+    auto_create_topics: bool = setting(
+        False, kind="bool", doc="create a topic a client names in Metadata or Produce")
+    idle_timeout: float = setting(
+        600.0, kind="num", check=lambda v: v > 0, expected="a positive number of seconds",
+        doc="seconds a connection may stay silent (Kafka's connections.max.idle.ms)")
+    max_connections: int = setting(
+        1000, kind="int", check=lambda v: v >= 1, expected="an integer >= 1",
+        doc="connections beyond this are closed at once")
