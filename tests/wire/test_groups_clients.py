@@ -16,6 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic as KafkaNewTopic
+from kafka.errors import CommitFailedError
 
 from broker import KafkaAdminClient as LocalAdmin
 from broker import NewTopic
@@ -298,3 +299,44 @@ def test_kafka_console_consumer_in_a_group_then_its_offsets_deleted_by_partition
     assert "Successful" in deleted
     assert {tp.partition for tp in local.list_consumer_group_offsets("pager")} == {1}
     local.close()
+
+
+def test_a_consumer_group_carries_on_across_a_listener_restart(tmp_path):
+    """Membership lives in the listener's memory: after a restart, a member's first commit
+    is refused (ILLEGAL_GENERATION, as after any rebalance it missed), it rejoins, and
+    the group's committed offsets carry on from where they were."""
+    LocalAdmin(data_dir=tmp_path / "log").create_topics([NewTopic("flow", 2, 1)])
+    seen: set[tuple[int, int]] = set()
+
+    def poll(consumer):
+        for records in consumer.poll(timeout_ms=200).values():
+            seen.update((r.partition, r.offset) for r in records)
+
+    with ThreadedListener(tmp_path / "log") as first:
+        first.server.ctx.extensions["group_settings"] = FAST_GROUPS
+        port = first.port
+        _produce(first, "flow", 10, 2)
+        consumer = KafkaConsumer("flow", bootstrap_servers=first.bootstrap, group_id="plant",
+                                 auto_offset_reset="earliest", enable_auto_commit=False,
+                                 session_timeout_ms=3000, heartbeat_interval_ms=300,
+                                 reconnect_backoff_max_ms=200)
+        while len(seen) < 10:
+            poll(consumer)
+        consumer.commit()
+    with ThreadedListener(tmp_path / "log", port=port) as second:
+        second.server.ctx.extensions["group_settings"] = FAST_GROUPS
+        _produce(second, "flow", 10, 2)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            poll(consumer)
+            if len(seen) < 20:
+                continue
+            try:
+                consumer.commit()
+                break
+            except CommitFailedError:
+                continue  # it rejoins on its next poll, then commits
+        consumer.close()
+    assert seen == {(p, o) for p in (0, 1) for o in range(10)}
+    committed = LocalAdmin(data_dir=tmp_path / "log").list_consumer_group_offsets("plant")
+    assert {tp.partition: om.offset for tp, om in committed.items()} == {0: 10, 1: 10}
