@@ -14,13 +14,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from broker import LogConfig
 from broker.wire import ListenerConfig, WireServer
 
 
 class ThreadedListener:
-    def __init__(self, data_dir: Path, **config: Any) -> None:
+    def __init__(self, data_dir: Path, *, log_config: LogConfig | None = None, **config: Any) -> None:
         config.setdefault("port", 0)
         self.data_dir = data_dir
+        self.log_config = log_config
         self.config = ListenerConfig(**config)
         self.server: WireServer | None = None
         self._loop = asyncio.new_event_loop()
@@ -28,7 +30,8 @@ class ThreadedListener:
 
     def __enter__(self) -> ThreadedListener:
         self._thread.start()
-        self.server = WireServer(self.config, data_dir=self.data_dir)
+        self.server = WireServer(self.config, data_dir=None if self.log_config else self.data_dir,
+                                 log_config=self.log_config)
         self.call(self.server.start())
         return self
 
