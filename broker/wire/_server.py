@@ -40,6 +40,7 @@ API_MODULES = (
     "broker.wire._list_offsets",
     "broker.wire._topics_admin",
     "broker.wire._producer_ids",
+    "broker.wire._configs",
     "broker.wire._groups_api",
     "broker.wire._coordinator_api",
     "broker.wire._sasl_api",
