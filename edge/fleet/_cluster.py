@@ -42,6 +42,15 @@ class Record:
     value: bytes | None
 
 
+#: A compacted control topic's settings (docs/fleet.md): the head segment rolls hourly so
+#: a quiet topic is compacted at all (Kafka never cleans the active segment, and a
+#: reported topic written only by heartbeats would keep every one of them for a week:
+#: `edge fleet status` reads it all); cleaned once a tenth is stale; a retired box's
+#: tombstone stays a day for readers to see.
+COMPACTED = {"cleanup.policy": "compact", "segment.ms": "3600000",
+             "min.cleanable.dirty.ratio": "0.1", "delete.retention.ms": "86400000"}
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     """A control topic the fleet creates when it is missing."""
@@ -53,7 +62,7 @@ class TopicSpec:
 
     def new_topic(self, brokers: int) -> NewTopic:
         """As a NewTopic; without a replication factor, 3 (or as many as there are brokers)."""
-        configs = {"cleanup.policy": "compact"} if self.compacted else {}
+        configs = dict(COMPACTED if self.compacted else {})
         return NewTopic(self.name, self.partitions, self.replication_factor or min(3, brokers),
                         topic_configs=configs)
 

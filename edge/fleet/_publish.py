@@ -31,10 +31,11 @@ __all__ = ["Published", "command_results", "control_topic_specs", "latest_versio
 
 def control_topic_specs(topics: ControlTopics = DEFAULT_TOPICS, partitions: int = 6,
                         replication_factor: int | None = None) -> list[TopicSpec]:
-    """The four control topics as the fleet creates them (docs/fleet.md sizes them)."""
+    """The four control topics as the fleet creates them (docs/fleet.md sizes them: the
+    reported topic, written by every box, gets twice the partitions)."""
     return [TopicSpec(topics.desired, partitions, True, replication_factor),
             TopicSpec(topics.commands, partitions, False, replication_factor),
-            TopicSpec(topics.reported, partitions, True, replication_factor),
+            TopicSpec(topics.reported, 2 * partitions, True, replication_factor),
             TopicSpec(topics.results, partitions, False, replication_factor)]
 
 

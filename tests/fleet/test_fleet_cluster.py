@@ -92,12 +92,15 @@ def test_set_signs_and_versions_per_target_on_a_compacted_topic(kafka_cluster3, 
                                           for t in ("desired", "reported", "commands")])
     finally:
         admin.close()
-    policy = {}
+    policy, segment = {}, {}
     for response in configs:
         for _, _, _, name, entries in response.resources:
             policy[name] = {e[0]: e[1] for e in entries}["cleanup.policy"]
+            segment[name] = {e[0]: e[1] for e in entries}["segment.ms"]
     assert policy == {f"{p}.desired": "compact", f"{p}.reported": "compact",
                       f"{p}.commands": "delete"}
+    # compacted topics roll hourly, so a quiet one is cleaned at all (docs/fleet.md)
+    assert segment[f"{p}.desired"] == segment[f"{p}.reported"] == "3600000"
 
 
 def test_command_waits_for_its_results(kafka_cluster3, tmp_path) -> None:
