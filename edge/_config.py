@@ -70,6 +70,7 @@ SECRET_ENV = {
     "EDGE_CONSOLE_TOKEN": "console.token",
     "EDGE_CONSOLE_USER": "console.user",
     "EDGE_CONSOLE_PASSWORD": "console.password",
+    "EDGE_KAFKA_SASL_USERS": "the Kafka listener's SASL users, user:password,... (beside kafka.sasl_users_file)",
     "EDGE_DEVICE_<NAME>_PASSWORD": "devices[name=<name>].password (name upper-cased, "
     "other characters as _)",
 }

@@ -8,6 +8,10 @@ from edge._schema import setting, split_address
 
 __all__ = ["KafkaSettings"]
 
+# broker.wire._sasl.MECHANISMS, spelled here: importing it would load the listener's
+# schema library for every config read, served or not.
+_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
 
 @dataclass(frozen=True)
 class KafkaSettings:
@@ -32,3 +36,21 @@ class KafkaSettings:
     max_connections: int = setting(
         1000, kind="int", check=lambda v: v >= 1, expected="an integer >= 1",
         doc="connections beyond this are closed at once")
+    sasl_mechanisms: tuple[str, ...] = setting(
+        (), kind="any", convert=tuple,
+        check=lambda v: isinstance(v, list) and bool(v) and all(m in _MECHANISMS for m in v),
+        expected='an array of "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"',
+        default_doc="all three when there are users", example=["SCRAM-SHA-512"], in_example=False,
+        doc="SASL mechanisms offered; the users come from sasl_users_file or $EDGE_KAFKA_SASL_USERS")
+    sasl_users_file: str | None = setting(
+        None, kind="str", default_doc="none", example="/etc/edge/kafka-users", in_example=False,
+        doc="who may connect with SASL: user:password lines, readable by its owner only")
+    tls_cert: str | None = setting(
+        None, kind="str", default_doc="plaintext", example="/etc/edge/kafka.pem", in_example=False,
+        doc="the listener's TLS certificate chain (PEM); with tls_key, clients connect with SSL")
+    tls_key: str | None = setting(
+        None, kind="str", default_doc="none", example="/etc/edge/kafka.key", in_example=False,
+        doc="the private key of tls_cert (PEM)")
+    tls_ca: str | None = setting(
+        None, kind="str", default_doc="none", example="/etc/edge/clients-ca.pem", in_example=False,
+        doc="require client certificates signed by this CA (PEM)")

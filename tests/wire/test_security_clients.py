@@ -168,3 +168,33 @@ def test_edge_broker_serve_refuses_a_users_file_others_can_read(tmp_path):
     assert out.returncode == 1
     assert "readable by others (mode 644)" in out.stderr and f"chmod 600 {users}" in out.stderr
     assert "d4ve-pw" not in out.stderr
+
+
+def test_edge_run_serves_sasl_over_tls_from_its_config(tmp_path, tls_files):
+    from tests.edge._helpers import health, start_edge, stop_edge, wait_for, write_config
+    from tests.fixtures.mosquitto import free_port
+
+    d = tls_files.ca_cert.parent
+    users = tmp_path / "kafka-users"
+    users.write_text("erin:3rin-pw\n")
+    users.chmod(0o600)
+    kport = free_port()
+    config, hport = write_config(tmp_path, "", extra=(
+        f'[kafka]\nlisten = "127.0.0.1:{kport}"\nsasl_mechanisms = ["SCRAM-SHA-512"]\n'
+        f'sasl_users_file = "{users}"\ntls_cert = "{d / "broker.pem"}"\ntls_key = "{d / "broker.key"}"\n'))
+    log = tmp_path / "edge.log"
+    edge = start_edge(config, log, env={"EDGE_KAFKA_SASL_USERS": "frank:fr4nk-pw"})
+    try:
+        wait_for(lambda: health(hport), 30, "edge run's /health")
+        for user, password in (("erin", "3rin-pw"), ("frank", "fr4nk-pw")):
+            admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{kport}", security_protocol="SASL_SSL",
+                                     sasl_mechanism="SCRAM-SHA-512", sasl_plain_username=user,
+                                     sasl_plain_password=password, ssl_context=_trusting(tls_files))
+            try:
+                assert isinstance(admin.list_topics(), list)
+            finally:
+                admin.close()
+    finally:
+        assert stop_edge(edge, log) == 0
+    text = log.read_text()
+    assert "3rin-pw" not in text and "fr4nk-pw" not in text
