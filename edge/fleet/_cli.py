@@ -119,11 +119,11 @@ def add_fleet_parser(sub: Any, opt: Opt) -> None:
     _target(c)
     c.add_argument("name", metavar="NAME")
     c.add_argument("args", nargs="*", metavar="KEY=VALUE")
-    c.add_argument("--ttl", type=parse_duration, default=600.0, metavar="D",
-                   help="boxes that see it later than D after now skip it (default 10m)")
-    c.add_argument("--wait", action="store_true",
-                   help="print the boxes' results as they come, until --expect results or "
-                   "the time to live has passed (or Ctrl-C)")
+    opt(c, "--ttl", env="EDGE_FLEET_TTL", type=parse_duration, default=600.0, metavar="D",
+        help="boxes that see it later than D after now skip it (default 10m)")
+    opt(c, "--wait", env="EDGE_FLEET_WAIT", action="store_true",
+        help="print the boxes' results as they come, until --expect results or the time to "
+        "live has passed (or Ctrl-C)")
     c.add_argument("--expect", type=int, default=None, metavar="N",
                    help="with --wait: stop after N results (default: 1 for --edge)")
     key(c)

@@ -200,6 +200,19 @@ def test_status_json_has_every_field_and_the_derived_state() -> None:
     assert bed["applied_version"] == 7 and bed["reported"]["clock"] == "trusted"
 
 
+def test_a_refusal_without_a_version_says_why() -> None:
+    unsigned = box_state(b"b1", json.dumps(reported("b1", ts_ms=NOW, desired_result={
+        "version": None, "target": "group:g", "result": "refused", "reason": "unsigned",
+        "errors": ["unsigned: the record value is not a signed envelope"]})).encode())
+    assert unsigned.result_text() == "refused unsigned"
+    text = render_status([unsigned], NOW)
+    assert "b1: refused unsigned: unsigned: the record value is not a signed envelope" in text
+    rolled = box_state(b"b2", json.dumps(reported("b2", ts_ms=NOW, desired_result={
+        "version": 3, "result": "rolled_back", "reason": "not healthy within 15 s: uplink",
+        "errors": ["uplink: offline"]})).encode())
+    assert rolled.result_text() == "rolled back v3" and rolled.result_detail() == "uplink: offline"
+
+
 def test_watch_lines() -> None:
     from edge.fleet import Record
 
