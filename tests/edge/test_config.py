@@ -272,7 +272,7 @@ def parse_config_dict(path):  # type: ignore[no-untyped-def]
 def test_the_commit_interval_reaches_the_log(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from edge._logconfig import log_config_of
 
-    assert log_config_of(parse_config(GOOD)).commit_interval_ms == 0  # commit at once
+    assert log_config_of(parse_config(GOOD)).commit_interval_ms == 1000  # the appliance's default
     cfg = parse_config(GOOD.replace('data_dir = "/tmp/edge"', f'data_dir = "{tmp_path}"')
                        + "\n[log]\ncommit_interval_ms = 250\n")
     assert log_config_of(cfg).commit_interval_ms == 250
