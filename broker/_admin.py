@@ -48,7 +48,16 @@ from ._records import (
     TopicDescription,
     TopicPartition,
 )
-from ._storage import transaction, translate, translated
+from ._storage import (
+    MAX_OFFSET,
+    NEW_PARTITION_SQL,
+    OFFSET_BITS,
+    OFFSET_RANGE_SQL,
+    offset_range,
+    transaction,
+    translate,
+    translated,
+)
 
 
 class ConfigResourceType(IntEnum):
@@ -185,8 +194,10 @@ class KafkaAdminClient:
             for name in topics:
                 if not conn.execute("SELECT 1 FROM topics WHERE name=?", (name,)).fetchone():
                     raise UnknownTopicOrPartitionError(f"cannot delete unknown topic {name!r}")
-                for table, col in (("records", "topic"), ("partitions", "topic"),
-                                   ("group_offsets", "topic"), ("topics", "name")):
+                for (pid,) in conn.execute("SELECT id FROM partitions WHERE topic=?", (name,)).fetchall():
+                    conn.execute("DELETE FROM records WHERE id BETWEEN ? AND ?",
+                                 (pid << OFFSET_BITS, (pid << OFFSET_BITS) + MAX_OFFSET))
+                for table, col in (("partitions", "topic"), ("group_offsets", "topic"), ("topics", "name")):
                     conn.execute(f"DELETE FROM {table} WHERE {col}=?", (name,))
 
     @translated("listing topics")
@@ -210,8 +221,8 @@ class KafkaAdminClient:
                 PartitionDescription(p, start, end, count, size)
                 for p, start, end, size, count in conn.execute(
                     "SELECT p.partition, p.log_start_offset, p.next_offset, p.bytes,"
-                    " (SELECT count(*) FROM records r WHERE r.topic=p.topic AND r.partition=p.partition"
-                    "  AND r.offset >= p.log_start_offset)"
+                    f" (SELECT count(*) FROM records r WHERE r.id BETWEEN (p.id << {OFFSET_BITS}) + p.log_start_offset"
+                    f"  AND (p.id << {OFFSET_BITS}) + {MAX_OFFSET})"
                     " FROM partitions p WHERE p.topic=? ORDER BY p.partition",
                     (name,),
                 )
@@ -242,10 +253,7 @@ class KafkaAdminClient:
                 if validate_only:
                     continue
                 conn.execute("UPDATE topics SET partitions=? WHERE name=?", (np.total_count, name))
-                conn.executemany(
-                    "INSERT INTO partitions(topic, partition, next_offset, log_start_offset, bytes) VALUES (?,?,0,0,0)",
-                    [(name, p) for p in range(row[0], np.total_count)],
-                )
+                conn.executemany(NEW_PARTITION_SQL, [(name, p) for p in range(row[0], np.total_count)])
 
     def describe_configs(self, config_resources: Iterable[ConfigResource]) -> list[ConfigResource]:
         out = []
@@ -371,8 +379,8 @@ class KafkaAdminClient:
                     off = min(max(value, start), end)
                 else:
                     row = conn.execute(
-                        "SELECT min(offset) FROM records WHERE topic=? AND partition=? AND timestamp>=?",
-                        (topic, p, value),
+                        f"SELECT min(offset) FROM records WHERE {OFFSET_RANGE_SQL} AND timestamp>=?",
+                        (*offset_range(topic, p), value),
                     ).fetchone()
                     off = row[0] if row[0] is not None else end
                 plan[TopicPartition(topic, p)] = off

@@ -38,7 +38,15 @@ from ._records import (
     RawRecord,
     TopicPartition,
 )
-from ._storage import NOTIFY_NAME, connect, transaction, translate, translated
+from ._storage import (
+    NOTIFY_NAME,
+    OFFSET_RANGE_SQL,
+    connect,
+    offset_range,
+    transaction,
+    translate,
+    translated,
+)
 
 _RESETS = ("earliest", "latest", "none")
 _METADATA_REFRESH_S = 1.0
@@ -269,9 +277,9 @@ class KafkaConsumer:
             check_timestamp(ts)
             self._partition_meta(tp)
             row = self._conn.execute(
-                "SELECT offset, timestamp FROM records WHERE topic=? AND partition=? AND timestamp>=?"
-                " ORDER BY offset LIMIT 1",
-                (tp.topic, tp.partition, ts),
+                f"SELECT offset, timestamp FROM records WHERE {OFFSET_RANGE_SQL} AND timestamp>=?"
+                " ORDER BY id LIMIT 1",
+                (*offset_range(tp.topic, tp.partition), ts),
             ).fetchone()
             out[tp] = OffsetAndTimestamp(*row) if row else None
         return out
@@ -386,8 +394,8 @@ class KafkaConsumer:
                     continue
                 rows = self._conn.execute(
                     "SELECT offset, timestamp, key, value, headers FROM records"
-                    " WHERE topic=? AND partition=? AND offset>=? ORDER BY offset LIMIT ?",
-                    (tp.topic, tp.partition, pos, limit - len(out)),
+                    f" WHERE {OFFSET_RANGE_SQL} ORDER BY id LIMIT ?",
+                    (*offset_range(tp.topic, tp.partition, pos), limit - len(out)),
                 ).fetchall()
                 if rows:
                     recs = convert(tp, rows)

@@ -4,7 +4,7 @@ The quota bounds the files of the log: the database (every page, free ones
 included: SQLite reuses free pages first and never shrinks the file without a
 VACUUM), its write-ahead log and the WAL's index (``-shm``).  Logical record
 sizes are no measure of that: a record whose row does not fit in a b-tree cell
-(about 1,000 bytes with 4 KiB pages) takes a whole overflow page, 4.5x its size.
+(about 4,000 bytes with 4 KiB pages) takes a whole overflow page, 2x its size.
 
 The quota is split into shares, all fixed once the quota is known:
 
@@ -116,7 +116,7 @@ def disk_bytes(data_dir: Path) -> int:
 class PageEstimate:
     """An upper bound of the pages a record takes in the records b-tree, by its size.
 
-    The table is WITHOUT ROWID, so a row is an index b-tree cell: at most
+    The table is a rowid table, so a row is a table b-tree leaf cell: at most
     ``max_local`` bytes stay in the leaf, the rest goes to overflow pages
     (SQLite's file format, section 1.6).  Leaves are counted as if only half
     full, which a b-tree never falls below for long, and which covers the
@@ -125,7 +125,7 @@ class PageEstimate:
 
     def __init__(self, page_size: int) -> None:
         usable = page_size
-        self._max_local = (usable - 12) * 64 // 255 - 23
+        self._max_local = usable - 35  # a table leaf's; an index b-tree's (schema 2) was a quarter
         self._min_local = (usable - 12) * 32 // 255 - 23
         self._ovf = usable - 4
         self._leaf = usable / 2

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import DROP_LEDGER_TOPIC
 from ._errors import ConfigError
-from ._storage import RECORD_OVERHEAD
+from ._storage import OFFSET_RANGE_SQL, RECORD_OVERHEAD, offset_range
 
 if TYPE_CHECKING:
     from ._log import Log
@@ -135,8 +135,8 @@ def bound(lg: Log, conn: sqlite3.Connection, share: int, floor: int | None) -> i
     end, freed, upstream = start, 0, 0
     for off, value, rec_size in conn.execute(
         f"SELECT offset, value, coalesce(length(value),0)+{RECORD_OVERHEAD} FROM records"
-        " WHERE topic=? AND partition=0 AND offset>=? AND offset<? ORDER BY offset",
-        (DROP_LEDGER_TOPIC, start, nxt),
+        f" WHERE {OFFSET_RANGE_SQL} ORDER BY id",
+        offset_range(DROP_LEDGER_TOPIC, 0, start, nxt - 1),
     ):
         if size - freed + _summary_cost(groups) <= target:
             break
@@ -147,8 +147,7 @@ def bound(lg: Log, conn: sqlite3.Connection, share: int, floor: int | None) -> i
         _absorb(groups, off, value)
     if end == start:
         return 0
-    conn.execute("DELETE FROM records WHERE topic=? AND partition=0 AND offset>=? AND offset<?",
-                 (DROP_LEDGER_TOPIC, start, end))
+    conn.execute(f"DELETE FROM records WHERE {OFFSET_RANGE_SQL}", offset_range(DROP_LEDGER_TOPIC, 0, start, end - 1))
     conn.execute("UPDATE partitions SET log_start_offset=?, bytes=max(0, bytes-?) WHERE topic=? AND partition=0",
                  (end, freed, DROP_LEDGER_TOPIC))
     summarised = end - start - upstream

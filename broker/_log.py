@@ -37,7 +37,10 @@ from ._murmur2 import default_partition
 from ._notify import CommitNotifier
 from ._pending import Pending
 from ._storage import (
+    MAX_OFFSET,
+    NEW_PARTITION_SQL,
     NOTIFY_NAME,
+    OFFSET_BITS,
     RECORD_OVERHEAD,
     connect,
     record_sizes,
@@ -494,26 +497,31 @@ class Log:
         """Assign offsets and write ``records``; the caller owns the transaction."""
         now = self._persist_clock(conn, min_step_ms=CLOCK_PERSIST_INTERVAL_MS)
         # Keyed as Pending.partition is typed; every caller has placed its records already.
+        # (topic, partition) -> [next offset, bytes added, the partition's key base]
         next_off: dict[tuple[str, int | None], list[int]] = {}
         for topic in {p.topic for p in records}:
-            for part, nxt in conn.execute("SELECT partition, next_offset FROM partitions WHERE topic=?", (topic,)):
-                next_off[(topic, part)] = [nxt, 0]
+            for part, nxt, pid in conn.execute("SELECT partition, next_offset, id FROM partitions WHERE topic=?",
+                                               (topic,)):
+                next_off[(topic, part)] = [nxt, 0, pid << OFFSET_BITS]
         rows = []
         for p in records:
             slot = next_off[(p.topic, p.partition)]
             off = slot[0]
+            if off > MAX_OFFSET:
+                raise StorageError(f"partition {p.partition} of {p.topic!r} is full: it has used all "
+                                   f"{MAX_OFFSET + 1:,} offsets; create a new topic")
             slot[0] = off + 1
             slot[1] += p.size
             p.future.offset = off
-            rows.append((p.topic, p.partition, off, p.timestamp, now, p.key, p.value, p.headers))
+            rows.append((slot[2] + off, p.topic, p.partition, off, p.timestamp, now, p.key, p.value, p.headers))
         conn.executemany(
-            "INSERT INTO records(topic, partition, offset, timestamp, log_time, key, value, headers)"
-            " VALUES (?,?,?,?,?,?,?,?)",
+            "INSERT INTO records(id, topic, partition, offset, timestamp, log_time, key, value, headers)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
             rows,
         )
         conn.executemany(
             "UPDATE partitions SET next_offset=?, bytes=bytes+? WHERE topic=? AND partition=?",
-            [(nxt, size, t, part) for (t, part), (nxt, size) in next_off.items() if size],
+            [(nxt, size, t, part) for (t, part), (nxt, size, _) in next_off.items() if size],
         )
 
     def _persist_clock(self, conn: sqlite3.Connection, min_step_ms: int = 0) -> int:
@@ -600,7 +608,7 @@ def _stored_log_clock(conn: sqlite3.Connection) -> int:
     stored = int(row[0]) if row else 0
     newest = conn.execute(
         "SELECT max(r.log_time) FROM partitions p JOIN records r"
-        " ON r.topic = p.topic AND r.partition = p.partition AND r.offset = p.next_offset - 1"
+        f" ON r.id = (p.id << {OFFSET_BITS}) + p.next_offset - 1 WHERE p.next_offset > 0"
     ).fetchone()[0]
     return max(stored, newest or 0)
 
@@ -619,10 +627,7 @@ def create_topic_rows(conn: sqlite3.Connection, name: str, partitions: int, conf
     )
     # Offsets of a re-created topic start after those of the deleted one would
     # be wrong for consumers holding old positions; Kafka starts again at 0 too.
-    conn.executemany(
-        "INSERT INTO partitions(topic, partition, next_offset, log_start_offset, bytes) VALUES (?,?,0,0,0)",
-        [(name, i) for i in range(partitions)],
-    )
+    conn.executemany(NEW_PARTITION_SQL, [(name, i) for i in range(partitions)])
 
 
 __all__ = ["Log", "create_topic_rows"]

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from . import _ledger
 from ._config import DROP_LEDGER_TOPIC
 from ._quietlog import QuietWarning
-from ._storage import RECORD_OVERHEAD
+from ._storage import OFFSET_RANGE_SQL, RECORD_OVERHEAD, offset_range
 
 if TYPE_CHECKING:
     from ._log import Log
@@ -85,7 +85,7 @@ def _bump(conn: sqlite3.Connection, key: str, n: int) -> None:
 
 
 def _delete_prefix(conn: sqlite3.Connection, topic: str, part: int, start: int, end: int, freed: int) -> None:
-    conn.execute("DELETE FROM records WHERE topic=? AND partition=? AND offset>=? AND offset<?", (topic, part, start, end))
+    conn.execute(f"DELETE FROM records WHERE {OFFSET_RANGE_SQL}", offset_range(topic, part, start, end - 1))
     conn.execute(
         "UPDATE partitions SET log_start_offset=?, bytes=max(0, bytes-?) WHERE topic=? AND partition=?",
         (end, freed, topic, part),
@@ -110,9 +110,8 @@ def apply_retention(lg: Log, conn: sqlite3.Connection) -> dict[str, int]:
         excess = size - ret_bytes if ret_bytes >= 0 else 0
         end, freed = start, 0
         for off, log_time, rec_size in conn.execute(
-            f"SELECT offset, log_time, {_SIZE_SQL} FROM records WHERE topic=? AND partition=? AND offset>=? AND offset<?"
-            " ORDER BY offset",
-            (topic, part, start, limit),
+            f"SELECT offset, log_time, {_SIZE_SQL} FROM records WHERE {OFFSET_RANGE_SQL} ORDER BY id",
+            offset_range(topic, part, start, limit - 1),
         ):
             old = cutoff is not None and log_time < cutoff
             big = freed < excess
@@ -185,7 +184,7 @@ def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int, ledger_share: i
                     if start >= limit:
                         continue
                     first = conn.execute(
-                        "SELECT log_time FROM records WHERE topic=? AND partition=? AND offset=?", (t, p, start)
+                        f"SELECT log_time FROM records WHERE {OFFSET_RANGE_SQL}", offset_range(t, p, start, start)
                     ).fetchone()
                     age_key = first[0] if first else 0
                     if best is None or age_key < best[0]:
@@ -200,9 +199,9 @@ def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int, ledger_share: i
                 target = goal + _ledger.cost(dropped, wall_ms)
                 end, chunk_freed = start, 0
                 for off, log_time, rec_size in conn.execute(
-                    f"SELECT offset, log_time, {_SIZE_SQL} FROM records WHERE topic=? AND partition=? AND offset>=?"
-                    " AND offset<? ORDER BY offset LIMIT ?",
-                    (t, p, start, limit, _CHUNK),
+                    f"SELECT offset, log_time, {_SIZE_SQL} FROM records WHERE {OFFSET_RANGE_SQL}"
+                    " ORDER BY id LIMIT ?",
+                    (*offset_range(t, p, start, limit - 1), _CHUNK),
                 ):
                     if end > start and bound is not None and log_time > bound:
                         break

@@ -16,6 +16,7 @@ from broker import (
     KafkaAdminClient,
     KafkaConsumer,
     KafkaProducer,
+    NewTopic,
     StorageError,
     TopicPartition,
 )
@@ -138,3 +139,39 @@ def test_a_step_that_fails_leaves_the_log_whole_at_its_version(tmp_path: Path,
 def test_a_new_log_is_created_at_the_current_version(tmp_path: Path) -> None:
     KafkaProducer(data_dir=tmp_path / "log").close()
     assert schema_version(tmp_path / "log") == SCHEMA_VERSION
+
+
+def test_records_are_keyed_by_partition_and_offset_after_the_upgrade(tmp_path: Path) -> None:
+    # Schema 3: one integer key per record, partitions.id << 44 | offset (appends go to the
+    # end of the B-tree), which every read and delete by offset relies on.
+    d = tmp_path / "log"
+    make_v1_log(d, records=20)
+    with KafkaProducer(data_dir=d) as producer:
+        producer.send("readings", b"new", partition=0).get(timeout=10)
+    with sqlite3.connect(d / "log.db") as conn:
+        ids = dict(conn.execute("SELECT partition, id FROM partitions WHERE topic='readings'"))
+        assert sorted(ids.values()) == [1, 2]
+        rows = conn.execute("SELECT id, partition, offset FROM records").fetchall()
+        assert len(rows) == 21 and all(i == (ids[p] << 44) + o for i, p, o in rows)
+        assert "WITHOUT ROWID" not in conn.execute("SELECT sql FROM sqlite_master WHERE name='records'").fetchone()[0]
+    with KafkaAdminClient(data_dir=d) as admin:
+        admin.delete_topics(["readings"])
+        admin.create_topics([NewTopic("readings", 1, 1), NewTopic("other", 1, 1)])
+    with sqlite3.connect(d / "log.db") as conn:
+        assert conn.execute("SELECT count(*) FROM records").fetchone()[0] == 0  # deleted with its topic
+        assert sorted(i for (i,) in conn.execute("SELECT id FROM partitions")) == [1, 2]
+    with KafkaConsumer("readings", data_dir=d, auto_offset_reset="earliest", consumer_timeout_ms=300) as consumer:
+        assert list(consumer) == []
+
+
+def test_records_of_no_partition_stop_the_upgrade_and_the_log_stays_whole(tmp_path: Path) -> None:
+    d = tmp_path / "log"
+    make_v1_log(d, records=10)
+    with sqlite3.connect(d / "log.db") as conn:
+        conn.execute("INSERT INTO records VALUES ('gone', 0, 0, 1, 1000, NULL, x'00', NULL)")
+    with pytest.raises(StorageError, match=r"schema 2 to 3.*1 of 11 records belong to no partition"
+                                           r".*left whole at schema 2"):
+        KafkaProducer(data_dir=d)
+    assert schema_version(d) == 2
+    with sqlite3.connect(d / "log.db") as conn:
+        assert conn.execute("SELECT count(*) FROM records").fetchone()[0] == 11

@@ -1,6 +1,6 @@
 """The quota on a real small disk: an 8 MiB tmpfs, mounted for the test.
 
-A 3 MB quota filled with 1,000-byte values (4.5 KiB each on disk) never meets ENOSPC,
+A 3 MB quota filled with 3,000-byte values (a 4 KiB leaf page each on disk) never meets ENOSPC,
 under either policy: ``reject`` refuses with the quota's LogFullError, ``drop-oldest``
 accepts every send while the ledger stays within its share.  A quota larger than the
 disk meets the real ENOSPC, which is still reported (``reject``) or handled by
@@ -40,7 +40,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def _value(i: int) -> bytes:
-    return (f"{i:07d}".encode() * 150)[:1000]
+    # 3,000 bytes: a B-tree leaf page each, so 3,000 of them outgrow the 8 MB disk.
+    return (f"{i:07d}".encode() * 450)[:3000]
 
 
 def _free(path: Path) -> int:
@@ -58,7 +59,7 @@ def test_reject_at_a_3_mb_quota_says_so_long_before_the_disk_is_full(small_disk:
     with clients(cfg) as (admin, producer):
         create(admin, "t")
         acked, refused = 0, []
-        for i in range(3000):  # 3 MB of values, ~13 MB on disk: more than the disk
+        for i in range(3000):  # 9 MB of values, ~12 MB on disk: more than the disk
             try:
                 producer.send("t", _value(i)).get(10)
                 acked += 1
@@ -91,7 +92,7 @@ def test_a_quota_larger_than_the_disk_acts_at_what_the_disk_can_give(small_disk:
     with clients(cfg) as (admin, producer):
         create(admin, "t")
         errors = []
-        for i in range(3000):  # ~13 MB on disk
+        for i in range(3000):  # ~12 MB on disk
             try:
                 producer.send("t", _value(i)).get(10)
             except LogFullError as exc:
