@@ -223,7 +223,7 @@ class KafkaAdminClient:
                     "SELECT p.partition, p.log_start_offset, p.next_offset, p.bytes,"
                     f" (SELECT count(*) FROM records r WHERE r.id BETWEEN (p.id << {OFFSET_BITS}) + p.log_start_offset"
                     f"  AND (p.id << {OFFSET_BITS}) + {MAX_OFFSET})"
-                    " FROM partitions p WHERE p.topic=? ORDER BY p.partition",
+                    " FROM partition_ends p WHERE p.topic=? ORDER BY p.partition",
                     (name,),
                 )
             ]
@@ -325,7 +325,7 @@ class KafkaAdminClient:
         topics = sorted({tp.topic for tp in committed})
         rows = []
         for topic in topics:
-            for p, end in conn.execute("SELECT partition, next_offset FROM partitions WHERE topic=?", (topic,)):
+            for p, end in conn.execute("SELECT partition, next_offset FROM partition_ends WHERE topic=?", (topic,)):
                 c = committed.get(TopicPartition(topic, p))
                 rows.append(GroupOffset(topic, p, c.offset if c else None, end, end - c.offset if c else None))
         protected = conn.execute("SELECT 1 FROM protected_groups WHERE group_id=?", (group_id,)).fetchone()
@@ -365,7 +365,7 @@ class KafkaAdminClient:
         plan: dict[TopicPartition, int] = {}
         for topic in topics:
             parts = conn.execute(
-                "SELECT partition, log_start_offset, next_offset FROM partitions WHERE topic=? ORDER BY partition",
+                "SELECT partition, log_start_offset, next_offset FROM partition_ends WHERE topic=? ORDER BY partition",
                 (topic,),
             ).fetchall()
             if not parts:
@@ -480,11 +480,11 @@ class KafkaAdminClient:
             name: {"partitions": n, "records": int(records), "bytes": int(size)}
             for name, n, records, size in conn.execute(
                 "SELECT topic, count(*), sum(next_offset-log_start_offset), sum(bytes)"
-                " FROM partitions GROUP BY topic ORDER BY topic"
+                " FROM partition_ends GROUP BY topic ORDER BY topic"
             )
         }
         used, records = conn.execute("SELECT coalesce(sum(bytes),0), coalesce(sum(next_offset-log_start_offset),0)"
-                                     " FROM partitions").fetchone()
+                                     " FROM partition_ends").fetchone()
         meta = dict(conn.execute("SELECT key, value FROM meta"))
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         pages = conn.execute("PRAGMA page_count").fetchone()[0]

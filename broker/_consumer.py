@@ -207,7 +207,7 @@ class KafkaConsumer:
             tp = check_topic_partition(tp, "partition")
         try:
             row = self._conn.execute(
-                "SELECT log_start_offset, next_offset FROM partitions WHERE topic=? AND partition=?", tp
+                "SELECT log_start_offset, next_offset FROM partition_ends WHERE topic=? AND partition=?", tp
             ).fetchone()
         except Exception as exc:
             raise translate(exc, "reading the partitions of the log") from exc
@@ -372,7 +372,7 @@ class KafkaConsumer:
             meta: dict[tuple[str, int], tuple[int, int]] = {}
             for topic in {tp.topic for tp in parts}:
                 for part, start, end in self._conn.execute(
-                    "SELECT partition, log_start_offset, next_offset FROM partitions WHERE topic=?", (topic,)
+                    "SELECT partition, log_start_offset, next_offset FROM partition_ends WHERE topic=?", (topic,)
                 ):
                     meta[(topic, part)] = (start, end)
             out: list[Any] = []

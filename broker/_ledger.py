@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import DROP_LEDGER_TOPIC
 from ._errors import ConfigError
-from ._storage import OFFSET_RANGE_SQL, RECORD_OVERHEAD, offset_range
+from ._storage import OFFSET_RANGE_SQL, RECORD_OVERHEAD, SETTLE_SQL, offset_range
 
 if TYPE_CHECKING:
     from ._log import Log
@@ -113,7 +113,7 @@ def caller_entry(topic: str, ranges: list[tuple[int, int, int]], reason: str, wa
 
 
 def ledger_bytes(conn: sqlite3.Connection) -> int:
-    row = conn.execute("SELECT coalesce(sum(bytes), 0) FROM partitions WHERE topic=?",
+    row = conn.execute("SELECT coalesce(sum(bytes), 0) FROM partition_ends WHERE topic=?",
                        (DROP_LEDGER_TOPIC,)).fetchone()
     return int(row[0])
 
@@ -125,7 +125,7 @@ def bound(lg: Log, conn: sqlite3.Connection, share: int, floor: int | None) -> i
     no protected group reads the ledger, so no entry is upstream yet).  Returns
     how many entries were summarised or, being upstream, deleted.
     """
-    row = conn.execute("SELECT log_start_offset, next_offset, bytes FROM partitions WHERE topic=? AND partition=0",
+    row = conn.execute("SELECT log_start_offset, next_offset, bytes FROM partition_ends WHERE topic=? AND partition=0",
                        (DROP_LEDGER_TOPIC,)).fetchone()
     if row is None or row[2] <= share:
         return 0
@@ -147,6 +147,7 @@ def bound(lg: Log, conn: sqlite3.Connection, share: int, floor: int | None) -> i
         _absorb(groups, off, value)
     if end == start:
         return 0
+    conn.execute(SETTLE_SQL, (DROP_LEDGER_TOPIC, 0))  # bytes counts every kept entry before some go
     conn.execute(f"DELETE FROM records WHERE {OFFSET_RANGE_SQL}", offset_range(DROP_LEDGER_TOPIC, 0, start, end - 1))
     conn.execute("UPDATE partitions SET log_start_offset=?, bytes=max(0, bytes-?) WHERE topic=? AND partition=0",
                  (end, freed, DROP_LEDGER_TOPIC))

@@ -42,6 +42,8 @@ from ._storage import (
     NOTIFY_NAME,
     OFFSET_BITS,
     RECORD_OVERHEAD,
+    SETTLE_RECORDS,
+    SETTLE_SQL,
     connect,
     record_sizes,
     transaction,
@@ -497,12 +499,13 @@ class Log:
         """Assign offsets and write ``records``; the caller owns the transaction."""
         now = self._persist_clock(conn, min_step_ms=CLOCK_PERSIST_INTERVAL_MS)
         # Keyed as Pending.partition is typed; every caller has placed its records already.
-        # (topic, partition) -> [next offset, bytes added, the partition's key base]
+        # (topic, partition) -> [next offset, bytes added, the partition's key base, settled up to]
         next_off: dict[tuple[str, int | None], list[int]] = {}
         for topic in {p.topic for p in records}:
-            for part, nxt, pid in conn.execute("SELECT partition, next_offset, id FROM partitions WHERE topic=?",
-                                               (topic,)):
-                next_off[(topic, part)] = [nxt, 0, pid << OFFSET_BITS]
+            for part, nxt, pid, settled in conn.execute(
+                    "SELECT e.partition, e.next_offset, e.id, p.next_offset FROM partition_ends e"
+                    " JOIN partitions p ON p.topic = e.topic AND p.partition = e.partition WHERE e.topic=?", (topic,)):
+                next_off[(topic, part)] = [nxt, 0, pid << OFFSET_BITS, settled]
         rows = []
         for p in records:
             slot = next_off[(p.topic, p.partition)]
@@ -519,10 +522,9 @@ class Log:
             " VALUES (?,?,?,?,?,?,?,?,?)",
             rows,
         )
-        conn.executemany(
-            "UPDATE partitions SET next_offset=?, bytes=bytes+? WHERE topic=? AND partition=?",
-            [(nxt, size, t, part) for (t, part), (nxt, size, _) in next_off.items() if size],
-        )
+        # The partitions row only now and then (_storage.SETTLE_RECORDS): the records are the truth.
+        conn.executemany(SETTLE_SQL, [(t, part) for (t, part), (nxt, size, _, settled) in next_off.items()
+                                      if size and nxt - settled >= SETTLE_RECORDS])
 
     def _persist_clock(self, conn: sqlite3.Connection, min_step_ms: int = 0) -> int:
         """Store the log clock so running time survives a restart; return it.
@@ -607,7 +609,7 @@ def _stored_log_clock(conn: sqlite3.Connection) -> int:
     row = conn.execute("SELECT value FROM meta WHERE key='log_clock_ms'").fetchone()
     stored = int(row[0]) if row else 0
     newest = conn.execute(
-        "SELECT max(r.log_time) FROM partitions p JOIN records r"
+        "SELECT max(r.log_time) FROM partition_ends p JOIN records r"
         f" ON r.id = (p.id << {OFFSET_BITS}) + p.next_offset - 1 WHERE p.next_offset > 0"
     ).fetchone()[0]
     return max(stored, newest or 0)

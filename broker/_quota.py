@@ -159,7 +159,7 @@ class Quota:
             if missing <= 0:
                 break
             total, free = _disk.pages_in_use(conn)
-            logical = conn.execute("SELECT coalesce(sum(bytes), 0) FROM partitions").fetchone()[0]
+            logical = conn.execute("SELECT coalesce(sum(bytes), 0) FROM partition_ends").fetchone()[0]
             if logical <= 0:
                 break
             # Bytes per page the records take now: a 1,000-byte value costs ~4.5 KiB.  At

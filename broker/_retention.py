@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from . import _ledger
 from ._config import DROP_LEDGER_TOPIC
 from ._quietlog import QuietWarning
-from ._storage import OFFSET_RANGE_SQL, RECORD_OVERHEAD, offset_range
+from ._storage import OFFSET_RANGE_SQL, RECORD_OVERHEAD, SETTLE_SQL, offset_range
 
 if TYPE_CHECKING:
     from ._log import Log
@@ -85,6 +85,7 @@ def _bump(conn: sqlite3.Connection, key: str, n: int) -> None:
 
 
 def _delete_prefix(conn: sqlite3.Connection, topic: str, part: int, start: int, end: int, freed: int) -> None:
+    conn.execute(SETTLE_SQL, (topic, part))  # bytes counts every kept record before some go
     conn.execute(f"DELETE FROM records WHERE {OFFSET_RANGE_SQL}", offset_range(topic, part, start, end - 1))
     conn.execute(
         "UPDATE partitions SET log_start_offset=?, bytes=max(0, bytes-?) WHERE topic=? AND partition=?",
@@ -99,7 +100,7 @@ def apply_retention(lg: Log, conn: sqlite3.Connection) -> dict[str, int]:
     removed: dict[str, int] = {}
     rows = conn.execute(
         "SELECT t.name, t.retention_ms, t.retention_bytes, p.partition, p.log_start_offset, p.next_offset, p.bytes"
-        " FROM topics t JOIN partitions p ON p.topic = t.name"
+        " FROM topics t JOIN partition_ends p ON p.topic = t.name"
         " WHERE t.retention_ms >= 0 OR t.retention_bytes >= 0"
     ).fetchall()
     for topic, ret_ms, ret_bytes, part, start, nxt, size in rows:
@@ -147,7 +148,7 @@ def drop_for_quota(lg: Log, conn: sqlite3.Connection, need: int, ledger_share: i
     floors = {tp: min(need.values()) for tp, need in needs.items()}
     parts = conn.execute(
         "SELECT p.topic, p.partition, p.log_start_offset, p.next_offset, t.priority"
-        " FROM partitions p JOIN topics t ON t.name = p.topic"
+        " FROM partition_ends p JOIN topics t ON t.name = p.topic"
     ).fetchall()
     # Replicated ledger entries are upstream already and only describe other drops: they go
     # before any data record, replicated or not (priority -inf).

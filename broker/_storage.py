@@ -78,6 +78,41 @@ NEW_PARTITION_SQL = ("INSERT INTO partitions(topic, partition, next_offset, log_
                      " VALUES (?, ?, 0, 0, 0, (SELECT coalesce(max(id), 0) + 1 FROM partitions))")
 
 
+# A partition's row is not written by every commit: it would be a page of every commit's WAL
+# frames, a quarter of what a commit of five records writes (bench/bench_commit_pages.py).
+# Its next_offset and bytes are as of its last settle; the records past that make up the rest,
+# found by key (the last record: a B-tree descent; the unsettled ones: at most SETTLE_RECORDS).
+# Read the live values from the view ``partition_ends``, never from ``partitions``.
+SETTLE_RECORDS = 1000
+_SIZE_OF_R = ("coalesce(length(r.key),0)+coalesce(length(r.value),0)+coalesce(length(r.headers),0)"
+              f"+{RECORD_OVERHEAD}")
+
+
+def _live_next(p: str) -> str:
+    key = f"({p}.id << {OFFSET_BITS})"
+    return (f"max({p}.next_offset, coalesce((SELECT max(r.id) FROM records r WHERE r.id BETWEEN {key}"
+            f" AND {key} + {MAX_OFFSET}) - {key} + 1, 0))")
+
+
+def _live_bytes(p: str) -> str:
+    key = f"({p}.id << {OFFSET_BITS})"
+    return (f"{p}.bytes + (SELECT coalesce(sum({_SIZE_OF_R}), 0) FROM records r WHERE r.id BETWEEN"
+            f" {key} + {p}.next_offset AND {key} + {MAX_OFFSET})")
+
+
+#: A temporary view on every connection (so it needs no schema version): each partition with
+#: its live next_offset (the high watermark) and bytes.
+_PARTITION_ENDS = (
+    "CREATE TEMP VIEW IF NOT EXISTS partition_ends (topic, partition, next_offset, log_start_offset, bytes, id)"
+    f" AS SELECT p.topic, p.partition, {_live_next('p')}, p.log_start_offset, {_live_bytes('p')}, p.id"
+    " FROM partitions p"
+)
+#: Bring a partition's row up to date (topic and partition as parameters): every
+#: ``SETTLE_RECORDS`` records, and before records are deleted (bytes counts what is kept).
+SETTLE_SQL = (f"UPDATE partitions SET bytes = {_live_bytes('partitions')}, next_offset = {_live_next('partitions')}"
+              " WHERE topic=? AND partition=?")
+
+
 def offset_range(topic: str, partition: int, first: int = 0, last: int = MAX_OFFSET) -> tuple[object, ...]:
     """The parameters of ``OFFSET_RANGE_SQL``: offsets ``first`` to ``last``, both included."""
     return (topic, partition, first, topic, partition, last)
@@ -354,6 +389,7 @@ def connect(data_dir: Path, *, busy_timeout_s: float, fsync: bool = True, create
         conn.execute("PRAGMA foreign_keys=OFF")
         if create:
             _ensure_schema(conn, path)
+        conn.execute(_PARTITION_ENDS)
     except BaseException as exc:
         conn.close()
         if isinstance(exc, sqlite3.Error):

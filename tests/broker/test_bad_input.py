@@ -303,10 +303,10 @@ def test_a_data_dir_that_is_a_regular_file(tmp_path: Path) -> None:
 # -- a commit that fails is never acknowledged --------------------------------------------------------
 
 def test_a_failed_commit_is_not_acknowledged(log_dir: Path) -> None:
-    # Fault injection in SQL: the partitions update at the end of an append fails,
-    # after offsets were assigned in memory.  The send must fail, not report them.
+    # Fault injection in SQL: the insert of the records fails, after offsets were
+    # assigned in memory.  The send must fail, not report them.
     with sqlite3.connect(log_dir / "log.db") as c:
-        c.execute("CREATE TRIGGER boom BEFORE UPDATE OF next_offset ON partitions"
+        c.execute("CREATE TRIGGER boom BEFORE INSERT ON records"
                   " BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
     c.close()
     with KafkaProducer(data_dir=log_dir) as producer:

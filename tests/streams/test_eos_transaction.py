@@ -112,16 +112,16 @@ def test_quota_rejects_the_whole_transaction(tmp_path: Path) -> None:
     with KafkaProducer(log_config=cfg) as producer:
         txn = producer.begin_transaction()
         for _ in range(15):
-            txn.send("out", b"x" * 1000)  # 15 of ~4.5 KiB on disk fit the quota; 30 do not
+            txn.send("out", b"x" * 3000)  # 15 of a 4 KiB page each fit the quota; 30 do not
         txn.commit()
         txn = producer.begin_transaction()
         for _ in range(15):
-            txn.send("out", b"y" * 1000)
+            txn.send("out", b"y" * 3000)
         txn.commit_offsets(GROUP, {TP0: 1})
         with pytest.raises(LogFullError):
             txn.commit()
     values = [v for _p, _o, _k, v in _records(cfg, "out")]
-    assert values == [b"x" * 1000] * 15
+    assert values == [b"x" * 3000] * 15
     with KafkaAdminClient(log_config=cfg) as admin:
         assert admin.list_consumer_group_offsets(GROUP) == {}
 

@@ -2,8 +2,8 @@
 
 Time is driven by ``ManualClock`` and ``admin.run_retention()`` (no sleeping);
 ``retention_check_interval_s`` is huge so the writer's own pass never races the
-test's.  Each record below has a 1000-byte value, which takes about 4.5 KiB of
-the disk quota (an overflow page), as in tests/broker/test_quota.py.
+test's.  Each record of the quota test below has a 3,000-byte value, which takes
+a 4 KiB B-tree leaf of the disk quota.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from edge._streams import release_removed_topologies
 from edge.streams import StreamsRunner, Topology
 
 HOUR_MS = 3600 * 1000
-QUOTA = 256 * 1024  # on disk: about two dozen of these records (an overflow page each)
+QUOTA = 256 * 1024  # on disk: about two dozen of these records (a leaf page each)
 
 
 def _cfg(path: Path, clock: ManualClock, **kw: object) -> LogConfig:
@@ -95,7 +95,7 @@ def test_under_drop_oldest_unprocessed_input_goes_last_and_the_ledger_says_whose
         tmp_path: Path) -> None:
     clock = ManualClock()
     cfg = _cfg(tmp_path / "log", clock, quota_bytes=QUOTA, full_policy="drop-oldest")
-    value = [(f"{i:06d}".encode() * 200)[:1000] for i in range(60)]
+    value = [(f"{i:06d}".encode() * 500)[:3000] for i in range(60)]
     with KafkaAdminClient(log_config=cfg) as admin, KafkaProducer(log_config=cfg) as producer:
         _create(admin, "in")
         _create(admin, "raw")
