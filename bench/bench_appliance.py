@@ -98,14 +98,24 @@ def proc_sample(pid: int) -> tuple[int, float]:
 
 
 def _log_total(db: Path) -> int | None:
-    """Records appended to the device topics so far (sum of next offsets), or None if not yet there."""
+    """Records appended to the device topics so far (sum of high watermarks), or None if not yet there."""
     try:
         with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as c:
-            row = c.execute("SELECT coalesce(sum(next_offset), 0) FROM partitions WHERE topic IN (?,?,?)",
-                            TOPICS).fetchone()
+            try:  # log schema 3 settles partitions.next_offset now and then: the last record says
+                row = c.execute(_LIVE_TOTAL, TOPICS).fetchone()
+            except sqlite3.OperationalError:  # a --baseline tree's older schema: the row is exact
+                row = c.execute("SELECT coalesce(sum(next_offset), 0) FROM partitions WHERE topic IN (?,?,?)",
+                                TOPICS).fetchone()
             return int(row[0])
     except sqlite3.Error:
         return None
+
+
+_LIVE_TOTAL = (
+    "SELECT coalesce(sum(max(p.next_offset, coalesce((SELECT max(r.id) FROM records r WHERE r.id BETWEEN"
+    " p.id << 44 AND (p.id << 44) + (1 << 44) - 1) - (p.id << 44) + 1, 0))), 0)"
+    " FROM partitions p WHERE p.topic IN (?,?,?)"
+)
 
 
 class Sampler:
