@@ -16,6 +16,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from .._headers import decode_headers
+from .._storage import OFFSET_RANGE_SQL, offset_range
 from ._commits import CommitSignal
 from ._context import Connection, ServerContext
 from ._framing import RequestHeader
@@ -59,7 +60,7 @@ def read_partitions(ctx: ServerContext, wanted: list[tuple[str, int, int, int]],
     meta: dict[tuple[str, int], tuple[int, int]] = {}
     for topic in {w[0] for w in wanted}:
         for part, start, end in conn.execute(
-                "SELECT partition, log_start_offset, next_offset FROM partitions WHERE topic=?", (topic,)):
+                "SELECT partition, log_start_offset, next_offset FROM partition_ends WHERE topic=?", (topic,)):
             meta[(topic, part)] = (start, end)
     for topic, part, offset, part_max in wanted:
         bounds = meta.get((topic, part))
@@ -78,8 +79,8 @@ def read_partitions(ctx: ServerContext, wanted: list[tuple[str, int, int, int]],
         size = 0
         for off, ts, key, value, hdr in conn.execute(
                 "SELECT offset, timestamp, key, value, headers FROM records"
-                " WHERE topic=? AND partition=? AND offset>=? ORDER BY offset LIMIT ?",
-                (topic, part, offset, _MAX_ROWS)):
+                f" WHERE {OFFSET_RANGE_SQL} ORDER BY id LIMIT ?",
+                (*offset_range(topic, part, offset), _MAX_ROWS)):
             n = _RECORD_OVERHEAD + (len(key) if key else 0) + (len(value) if value else 0) + (len(hdr) if hdr else 0)
             if rows and size + n > room:
                 break

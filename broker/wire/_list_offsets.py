@@ -7,6 +7,7 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from .._storage import OFFSET_RANGE_SQL, offset_range
 from ._context import Connection, ServerContext
 from ._framing import RequestHeader
 from ._registry import Registry
@@ -27,7 +28,7 @@ def lookup(ctx: ServerContext, wanted: list[tuple[str, int, int]]) -> dict[tuple
     conn = ctx.log.reader()
     out = {}
     for topic, part, ts in wanted:
-        row = conn.execute("SELECT log_start_offset, next_offset FROM partitions WHERE topic=? AND partition=?",
+        row = conn.execute("SELECT log_start_offset, next_offset FROM partition_ends WHERE topic=? AND partition=?",
                            (topic, part)).fetchone()
         if row is None:
             out[(topic, part)] = (ErrorCode.unknown_topic_or_partition, -1, -1)
@@ -39,15 +40,15 @@ def lookup(ctx: ServerContext, wanted: list[tuple[str, int, int]]) -> dict[tuple
             out[(topic, part)] = (ErrorCode.none, -1, start)
         elif ts == MAX_TIMESTAMP:
             found = conn.execute(
-                "SELECT offset, timestamp FROM records WHERE topic=? AND partition=? AND offset>=?"
-                " ORDER BY timestamp DESC, offset ASC LIMIT 1", (topic, part, start)).fetchone()
+                f"SELECT offset, timestamp FROM records WHERE {OFFSET_RANGE_SQL}"
+                " ORDER BY timestamp DESC, offset ASC LIMIT 1", offset_range(topic, part, start)).fetchone()
             out[(topic, part)] = (ErrorCode.none, found[1], found[0]) if found else (ErrorCode.none, -1, end)
         elif ts < 0:
             out[(topic, part)] = (ErrorCode.invalid_request, -1, -1)
         else:
             found = conn.execute(
-                "SELECT offset, timestamp FROM records WHERE topic=? AND partition=? AND offset>=?"
-                " AND timestamp>=? ORDER BY offset LIMIT 1", (topic, part, start, ts)).fetchone()
+                f"SELECT offset, timestamp FROM records WHERE {OFFSET_RANGE_SQL}"
+                " AND timestamp>=? ORDER BY id LIMIT 1", (*offset_range(topic, part, start), ts)).fetchone()
             out[(topic, part)] = (ErrorCode.none, found[1], found[0]) if found else (ErrorCode.none, -1, -1)
     return out
 
