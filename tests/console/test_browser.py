@@ -1,6 +1,6 @@
 """The console's pages in a real browser: Debian's headless Chromium (Selenium) against a
-real `edge run` fed by edge-sim over ptys (a GPS unit, a room, a patient) and one pty
-device the tests write to themselves.
+real `edge run` fed by edge-sim over ptys (a GPS unit, a room, a patient: 20 minutes of
+history, then live) and one pty device the tests write to themselves.
 
 What a page drew is read back from ``window.__consoleData`` and compared with the log,
 read by the broker's own consumer. One appliance and one browser serve the module.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -111,7 +112,15 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
     sim = None
     try:
         ward.wait_reader(timeout=30)
-        # Real time at 2 readings/s per device, for longer than the module runs.
+        # 20 minutes of history as fast as the ptys take it (the GPS and the cuff stamp their
+        # own times, and the service's clock follows the GPS), so plots and tracks have a
+        # past; then real time at 2 readings/s per device, for longer than the module runs.
+        history = subprocess.run([str(BIN / "edge-sim"), "--no-progress", "--seed", "5", "--rate", "1",
+                                  "--duration", "1200", "--fast",
+                                  "--start-ms", str(int(time.time() * 1000) - 1_200_000),
+                                  "--output", "pty", "--link-dir", str(links)],
+                                 capture_output=True, text=True, timeout=120)
+        assert history.returncode == 0, history.stderr
         sim = subprocess.Popen([str(BIN / "edge-sim"), "--no-progress", "--seed", "7", "--rate", "2",
                                 "--duration", "900", "--output", "pty", "--link-dir", str(links)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -9,6 +9,11 @@ const state = { alerts: [] };
 c.expose("alerts", state);
 const KINDS = { fever: "fever", bp: "blood pressure", geofence: "geofence" };
 
+function same(a, b) {
+  return a.ts_ms === b.ts_ms && a.device === b.device && a.kind === b.kind && a.topic === b.topic &&
+    JSON.stringify(a.value) === JSON.stringify(b.value);
+}
+
 function row(a, fresh) {
   return el("tr", { "data-kind": a.kind, "data-device": a.device, class: fresh ? "fresh" : null },
     el("td", { "data-ts": a.ts_ms }, c.time(a.ts_ms)),
@@ -43,6 +48,7 @@ c.header("Alerts");
 await load();
 c.stream({
   alert: (a) => {
+    if (state.alerts.some((b) => same(a, b))) return; // also in the reload on open
     state.alerts.push(a);
     if (state.alerts.length > SHOWN) state.alerts.splice(0, state.alerts.length - SHOWN);
     const body = document.querySelector("#alerts tbody");

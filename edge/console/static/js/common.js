@@ -34,10 +34,11 @@ export async function api(path, query = {}) {
   return resp.json();
 }
 
-// The live stream: handlers by event name (reading, alert, overview). EventSource
-// reconnects by itself, but what was sent while it was away is gone (the server drops
-// a stream that falls behind): ``resync`` reloads the page's data after a reconnect.
-// The header's dot says whether the page is live.
+// The live stream: handlers by event name (reading, alert, overview). What is committed
+// before the stream opens, or while it is away (EventSource reconnects by itself, and
+// the server drops a stream that falls behind), is not sent: ``resync`` reloads the
+// page's data each time it opens, the first time too, since the page's first load ran
+// before it (handlers must take an event twice). The header's dot says whether it is live.
 export function stream(handlers, resync = null) {
   const es = new EventSource(withToken("/api/stream"));
   const dot = document.getElementById("live");
@@ -47,13 +48,11 @@ export function stream(handlers, resync = null) {
     dot.textContent = live ? "live" : "reconnecting";
     dot.className = live ? "live on" : "live off";
   };
-  let lost = false;
   es.onopen = () => {
     mark(true);
-    if (lost && resync) resync();
-    lost = false;
+    if (resync) resync();
   };
-  es.onerror = () => { lost = true; mark(false); };
+  es.onerror = () => mark(false);
   for (const [name, handle] of Object.entries(handlers)) {
     es.addEventListener(name, (e) => handle(JSON.parse(e.data)));
   }

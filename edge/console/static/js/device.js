@@ -196,6 +196,7 @@ async function load() {
 let pending = false;
 function onReading(r) {
   if (r.device !== id) return;
+  if (state.readings.some((x) => x.offset === r.offset && x.partition === r.partition)) return;
   state.readings.push({ ts_ms: r.ts_ms, partition: r.partition, offset: r.offset, value: r.value });
   state.readings.sort((a, b) => a.ts_ms - b.ts_ms);
   const cut = c.serverNow() - state.range_ms;

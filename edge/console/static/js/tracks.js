@@ -180,7 +180,7 @@ function onReading(r) {
   }
   const p = { ts_ms: r.ts_ms, lat: v.lat, lon: v.lon, speed: v.speed_mps ?? null, fix: v.fix_quality ?? null };
   const prev = t.points[t.points.length - 1];
-  if (prev && p.ts_ms < prev.ts_ms) return; // late: the next load() puts it in its place
+  if (prev && p.ts_ms <= prev.ts_ms) return; // had (the reload on open) or late: load() places it
   if (prev) t.distance_m += haversine(prev, p);
   if (p.speed != null) t.max_speed = Math.max(t.max_speed ?? 0, p.speed);
   t.points.push(p);
