@@ -45,7 +45,7 @@ SASL_HANDSHAKE, SASL_AUTHENTICATE, API_VERSIONS = 17, 36, 18
 #: What a client may send before it has authenticated, as on Kafka's SASL listeners.
 _BEFORE_AUTH = frozenset({API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE})
 #: Connection.state keys: the exchange under way, and the user once authenticated.
-_EXCHANGE, USER = "sasl_exchange", "sasl_user"
+_EXCHANGE, USER, _FAILED = "sasl_exchange", "sasl_user", "sasl_failed"
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,10 @@ def listener_security(*, mechanisms: Sequence[str] = (), users_file: str | None 
 
 
 def _require_authentication(conn: Connection, header: RequestHeader) -> str | None:
+    if _FAILED in conn.state:
+        # As Kafka does: a failed authentication ends the connection, so passwords cannot
+        # be tried one after another on it.
+        return f"client {header.client_id!r} failed SASL authentication on this connection"
     if header.api_key in _BEFORE_AUTH or USER in conn.state:
         return None
     return (f"client {header.client_id!r} sent API {header.api_key} before authenticating: "
@@ -158,6 +162,7 @@ async def sasl_authenticate(ctx: ServerContext, conn: Connection, header: Reques
         token = exchange.step(request.auth_bytes)
     except AuthenticationFailed as exc:
         del conn.state[_EXCHANGE]
+        conn.state[_FAILED] = True  # the gate closes the connection at its next request
         # The user name is not logged either: a password typed into the user field would be.
         log.warning("Kafka listener: %s (client %r) failed %s authentication", conn.peer,
                     header.client_id, exchange.mechanism)

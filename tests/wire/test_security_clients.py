@@ -4,7 +4,9 @@ client that skips authentication is closed before it reads anything."""
 
 import logging
 import os
+import socket
 import ssl
+import struct
 import subprocess
 import sys
 
@@ -19,7 +21,7 @@ from broker.wire._sasl_api import ListenerSecurity
 from broker.wire._tls import TlsSettings
 from tests.fixtures.kafka import make_tls_files
 
-from ._server import ThreadedListener, raw_request
+from ._server import ThreadedListener, raw_request, read_frame
 
 USERS = {"alice": "alice-s3cret", "bob": "bob-s3cret"}
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -198,3 +200,22 @@ def test_edge_run_serves_sasl_over_tls_from_its_config(tmp_path, tls_files):
         assert stop_edge(edge, log) == 0
     text = log.read_text()
     assert "3rin-pw" not in text and "fr4nk-pw" not in text
+
+
+def _frame(api_key, version, body, correlation_id):
+    head = struct.pack(">hhih", api_key, version, correlation_id, 4) + b"test"
+    return struct.pack(">i", len(head) + len(body)) + head + body
+
+
+def test_a_failed_authentication_ends_the_connection(tmp_path):
+    """As on Kafka: no second password tried on the same connection."""
+    with _listener(tmp_path) as srv, socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        mech = b"PLAIN"
+        s.sendall(_frame(17, 1, struct.pack(">h", len(mech)) + mech, 1))
+        assert read_frame(s)[4:6] == b"\x00\x00"  # correlation id, then error NONE
+        token = b"\x00alice\x00wrong"
+        s.sendall(_frame(36, 0, struct.pack(">i", len(token)) + token, 2))
+        answer = read_frame(s)
+        assert struct.unpack(">h", answer[4:6])[0] == 58  # SASL_AUTHENTICATION_FAILED
+        s.sendall(_frame(17, 1, struct.pack(">h", len(mech)) + mech, 3))
+        assert read_frame(s) is None  # closed
