@@ -326,6 +326,11 @@ class Service:
         self.health_server = health_server(self.console, cfg)
         self.console_server = console_server(self.console, cfg)
         try:
+            if cfg.kafka.listen is not None:  # before /health: an answer there means clients can connect
+                # Imported only by boxes with [kafka]: the listener's schemas take time to load.
+                from edge._kafka_serve import start_kafka_listener
+
+                self.kafka = await start_kafka_listener(cfg, log_config_of(cfg, self.clock))
             await self.console.start()
             try:
                 await self.health_server.start()
@@ -338,11 +343,6 @@ class Service:
                     err = health_bind_error(exc, str(cfg.console.address), cfg.file)
                     raise type(err)(str(err).replace("health.address", "console.address")
                                     .replace("[health]", "[console]"), err.exit_status) from exc
-            if cfg.kafka.listen is not None:
-                # Imported only by boxes with [kafka]: the listener's schemas take time to load.
-                from edge._kafka_serve import start_kafka_listener
-
-                self.kafka = await start_kafka_listener(cfg, log_config_of(cfg, self.clock))
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 for d in cfg.devices:
