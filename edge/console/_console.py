@@ -69,10 +69,18 @@ class Console:
         return await self.reads.run(self.reads.topics, self._oldest, TOPICS_CACHE_S)
 
     async def overview(self) -> dict[str, Any]:
-        topics = await self.topics()
-        oldest = {t["name"]: t["oldest_ms"] for t in topics}
-        # In a thread: the topologies' lag is read from the log.
-        return await self.in_thread(build_overview, self.source, self.spark, oldest)
+        # The topics' figures are housekeeping's (read once a second anyway); only their
+        # oldest record times are the console's, queried when missing or older than 10 s.
+        now = time.monotonic()
+        if any(name not in self._oldest or self._oldest[name][1] is None
+               or now - self._oldest[name][0] > TOPICS_CACHE_S
+               for name, t in self.source.log_info.get("topics", {}).items() if t["records"]):
+            await self.topics()
+        oldest = {name: at for name, (_, at) in self._oldest.items()}
+        if self.source.cfg.streams:
+            # In a thread: the topologies' lag is read from the log.
+            return await self.in_thread(build_overview, self.source, self.spark, oldest)
+        return build_overview(self.source, self.spark, oldest)  # in-memory figures only
 
     async def health(self, show_values: bool | None) -> dict[str, Any]:
         # In a thread: the topologies' status reads the log (a cost that grows with it). Not

@@ -30,12 +30,12 @@ __all__ = ["QUEUE_EVENTS", "LiveHub", "sse_event"]
 #: Events a subscriber may be behind before it is dropped.
 QUEUE_EVENTS = 1000
 #: The stream reads the log at most this often (commits in between are read together)...
-LIVE_INTERVAL_S = 0.25
+LIVE_INTERVAL_S = 0.5
 #: ...and at most this many of each partition's newest records per read. At 10,000
 #: events/s no page can draw every reading, and reading them all would cost the box more
 #: than the pages are worth: above that rate the stream carries the newest readings (a
 #: page reads the whole history from /api/devices/{id}/readings).
-LIVE_PER_PARTITION = 10
+LIVE_PER_PARTITION = 5
 #: Where inotify is missing, how often the hub looks for new records instead.
 _FALLBACK_S = 0.2
 #: How often the topics read are looked up again (a device's topic appears with its
