@@ -7,6 +7,11 @@ by boxes that do not serve Kafka clients.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from broker import BrokerError, LogConfig
 from broker.wire import ListenerConfig, WireServer, parse_listen
@@ -15,7 +20,7 @@ from edge._config import Config
 from edge._errors import StartupError
 from edge._exit import EX_CONFIG, EX_UNAVAILABLE
 
-__all__ = ["start_kafka_listener"]
+__all__ = ["ListenerCollector", "register_metrics", "start_kafka_listener"]
 
 
 async def start_kafka_listener(cfg: Config, log_config: LogConfig) -> WireServer:
@@ -39,3 +44,35 @@ async def start_kafka_listener(cfg: Config, log_config: LogConfig) -> WireServer
         raise StartupError(f"{cfg.file}: kafka.listen {k.listen}: {exc}; choose another [kafka] listen "
                            "address", EX_UNAVAILABLE) from exc
     return server
+
+
+class ListenerCollector(Collector):
+    """The listener's counters on /metrics, read from its snapshot at each scrape."""
+
+    def __init__(self, server: WireServer) -> None:
+        self._server = server
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        m = self._server.metrics.snapshot()
+        yield GaugeMetricFamily("edge_kafka_connections", "Open connections of Kafka clients",
+                                value=m["connections"])
+        req = CounterMetricFamily("edge_kafka_requests", "Kafka protocol requests served, by API",
+                                  labels=["api"])
+        for api, n in sorted(m["requests"].items()):
+            req.add_metric([api], n)
+        yield req
+        err = CounterMetricFamily("edge_kafka_errors", "Kafka connections closed or requests refused, "
+                                  "by kind (malformed, oversize, idle_timeout, produce_refused...)",
+                                  labels=["kind"])
+        for kind, n in sorted(m["errors"].items()):
+            err.add_metric([kind], n)
+        yield err
+        yield CounterMetricFamily("edge_kafka_duplicate_batches", "Idempotent producers' retried "
+                                  "batches answered with their first offset, not written again",
+                                  value=m["duplicate_batches"])
+        yield GaugeMetricFamily("edge_kafka_group_members", "Members of consumer groups over the wire",
+                                value=m.get("group_members", 0))
+
+
+def register_metrics(registry: CollectorRegistry, server: WireServer) -> None:
+    registry.register(ListenerCollector(server))

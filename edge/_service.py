@@ -328,9 +328,10 @@ class Service:
         try:
             if cfg.kafka.listen is not None:  # before /health: an answer there means clients can connect
                 # Imported only by boxes with [kafka]: the listener's schemas take time to load.
-                from edge._kafka_serve import start_kafka_listener
+                from edge._kafka_serve import register_metrics, start_kafka_listener
 
                 self.kafka = await start_kafka_listener(cfg, log_config_of(cfg, self.clock))
+                register_metrics(self.metrics.registry, self.kafka)
             await self.console.start()
             try:
                 await self.health_server.start()

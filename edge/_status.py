@@ -141,6 +141,13 @@ def render(h: dict[str, Any]) -> str:
                      f"out={st.get('records_out', '-')} lag={st.get('lag_records', '-')} "
                      f"late={st.get('late', '-')} dead={st.get('dead_lettered', '-')}"
                      + (f"  ({st['last_error']})" if st.get("last_error") else ""))
+    k = h.get("kafka")
+    if k is not None:
+        busiest = sorted(k.get("requests", {}).items(), key=lambda kv: -kv[1])[:3]
+        lines.append(f"  kafka: {k.get('connections', 0)} connections, {k.get('requests_total', 0)} requests"
+                     + (f" ({', '.join(f'{a} {n}' for a, n in busiest)})" if busiest else "")
+                     + (f", {sum(k.get('errors', {}).values())} errors" if k.get("errors") else "")
+                     + (f", {k['group_members']} group members" if k.get("group_members") else ""))
     up = h.get("uplink")
     if up is not None:
         state = up.get("state", "ok" if up.get("ok") else "?")

@@ -6,12 +6,14 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 import broker
+from edge._status import render
 from tests.edge._helpers import health, start_edge, stop_edge, wait_for, write_config
 from tests.fixtures.mosquitto import free_port
 
@@ -57,6 +59,10 @@ def test_edge_run_serves_kafka_clients_and_loses_no_acknowledged_record_to_sigki
             lines.append(line)
         h = health(hport)
         assert h is not None and h["kafka"]["connections"] >= 1 and h["kafka"]["requests"]["Produce"] >= 1
+        with urllib.request.urlopen(f"http://127.0.0.1:{hport}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        assert 'edge_kafka_requests_total{api="Produce"}' in metrics and "edge_kafka_connections " in metrics
+        assert "kafka: " in render(h) and "Produce" in render(h)
         edge.send_signal(signal.SIGKILL)
         edge.wait(10)
         client.kill()
@@ -94,4 +100,4 @@ def test_edge_run_refuses_a_public_kafka_address_without_authentication(tmp_path
     out = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(config)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
-    assert "kafka.listen" in out.stderr and "not a loopback address, and no authentication" in out.stderr
+    assert "[kafka]" in out.stderr and "not a loopback address, and no authentication" in out.stderr
