@@ -420,10 +420,15 @@ def serve(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--listen", default=os.environ.get(ENV_LISTEN, "127.0.0.1:9092"), metavar="HOST:PORT",
                    help=f"the address to bind, loopback unless authentication is configured "
                         f"(env ${ENV_LISTEN}; default 127.0.0.1:9092; port 0: any free port)")
-    p.add_argument("--max-request-bytes", type=int, default=None,
-                   help="close a connection that sends a larger request (default 10 MiB)")
+    # argparse applies type=int to a string default too, so a bad $EDGE_KAFKA_MAX_REQUEST_BYTES is
+    # refused with the option's name rather than ignored.
+    p.add_argument("--max-request-bytes", type=int, default=os.environ.get("EDGE_KAFKA_MAX_REQUEST_BYTES"),
+                   help="close a connection that sends a larger request (env $EDGE_KAFKA_MAX_REQUEST_BYTES; "
+                        "default 10 MiB)")
     p.add_argument("--auto-create-topics", action="store_true",
-                   help="create a topic a client names in Metadata or Produce (off by default)")
+                   default=os.environ.get("EDGE_KAFKA_AUTO_CREATE_TOPICS", "").lower() in ("1", "true", "yes"),
+                   help="create a topic a client names in Metadata or Produce (env "
+                        "$EDGE_KAFKA_AUTO_CREATE_TOPICS=true; off by default)")
     sec = p.add_argument_group("security", "SASL users come from $EDGE_KAFKA_SASL_USERS "
                                "(user:password,...) or --sasl-users-file, never from the command line")
     sec.add_argument("--sasl-mechanism", action="append", default=None, metavar="MECH",
