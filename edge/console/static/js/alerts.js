@@ -36,8 +36,11 @@ async function load() {
     c.showError(null);
     c.setServerNow(o.now_ms);
     document.getElementById("edge-id").textContent = "edge " + o.edge_id;
-    state.alerts = r.alerts;
-    document.querySelector("#alerts tbody").replaceChildren(...r.alerts.slice().reverse().map((a) => row(a, false)));
+    // Alerts the stream brought while this request was out are newer than its answer: kept.
+    const newest = r.alerts.length ? r.alerts[r.alerts.length - 1].ts_ms : 0;
+    const meanwhile = state.alerts.filter((a) => a.ts_ms >= newest && !r.alerts.some((b) => same(a, b)));
+    state.alerts = [...r.alerts, ...meanwhile].slice(-SHOWN);
+    document.querySelector("#alerts tbody").replaceChildren(...state.alerts.slice().reverse().map((a) => row(a, false)));
   } catch (err) {
     c.showError(err);
   }

@@ -183,7 +183,10 @@ async function load() {
     c.showError(null);
     state.kind = r.kind;
     state.thresholds = r.thresholds || {};
-    state.readings = r.readings;
+    // Readings the stream brought while this request was out may be missing from its answer.
+    const had = new Set(r.readings.map((x) => `${x.partition}:${x.offset}`));
+    const meanwhile = state.readings.filter((x) => x.ts_ms >= since && !had.has(`${x.partition}:${x.offset}`));
+    state.readings = [...r.readings, ...meanwhile].sort((a, b) => a.ts_ms - b.ts_ms);
     document.getElementById("title").textContent = `${r.device} (${r.kind})`;
     document.getElementById("count").textContent = `${r.readings.length} readings` +
       (r.readings.length >= LIMIT ? ` (the newest ${LIMIT})` : "");

@@ -160,6 +160,12 @@ async function load() {
   try {
     const r = await c.api("/api/tracks", { since_ms: c.serverNow() - state.range_ms });
     c.showError(null);
+    // Fixes the stream brought while this request was out are later than its answer: kept.
+    for (const t of r.tracks) {
+      const old = state.tracks.find((x) => x.device === t.device);
+      const last = t.points.length ? t.points[t.points.length - 1].ts_ms : 0;
+      if (old) t.points.push(...old.points.filter((p) => p.ts_ms > last));
+    }
     state.tracks = r.tracks;
     state.geofences = r.geofences || [];
     table();
