@@ -1,4 +1,5 @@
-"""What each command does on the box; ``execute`` answers (result, detail).
+"""Commands on the box: ``on_command`` verifies one, runs it once, answers it; ``execute``
+says what each does, as (result, detail).
 
 Enabling and disabling a device is stored (the set of disabled devices is laid over the
 effective config, so it holds across a reboot and across new desired configs) and
@@ -8,16 +9,56 @@ applied through the same path as a desired config.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from broker import BrokerError, KafkaConsumer, TopicPartition
 from edge._errors import ConfigError, EdgeError
 from edge._logconfig import log_config_of
 
-from ._messages import Command
+from ._envelope import verify
+from ._errors import ControlRefused
+from ._messages import Command, encode_json, parse_command, result_payload
 from ._overlay import effective_config
 
-__all__ = ["execute"]
+__all__ = ["execute", "on_command", "send_result"]
+
+log = logging.getLogger("edge.control")
+
+
+async def on_command(loop: Any, key: str, value: bytes, seen_before: bool) -> None:
+    """One record of the commands topic for this box (ControlLoop ``loop``)."""
+    if seen_before:
+        return
+    now = loop.service.trust.now_ms()
+    try:
+        command = parse_command(verify(value, loop.keys))
+        if command.target != key:
+            raise ControlRefused("malformed", f"signed for {command.target!r}, sent as {key!r}")
+    except ControlRefused as exc:
+        log.warning("control: command for %s refused: %s", key, exc)
+        await send_result(loop, None, result_payload("", loop.edge_id, now, "refused", str(exc)))
+        return
+    if command.id in loop.store.state.commands:
+        return  # executed (or answered) once already: redelivered
+    if command.expired(now):
+        outcome, detail = "expired", f"issued {command.issued_ms}, ttl {command.ttl_ms} ms, now {now}"
+    else:
+        outcome, detail = await execute(loop, command)
+    # Stored before it is sent: a crash between the two sends it at the next connect and
+    # never runs the command again.
+    result = {**result_payload(command.id, loop.edge_id, now, outcome, detail), "sent": False}
+    await asyncio.to_thread(loop.store.put, {f"command/{command.id}": result})
+    await send_result(loop, command.id, result)
+
+
+async def send_result(loop: Any, command_id: str | None, result: dict[str, Any]) -> None:
+    """Send a result record (keyed by edge id); mark a stored one sent."""
+    document = {k: v for k, v in result.items() if k != "sent"}
+    await loop._producer.send_and_wait(loop.settings.results_topic, encode_json(document),
+                                       key=loop.edge_id.encode())
+    if command_id:
+        await asyncio.to_thread(loop.store.put, {f"command/{command_id}": {**document, "sent": True}})
 
 
 async def execute(loop: Any, command: Command) -> tuple[str, Any]:
@@ -94,5 +135,5 @@ async def _toggle(loop: Any, device: object, disable: bool) -> tuple[str, Any]:
         return "error", [str(p) for p in exc.errors]
     await loop.service.apply_config(new)
     loop.last_good = new
-    await asyncio.to_thread(loop.store.put, {"disabled": sorted(disabled)})
+    await loop.put({"disabled": sorted(disabled)})
     return "ok", f"{device} {'disabled' if disable else 'enabled'}"

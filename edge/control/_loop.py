@@ -36,10 +36,10 @@ from edge._errors import ConfigError
 from edge._logconfig import log_config_of
 
 from ._client import client_options
-from ._commands import execute
+from ._commands import on_command, send_result
 from ._envelope import key_id, load_public_key, verify
 from ._errors import ControlError, ControlRefused
-from ._messages import Desired, encode_json, parse_command, parse_desired, result_payload
+from ._messages import Desired, encode_json, parse_desired
 from ._overlay import check_sections, config_hash, effective_config, overlay, targets_of
 from ._report import reported, signature, unhealthy
 from ._start import read_base
@@ -48,6 +48,12 @@ from ._store import ControlStore
 log = logging.getLogger("edge.control")
 
 __all__ = ["ControlLoop"]
+
+#: How long one poll waits for records: also how often the reported state is looked at
+#: for a change (a device down is reported within this).
+_POLL_MS = 1000
+#: How long the broker holds an empty fetch (it answers at once when a record comes).
+_FETCH_WAIT_MS = 5000
 
 
 class ControlLoop:
@@ -71,6 +77,7 @@ class ControlLoop:
         self._producer: Any = None
         self._last_sig: Any = None
         self._last_report = 0.0
+        self._applied: dict[str, Any] | None = None  # applied(), until the state changes
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -126,8 +133,11 @@ class ControlLoop:
         s = self.settings
         self._producer = AIOKafkaProducer(**opts, acks="all", enable_idempotence=True)
         await self._producer.start()
+        # The broker holds an empty fetch up to fetch_max_wait_ms and answers as soon as a
+        # record comes: a long wait costs no latency, and an idle box wakes less often.
         self._consumer = AIOKafkaConsumer(**opts, group_id=None, enable_auto_commit=False,
-                                          auto_offset_reset="earliest")
+                                          auto_offset_reset="earliest",
+                                          fetch_max_wait_ms=_FETCH_WAIT_MS)
         await self._consumer.start()
         names = await self._consumer.topics()
         tps = []
@@ -157,7 +167,7 @@ class ControlLoop:
                  s.commands_topic, ", ".join(self.targets))
         for command_id, result in list(self.store.state.commands.items()):
             if not result.get("sent", True):
-                await self._send_result(command_id, result)
+                await send_result(self, command_id, result)
 
     async def _disconnect(self) -> None:
         for client in (self._consumer, self._producer):
@@ -176,7 +186,7 @@ class ControlLoop:
         caught_up = False
         await self._report(force=True)
         while not self._stop.is_set():
-            batch = await self._consumer.getmany(timeout_ms=1000)
+            batch = await self._poll()
             moved: dict[str, int] = {}
             for tp, records in batch.items():
                 at = self.store.state.positions.get(f"{tp.topic}/{tp.partition}", 0)
@@ -186,7 +196,7 @@ class ControlLoop:
                         if tp.topic == self.settings.desired_topic:
                             self._on_desired(key, r.value, r.offset < at, pending)
                         else:
-                            await self._on_command(key, r.value, r.offset < at)
+                            await on_command(self, key, r.value, r.offset < at)
                 moved[f"position/{tp.topic}/{tp.partition}"] = max(at, records[-1].offset + 1)
             if moved:
                 await asyncio.to_thread(self.store.put, moved)
@@ -197,6 +207,19 @@ class ControlLoop:
                 await self._apply(dict(pending))
                 pending.clear()
             await self._report()
+
+    async def _poll(self) -> dict[Any, list[Any]]:
+        """The next records, within _POLL_MS; nothing when stop() is asked meanwhile."""
+        fetch = asyncio.ensure_future(self._consumer.getmany(timeout_ms=_POLL_MS))
+        stop = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not fetch.done():
+            fetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fetch
+            return {}
+        return fetch.result()
 
     def _on_desired(self, key: str, value: bytes, seen_before: bool,
                     pending: dict[str, Desired]) -> None:
@@ -253,7 +276,7 @@ class ControlLoop:
             log.warning("control: desired %s v%d refused: %s", main.target, main.version,
                         "; ".join(result["errors"]))
             self._set_result(result)
-            await asyncio.to_thread(self.store.put, {**seen, "desired_result": result})
+            await self.put({**seen, "desired_result": result})
             await self._report(force=True)
             return
         log.info("control: applying desired %s v%d", main.target, main.version)
@@ -278,7 +301,7 @@ class ControlLoop:
             await self.service.apply_config(self.last_good)
             stored = {}
         self._set_result(result)
-        await asyncio.to_thread(self.store.put, {**stored, **seen, "desired_result": result})
+        await self.put({**stored, **seen, "desired_result": result})
         await self._report(force=True)
 
     async def _wait_healthy(self, deadline_s: float) -> list[str]:
@@ -313,43 +336,24 @@ class ControlLoop:
                       "the file as it is: %s", str(exc).replace("\n", "; "))
             return base
         self.base_raw, self.base_name, self.last_good = raw, name, new
+        self._applied = None
         return new
-
-    # -- commands -------------------------------------------------------------------------
-
-    async def _on_command(self, key: str, value: bytes, seen_before: bool) -> None:
-        assert self.store is not None
-        if seen_before:
-            return
-        now = self.service.trust.now_ms()
-        try:
-            command = parse_command(verify(value, self.keys))
-            if command.target != key:
-                raise ControlRefused("malformed", f"signed for {command.target!r}, sent as {key!r}")
-        except ControlRefused as exc:
-            log.warning("control: command for %s refused: %s", key, exc)
-            await self._send_result(None, result_payload("", self.edge_id, now, "refused", str(exc)))
-            return
-        if command.id in self.store.state.commands:
-            return  # executed (or answered) once already: redelivered
-        if command.expired(now):
-            outcome, detail = "expired", f"issued {command.issued_ms}, ttl {command.ttl_ms} ms, now {now}"
-        else:
-            outcome, detail = await execute(self, command)
-        result = {**result_payload(command.id, self.edge_id, now, outcome, detail), "sent": False}
-        await asyncio.to_thread(self.store.put, {f"command/{command.id}": result})
-        await self._send_result(command.id, result)
-
-    async def _send_result(self, command_id: str | None, result: dict[str, Any]) -> None:
-        document = {k: v for k, v in result.items() if k != "sent"}
-        await self._producer.send_and_wait(self.settings.results_topic, encode_json(document),
-                                           key=self.edge_id.encode())
-        if command_id and self.store is not None:
-            await asyncio.to_thread(self.store.put, {f"command/{command_id}": {**document, "sent": True}})
 
     # -- reported state -------------------------------------------------------------------
 
+    async def put(self, records: dict[str, Any]) -> None:
+        """Store records (in a thread); what applied() shows is computed again after."""
+        assert self.store is not None
+        await asyncio.to_thread(self.store.put, records)
+        self._applied = None
+
     def applied(self) -> dict[str, Any]:
+        """Versions per target and the hash of the effective config (hashed once per change)."""
+        if self._applied is None:
+            self._applied = self._compute_applied()
+        return self._applied
+
+    def _compute_applied(self) -> dict[str, Any]:
         assert self.store is not None
         state = self.store.state
         versions = {t: state.desired[t]["version"] for t in self.targets if t in state.desired}
