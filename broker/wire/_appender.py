@@ -20,6 +20,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from .._admin import KafkaAdminClient
+from .._clock import Clock
 from .._errors import (
     BrokerError,
     ConfigError,
@@ -30,7 +31,16 @@ from .._errors import (
 from .._producer import KafkaProducer
 from ._metrics import ListenerMetrics
 from ._recordbatch import Batch
-from ._sequences import STORE, ProducerEntry, Verdict, advanced, check, parse_state_key, state_key
+from ._sequences import (
+    EXPIRY_MS,
+    STORE,
+    ProducerEntry,
+    Verdict,
+    advanced,
+    check,
+    parse_state_key,
+    state_key,
+)
 
 log = logging.getLogger("broker.wire")
 
@@ -63,8 +73,11 @@ class Appender:
     """Queue partition writes; one task commits whatever is queued, one transaction at a time."""
 
     def __init__(self, producer: KafkaProducer, admin: KafkaAdminClient, run_blocking: Any,
-                 metrics: ListenerMetrics) -> None:
+                 metrics: ListenerMetrics, clock: Clock) -> None:
         self._metrics = metrics
+        self._clock = clock
+        # Entries whose newest offset is known in memory but stored as -1 (see _commit).
+        self._dirty: dict[tuple[int, str, int], ProducerEntry] = {}
         self._producer = producer
         self._admin = admin
         self._run_blocking = run_blocking
@@ -77,12 +90,28 @@ class Appender:
         """Read the persisted producer entries (once, before the first write)."""
         raw = await self._run_blocking(self._admin.read_state_store, STORE)
         entries = {}
+        expired: list[bytes] = []
+        horizon = self._clock.wall_ms() - EXPIRY_MS
         for key, value in raw.items():
             try:
-                entries[parse_state_key(key)] = ProducerEntry.decode(value)
+                entry = ProducerEntry.decode(value)
+                if entry.written_ms < horizon:
+                    expired.append(key)
+                else:
+                    entries[parse_state_key(key)] = entry
             except (ValueError, KeyError, TypeError):
                 log.warning("Kafka listener: ignored an unreadable producer entry %r", key[:80])
+        if expired:
+            await self._run_blocking(self._forget, expired)
+            log.info("Kafka listener: forgot %d idempotent producer entries silent for over %d h",
+                     len(expired), EXPIRY_MS // 3_600_000)
         self._entries = entries
+
+    def _forget(self, keys: list[bytes]) -> None:
+        txn = self._producer.begin_transaction()
+        for key in keys:
+            txn.put_state(STORE, key, None)
+        txn.commit()
 
     async def write(self, writes: list[PartitionWrite]) -> None:
         """Write ``writes`` durably (or set their errors); returns when all are settled."""
@@ -162,20 +191,25 @@ class Appender:
                 return False
             # The offset is known only once committed (-1 until then): a later write of the
             # same producer in this round already follows this batch.
-            pending[key] = w._updates[key] = advanced(entry, b, -1)
+            pending[key] = w._updates[key] = advanced(entry, b, -1, self._clock.wall_ms())
         return True
 
     def _commit(self, planned: list[PartitionWrite]) -> None:
         """One LogTransaction for every planned write (blocking: runs in an I/O thread).
 
         The producer entries are stored with the records.  Their newest batch's offset is
-        assigned by this very commit, so it is stored as -1 and filled in memory after it
-        (and on disk with the next write of that producer): only a retry that spans a
-        restart is answered without its first write's offset, and still never written twice.
+        assigned by this very commit, so it is stored as -1, filled in memory after it, and
+        stored whole with the next commit of anything (or at close): only a retry after a
+        crash right after its batch's commit is answered without the first write's offset,
+        and still never written twice.
         """
         txn = self._producer.begin_transaction()
         firsts: list[list[int]] = []
+        updated = {k for w in planned for k in w._updates}
+        carried = {k: e for k, e in self._dirty.items() if k not in updated}
         try:
+            for (pid, topic, part), entry in carried.items():
+                txn.put_state(STORE, state_key(pid, topic, part), entry.encode())
             for w in planned:
                 starts = []
                 for b in w.batches:
@@ -190,6 +224,8 @@ class Appender:
             txn.abort()
             raise
         self.commits += 1
+        for k in carried:
+            self._dirty.pop(k, None)
         for w, starts in zip(planned, firsts, strict=True):
             offsets = [metadata[i].offset for i in starts]
             w.base_offset = offsets[0] if offsets else -1
@@ -199,6 +235,22 @@ class Appender:
                 entry = w._updates[(b.producer_id, w.topic, w.partition)]
                 entry.batches = [(f, last, off if (f, last) == (b.base_sequence, b.last_sequence) and o == -1 else o)
                                  for f, last, o in entry.batches]
+                self._dirty[(b.producer_id, w.topic, w.partition)] = entry
+
+    def persist_offsets(self) -> None:
+        """Store the entries whose offsets only memory has yet (blocking; at close)."""
+        if not self._dirty:
+            return
+        txn = self._producer.begin_transaction()
+        for (pid, topic, part), entry in list(self._dirty.items()):
+            txn.put_state(STORE, state_key(pid, topic, part), entry.encode())
+        try:
+            txn.commit()
+        except BrokerError as exc:  # a retry after the restart is then answered with offset -1
+            log.warning("Kafka listener: could not store %d producers' last offsets at close: %s",
+                        len(self._dirty), exc)
+            return
+        self._dirty.clear()
 
     def _fail(self, w: PartitionWrite, exc: BrokerError) -> None:
         w.error = _error_for(exc)

@@ -37,8 +37,9 @@ def appender(ctx: ServerContext) -> Appender:
     """The server's appender, its commit loop started on first use."""
     app = ctx.extensions.get("appender")
     if app is None:
-        app = ctx.extensions["appender"] = Appender(ctx.producer, ctx.admin, ctx.run_blocking, ctx.metrics)
+        app = ctx.extensions["appender"] = Appender(ctx.producer, ctx.admin, ctx.run_blocking, ctx.metrics, ctx.log.clock)
         ctx.start_task(app.run(), "wire-appender")
+        ctx.on_close(app.persist_offsets)
     return app
 
 

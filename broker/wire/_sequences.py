@@ -20,6 +20,10 @@ STORE = "__wire.producers"
 #: How many batches per producer and partition are remembered for retries (Kafka's 5:
 #: max.in.flight.requests.per.connection may not exceed it with idempotence).
 REMEMBERED = 5
+#: A producer silent this long is forgotten at the listener's next start (Kafka's
+#: producer.id.expiration.ms): every producer session has a new id, so entries would
+#: otherwise pile up in the log for ever.
+EXPIRY_MS = 24 * 3600 * 1000
 
 
 class Verdict(Enum):
@@ -33,14 +37,15 @@ class Verdict(Enum):
 class ProducerEntry:
     epoch: int
     batches: list[tuple[int, int, int]] = field(default_factory=list)  # first seq, last seq, base offset
+    written_ms: int = 0  # when its last batch was written (the log's clock)
 
     def encode(self) -> bytes:
-        return json.dumps({"epoch": self.epoch, "batches": self.batches}).encode()
+        return json.dumps({"epoch": self.epoch, "batches": self.batches, "ms": self.written_ms}).encode()
 
     @classmethod
     def decode(cls, raw: bytes) -> ProducerEntry:
         d = json.loads(raw)
-        return cls(int(d["epoch"]), [tuple(b) for b in d["batches"]])
+        return cls(int(d["epoch"]), [tuple(b) for b in d["batches"]], int(d.get("ms", 0)))
 
 
 def state_key(producer_id: int, topic: str, partition: int) -> bytes:
@@ -71,12 +76,13 @@ def check(entry: ProducerEntry | None, batch: Batch) -> tuple[Verdict, int]:
     return Verdict.WRITE, -1
 
 
-def advanced(entry: ProducerEntry | None, batch: Batch, base_offset: int) -> ProducerEntry:
-    """The entry after ``batch`` was written at ``base_offset``."""
+def advanced(entry: ProducerEntry | None, batch: Batch, base_offset: int, now_ms: int) -> ProducerEntry:
+    """The entry after ``batch`` was written at ``base_offset`` at ``now_ms``."""
     if entry is None or batch.producer_epoch != entry.epoch:
         entry = ProducerEntry(batch.producer_epoch)
     else:
         entry = ProducerEntry(entry.epoch, list(entry.batches))
     entry.batches.append((batch.base_sequence, batch.last_sequence, base_offset))
     del entry.batches[:-REMEMBERED]
+    entry.written_ms = now_ms
     return entry

@@ -68,8 +68,7 @@ def test_sequences_survive_a_restart(tmp_path: Path) -> None:
         broker.KafkaAdminClient(srv.data_dir).create_topics([broker.NewTopic("idem", 1)])
         assert _produce(srv.port, "idem", batch) == (0, 0)
     with ThreadedListener(tmp_path / "log") as srv:
-        code, _ = _produce(srv.port, "idem", batch)
-        assert code == 0
+        assert _produce(srv.port, "idem", batch) == (0, 0)  # a retry: its first write's offset
         assert _values(srv.data_dir, "idem") == [b"once"]
 
 
@@ -109,3 +108,19 @@ def test_an_idempotent_producer_whose_connection_is_cut_mid_batch_writes_nothing
     values = _values(listener.data_dir, "cut")
     assert values == [str(i).encode() for i in range(n)]  # each once, in order
     assert offsets == list(range(n))
+
+
+def test_a_producer_silent_for_a_day_is_forgotten_at_the_next_start(tmp_path: Path) -> None:
+    clock = broker.ManualClock()
+    cfg = broker.LogConfig(data_dir=tmp_path / "log", durability="no-fsync", clock=clock)
+    with ThreadedListener(tmp_path / "log", log_config=cfg) as srv:
+        broker.KafkaAdminClient(log_config=cfg).create_topics([broker.NewTopic("idem", 1)])
+        assert _produce(srv.port, "idem", _batch(1, 0, 0, [b"old"])) == (0, 0)
+        clock.advance(23 * 3600)
+        assert _produce(srv.port, "idem", _batch(2, 0, 0, [b"recent"])) == (0, 1)
+    clock.advance(2 * 3600)  # producer 1 is now 25 h silent, producer 2 2 h
+    with ThreadedListener(tmp_path / "log", log_config=cfg) as srv:
+        assert _produce(srv.port, "idem", _batch(2, 0, 0, [b"recent"])) == (0, 1)  # still a retry
+        assert _produce(srv.port, "idem", _batch(1, 0, 0, [b"old"])) == (0, 2)  # forgotten: written
+        stored = broker.KafkaAdminClient(log_config=cfg).read_state_store("__wire.producers")
+    assert sorted(stored) == [b"1/0/idem", b"2/0/idem"]  # 1's entry is its new write's
