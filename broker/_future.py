@@ -20,19 +20,25 @@ log = logging.getLogger("broker")
 class _Round:
     """The records of one commit: set once, when their transaction is durable."""
 
-    __slots__ = ("event", "callbacks", "lock")
+    __slots__ = ("event", "callbacks", "lock", "finished")
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.callbacks: list[FutureRecordMetadata] = []
         self.lock = threading.Lock()
+        # Set once the callbacks ran too: what flush() waits for, as kafka-python's does.
+        # get() waits only for ``event``, so it is not held up by other records' callbacks.
+        self.finished = threading.Event()
 
     def done(self) -> None:
         self.event.set()
-        with self.lock:
-            waiting, self.callbacks = self.callbacks, []
-        for fut in waiting:
-            fut._run_callbacks()
+        try:
+            with self.lock:
+                waiting, self.callbacks = self.callbacks, []
+            for fut in waiting:
+                fut._run_callbacks()
+        finally:
+            self.finished.set()
 
 
 class FutureRecordMetadata:

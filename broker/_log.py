@@ -250,7 +250,7 @@ class Log:
         return fut
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until everything appended so far is durable (or failed)."""
+        """Wait until everything appended so far is durable (or failed) and its callbacks ran."""
         if timeout is not None and (not isinstance(timeout, int | float) or isinstance(timeout, bool)
                                     or not timeout >= 0):
             raise ConfigError(f"flush: timeout: expected seconds >= 0 or None, got {timeout!r:.80}")
@@ -260,7 +260,12 @@ class Log:
             if self._pending and self._linger_s:
                 self._flush_now = True  # as Kafka's flush() makes linger.ms moot
                 self._lock.notify()
-        if rnd is not None and not rnd.event.wait(timeout):
+        if rnd is None:
+            return
+        # Callbacks included, as kafka-python's flush(); a callback itself (the writer thread)
+        # that flushes cannot wait for the callbacks it is one of.
+        done = rnd.event if threading.current_thread() is self._writer else rnd.finished
+        if not done.wait(timeout):
             raise KafkaTimeoutError(f"flush did not complete within {timeout} s")
 
     def _start_writer(self) -> None:
