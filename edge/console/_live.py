@@ -111,18 +111,28 @@ class LiveHub:
         loop = asyncio.get_running_loop()
         watcher = await asyncio.to_thread(CommitWatcher, self._notify_path)
         event_driven = watcher.event_driven
-        if event_driven:
-            loop.add_reader(watcher.fileno(), self._wake.set)
+        fd = watcher.fileno()
+
+        def woken() -> None:
+            # The descriptor is level-triggered: read its events, and stop watching until the
+            # next wait (a reader left in place fired on every turn of the loop while commits
+            # came, all through the read and the pause after it). Commits meanwhile leave it
+            # readable, so the next add_reader fires at once: nothing is missed.
+            watcher.drain()
+            loop.remove_reader(fd)
+            self._wake.set()
+
         self._positions = {}
         try:
             await self._reads.run(self._start_at_end)
             while self.subscribers:
                 if event_driven:
+                    self._wake.clear()
+                    loop.add_reader(fd, woken)
                     with contextlib.suppress(TimeoutError):
                         # The timeout also ends the task soon after the last page closed.
                         await asyncio.wait_for(self._wake.wait(), 5.0)
-                    self._wake.clear()
-                    watcher.drain()
+                    loop.remove_reader(fd)
                 else:
                     await asyncio.sleep(_FALLBACK_S)
                 t0 = loop.time()
@@ -138,7 +148,7 @@ class LiveHub:
                 sub.overflowed = True
         finally:
             if event_driven:
-                loop.remove_reader(watcher.fileno())
+                loop.remove_reader(fd)
             watcher.close()
             self._task = None
 
