@@ -39,6 +39,7 @@ authenticated there).  ``registry.add_gate(fn)`` adds a check run before every r
 Requests of one connection are served in order, one at a time, as Kafka does.
 """
 
+from . import _kio_first  # noqa: F401  (first: kio without hypothesis)
 from ._config import DEFAULT_MAX_REQUEST_BYTES, ListenerConfig, is_loopback, parse_listen
 from ._context import Connection, ServerContext
 from ._framing import FrameError, RequestHeader
