@@ -46,12 +46,10 @@ class Fleet:
             admin.close()
         self.producer = KafkaProducer(bootstrap_servers=servers, acks="all")
 
-    def control_toml(self, groups: list[str] | None = None, deadline: float = 20.0,
-                     heartbeat: float = 300.0) -> str:
+    def control_toml(self, groups: list[str] | None = None, deadline: float = 20.0) -> str:
         t = self.topics
         return (f'[control]\nenabled = true\npublic_keys = ["{self.public_key_file}"]\n'
                 f'groups = {json.dumps(groups or [])}\nhealth_deadline = {deadline}\n'
-                f'heartbeat = {heartbeat}\n'
                 f'desired_topic = "{t["desired"]}"\ncommands_topic = "{t["commands"]}"\n'
                 f'reported_topic = "{t["reported"]}"\nresults_topic = "{t["results"]}"\n')
 
@@ -102,7 +100,7 @@ class Box:
 
     def __init__(self, tmp: Path, fleet: Fleet, servers: str, *, devices: str = "",
                  groups: list[str] | None = None, deadline: float = 20.0,
-                 local_topics: tuple[str, ...] = (), heartbeat: float = 300.0) -> None:
+                 local_topics: tuple[str, ...] = (), heartbeat: float | None = None) -> None:
         self.edge_id = f"box-{uuid.uuid4().hex[:8]}"
         self.tmp, self.port = tmp, free_port()
         self.config = tmp / "edge.toml"
@@ -116,7 +114,8 @@ class Box:
             f'[health]\naddress = "127.0.0.1:{self.port}"\n'
             f'[upstream]\nbootstrap_servers = "{servers}"\n'
             f'topics = {{ {", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in topics.items())} }}\n'
-            + fleet.control_toml(groups, deadline, heartbeat) + devices)
+            + fleet.control_toml(groups, deadline)
+            + (f"heartbeat = {heartbeat}\n" if heartbeat is not None else "") + devices)
         self.proc: Any = None
 
     def start(self) -> None:
