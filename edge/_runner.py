@@ -102,6 +102,9 @@ class DeviceRunner:
         self.rate = EventRate(60.0, mono)
         #: The last reading written: its key, timestamp and value, for `edge status`.
         self.last_reading: dict[str, Any] | None = None
+        #: Whose clock the last reading's time is ("device": its own, e.g. GPS or a cuff's
+        #: stamp; "box": the arrival) and the box's clock status when it was stamped.
+        self.last_reading_clock: tuple[str, str] | None = None
         #: Deliveries and readings already written, so a copy is acked, not written again.
         self.redeliveries = RedeliveryIndex()
         self.content = ContentIndex(cfg.dedupe_window) if cfg.dedupe_window > 0 else None
@@ -171,6 +174,9 @@ class DeviceRunner:
             "rate_per_s": round(self.rate.per_second(), 3),
             "rate_window_s": round(self.rate.span_s(), 3),
             "last_reading": self.last_reading,
+            "last_reading_clock": (None if self.last_reading_clock is None else
+                                   {"source": self.last_reading_clock[0],
+                                    "box": self.last_reading_clock[1]}),
             "dead_letters": self.dead_letters,
             "deduplicated": self.deduplicated,
             "decode_errors": stats.decode_error_total if stats else 0,

@@ -72,7 +72,8 @@ class _Written:
 
     def __init__(self) -> None:
         self.count = 0
-        self.last: tuple[Reading, int, int, dict[str, Any]] | None = None  # reading, ts, ingest, value
+        # reading, ts, ingest, value, whose clock ts is ("device" or "box") and the box's status
+        self.last: tuple[Reading, int, int, dict[str, Any], str, str] | None = None
 
 
 class EventWriter:
@@ -186,10 +187,11 @@ class EventWriter:
             m_in.inc(n)
             runner.readings += n
             runner.rate.add(n)
-            reading, ts, ingest, event_value = last
+            reading, ts, ingest, event_value, time_from, status = last
             runner.last_reading = {"key": reading.device_id, "timestamp_ms": ts,
                                    "value": event_value}
             runner.last_reading_ms = ingest
+            runner.last_reading_clock = (time_from, status)
             m_last.set(ingest / 1000)
 
         def sink(reading: Reading) -> asyncio.Future[None]:
@@ -268,7 +270,8 @@ class EventWriter:
                     # _append made the completions before any record can be durable.
                     self._completions.after_drain[written] = flush  # type: ignore[union-attr]
                 written.count += 1
-                written.last = (reading, ts, ingest, event_value)
+                written.last = (reading, ts, ingest, event_value,
+                                "box" if box_made else "device", status)
 
             try:
                 write = self._append(failed, d.topic, durable, value, key, headers, ts)

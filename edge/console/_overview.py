@@ -74,13 +74,19 @@ def build_overview(src: ConsoleSource, spark: Sparklines,
     devices = []
     for name, (runner, _) in list(src.runners.items()):
         last = runner.last_reading
+        # Whose clock the last reading's time came from: "device" (its own stamp: GPS, a
+        # cuff's clock) or the box's status that stamped it; the box's now before any reading.
+        src_clock = getattr(runner, "last_reading_clock", None)
         devices.append({
             "id": name, "kind": runner.cfg.kind, "state": str(runner.state),
             "rate_per_s": round(runner.rate.per_second(), 3), "sparkline": spark.of(name),
             "last": None if runner.last_reading_ms is None else {
                 "ts_ms": runner.last_reading_ms,
                 "value": last.get("value") if isinstance(last, dict) else None},
-            "dead_letters": runner.dead_letters, "restarts": runner.restarts, "clock": clock})
+            "dead_letters": runner.dead_letters, "restarts": runner.restarts,
+            "clock": clock if src_clock is None else (
+                "device" if src_clock[0] == "device" else src_clock[1]),
+            "clock_box": clock if src_clock is None else src_clock[1]})
     info = src.log_info
     topics = [{"name": name, "partitions": t["partitions"], "records": t["records"],
                "bytes": t["bytes"], "oldest_ms": topics_oldest.get(name)}

@@ -187,6 +187,10 @@ def test_the_overview_lists_every_device_with_live_numbers(appliance: Appliance,
     for d in sim_devices:
         assert rows[d]["state"] == "connected" and rows[d]["last"] not in ("", "–"), rows[d]
         assert rows[d]["age"].endswith("ago"), rows[d]
+    # Whose clock: the GPS stamps its own time (the box's trust shown beside it); the ward's
+    # thermometer sends none, so the box's clock stamped it.
+    assert rows["car-1"]["clock"].startswith("device (box "), rows["car-1"]
+    assert rows[WARD]["clock"] in ("synced", "gps", "unknown", "unsynced"), rows[WARD]
     # Live: without a reload, room-1's last reading moves on (the sim writes 2 a second).
     first = rows["room-1"]["last_ts"]
     wait_page(browser, lambda: (r := overview_row(browser, "room-1")) and r["last_ts"] != first,

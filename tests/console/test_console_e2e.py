@@ -62,6 +62,13 @@ async def test_a_running_edge_shows_its_devices_and_streams_their_readings(tmp_p
             assert devs["room-1"]["kind"] == "temperature" and devs["room-1"]["state"] == "connected"
             assert isinstance(devs["room-1"]["last"]["value"], dict)
             assert len(devs["room-1"]["sparkline"]) == 30
+            # The text codec sends no time: room-1's readings are stamped by the box's clock.
+            assert devs["room-1"]["clock"] == devs["room-1"]["clock_box"]
+            assert devs["room-1"]["clock"] in ("synced", "gps", "unknown", "unsynced")
+            async with s.get("/health") as r:
+                h = (await r.json())["devices"]
+            assert h["room-1"]["last_reading_clock"]["source"] == "box"
+            assert h["car-1"]["last_reading_clock"]["source"] in ("device", "box")
 
             async with s.get("/api/devices/room-1/readings") as r:
                 readings = (await r.json())["readings"]

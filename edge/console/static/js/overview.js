@@ -40,8 +40,17 @@ function deviceRow(d) {
     el("td", { "data-field": "age", "data-ts": last ? last.ts_ms : null }, ago(last ? last.ts_ms : null)),
     el("td", { class: "n" + (d.dead_letters ? " bad" : ""), "data-field": "dead_letters" }, d.dead_letters),
     el("td", { class: "n", "data-field": "restarts" }, d.restarts),
-    el("td", { class: "hide-narrow" }, d.clock ?? "–"),
+    el("td", { class: "hide-narrow", "data-field": "clock",
+               title: "whose clock stamped the last reading, and the box's clock then" },
+      clockText(d)),
   );
+}
+
+// "device" alone says nothing of how far to trust it: the box's status beside it says
+// whether the box could check the device's time against its own.
+function clockText(d) {
+  if (!d.clock) return "–";
+  return d.clock === "device" ? `device (box ${d.clock_box ?? "?"})` : d.clock;
 }
 
 function kv(dl, pairs) {
