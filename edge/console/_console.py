@@ -19,8 +19,14 @@ from aiohttp import web
 
 from broker import LogConfig
 from edge.console._live import LiveHub, sse_event
-from edge.console._overview import SPARK_BUCKET_S, ConsoleSource, Sparklines, build_overview
-from edge.console._reads import LogReads
+from edge.console._overview import (
+    SPARK_BUCKET_S,
+    SPARK_BUCKETS,
+    ConsoleSource,
+    Sparklines,
+    build_overview,
+)
+from edge.console._reads import LogReads, now_ms
 from edge.console._streamsinfo import alert_topics
 
 log = logging.getLogger("edge.console")
@@ -119,6 +125,29 @@ class Console:
             await asyncio.sleep(max(0.0, OVERVIEW_EVERY_S - (time.monotonic() - t0)))
 
     async def _sample(self) -> None:
+        self.spark.sample({name: r.readings for name, (r, _) in self.source.runners.items()})
+        try:  # the 5 minutes before this first sample, from the log, once
+            await self._fill_sparklines(now_ms())
+        except Exception as exc:  # the lines then start empty, as they did before
+            log.warning("console: sparklines not filled from the log: %s", exc)
         while True:
-            self.spark.sample({name: r.readings for name, (r, _) in self.source.runners.items()})
             await asyncio.sleep(SPARK_BUCKET_S)
+            self.spark.sample({name: r.readings for name, (r, _) in self.source.runners.items()})
+
+    async def _fill_sparklines(self, until_ms: int) -> None:
+        """Each device's readings per bucket over the last 5 minutes, by record time.
+
+        A topic of one device counts all its records; one several devices share counts
+        the device's key (its name, as the readings API does). A device that sends its own
+        time is counted by that time, so a device clock far off leaves its line short."""
+        devices = self.source.cfg.devices
+        sharing: dict[str, int] = {}
+        for d in devices:
+            sharing[d.topic] = sharing.get(d.topic, 0) + 1
+        bucket_ms = SPARK_BUCKET_S * 1000
+        since = until_ms - SPARK_BUCKETS * bucket_ms
+        for d in devices:
+            key = None if sharing[d.topic] == 1 else d.name.encode()
+            counts = await self.reads.run(self.reads.counts, d.topic, key, since, until_ms,
+                                          bucket_ms)
+            self.spark.fill(d.name, counts)

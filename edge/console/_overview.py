@@ -52,17 +52,26 @@ class Sparklines:
 
     def __init__(self) -> None:
         self._samples: dict[str, deque[int]] = {}
+        #: Counts per bucket read from the log at start, up to the first counter sample.
+        self._history: dict[str, list[int]] = {}
+
+    def fill(self, name: str, counts: list[int]) -> None:
+        """The buckets before the first sample, read from the log (oldest first)."""
+        self._history[name] = counts[-SPARK_BUCKETS:]
 
     def sample(self, counts: Mapping[str, int]) -> None:
         for name, n in counts.items():
             self._samples.setdefault(name, deque(maxlen=SPARK_BUCKETS + 1)).append(n)
         for gone in set(self._samples) - set(counts):
             del self._samples[gone]
+            self._history.pop(gone, None)
 
     def of(self, name: str) -> list[int]:
         s = list(self._samples.get(name, ()))
         # A restarted runner starts its counter again: a drop counts as 0, not negative.
         counts = [max(0, b - a) for a, b in zip(s, s[1:], strict=False)]
+        if len(counts) < SPARK_BUCKETS:  # the log's history until the counters fill the line
+            counts = self._history.get(name, [])[-(SPARK_BUCKETS - len(counts)):] + counts
         return [0] * (SPARK_BUCKETS - len(counts)) + counts
 
 

@@ -240,6 +240,38 @@ class LogReads:
                  "value": decode_value(r.value)}
                 for r in sorted(kept, key=lambda r: (r.timestamp, r.offset))]
 
+    def counts(self, consumer: KafkaConsumer, topic: str, key: bytes | None, since_ms: int,
+               until_ms: int, bucket_ms: int) -> list[int]:
+        """Records per ``bucket_ms`` in [since_ms, until_ms) by record time, oldest first.
+
+        ``key``: count only that key's records (a topic several devices share), else all.
+        At most ``MAX_SCAN`` records are read, the newest: past that the oldest buckets
+        come out short rather than the read taking seconds."""
+        out = [0] * max(0, (until_ms - since_ms) // bucket_ms)
+        parts = sorted(consumer.partitions_for_topic(topic) or ())
+        tps = [TopicPartition(topic, p) for p in parts]
+        if key is not None and parts:
+            tps = [TopicPartition(topic, default_partition(key, len(parts)))]
+        if not tps or not out:
+            return out
+        consumer.assign(tps)
+        ends = consumer.end_offsets(tps)
+        found = consumer.offsets_for_times({tp: since_ms for tp in tps})
+        for tp in tps:
+            hit = found.get(tp)
+            start = hit.offset if hit is not None else ends[tp]
+            consumer.seek(tp, max(start, ends[tp] - MAX_SCAN // len(tps)))
+        scanned = 0
+        while scanned < MAX_SCAN:
+            batch = consumer.poll_raw(0, max_records=_BATCH)
+            if not batch:
+                break
+            scanned += len(batch)
+            for r in batch:
+                if since_ms <= r.timestamp < until_ms and (key is None or r.key == key):
+                    out[(r.timestamp - since_ms) // bucket_ms] += 1
+        return out
+
     def alerts(self, consumer: KafkaConsumer, topics: Iterable[str], limit: int
                ) -> list[dict[str, Any]]:
         """The newest ``limit`` alerts of the alert topics, oldest first."""
