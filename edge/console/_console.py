@@ -11,7 +11,7 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,8 +54,14 @@ class Console:
         self._tasks: list[asyncio.Task[None]] = []
         self._overview_task: asyncio.Task[None] | None = None
 
+    # Why the console's tasks (these, the overview's and LiveHub's) are not the service's
+    # TaskGroup's: the console outlives that group. /health and the pages are served before
+    # the group starts the devices and until after it has stopped them (a shutdown is
+    # watched through /health), and a console failure must not cancel the devices, as a
+    # failed task in the group would. So the console owns them: each catches and logs its
+    # own failures, _seen logs anything that escapes, and close() cancels and awaits them.
     async def start(self) -> None:
-        self._tasks.append(asyncio.get_running_loop().create_task(self._sample(), name="console-spark"))
+        self._tasks.append(_owned(self._sample(), "console-spark"))
 
     async def close(self) -> None:
         await self.hub.close()
@@ -112,8 +118,7 @@ class Console:
     def overview_wanted(self) -> None:
         """A page opened the stream: send it the overview each second while any is open."""
         if self._overview_task is None or self._overview_task.done():
-            self._overview_task = asyncio.get_running_loop().create_task(
-                self._send_overview(), name="console-overview")
+            self._overview_task = _owned(self._send_overview(), "console-overview")
 
     async def _send_overview(self) -> None:
         while self.hub.subscribers:
@@ -151,3 +156,14 @@ class Console:
             counts = await self.reads.run(self.reads.counts, d.topic, key, since, until_ms,
                                           bucket_ms)
             self.spark.fill(d.name, counts)
+
+
+def _owned(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    task = asyncio.get_running_loop().create_task(coro, name=name)
+    task.add_done_callback(_seen)
+    return task
+
+
+def _seen(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("console: %s failed", task.get_name(), exc_info=task.exception())

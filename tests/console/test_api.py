@@ -192,3 +192,18 @@ async def test_sparklines_start_from_the_log_after_a_restart(tmp_path: Path) -> 
         # a moment after `now`), 15 s before it the 29th (or 28th).
         assert line.index(3) in (9, 10) and line.index(2) in (27, 28)
         assert sum(console.spark.of("car-1")) == 0
+
+
+async def test_a_console_task_that_fails_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    # The console's tasks are its own (not the service's TaskGroup's): a failure that
+    # escapes one must still be seen.
+    from edge.console._console import _owned
+
+    async def broken() -> None:
+        raise RuntimeError("the read went wrong")
+
+    task = _owned(broken(), "console-test")
+    with pytest.raises(RuntimeError):
+        await task
+    await asyncio.sleep(0)  # the done callback runs on the next turn of the loop
+    assert any("console-test failed" in r.getMessage() and r.exc_info for r in caplog.records)
