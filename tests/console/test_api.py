@@ -3,7 +3,6 @@ parameters are 400 with a message; unknown names 404."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -171,39 +170,3 @@ async def test_busy_page_reads_do_not_hold_up_the_loop_or_health(tmp_path: Path)
             release.set()
         assert "topics" in await waiting
         await asyncio.gather(*held)
-
-
-async def test_sparklines_start_from_the_log_after_a_restart(tmp_path: Path) -> None:
-    # A restarted service's counters are at 0: the line's last 5 minutes come from the log.
-    cfg = config(tmp_path)
-    now = time.time_ns() // 1_000_000
-    produce(cfg, [("temperature", "room-1", {"temperature_c": 21.0}, now - 200_000 + i, {})
-                  for i in range(3)]
-            + [("temperature", "room-1", {"temperature_c": 21.0}, now - 15_000 + i, {})
-               for i in range(2)]
-            + [("temperature", "room-1", {"temperature_c": 21.0}, now - 400_000, {})])  # too old
-    async with serving(cfg) as (console, _url):
-        async with asyncio.timeout(20):
-            while sum(console.spark.of("room-1")) < 5:
-                await asyncio.sleep(0.05)
-        line = console.spark.of("room-1")
-        assert len(line) == 30 and sum(line) == 5
-        # 200 s before the read's end is the 11th of 30 buckets (the 10th if the read came
-        # a moment after `now`), 15 s before it the 29th (or 28th).
-        assert line.index(3) in (9, 10) and line.index(2) in (27, 28)
-        assert sum(console.spark.of("car-1")) == 0
-
-
-async def test_a_console_task_that_fails_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    # The console's tasks are its own (not the service's TaskGroup's): a failure that
-    # escapes one must still be seen.
-    from edge.console._console import _owned
-
-    async def broken() -> None:
-        raise RuntimeError("the read went wrong")
-
-    task = _owned(broken(), "console-test")
-    with pytest.raises(RuntimeError):
-        await task
-    await asyncio.sleep(0)  # the done callback runs on the next turn of the loop
-    assert any("console-test failed" in r.getMessage() and r.exc_info for r in caplog.records)
