@@ -6,7 +6,10 @@
 Workload, the same on both sides: ~200-byte JSON values with edge-style headers,
 keyed over 5 devices (at 5 events/s) or 10 (at 50 events/s), sent one at a time at
 a steady rate, every send acknowledged only once durable (the edge log: fsync
-before the future resolves; Kafka: acks=all). One topic, one partition.
+before the future resolves; Kafka: acks=all). One topic, one partition. The edge
+log's sends are serial readings, as ``edge run`` sends them (``awaited=False``: no
+publisher waits on their acknowledgement); ``--option awaited=true`` sends them as
+MQTT QoS 1 deliveries, whose commits start once 16 wait.
 
 * ``edge log``: ``broker.KafkaProducer`` in a child process on the real disk, with
   the appliance's ``[log]`` defaults (what ``edge run`` opens: ``commit_interval_ms`` too,
@@ -102,6 +105,7 @@ def child_edge(data_dir: str, rate: float, seconds: float, options: dict[str, An
     # The appliance's default, not the library's 0: what a box writes is the question.
     options = {"commit_interval_ms": LogSettings().commit_interval_ms, **options}
     page_size = options.pop("page_size", None)
+    awaited = bool(options.pop("awaited", False))
     if page_size:
         _precreate(Path(data_dir), page_size)
     cfg = LogConfig(data_dir=Path(data_dir), **options)
@@ -114,7 +118,7 @@ def child_edge(data_dir: str, rate: float, seconds: float, options: dict[str, An
 
     def send(i: int) -> None:
         futures.append(producer.send(TOPIC, _value(i, devices), key=keys[i % devices],
-                                     headers=_headers(i)))
+                                     headers=_headers(i), awaited=awaited))
 
     _paced(rate, WARMUP, send)
     producer.flush()

@@ -154,7 +154,8 @@ class LogConfig:
     the WAL whatever it carries (about 16 KB on the card), so at a few records a second
     an interval divides what the card wears by the records per commit.  A send is still
     acknowledged only once its commit is durable: the interval delays acknowledgements
-    (by at most the interval; at once when ``EARLY_COMMIT_RECORDS`` wait, or on
+    (by at most the interval; at once when ``EARLY_COMMIT_RECORDS`` records someone
+    acknowledges wait (``send(awaited=False)`` marks those nobody does), or on
     ``flush()``), it never acknowledges anything a power cut could take.  What a power
     cut can take are records not yet acknowledged, as without an interval.
     """

@@ -74,7 +74,7 @@ class KafkaProducer:
 
     def send(self, topic: str, value: Any = None, key: Any = None,
              headers: Sequence[tuple[str, bytes | None]] | None = None, partition: int | None = None,
-             timestamp_ms: int | None = None) -> FutureRecordMetadata:
+             timestamp_ms: int | None = None, *, awaited: bool = True) -> FutureRecordMetadata:
         """Queue a record; return a future of its ``RecordMetadata``.
 
         Keyed records go to ``murmur2(key) % partitions`` as in Kafka; keyless
@@ -82,6 +82,11 @@ class KafkaProducer:
         bytes without a serializer; failures at commit time (``LogFullError``,
         unknown topic) are raised by ``future.get()``.  Blocks while ``buffer_memory``
         is full and raises ``KafkaTimeoutError`` if no room comes within ``max_block_ms``.
+
+        ``awaited`` (not in kafka-python): False says nobody holds an acknowledgement for
+        this record (a serial reading, unlike an MQTT QoS 1 delivery), so under a
+        ``commit_interval_ms`` it waits out the interval instead of counting towards the
+        early commit start; either way the future resolves only once the record is durable.
         """
         if self._closed:
             raise ClosedError("send() on a closed KafkaProducer")
@@ -104,7 +109,7 @@ class KafkaProducer:
                 self._wait_for_room(size, topic)
             self._queued += size
         try:
-            fut = self._log.append(topic, partition, k, v, headers, timestamp_ms)
+            fut = self._log.append(topic, partition, k, v, headers, timestamp_ms, awaited)
         except BaseException:
             self._release(size)
             raise

@@ -102,7 +102,8 @@ class LogSettings:
                               expected='"fsync" or "no-fsync"',
                               doc='"fsync" (survives power loss) or "no-fsync"')
     # 1 s: five sensors' readings share a commit (docs/disk-wear.md); a commit starts sooner
-    # once 16 wait, below Mosquitto's in-flight window of 20, so QoS 1 publishers never stall.
+    # once 16 MQTT QoS 1 deliveries wait for their PUBACKs, below Mosquitto's in-flight
+    # window of 20, so publishers never stall; serial readings, acknowledged to nobody, wait.
     commit_interval_ms: int = setting(
         1000, kind="int", check=lambda v: 0 <= v <= MAX_COMMIT_INTERVAL_MS,
         expected=f"an integer of milliseconds in 0..{MAX_COMMIT_INTERVAL_MS}",

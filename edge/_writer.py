@@ -103,16 +103,19 @@ class EventWriter:
 
     def _append(self, on_failed: Callable[[BaseException], None], topic: str,
                 on_durable: Callable[[], None], value: bytes, key: bytes,
-                headers: list[tuple[str, bytes]], timestamp_ms: int) -> asyncio.Future[None]:
+                headers: list[tuple[str, bytes]], timestamp_ms: int,
+                awaited: bool) -> asyncio.Future[None]:
         """Queue one record; the future completes once it is durable (or fails with the error).
 
         ``on_failed``: the runner's ``_failed``, made once per sink, not once per event.
+        ``awaited``: a sender waits for its acknowledgement (an MQTT QoS 1 PUBACK), so the
+        log starts a commit early rather than hold a publisher's in-flight window full.
         """
         completions = self._completions
         if completions is None:
             completions = self._completions = Completions(asyncio.get_running_loop())
         try:
-            record = self.producer.send(topic, value, key, headers, None, timestamp_ms)
+            record = self.producer.send(topic, value, key, headers, None, timestamp_ms, awaited=awaited)
         except BrokerConfigError:
             raise  # this record's arguments, not the log's state: the caller refuses the record
         except Exception as exc:
@@ -274,7 +277,8 @@ class EventWriter:
                                 "box" if box_made else "device", status)
 
             try:
-                write = self._append(failed, d.topic, durable, value, key, headers, ts)
+                write = self._append(failed, d.topic, durable, value, key, headers, ts,
+                                     delivery is not None)
             except BrokerConfigError as exc:  # the log refused the record itself: its data
                 raise ReadingRejected(f"{reading.device_id}: the log refused the record "
                                       f"({type(exc).__name__}: {exc})", reading.schema) from None
@@ -291,6 +295,8 @@ class EventWriter:
         topic = self.cfg.log.dead_letter_topic
         failed = functools.partial(self._failed, runner)
         labels: set[str] = set()  # the reasons this device's counter is labelled with
+        # A dead-lettered QoS 1 message is PUBACKed once its dead letter is durable.
+        awaited = isinstance(d, MqttDevice) and d.qos > 0
 
         def dead_letter(letter: DeadLetter) -> asyncio.Future[None]:
             arrival = letter.arrival
@@ -329,7 +335,7 @@ class EventWriter:
                     runner.dead_letter_logged_at = now
 
             return self._append(failed, topic, durable, letter.raw or b"", d.name.encode(),
-                                headers, letter.arrived_ms or ingest)
+                                headers, letter.arrived_ms or ingest, awaited)
 
         return dead_letter
 

@@ -48,6 +48,22 @@ def test_enough_waiting_records_commit_before_the_interval(tmp_path: Path) -> No
         assert all(f.succeeded() for f in futures)
 
 
+def test_records_nobody_acknowledges_wait_out_the_interval(tmp_path: Path) -> None:
+    # Serial readings hold no publisher's window: many of them share one commit, and only
+    # the awaited records among them (MQTT QoS 1 deliveries) start it early.
+    cfg = LogConfig(data_dir=tmp_path, commit_interval_ms=LONG_MS, durability="no-fsync")
+    with KafkaProducer(log_config=cfg) as producer:
+        producer.send("t", b"warm-up").get(10)
+        commits = producer.metrics()["commits"]
+        readings = [producer.send("t", b"r%d" % i, awaited=False) for i in range(3 * EARLY_COMMIT_RECORDS)]
+        acked = [producer.send("t", b"a%d" % i) for i in range(EARLY_COMMIT_RECORDS - 1)]
+        assert not any(f.is_done for f in readings + acked), "committed before the interval"
+        last = producer.send("t", b"a-last")  # the EARLY_COMMIT_RECORDS-th awaited one
+        last.get(timeout=LONG_MS / 1000 * 0.6)
+        assert all(f.succeeded() for f in readings + acked)
+        assert producer.metrics()["commits"] == commits + 1
+
+
 def test_close_commits_what_waits(tmp_path: Path) -> None:
     cfg = LogConfig(data_dir=tmp_path, commit_interval_ms=LONG_MS)
     producer = KafkaProducer(log_config=cfg)
