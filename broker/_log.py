@@ -95,6 +95,27 @@ def _record_error(exc: BaseException) -> StorageError:
     )
 
 
+class _SharedTransaction:
+    """A ``LogTransaction`` waiting to ride the writer's next group commit."""
+
+    __slots__ = ("records", "offsets", "expected", "state", "event", "error", "committed")
+
+    def __init__(self, records: list[Pending], offsets: dict[tuple[str, str, int], tuple[int, str]],
+                 expected: dict[tuple[str, str, int], int | None],
+                 state: dict[tuple[str, bytes], bytes | None]) -> None:
+        self.records, self.offsets, self.expected, self.state = records, offsets, expected, state
+        self.event = threading.Event()
+        self.error: BrokerError | None = None
+        self.committed = False
+
+    def fail(self, exc: BaseException) -> None:
+        err = exc if isinstance(exc, BrokerError) else translate(exc, "committing a transaction")
+        for p in self.records:
+            p.future.offset = -1
+            p.future._error = err
+        self.error = err
+
+
 class Log:
     """The shared handle on one data directory inside this process.
 
@@ -112,6 +133,8 @@ class Log:
         self._mutex = threading.Lock()  # taken directly on the hot path: Condition's own enter is Python code
         self._lock = threading.Condition(self._mutex)
         self._pending: list[Pending] = []
+        self._shared: list[_SharedTransaction] = []  # transactions for the writer's next commit
+        self._riders: list[_SharedTransaction] = []  # those the writer's next _write_tx carries
         self._round = _Round()
         self._inflight: _Round | None = None  # the round the writer is committing now
         self._conn_lock = threading.Lock()  # the writer connection, shared with run_retention callers
@@ -286,21 +309,22 @@ class Log:
     def _run(self) -> None:
         while True:
             with self._lock:
-                while not self._pending and not self._closing:
+                while not self._pending and not self._shared and not self._closing:
                     wait = max(0.0, (self._next_retention - self.clock.monotonic_ms()) / 1000)
                     if wait <= 0:
                         break
                     self._lock.wait(min(wait, 1.0))
                 if self._linger_s:
                     self._linger()
-                batch, rnd = self._pending, self._round
+                batch, rnd, shared = self._pending, self._round, self._shared
+                self._shared = []
                 if batch:
                     self._pending, self._round, self._awaited = [], _Round(), 0
                     self._inflight = rnd
-                elif self._closing:
+                elif self._closing and not shared:
                     return
-            if batch:
-                self._commit(batch, rnd)
+            if batch or shared:
+                self._commit(batch, rnd, shared)
                 with self._lock:
                     if self._inflight is rnd:
                         self._inflight = None
@@ -317,7 +341,7 @@ class Log:
         ``EARLY_COMMIT_RECORDS`` awaited records waiting.  Called with the lock held; nothing is acknowledged
         before its commit, so this delays acknowledgements, never weakens them."""
         deadline = self._first_pending + self._linger_s
-        while (self._pending and not self._closing and not self._flush_now
+        while (self._pending and not self._closing and not self._flush_now and not self._shared
                and self._awaited < EARLY_COMMIT_RECORDS):
             left = deadline - time.monotonic()  # real time: it bounds a latency, not the log's ages
             if left <= 0:
@@ -325,10 +349,13 @@ class Log:
             self._lock.wait(left)
         self._flush_now = False
 
-    def _commit(self, batch: list[Pending], rnd: _Round) -> None:
+    def _commit(self, batch: list[Pending], rnd: _Round, shared: list[_SharedTransaction] | None = None) -> None:
         todo = batch  # what is not committed yet: under a quota a batch may take several transactions
+        self._riders = shared or []  # taken by the first _write_tx: they share its COMMIT
         try:
             with self._conn_lock:
+                if not todo and self._riders:
+                    self._write_tx([])
                 while todo:
                     try:
                         todo = self._write_or_make_room(todo)
@@ -351,7 +378,9 @@ class Log:
                 if p.future._error is None and p.future.offset < 0:
                     p.future._error = err
         finally:
-            rnd.done()
+            if batch:  # with none, rnd is the round still open to appends
+                rnd.done()
+            self._settle_shared(shared or [])
         try:
             self._notifier.notify()
         except OSError as exc:  # readers fall back to their periodic check; the writer must live on
@@ -416,9 +445,11 @@ class Log:
     def _write_tx(self, batch: list[Pending]) -> list[Pending]:
         conn = self._conn
         later: list[Pending] = []
+        riders, self._riders = self._riders, []
         if self._quota is not None:
             batch, later = self._quota.split(batch)
         with transaction(conn):
+            written = self._write_riders(conn, riders)
             counts = self._topic_partitions(conn, {p.topic for p in batch})
             accepted: list[Pending] = []
             for p in batch:
@@ -427,18 +458,50 @@ class Log:
                     p.future._error = err
                     continue
                 accepted.append(p)
-            if not accepted:
-                return later
-            if self._quota is not None:
+            if accepted and self._quota is not None:
                 accepted = self._quota.admit(conn, accepted, atomic=False)
-                if not accepted:
-                    return later
-            self._insert(conn, accepted)
+            if accepted:
+                self._insert(conn, accepted)
+            elif not written:
+                return later
+        for t in riders:
+            t.committed = t.error is None
         if self._quota is not None:
             self._quota.after_commit(conn)
         self.stats["commits"] += 1
-        self.stats["records"] += len(accepted)
+        self.stats["records"] += len(accepted) + sum(len(t.records) for t in riders if t.committed)
         return later
+
+    def _write_riders(self, conn: sqlite3.Connection, riders: list[_SharedTransaction]) -> int:
+        """Write shared transactions into the open one, each in its own savepoint so that one
+        refused (quota, a fenced offset commit) is rolled back alone; how many were written."""
+        written = 0
+        for t in riders:
+            conn.execute("SAVEPOINT shared_txn")
+            try:
+                write_transaction(self, conn, t.records, t.offsets, t.expected, t.state)
+            except (BrokerError, *_RECORD_ERRORS) as exc:
+                conn.execute("ROLLBACK TO shared_txn")
+                conn.execute("RELEASE shared_txn")
+                t.fail(exc)
+                continue
+            conn.execute("RELEASE shared_txn")
+            written += 1
+        return written
+
+    def _settle_shared(self, shared: list[_SharedTransaction]) -> None:
+        """Wake the callers of ``shared``; one whose commit failed with the appends (the disk,
+        the lock) is tried again alone, so its fate is its own."""
+        for t in shared:
+            if not t.committed and t.error is None:
+                for p in t.records:
+                    p.future.offset = -1
+                try:
+                    self._commit_alone(t.records, t.offsets, t.expected, t.state)
+                    t.committed = True
+                except BaseException as exc:  # the caller raises it; the writer lives on
+                    t.fail(exc)
+            t.event.set()
 
     def _place(self, p: Pending, counts: dict[str, int]) -> BrokerError | None:
         """Choose ``p``'s partition (murmur2 of the key, else round robin); the error if none fits."""
@@ -466,13 +529,35 @@ class Log:
     def commit_transaction(self, records: list[Pending],
                            offsets: dict[tuple[str, str, int], tuple[int, str]],
                            expected: dict[tuple[str, str, int], int | None],
-                           state: dict[tuple[str, bytes], bytes | None]) -> None:
+                           state: dict[tuple[str, bytes], bytes | None], *, shared: bool = False) -> None:
         """Write a ``LogTransaction`` in one SQLite transaction on the writer connection.
 
         Blocks until committed (and fsynced with ``Durability.FSYNC``); on any
-        error everything is rolled back and the error raised.
+        error everything is rolled back and the error raised.  ``shared``: the writer
+        thread writes it inside its next group commit, so it shares one COMMIT (one
+        fsync) with the appends and other shared transactions queued meanwhile; it is
+        still all or nothing (a savepoint of its own).
         """
-        if self._closing:
+        if not shared:
+            self._commit_alone(records, offsets, expected, state)
+            return
+        t = _SharedTransaction(records, offsets, expected, state)
+        with self._mutex:
+            if self._closing:
+                raise ClosedError("the log is closed; open a new producer")
+            self._shared.append(t)
+            self._lock.notify()
+            if self._writer is None:
+                self._start_writer()
+        t.event.wait()
+        if t.error is not None:
+            raise t.error
+
+    def _commit_alone(self, records: list[Pending],
+                      offsets: dict[tuple[str, str, int], tuple[int, str]],
+                      expected: dict[tuple[str, str, int], int | None],
+                      state: dict[tuple[str, bytes], bytes | None]) -> None:
+        if self._closing and threading.current_thread() is not self._writer:
             raise ClosedError("the log is closed; open a new producer")
         try:
             with self._conn_lock:

@@ -145,11 +145,13 @@ class LogTransaction:
             )
         self._state[(store, key)] = value
 
-    def commit(self, metadata: bool = True) -> list[RecordMetadata]:
+    def commit(self, metadata: bool = True, *, shared: bool = False) -> list[RecordMetadata]:
         """Write everything in one SQLite transaction; return where each sent record landed.
 
         ``metadata=False`` returns ``[]`` instead, sparing a tuple per record
-        to a caller that does not need the offsets.
+        to a caller that does not need the offsets.  ``shared=True``: the log's
+        writer thread writes it within its next group commit, sharing that commit's
+        fsync with the producers' appends queued meanwhile (still all or nothing).
 
         Blocks until durable.  Raises ``CommitFailedError`` (fenced by
         ``expected``), ``UnknownTopicOrPartitionError``, ``LogFullError``
@@ -160,7 +162,8 @@ class LogTransaction:
         self._check_open()
         self._done = True
         try:
-            self._log.commit_transaction(self._records, self._offsets, self._expected, self._state)
+            self._log.commit_transaction(self._records, self._offsets, self._expected, self._state,
+                                         shared=shared)
         finally:
             self._round.done()
         return [p.future._metadata() for p in self._records] if metadata else []

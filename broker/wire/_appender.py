@@ -5,8 +5,9 @@ the base offset plus its index) and an idempotent producer's sequence state must
 durable with the records it describes, so a retry after a crash is still recognised.
 Both hold for one ``LogTransaction`` (the broker's producer path for atomic writes).  To
 keep the fsyncs few, requests arriving while a commit is in flight are written together
-in the next one: group commit at the listener, one fsync for all the connections
-waiting.  A commit that fails (the disk quota, a topic deleted meanwhile) is retried per
+in the next one, and that transaction is committed ``shared``: the log's writer thread
+writes it inside its own group commit, so inside ``edge run`` the wire's batches and the
+devices' appends share one COMMIT and one fsync.  A commit that fails (the disk quota, a topic deleted meanwhile) is retried per
 partition write, so one bad write fails alone.
 """
 
@@ -219,7 +220,7 @@ class Appender:
                 firsts.append(starts)
                 for (pid, topic, part), entry in w._updates.items():
                     txn.put_state(STORE, state_key(pid, topic, part), entry.encode())
-            metadata = txn.commit()
+            metadata = txn.commit(shared=True)  # one fsync with the service's appends
         except BaseException:
             txn.abort()
             raise
