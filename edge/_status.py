@@ -143,9 +143,13 @@ def render(h: dict[str, Any]) -> str:
                      + (f"  ({st['last_error']})" if st.get("last_error") else ""))
     k = h.get("kafka")
     if k is not None:
-        busiest = sorted(k.get("requests", {}).items(), key=lambda kv: -kv[1])[:3]
-        lines.append(f"  kafka: {k.get('connections', 0)} connections, {k.get('requests_total', 0)} requests"
-                     + (f" ({', '.join(f'{a} {n}' for a, n in busiest)})" if busiest else "")
+        # Rates first (what clients do now), the busiest APIs by rate; totals since the start.
+        rates = k.get("requests_per_s") or {}
+        busiest = sorted(rates.items(), key=lambda kv: -kv[1])[:3]
+        lines.append(f"  kafka: {k.get('connections', 0)} connections, "
+                     f"{k.get('requests_per_s_total', 0):g} requests/s"
+                     + (f" ({', '.join(f'{a} {n:g}/s' for a, n in busiest)})" if busiest else "")
+                     + f", {k.get('requests_total', 0)} requests since start"
                      + (f", {sum(k.get('errors', {}).values())} errors" if k.get("errors") else "")
                      + (f", {k['group_members']} group members" if k.get("group_members") else ""))
     up = h.get("uplink")

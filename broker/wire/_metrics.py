@@ -5,9 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from kio.schema.index import api_key_map
+
+from ._rates import WINDOW_S, RatesByKey
 
 
 def api_name(api_key: int) -> str:
@@ -21,8 +24,9 @@ def api_name(api_key: int) -> str:
 class ListenerMetrics:
     """Counted on the event loop, read from any thread (the /health and /metrics pages)."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
+        self._rates = RatesByKey(WINDOW_S, now)
         self.started = time.monotonic()
         self.connections_open = 0
         self.connections_total = 0
@@ -50,7 +54,9 @@ class ListenerMetrics:
 
     def request(self, api_key: int, size_in: int) -> None:
         with self._lock:
-            self.requests[api_name(api_key)] += 1
+            name = api_name(api_key)
+            self.requests[name] += 1
+            self._rates.add(name)
             self.bytes_in += size_in
 
     def response(self, size_out: int) -> None:
@@ -67,14 +73,18 @@ class ListenerMetrics:
             self.groups = dict(groups)
 
     def snapshot(self) -> dict[str, Any]:
-        """Plain numbers and dicts: connections, requests by API, errors by kind, bytes."""
+        """Plain numbers and dicts: connections, requests by API (counts since the start and
+        per second over the last ``WINDOW_S``), errors by kind, bytes."""
         with self._lock:
+            rates = self._rates.per_second()
             return {
                 "connections": self.connections_open,
                 "connections_total": self.connections_total,
                 "connections_refused": self.connections_refused,
                 "requests": dict(self.requests),
                 "requests_total": sum(self.requests.values()),
+                "requests_per_s": rates,
+                "requests_per_s_total": round(sum(rates.values()), 2),
                 "errors": dict(self.errors),
                 "bytes_in": self.bytes_in,
                 "bytes_out": self.bytes_out,

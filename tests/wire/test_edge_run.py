@@ -62,7 +62,8 @@ def test_edge_run_serves_kafka_clients_and_loses_no_acknowledged_record_to_sigki
         with urllib.request.urlopen(f"http://127.0.0.1:{hport}/metrics", timeout=5) as r:
             metrics = r.read().decode()
         assert 'edge_kafka_requests_total{api="Produce"}' in metrics and "edge_kafka_connections " in metrics
-        assert "kafka: " in render(h) and "Produce" in render(h)
+        assert h["kafka"]["requests_per_s"]["Produce"] > 0  # a rate, beside the count since the start
+        assert "kafka: " in render(h) and "Produce" in render(h) and "requests/s" in render(h)
         edge.send_signal(signal.SIGKILL)
         edge.wait(10)
         client.kill()
