@@ -51,6 +51,17 @@ class KafkaSettings:
     tls_key: str | None = setting(
         None, kind="str", default_doc="none", example="/etc/edge/kafka.key", in_example=False,
         doc="the private key of tls_cert (PEM)")
+    group_min_session_timeout: float = setting(
+        6.0, kind="num", check=lambda v: v >= 0.001, expected="seconds >= 0.001",
+        doc="the shortest session a consumer may ask for (Kafka's group.min.session.timeout.ms): "
+            "a member silent this long is out of its group")
+    group_max_session_timeout: float = setting(
+        1800.0, kind="num", check=lambda v: v >= 0.001, expected="seconds >= 0.001",
+        doc="the longest session a consumer may ask for (Kafka's group.max.session.timeout.ms)")
+    group_initial_rebalance_delay: float = setting(
+        3.0, kind="num", check=lambda v: v >= 0, expected="seconds >= 0",
+        doc="how long a new group waits for more members before its first assignment "
+            "(Kafka's group.initial.rebalance.delay.ms)")
     tls_ca: str | None = setting(
         None, kind="str", default_doc="none", example="/etc/edge/clients-ca.pem", in_example=False,
         doc="require client certificates signed by this CA (PEM)")

@@ -14,7 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from broker import BrokerError, LogConfig
-from broker.wire import ListenerConfig, WireServer, parse_listen
+from broker.wire import CoordinatorSettings, ListenerConfig, WireServer, parse_listen
 from broker.wire._sasl_api import listener_security
 from edge._config import Config
 from edge._errors import StartupError
@@ -32,9 +32,12 @@ async def start_kafka_listener(cfg: Config, log_config: LogConfig) -> WireServer
         security = listener_security(mechanisms=k.sasl_mechanisms, users_file=k.sasl_users_file,
                                      tls_cert=k.tls_cert, tls_key=k.tls_key, tls_ca=k.tls_ca,
                                      env=os.environ)
+        groups = CoordinatorSettings(min_session_timeout_ms=round(k.group_min_session_timeout * 1000),
+                                     max_session_timeout_ms=round(k.group_max_session_timeout * 1000),
+                                     initial_rebalance_delay_ms=round(k.group_initial_rebalance_delay * 1000))
         listener = ListenerConfig(host=host, port=port, max_request_bytes=k.max_request_bytes,
                                   auto_create_topics=k.auto_create_topics, idle_timeout_s=k.idle_timeout,
-                                  max_connections=k.max_connections, security=security)
+                                  max_connections=k.max_connections, security=security, groups=groups)
     except BrokerError as exc:
         raise StartupError(f"{cfg.file}: [kafka]: {exc}", EX_CONFIG) from exc
     server = WireServer(listener, log_config=log_config)

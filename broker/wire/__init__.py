@@ -42,6 +42,7 @@ Requests of one connection are served in order, one at a time, as Kafka does.
 from . import _kio_first  # noqa: F401  (first: kio without hypothesis)
 from ._config import DEFAULT_MAX_REQUEST_BYTES, ListenerConfig, is_loopback, parse_listen
 from ._context import Connection, ServerContext
+from ._coordinator import CoordinatorSettings
 from ._framing import FrameError, RequestHeader
 from ._metrics import ListenerMetrics
 from ._registry import Api, Handler, Registry
@@ -54,6 +55,7 @@ __all__ = [
     "DEFAULT_MAX_REQUEST_BYTES",
     "Api",
     "Connection",
+    "CoordinatorSettings",
     "FrameError",
     "Handler",
     "ListenerConfig",

@@ -28,8 +28,9 @@ class ListenerConfig:
     holds nothing for long).  ``max_connections``: beyond it a new connection is closed at
     once.  ``advertised_host``/``advertised_port``: the address Metadata tells clients to
     connect to (Kafka's advertised.listeners; default: the bound one), for a proxy or NAT in
-    front of the box.  ``security``: a ``_sasl_api.ListenerSecurity`` (None: no authentication, so
-    only a loopback address may be bound).
+    front of the box.  ``groups``: a ``CoordinatorSettings``, Kafka's broker-side group
+    settings (None: Kafka's defaults).  ``security``: a ``_sasl_api.ListenerSecurity``
+    (None: no authentication, so only a loopback address may be bound).
     """
 
     host: str = "127.0.0.1"
@@ -42,6 +43,7 @@ class ListenerConfig:
     security: Any = None
     advertised_host: str | None = None
     advertised_port: int | None = None
+    groups: Any = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .._errors import ConfigError
 from .._log import Log
 from ._coordinator_store import Committed, GroupOffsetStore
 from ._group_errors import (
@@ -46,6 +47,16 @@ class CoordinatorSettings:
     max_session_timeout_ms: int = 1_800_000
     #: group.initial.rebalance.delay.ms: how long a new group waits for more members.
     initial_rebalance_delay_ms: int = 3000
+
+    def __post_init__(self) -> None:
+        for name in ("min_session_timeout_ms", "max_session_timeout_ms", "initial_rebalance_delay_ms"):
+            value = getattr(self, name)
+            if type(value) is not int or value < (0 if name == "initial_rebalance_delay_ms" else 1):
+                raise ConfigError(f"{name}: expected an integer number of ms "
+                                  f"{'>= 0' if name == 'initial_rebalance_delay_ms' else '> 0'}, got {value!r:.80}")
+        if self.min_session_timeout_ms > self.max_session_timeout_ms:
+            raise ConfigError(f"the group session timeouts' minimum ({self.min_session_timeout_ms} ms) is above "
+                              f"their maximum ({self.max_session_timeout_ms} ms): no client could join")
 
 
 @dataclass(frozen=True)

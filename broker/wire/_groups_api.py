@@ -27,9 +27,8 @@ _NO_THROTTLE = datetime.timedelta(0)
 _NOT_ASKED = -2147483648
 #: Without ACLs every client may do all a group allows: READ, DESCRIBE, DELETE (as bits).
 _GROUP_OPS = sum(1 << op for op in (3, 6, 8))
-#: ctx.extensions key of the server's coordinator, and of settings a caller may put there.
+#: ctx.extensions key of the server's coordinator.
 EXTENSION = "groups"
-SETTINGS_EXTENSION = "group_settings"
 
 
 def install(registry: Registry) -> None:
@@ -47,8 +46,7 @@ def coordinator(ctx: ServerContext) -> GroupCoordinator:
     """The server's coordinator, made on first use and closed with the server."""
     c: GroupCoordinator | None = ctx.extensions.get(EXTENSION)
     if c is None:
-        settings = ctx.extensions.get(SETTINGS_EXTENSION) or getattr(ctx.config, "groups", None)
-        c = ctx.extensions[EXTENSION] = GroupCoordinator(ctx.log, settings or CoordinatorSettings(),
+        c = ctx.extensions[EXTENSION] = GroupCoordinator(ctx.log, ctx.config.groups or CoordinatorSettings(),
                                                          on_change=ctx.metrics.set_groups)
         ctx.start_task(_close_at_shutdown(c), "group coordinator")
     return c

@@ -33,8 +33,7 @@ FAST_GROUPS = CoordinatorSettings(min_session_timeout_ms=500, initial_rebalance_
 
 @pytest.fixture
 def listener(tmp_path):
-    with ThreadedListener(tmp_path / "log") as srv:
-        srv.server.ctx.extensions["group_settings"] = FAST_GROUPS
+    with ThreadedListener(tmp_path / "log", groups=FAST_GROUPS) as srv:
         yield srv
 
 
@@ -312,8 +311,7 @@ def test_a_consumer_group_carries_on_across_a_listener_restart(tmp_path):
         for records in consumer.poll(timeout_ms=200).values():
             seen.update((r.partition, r.offset) for r in records)
 
-    with ThreadedListener(tmp_path / "log") as first:
-        first.server.ctx.extensions["group_settings"] = FAST_GROUPS
+    with ThreadedListener(tmp_path / "log", groups=FAST_GROUPS) as first:
         port = first.port
         _produce(first, "flow", 10, 2)
         consumer = KafkaConsumer("flow", bootstrap_servers=first.bootstrap, group_id="plant",
@@ -323,8 +321,7 @@ def test_a_consumer_group_carries_on_across_a_listener_restart(tmp_path):
         while len(seen) < 10:
             poll(consumer)
         consumer.commit()
-    with ThreadedListener(tmp_path / "log", port=port) as second:
-        second.server.ctx.extensions["group_settings"] = FAST_GROUPS
+    with ThreadedListener(tmp_path / "log", port=port, groups=FAST_GROUPS) as second:
         _produce(second, "flow", 10, 2)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
