@@ -11,8 +11,7 @@ __all__ = ["client_options"]
 
 def client_options(cfg: Config) -> dict[str, Any]:
     """aiokafka options (servers, TLS, SASL) of ``cfg``'s [upstream], the uplink's own."""
-    from edge.uplink import UplinkConfig
-    from edge.uplink._uplink import _ssl_context  # one TLS set-up for uplink and control
+    from edge.uplink import UplinkConfig, ssl_context  # one TLS set-up for uplink and control
 
     settings = dict(cfg.upstream.settings)
     settings.setdefault("topics", uplink_topics(cfg.devices, cfg.log.dead_letter_topic))
@@ -23,7 +22,7 @@ def client_options(cfg: Config) -> dict[str, Any]:
         "request_timeout_ms": int(c.request_timeout_s * 1000),
         "security_protocol": c.security_protocol,
     }
-    context = _ssl_context(c)
+    context = ssl_context(c)
     if context is not None:
         opts["ssl_context"] = context
     if c.security_protocol.startswith("SASL"):

@@ -15,7 +15,7 @@ from ._errors import (
     UpstreamError,
 )
 from ._status import PartitionLag, PartitionMismatch, UplinkState, UplinkStatus
-from ._uplink import Uplink
+from ._uplink import Uplink, ssl_context
 
 __all__ = [
     "FencedError",
@@ -30,4 +30,5 @@ __all__ = [
     "UplinkState",
     "UplinkStatus",
     "UpstreamError",
+    "ssl_context",
 ]

@@ -139,7 +139,7 @@ class Uplink:
     def __init__(self, config: UplinkConfig) -> None:
         self.config = config
         register_secrets(config.sasl_password, config.ssl_key_password)
-        self._ssl_context = _ssl_context(config)
+        self._ssl_context = ssl_context(config)
         self._state = UplinkState.STARTING
         self._states_seen: list[UplinkState] = [UplinkState.STARTING]
         self._stop = asyncio.Event()
@@ -907,8 +907,9 @@ class Uplink:
                 f" in {self.config.data_dir}; replicated once created (check the names in topics)")
 
 
-def _ssl_context(config: UplinkConfig) -> ssl.SSLContext | None:
-    """The TLS context for SSL and SASL_SSL (built once: a bad file is a config error)."""
+def ssl_context(config: UplinkConfig) -> ssl.SSLContext | None:
+    """The TLS context of ``config`` for SSL and SASL_SSL, None otherwise (built once: a bad
+    file is an UplinkConfigError). Public so the control channel connects as the uplink does."""
     c = config
     if c.security_protocol not in ("SSL", "SASL_SSL"):
         return None
