@@ -380,7 +380,8 @@ class ControlLoop:
             lag = uplink.status().lag
             lag_s = round(max((p.seconds for p in lag), default=0.0), 3)
         document = reported(self.edge_id, self.service.trust.now_ms(), health, self.applied(),
-                            self.store.state.desired_result, self.last_error, lag_s)
+                            self.store.state.desired_result, self.last_error, lag_s,
+                            list(self.settings.groups))
         sig = signature(document)
         now = time.monotonic()
         if not force and sig == self._last_sig and now - self._last_report < self.settings.heartbeat:

@@ -21,8 +21,9 @@ def software_version() -> str:
 
 def reported(edge_id: str, now_ms: int, health: dict[str, Any], applied: dict[str, Any],
              desired_result: dict[str, Any] | None, last_error: str | None,
-             uplink_lag_s: float | None = None) -> dict[str, Any]:
-    """The reported document of this box now."""
+             uplink_lag_s: float | None = None, groups: list[str] | None = None) -> dict[str, Any]:
+    """The reported document of this box now; ``groups`` its ``[control] groups``, so the
+    fleet's side knows from one compacted read which boxes a group push addresses."""
     devices = {name: {"state": d.get("state") or ("up" if d.get("connected") else "down"),
                       "connected": bool(d.get("connected")), "rate": d.get("rate_per_s"),
                       "last_error": d.get("last_error")}
@@ -33,6 +34,7 @@ def reported(edge_id: str, now_ms: int, health: dict[str, Any], applied: dict[st
         "edge_id": edge_id,
         "ts_ms": now_ms,
         "software_version": software_version(),
+        "groups": sorted(groups or []),
         "applied": applied,
         "desired_result": desired_result,
         "devices": devices,

@@ -122,8 +122,9 @@ def add_fleet_parser(sub: Any, opt: Opt) -> None:
     opt(c, "--ttl", env="EDGE_FLEET_TTL", type=parse_duration, default=600.0, metavar="D",
         help="boxes that see it later than D after now skip it (default 10m)")
     opt(c, "--wait", env="EDGE_FLEET_WAIT", action="store_true",
-        help="print the boxes' results as they come, until --expect results or the time to "
-        "live has passed (or Ctrl-C)")
+        help="print the boxes' results as they come, until every box answered (--edge: the "
+        "one; --group: each online box whose reported state lists the group), --expect "
+        "results, or the time to live has passed (or Ctrl-C); names the boxes that did not")
     c.add_argument("--expect", type=int, default=None, metavar="N",
                    help="with --wait: stop after N results (default: 1 for --edge)")
     key(c)

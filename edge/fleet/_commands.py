@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from edge.control import COMMANDS, ControlTopics
+from edge.control import COMMANDS, ControlTopics, parse_target
 
-from ._cluster import ensure_topics, follow
+from ._cluster import ensure_topics, follow, now_ms, read_compacted
 from ._connection import FleetConnection
 from ._errors import FleetUsageError
 from ._publish import command_results, control_topic_specs, publish_command
@@ -81,6 +81,22 @@ def _line(doc: dict[str, Any]) -> str:
     return f"{doc.get('edge_id', '?')}: {doc.get('result', '?')}" + (f": {text}" if text else "")
 
 
+async def _members(conn: FleetConnection, group: str, topics: ControlTopics) -> set[str] | None:
+    """The boxes a group command waits for: those whose latest report lists ``group`` and
+    that are not offline; None when no report lists any group (boxes older than that)."""
+    from ._inventory import box_state, group_members
+
+    boxes = [box_state(k, r.value or b"") for k, r in (await read_compacted(
+        conn, topics.reported)).items()]
+    if all(b.groups is None for b in boxes):
+        return None
+    online, offline = group_members(boxes, group, now_ms())
+    if offline:
+        print(f"group {group}: not waiting for {len(offline)} offline box"
+              f"{'es' if len(offline) != 1 else ''}: {', '.join(sorted(offline))}", flush=True)
+    return online
+
+
 async def _send(conn: FleetConnection, target: str, command: str, args: dict[str, Any],
                 ttl_s: float, key: Any, wait: bool, expect: int | None,
                 topics: ControlTopics) -> int:
@@ -89,22 +105,34 @@ async def _send(conn: FleetConnection, target: str, command: str, args: dict[str
         print(f"{target}: command {pub.payload['id']} ({command}) sent; valid for {ttl_s:g} s")
         return 0
     await ensure_topics(conn, control_topic_specs(topics))
+    kind, name = parse_target(target)
+    waiting = await _members(conn, name, topics) if kind == "group" and expect is None else None
+    if waiting is not None and not waiting:
+        print(f"edge fleet: no online box reports group {name!r}: nothing to wait for "
+              "(edge fleet status lists the boxes and their groups)", file=sys.stderr)
     async with follow(conn, [topics.results]) as records:  # before it is sent
         pub = await publish_command(conn, target, command, args, ttl_s, key, topics)
-        print(f"{target}: command {pub.payload['id']} ({command}) sent; waiting for results",
-              flush=True)
+        print(f"{target}: command {pub.payload['id']} ({command}) sent; waiting for "
+              + (f"{len(waiting)} box{'es' if len(waiting) != 1 else ''}" if waiting is not None
+                 else "results"), flush=True)
         deadline = time.monotonic() + ttl_s
         seen = 0
+        answered: set[str] = set()
         failed = False
         results = command_results(records, pub.payload["id"])
-        while expect is None or seen < expect:
+        while (expect is None or seen < expect) and (waiting is None or not waiting <= answered):
             try:
                 doc = await asyncio.wait_for(anext(results), max(0.0, deadline - time.monotonic()))
             except TimeoutError:
                 print(f"edge fleet: {seen} result{'s' if seen != 1 else ''} within the time to "
                       f"live ({ttl_s:g} s)", file=sys.stderr)
+                if waiting is not None:
+                    print(f"edge fleet: did not answer: {', '.join(sorted(waiting - answered))}",
+                          file=sys.stderr)
+                    return 1
                 return 1 if expect is not None else (1 if failed else 0)
             seen += 1
+            answered.add(str(doc.get("edge_id")))
             failed = failed or doc.get("result") != "ok"
             print(_line(doc), flush=True)
         return 1 if failed else 0

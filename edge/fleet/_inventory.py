@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["BoxState", "box_state", "inventory_json", "render_status"]
+__all__ = ["BoxState", "box_state", "group_members", "inventory_json", "render_status"]
 
 #: Default age after which a box whose last report is older counts as offline (s): two of
 #: the boxes' default heartbeats ([control] heartbeat = 300 s), so one late report is not
@@ -32,6 +32,7 @@ class BoxState:
     applied_version: int | None = None
     applied_hash: str | None = None
     applied_target: str | None = None
+    groups: tuple[str, ...] | None = None  # None: a box from before reports carried them
     desired_result: dict[str, Any] | None = None
     uplink_state: str | None = None
     lag: int | None = None
@@ -95,6 +96,7 @@ def box_state(key: bytes, value: bytes) -> BoxState:
     applied: dict[str, Any] = doc["applied"] if isinstance(doc.get("applied"), dict) else {}
     uplink: dict[str, Any] = doc["uplink"] if isinstance(doc.get("uplink"), dict) else {}
     result = doc.get("desired_result")
+    groups = doc.get("groups")
     last_error = doc.get("last_error")
     return BoxState(
         edge_id=str(doc.get("edge_id") or edge_id),
@@ -104,12 +106,22 @@ def box_state(key: bytes, value: bytes) -> BoxState:
         applied_version=_int(applied.get("version")),
         applied_hash=applied.get("hash") if isinstance(applied.get("hash"), str) else None,
         applied_target=applied.get("target") if isinstance(applied.get("target"), str) else None,
+        groups=tuple(map(str, groups)) if isinstance(groups, list) else None,
         desired_result=result if isinstance(result, dict) else None,
         uplink_state=uplink.get("state") if isinstance(uplink.get("state"), str) else None,
         lag=_lag(uplink),
         last_error=str(last_error) if last_error else None,
         reported=doc,
     )
+
+
+def group_members(boxes: list[BoxState], group: str, now_ms: int,
+                  stale_s: float = DEFAULT_STALE_S) -> tuple[set[str], set[str]]:
+    """(online, offline) ids of the boxes whose latest report lists ``group``: who a group
+    command should be answered by, and who is not expected to answer soon."""
+    members = [b for b in boxes if b.groups is not None and group in b.groups]
+    offline = {b.edge_id for b in members if b.state(now_ms, stale_s) in ("offline", "unreadable")}
+    return {b.edge_id for b in members} - offline, offline
 
 
 def _age(ms: int | None, now_ms: int) -> str:

@@ -36,6 +36,7 @@ def test_a_push_and_a_command_by_edge_fleet_reach_the_box(tmp_path, kafka_cluste
         r = fleet.wait_reported(box.edge_id, lambda r: (r["desired_result"] or {}).get("result")
                                 == "applied", "the group's v1 applied")
         assert r["applied"]["targets"] == {"group:ward3": 1}
+        assert r["groups"] == ["ward3"]  # what edge fleet command --group --wait counts on
         assert r["desired_result"]["restart_needed"] == ["log.retention_seconds"]
         done = fleet_cli(fleet, "command", "--edge", box.edge_id, "--wait", "--key", key,
                          "report_status")

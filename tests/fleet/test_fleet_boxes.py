@@ -206,9 +206,10 @@ def test_a_fleet_is_steered_with_edge_fleet(n, fleet_of, tmp_path) -> None:
     assert f"desired edge:{away.edge_id} v1" not in away.text()
 
     # A command to the group, answered by each box once; delivered again, run no more.
-    proc = fleet.cli("command", "--group", "ward", "report_status", "--wait", "--expect",
-                     str(n), "--ttl", "2m")
+    # --wait knows how many answers to wait for from the boxes' reported groups.
+    proc = fleet.cli("command", "--group", "ward", "report_status", "--wait", "--ttl", "2m")
     assert proc.returncode == 0, proc.stderr
+    assert f"waiting for {n} boxes" in proc.stdout.splitlines()[0]
     assert sorted(line.split(":")[0] for line in proc.stdout.splitlines()[1:]) == sorted(
         b.edge_id for b in boxes)
     [record] = [r for r in read_all(fleet.servers, f"{fleet.prefix}.commands", 1)]

@@ -24,6 +24,7 @@ from edge.fleet import (
     render_status,
 )
 from edge.fleet._cli import parse_duration
+from edge.fleet._inventory import group_members
 from edge.fleet._watch import watch_line
 
 from ._helpers import fleet, reported
@@ -226,3 +227,14 @@ def test_watch_lines() -> None:
     assert watch_line(rec).endswith("reported b1: applied v0, last desired -, uplink offline, "
                                     "lag 12")
     assert json.loads(watch_line(rec, as_json=True))["value"]["edge_id"] == "b1"
+
+
+def test_group_members_are_the_online_boxes_whose_report_lists_the_group() -> None:
+    boxes = [box_state(k.encode(), json.dumps(doc).encode()) for k, doc in [
+        ("a", reported("a", ts_ms=NOW, groups=["ward3", "icu"])),
+        ("b", reported("b", ts_ms=NOW, groups=["icu"])),
+        ("c", reported("c", ts_ms=NOW - 3_600_000, groups=["ward3"])),  # an hour silent
+        ("d", reported("d", ts_ms=NOW))]]  # from before reports carried groups
+    assert boxes[0].groups == ("ward3", "icu") and boxes[3].groups is None
+    assert group_members(boxes, "ward3", NOW) == ({"a"}, {"c"})
+    assert group_members(boxes, "icu", NOW) == ({"a", "b"}, set())

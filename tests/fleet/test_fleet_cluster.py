@@ -152,3 +152,34 @@ def test_watch_follows_reported_state_and_results(kafka_cluster3) -> None:
     assert any("reported b1: applied v0" in line and "last error: disk full" in line
                for line in lines), lines
     assert any("result   b1: command c0ffee00 expired" in line for line in lines), lines
+
+
+def test_a_group_command_waits_for_the_boxes_that_report_the_group(kafka_cluster3, tmp_path) -> None:
+    servers, p = kafka_cluster3.bootstrap_servers, prefix()
+    assert fleet("keygen", str(tmp_path)).returncode == 0
+    public = load_public_key(tmp_path / "control.pub")
+    write(servers, f"{p}.reported", [
+        ("b1", reported("b1", groups=["g", "h"])), ("b2", reported("b2", groups=["g"])),
+        ("b3", reported("b3", groups=["h"])),
+        ("old", reported("old", groups=["g"], ts_ms=1))])  # offline since 1970
+    with subprocess.Popen(
+        [sys.executable, "-m", "edge", "fleet", "command", "--group", "g", "report_status",
+         "--ttl", "6s", "--wait", "--bootstrap-server", servers, "--control-topics", p,
+         "--key", str(tmp_path / "control.key")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            offline = proc.stdout.readline()
+            assert offline == "group g: not waiting for 1 offline box: old\n", offline
+            first = proc.stdout.readline()
+            assert first.startswith("group:g: command ") and "waiting for 2 boxes" in first, first
+            [record] = read_all(servers, f"{p}.commands", 1)
+            command = parse_command(verify(record.value, [public]))
+            write(servers, f"{p}.results", [
+                ("b1", {"command_id": command.id, "edge_id": "b1", "ts_ms": 2, "result": "ok"})])
+            out, err = proc.communicate(timeout=60)
+        finally:
+            _stop(proc)
+    # b2 never answers: the wait ends at the time to live and names it
+    assert proc.returncode == 1 and out == "b1: ok\n", (out, err)
+    assert "did not answer: b2\n" in err
