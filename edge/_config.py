@@ -231,6 +231,11 @@ class ControlSettings:
     heartbeat: float = setting(300.0, kind="num", check=lambda v: v > 0,
                                expected="a positive number of seconds",
                                doc="seconds between reported states when nothing changed")
+    max_record_bytes: int = setting(
+        256 * 1024, kind="int", check=lambda v: 1024 <= v <= 64 * 1024 * 1024,
+        expected="an integer of bytes in 1024..67108864",
+        doc="a desired config or command record larger than this is refused (and reported) "
+            "before it is parsed")
     desired_topic: str = setting("edge.control.desired", kind="str", check=writable_topic,
                                  expected=TOPIC_EXPECTED, doc="upstream: desired config (compacted)")
     commands_topic: str = setting("edge.control.commands", kind="str", check=writable_topic,

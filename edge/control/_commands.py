@@ -32,7 +32,7 @@ async def on_command(loop: Any, key: str, value: bytes, seen_before: bool) -> No
         return
     now = loop.service.trust.now_ms()
     try:
-        command = parse_command(verify(value, loop.keys))
+        command = parse_command(verify(value, loop.keys, loop.settings.max_record_bytes))
         if command.target != key:
             raise ControlRefused("malformed", f"signed for {command.target!r}, sent as {key!r}")
     except ControlRefused as exc:

@@ -77,16 +77,23 @@ def _keyring(
 def verify(
     value: bytes | None,
     public_keys: Mapping[str, Ed25519PublicKey] | Iterable[Ed25519PublicKey],
+    max_bytes: int | None = None,
 ) -> dict[str, Any]:
     """The payload of a signed record value, once its signature checks out.
 
     ``public_keys`` is a list of keys or a mapping from ``key_id`` to key. Raises
     ``ControlRefused``: ``unsigned`` (not an envelope, or no signature), ``malformed``
     (an envelope that does not parse, a payload that is not a JSON object),
-    ``unknown_key`` (signed by a key this box does not hold), ``bad_signature``.
+    ``unknown_key`` (signed by a key this box does not hold), ``bad_signature``,
+    ``too_large`` (a value over ``max_bytes``, refused before any of it is parsed).
     """
     if not value:
         raise ControlRefused("unsigned", "an empty record value")
+    # Before json.loads and base64: a huge record from anyone who can produce to the topic
+    # must not cost a small box its memory, signed or not.
+    if max_bytes is not None and len(value) > max_bytes:
+        raise ControlRefused("too_large", f"the record value is {len(value)} bytes, over the box's "
+                             f"[control] max_record_bytes = {max_bytes}")
     try:
         envelope = json.loads(value)
     except (ValueError, UnicodeDecodeError) as exc:

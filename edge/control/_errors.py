@@ -18,7 +18,8 @@ __all__ = ["REFUSAL_REASONS", "ControlError", "ControlRefused", "KeyFileError"]
 
 #: The reasons a ControlRefused carries, so the central side can count them by kind.
 REFUSAL_REASONS = frozenset(
-    {"unsigned", "malformed", "unknown_key", "bad_signature", "invalid", "not_for_me", "stale"}
+    {"unsigned", "malformed", "unknown_key", "bad_signature", "invalid", "not_for_me", "stale",
+     "too_large"}
 )
 
 

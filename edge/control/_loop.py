@@ -225,7 +225,7 @@ class ControlLoop:
                     pending: dict[str, Desired]) -> None:
         assert self.store is not None
         try:
-            desired = parse_desired(verify(value, self.keys))
+            desired = parse_desired(verify(value, self.keys, self.settings.max_record_bytes))
             if desired.target != key:
                 raise ControlRefused("malformed", f"signed for {desired.target!r}, sent as {key!r}")
         except ControlRefused as exc:

@@ -91,6 +91,12 @@ def test_apply_then_refuse_invalid_then_refuse_unsigned(box, fleet, tmp_path, ka
                             == "unknown_key", "v4 signed by a stranger refused")
     assert r["applied"]["version"] == 1 and r["uplink"]["state"] == "online"
     assert "applying desired" not in box.text().split("v1 applied")[1]
+    # Signed but over [control] max_record_bytes (256 KiB by default): refused unread.
+    fleet.push(f"edge:{box.edge_id}", 5, {"devices": [{"name": "pad", "note": "x" * 300_000}]})
+    r = fleet.wait_reported(box.edge_id, lambda r: (r["desired_result"] or {}).get("reason")
+                            == "too_large", "the 400 KB v5 refused as too large")
+    assert "max_record_bytes = 262144" in r["desired_result"]["errors"][0]
+    assert r["applied"]["version"] == 1
 
 
 def test_rollback_of_a_config_that_cuts_the_uplink(tmp_path, fleet, kafka_cluster):

@@ -72,6 +72,13 @@ def test_refusals(tmp_path, keys):
         with pytest.raises(ControlRefused) as info:
             verify(bad, [public])
         assert info.value.reason == "unsigned"
+    # over the cap: refused by its size alone, signed or not, before it is parsed
+    assert verify(value, [public], max_bytes=len(value))["version"] == 1
+    for big in (value + b" ", b"{" * 2000):
+        with pytest.raises(ControlRefused, match=f"is {len(big)} bytes, over the box's "
+                           rf"\[control\] max_record_bytes = {len(value)}") as info:
+            verify(big, [public], max_bytes=len(value))
+        assert info.value.reason == "too_large"
 
 
 def test_commands_parse_and_expire(keys):
