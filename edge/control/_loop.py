@@ -30,7 +30,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from broker import default_partition
 from edge._config import Config, config_from_dict
 from edge._errors import ConfigError
 from edge._logconfig import log_config_of
@@ -41,6 +40,7 @@ from ._envelope import key_id, load_public_key, verify
 from ._errors import ControlError, ControlRefused
 from ._messages import Desired, encode_json, parse_desired
 from ._overlay import check_sections, config_hash, effective_config, overlay, targets_of
+from ._partitions import assigned_partitions
 from ._report import reported, signature, unhealthy
 from ._start import read_base
 from ._store import ControlStore
@@ -150,8 +150,15 @@ class ControlLoop:
                                    "side creates it: docs/control.md)")
             # Only the partitions this box's keys hash to (Kafka's default partitioner, as
             # every producer of the fleet's side uses): a box reads its own few records, not
-            # the whole fleet's, at every connect.
-            mine = {default_partition(t.encode(), len(parts)) for t in self.targets}
+            # the whole fleet's, at every connect; also those of an earlier partition count.
+            assert self.store is not None
+            mine, counts, warning = assigned_partitions(
+                topic, len(parts), self.targets, self.store.state.partition_counts.get(topic, []))
+            if warning:
+                self.last_error = warning  # in the first reported state, below
+                log.error("%s", warning)
+            if counts != self.store.state.partition_counts.get(topic):
+                await self.put({f"partitions/{topic}": counts})
             tps += [TopicPartition(topic, p) for p in sorted(parts) if p in mine]
         self._consumer.assign(tps)
         assert self.store is not None

@@ -6,7 +6,8 @@ record of a key wins, as in a compacted topic. Read whole at start: it holds the
 desired state per target (so a box rebooted while offline runs it), the highest version
 handled per target, the devices disabled by command, the ids of the commands executed
 (each answered once), the positions reached in the upstream control topics (what was
-refused before is not refused again at each start), and the last desired result. The topic is never mapped upstream.
+refused before is not refused again at each start), the partition counts of those
+topics seen at each connect (``_partitions.py``), and the last desired result. The topic is never mapped upstream.
 
 Blocking: call from a thread.
 """
@@ -42,6 +43,7 @@ class ControlState:
     disabled: set[str] = field(default_factory=set)  # device names
     commands: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> result
     positions: dict[str, int] = field(default_factory=dict)  # "<topic>/<partition>" -> next offset
+    partition_counts: dict[str, list[int]] = field(default_factory=dict)  # topic -> counts seen
     desired_result: dict[str, Any] | None = None
 
     def apply(self, key: str, value: Any) -> None:
@@ -60,6 +62,8 @@ class ControlState:
             self.commands[name] = value
         elif kind == "position":
             self.positions[name] = int(value)
+        elif kind == "partitions":
+            self.partition_counts[name] = [int(c) for c in value]
         elif kind == "desired_result":
             self.desired_result = value
 

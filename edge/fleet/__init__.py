@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._connection import FleetConnection
 from ._desired import check_desired, read_desired
-from ._errors import ClusterError, FleetError, FleetUsageError
+from ._errors import ClusterError, FleetError, FleetUsageError, PartitionsChanged
 from ._inventory import BoxState, box_state, inventory_json, render_status
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ __all__ = [
     "FleetConnection",
     "FleetError",
     "FleetUsageError",
+    "PartitionsChanged",
     "Published",
     "Record",
     "box_state",

@@ -19,12 +19,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from broker import default_partition
 from edge.uplink._secrets import mask
 
 from ._connection import FleetConnection
-from ._errors import ClusterError
+from ._errors import ClusterError, PartitionsChanged
 
-__all__ = ["Record", "TopicSpec", "ensure_topics", "follow", "produce", "read_compacted",
+__all__ = ["Record", "TopicSpec", "check_placement", "ensure_topics", "follow", "produce",
+           "read_compacted",
            "scan", "translate"]
 
 T = TypeVar("T")
@@ -138,6 +140,55 @@ async def _partitions(conn: FleetConnection, topics: list[str],
     finally:
         await admin.close()
     return [TopicPartition(t, p) for t in topics if t in found for p in found[t]]
+
+
+async def check_placement(conn: FleetConnection, topic: str, sample: int = 50) -> None:
+    """Refuse (PartitionsChanged) when ``topic``'s oldest records do not sit in the
+    partition their key hashes to under its partition count now.
+
+    Boxes read only the partitions their keys hash to (PROTOCOL.md), so partitions added
+    to the desired or commands topic move a box's key where it does not look until it
+    reconnects, and leave its older records where it no longer would. Nothing on the
+    cluster records the count a topic was created with; its records do: each was written
+    by the default partitioner under the count of its day. The oldest of each partition
+    are the ones that can predate a change, so up to ``sample`` of them are read: one
+    fetch a partition, whatever the topic's size. A topic that does not exist is fine.
+    """
+    tps = await _partitions(conn, [topic])
+    if not tps:
+        return
+    count = len(tps)
+    consumer = _consumer(conn)
+    try:
+        await _bounded(conn, "connecting to the cluster", consumer.start)
+        consumer.assign(tps)
+        ends: dict[TopicPartition, int] = await _bounded(
+            conn, f"reading the end offsets of {topic!r}", lambda: consumer.end_offsets(tps))
+        await consumer.seek_to_beginning(*tps)
+        todo = {tp for tp in tps if ends[tp] > 0 and await consumer.position(tp) < ends[tp]}
+        deadline = time.monotonic() + conn.request_timeout_s
+        while todo and time.monotonic() < deadline:
+            try:
+                batches = await consumer.getmany(*todo, timeout_ms=200, max_records=sample)
+            except KafkaError as exc:
+                raise translate(conn, f"reading {topic!r}", exc) from exc
+            for tp, records in batches.items():
+                todo.discard(tp)
+                for r in records[:sample]:
+                    if r.key is not None and default_partition(r.key, count) != tp.partition:
+                        raise PartitionsChanged(
+                            f"topic {topic!r} at {conn.bootstrap_servers} has {count} partitions, "
+                            f"but its record at {tp.partition}/{r.offset} (key "
+                            f"{r.key.decode(errors='replace')!r}) was written when the key "
+                            f"hashed there: partitions were added. Boxes read only the "
+                            f"partition their key hashes to, so they would miss what is sent "
+                            f"now. Recreate the topic with its old count, or delete and "
+                            f"re-create it and set every desired state again (docs/fleet.md)")
+            for tp in list(todo):  # only markers or compacted gaps before the end: nothing to see
+                if await consumer.position(tp) >= ends[tp]:
+                    todo.discard(tp)
+    finally:
+        await consumer.stop()
 
 
 async def read_compacted(conn: FleetConnection, topic: str) -> dict[bytes, Record]:

@@ -5,8 +5,10 @@
         │                        can act on
         ├── FleetUsageError      bad input to a fleet command: a key file, a desired
         │                        document, a target or a duration (not retriable)
-        └── ClusterError         the cluster refused a request or cannot be reached
-                                 (retriable: run the command again)
+        ├── ClusterError         the cluster refused a request or cannot be reached
+        │                        (retriable: run the command again)
+        └── PartitionsChanged    partitions were added to the desired or commands topic:
+                                 boxes would miss what is sent (not retriable)
 
 aiokafka's errors are translated in one place (``_cluster.translate``).
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from edge._errors import EdgeError
 
-__all__ = ["ClusterError", "FleetError", "FleetUsageError"]
+__all__ = ["ClusterError", "FleetError", "FleetUsageError", "PartitionsChanged"]
 
 
 class FleetError(EdgeError):
@@ -32,3 +34,9 @@ class ClusterError(FleetError):
     """The cluster failed a request or could not be reached within the timeout."""
 
     retriable = True
+
+
+class PartitionsChanged(FleetError):
+    """A desired or commands topic's records no longer sit where their keys hash to."""
+
+    retriable = False

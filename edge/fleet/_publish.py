@@ -22,7 +22,7 @@ from edge.control import (
     sign,
 )
 
-from ._cluster import Record, TopicSpec, ensure_topics, now_ms, produce, scan
+from ._cluster import Record, TopicSpec, check_placement, ensure_topics, now_ms, produce, scan
 from ._connection import FleetConnection
 
 __all__ = ["Published", "command_results", "control_topic_specs", "latest_version",
@@ -83,6 +83,7 @@ async def publish_desired(conn: FleetConnection, target: str, sections: Mapping[
     """Sign ``sections`` as ``target``'s desired state (version: the latest + 1 unless
     given) and write it to the compacted desired topic, keyed by ``target``."""
     await ensure_topics(conn, control_topic_specs(topics))
+    await check_placement(conn, topics.desired)
     if version is None:
         version = await latest_version(conn, target, topics) + 1
     payload = desired_payload(target, version, sections, issued_ms=now_ms())
@@ -96,6 +97,7 @@ async def publish_command(conn: FleetConnection, target: str, command: str,
                           topics: ControlTopics = DEFAULT_TOPICS) -> Published:
     """Sign and send one command to ``target`` (a fresh id; boxes run it at most once)."""
     await ensure_topics(conn, control_topic_specs(topics))
+    await check_placement(conn, topics.commands)
     payload = command_payload(target, command, args, issued_ms=now_ms(),
                               ttl_ms=int(ttl_s * 1000))
     partition, offset = await produce(conn, topics.commands, target.encode(),

@@ -15,8 +15,9 @@ import sys
 import time
 
 import pytest
-from kafka.admin import KafkaAdminClient
+from kafka.admin import KafkaAdminClient, NewPartitions
 
+from broker import default_partition
 from edge.control import desired_payload, generate_keypair, load_private_key
 from tests.control._box import Box, Fleet
 from tests.edge._helpers import serial_device, wait_for
@@ -90,13 +91,13 @@ def test_apply_then_refuse_invalid_then_refuse_unsigned(box, fleet, tmp_path, ka
     r = fleet.wait_reported(box.edge_id, lambda r: (r["desired_result"] or {}).get("reason")
                             == "unknown_key", "v4 signed by a stranger refused")
     assert r["applied"]["version"] == 1 and r["uplink"]["state"] == "online"
-    assert "applying desired" not in box.text().split("v1 applied")[1]
     # Signed but over [control] max_record_bytes (256 KiB by default): refused unread.
     fleet.push(f"edge:{box.edge_id}", 5, {"devices": [{"name": "pad", "note": "x" * 300_000}]})
     r = fleet.wait_reported(box.edge_id, lambda r: (r["desired_result"] or {}).get("reason")
                             == "too_large", "the 400 KB v5 refused as too large")
     assert "max_record_bytes = 262144" in r["desired_result"]["errors"][0]
     assert r["applied"]["version"] == 1
+    assert "applying desired" not in box.text().split("v1 applied")[1]
 
 
 def test_rollback_of_a_config_that_cuts_the_uplink(tmp_path, fleet, kafka_cluster):
@@ -120,11 +121,26 @@ def test_rollback_of_a_config_that_cuts_the_uplink(tmp_path, fleet, kafka_cluste
                                 and r["desired_result"]["version"] == 2, "v2 rolled back")
         assert r["desired_result"]["errors"][0].startswith("device ghost not connected")
         box.wait_health(lambda h: "ghost" not in h["devices"], "the ghost device gone")
-        # Not tried again at the next start: v1 and v2 are known bad.
+        # Not tried again at the next start: v1 and v2 are known bad. Meanwhile someone added
+        # partitions to the desired topic, so the box's key hashes elsewhere now: it says
+        # so, still reads where v1 and v2 are (not applied again), and reads v3 where it lands.
         box.stop()
+        key = f"edge:{box.edge_id}".encode()
+        grown = next(n for n in range(3, 64) if default_partition(key, n) != default_partition(key, 2))
+        admin = KafkaAdminClient(bootstrap_servers=kafka_cluster.bootstrap_servers)
+        try:
+            admin.create_partitions({fleet.topics["desired"]: NewPartitions(grown)})
+        finally:
+            admin.close()
         box.start()
         box.wait_health(lambda h: h["uplink"]["state"] == "online", "online after a restart")
+        r = fleet.wait_reported(box.edge_id, lambda r: "partitions" in (r["last_error"] or ""),
+                                "the partition count change reported")
+        assert f"has {grown} partitions, 2 when this box last connected" in r["last_error"]
         assert box.text().count("applying desired") == 2
+        fleet.push(f"edge:{box.edge_id}", 3, {"clock": {"jump_threshold": 6.0}})
+        fleet.wait_reported(box.edge_id, lambda r: _result(r) == "applied"
+                            and r["desired_result"]["version"] == 3, "v3 applied")
     finally:
         box.stop()
 

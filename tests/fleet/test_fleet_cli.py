@@ -44,7 +44,7 @@ port = "/dev/ttyUSB0"
 def test_exports_are_what_we_mean() -> None:
     assert set(edge.fleet.__all__) == {
         "BoxState", "ClusterError", "FleetConnection", "FleetError", "FleetUsageError",
-        "Published", "Record", "box_state", "check_desired", "command_args",
+        "PartitionsChanged", "Published", "Record", "box_state", "check_desired", "command_args",
         "control_topic_specs", "inventory_json", "latest_version", "now_ms", "publish_command",
         "publish_desired", "read_compacted", "read_desired", "read_inventory", "render_status"}
     for name in edge.fleet.__all__:

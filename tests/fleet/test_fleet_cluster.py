@@ -11,8 +11,9 @@ import signal
 import subprocess
 import sys
 
-from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPartitions
 
+from broker import default_partition
 from edge.control import load_public_key, parse_command, parse_desired, verify
 
 from ._helpers import fleet, prefix, read_all, reported, write
@@ -101,6 +102,20 @@ def test_set_signs_and_versions_per_target_on_a_compacted_topic(kafka_cluster3, 
                       f"{p}.commands": "delete"}
     # compacted topics roll hourly, so a quiet one is cleaned at all (docs/fleet.md)
     assert segment[f"{p}.desired"] == segment[f"{p}.reported"] == "3600000"
+
+    # Someone adds partitions to the desired topic: its records no longer sit where their
+    # keys hash, which boxes rely on. edge fleet refuses to publish more and says why.
+    grown = next(n for n in range(7, 64) if any(
+        default_partition(k, n) != default_partition(k, 6) for k in (b"group:ward3", b"edge:b1")))
+    admin = KafkaAdminClient(bootstrap_servers=servers)
+    try:
+        admin.create_partitions({f"{p}.desired": NewPartitions(grown)})
+    finally:
+        admin.close()
+    proc = fleet("set", "--group", "ward3", str(desired), *common)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"topic '{p}.desired' at {servers} has {grown} partitions, but its record at" in proc.stderr
+    assert "partitions were added" in proc.stderr and "published" not in proc.stdout
 
 
 def test_command_waits_for_its_results(kafka_cluster3, tmp_path) -> None:
