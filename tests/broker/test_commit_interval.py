@@ -7,6 +7,7 @@ commit, so the interval delays acknowledgements and changes nothing a crash keep
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,11 @@ def test_records_nobody_acknowledges_wait_out_the_interval(tmp_path: Path) -> No
         commits = producer.metrics()["commits"]
         readings = [producer.send("t", b"r%d" % i, awaited=False) for i in range(3 * EARLY_COMMIT_RECORDS)]
         acked = [producer.send("t", b"a%d" % i) for i in range(EARLY_COMMIT_RECORDS - 1)]
-        assert not any(f.is_done for f in readings + acked), "committed before the interval"
+        # Time for a commit the readings must not start (the writer runs once it has the GIL).
+        committed = threading.Event()
+        readings[0].add_both(lambda _: committed.set())
+        assert not committed.wait(1.0), "readings nobody acknowledges started a commit"
+        assert not any(f.is_done for f in readings + acked)
         last = producer.send("t", b"a-last")  # the EARLY_COMMIT_RECORDS-th awaited one
         last.get(timeout=LONG_MS / 1000 * 0.6)
         assert all(f.succeeded() for f in readings + acked)
