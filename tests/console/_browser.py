@@ -67,14 +67,15 @@ def severe_log(browser: webdriver.Chrome) -> list[str]:
 
 
 def page_weight(browser: webdriver.Chrome) -> dict[str, int]:
-    """Bytes of this page's load: the document and every resource it fetched (decoded
-    bodies, so a cached file still counts), but not the endless event stream."""
+    """Bytes of this page's load: the document and every resource it fetched, as sent
+    (gzipped where the server gzipped; a cached file still counts), but not the endless
+    event stream."""
     return browser.execute_script("""
         const out = {};
         const nav = performance.getEntriesByType("navigation")[0];
-        out[nav.name] = nav.decodedBodySize;
+        out[nav.name] = nav.encodedBodySize;
         for (const r of performance.getEntriesByType("resource")) {
-            if (!r.name.includes("/api/stream")) out[r.name] = (out[r.name] || 0) + r.decodedBodySize;
+            if (!r.name.includes("/api/stream")) out[r.name] = (out[r.name] || 0) + r.encodedBodySize;
         }
         return out;""")
 

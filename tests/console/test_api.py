@@ -3,6 +3,8 @@ parameters are 400 with a message; unknown names 404."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import time
 from pathlib import Path
 
@@ -145,6 +147,22 @@ async def test_pages_are_served_and_only_get_is_allowed(tmp_path: Path) -> None:
             assert r.status == 200 and (await r.json())["ok"] is True
         async with s.get("/metrics") as r:
             assert r.status == 200 and r.content_type == "text/plain"
+
+
+async def test_large_api_bodies_are_gzipped_for_a_client_that_accepts_it(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    produce(cfg, [("temperature", "room-1", {"temperature_c": 36.0 + i % 30 / 10}, T0 + i * 10, {})
+                  for i in range(2000)])
+    url = "/api/devices/room-1/readings?limit=5000"
+    async with serving(cfg) as (_, base), aiohttp.ClientSession(base, auto_decompress=False) as s:
+        async with s.get(url, headers={"Accept-Encoding": "gzip"}) as r:
+            assert r.status == 200 and r.headers["Content-Encoding"] == "gzip"
+            gz = await r.read()
+        async with s.get(url, headers={"Accept-Encoding": "identity"}) as r:
+            assert r.status == 200 and "Content-Encoding" not in r.headers
+            plain = await r.read()
+    assert gzip.decompress(gz) == plain and len(json.loads(plain)["readings"]) == 2000
+    assert len(gz) * 5 < len(plain)  # what the page loads is a fraction of the JSON
 
 
 async def test_busy_page_reads_do_not_hold_up_the_loop_or_health(tmp_path: Path) -> None:
