@@ -129,8 +129,9 @@ def test_status_of_a_running_service(tmp_path: Path, pty_device) -> None:  # typ
         proc = status(port)
         assert proc.returncode == 0, proc.stderr
         row = [line for line in proc.stdout.splitlines() if line.strip().startswith("room-1")][0]
-        assert row.split()[4] == "30" and float(row.split()[5]) == pytest.approx(
-            d["rate_per_s"], rel=0.5)
+        # No reading came since the --json call, so the rate can only have fallen since (its
+        # span grows); how far depends on how long the machine took between the two calls.
+        assert row.split()[4] == "30" and 0 < float(row.split()[5]) <= d["rate_per_s"] + 0.005
         assert row.endswith("room-1: temperature_c=22.9")
 
         # Topics with their sizes, from the log itself (refreshed by the housekeeping pass).
@@ -198,9 +199,9 @@ def test_a_device_whose_port_cannot_be_opened_says_why(tmp_path: Path) -> None:
     edge = start_edge(config, edge_log)
     device = None
     try:
-        d = wait_for(lambda: ((health(port) or {}).get("devices", {}).get("gps-1") or {})
-                     .get("last_error") and health(port)["devices"]["gps-1"], 30,  # type: ignore[index]
-                     "the device's last_error")
+        # One /health per try: the device's state may change between two calls.
+        d = wait_for(lambda: (x := ((health(port) or {}).get("devices", {}).get("gps-1") or {}))
+                     .get("last_error") and x, 30, "the device's last_error")
         assert d["state"] == "disconnected" and d["last_error"].startswith(f"cannot open {link}")
         assert "No such file" in d["last_error"]
         proc = status(port)
@@ -208,8 +209,8 @@ def test_a_device_whose_port_cannot_be_opened_says_why(tmp_path: Path) -> None:
         row = [line for line in proc.stdout.splitlines() if line.strip().startswith("gps-1")][0]
         assert f"(cannot open {link}" in row
         device = PtyDevice(link)  # plugged in
-        d = wait_for(lambda: (x := health(port)["devices"]["gps-1"])["connected"] and x,  # type: ignore[index]
-                     30, "the device to connect")
+        d = wait_for(lambda: (x := ((health(port) or {}).get("devices", {}).get("gps-1") or {}))
+                     .get("connected") and x, 30, "the device to connect")
         assert d["last_error"] is None
     finally:
         rc = stop_edge(edge, edge_log)
