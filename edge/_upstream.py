@@ -93,6 +93,8 @@ class UplinkRunner:
             return {"ok": False, "state": f"error: {exc}"}
         state = str(getattr(st.state, "value", st.state))
         return {"ok": state == "online", "state": state, "lag_records": st.lag_records,
+                # The age of the oldest record not yet upstream (event time), over all partitions.
+                "lag_s": round(max((p.seconds for p in st.lag), default=0.0), 1),
                 "records_per_s": round(st.records_per_s, 1), "records_total": st.records_total,
                 "dead_lettered": st.dead_lettered,
                 "partition_mismatches": [str(m) for m in st.partition_mismatches],

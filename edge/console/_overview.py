@@ -111,8 +111,7 @@ def build_overview(src: ConsoleSource, spark: Sparklines,
         lag, rate = up.get("lag_records"), up.get("records_per_s")
         drain = rate if isinstance(rate, int | float) else None
         uplink = {"state": up.get("state"), "lag_records": lag,
-                  # The age of the oldest record not yet upstream is not tracked: null.
-                  "lag_s": None, "drain_per_s": drain,
+                  "lag_s": up.get("lag_s"), "drain_per_s": drain,
                   "eta_s": (round(lag / drain, 1) if isinstance(lag, int) and drain else None),
                   "last_error": up.get("last_error")}
     streams = [{"name": name, "state": st.get("state"), "lag": st.get("lag_records"),

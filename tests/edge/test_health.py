@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import socket
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from broker import KafkaProducer
 from tests.edge._helpers import (
     health,
     serial_device,
@@ -27,13 +30,24 @@ pytestmark = pytest.mark.timeout(60)
 
 def test_offline_uplink_is_reported_and_shutdown_is_clean(tmp_path: Path) -> None:
     dead = free_port()  # nothing listens there
-    config, port = write_config(tmp_path, "", extra=f'[upstream]\nbootstrap_servers = "127.0.0.1:{dead}"\n')
+    config, port = write_config(tmp_path, "", extra=(
+        f'[upstream]\nbootstrap_servers = "127.0.0.1:{dead}"\n'
+        'topics = { readings = "up.readings" }\n'))
+    two_minutes_ago = int(time.time() * 1000) - 120_000
+    with KafkaProducer(data_dir=tmp_path / "data") as producer:  # waiting to go upstream
+        producer.send("readings", b'{"temperature_c": 21.0}', key=b"room-1",
+                      timestamp_ms=two_minutes_ago).get(timeout=10)
     edge_log = tmp_path / "edge.log"
     edge = start_edge(config, edge_log)
     try:
-        h = wait_for(lambda: (x := health(port)) and x["uplink"]["state"] == "offline" and x,
-                     30, "the uplink to report offline")
+        h = wait_for(lambda: (x := health(port)) and x["uplink"]["state"] == "offline"
+                     and x["uplink"]["lag_records"] == 1 and x, 30, "the uplink to report offline")
         assert h["ok"] is False and h["log"]["ok"] is True
+        # How far behind it is, in seconds: the oldest record not yet upstream is that old.
+        assert h["uplink"]["lag_s"] >= 120
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/overview", timeout=5) as r:
+            up = json.load(r)["uplink"]
+        assert up["state"] == "offline" and up["lag_records"] == 1 and up["lag_s"] >= 120
         # The uplink says why it cannot connect, naming the address and the setting.
         assert f"nothing listens at 127.0.0.1:{dead}" in h["uplink"]["last_error"]
         assert "bootstrap_servers" in h["uplink"]["last_error"]
