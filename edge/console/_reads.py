@@ -36,6 +36,8 @@ MAX_READS = 2
 #: says where to go on in ``next``).
 MAX_SCAN = 200_000
 _BATCH = 2000
+#: Records read past the first one stamped after a readings range, for late ones.
+LATE_SCAN = 2000
 _T = TypeVar("_T")
 
 
@@ -220,22 +222,20 @@ class LogReads:
         consumer.seek(tp, hit.offset)
         kept: deque[RawRecord] = deque(maxlen=limit)
         scanned = 0
-        while scanned < MAX_SCAN:
+        past_end = 0  # records read since the first one past the range
+        while scanned < MAX_SCAN and past_end < LATE_SCAN:
             batch = consumer.poll_raw(0, max_records=_BATCH)
             if not batch:
                 break
             scanned += len(batch)
-            done = False
             for r in batch:
-                if r.timestamp > until_ms:
-                    # Event times are mostly in order within a device; a late one past the
-                    # range ends the scan (the range's end is usually now anyway).
-                    done = True
-                    break
-                if r.key == key and r.timestamp >= since_ms:
+                if past_end or r.timestamp > until_ms:
+                    past_end += 1
+                # Event times are only mostly in order in a partition (a device's own clock, a
+                # backlog replayed, another key's readings): a record past the range does not
+                # end the scan at once, or an earlier-stamped one written after it is missed.
+                if r.key == key and since_ms <= r.timestamp <= until_ms:
                     kept.append(r)
-            if done:
-                break
         return [{"ts_ms": r.timestamp, "partition": r.partition, "offset": r.offset,
                  "value": decode_value(r.value)}
                 for r in sorted(kept, key=lambda r: (r.timestamp, r.offset))]

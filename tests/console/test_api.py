@@ -149,6 +149,18 @@ async def test_pages_are_served_and_only_get_is_allowed(tmp_path: Path) -> None:
             assert r.status == 200 and r.content_type == "text/plain"
 
 
+async def test_a_reading_stamped_before_a_later_one_is_still_read(tmp_path: Path) -> None:
+    # In offset order: in range, past the range's end, then one stamped inside the range
+    # (a device's own clock, a replayed backlog). The scan used to stop at the second.
+    cfg = config(tmp_path)
+    produce(cfg, [("temperature", "room-1", {"temperature_c": c}, ts, {})
+                  for c, ts in [(36.0, T0 + 1000), (36.1, T0 + 50_000), (36.2, T0 + 3000)]])
+    async with serving(cfg) as (_, base), aiohttp.ClientSession(base) as s:
+        r = await get(s, f"/api/devices/room-1/readings?since_ms={T0}&until_ms={T0 + 10_000}")
+    assert [(x["ts_ms"], x["value"]["temperature_c"]) for x in r["readings"]] == [
+        (T0 + 1000, 36.0), (T0 + 3000, 36.2)]
+
+
 async def test_large_api_bodies_are_gzipped_for_a_client_that_accepts_it(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     produce(cfg, [("temperature", "room-1", {"temperature_c": 36.0 + i % 30 / 10}, T0 + i * 10, {})
