@@ -96,7 +96,7 @@ def console_routes(console: Console) -> list[web.RouteDef]:
             raise bad(f"until_ms: expected a time at or after since_ms ({since}), got {until}")
         rows = await console.reads.run(console.reads.readings, device.topic, name, since, until,
                                        limit)
-        return _json({"device": name, "kind": device.kind,
+        return _json({"device": name, "kind": device.kind, "topic": device.topic,
                       "thresholds": thresholds(console.source.cfg.streams), "readings": rows})
 
     async def tracks(request: web.Request) -> web.Response:
@@ -201,8 +201,10 @@ async def _static(request: web.Request) -> web.StreamResponse:
 async def _stream(console: Console, request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                        "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    # Subscribed before the headers go: a page reloads its data when the stream opens, and
+    # a commit between that reload and the hub's first position would reach neither.
+    sub = await console.hub.subscribe()
     await resp.prepare(request)
-    sub = console.hub.subscribe()
     console.overview_wanted()
     try:
         await resp.write(b"retry: 2000\n\n")

@@ -31,11 +31,12 @@ __all__ = ["QUEUE_EVENTS", "LiveHub", "sse_event"]
 QUEUE_EVENTS = 1000
 #: The stream reads the log at most this often (commits in between are read together)...
 LIVE_INTERVAL_S = 0.5
-#: ...and at most this many of each partition's newest records per read. At 10,000
+#: ...and at most this many of each partition's newest records per read (a `skipped` event
+#: says what was left out). At 10,000
 #: events/s no page can draw every reading, and reading them all would cost the box more
 #: than the pages are worth: above that rate the stream carries the newest readings (a
 #: page reads the whole history from /api/devices/{id}/readings).
-LIVE_PER_PARTITION = 5
+LIVE_PER_PARTITION = 50
 #: Where inotify is missing, how often the hub looks for new records instead.
 _FALLBACK_S = 0.2
 #: How often the topics read are looked up again (a device's topic appears with its
@@ -77,14 +78,26 @@ class LiveHub:
         self._watcher: CommitWatcher | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._started = asyncio.Event()  # set once the running task knows where to read from
         self._positions: dict[TopicPartition, int] = {}
         self._last_refresh = 0.0
 
-    def subscribe(self) -> Subscriber:
+    async def subscribe(self) -> Subscriber:
+        """A new subscriber, once the hub knows where it reads from: every record committed
+        after this returns reaches it, so a page that opens its stream and then reads the API
+        (as each page does) misses nothing in between."""
         sub = Subscriber()
         self.subscribers.add(sub)
         if self._task is None:
+            self._started = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._tail(), name="console-live")
+        task, started = self._task, asyncio.ensure_future(self._started.wait())
+        try:
+            await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            started.cancel()
+        if not self._started.is_set():  # the hub could not start: this stream ends at once
+            sub.overflowed = True
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
@@ -125,6 +138,7 @@ class LiveHub:
         self._positions = {}
         try:
             await self._reads.run(self._start_at_end)
+            self._started.set()
             while self.subscribers:
                 if event_driven:
                     self._wake.clear()
@@ -147,6 +161,8 @@ class LiveHub:
             for sub in list(self.subscribers):
                 sub.overflowed = True
         finally:
+            self._started.set()  # a subscriber waiting on a hub that failed to start: its
+            # stream is marked overflowed above and ends, and the page reconnects
             if event_driven:
                 loop.remove_reader(fd)
             watcher.close()
@@ -193,8 +209,13 @@ class LiveHub:
             # next read's, so a busy log cannot keep one read going. Alerts are all sent;
             # readings, the newest LIVE_PER_PARTITION.
             first = self._positions[tp]
-            if tp.topic in devices:
-                first = max(first, ends[tp] - LIVE_PER_PARTITION)
+            if tp.topic in devices and ends[tp] - first > LIVE_PER_PARTITION:
+                # Said, so that a page drawing every reading (a device's plot) reads the gap
+                # from /api/devices/{id}/readings rather than drawing a hole.
+                events.append(sse_event("skipped", {
+                    "topic": tp.topic, "partition": tp.partition,
+                    "from_offset": first, "to_offset": ends[tp] - LIVE_PER_PARTITION}))
+                first = ends[tp] - LIVE_PER_PARTITION
             if first >= ends[tp]:
                 continue
             consumer.assign([tp])

@@ -75,6 +75,30 @@ async def test_a_topic_created_while_open_is_followed(tmp_path: Path) -> None:
         assert reading["device"] == "car-1" and reading["value"]["lat"] == 1.0
 
 
+async def test_a_burst_past_what_is_sent_live_says_what_it_skipped(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    async with serving(cfg) as (_, base), aiohttp.ClientSession(base) as s, \
+            s.get("/api/stream") as r:
+        stream = events(r)
+        await next_event(stream, "overview")
+        now = time.time_ns() // 1_000_000
+        n = _live.LIVE_PER_PARTITION + 30  # one commit: more than one read sends
+        await asyncio.to_thread(produce, cfg, [
+            ("temperature", "room-1", {"temperature_c": 20 + i / 100}, now - n + i, {})
+            for i in range(n)])
+        skipped = await next_event(stream, "skipped")
+        assert skipped["topic"] == "temperature"
+        assert skipped["to_offset"] - skipped["from_offset"] == 30
+        sent = [await next_event(stream, "reading") for _ in range(_live.LIVE_PER_PARTITION)]
+        # The newest are sent, right after the gap; the gap is what /api/.../readings serves.
+        assert [x["offset"] for x in sent] == list(range(skipped["to_offset"],
+                                                         skipped["to_offset"] + len(sent)))
+        assert sent[-1]["value"] == {"temperature_c": 20 + (n - 1) / 100}
+        async with s.get("/api/devices/room-1/readings") as rr:
+            got = {x["offset"] for x in (await rr.json())["readings"]}
+        assert set(range(skipped["from_offset"], skipped["to_offset"])) <= got
+
+
 async def test_a_client_that_does_not_read_is_dropped_and_costs_a_bounded_queue(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_live, "QUEUE_EVENTS", 50)  # the bounds, small: reached sooner

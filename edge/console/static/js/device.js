@@ -7,6 +7,7 @@ const { el } = c;
 const id = decodeURIComponent(location.pathname.replace(/^\/devices\//, "").replace(/\/$/, ""));
 const RANGES = [["5 min", 3e5], ["15 min", 9e5], ["1 h", 36e5], ["6 h", 216e5], ["1 d", 864e5], ["7 d", 6048e5]];
 const LIMIT = 5000;
+const RELOAD_AFTER_SKIP_MS = 2000;
 // ACC/AHA 2017 categories, used when the server sends none (the streams config has no bands).
 const ACC_AHA = [
   { name: "normal", systolic_min: 0, diastolic_min: 0 },
@@ -182,6 +183,7 @@ async function load() {
     const r = await c.api(`/api/devices/${encodeURIComponent(id)}/readings`, { since_ms: since, limit: LIMIT });
     c.showError(null);
     state.kind = r.kind;
+    state.topic = r.topic;
     state.thresholds = r.thresholds || {};
     // Readings the stream brought while this request was out may be missing from its answer.
     const had = new Set(r.readings.map((x) => `${x.partition}:${x.offset}`));
@@ -230,7 +232,14 @@ try {
   c.showError(err);
 }
 await load();
-c.stream({ reading: onReading }, load);
+// Readings the stream left out (a burst past what it sends live) are read from the API,
+// at most once every few seconds, so the plot never draws a hole where the log has data.
+let reloadTimer = null;
+function onSkipped(s) {
+  if (state.topic && s.topic !== state.topic) return;
+  if (reloadTimer === null) reloadTimer = setTimeout(() => { reloadTimer = null; load(); }, RELOAD_AFTER_SKIP_MS);
+}
+c.stream({ reading: onReading, skipped: onSkipped }, load);
 window.addEventListener("resize", () => {
   for (const p of plots) p.uplot.setSize({ width: plotWidth(p.uplot.root.parentNode), height: 220 });
 });
