@@ -155,7 +155,8 @@ def test_public_api():
     import edge.uplink
     assert set(edge.uplink.__all__) == {
         "FencedError", "PartitionLag", "PartitionMismatch", "TopicMapping", "Uplink", "UplinkConfig", "UplinkConfigError",
-        "UplinkError", "UplinkLockedError", "UplinkState", "UplinkStatus", "UpstreamError"}
+        "UplinkError", "UplinkLockedError", "UplinkState", "UplinkStatus", "UpstreamError",
+        "ssl_context"}
 
 
 async def test_bytes_per_second_cap_slows_the_drain(tmp_path, kafka_cluster):
