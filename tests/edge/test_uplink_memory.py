@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -111,17 +113,35 @@ def test_a_fenced_uplink_exits_with_its_message_and_no_stray_tracebacks(tmp_path
     first = _uplink_cli(kafka_cluster.bootstrap_servers, first_data, t, edge_id, "--batch-records", "50",
                         env_extra=env)
     second = None
+    err_lines: list[str] = []
+    readers = [threading.Thread(target=lambda: [None for _ in first.stdout], daemon=True),
+               threading.Thread(target=lambda: err_lines.extend(first.stderr), daemon=True)]
     try:
         for line in first.stdout:   # busy replicating: a transaction open when it is fenced
             if json.loads(line)["records_total"] >= 500:
                 break
+        for r in readers:  # so a full pipe never stalls it
+            r.start()
         second = _uplink_cli(kafka_cluster.bootstrap_servers, second_data, t, edge_id, env_extra=env)
-        _, err = first.communicate(timeout=60)
+        # A fenced producer learns it only at its next transaction: on a slow machine the
+        # first may have sent all it had before the second started, so it is kept fed.
+        n, deadline = 20_000, time.monotonic() + 90
+        while first.poll() is None and time.monotonic() < deadline:
+            produce_local(first_data, t, 50, keys=10, start=n)
+            n += 50
+            time.sleep(0.2)
+        first.wait(timeout=5)
     finally:
         for p in (first, second):
             if p is not None and p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-                p.communicate(timeout=60)
+        if second is not None:
+            second.communicate(timeout=60)
+        for r in readers:
+            if r.ident is not None:
+                r.join(timeout=60)
+        first.communicate(timeout=60)  # what the readers did not take; closes the pipes
+    err = "".join(err_lines)
     assert first.returncode == 3, err[-3000:]
     assert "fenced by a newer uplink" in err
     if abandon == "1":
