@@ -21,10 +21,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from scramp import ScramException, ScramMechanism
+from typing import TYPE_CHECKING
 
 from .._errors import BrokerError, ConfigError
+
+if TYPE_CHECKING:
+    # scramp is imported where SCRAM is configured: it pulls in asn1crypto (~2 MB of RSS)
+    # for every listener, most of which serve no SCRAM at all.
+    from scramp import ScramMechanism
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +162,8 @@ class _ScramExchange(SaslExchange):
             raise AuthenticationFailed(_FAILED) from None
 
     def step(self, token: bytes) -> bytes:
+        from scramp import ScramException  # imported already: this exchange's mechanism is scramp's
+
         try:
             message = token.decode("utf-8")
             if self._stage == 0:
@@ -214,6 +220,8 @@ class SaslServer:
         self._scram: dict[str, tuple[ScramMechanism, dict[str, tuple[bytes, bytes, bytes, int]]]] = {}
         for mech in settings.mechanisms:
             if mech in SCRAM_MECHANISMS:
+                from scramp import ScramMechanism
+
                 scram = ScramMechanism(mech)
                 self._scram[mech] = (scram, {
                     user: scram.make_auth_info(password, iteration_count=SCRAM_ITERATIONS)
