@@ -4,6 +4,8 @@ The public face of ``devices``: import from here, not from the private
 modules. Keep ``__all__`` one name a line, sorted, so merges stay easy.
 """
 
+from typing import TYPE_CHECKING
+
 from devices._errors import (
     CodecConfigError,
     DecodeError,
@@ -12,6 +14,7 @@ from devices._errors import (
     ReadingRejected,
     TransportError,
 )
+from devices._lazy import lazy_getattr
 from devices._ranges import (
     EARLIEST_TIMESTAMP_MS,
     MAX_AHEAD_MS,
@@ -39,7 +42,7 @@ from devices._supervise import (
     stop_child,
     supervise,
 )
-from devices.adapters import Adapter, MqttAdapter, SerialAdapter, W1Adapter
+from devices.adapters import Adapter, W1Adapter
 from devices.codecs import CODECS, CONVENTIONS, Codec, Convention
 from devices.codecs.ds18b20 import decode_temperature_file, decode_w1_slave
 from devices.codecs.gatt import (
@@ -52,7 +55,6 @@ from devices.codecs.gatt import (
     encode_sfloat,
     encode_temperature_measurement,
 )
-from devices.codecs.nmea import NmeaFixAssembler, encode_fix
 from devices.codecs.text import TextTemperatureCodec
 from devices.transports import (
     Backoff,
@@ -60,17 +62,31 @@ from devices.transports import (
     DeviceUnavailable,
     FixedLengthFraming,
     LineFraming,
-    MqttConfig,
-    MqttMessage,
-    MqttTransport,
-    SerialConfig,
-    SerialTransport,
-    TlsConfig,
     TransportClosed,
     W1Config,
     W1Sample,
     W1Transport,
 )
+
+if TYPE_CHECKING:
+    from devices.adapters import MqttAdapter, SerialAdapter
+    from devices.codecs.nmea import NmeaFixAssembler, encode_fix
+    from devices.transports import (
+        MqttConfig,
+        MqttMessage,
+        MqttTransport,
+        SerialConfig,
+        SerialTransport,
+        TlsConfig,
+    )
+
+# What needs paho, pyserial or pynmeagps loads on first use (devices/_lazy.py).
+__getattr__ = lazy_getattr(__name__, {
+    "MqttAdapter": "devices.adapters", "SerialAdapter": "devices.adapters",
+    "NmeaFixAssembler": "devices.codecs.nmea", "encode_fix": "devices.codecs.nmea",
+    **dict.fromkeys(["MqttConfig", "MqttMessage", "MqttTransport", "SerialConfig", "SerialTransport",
+                     "TlsConfig"], "devices.transports"),
+})
 
 __all__ = [
     "CODECS",

@@ -27,11 +27,6 @@ from devices import (
     Failure,
     FixedLengthFraming,
     LineFraming,
-    MqttAdapter,
-    MqttTransport,
-    SerialAdapter,
-    SerialConfig,
-    SerialTransport,
     W1Adapter,
     W1Config,
     W1Transport,
@@ -43,7 +38,6 @@ from edge._config import DeviceConfig
 from edge._dedupe import ContentIndex, RedeliveryIndex
 from edge._devices import MqttDevice, SerialDevice, W1Device
 from edge._metrics import Metrics
-from edge._mqtt import mqtt_config
 from edge._rates import EventRate
 
 log = logging.getLogger("edge")
@@ -200,7 +194,11 @@ def _config_of(runner: DeviceRunner, kind: type[_D]) -> _D:
     return d
 
 
+# The serial and MQTT builders import their transports when called: pyserial and paho
+# load only on a box that has such a device (devices/_lazy.py).
 def _serial(runner: DeviceRunner, sink: Sink, dead: DeadLetterSink) -> Adapter[Any]:
+    from devices import SerialAdapter, SerialConfig, SerialTransport
+
     d = _config_of(runner, SerialDevice)
     framing = (LineFraming() if d.framing == "line"
                else FixedLengthFraming(int(d.framing.split(":", 1)[1])))
@@ -211,6 +209,9 @@ def _serial(runner: DeviceRunner, sink: Sink, dead: DeadLetterSink) -> Adapter[A
 
 
 def _mqtt(runner: DeviceRunner, sink: Sink, dead: DeadLetterSink) -> Adapter[Any]:
+    from devices import MqttAdapter, MqttTransport
+    from edge._mqtt import mqtt_config
+
     d = _config_of(runner, MqttDevice)
     mt = MqttTransport(mqtt_config(d, runner.data_dir), on_state=runner.on_state)
     return MqttAdapter(d.name, mt, CONVENTIONS[d.codec](**d.codec_options), sink, dead,

@@ -4,6 +4,9 @@ A new device kind is one module here (and its transport); the service builds
 each adapter from a device's config in one line of its table (edge/_runner.py).
 """
 
+from typing import TYPE_CHECKING
+
+from devices._lazy import lazy_getattr
 from devices.adapters._base import (
     Adapter,
     AdapterStats,
@@ -12,9 +15,15 @@ from devices.adapters._base import (
     Sink,
     system_arrival,
 )
-from devices.adapters.mqtt import MqttAdapter
-from devices.adapters.serial import SerialAdapter
 from devices.adapters.w1 import W1Adapter
+
+if TYPE_CHECKING:
+    from devices.adapters.mqtt import MqttAdapter
+    from devices.adapters.serial import SerialAdapter
+
+# paho and pyserial load with the first adapter of their kind (devices/_lazy.py).
+__getattr__ = lazy_getattr(__name__, {"MqttAdapter": "devices.adapters.mqtt",
+                                      "SerialAdapter": "devices.adapters.serial"})
 
 __all__ = [
     "Adapter",

@@ -37,6 +37,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from devices.transports import _paho_private as _private
+from devices.transports._limits import DEFAULT_MAX_PAYLOAD
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,6 @@ OversizeCallback = Callable[[str, bytes, int, int, bool, bool, int], None]
 """``(topic, head, payload_size, qos, retain, dup, mid)`` of a PUBLISH over max_payload:
 ``head`` is the payload's first ``OVERSIZE_HEAD`` bytes. Called in paho's thread."""
 
-DEFAULT_MAX_PAYLOAD = 1024 * 1024  # bytes; a reading is ~150, Mosquitto's own limit 256 MB
 OVERSIZE_HEAD = 1024  # bytes of an oversize payload kept, for its dead letter
 MAX_CONTROL_PACKET = 1024 * 1024  # any packet but PUBLISH: a SUBACK, a CONNACK are bytes
 

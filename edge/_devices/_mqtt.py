@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from devices import CONVENTIONS
-from devices.transports.mqtt import DEFAULT_MAX_PAYLOAD
+from devices.transports import DEFAULT_MAX_PAYLOAD
 from edge._schema import SKIP, Problems, setting
 
 from ._base import DeviceConfig, Reader, tag
