@@ -20,7 +20,7 @@ from .._storage import OFFSET_RANGE_SQL, offset_range
 from ._commits import CommitSignal
 from ._context import Connection, ServerContext
 from ._framing import RequestHeader
-from ._recordbatch import encode_batch
+from ._recordbatch import BatchBuilder
 from ._registry import Registry
 from ._schema import build, nested, response_class
 
@@ -75,20 +75,20 @@ def read_partitions(ctx: ServerContext, wanted: list[tuple[str, int, int, int]],
         if offset == end or (room <= 0 and total > 0):
             out[(topic, part)] = (ErrorCode.none, end, start, None)
             continue
-        rows: list[tuple[int, int, bytes | None, bytes | None, list[tuple[str, bytes | None]]]] = []
+        batch = BatchBuilder()
         size = 0
         for off, ts, key, value, hdr in conn.execute(
                 "SELECT offset, timestamp, key, value, headers FROM records"
                 f" WHERE {OFFSET_RANGE_SQL} ORDER BY id LIMIT ?",
                 (*offset_range(topic, part, offset), _MAX_ROWS)):
             n = _RECORD_OVERHEAD + (len(key) if key else 0) + (len(value) if value else 0) + (len(hdr) if hdr else 0)
-            if rows and size + n > room:
+            if batch.count and size + n > room:
                 break
-            if not rows and total > 0 and n > room:
+            if not batch.count and total > 0 and n > room:
                 break
-            rows.append((off, ts, key, value, decode_headers(hdr)))
+            batch.add(off, ts, key, value, decode_headers(hdr))
             size += n
-        data = encode_batch(rows) if rows else None
+        data = batch.finish() if batch.count else None
         total += len(data) if data else 0
         out[(topic, part)] = (ErrorCode.none, end, start, data)
     return out, total

@@ -194,25 +194,67 @@ def _put_bytes(out: bytearray, b: bytes | None) -> None:
         out += b
 
 
-def encode_batch(rows: list[tuple[int, int, bytes | None, bytes | None, list[tuple[str, bytes | None]]]]) -> bytes:
-    """One uncompressed batch of ``(offset, timestamp, key, value, headers)`` rows (offset order)."""
-    base_offset, base_ts = rows[0][0], rows[0][1]
-    max_ts = base_ts
-    body = bytearray()
-    for off, ts, key, value, headers in rows:
-        if ts > max_ts:
-            max_ts = ts
-        rec = bytearray(b"\x00")
-        _put_varint(rec, ts - base_ts)
-        _put_varint(rec, off - base_offset)
+class BatchBuilder:
+    """One uncompressed batch built record by record, in one buffer (a Fetch response's).
+
+    A fetch of 1 MB used to hold every row as Python objects, then the records, then two
+    more copies while the header went in front: ~5 MB of peak RSS per fetch for a 1 MB
+    answer. Here each record is appended to the buffer the batch ends up in, and the
+    header is written into the room kept for it at the start.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray(HEADER_SIZE)
+        self._rec = bytearray()
+        self.count = 0
+        self._base_offset = self._base_ts = self._max_ts = self._last_offset = 0
+
+    def __len__(self) -> int:
+        """The batch's size so far, header included."""
+        return len(self._buf)
+
+    def add(self, offset: int, timestamp: int, key: bytes | None, value: bytes | None,
+            headers: list[tuple[str, bytes | None]]) -> None:
+        """Append a record; offsets must ascend (a batch's deltas are from its first)."""
+        if self.count == 0:
+            self._base_offset = offset
+            self._base_ts = self._max_ts = timestamp
+        elif timestamp > self._max_ts:
+            self._max_ts = timestamp
+        rec = self._rec
+        rec.clear()
+        rec.append(0)  # attributes
+        _put_varint(rec, timestamp - self._base_ts)
+        _put_varint(rec, offset - self._base_offset)
         _put_bytes(rec, key)
         _put_bytes(rec, value)
         _put_varint(rec, len(headers))
         for hk, hv in headers:
             _put_bytes(rec, hk.encode())
             _put_bytes(rec, hv)
-        _put_varint(body, len(rec))
-        body += rec
-    after_crc = _BODY.pack(0, rows[-1][0] - base_offset, base_ts, max_ts, -1, -1, -1, len(rows)) + body
-    length = 4 + 1 + 4 + len(after_crc)  # leader epoch, magic, crc, the rest
-    return _HEAD.pack(base_offset, length, 0, MAGIC, crc32c(after_crc)) + after_crc
+        _put_varint(self._buf, len(rec))
+        self._buf += rec
+        self._last_offset = offset
+        self.count += 1
+
+    def finish(self) -> bytes:
+        """The batch; the builder is spent. Raises RecordBatchError if nothing was added."""
+        if self.count == 0:
+            raise RecordBatchError("a record batch needs at least one record")
+        buf, self._buf = self._buf, bytearray()
+        crc_at = _HEAD.size
+        _BODY.pack_into(buf, crc_at, 0, self._last_offset - self._base_offset, self._base_ts,
+                        self._max_ts, -1, -1, -1, self.count)
+        length = len(buf) - 12  # after base offset and the length itself
+        with memoryview(buf) as view:
+            crc = crc32c(view[crc_at:])
+        _HEAD.pack_into(buf, 0, self._base_offset, length, 0, MAGIC, crc)
+        return bytes(buf)
+
+
+def encode_batch(rows: list[tuple[int, int, bytes | None, bytes | None, list[tuple[str, bytes | None]]]]) -> bytes:
+    """One uncompressed batch of ``(offset, timestamp, key, value, headers)`` rows (offset order)."""
+    builder = BatchBuilder()
+    for row in rows:
+        builder.add(*row)
+    return builder.finish()

@@ -24,7 +24,7 @@ from ._context import Connection, ServerContext
 from ._framing import FrameError, frame, read_header, read_size
 from ._metrics import ListenerMetrics, api_name
 from ._registry import Registry
-from ._schema import read_request, write_response
+from ._schema import read_request, response_frame
 
 log = logging.getLogger("broker.wire")
 
@@ -267,8 +267,7 @@ class WireServer:
             return _CLOSE
         if response is None:
             return None
-        body, flexible = write_response(response)
-        return frame(header.correlation_id, body, flexible_header=flexible)
+        return response_frame(header.correlation_id, response)
 
 
 _CLOSE = object()
