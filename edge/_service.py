@@ -46,6 +46,7 @@ from edge._errors import ConfigError, EdgeError, StartupError
 from edge._exit import health_bind_error, log_open_error
 from edge._logconfig import log_config_of
 from edge._logging import setup_logging
+from edge._malloc import tune_malloc
 from edge._metrics import Metrics
 from edge._notify import sd_notify, watchdog_interval
 from edge._reload import RESTART_FIELDS, restart_needed
@@ -426,6 +427,7 @@ def run_service(cfg: Config, *, log_level: str = "INFO", shutdown_timeout: float
     Raises StartupError (one line, and the ``exit_status`` to exit with) when the log or
     the health address cannot be used. ``warnings``: lines to log at WARNING once logging is set up (the CLI's findings)."""
     setup_logging(log_level)
+    tune_malloc()  # before the service's threads start (edge/_malloc.py)
     for warning in warnings or ():
         log.warning("%s", warning)
 
