@@ -56,9 +56,13 @@ def parse_summary(stdout: str) -> dict[str, float]:
             "p99_ms": float(m["p99"])}
 
 
-def new_cluster(fsync: bool) -> KafkaCluster:
-    """A 1-broker cluster, not started yet (``with`` starts it); fsync=True flushes every append."""
-    settings = ClusterSettings(brokers=1, overrides=FSYNC_OVERRIDES if fsync else {})
+def new_cluster(fsync: bool, *, as_shipped: bool = False) -> KafkaCluster:
+    """A 1-broker cluster, not started yet (``with`` starts it); fsync=True flushes every append.
+
+    as_shipped: the JVM flags of Kafka's own start scripts (1 GiB heap, G1) instead of
+    deploy/kafka's frugal 512 MiB ones."""
+    settings = ClusterSettings(brokers=1, overrides=FSYNC_OVERRIDES if fsync else {},
+                               jvm_as_shipped=as_shipped)
     return KafkaCluster(settings=settings)
 
 

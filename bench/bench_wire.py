@@ -10,6 +10,8 @@ Both sides are measured in the same run, interleaved, with the same tools:
   before every acknowledgement (group commit); its process's peak RSS (VmHWM).
 * ``Kafka``: a 1-broker KRaft cluster (deploy/kafka, 512 MiB heap) with Kafka's defaults:
   it acknowledges acks=all without an fsync (it counts on replicas); the broker JVM's VmHWM.
+* ``Kafka as shipped`` (``--shipped``, on by default): the same broker with the JVM flags
+  of Kafka's own kafka-server-start.sh (-Xmx1G -Xms1G, G1), as an operator runs it.
 
 The table shows medians (and spread) and the ratio edge/Kafka.
 """
@@ -17,6 +19,7 @@ The table shows medians (and spread) and the ratio edge/Kafka.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import subprocess
 import sys
@@ -37,7 +40,7 @@ from _table import Table  # noqa: E402
 from deploy.kafka._tools import tool_command  # noqa: E402
 from tests.fixtures.mosquitto import free_port  # noqa: E402
 
-EDGE, KAFKA = "edge run (listener)", "Kafka 1 broker"
+EDGE, KAFKA, SHIPPED = "edge run (listener)", "Kafka 512 MiB heap", "Kafka as shipped (1 GiB)"
 RECORD_SIZE = 200
 
 # ConsumerPerformance's CSV line: start, end, MB, MB/s, messages, messages/s, ...
@@ -96,21 +99,24 @@ def edge_run(records: int, t: Table) -> None:
     _add(t, EDGE, prod, cons, rss)
 
 
-def kafka_run(records: int, t: Table, cluster: kperf.KafkaCluster) -> None:
+def kafka_run(records: int, t: Table, cluster: kperf.KafkaCluster, col: str) -> None:
     servers = cluster.bootstrap_servers
     topic = f"perf-{uuid.uuid4().hex[:6]}"
     kperf.create_topic(servers, topic)
     prod = kperf.perf_test(servers, topic, records, RECORD_SIZE)
     cons = consume(servers, topic, records)
-    _add(t, KAFKA, prod, cons, kperf.broker_peak_rss_mb(cluster))
+    _add(t, col, prod, cons, kperf.broker_peak_rss_mb(cluster))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--records", type=int, default=50_000)
+    p.add_argument("--no-shipped", dest="shipped", action="store_false",
+                   help="leave out the peer with the JVM flags of Kafka's start scripts")
     args = p.parse_args()
-    t = Table("wire", "Kafka's perf tools: the box's listener beside a 1-broker Kafka", [EDGE, KAFKA])
+    cols = [EDGE, KAFKA] + ([SHIPPED] if args.shipped else [])
+    t = Table("wire", "Kafka's perf tools: the box's listener beside a 1-broker Kafka", cols)
     t.notes += [
         f"{args.records:,} records of {RECORD_SIZE} B, acks=all, one partition, unthrottled "
         "(kafka-producer-perf-test, Kafka 3.9; idempotent by default), then "
@@ -118,11 +124,18 @@ def main() -> None:
         f"**{EDGE}**: the whole service, every acknowledged batch fsynced. **{KAFKA}**: Kafka's "
         "defaults, which acknowledge without fsync.",
         "Peak RSS: VmHWM of the serving process (edge run; the broker JVM).",
+        f"**{KAFKA}**: deploy/kafka's frugal JVM (512 MiB heap, serial GC). **{SHIPPED}**: "
+        "the JVM flags of Kafka's kafka-server-start.sh (-Xmx1G -Xms1G, G1). A ratio is given "
+        "against each; the floor is stated against both.",
     ]
-    with kperf.new_cluster(fsync=False) as cluster:
+    with contextlib.ExitStack() as stack:
+        cluster = stack.enter_context(kperf.new_cluster(fsync=False))
+        shipped = stack.enter_context(kperf.new_cluster(fsync=False, as_shipped=True)) if args.shipped else None
         for i in range(args.runs):
             edge_run(args.records, t)
-            kafka_run(args.records, t, cluster)
+            kafka_run(args.records, t, cluster, KAFKA)
+            if shipped is not None:
+                kafka_run(args.records, t, shipped, SHIPPED)
             print(f"run {i + 1}/{args.runs} done", file=sys.stderr, flush=True)
     print(t.markdown())
 

@@ -88,6 +88,9 @@ class ClusterSettings:
 
     ``brokers``: 1 or 3 combined broker+controller nodes.
     ``heap_mb``: JVM heap per node; 512 MiB serves tests and benchmarks on a 24 GiB box.
+    ``jvm_as_shipped``: start each node with the JVM flags of Kafka's own start scripts
+    (``SHIPPED_JVM_ARGS``: 1 GiB heap, G1) instead of ``jvm_args(heap_mb)``; for
+    benchmarks that compare with Kafka as an operator would run it.
     ``ready_timeout_s``: how long start() waits for every broker to serve.
     ``overrides``: extra server.properties entries, applied last (they win).
     ``listeners``: extra client listeners (see ``Listener``); brokers replicate over PLAINTEXT.
@@ -104,6 +107,7 @@ class ClusterSettings:
     listeners: tuple[Listener, ...] = ()
     sasl_users: Mapping[str, str] = field(default_factory=dict, repr=False)
     ssl_keystore: str | None = None
+    jvm_as_shipped: bool = False
 
     def __post_init__(self) -> None:
         if self.brokers not in (1, 3):
@@ -264,6 +268,16 @@ def render_properties(props: Mapping[str, str]) -> str:
             raise ValueError(f"{key}: a property may not contain a newline, got {value!r}")
         lines.append(f"{key}={value}")
     return "\n".join(lines) + "\n"
+
+
+#: What Kafka 3.9's kafka-server-start.sh (KAFKA_HEAP_OPTS) and kafka-run-class.sh
+#: (KAFKA_JVM_PERFORMANCE_OPTS) start a broker with when neither variable is set (its
+#: GC log, -loggc, left out).
+SHIPPED_JVM_ARGS = (
+    "-Xmx1G", "-Xms1G",
+    "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent", "-XX:MaxInlineLevel=15", "-Djava.awt.headless=true",
+)
 
 
 def jvm_args(heap_mb: int) -> list[str]:

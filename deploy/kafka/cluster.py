@@ -32,6 +32,7 @@ from . import _probe
 from ._config import (
     KAFKA_VERSION,
     LOG4J_PROPERTIES,
+    SHIPPED_JVM_ARGS,
     ClusterSettings,
     NodePorts,
     jvm_args,
@@ -401,7 +402,7 @@ class KafkaCluster:
         classpath = self._classpath or ensure_jars()
         argv = [
             java,
-            *jvm_args(self.settings.heap_mb),
+            *(SHIPPED_JVM_ARGS if self.settings.jvm_as_shipped else jvm_args(self.settings.heap_mb)),
             f"-Dlog4j.configuration=file:{self.directory / LOG4J_FILE}",
             f"-Dkafka.logs.dir={broker.directory}",
             "-cp",
