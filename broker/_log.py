@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _ledger, _quota, _retention
+from ._checkpoint import DEFAULT_PAGES, Checkpointer
 from ._config import DROP_LEDGER_TOPIC, FullPolicy, LogConfig, TopicConfig, validate_topic_name
 from ._errors import (
     BrokerError,
@@ -164,7 +165,11 @@ class Log:
         self.stats = {"commits": 0, "records": 0, "expired": 0, "dropped": 0, "rejected": 0}
         self._quota = _quota.Quota(self, self._conn) if config.quota_bytes is not None else None
         if self._quota is not None:
-            self._quota.configure(self._conn)
+            self._quota.configure(self._conn)  # the writer's backstop is the quota's threshold
+        self._checkpointer = Checkpointer(self._checkpoint_conn, self._checkpoint_pages(),
+                                          str(config.data_dir))
+        if self._quota is None:
+            self._conn.execute(f"PRAGMA wal_autocheckpoint={Checkpointer.backstop_pages(DEFAULT_PAGES)}")
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -219,6 +224,7 @@ class Log:
             self._lock.notify_all()
         if self._writer is not None:
             self._writer.join()
+        self._checkpointer.close()
         self._notifier.close()
         # Closing a connection while another thread is inside a query on it can
         # crash the interpreter (seen: a cancelled asyncio.to_thread read still
@@ -239,9 +245,32 @@ class Log:
             self._readers.conn = conn
             if self._quota is not None:
                 self._quota.configure(conn)
+            else:  # its short writes must not take on the checkpoints the checkpointer runs
+                conn.execute(f"PRAGMA wal_autocheckpoint={Checkpointer.backstop_pages(DEFAULT_PAGES)}")
             with _registry_lock:
                 self._reader_conns.append((threading.current_thread(), conn))
         return conn
+
+    def _checkpoint_conn(self) -> sqlite3.Connection:
+        conn = connect(self.config.data_dir, busy_timeout_s=self.config.busy_timeout_s, fsync=self._fsync,
+                       create=False)
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # it never writes; said for the reader of this
+        return conn
+
+    def _checkpoint_pages(self) -> int:
+        """The WAL frames after which the checkpointer starts: under a quota, half its WAL share's
+        threshold, so the writer's own checkpoint (at the threshold) stays a backstop."""
+        if self._quota is None:
+            return DEFAULT_PAGES
+        return max(1, self._quota.shares.txn_pages // 2)
+
+    def _committed(self, records: int, nbytes: int) -> None:
+        """Tell the checkpointer about a commit: about one frame per 4 KiB of records, and
+        the partition's last leaf and an interior page beside them."""
+        if records:
+            if self._quota is not None:  # fit_disk may have changed the shares
+                self._checkpointer.pages = self._checkpoint_pages()
+            self._checkpointer.committed(2 + nbytes // 4096)
 
     def notify(self) -> None:
         """Wake readers in every process (after a commit made outside the writer)."""
@@ -328,6 +357,11 @@ class Log:
                 with self._lock:
                     if self._inflight is rnd:
                         self._inflight = None
+                self._committed(len(batch) + sum(len(t.records) for t in shared),
+                                sum(p.size for p in batch) + sum(p.size for t in shared for p in t.records))
+                if self._checkpointer.tail_pending():  # after the acks: see _checkpoint
+                    with self._conn_lock:
+                        self._checkpointer.finish(self._conn)
             if self.clock.monotonic_ms() >= self._next_retention:
                 self._next_retention = self.clock.monotonic_ms() + int(self.config.retention_check_interval_s * 1000)
                 try:
@@ -576,6 +610,7 @@ class Log:
         if records:
             self.stats["commits"] += 1
             self.stats["records"] += len(records)
+            self._committed(len(records), sum(p.size for p in records))
         self._notifier.notify()
 
     def assign_partitions(self, conn: sqlite3.Connection, records: list[Pending]) -> None:
@@ -607,6 +642,7 @@ class Log:
                     "SELECT e.partition, e.next_offset, e.id, p.next_offset FROM partition_ends e"
                     " JOIN partitions p ON p.topic = e.topic AND p.partition = e.partition WHERE e.topic=?", (topic,)):
                 next_off[(topic, part)] = [nxt, 0, pid << OFFSET_BITS, settled]
+
         rows = []
         for p in records:
             slot = next_off[(p.topic, p.partition)]
