@@ -9,6 +9,7 @@ is processed exactly once at the next start.
 
 Each runner registers its input group as protected on its source topics, so
 retention keeps input not processed yet; ``release_removed_topologies``
+(edge/_topology_holds.py, re-exported here)
 lifts that for topologies taken out of the config, which would otherwise
 hold their input topics' retention for ever.
 """
@@ -17,41 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from broker import KafkaAdminClient, LogConfig
+from broker import LogConfig
 from devices import STREAMS_RESTART, Backoff, Failure, supervise
-from edge.streams import StreamsRunner, Topology
+from edge._topology_holds import release_removed_topologies
+from edge.streams import StreamsRunner
 from edge.streams._config import TopologyConfig, build_topology
 
 log = logging.getLogger("edge.streams")
 
 __all__ = ["StreamsCollector", "TopologySupervisor", "release_removed_topologies"]
-
-_GROUP_PREFIX = Topology("x").group_id.removesuffix("x")  # "streams."
-
-
-def release_removed_topologies(log_config: LogConfig, configured: Iterable[str]) -> list[str]:
-    """Unprotect the input groups of topologies not in ``configured`` (names); return those groups.
-
-    Blocks (SQLite).  Their committed offsets stay, so a topology put back
-    resumes where it was; what retention removed meanwhile it counts as skipped.
-    """
-    keep = {Topology(name).group_id for name in configured}
-    released = []
-    with KafkaAdminClient(log_config=log_config) as admin:
-        for group, _ in admin.list_consumer_groups():
-            if group.startswith(_GROUP_PREFIX) and group not in keep \
-                    and admin.describe_consumer_group(group).protected:
-                admin.protect_consumer_group(group, protected=False)
-                released.append(group)
-                log.info("streams: group %s is no longer configured; retention no longer keeps "
-                         "its unprocessed input", group)
-    return released
-
 
 class TopologySupervisor:
     """Runs one configured topology until ``stop()``, restarting it with backoff on failure."""

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from broker import LogConfig
 from devices import stop_child
+from edge._topology_holds import release_removed_topologies
 
 if TYPE_CHECKING:
     from edge._streams import TopologySupervisor
@@ -45,8 +46,6 @@ class Topologies:
     def start_all(self, tg: asyncio.TaskGroup, topologies: Sequence[Any]) -> None:
         """Start every configured topology in ``tg`` (blocks briefly: SQLite)."""
         self._tg = tg
-        from edge._streams import release_removed_topologies
-
         # Topologies gone from the config would keep their inputs from retention for ever.
         release_removed_topologies(self.log_config, [t.name for t in topologies])
         for t in topologies:
@@ -83,8 +82,6 @@ class Topologies:
             if running is not None and (name not in wanted or wanted[name] != running[0].cfg):
                 log.info("SIGHUP: stopping topology %s", name)
                 await self.stop(name)
-        from edge._streams import release_removed_topologies
-
         await asyncio.to_thread(release_removed_topologies, self.log_config, list(wanted))
         for name, t in wanted.items():
             if stopping():

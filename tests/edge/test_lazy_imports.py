@@ -1,6 +1,6 @@
 """``edge run`` imports what its config uses (docs/kafka-listener.md, "Measured"): a box
-without an uplink, a control channel, devices or SCRAM serves its listener without
-aiokafka, cryptography, paho, pyserial, pynmeagps or scramp, and with kio's schemas of
+without an uplink, a control channel, devices, topologies or SCRAM serves its listener
+without aiokafka, cryptography, paho, pyserial, pynmeagps, the stream engine or scramp, and with kio's schemas of
 the versions its clients asked for, not every version it serves."""
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer
 
+from edge._topology_holds import GROUP_PREFIX
+from edge.streams import Topology
 from tests.edge._helpers import health, stop_edge, wait_for, write_config
 from tests.fixtures.mosquitto import free_port
 
@@ -23,8 +25,8 @@ from edge.cli import main
 sys.exit(main())
 """
 
-NOT_CONFIGURED = ["aiokafka", "cryptography", "edge.control", "edge.uplink", "paho", "pynmeagps",
-                  "scramp", "serial"]
+NOT_CONFIGURED = ["aiokafka", "cryptography", "edge._streams", "edge.control", "edge.streams",
+                  "edge.uplink", "paho", "pynmeagps", "scramp", "serial"]
 
 
 def test_edge_run_serving_its_listener_loads_only_what_its_config_uses(tmp_path: Path) -> None:
@@ -52,3 +54,8 @@ def test_edge_run_serving_its_listener_loads_only_what_its_config_uses(tmp_path:
     # Produce is served at v3..v9: kafka-python used one version, the others were never imported.
     produce = sorted(m for m in loaded if m.startswith("kio.schema.produce.v") and m.count(".") == 3)
     assert 1 <= len(produce) <= 2, produce
+
+
+def test_the_start_s_retention_release_names_topology_groups_as_the_engine_does() -> None:
+    # edge/_topology_holds.py runs at every start without importing the engine.
+    assert Topology("vitals").group_id == GROUP_PREFIX + "vitals"
