@@ -13,9 +13,12 @@ from kio.schema.heartbeat.v4.response import HeartbeatResponse
 
 from broker import ConfigError
 from broker.wire import Registry
+from broker.wire._context import WIRE_CACHE_KIB
 from broker.wire._framing import frame
 from broker.wire._recordbatch import BatchBuilder, decode_batches, encode_batch
 from broker.wire._schema import response_frame, write_response
+
+from ._server import ThreadedListener
 
 ROWS = [(40, 1_000, b"k", b"v" * 300, [("h", b"x"), ("none", None)]),
         (41, 900, None, b"earlier stamped", []),
@@ -59,3 +62,13 @@ def test_a_version_kio_has_no_schema_for_is_refused_at_registration() -> None:
         Registry().register(0, 3, 99, handler)
     with pytest.raises(ConfigError, match="api_key 999 v0"):
         Registry().register(999, 0, 0, handler)
+
+
+def test_the_listener_io_threads_keep_a_small_sqlite_page_cache(listener: ThreadedListener) -> None:
+    ctx = listener.server.ctx
+    assert ctx is not None
+
+    def cache_size() -> int:
+        return int(ctx.log.reader().execute("PRAGMA cache_size").fetchone()[0])
+
+    assert listener.call(ctx.run_blocking(cache_size)) == -WIRE_CACHE_KIB
