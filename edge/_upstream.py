@@ -27,32 +27,34 @@ class UplinkRunner:
         self.error: str | None = None  # the last failure of the uplink's run()
         self._stop = stop
         self._task: asyncio.Task[None] | None = None
-        self._rewind: dict[Any, int] = {}  # for the next Uplink: see restart(rewind=)
 
     def start(self, tg: asyncio.TaskGroup) -> None:
         """Start the uplink in ``tg`` when [upstream] is enabled and this build has it."""
         if not self.cfg.upstream.enabled:
             return
         try:
-            from edge.uplink import Uplink, UplinkConfig
+            from edge.uplink import Uplink
         except ImportError:
             log.warning("[upstream] is configured but this build has no uplink; events stay local")
             return
-        from edge._config import uplink_topics
-
-        c = self.cfg
-        settings = dict(c.upstream.settings)
-        settings.setdefault("topics", uplink_topics(c.devices, c.log.dead_letter_topic))
-        uplink_cfg = UplinkConfig(edge_id=c.edge_id, data_dir=c.data_dir, **settings)
+        uplink_cfg = self._uplink_config()
 
         async def run_once() -> None:
             self.uplink = Uplink(uplink_cfg)
-            self.uplink.rewind_on_connect, self._rewind = self._rewind, {}
             await self.uplink.run()
 
         self._task = tg.create_task(
             supervise(run_once, name="uplink", stop=self._stop, backoff=UPLINK_RESTART,
                       on_failure=self._failed), name="uplink")
+
+    def _uplink_config(self) -> Any:
+        from edge._config import uplink_topics
+        from edge.uplink import UplinkConfig
+
+        c = self.cfg
+        settings = dict(c.upstream.settings)
+        settings.setdefault("topics", uplink_topics(c.devices, c.log.dead_letter_topic))
+        return UplinkConfig(edge_id=c.edge_id, data_dir=c.data_dir, **settings)
 
     def _failed(self, failure: Failure) -> None:
         self.error = failure.error  # reported in /health; devices keep flowing
@@ -67,7 +69,9 @@ class UplinkRunner:
                       rewind: dict[Any, int] | None = None) -> None:
         """Stop the running uplink (its current transaction finishes) and start one with
         ``cfg``'s [upstream]: how a desired config from the fleet reaches the uplink.
-        ``rewind`` (local TopicPartition -> offset): partitions it sends again from there."""
+        ``rewind`` (local TopicPartition -> offset): partitions it sends again from there,
+        up to where upstream stands (``edge.uplink.request_resend``); UplinkError if that
+        cannot be stored."""
         if self._task is not None:
             task, uplink = self._task, self.uplink
             if uplink is not None:
@@ -76,7 +80,12 @@ class UplinkRunner:
                 task.cancel()
                 await asyncio.wait([task])
         self.cfg, self.uplink, self.error, self._task = cfg, None, None, None
-        self._rewind = dict(rewind or {})
+        if rewind:
+            # Stored in the local log before the next uplink starts (none runs now): it is
+            # carried on across its reconnects and a restart of the box until done.
+            from edge.uplink import request_resend
+
+            await asyncio.to_thread(request_resend, self._uplink_config(), dict(rewind))
         self.start(tg)
 
     def health(self) -> dict[str, Any] | None:
@@ -98,4 +107,7 @@ class UplinkRunner:
                 "records_per_s": round(st.records_per_s, 1), "records_total": st.records_total,
                 "dead_lettered": st.dead_lettered,
                 "partition_mismatches": [str(m) for m in st.partition_mismatches],
+                # rereplicate commands under way: "topic/partition" -> [next offset, end]
+                "resending": {f"{tp.topic}/{tp.partition}": list(v)
+                              for tp, v in getattr(st, "resending", {}).items()},
                 "last_error": st.last_error or self.error}

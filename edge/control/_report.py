@@ -42,7 +42,7 @@ def reported(edge_id: str, now_ms: int, health: dict[str, Any], applied: dict[st
         "log": {"bytes": log.get("bytes"), "quota": log.get("quota_bytes"),
                 "records": log.get("records")},
         "uplink": {"state": uplink.get("state", "disabled"), "lag_records": uplink.get("lag_records"),
-                   "lag_s": uplink_lag_s},
+                   "lag_s": uplink_lag_s, "resending": uplink.get("resending") or {}},
         "clock": health.get("clock"),
         "last_error": last_error or uplink.get("last_error"),
     }

@@ -14,6 +14,7 @@ from ._errors import (
     UplinkLockedError,
     UpstreamError,
 )
+from ._resend import request_resend
 from ._status import PartitionLag, PartitionMismatch, UplinkState, UplinkStatus
 from ._uplink import Uplink, ssl_context
 
@@ -30,5 +31,6 @@ __all__ = [
     "UplinkState",
     "UplinkStatus",
     "UpstreamError",
+    "request_resend",
     "ssl_context",
 ]

@@ -5,6 +5,7 @@ Every method blocks (SQLite) and is called from the uplink's one dedicated threa
 
 from __future__ import annotations
 
+import logging
 import time
 
 from broker import (
@@ -12,6 +13,7 @@ from broker import (
     KafkaAdminClient,
     KafkaConsumer,
     KafkaProducer,
+    OffsetAndMetadata,
     RawRecord,
     TopicPartition,
     UnknownTopicOrPartitionError,
@@ -19,7 +21,10 @@ from broker import (
 
 from ._config import UplinkConfig
 from ._errors import UplinkConfigError
+from ._resend import Resend, decode, encode
 from ._status import PartitionLag
+
+log = logging.getLogger("edge.uplink")
 
 _ASSIGN_REFRESH_S = 1.0
 _PRIORITY_REFRESH_S = 10.0   # a topic's priority changes by an operator's hand, rarely
@@ -79,6 +84,7 @@ class LocalSide:
         self._start: dict[TopicPartition, int] = {}   # where to begin a newly seen partition
         self._last_assign = 0.0
         self._last_priority = 0.0
+        self._resends: dict[TopicPartition, Resend] = {}   # under way, their end fixed
 
     def close(self) -> None:
         for c in (self._consumer, self._peek):
@@ -132,6 +138,33 @@ class LocalSide:
             if committed is not None:
                 out[tp] = committed
         return out
+
+    def resends(self) -> dict[TopicPartition, tuple[Resend, int]]:
+        """The re-sends stored in the local group's commits (``_resend.py``), each with the
+        commit's offset."""
+        self._sync_assignment(force=True)
+        out = {}
+        for tp in self._assigned:
+            committed = self._consumer.committed(tp, metadata=True)
+            resend = None if committed is None else decode(committed.metadata)
+            if committed is not None and resend is not None:
+                out[tp] = (resend, committed.offset)
+        return out
+
+    def keep_resends(self, positions: dict[TopicPartition, int],
+                     store: dict[TopicPartition, Resend | None]) -> dict[TopicPartition, int]:
+        """Commit what a connect settled (``_resend.settle``): each re-send from its position
+        with its end fixed, or, done, a plain commit of the position. Returns the re-sends
+        under way: partition -> end."""
+        offsets: dict[TopicPartition, OffsetAndMetadata | int] = {}
+        for tp, resend in store.items():
+            offsets[tp] = positions[tp] if resend is None else \
+                OffsetAndMetadata(positions[tp], encode(resend))
+        if offsets:
+            self._consumer.commit(offsets)
+        self._resends = {tp: r for tp, (r, _) in self.resends().items() if r.end is not None}
+        return {tp: r.end for tp, r in self._resends.items() if r.end is not None}
+
     def exclude(self, topics: set[str]) -> None:
         """Read none of these local topics (their upstream topic cannot be created) until
         called again without them."""
@@ -223,10 +256,28 @@ class LocalSide:
         self._largest = largest
         return out
 
-    def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        """Commit the local group (frees local retention) after the upstream has the records."""
-        if offsets:
-            self._consumer.commit(dict(offsets))
+    def commit(self, offsets: dict[TopicPartition, int]) -> list[TopicPartition]:
+        """Commit the local group (frees local retention) after the upstream has the records.
+
+        A partition with a re-send keeps it in the commit until the commit reaches its end;
+        returns the partitions whose re-send that commit finished."""
+        if not offsets:
+            return []
+        done = []
+        out: dict[TopicPartition, OffsetAndMetadata | int] = dict(offsets)
+        for tp, off in offsets.items():
+            resend = self._resends.get(tp)
+            if resend is None:
+                continue
+            if resend.end is not None and off >= resend.end:
+                done.append(tp)
+            else:
+                out[tp] = OffsetAndMetadata(off, encode(resend))
+        self._consumer.commit(out)
+        for tp in done:
+            log.info("uplink %s: the re-send of %s[%d] is done (sent again up to %s)",
+                     self._cfg.edge_id, tp.topic, tp.partition, self._resends.pop(tp).end)
+        return done
 
     def dead_letter(self, items: list[tuple[RawRecord, str]]) -> None:
         """Write records the cluster refuses to the local dead-letter topic, with the reason,

@@ -7,6 +7,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from broker import TopicPartition
+
 __all__ = ["PartitionLag", "PartitionMismatch", "UplinkState", "UplinkStatus"]
 
 
@@ -66,6 +68,9 @@ class UplinkStatus:
     refused_topics: dict[str, str] = field(default_factory=dict)
     #: configured local topics that do not exist in the local log
     missing_topics: list[str] = field(default_factory=list)
+    #: re-sends (the rereplicate command) not yet past their end: local partition ->
+    #: (next offset sent again, end: where upstream stood when it began)
+    resending: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def lag_records(self) -> int:

@@ -36,6 +36,7 @@ from ._local import LocalSide, record_bytes
 from ._pacing import TransactionPacer
 from ._quiet import quiet_aiokafka
 from ._refusal import RecordRefusals
+from ._resend import settle
 from ._resume import scan_upstream
 from ._secrets import mask, register_secrets
 from ._status import PartitionLag, Rate, UplinkState, UplinkStatus
@@ -181,9 +182,7 @@ class Uplink:
         self._local_commit: asyncio.Future[None] | None = None
         self._pacer = TransactionPacer()
         self._committed_at = 0.0
-        #: Local partitions to send again from these offsets, once, at the next connect
-        #: (the fleet's rereplicate command: edge/control): below what is known upstream.
-        self.rewind_on_connect: dict[TopicPartition, int] = {}
+        self._resending: dict[TopicPartition, int] = {}   # re-sends under way -> their end
 
     def __repr__(self) -> str:
         return f"<Uplink edge_id={self.config.edge_id!r} state={self._state.value}>"
@@ -393,19 +392,31 @@ class Uplink:
                 await _patiently(lambda: read_checkpoint(self._admin, c.group_id),
                                  c.request_timeout_s))
             self._checkpoints.reset(await refresh_interval_s(self._admin))
-        if self.rewind_on_connect:
-            known = checkpoint if checkpoint is not None else \
-                await self._in_thread(self._open_local.committed_positions)
-            checkpoint = {**known, **self.rewind_on_connect}
-            log.info("uplink %s: sending again from %s", c.edge_id,
-                     ", ".join(f"{tp.topic}[{tp.partition}]@{off}"
-                               for tp, off in sorted(self.rewind_on_connect.items())))
-            self.rewind_on_connect = {}
+        checkpoint = await self._resume_resends(checkpoint)
         self._replicated = await self._in_thread(self._open_local.rewind, checkpoint)
         if not c.exactly_once:   # transactions fence exactly once; at least once, a lease
             self._lease = FenceLease(opts, c.transactional_id, c.group_id,
                                      self._lease_checkpoint, c.request_timeout_s)
             await self._lease.start()
+
+    async def _resume_resends(self, usual: dict[TopicPartition, int] | None
+                              ) -> dict[TopicPartition, int] | None:
+        """Where the partitions with a re-send under way resume instead (``_resend.py``),
+        over ``usual`` (None: the local commits); their commits settled before any send."""
+        local = self._open_local
+        resends = await self._in_thread(local.resends)
+        if not resends:
+            self._resending = {}
+            return usual
+        if usual is None:
+            usual = await self._in_thread(local.committed_positions)
+        positions, store = settle(resends, usual)
+        self._resending = await self._in_thread(local.keep_resends, positions, store)
+        if self._resending:
+            log.info("uplink %s: sending again %s", self.config.edge_id,
+                     ", ".join(f"{tp.topic}[{tp.partition}] from {positions[tp]} to {end}"
+                               for tp, end in sorted(self._resending.items())))
+        return {**usual, **positions}
 
     def _lease_checkpoint(self) -> dict[UpTP, OffsetAndMetadata]:
         # At least once the heartbeat writes the checkpoint too: what is acked upstream, so
@@ -900,7 +911,17 @@ class Uplink:
                             self._bytes_total, self._dead, error, list(self._states_seen),
                             partition_mismatches=list(self._topics.mismatches.values()),
                             refused_topics=dict(self._topic_refusals),
-                            missing_topics=list(self._missing_topics))
+                            missing_topics=list(self._missing_topics),
+                            resending=self._resending_now())
+
+    def _resending_now(self) -> dict[TopicPartition, tuple[int, int]]:
+        """Re-sends not yet past their end: partition -> (position, end)."""
+        out = {}
+        for tp, end in self._resending.items():
+            at = self._replicated.get(tp, 0)
+            if at < end:
+                out[tp] = (at, end)
+        return out
 
     def _missing_text(self) -> str:
         return (f"local topic(s) {', '.join(map(repr, self._missing_topics))} do not exist (yet)"

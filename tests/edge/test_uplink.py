@@ -156,7 +156,7 @@ def test_public_api():
     assert set(edge.uplink.__all__) == {
         "FencedError", "PartitionLag", "PartitionMismatch", "TopicMapping", "Uplink", "UplinkConfig", "UplinkConfigError",
         "UplinkError", "UplinkLockedError", "UplinkState", "UplinkStatus", "UpstreamError",
-        "ssl_context"}
+        "request_resend", "ssl_context"}
 
 
 async def test_bytes_per_second_cap_slows_the_drain(tmp_path, kafka_cluster):
