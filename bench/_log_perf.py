@@ -16,12 +16,14 @@ seconds; the parent reads this process's peak RSS from the kernel when it exits.
 from __future__ import annotations
 
 import argparse
+import array
 import json
 import random
 import resource
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -50,7 +52,7 @@ def payload(size: int, seed: int = 0) -> bytes:
     return bytes(rnd.randrange(26) + 65 for _ in range(size))
 
 
-def summarise(latencies_s: list[float], records: int, elapsed_s: float, cpu_s: float) -> dict:
+def summarise(latencies_s: Sequence[float], records: int, elapsed_s: float, cpu_s: float) -> dict:
     """The figures ProducerPerformance prints at its end, plus CPU seconds."""
     lat = sorted(x * 1000 for x in latencies_s)
     if not lat:
@@ -66,7 +68,9 @@ def summarise(latencies_s: list[float], records: int, elapsed_s: float, cpu_s: f
 
 def send_timed(producer: KafkaProducer, value: bytes, count: int, rate: float | None) -> dict:
     """Send count records (at rate records/s, or unthrottled when None); time each to its ack."""
-    latencies: list[float] = []
+    # An array, not a list of floats: 8 bytes a record instead of 32, since this process's
+    # peak RSS is compared with the broker's, which does not hold the client's latencies.
+    latencies = array.array("d")
     lock = threading.Lock()
 
     def acked(t_send: float, _md: object) -> None:

@@ -10,7 +10,6 @@ every 50 ms, which still meets the 100 ms promise.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import select
 import time
@@ -27,7 +26,10 @@ _FALLBACK_INTERVAL_S = 0.05
 
 _inotify_init1: Callable[..., int] | None  # None where libc has no inotify
 try:
-    _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    # The C library the interpreter is linked with (dlopen(NULL)), not find_library("c"):
+    # that runs ldconfig in a subprocess at import, and ctypes.util brings subprocess,
+    # tempfile and shutil with it, ~3 MB of every process that imports broker.
+    _libc = ctypes.CDLL(None, use_errno=True)
     _inotify_init1 = _libc.inotify_init1
     _inotify_add_watch = _libc.inotify_add_watch
     _inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]

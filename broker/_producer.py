@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import time
@@ -179,6 +178,10 @@ class KafkaProducer:
                             headers: Sequence[tuple[str, bytes | None]] | None = None,
                             partition: int | None = None, timestamp_ms: int | None = None) -> RecordMetadata:
         """``send`` for asyncio code: returns once the record is durable, without blocking the loop."""
+        # Imported here: asyncio (and the ssl it loads) is ~10 MB of a process that does not
+        # use it otherwise, such as a plain producer on a Pi.
+        import asyncio
+
         fut = self.send(topic, value, key, headers, partition, timestamp_ms)
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[RecordMetadata] = loop.create_future()
