@@ -441,12 +441,14 @@ def _create_upstream_topics(servers: str, prefix: str) -> None:
 
 def run_once(side: str, rate: float, seconds: float, devices: int,
              upstream_servers: str | None = None, baseline: str | None = None,
-             pages: int = 0) -> dict[str, Any]:
+             pages: int = 0, probe: list[str] | None = None) -> dict[str, Any]:
     """One run of `side` ("service", "baseline" or "peer"); returns its measured row.
 
     "baseline" is the service with its packages imported from the tree `baseline`.
     ``pages``: console pages held open on the service during the load (bench/_console_pages.py,
     its own process: what it receives is in the row's ``pages_received``).
+    ``probe``: run the service through bench/_memprobe.py with these arguments (its output
+    file first): a diagnosis of what its memory holds, not a measurement.
     Each serial device reads at PTY_RATE, or at the total rate's fair share per device when
     that is lower (bench_cpu_budget's 5 events/s), so a low total rate stays the total.
     """
@@ -489,7 +491,10 @@ def run_once(side: str, rate: float, seconds: float, devices: int,
                     if side == "baseline":
                         assert baseline is not None, "the baseline side needs its source tree"
                         env["PYTHONPATH"] = str(Path(baseline).resolve())
-                    proc = subprocess.Popen([str(BIN / "edge"), "run", "--config", str(cfg)],
+                    cmd = [str(BIN / "edge")]
+                    if probe is not None:
+                        cmd = [sys.executable, str(Path(__file__).with_name("_memprobe.py")), *probe, "--"]
+                    proc = subprocess.Popen([*cmd, "run", "--config", str(cfg)],
                                             stdout=subprocess.DEVNULL, stderr=err, env=env)
                 else:
                     spec = json.dumps(_peer_spec(tmp, links, mosquitto.port))
@@ -615,7 +620,8 @@ def run_once(side: str, rate: float, seconds: float, devices: int,
 
 
 def run(rate: float = 10_000, seconds: float = 20, devices: int = 30, runs: int = 3,
-        upstream: bool = False, peer: bool = True, baseline: str | None = None) -> list[dict[str, Any]]:
+        upstream: bool = False, peer: bool = True, baseline: str | None = None,
+        probe: list[str] | None = None) -> list[dict[str, Any]]:
     """Measure the service (and the peer, unless ``peer=False``) ``runs`` times, interleaved.
 
     With ``baseline`` (a source tree), also ``edge run`` from that tree, in the same rounds.
@@ -633,7 +639,10 @@ def run(rate: float = 10_000, seconds: float = 20, devices: int = 30, runs: int 
         for i in range(runs):
             sides = ["service", *(["baseline"] if baseline else []), *(["peer"] if peer else [])]
             for side in sides:
-                row = run_once(side, rate, seconds, devices, servers, baseline)
+                run_probe = None
+                if probe is not None and side == "service":  # one output file per run
+                    run_probe = [str(Path(probe[0]) / f"probe-{i + 1}.jsonl"), *probe[1:]]
+                row = run_once(side, rate, seconds, devices, servers, baseline, probe=run_probe)
                 row["run"] = i + 1
                 rows.append(row)
                 print(f"# run {i + 1} {side}: offered {row['generator_rate']:,.0f}/s, achieved "
@@ -726,14 +735,22 @@ def main() -> None:
     ap.add_argument("--baseline", metavar="SRC",
                     help="also run edge from this source tree (PYTHONPATH=SRC) in the same rounds")
     ap.add_argument("--json", help="also write the rows (with RSS/CPU samples) to this file")
+    ap.add_argument("--probe", metavar="DIR",
+                    help="diagnose: run the service through bench/_memprobe.py, writing DIR/probe-N.jsonl")
+    ap.add_argument("--probe-args", default="", metavar="ARGS",
+                    help='more of _memprobe.py\'s options, e.g. "--tracemalloc 4 --every 15"')
     ap.add_argument("--peer-worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.peer_worker:
         peer_main(json.loads(args.peer_worker))
         return
     header = machine_header()
+    probe = None
+    if args.probe:
+        Path(args.probe).mkdir(parents=True, exist_ok=True)
+        probe = [args.probe, *args.probe_args.split()]
     rows = run(args.rate, args.seconds, args.devices, args.runs, args.upstream, peer=not args.no_peer,
-               baseline=args.baseline)
+               baseline=args.baseline, probe=probe)
     print(header)
     print(f"# {args.rate:,.0f} events/s offered for {args.seconds:.0f} s by {rows[0]['devices']} simulated "
           f"devices (3 on ptys, the rest MQTT QoS 1 via Mosquitto); fsync; runs={args.runs}; "
