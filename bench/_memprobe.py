@@ -68,11 +68,37 @@ except OSError:
 def _native() -> dict[str, int]:
     """glibc's heap (in use, free but kept, mmapped) and SQLite's own count, in KiB."""
     m = _libc.mallinfo2()
-    out = {"heap_kb": m.arena // 1024, "in_use_kb": m.uordblks // 1024, "free_kb": m.fordblks // 1024,
+    out = {"pymalloc_blocks": sys.getallocatedblocks(), "heap_kb": m.arena // 1024, "in_use_kb": m.uordblks // 1024, "free_kb": m.fordblks // 1024,
            "mmap_kb": m.hblkhd // 1024}
     if _sqlite is not None:
         out["sqlite_kb"] = _sqlite.sqlite3_memory_used() // 1024
         out["sqlite_high_kb"] = _sqlite.sqlite3_memory_highwater(0) // 1024
+    return out
+
+
+def _pymalloc() -> dict[str, int]:
+    """pymalloc's arenas and the bytes in them, from sys._debugmallocstats (it prints to fd 2)."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryFile() as tmp:
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)  # other threads' stderr lands here for this moment
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        text = tmp.read().decode(errors="replace")
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.rpartition("=")
+        key = key.strip().lstrip("# ").strip()
+        value = value.strip().replace(",", "")
+        if key in ("arenas allocated current", "arenas highwater mark") or key.startswith(
+                ("bytes in allocated blocks", "bytes in available blocks", "Total")):
+            out[key] = int(value) if value.isdigit() else value
     return out
 
 
@@ -93,6 +119,7 @@ def probe(out: Path, every: float, frames: int, warmup: float, trim: bool) -> No
             if trim:  # what malloc_trim gives back is what the heap held free (fragmentation)
                 _libc.malloc_trim(0)
                 row["rss_after_trim_kb"] = _smaps()["Rss"]
+            row["pymalloc"] = _pymalloc()
             types = _types()
             row["objects"] = sum(types.values())
             if base_types is None and t >= warmup:
