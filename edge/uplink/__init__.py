@@ -16,7 +16,8 @@ from ._errors import (
 )
 from ._resend import request_resend
 from ._status import PartitionLag, PartitionMismatch, UplinkState, UplinkStatus
-from ._uplink import Uplink, ssl_context
+from ._tls import ssl_context
+from ._uplink import Uplink
 
 __all__ = [
     "FencedError",

@@ -11,7 +11,7 @@
         └── UplinkLockedError     another uplink with the same edge id runs on this
                                   log (``run()`` refuses to start; retriable: it may stop)
 
-aiokafka's errors are translated in one place (``_uplink._translate``).
+aiokafka's errors are translated in one place (``_translate.py``).
 """
 
 from __future__ import annotations
