@@ -202,6 +202,10 @@ def test_rereplicate_sends_a_topic_again_from_an_offset_or_a_time(tmp_path, flee
         assert [d["result"] for d in results] == ["ok", "ok", "error"]
         assert results[0]["detail"] == {"topic": "readings", "from": {"0": 12}}
         assert "args.topic" in results[2]["detail"]
+        # Done re-sending: nothing left in /health's or the reported state's resending.
+        box.wait_health(lambda h: h["uplink"]["resending"] == {}, "no re-send under way")
+        fleet.wait_reported(box.edge_id, lambda r: r["uplink"].get("resending") == {},
+                            "no re-send under way reported")
         # Nothing changes from here on: the heartbeat alone writes the reported state.
         count = len([k for k, _ in fleet.read("reported") if k == box.edge_id])
         wait_for(lambda: len([k for k, _ in fleet.read("reported") if k == box.edge_id]) >= count + 2,
