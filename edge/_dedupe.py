@@ -228,6 +228,10 @@ class ContentIndex:
         # Expired from the front on every look: an OrderedDict, as in RedeliveryIndex.
         self._seen: collections.OrderedDict[ContentKey, tuple[float, asyncio.Future[None]]] = \
             collections.OrderedDict()
+        # As in RedeliveryIndex: a durable write's entry points at one shared resolved
+        # future, so up to 200,000 entries a device do not each hold a 144-byte future.
+        self._writing: collections.deque[tuple[ContentKey, asyncio.Future[None]]] = collections.deque()
+        self._durable: asyncio.Future[None] | None = None
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -260,9 +264,28 @@ class ContentIndex:
     def add(self, key: ContentKey, write: asyncio.Future[None], seen_at: float | None = None) -> None:
         """Remember a reading being written (``seen_at``: monotonic time, default now)."""
         self._seen.pop(key, None)
+        if write.done() and _usable(write):
+            self._durable = self._durable or write
+            write = self._durable
+        else:
+            self._writing.append((key, write))
         self._seen[key] = (self._clock() if seen_at is None else seen_at, write)
         if len(self._seen) > self._limit:
             self._expire(self._clock())
+        self._settle()
+
+    def _settle(self) -> None:
+        """RedeliveryIndex._settle for this index's (seen_at, write) entries."""
+        writing, seen = self._writing, self._seen
+        while writing:
+            key, write = writing[0]
+            if not write.done() and len(writing) <= self._limit:
+                return
+            writing.popleft()
+            entry = seen.get(key)
+            if entry is not None and entry[1] is write and write.done() and _usable(write):
+                self._durable = self._durable or write
+                seen[key] = (entry[0], self._durable)  # an assignment: the entry keeps its place
 
     def prime(self, records: Iterable[TailRecord], durable: asyncio.Future[None],
               now_ms: int) -> int:

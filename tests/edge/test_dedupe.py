@@ -120,6 +120,30 @@ async def test_redelivery_index_lets_go_of_durable_writes_futures() -> None:
         w.set_result(None)
 
 
+async def test_content_index_lets_go_of_durable_writes_futures() -> None:
+    loop = asyncio.get_running_loop()
+    index = ContentIndex(300.0, clock=lambda: 0.0, limit=1000)
+    alive: list[weakref.ref[asyncio.Future[None]]] = []
+    in_flight: list[asyncio.Future[None]] = []
+    for n in range(5020):  # the last 20 stay in flight
+        write: asyncio.Future[None] = loop.create_future()
+        index.add(ContentIndex.key(b"bed-1", n, b"{}"), write)
+        alive.append(weakref.ref(write))
+        in_flight.append(write)
+        if len(in_flight) == 50:
+            for w in in_flight:
+                w.set_result(None)
+            in_flight.clear()
+        del write
+    held = sum(ref() is not None for ref in alive)
+    assert held <= 50 + 1, f"{held} write futures held by a 1000-entry index"
+    assert len(index) == 1000
+    assert index.prior(ContentIndex.key(b"bed-1", 4020, b"{}")) is not None
+    assert index.prior(ContentIndex.key(b"bed-1", 5019, b"{}")) is in_flight[-1]
+    for w in in_flight:
+        w.set_result(None)
+
+
 async def test_redelivery_index_stays_bounded_when_a_write_never_completes() -> None:
     loop = asyncio.get_running_loop()
     index = RedeliveryIndex(limit=10)
