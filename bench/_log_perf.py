@@ -11,6 +11,11 @@ each send timed until its acknowledgement, which here means fsynced (acks=all th
 
 Prints one JSON line: per phase records/s, latency avg/p50/p99/max in ms and CPU
 seconds; the parent reads this process's peak RSS from the kernel when it exits.
+
+``--phases`` also times, in the fixed-rate phase, each commit's phases (the writer's
+whole commit, its write transaction, whose COMMIT holds the fsync, and the WAL
+checkpoints, in the checkpointer thread and the writer's finishing one) and prints their percentiles and
+the slowest to stderr: where a latency tail comes from (docs/log.md#latency).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import resource
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -92,6 +97,48 @@ def send_timed(producer: KafkaProducer, value: bytes, count: int, rate: float | 
     return summarise(latencies, count, elapsed, _cpu() - cpu0)
 
 
+class _Phases:
+    """Timestamps around the log's commit phases, by wrapping its methods (a measurement,
+    not the product: it adds a few microseconds a commit)."""
+
+    def __init__(self) -> None:
+        import broker._checkpoint as ckpt
+        import broker._log as log
+
+        self.t0 = time.perf_counter()
+        self.events: list[tuple[str, float, float, int]] = []
+
+        def timed(owner: object, name: str, label: str, size: Callable[..., int]) -> None:
+            inner = getattr(owner, name)
+
+            def wrapper(*a: object, **kw: object) -> object:
+                t = time.perf_counter()
+                try:
+                    return inner(*a, **kw)
+                finally:
+                    self.events.append((label, t, time.perf_counter(), size(*a)))
+            setattr(owner, name, wrapper)
+
+        timed(log.Log, "_commit", "commit (whole)", lambda _self, batch, *_: len(batch))
+        timed(log.Log, "_write_tx", "write transaction", lambda _self, batch: len(batch))
+        timed(ckpt.Checkpointer, "finish", "checkpoint finished by the writer", lambda *_: 0)
+        timed(ckpt.Checkpointer, "_checkpoint", "checkpoint (its thread)", lambda *_: 0)
+
+    def report(self) -> None:
+        by: dict[str, list[float]] = {}
+        for label, a, b, _n in self.events:
+            by.setdefault(label, []).append((b - a) * 1000)
+        print(f"{'phase':36} {'count':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}", file=sys.stderr)
+        for label, ms in by.items():
+            ms.sort()
+            print(f"{label:36} {len(ms):6} {ms[len(ms) // 2]:8.2f} {ms[int(len(ms) * 0.99)]:8.2f} "
+                  f"{ms[-1]:8.2f}", file=sys.stderr)
+        slow = sorted(self.events, key=lambda e: e[1] - e[2])[:10]
+        print("slowest (phase, ms into the phase, ms, records):", file=sys.stderr)
+        for label, a, b, n in sorted(slow, key=lambda e: e[1]):
+            print(f"  {label:36} {(a - self.t0) * 1000:8.0f} {(b - a) * 1000:8.1f} {n:6}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -100,6 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--record-size", type=int, default=200, help="bytes per value")
     ap.add_argument("--rate", type=int, default=5000, help="records/s of the fixed-rate phase")
     ap.add_argument("--seconds", type=float, default=5.0, help="length of the fixed-rate phase")
+    ap.add_argument("--phases", action="store_true",
+                    help="time each commit's phases in the fixed-rate phase (stderr)")
     args = ap.parse_args(argv)
     value = payload(args.record_size)
     with KafkaAdminClient(data_dir=args.dir) as admin:
@@ -108,7 +157,10 @@ def main(argv: list[str] | None = None) -> None:
     with KafkaProducer(data_dir=args.dir) as producer:
         out["max"] = send_timed(producer, value, args.records, None)
         if args.seconds > 0:
+            phases = _Phases() if args.phases else None
             out["rate"] = send_timed(producer, value, int(args.rate * args.seconds), args.rate)
+            if phases is not None:
+                phases.report()
     out["peak_rss_mb"] = _peak_rss_mb()
     print(json.dumps(out))
 

@@ -95,6 +95,9 @@ class Checkpointer:
         if self._thread is not None:
             self._thread.join()
 
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
         try:
@@ -107,7 +110,7 @@ class Checkpointer:
                 try:
                     if conn is None:
                         conn = self._connect()
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self._checkpoint(conn)
                     self.stats["checkpoints"] += 1
                     # Even when it copied every frame it saw, the writer has most likely
                     # committed more since (it returns the frames it saw, not those there now).
