@@ -11,6 +11,7 @@ import sys
 import termios
 import time
 import tty
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -20,12 +21,22 @@ from paho.mqtt.enums import CallbackAPIVersion
 from devices._errors import TransportError
 
 
-class SimulatedPort:
-    """One pty standing in for one serial device; `link` (optional) follows replugs."""
+def _never() -> bool:
+    return False
 
-    def __init__(self, device_id: str, link: Path | None) -> None:
+
+class SimulatedPort:
+    """One pty standing in for one serial device; `link` (optional) follows replugs.
+
+    ``stopping`` is asked while it waits for a reader or for room to write: once it says
+    True (SIGTERM), the wait ends, so a run with no reader or a stalled one still stops.
+    """
+
+    def __init__(self, device_id: str, link: Path | None,
+                 stopping: Callable[[], bool] = _never) -> None:
         self.device_id = device_id
         self.link = link
+        self.stopping = stopping
         self.master = -1
         self.path = ""
         self.plug()
@@ -36,6 +47,7 @@ class SimulatedPort:
         tty.setraw(slave)  # no echo, no CR/LF rewriting, before any reader configures it
         self.path = os.ttyname(slave)
         os.close(slave)  # so POLLHUP on the master tells us whether a reader has it open
+        os.set_blocking(master, False)  # write() waits in poll(), where it can hear a stop
         self.master = master
         if self.link is not None:
             tmp = self.link.with_name(f".{self.link.name}.tmp")
@@ -58,13 +70,13 @@ class SimulatedPort:
         return not any(ev & select.POLLHUP for _, ev in p.poll(0))
 
     def wait_reader(self, timeout: float | None, settle: float = 0.2) -> bool:
-        """Wait for a reader to open the port; False on timeout (None waits forever).
+        """Wait for a reader to open the port; False on timeout (None waits forever) or stop.
 
         `settle` then gives pyserial time to finish open(), which flushes input.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.reader_attached():
-            if deadline is not None and time.monotonic() > deadline:
+            if (deadline is not None and time.monotonic() > deadline) or self.stopping():
                 return False
             time.sleep(0.01)
         time.sleep(settle)
@@ -92,12 +104,24 @@ class SimulatedPort:
             quiet = quiet + 1 if self.unread() == 0 else 0
             time.sleep(0.01)
 
-    def write(self, data: bytes) -> None:
-        """Write all of `data` (blocks while the reader is behind)."""
+    def write(self, data: bytes) -> bool:
+        """Write all of `data`, waiting while the reader is behind; True if all went.
+
+        False when a stop came while it waited: the rest of `data` is dropped.
+        """
         view = memoryview(data)
+        poll = select.poll()
+        poll.register(self.master, select.POLLOUT)
         while view:
-            n = os.write(self.master, view)
+            try:
+                n = os.write(self.master, view)
+            except BlockingIOError:
+                if self.stopping():
+                    return False
+                poll.poll(200)
+                continue
             view = view[n:]
+        return True
 
     def close(self, drain_timeout: float = 5.0) -> None:
         """Drain, close, and remove the link."""

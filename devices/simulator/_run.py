@@ -158,12 +158,12 @@ class Simulator:
                 link_dir.mkdir(parents=True, exist_ok=True)
             for m in self.fleet:
                 link = link_dir / m.device_id if link_dir else None
-                port = SimulatedPort(m.device_id, link)
+                port = SimulatedPort(m.device_id, link, stopping=lambda: self._stop_requested)
                 self._ports[m.device_id] = port
                 self.announce(f"{m.device_id}\t{port.path}" + (f"\t{link}" if link else ""))
             if cfg.wait_reader is not None:
                 for port in self._ports.values():
-                    if not port.wait_reader(cfg.wait_reader):
+                    if not port.wait_reader(cfg.wait_reader) and not self._stop_requested:
                         raise TimeoutError(f"no reader opened {port.path} within {cfg.wait_reader} s")
         elif cfg.output == "mqtt":
             self._mqtt = MqttPublisher(
@@ -313,7 +313,10 @@ class Simulator:
             assert topic is not None
             self._mqtt.publish(topic, data, tag)
         elif device_id in self._ports:
-            self._ports[device_id].write(data)
+            if not self._ports[device_id].write(data):
+                # SIGTERM while the reader was not reading: the frame stops where it got to
+                # (a reader that wakes later sees a cut frame, a dead letter).
+                self.counts["frames_cut_at_stop"] += 1
         else:
             assert self._stream is not None
             self._stream.write(data)
@@ -327,7 +330,8 @@ class Simulator:
         port.plug()
         print(f"edge-sim: {device_id} replugged at {port.path}", file=self.status, flush=True)
         self._record({"type": "replug", "device_id": device_id, "port": port.path})
-        if self.cfg.wait_reader is not None and not port.wait_reader(self.cfg.wait_reader):
+        if (self.cfg.wait_reader is not None and not port.wait_reader(self.cfg.wait_reader)
+                and not self._stop_requested):
             raise TimeoutError(f"no reader reopened {port.path} within {self.cfg.wait_reader} s")
 
     def _record(self, obj: dict[str, Any]) -> None:

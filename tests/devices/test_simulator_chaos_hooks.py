@@ -98,3 +98,42 @@ def test_sigterm_ends_the_run_cleanly_with_every_reading_recorded_and_acked(
     seqs = [r["seq"] for r in rows if r["type"] == "reading"]
     assert 0 < len(seqs) < 3000 and seqs == list(range(1, len(seqs) + 1))
     assert sorted(int(x) for x in acks.read_text().split()) == seqs
+
+
+def _sigterm_and_wait(proc: subprocess.Popen, after_s: float) -> tuple[int, str]:
+    time.sleep(after_s)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("edge-sim did not end within 15 s of SIGTERM") from None
+    return proc.returncode, err
+
+
+def test_sigterm_ends_a_pty_run_that_still_waits_for_its_reader(tmp_path: Path) -> None:
+    # Nobody opens the ports: it waits up to --wait-reader (30 s), which SIGTERM cuts short.
+    proc = subprocess.Popen(sim_cmd("--output", "pty", "--link-dir", str(tmp_path), "--rate", "5",
+                                    "--duration", "60"),
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rc, err = _sigterm_and_wait(proc, 2.0)
+    assert rc == 0, err
+    assert not list(tmp_path.iterdir()), "the links are removed at the end"
+
+
+def test_sigterm_ends_a_pty_run_whose_reader_stopped_reading(tmp_path: Path) -> None:
+    # One device, as fast as the pty takes it, and a reader that opens it and never reads:
+    # the kernel's buffer fills and every write waits, until SIGTERM.
+    proc = subprocess.Popen(sim_cmd("--output", "pty", "--link-dir", str(tmp_path), "--fast",
+                                    "--gps", "0", "--rooms", "1", "--patients", "0", "--count", "1000000",
+                                    "--duration", "100000"),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    link = Path(proc.stdout.readline().split("\t")[2].strip())
+    fd = os.open(link, os.O_RDONLY | os.O_NOCTTY)
+    try:
+        rc, err = _sigterm_and_wait(proc, 2.0)
+    finally:
+        os.close(fd)
+    assert rc == 0, err
