@@ -14,8 +14,9 @@ Parts (``--parts``, default all):
   appliance  the whole appliance at a fixed rate (bench/bench_appliance.py's run())
   streams    stream processing (edge.streams) beside a hand-written loop on the same log
              (bench/bench_streams.py's cells)
-  cpu        the service's CPU idle and at 5, 50 and 500 events/s beside the hand-written
-             peer, projected onto a Raspberry Pi 4 and a Pi Zero 2 W (bench/bench_cpu_budget.py)
+  cpu        the service's CPU idle, at 5, 50 and 500 events/s and near saturation (5,000 and
+             10,000) beside the hand-written peer, projected onto a Raspberry Pi 4 and a Pi
+             Zero 2 W (bench/bench_cpu_budget.py)
 
 Writes ``OUT/results.md`` (default docs/), its plots ``OUT/results-*.png``, the raw
 values ``OUT/results.json``, and prints the tables. A part that fails is reported on the
@@ -82,7 +83,8 @@ QUICK = {
                                       drain_records=20_000),
     "appliance": _part_appliance.AppliancePlan(rate=1000, seconds=5, devices=9),
     "streams": _part_streams.StreamsPlan(records=20_000),
-    "cpu": _part_cpu.CpuPlan(seconds=5, idle_seconds=5, nbody_steps=50_000),
+    "cpu": _part_cpu.CpuPlan(seconds=5, idle_seconds=5, high_seconds=3,
+                             high_rates=(5_000,), nbody_steps=50_000),
 }
 
 
